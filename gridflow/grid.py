@@ -1,0 +1,67 @@
+"""Tensor grids on a box of R^d (d = 1, 2): the nodes where the discrete potential lives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SUPPORTED_DIMENSIONS = (1, 2)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Uniform grid of `shape` nodes on the box [lower, upper] (both ends are nodes).
+
+    >>> Grid(lower=[-6.0], upper=[6.0], shape=[401]).spacing
+    (0.03,)
+    """
+
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+    shape: tuple[int, ...]
+
+    def __post_init__(self):
+        lower = tuple(float(v) for v in np.atleast_1d(self.lower))
+        upper = tuple(float(v) for v in np.atleast_1d(self.upper))
+        shape = tuple(np.atleast_1d(self.shape).tolist())
+        if not (len(lower) == len(upper) == len(shape)):
+            raise ValueError(
+                f"lower, upper and shape must have one entry per dimension, got "
+                f"{len(lower)}, {len(upper)}, {len(shape)}"
+            )
+        if len(shape) not in SUPPORTED_DIMENSIONS:
+            raise ValueError(f"the grid dimension must be 1 or 2, got {len(shape)}")
+        if not all(np.isfinite(lower + upper)):
+            raise ValueError("lower and upper must be finite")
+        if any(lo >= up for lo, up in zip(lower, upper, strict=True)):
+            raise ValueError(f"lower must be < upper in every dimension, got {lower} and {upper}")
+        if any(not isinstance(n, int) or n < 4 for n in shape):
+            raise ValueError(f"shape must hold integers >= 4 (nodes per axis), got {shape}")
+        object.__setattr__(self, "lower", lower)
+        object.__setattr__(self, "upper", upper)
+        object.__setattr__(self, "shape", shape)
+
+    @property
+    def dim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def spacing(self) -> tuple[float, ...]:
+        return tuple(
+            (up - lo) / (n - 1) for lo, up, n in zip(self.lower, self.upper, self.shape, strict=True)
+        )
+
+    def axis(self, k: int) -> np.ndarray:
+        """Node coordinates along axis k."""
+        return np.linspace(self.lower[k], self.upper[k], self.shape[k])
+
+    @property
+    def nodes(self) -> np.ndarray:
+        """All nodes as an (N, d) array, the last axis varying fastest."""
+        mesh = np.meshgrid(*(self.axis(k) for k in range(self.dim)), indexing="ij")
+        return np.stack([m.ravel() for m in mesh], axis=1)
+
+    def refined(self, factor: int = 2) -> Grid:
+        """The grid whose spacing is divided by `factor` (nested nodes)."""
+        return Grid(self.lower, self.upper, tuple(factor * (n - 1) + 1 for n in self.shape))

@@ -1,0 +1,116 @@
+"""The discrete problem: a grid, a source ϱ0 and a target γ, with the quadrature of ϱ0.
+
+The quadrature weights w (at the map's evaluation points) and m (at the Hessian's
+evaluation points) are each a probability vector: ϱ0 restricted to the grid, by the
+midpoint rule. They define the weighted norm ‖T‖²_w = Σ_i w_i |T_i|², the discrete
+L²(ϱ0) norm, in which every scheme of the package is a gradient flow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import sparse
+
+from gridflow import operators
+from gridflow.grid import Grid
+from gridflow.measures import LogConcaveTarget, as_source
+
+DEFAULT_MAX_CUT_MASS = 1e-6
+_DENSITY_FLOOR = 1e-280
+
+
+class GridCutsSourceError(ValueError):
+    """The grid's box leaves out more source mass than the problem allows."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Transport the source density on `grid` to `target` (DESIGN §3, §6).
+
+    source: a density callable points (n, d) -> (n,) (unnormalized), or a source object
+        such as `measures.GaussianMixture`.
+    max_cut_mass: the largest ϱ0 mass the box may leave out; a larger cut raises
+        `GridCutsSourceError` (the discrete problem would silently be another one).
+    """
+
+    grid: Grid
+    source: object
+    target: LogConcaveTarget
+    max_cut_mass: float = DEFAULT_MAX_CUT_MASS
+    points: np.ndarray = field(init=False, repr=False)
+    weights: np.ndarray = field(init=False, repr=False)
+    hessian_points: np.ndarray = field(init=False, repr=False)
+    hessian_weights: np.ndarray = field(init=False, repr=False)
+    log_source: np.ndarray = field(init=False, repr=False)
+    gradient_operator: sparse.csr_matrix = field(init=False, repr=False)
+    hessian_operator: sparse.csr_matrix = field(init=False, repr=False)
+
+    def __post_init__(self):
+        if not isinstance(self.grid, Grid):
+            raise TypeError("grid must be a gridflow.Grid")
+        if not isinstance(self.target, LogConcaveTarget):
+            raise TypeError("target must be a gridflow.LogConcaveTarget")
+        if self.target.dim != self.grid.dim:
+            raise ValueError(f"target has dimension {self.target.dim}, the grid {self.grid.dim}")
+        if self.grid.dim != 1:
+            raise NotImplementedError("Problem supports d = 1 grids so far")
+        source = as_source(self.source, self.grid.dim)
+        object.__setattr__(self, "source", source)
+        cut = source.mass_outside(self.grid.lower, self.grid.upper)
+        if not cut <= self.max_cut_mass:
+            raise GridCutsSourceError(
+                f"the grid box {self.grid.lower}..{self.grid.upper} leaves out {cut:.3g} of the "
+                f"source mass (max_cut_mass = {self.max_cut_mass:.3g}): enlarge the box"
+            )
+        points = operators.midpoints(self.grid)
+        hessian_points = operators.interior_nodes(self.grid)
+        density = np.maximum(source.density(points), _DENSITY_FLOOR)
+        hessian_density = np.maximum(source.density(hessian_points), _DENSITY_FLOOR)
+        normalizer = density.sum() * float(np.prod(self.grid.spacing))
+        self._set("points", points)
+        self._set("weights", density / density.sum())
+        self._set("hessian_points", hessian_points)
+        self._set("hessian_weights", hessian_density / hessian_density.sum())
+        self._set("log_source", np.log(hessian_density / normalizer))
+        self._set("gradient_operator", operators.gradient_operator(self.grid))
+        self._set("hessian_operator", operators.hessian_operator(self.grid))
+
+    def _set(self, name, value):
+        if isinstance(value, np.ndarray):
+            value.setflags(write=False)
+        object.__setattr__(self, name, value)
+
+    @property
+    def dim(self) -> int:
+        return self.grid.dim
+
+    @property
+    def size(self) -> int:
+        """Number of evaluation points of the map."""
+        return self.points.shape[0]
+
+    def identity(self) -> np.ndarray:
+        """T_0 = id at the evaluation points, (n, d)."""
+        return self.points.copy()
+
+    def norm(self, field_values) -> float:
+        """‖u‖_w, the discrete L²(ϱ0) norm of a vector field (n, d)."""
+        field_values = np.asarray(field_values)
+        return float(np.sqrt(np.sum(self.weights * np.sum(field_values**2, axis=1))))
+
+    def inner(self, u, v) -> float:
+        """⟨u, v⟩_w, the discrete L²(ϱ0) inner product."""
+        return float(np.sum(self.weights * np.sum(np.asarray(u) * np.asarray(v), axis=1)))
+
+    def as_map(self, T, name: str = "T") -> np.ndarray:
+        """Validate a map given at the evaluation points: (n, d) float64, finite."""
+        T = np.asarray(T, dtype=np.float64)
+        if self.dim == 1 and T.ndim == 1:
+            T = T[:, None]
+        if T.shape != self.points.shape:
+            raise ValueError(f"{name} must have shape {self.points.shape}, got {T.shape}")
+        if not np.all(np.isfinite(T)):
+            raise ValueError(f"{name} contains NaN or infinite values")
+        return T

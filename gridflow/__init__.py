@@ -1,0 +1,38 @@
+"""gridflow: the grid reference solver of the constrained Monge flow.
+
+Optimal transport maps as the long-time limit of the gradient flow of
+T ↦ KL(T#ϱ0 | γ) constrained to gradients of convex functions (cons.gf), discretized on
+grids (d = 1; d = 2 to come), with exact Gaussian flows in any dimension.
+"""
+
+from gridflow import gaussian, rates
+from gridflow.cones import project_onto_cone, project_onto_tangent_cone
+from gridflow.functionals import kl_energy, kl_gradient
+from gridflow.grid import Grid
+from gridflow.groundtruth import quantile_map
+from gridflow.measures import CallableSource, GaussianMixture, LogConcaveTarget
+from gridflow.problem import GridCutsSourceError, Problem
+from gridflow.schemes import DiscreteMap, Trajectory, UnstableStepError, minimize, solve
+from gridflow.solvers import SolverError
+
+__all__ = [
+    "CallableSource",
+    "DiscreteMap",
+    "GaussianMixture",
+    "Grid",
+    "GridCutsSourceError",
+    "LogConcaveTarget",
+    "Problem",
+    "SolverError",
+    "Trajectory",
+    "UnstableStepError",
+    "gaussian",
+    "kl_energy",
+    "kl_gradient",
+    "minimize",
+    "project_onto_cone",
+    "project_onto_tangent_cone",
+    "quantile_map",
+    "rates",
+    "solve",
+]

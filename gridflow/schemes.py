@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 from scipy.integrate import solve_ivp
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from gridflow import cones
 from gridflow.functionals import (

@@ -1,0 +1,18 @@
+"""`python -m validation` writes its table, JSON, Markdown and figures, and reports failures."""
+
+import json
+
+from validation.__main__ import main
+
+
+def test_report_on_the_1d_suite(tmp_path, capsys):
+    status = main(["--out", str(tmp_path), "--only", "grid1d"])
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert status == 0, [c for c in report["checks"] if c["verdict"] == "fail"]
+    statements = {c["statement"] for c in report["checks"]}
+    assert {"grid convergence", "Prop 3.1", "Thm 2.13 (iii.a)", "Thm 2.13 (ii.a)"} <= statements
+    assert (tmp_path / "report.md").read_text().startswith("# Validation report")
+    for check in report["checks"]:
+        for figure in check["details"].get("figures", []):
+            assert (tmp_path / figure).stat().st_size > 1000
+    assert "Prop 3.1" in capsys.readouterr().out

@@ -1,0 +1,72 @@
+"""`python -m validation`: measure the paper's statements and write the report.
+
+Prints a table (statement, setting, measured, theoretical, verdict) and writes it as
+report.json and report.md beside the PNG figures in the output folder. Exits with
+status 1 when any check fails, so that it serves as a regression check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import sys
+import time
+
+from validation import gaussian_checks, grid1d_checks
+
+SUITES = {"gaussian": gaussian_checks, "grid1d": grid1d_checks}
+COLUMNS = ("statement", "setting", "measured", "theoretical", "verdict")
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(prog="python -m validation", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("validation-report"),
+                        help="output folder (default: ./validation-report)")
+    parser.add_argument("--size", choices=("quick", "full"), default="quick",
+                        help="quick (default, ~1 minute) or full (larger grids and d = 50)")
+    parser.add_argument("--only", choices=tuple(SUITES), action="append",
+                        help="run only this suite (repeatable)")
+    return parser.parse_args(argv)
+
+
+def table(rows) -> str:
+    widths = [max(len(col), *(len(str(r[col])) for r in rows)) for col in COLUMNS]
+    def line(values):
+        return "| " + " | ".join(str(v).ljust(w) for v, w in zip(values, widths, strict=True)) + " |"
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(COLUMNS), rule, *(line([r[c] for c in COLUMNS]) for r in rows)])
+
+
+def main(argv=None) -> int:
+    arguments = parse_arguments(argv)
+    outdir = arguments.out
+    outdir.mkdir(parents=True, exist_ok=True)
+    rows, figures, timings = [], [], {}
+    for name in arguments.only or SUITES:
+        start = time.perf_counter()
+        print(f"running {name} checks ({arguments.size}) ...", file=sys.stderr, flush=True)
+        for check in SUITES[name].run(arguments.size, outdir):
+            rows.append({"suite": name, **dataclasses.asdict(check)})
+            figures += [f for f in check.details.get("figures", []) if f not in figures]
+        timings[name] = round(time.perf_counter() - start, 2)
+    failed = sum(r["verdict"] == "fail" for r in rows)
+    summary = (f"{len(rows)} checks: {sum(r['verdict'] == 'pass' for r in rows)} pass, "
+               f"{failed} fail, {sum(r['verdict'] == 'n/a' for r in rows)} n/a")
+    text = table(rows)
+    print(text)
+    print(summary)
+    (outdir / "report.json").write_text(json.dumps(
+        {"size": arguments.size, "seconds": timings, "summary": summary, "checks": rows},
+        indent=2, default=float))
+    markdown = [f"# Validation report ({arguments.size})", "", summary, "", text, ""]
+    markdown += [f"![{f}]({f})" for f in figures]
+    (outdir / "report.md").write_text("\n".join(markdown) + "\n")
+    print(f"report written to {outdir}/report.md, report.json and {len(figures)} figures",
+          file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -21,7 +21,9 @@ def as_points(value, name: str, dim: int) -> np.ndarray:
     if dim == 1 and array.ndim == 1:
         array = array[:, None]
     if array.ndim != 2 or array.shape[1] != dim:
-        raise ValueError(f"{name} must be an array of points of shape (n, {dim}), got {array.shape}")
+        raise ValueError(
+            f"{name} must be an array of points of shape (n, {dim}), got {array.shape}"
+        )
     return array
 
 

@@ -28,22 +28,31 @@ class OutsideConeError(ValueError):
 
 @njit(cache=True)
 def log_det_term_1d(T, hessian_weights, spacing):
-    """-Σ_j m_j log((T_j - T_{j-1}) / h) and its gradient in T (d = 1).
+    """-Σ_j m_j log((T_j - T_{j-1}) / h) (d = 1); inf when T is not strictly increasing."""
+    value = 0.0
+    for j in range(T.shape[0] - 1):
+        increment = T[j + 1] - T[j]
+        if not increment > 0.0:
+            return np.inf
+        value -= hessian_weights[j] * np.log(increment / spacing)
+    return value
 
-    Returns (inf, gradient of zeros) when T is not strictly increasing.
-    """
+
+@njit(cache=True)
+def log_det_gradient_1d(T, hessian_weights):
+    """The gradient in T of -Σ_j m_j log((T_j - T_{j-1}) / h) (d = 1); NaNs if T is not
+    strictly increasing."""
     size = T.shape[0]
     gradient = np.zeros(size)
-    value = 0.0
     for j in range(size - 1):
         increment = T[j + 1] - T[j]
         if not increment > 0.0:
-            return np.inf, np.zeros(size)
-        value -= hessian_weights[j] * np.log(increment / spacing)
+            gradient[:] = np.nan
+            return gradient
         slope = hessian_weights[j] / increment
         gradient[j] += slope
         gradient[j + 1] -= slope
-    return value, gradient
+    return gradient
 
 
 def _entropy_constant(problem: Problem) -> float:
@@ -53,7 +62,7 @@ def _entropy_constant(problem: Problem) -> float:
 def kl_energy(problem: Problem, T) -> float:
     """F_h(T), the discrete KL(T#ϱ0 | γ); +inf when T is not strictly inside K_h."""
     T = problem.as_map(T)
-    log_det, _ = log_det_term_1d(T[:, 0], problem.hessian_weights, problem.grid.spacing[0])
+    log_det = log_det_term_1d(T[:, 0], problem.hessian_weights, problem.grid.spacing[0])
     potential = float(problem.weights @ problem.target.V(T))
     return potential + log_det + _entropy_constant(problem)
 
@@ -64,8 +73,8 @@ def kl_gradient(problem: Problem, T) -> np.ndarray:
     Raises OutsideConeError when T is not strictly inside K_h (F_h is +inf there).
     """
     T = problem.as_map(T)
-    log_det, gradient = log_det_term_1d(T[:, 0], problem.hessian_weights, problem.grid.spacing[0])
-    if not np.isfinite(log_det):
+    gradient = log_det_gradient_1d(T[:, 0], problem.hessian_weights)
+    if np.isnan(gradient[0]):
         raise OutsideConeError("the map is not strictly increasing: F_h is +inf there")
     return problem.target.grad_V(T) + (gradient / problem.weights)[:, None]
 
@@ -78,7 +87,9 @@ def kl_hessian(problem: Problem, T) -> sparse.csr_matrix:
         raise OutsideConeError("the map is not strictly increasing: F_h is +inf there")
     curvature = problem.hessian_weights / increments**2
     differences = sparse.diags(
-        [-np.ones(T.shape[0] - 1), np.ones(T.shape[0] - 1)], [0, 1], shape=(T.shape[0] - 1, T.shape[0])
+        [-np.ones(T.shape[0] - 1), np.ones(T.shape[0] - 1)],
+        [0, 1],
+        shape=(T.shape[0] - 1, T.shape[0]),
     )
     potential = sparse.diags(problem.weights * problem.target.hessian(T)[:, 0, 0])
     return (potential + differences.T @ sparse.diags(curvature) @ differences).tocsr()

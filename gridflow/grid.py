@@ -49,7 +49,8 @@ class Grid:
     @property
     def spacing(self) -> tuple[float, ...]:
         return tuple(
-            (up - lo) / (n - 1) for lo, up, n in zip(self.lower, self.upper, self.shape, strict=True)
+            (up - lo) / (n - 1)
+            for lo, up, n in zip(self.lower, self.upper, self.shape, strict=True)
         )
 
     def axis(self, k: int) -> np.ndarray:

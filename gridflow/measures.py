@@ -201,7 +201,7 @@ class LogConcaveTarget:
             scaled = cp.multiply(np.sqrt(weights)[:, None], T - mean[None, :]) @ precision_root
             return 0.5 * cp.sum_squares(scaled)
 
-        sign, logdet = np.linalg.slogdet(cov)
+        _, logdet = np.linalg.slogdet(cov)
         return cls(
             V=V,
             grad_V=grad_V,

@@ -1,6 +1,5 @@
 """Every notebook under notebooks/ runs top to bottom at small size (MONGE_NOTEBOOK_SMALL=1)."""
 
-import os
 import pathlib
 
 import nbformat
@@ -15,10 +14,18 @@ def test_notebook_executes(path, monkeypatch):
     monkeypatch.setenv("MONGE_NOTEBOOK_SMALL", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     notebook = nbformat.read(path, as_version=4)
-    NotebookClient(notebook, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
-    errors = [o for cell in notebook.cells for o in cell.get("outputs", [])
-              if o.get("output_type") == "error"]
+    NotebookClient(
+        notebook,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    ).execute()
+    errors = [
+        o
+        for cell in notebook.cells
+        for o in cell.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
     assert not errors
 
 

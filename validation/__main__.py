@@ -21,20 +21,35 @@ COLUMNS = ("statement", "setting", "measured", "theoretical", "verdict")
 
 
 def parse_arguments(argv):
-    parser = argparse.ArgumentParser(prog="python -m validation", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("validation-report"),
-                        help="output folder (default: ./validation-report)")
-    parser.add_argument("--size", choices=("quick", "full"), default="quick",
-                        help="quick (default, ~1 minute) or full (larger grids and d = 50)")
-    parser.add_argument("--only", choices=tuple(SUITES), action="append",
-                        help="run only this suite (repeatable)")
+    parser = argparse.ArgumentParser(
+        prog="python -m validation", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--out",
+        type=pathlib.Path,
+        default=pathlib.Path("validation-report"),
+        help="output folder (default: ./validation-report)",
+    )
+    parser.add_argument(
+        "--size",
+        choices=("quick", "full"),
+        default="quick",
+        help="quick (default, ~1 minute) or full (larger grids and d = 50)",
+    )
+    parser.add_argument(
+        "--only", choices=tuple(SUITES), action="append", help="run only this suite (repeatable)"
+    )
     return parser.parse_args(argv)
 
 
 def table(rows) -> str:
     widths = [max(len(col), *(len(str(r[col])) for r in rows)) for col in COLUMNS]
+
     def line(values):
-        return "| " + " | ".join(str(v).ljust(w) for v, w in zip(values, widths, strict=True)) + " |"
+        return (
+            "| " + " | ".join(str(v).ljust(w) for v, w in zip(values, widths, strict=True)) + " |"
+        )
+
     rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(COLUMNS), rule, *(line([r[c] for c in COLUMNS]) for r in rows)])
 
@@ -52,19 +67,27 @@ def main(argv=None) -> int:
             figures += [f for f in check.details.get("figures", []) if f not in figures]
         timings[name] = round(time.perf_counter() - start, 2)
     failed = sum(r["verdict"] == "fail" for r in rows)
-    summary = (f"{len(rows)} checks: {sum(r['verdict'] == 'pass' for r in rows)} pass, "
-               f"{failed} fail, {sum(r['verdict'] == 'n/a' for r in rows)} n/a")
+    summary = (
+        f"{len(rows)} checks: {sum(r['verdict'] == 'pass' for r in rows)} pass, "
+        f"{failed} fail, {sum(r['verdict'] == 'n/a' for r in rows)} n/a"
+    )
     text = table(rows)
     print(text)
     print(summary)
-    (outdir / "report.json").write_text(json.dumps(
-        {"size": arguments.size, "seconds": timings, "summary": summary, "checks": rows},
-        indent=2, default=float))
+    (outdir / "report.json").write_text(
+        json.dumps(
+            {"size": arguments.size, "seconds": timings, "summary": summary, "checks": rows},
+            indent=2,
+            default=float,
+        )
+    )
     markdown = [f"# Validation report ({arguments.size})", "", summary, "", text, ""]
     markdown += [f"![{f}]({f})" for f in figures]
     (outdir / "report.md").write_text("\n".join(markdown) + "\n")
-    print(f"report written to {outdir}/report.md, report.json and {len(figures)} figures",
-          file=sys.stderr)
+    print(
+        f"report written to {outdir}/report.md, report.json and {len(figures)} figures",
+        file=sys.stderr,
+    )
     return 1 if failed else 0
 
 

@@ -57,17 +57,31 @@ def grid_convergence(grid_nodes, outdir) -> list[Check]:
     details = {"nodes": list(grid_nodes), "errors": errors.tolist(), "orders": orders.tolist()}
     setting = "1D mixture → N(0,1), [-6, 6]"
     return [
-        Check("grid convergence", f"{setting}, 400 nodes", f"{at_400:.3g}", "< 1e-4",
-              verdict(at_400 < 1e-4), {**details, "figures": [name]}),
-        Check("grid convergence order", f"{setting}, nodes {list(grid_nodes)}",
-              f"{orders.min():.3f} (min)", ">= 1.8", verdict(orders.min() >= 1.8), details),
+        Check(
+            "grid convergence",
+            f"{setting}, 400 nodes",
+            f"{at_400:.3g}",
+            "< 1e-4",
+            verdict(at_400 < 1e-4),
+            {**details, "figures": [name]},
+        ),
+        Check(
+            "grid convergence order",
+            f"{setting}, nodes {list(grid_nodes)}",
+            f"{orders.min():.3f} (min)",
+            ">= 1.8",
+            verdict(orders.min() >= 1.8),
+            details,
+        ),
     ]
 
 
 def flow_checks(nodes, steps, outdir) -> list[Check]:
     checks, curves = [], []
-    for label, source in (("mean-matched mixture", mixture_1d()),
-                          ("shifted mixture", shifted_mixture_1d())):
+    for label, source in (
+        ("mean-matched mixture", mixture_1d()),
+        ("shifted mixture", shifted_mixture_1d()),
+    ):
         problem = problem_1d(nodes, source=source)
         optimum = minimize(problem)
         flow = solve(problem, "flow", tau=0.1, steps=steps)
@@ -82,28 +96,58 @@ def flow_checks(nodes, steps, outdir) -> list[Check]:
         ratio_a = float(np.max(gap / energy_bound))
         ratio_b = float(np.max(squared_error / error_bound))
         checks += [
-            Check("Thm 2.13 (i)", setting, f"max increase {increase:.2g}", "<= 0",
-                  verdict(increase <= ROUNDOFF)),
-            Check("Thm 2.13 (iii.a)", setting, f"max gap/bound {ratio_a:.4f}", "<= 1",
-                  verdict(ratio_a <= 1 + 1e-9)),
-            Check("Thm 2.13 (iii.b)", setting, f"max error²/bound {ratio_b:.4f}", "<= 1",
-                  verdict(ratio_b <= 1 + 1e-9)),
+            Check(
+                "Thm 2.13 (i)",
+                setting,
+                f"max increase {increase:.2g}",
+                "<= 0",
+                verdict(increase <= ROUNDOFF),
+            ),
+            Check(
+                "Thm 2.13 (iii.a)",
+                setting,
+                f"max gap/bound {ratio_a:.4f}",
+                "<= 1",
+                verdict(ratio_a <= 1 + 1e-9),
+            ),
+            Check(
+                "Thm 2.13 (iii.b)",
+                setting,
+                f"max error²/bound {ratio_b:.4f}",
+                "<= 1",
+                verdict(ratio_b <= 1 + 1e-9),
+            ),
         ]
         if label == "shifted mixture":
-            checks.append(Check("fitted rate = 2λ", setting, f"{fit.rate:.4f}", f"{2 * lam:.4f}",
-                                verdict(abs(fit.rate / (2 * lam) - 1) <= 0.05),
-                                {"window": [fit.time_start, fit.time_stop]}))
+            checks.append(
+                Check(
+                    "fitted rate = 2λ",
+                    setting,
+                    f"{fit.rate:.4f}",
+                    f"{2 * lam:.4f}",
+                    verdict(abs(fit.rate / (2 * lam) - 1) <= 0.05),
+                    {"window": [fit.time_start, fit.time_stop]},
+                )
+            )
         else:
-            checks.append(Check(
-                "fitted rate >= 2λ", setting, f"{fit.rate:.4f}", f">= {2 * lam:.4f}",
-                verdict(fit.rate >= 0.95 * 2 * lam),
-                {"note": "the source's mean equals the target's: the translation mode, the "
-                 "only one of rate 2λ, is not excited and the next mode decays at ~4λ"}))
+            checks.append(
+                Check(
+                    "fitted rate >= 2λ",
+                    setting,
+                    f"{fit.rate:.4f}",
+                    f">= {2 * lam:.4f}",
+                    verdict(fit.rate >= 0.95 * 2 * lam),
+                    {
+                        "note": "the source's mean equals the target's: the translation mode, the "
+                        "only one of rate 2λ, is not excited and the next mode decays at ~4λ"
+                    },
+                )
+            )
         curves.append((label, flow.times, gap, energy_bound, fit, squared_error, error_bound))
     with pyplot() as plt:
         figure, axes = plt.subplots(1, 2, figsize=(11, 4))
         for label, times, gap, energy_bound, fit, squared_error, error_bound in curves:
-            line, = axes[0].semilogy(times, gap, label=f"{label}: fitted rate {fit.rate:.3f}")
+            (line,) = axes[0].semilogy(times, gap, label=f"{label}: fitted rate {fit.rate:.3f}")
             axes[0].semilogy(times, energy_bound, "--", color=line.get_color(), lw=0.8)
             axes[1].semilogy(times, squared_error, color=line.get_color(), label=label)
             axes[1].semilogy(times, error_bound, "--", color=line.get_color(), lw=0.8)
@@ -116,8 +160,17 @@ def flow_checks(nodes, steps, outdir) -> list[Check]:
             axis.set_ylim(1e-14, None)
             axis.legend(fontsize=8)
         name = figure_file(figure, outdir, "grid1d_flow.png")
-    return [Check(c.statement, c.setting, c.measured, c.theoretical, c.verdict,
-                  {**c.details, "figures": [name]}) for c in checks]
+    return [
+        Check(
+            c.statement,
+            c.setting,
+            c.measured,
+            c.theoretical,
+            c.verdict,
+            {**c.details, "figures": [name]},
+        )
+        for c in checks
+    ]
 
 
 def implicit_checks(nodes, outdir) -> list[Check]:
@@ -133,46 +186,77 @@ def implicit_checks(nodes, outdir) -> list[Check]:
         setting = f"1D implicit, τ = {tau}, {nodes} nodes"
         increase = float(np.diff(trajectory.energy).max())
         checks += [
-            Check("Thm 2.13 (i) (implicit)", setting, f"max increase {increase:.2g}", "<= 0",
-                  verdict(increase <= ROUNDOFF)),
-            Check("Prop 3.1", setting, f"max contraction {ratios.max():.4f}",
-                  f"<= α = {alpha:.4f}", verdict(ratios.max() <= alpha),
-                  {"ratios": ratios.tolist()}),
+            Check(
+                "Thm 2.13 (i) (implicit)",
+                setting,
+                f"max increase {increase:.2g}",
+                "<= 0",
+                verdict(increase <= ROUNDOFF),
+            ),
+            Check(
+                "Prop 3.1",
+                setting,
+                f"max contraction {ratios.max():.4f}",
+                f"<= α = {alpha:.4f}",
+                verdict(ratios.max() <= alpha),
+                {"ratios": ratios.tolist()},
+            ),
         ]
     # Prop 3.3: implicit trajectories approach the flow as τ → 0 (at t = 1).
     flow = solve(problem, "flow", tau=0.05, steps=20)
     taus = np.array([0.2, 0.1, 0.05])
-    gaps = np.array([problem.norm(solve(problem, "implicit", tau=t, steps=round(1 / t)).maps[-1]
-                                  - flow.maps[-1]) for t in taus])
+    gaps = np.array(
+        [
+            problem.norm(
+                solve(problem, "implicit", tau=t, steps=round(1 / t)).maps[-1] - flow.maps[-1]
+            )
+            for t in taus
+        ]
+    )
     order = np.log2(gaps[:-1] / gaps[1:])
-    checks.append(Check("Prop 3.3", f"1D, ‖T̂τ(1) - T(1)‖_w for τ = {taus.tolist()}",
-                        f"{gaps[-1]:.3g}, order {order.mean():.2f}", "→ 0 as τ → 0",
-                        verdict(bool(np.all(np.diff(gaps) < 0))),
-                        {"taus": taus.tolist(), "distances": gaps.tolist()}))
+    checks.append(
+        Check(
+            "Prop 3.3",
+            f"1D, ‖T̂τ(1) - T(1)‖_w for τ = {taus.tolist()}",
+            f"{gaps[-1]:.3g}, order {order.mean():.2f}",
+            "→ 0 as τ → 0",
+            verdict(bool(np.all(np.diff(gaps) < 0))),
+            {"taus": taus.tolist(), "distances": gaps.tolist()},
+        )
+    )
     return checks
 
 
 def explicit_checks(nodes) -> list[Check]:
     mixture = problem_1d(nodes)
-    mixture_bounds = [2 / weighted_curvature_bound(mixture, T)
-                      for T in (mixture.identity(), minimize(mixture).map)]
+    mixture_bounds = [
+        2 / weighted_curvature_bound(mixture, T)
+        for T in (mixture.identity(), minimize(mixture).map)
+    ]
     problem = problem_1d(100, source=GaussianMixture.gaussian([0.5], [[0.64]]))
     optimum = minimize(problem)
-    tau = 0.5 * min(2 / weighted_curvature_bound(problem, T)
-                    for T in (problem.identity(), optimum.map))
+    tau = 0.5 * min(
+        2 / weighted_curvature_bound(problem, T) for T in (problem.identity(), optimum.map)
+    )
     trajectory = solve(problem, "explicit", tau=tau, steps=int(8.0 / tau))
     errors = trajectory.errors(optimum.map)
     increase = float(np.diff(trajectory.energy).max())
-    return [Check(
-        "explicit scheme (3.1)", f"1D Gaussian source, 100 nodes, τ = {tau:.2g} = half the bound",
-        f"error ×{errors[-1] / errors[0]:.1e} at t = 8, max increase {increase:.1g}",
-        "converges, F_h nonincreasing", verdict(errors[-1] < 1e-3 * errors[0]
-                                                 and increase <= ROUNDOFF),
-        {"stability_bound_mixture_identity": mixture_bounds[0],
-         "stability_bound_mixture_optimum": mixture_bounds[1],
-         "note": "for the bimodal mixture the bound 2/L falls from "
-                 f"{mixture_bounds[0]:.2g} at the identity to {mixture_bounds[1]:.2g} at the "
-                 "optimum, whose slope between the modes is small: the scheme is stiff"})]
+    return [
+        Check(
+            "explicit scheme (3.1)",
+            f"1D Gaussian source, 100 nodes, τ = {tau:.2g} = half the bound",
+            f"error ×{errors[-1] / errors[0]:.1e} at t = 8, max increase {increase:.1g}",
+            "converges, F_h nonincreasing",
+            verdict(errors[-1] < 1e-3 * errors[0] and increase <= ROUNDOFF),
+            {
+                "stability_bound_mixture_identity": mixture_bounds[0],
+                "stability_bound_mixture_optimum": mixture_bounds[1],
+                "note": "for the bimodal mixture the bound 2/L falls from "
+                f"{mixture_bounds[0]:.2g} at the identity to {mixture_bounds[1]:.2g} at the "
+                "optimum, whose slope between the modes is small: the scheme is stiff",
+            },
+        )
+    ]
 
 
 def lemma_2_8_checks(nodes) -> list[Check]:
@@ -189,10 +273,20 @@ def lemma_2_8_checks(nodes) -> list[Check]:
             worst_ii = max(worst_ii, problem.inner(v - w, S - T))
     setting = f"1D random states with active constraints, {nodes} nodes"
     return [
-        Check("Lemma 2.8 (i)", setting + ": ⟨v,w⟩ - ‖w‖²", f"deviation {worst_i:.1g}", "= 0",
-              verdict(worst_i <= 1e-12)),
-        Check("Lemma 2.8 (ii)", setting, f"max ⟨v-w, S-T⟩ = {worst_ii:.2g}", "<= 0",
-              verdict(worst_ii <= 1e-12)),
+        Check(
+            "Lemma 2.8 (i)",
+            setting + ": ⟨v,w⟩ - ‖w‖²",
+            f"deviation {worst_i:.1g}",
+            "= 0",
+            verdict(worst_i <= 1e-12),
+        ),
+        Check(
+            "Lemma 2.8 (ii)",
+            setting,
+            f"max ⟨v-w, S-T⟩ = {worst_ii:.2g}",
+            "<= 0",
+            verdict(worst_ii <= 1e-12),
+        ),
     ]
 
 
@@ -214,8 +308,14 @@ def quartic_checks(nodes, outdir) -> list[Check]:
         name = figure_file(figure, outdir, "grid1d_quartic.png")
     setting = f"1D flow, mixture → exp(-y⁴/4), {nodes} nodes"
     return [
-        Check("Thm 2.13 (ii.a)", setting, f"max gap/bound {ratio:.4f}", "<= 1",
-              verdict(ratio <= 1), {"figures": [name]}),
+        Check(
+            "Thm 2.13 (ii.a)",
+            setting,
+            f"max gap/bound {ratio:.4f}",
+            "<= 1",
+            verdict(ratio <= 1),
+            {"figures": [name]},
+        ),
         Check("Thm 2.13 (iii)", setting, "λ = 0", "needs λ > 0", "n/a"),
     ]
 

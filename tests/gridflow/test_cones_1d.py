@@ -14,7 +14,9 @@ def test_pava_matches_scipy(size):
     rng = np.random.default_rng(size)
     values, weights = rng.standard_normal(size), rng.uniform(0.01, 2.0, size)
     ours = isotonic_regression(values, weights, np.ones(size - 1, dtype=bool))
-    np.testing.assert_allclose(ours, scipy_isotonic_regression(values, weights=weights).x, atol=1e-14)
+    np.testing.assert_allclose(
+        ours, scipy_isotonic_regression(values, weights=weights).x, atol=1e-14
+    )
 
 
 def test_pava_with_free_links_regresses_each_chain_separately():

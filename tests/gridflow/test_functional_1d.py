@@ -30,7 +30,9 @@ def test_energy_at_identity_is_the_continuous_kl():
     assert kl_energy(problem, problem.identity()) == pytest.approx(exact, abs=1e-8)
 
 
-@pytest.mark.parametrize("target", [LogConcaveTarget.gaussian([0.3], [[2.0]]), LogConcaveTarget.quartic()])
+@pytest.mark.parametrize(
+    "target", [LogConcaveTarget.gaussian([0.3], [[2.0]]), LogConcaveTarget.quartic()]
+)
 def test_gradient_matches_finite_differences(target):
     problem = problem_1d(120, target=target)
     rng = np.random.default_rng(0)
@@ -102,3 +104,18 @@ def test_curvature_bound_is_the_largest_weighted_eigenvalue():
     scale = 1 / np.sqrt(problem.weights)
     dense = np.linalg.eigvalsh(scale[:, None] * hessian * scale[None, :]).max()
     assert weighted_curvature_bound(problem, T) == pytest.approx(dense, rel=1e-10)
+
+
+def test_numba_log_det_gradient_equals_the_numpy_formula():
+    from gridflow.functionals import log_det_gradient_1d
+    from validation.benchmark_gridflow import numpy_log_det_gradient
+
+    problem = problem_1d(300)
+    T = smooth_map(problem.points)[:, 0]
+    np.testing.assert_allclose(
+        log_det_gradient_1d(T, problem.hessian_weights),
+        numpy_log_det_gradient(T, problem.hessian_weights),
+        rtol=1e-14,
+    )
+    T[5] = T[4]
+    assert np.isnan(log_det_gradient_1d(T, problem.hessian_weights)).all()

@@ -58,7 +58,9 @@ def optimum(problem):
 
 
 @pytest.mark.parametrize("tau", [0.1, 0.5, 2.0])
-def test_implicit_scheme_decreases_energy_and_contracts_within_proposition_3_1(problem, optimum, tau):
+def test_implicit_scheme_decreases_energy_and_contracts_within_proposition_3_1(
+    problem, optimum, tau
+):
     trajectory = solve(problem, "implicit", tau=tau, steps=8)
     assert np.all(np.diff(trajectory.energy) <= 1e-13)
     errors = trajectory.errors(optimum.map)

@@ -1,0 +1,100 @@
+"""Speed of the grid solver's kernels: `python -m validation.benchmark_gridflow`.
+
+Medians over repeats, compile time excluded (every kernel runs once before timing):
+- one implicit step (3.2) with 10⁴ nodes: Newton's method and the cvxpy conic program;
+- the projection onto K_h: the isotonic fast path against the cvxpy reference (polished),
+  at 10⁴ and 10⁵ nodes;
+- the numba kernel of the weighted KL gradient against the same formula in numpy;
+- the exact Gaussian constrained flow in d = 50 up to t = 10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+from gridflow.cones import project_onto_cone
+from gridflow.examples import problem_1d
+from gridflow.functionals import log_det_gradient_1d
+from gridflow.proximal import proximal_step
+from validation.gaussian_checks import benchmark_gaussian_flow
+
+
+def median_seconds(function, repeats: int) -> float:
+    function()
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def numpy_log_det_gradient(T, hessian_weights):
+    """The log-det part of the gradient of F_h with numpy array operations (the reference)."""
+    increments = np.diff(T)
+    if np.any(increments <= 0):
+        return np.full(T.shape, np.nan)
+    slopes = hessian_weights / increments
+    gradient = np.zeros(T.shape[0])
+    gradient[:-1] += slopes
+    gradient[1:] -= slopes
+    return gradient
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    repeats = parser.parse_args(argv).repeats
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}; medians of {repeats} runs"
+    )
+    rows = []
+
+    problem = problem_1d(10_001)
+    center = problem.identity()
+    newton = median_seconds(lambda: proximal_step(problem, center, 0.5), repeats)
+    conic = median_seconds(
+        lambda: proximal_step(problem, center, 0.5, solver="cvxpy"), max(1, repeats // 2)
+    )
+    rows.append(("implicit step, 10^4 nodes, Newton", newton, None))
+    rows.append(("implicit step, 10^4 nodes, cvxpy/Clarabel", conic, conic / newton))
+
+    for nodes in (10_001, 100_001):
+        problem = problem_1d(nodes)
+        v = problem.identity() + 0.5 * np.random.default_rng(0).standard_normal((problem.size, 1))
+        fast = median_seconds(lambda p=problem, v=v: project_onto_cone(p, v), repeats)
+        reference = median_seconds(
+            lambda p=problem, v=v: project_onto_cone(p, v, method="cvxpy"), max(1, repeats // 2)
+        )
+        label = f"projection onto K_h, 10^{len(str(nodes - 1)) - 1} nodes"
+        rows.append((f"{label}, isotonic", fast, None))
+        rows.append((f"{label}, cvxpy + polish", reference, reference / fast))
+
+    problem = problem_1d(100_001)
+    T = (problem.identity() + 0.1 * np.sin(problem.identity()))[:, 0]
+    m = problem.hessian_weights
+    kernel = median_seconds(lambda: log_det_gradient_1d(T, m), repeats * 4)
+    plain = median_seconds(lambda: numpy_log_det_gradient(T, m), repeats * 4)
+    rows.append(("log-det gradient of F_h, 10^5 nodes, numba", kernel, None))
+    rows.append(("log-det gradient of F_h, 10^5 nodes, numpy", plain, plain / kernel))
+
+    flow = benchmark_gaussian_flow(dim=50, t_end=10.0, num_times=200, repeats=repeats)
+    rows.append(("Gaussian flow, d = 50, t in [0, 10], 200 times", flow["median_seconds"], None))
+
+    width = max(len(r[0]) for r in rows)
+    print(f"{'kernel'.ljust(width)} | median (s) | ratio to the line above")
+    for label, seconds, ratio in rows:
+        print(
+            f"{label.ljust(width)} | {seconds:10.4g} | {'' if ratio is None else f'{ratio:.1f}x'}"
+        )
+
+
+if __name__ == "__main__":
+    main()

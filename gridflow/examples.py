@@ -19,6 +19,11 @@ def shifted_mixture_1d() -> GaussianMixture:
     return GaussianMixture([0.5, 0.5], [[-1.0], [2.0]], [[[0.25]], [[0.49]]])
 
 
+def gaussian_source_1d() -> GaussianMixture:
+    """N(0.5, 0.8²): its OT map to N(0, 1) has slope 1.25 everywhere (a non-stiff case)."""
+    return GaussianMixture.gaussian([0.5], [[0.64]])
+
+
 def problem_1d(nodes: int = 400, source=None, target=None, box=BOX_1D) -> Problem:
     """The 1D mixture → N(0, 1) on [-6, 6] with `nodes` grid nodes."""
     return Problem(

@@ -146,8 +146,16 @@ def solve(
     )
 
 
+def explicit_stability_bound(problem: Problem, *maps) -> float:
+    """The largest stable step of the explicit scheme at the given maps: min 2/L(T).
+
+    L(T) is the largest eigenvalue of the weighted Hessian W^{-1/2} ∇²F_h(T) W^{-1/2}.
+    """
+    return min(2.0 / weighted_curvature_bound(problem, T) for T in maps)
+
+
 def _explicit_step(problem, T, tau, k, projection):
-    bound = 2.0 / weighted_curvature_bound(problem, T)
+    bound = explicit_stability_bound(problem, T)
     if tau >= bound:
         raise UnstableStepError(
             f"tau = {tau:.4g} exceeds the explicit scheme's stability bound 2/L = {bound:.4g} "

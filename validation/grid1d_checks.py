@@ -13,15 +13,15 @@ import numpy as np
 
 from gridflow import LogConcaveTarget, minimize, quantile_map, solve
 from gridflow.cones import project_onto_tangent_cone
-from gridflow.examples import mixture_1d, problem_1d, shifted_mixture_1d
-from gridflow.functionals import kl_gradient, weighted_curvature_bound
-from gridflow.measures import GaussianMixture
+from gridflow.examples import gaussian_source_1d, mixture_1d, problem_1d, shifted_mixture_1d
+from gridflow.functionals import kl_gradient
 from gridflow.rates import (
     energy_gap_bound_convex,
     energy_gap_bound_strongly_convex,
     fit_log_linear,
     map_error_bound_strongly_convex,
 )
+from gridflow.schemes import explicit_stability_bound
 from validation.plotting import figure_file, pyplot
 from validation.report import Check
 
@@ -230,14 +230,11 @@ def implicit_checks(nodes, outdir) -> list[Check]:
 def explicit_checks(nodes) -> list[Check]:
     mixture = problem_1d(nodes)
     mixture_bounds = [
-        2 / weighted_curvature_bound(mixture, T)
-        for T in (mixture.identity(), minimize(mixture).map)
+        explicit_stability_bound(mixture, T) for T in (mixture.identity(), minimize(mixture).map)
     ]
-    problem = problem_1d(100, source=GaussianMixture.gaussian([0.5], [[0.64]]))
+    problem = problem_1d(100, source=gaussian_source_1d())
     optimum = minimize(problem)
-    tau = 0.5 * min(
-        2 / weighted_curvature_bound(problem, T) for T in (problem.identity(), optimum.map)
-    )
+    tau = 0.5 * explicit_stability_bound(problem, problem.identity(), optimum.map)
     trajectory = solve(problem, "explicit", tau=tau, steps=int(8.0 / tau))
     errors = trajectory.errors(optimum.map)
     increase = float(np.diff(trajectory.energy).max())

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from gridflow import (
-    GaussianMixture,
     GridCutsSourceError,
     LogConcaveTarget,
     Problem,
@@ -14,11 +13,11 @@ from gridflow import (
     quantile_map,
     solve,
 )
-from gridflow.examples import problem_1d, shifted_mixture_1d
-from gridflow.functionals import weighted_curvature_bound
+from gridflow.examples import gaussian_source_1d, problem_1d, shifted_mixture_1d
 from gridflow.grid import Grid
 from gridflow.proximal import proximal_step
 from gridflow.rates import fitted_rate
+from gridflow.schemes import explicit_stability_bound
 
 
 def error_to_exact(nodes):
@@ -91,11 +90,9 @@ def test_explicit_scheme_converges_for_a_stable_step():
     """A Gaussian source: the optimal map's slope stays near 1.25, so the stability bound
     2/L stays near h²/2 along the run (for the bimodal mixture it falls to ~1e-5 at the
     optimum, where the map's slope between the modes is 0.07)."""
-    problem = problem_1d(100, source=GaussianMixture.gaussian([0.5], [[0.64]]))
+    problem = problem_1d(100, source=gaussian_source_1d())
     optimum = minimize(problem)
-    tau = 0.5 * min(
-        2 / weighted_curvature_bound(problem, T) for T in (problem.identity(), optimum.map)
-    )
+    tau = 0.5 * explicit_stability_bound(problem, problem.identity(), optimum.map)
     trajectory = solve(problem, "explicit", tau=tau, steps=int(8.0 / tau))
     errors = trajectory.errors(optimum.map)
     assert np.all(np.diff(trajectory.energy) <= 1e-13)

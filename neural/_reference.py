@@ -1,0 +1,140 @@
+"""Plain-numpy versions of the numba kernels (same formulas, vectorized over points).
+
+They serve twice: as an independent implementation the tests compare the kernels
+against, and as the baseline of ``validation/benchmark_neural.py``. Inputs are
+assumed valid (no checks); shapes as in the public functions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit, logsumexp
+
+# --------------------------------------------------------------------------- ICNN
+
+
+def _softplus(a):
+    return np.logaddexp(0.0, a)
+
+
+def _layers(architecture, theta):
+    named = architecture.views(theta)
+    layers = [(None, named["W0"], named["b0"])]
+    for layer in range(1, architecture.depth):
+        layers.append((named[f"Wz{layer}"], named[f"Wx{layer}"], named[f"b{layer}"]))
+    return layers, named["w"], named["c"][0]
+
+
+def _forward(architecture, theta, x, u=None):
+    """Pre-activations a_l, s(a_l), s'(a_l), s''(a_l) and tangents ȧ_l, ż_l along u."""
+    layers, _, _ = _layers(architecture, theta)
+    pre, value, slope, curvature, tangent_pre, tangent_value = [], [], [], [], [], []
+    for weight_z, weight_x, bias in layers:
+        a = x @ weight_x.T + bias
+        if weight_z is not None:
+            a = a + value[-1] @ weight_z.T
+        sig = expit(a)
+        pre.append(a)
+        value.append(_softplus(a))
+        slope.append(sig)
+        curvature.append(sig * expit(-a))
+        if u is not None:
+            a_dot = u @ weight_x.T
+            if weight_z is not None:
+                a_dot = a_dot + tangent_value[-1] @ weight_z.T
+            tangent_pre.append(a_dot)
+            tangent_value.append(sig * a_dot)
+    return pre, value, slope, curvature, tangent_pre, tangent_value
+
+
+def icnn_potential(architecture, theta, x):
+    """φ_θ(x) (n,)."""
+    _, w, c = _layers(architecture, theta)
+    _, value, *_ = _forward(architecture, theta, x)
+    return value[-1] @ w + c
+
+
+def icnn_map(architecture, theta, x):
+    """∇_x φ_θ(x) (n, d) by reverse mode."""
+    layers, w, _ = _layers(architecture, theta)
+    _, _, slope, *_ = _forward(architecture, theta, x)
+    g = w * slope[-1]
+    out = np.zeros_like(x)
+    for layer in range(len(layers) - 1, -1, -1):
+        weight_z, weight_x, _ = layers[layer]
+        out += g @ weight_x
+        if weight_z is not None:
+            g = (g @ weight_z) * slope[layer - 1]
+    return out
+
+
+def icnn_map_vjp(architecture, theta, x, u):
+    """∇_θ Σ_i ⟨u_i, ∇_x φ_θ(x_i)⟩ (num_params,) by second-order reverse mode."""
+    layers, w, _ = _layers(architecture, theta)
+    _, value, slope, curvature, tangent_pre, tangent_value = _forward(architecture, theta, x, u)
+    grads = {}
+    q = w * slope[-1]
+    p = w * curvature[-1] * tangent_pre[-1]
+    grads["w"] = tangent_value[-1].sum(axis=0)
+    grads["c"] = np.zeros(1)
+    for layer in range(len(layers) - 1, -1, -1):
+        weight_z, _, _ = layers[layer]
+        suffix = str(layer)
+        grads[f"b{suffix}"] = p.sum(axis=0)
+        grads["W0" if layer == 0 else f"Wx{layer}"] = p.T @ x + q.T @ u
+        if weight_z is None:
+            break
+        grads[f"Wz{layer}"] = p.T @ value[layer - 1] + q.T @ tangent_value[layer - 1]
+        adj_p = p @ weight_z
+        adj_q = q @ weight_z
+        p = adj_p * slope[layer - 1] + adj_q * curvature[layer - 1] * tangent_pre[layer - 1]
+        q = adj_q * slope[layer - 1]
+    out = np.empty(architecture.num_params)
+    for name, (sl, _) in architecture.slices().items():
+        out[sl] = grads[name].ravel()
+    return out
+
+
+# --------------------------------------------------------------------------- score
+
+
+def self_entropic_score(x, eps, tol=1e-6, max_iter=1000):
+    """Symmetric log-domain Sinkhorn, then the score -(2/ε)(x - B(x)); (score, iterations)."""
+    n = x.shape[0]
+    squared = np.sum(x * x, axis=1)
+    cost = 0.5 * np.maximum(squared[:, None] + squared[None, :] - 2.0 * (x @ x.T), 0.0)
+    kernel_log = -cost / eps
+    h = np.zeros(n)
+    iterations = 0
+    for iterations in range(1, max_iter + 1):  # noqa: B007
+        update = np.log(n) - logsumexp(kernel_log + h[None, :], axis=1)
+        residual = np.max(np.abs(h - update))
+        h = 0.5 * (h + update)
+        if residual <= tol:
+            break
+    logits = kernel_log + h[None, :]
+    logits -= logits.max(axis=1, keepdims=True)
+    weights = np.exp(logits)
+    weights /= weights.sum(axis=1, keepdims=True)
+    return -(2.0 / eps) * (x - weights @ x), iterations
+
+
+# --------------------------------------------------------------------------- MMD
+
+
+def _mean_distance(a, b, block=2048):
+    total = 0.0
+    for start in range(0, a.shape[0], block):
+        chunk = a[start : start + block]
+        diff = chunk[:, None, :] - b[None, :, :]
+        total += np.sqrt(np.einsum("ijk,ijk->ij", diff, diff)).sum()
+    return total / (a.shape[0] * b.shape[0])
+
+
+def energy_distance(x, y, block=2048):
+    """2 mean‖x_i - y_j‖ - mean‖x_i - x_j‖ - mean‖y_i - y_j‖ (V-statistic), blocked over rows."""
+    return (
+        2.0 * _mean_distance(x, y, block)
+        - _mean_distance(x, x, block)
+        - _mean_distance(y, y, block)
+    )

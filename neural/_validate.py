@@ -1,0 +1,94 @@
+"""Input checks shared by the neural modules.
+
+Each check raises a ``TypeError`` (wrong kind of object) or ``ValueError`` (wrong
+shape or value) whose message names the argument and says how to fix it, and
+otherwise returns the input as a C-contiguous float64 array (a copy only when
+needed).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+def as_float_array(value, name: str) -> np.ndarray:
+    """``value`` as a C-contiguous float64 array; TypeError if not real numbers."""
+    if type(value) is np.ndarray and value.dtype == np.float64 and value.flags.c_contiguous:
+        return value
+    array = np.asarray(value)
+    if array.dtype == object or not (
+        np.issubdtype(array.dtype, np.floating)
+        or np.issubdtype(array.dtype, np.integer)
+        or array.dtype == np.bool_
+    ):
+        raise TypeError(
+            f"{name} must be an array of real numbers, got dtype {array.dtype}; "
+            f"pass a float64 numpy array"
+        )
+    return np.ascontiguousarray(array, dtype=np.float64)
+
+
+def require_finite(array: np.ndarray, name: str) -> None:
+    """ValueError naming ``name`` if ``array`` holds NaN or infinite entries."""
+    if not np.isfinite(array).all():
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise ValueError(
+            f"{name} contains {bad} NaN or infinite entries; remove or replace them "
+            f"before calling (e.g. x = x[np.isfinite(x).all(axis=1)])"
+        )
+
+
+def as_points(value, name: str, dim: int | None = None, min_points: int = 1) -> np.ndarray:
+    """A finite (n, d) float64 array of points with n >= min_points (and d == dim if given)."""
+    points = as_float_array(value, name)
+    if points.ndim != 2:
+        hint = " (a single point must be passed as shape (1, d))" if points.ndim == 1 else ""
+        raise ValueError(
+            f"{name} must be a 2-D array of points with shape (n, d), got shape "
+            f"{points.shape}{hint}"
+        )
+    if dim is not None and points.shape[1] != dim:
+        raise ValueError(
+            f"{name} must have {dim} columns (the dimension), got shape {points.shape}; "
+            f"pass points of shape (n, {dim})"
+        )
+    if points.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one column, got shape {points.shape}")
+    if points.shape[0] < min_points:
+        raise ValueError(
+            f"{name} must hold at least {min_points} point(s), got shape {points.shape}"
+        )
+    require_finite(points, name)
+    return points
+
+
+def positive_int(value, name: str) -> int:
+    """``value`` as a positive Python int; TypeError for non-integers, ValueError if < 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+    return int(value)
+
+
+def positive_float(value, name: str, allow_zero: bool = False) -> float:
+    """``value`` as a finite float > 0 (or >= 0 with allow_zero)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    number = float(value)
+    if not np.isfinite(number) or number < 0.0 or (number == 0.0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return number
+
+
+def require_generator(rng, name: str = "rng") -> np.random.Generator:
+    """``rng`` if it is a numpy Generator, else a TypeError with the fix."""
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            f"{name} must be a numpy.random.Generator, got {type(rng).__name__}; "
+            f"pass e.g. {name}=np.random.default_rng(seed)"
+        )
+    return rng

@@ -1,0 +1,325 @@
+"""Score estimation from samples by the self-entropic OT potential (paper Remark 3.10).
+
+Given samples x_1, ..., x_n of a density ρ and the empirical measure
+ρ̂ = (1/n) Σ_j δ_{x_j}, the self-entropic OT problem is entropic OT between ρ̂ and
+itself with cost c(x, y) = ½‖x − y‖² and regularization ε. Its optimal plan is
+symmetric, π_ij = (1/n²) exp((f_i + f_j − c_ij)/ε), with one potential f solving
+the symmetric Schrödinger fixed point
+
+    f_i = −ε log Σ_j (1/n) exp((f_j − c_ij)/ε),   i = 1, ..., n.
+
+Writing h = f/ε and G_ij = c_ij/ε, the map h ↦ T(h), T(h)_i = log n − LSE_j(h_j − G_ij)
+is iterated in the log domain with the averaged update h ← ½(h + T(h)), which
+converges fast (~27 updates to 1e-9 for n = 100 Gaussian samples; the plain update
+h ← T(h) oscillates between two states for the symmetric problem). Starting from
+h = 0, every iterate satisfies |h_i| <= ½ log n (T(h)_i <= log n − h_i from the
+diagonal term, T(h)_i >= −max h), so the log-sum-exp uses the single shift max_j h_j:
+every term exp(h_j − G_ij − max h) is <= 1 and the diagonal one is >= 1/n, no
+overflow or underflow of the row sums. The residual is
+‖h − T(h)‖_∞ = max_i |log(n (π 1)_i)|, the largest relative violation of the
+marginal constraint in log scale (dimensionless).
+
+Score estimate (Remark 3.10, [Mor24]): for small ε, f ≈ −(ε/2) log ρ + const, and the
+barycentric projection of the plan, B(x_i) = Σ_j softmax_j((f_j − ½‖x_i − x_j‖²)/ε) x_j,
+equals x_i + (ε/2) ∇log ρ(x_i) + o(ε) (a Gaussian convolution of width √ε of
+ρ^{1/2}, divided by ρ^{1/2}). Hence
+
+    ∇log ρ(x_i) ≈ −(2/ε) (x_i − B(x_i)).
+
+Default ε (Remark 3.10, as in ott-jax): 5% of the median of the squared pairwise
+distances ‖x_i − x_j‖², i < j, of the point cloud.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from neural._elementwise import exp_nonpositive_block
+from neural._validate import as_points, positive_float, positive_int
+
+__all__ = [
+    "DEFAULT_EPS_FRACTION",
+    "ConvergenceWarning",
+    "SelfEntropicPotential",
+    "default_eps",
+    "self_entropic_potential",
+    "self_entropic_score",
+]
+
+DEFAULT_EPS_FRACTION = 0.05
+"""ε = DEFAULT_EPS_FRACTION × median squared pairwise distance (paper Remark 3.10)."""
+
+_JIT = {"cache": True, "fastmath": False, "error_model": "numpy", "nogil": True}
+_ROW_BLOCK = 32
+"""Rows per parallel work item (row boundaries depend on n only)."""
+_PARALLEL_MIN_POINTS = 64
+"""Below this many points the serial Sinkhorn kernel is used (measured, benchmark_neural)."""
+
+
+class ConvergenceWarning(RuntimeWarning):
+    """Sinkhorn stopped at max_iter with a residual above tol (numbers in the message)."""
+
+
+@dataclass(frozen=True)
+class SelfEntropicPotential:
+    """Solution of the symmetric Sinkhorn problem on a point cloud (Remark 3.10).
+
+    points      the samples x (n, d)
+    eps         the entropic regularization ε
+    potential   the self-entropic potential f (n,) (cost units, f = ε h)
+    residual    final ‖h − T(h)‖_∞ = max_i |log(n (π 1)_i)| (dimensionless)
+    iterations  number of averaged updates done
+    converged   residual <= tol
+    """
+
+    points: np.ndarray
+    eps: float
+    potential: np.ndarray
+    residual: float
+    iterations: int
+    converged: bool
+
+    def score(self) -> np.ndarray:
+        """Score estimate −(2/ε)(x_i − B(x_i)) at the samples, (n, d)."""
+        return _score(self.points, self.points, self.potential / self.eps, self.eps)
+
+    def score_at(self, y) -> np.ndarray:
+        """The same estimator at other points y (m, d): −(2/ε)(y − Σ_j softmax_j(...) x_j)."""
+        y = as_points(y, "y", dim=self.points.shape[1])
+        return _score(y, self.points, self.potential / self.eps, self.eps)
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+@njit(**_JIT)
+def _median_squared_distance(x):
+    """Median of ‖x_i − x_j‖² over the pairs i < j."""
+    n, dim = x.shape
+    values = np.empty(n * (n - 1) // 2)
+    position = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            total = 0.0
+            for k in range(dim):
+                diff = x[i, k] - x[j, k]
+                total += diff * diff
+            values[position] = total
+            position += 1
+    return np.median(values)
+
+
+@njit(**_JIT)
+def _row_logits(query_row, support_t, h, scale, out):
+    """out[j] = h[j] − ‖y − x_j‖² · scale (scale = 1/(2ε)) for one query point y."""
+    dim, m = support_t.shape
+    for j in range(m):
+        out[j] = 0.0
+    for k in range(dim):
+        coordinate = query_row[k]
+        support_k = support_t[k]
+        for j in range(m):
+            diff = support_k[j] - coordinate
+            out[j] += diff * diff
+    for j in range(m):
+        out[j] = h[j] - out[j] * scale
+
+
+@njit(**_JIT)
+def _sum4(values, length):
+    """Σ values[:length] with four interleaved partial sums (fixed order)."""
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    j = 0
+    while j + 4 <= length:
+        s0 += values[j]
+        s1 += values[j + 1]
+        s2 += values[j + 2]
+        s3 += values[j + 3]
+        j += 4
+    while j < length:
+        s0 += values[j]
+        j += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(**_JIT)
+def _row_block_bounds(n):
+    blocks = max(1, (n + _ROW_BLOCK - 1) // _ROW_BLOCK)
+    bounds = np.empty(blocks + 1, dtype=np.int64)
+    for b in range(blocks + 1):
+        bounds[b] = (b * n) // blocks
+    return bounds
+
+
+def _make_sinkhorn(parallel):
+    loop = prange if parallel else range
+
+    @njit(parallel=parallel, **_JIT)
+    def sinkhorn(x, eps, tol, max_iter):
+        """Averaged symmetric log-domain Sinkhorn: returns (h, residual, iterations)."""
+        n = x.shape[0]
+        x_t = np.ascontiguousarray(x.T)
+        scale = 0.5 / eps
+        log_n = math.log(n)
+        h = np.zeros(n)
+        update = np.empty(n)
+        bounds = _row_block_bounds(n)
+        residual = np.inf
+        iterations = 0
+        while iterations < max_iter:
+            shift = h.max()
+            for b in loop(bounds.size - 1):
+                logits = np.empty(n)
+                terms = np.empty(n)
+                scratch = np.empty(n, dtype=np.int64)
+                for i in range(bounds[b], bounds[b + 1]):
+                    _row_logits(x[i], x_t, h, scale, logits)
+                    for j in range(n):
+                        logits[j] -= shift
+                    exp_nonpositive_block(logits, terms, scratch, n)
+                    update[i] = log_n - (shift + math.log(_sum4(terms, n)))
+            residual = 0.0
+            for i in range(n):
+                residual = max(residual, abs(h[i] - update[i]))
+            for i in range(n):
+                h[i] = 0.5 * (h[i] + update[i])
+            iterations += 1
+            if residual <= tol:
+                break
+        return h, residual, iterations
+
+    return sinkhorn
+
+
+_sinkhorn_serial = _make_sinkhorn(parallel=False)
+_sinkhorn_parallel = _make_sinkhorn(parallel=True)
+
+
+@njit(parallel=True, **_JIT)
+def _score_kernel(query, support, h, eps):
+    """−(2/ε)(y_i − Σ_j softmax_j(h_j − ‖y_i − x_j‖²/(2ε)) x_j) for every query row."""
+    m = query.shape[0]
+    n, dim = support.shape
+    support_t = np.ascontiguousarray(support.T)
+    scale = 0.5 / eps
+    out = np.empty((m, dim))
+    bounds = _row_block_bounds(m)
+    for b in prange(bounds.size - 1):
+        logits = np.empty(n)
+        terms = np.empty(n)
+        scratch = np.empty(n, dtype=np.int64)
+        for i in range(bounds[b], bounds[b + 1]):
+            _row_logits(query[i], support_t, h, scale, logits)
+            shift = logits.max()
+            for j in range(n):
+                logits[j] -= shift
+            exp_nonpositive_block(logits, terms, scratch, n)
+            total = _sum4(terms, n)
+            for k in range(dim):
+                support_k = support_t[k]
+                for j in range(n):
+                    logits[j] = terms[j] * support_k[j]
+                barycenter = _sum4(logits, n) / total
+                out[i, k] = -(2.0 / eps) * (query[i, k] - barycenter)
+    return out
+
+
+def _score(query, support, h, eps):
+    return _score_kernel(query, support, h, eps)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def default_eps(x) -> float:
+    """DEFAULT_EPS_FRACTION × median of ‖x_i − x_j‖² over pairs i < j (Remark 3.10)."""
+    x = as_points(x, "x", min_points=2)
+    median = float(_median_squared_distance(x))
+    if not median > 0.0:
+        raise ValueError(
+            "cannot choose eps from x: at least half of the pairwise distances are 0 "
+            "(repeated points); pass eps explicitly"
+        )
+    return DEFAULT_EPS_FRACTION * median
+
+
+def self_entropic_potential(
+    x, eps: float | None = None, tol: float = 1e-9, max_iter: int = 1000
+) -> SelfEntropicPotential:
+    """Self-entropic OT potential of the point cloud x (n, d) (Remark 3.10).
+
+    eps       entropic regularization ε > 0; default ``default_eps(x)``
+    tol       stop when ‖h − T(h)‖_∞ <= tol (h = f/ε, see the module docstring)
+    max_iter  cap on the averaged updates h ← ½(h + T(h))
+
+    Does not raise on non-convergence: it emits a ``ConvergenceWarning`` with the
+    reached residual, and the result carries ``residual`` and ``converged``.
+    """
+    x = as_points(x, "x", min_points=2)
+    if eps is None:
+        eps = default_eps(x)
+    else:
+        eps = _check_eps(eps)
+    tol = positive_float(tol, "tol")
+    max_iter = positive_int(max_iter, "max_iter")
+    use_parallel = x.shape[0] >= _PARALLEL_MIN_POINTS and numba.get_num_threads() > 1
+    kernel = _sinkhorn_parallel if use_parallel else _sinkhorn_serial
+    h, residual, iterations = kernel(x, eps, tol, max_iter)
+    converged = bool(residual <= tol)
+    if not converged:
+        warnings.warn(
+            f"self-entropic Sinkhorn did not converge: residual {residual:.3e} > tol "
+            f"{tol:.1e} after {iterations} iterations (eps={eps:.4g}, n={x.shape[0]}); "
+            f"increase max_iter or eps, or loosen tol",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return SelfEntropicPotential(
+        points=x,
+        eps=eps,
+        potential=eps * h,
+        residual=float(residual),
+        iterations=int(iterations),
+        converged=converged,
+    )
+
+
+def self_entropic_score(
+    x,
+    eps: float | None = None,
+    tol: float = 1e-9,
+    max_iter: int = 1000,
+    *,
+    return_info: bool = False,
+):
+    """Score estimate ∇log ρ(x_i) ≈ −(2/ε)(x_i − B(x_i)) from samples x (n, d) (Remark 3.10).
+
+    Returns the (n, d) estimate, or ``(score, potential)`` with the
+    ``SelfEntropicPotential`` (residual, iterations, converged) if ``return_info``.
+    Non-convergence within ``max_iter`` emits a ``ConvergenceWarning`` stating the
+    residual reached; it does not raise. ``eps <= 0`` raises a ValueError.
+    """
+    solution = self_entropic_potential(x, eps=eps, tol=tol, max_iter=max_iter)
+    score = solution.score()
+    return (score, solution) if return_info else score
+
+
+def _check_eps(eps) -> float:
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)):
+        raise TypeError(f"eps must be a positive number or None, got {eps!r}")
+    value = float(eps)
+    if not (np.isfinite(value) and value > 0.0):
+        raise ValueError(
+            f"eps must be a finite number > 0 (the entropic regularization), got {eps!r}; "
+            f"pass eps=None for the default 5% of the median squared distance"
+        )
+    return value

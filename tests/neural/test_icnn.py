@@ -1,0 +1,298 @@
+"""ICNN potential, map, parameter-VJP and Hessian (paper §3.4): derivatives, convexity, checks."""
+
+import math
+
+import numpy as np
+import pytest
+
+from neural import ICNN, ICNNArchitecture
+from neural import _reference as reference
+from neural._elementwise import exp_nonpositive_block, softplus_block
+from neural.icnn import (
+    _map_serial,
+    _map_vjp_parallel,
+    _map_vjp_serial,
+    hessian,
+    map_vjp,
+    potential,
+    transport_map,
+)
+
+ARCHITECTURES = [
+    (1, (3,)),
+    (1, (5, 4, 3)),
+    (2, (7,)),
+    (2, (20, 20)),
+    (2, (6, 9, 4, 5)),
+    (5, (8, 8)),
+    (5, (4, 6, 3, 5)),
+]
+
+
+def _setup(dim, hidden, seed=0, n=9, scale=0.5):
+    """An admissible θ with larger entries than the default init (stronger nonlinearity)."""
+    rng = np.random.default_rng(seed)
+    architecture = ICNNArchitecture(dim, hidden)
+    theta = architecture.project(rng.normal(0.0, scale, architecture.num_params))
+    x = rng.standard_normal((n, dim))
+    u = rng.standard_normal((n, dim))
+    return architecture, theta, x, u
+
+
+def _relative_error(actual, expected):
+    return np.max(np.abs(actual - expected)) / np.max(np.abs(expected))
+
+
+def test_paper_network_has_541_parameters():
+    net = ICNN(dim=2, hidden=(20, 20), rng=np.random.default_rng(0))
+    assert net.num_params == 541
+    assert net.params.shape == (541,) and net.params.dtype == np.float64
+    names = list(net.views())
+    assert names == ["W0", "b0", "Wz1", "b1", "Wx1", "w", "c"]
+    assert [v.size for v in net.views().values()] == [40, 20, 400, 20, 40, 20, 1]
+
+
+def test_views_and_layers_share_memory_with_params():
+    net = ICNN(dim=3, hidden=(4, 5, 6), rng=np.random.default_rng(1))
+    views = net.views()
+    assert views["Wz2"].shape == (6, 5) and views["Wx2"].shape == (6, 3)
+    assert np.shares_memory(views["Wz1"], net.params)
+    layers = net.layers
+    assert len(layers) == 3 and layers[0].weight_z is None
+    assert layers[1].weight_z.shape == (5, 4) and layers[2].bias.shape == (6,)
+    with pytest.raises(ValueError):
+        views["W0"][0, 0] = 1.0  # read-only
+
+
+@pytest.mark.parametrize(("dim", "hidden"), ARCHITECTURES)
+def test_kernels_match_numpy_reference(dim, hidden):
+    architecture, theta, x, u = _setup(dim, hidden, n=70)  # two blocks of points
+    np.testing.assert_allclose(
+        potential(architecture, theta, x),
+        reference.icnn_potential(architecture, theta, x),
+        rtol=1e-12,
+        atol=1e-12,
+    )
+    np.testing.assert_allclose(
+        transport_map(architecture, theta, x),
+        reference.icnn_map(architecture, theta, x),
+        rtol=1e-12,
+        atol=1e-12,
+    )
+    expected = reference.icnn_map_vjp(architecture, theta, x, u)
+    assert _relative_error(map_vjp(architecture, theta, x, u), expected) < 1e-12
+
+
+@pytest.mark.parametrize(("dim", "hidden"), ARCHITECTURES)
+def test_map_is_gradient_of_potential(dim, hidden):
+    architecture, theta, x, _ = _setup(dim, hidden)
+    step = 1e-5
+    finite_difference = np.empty_like(x)
+    for k in range(dim):
+        shift = np.zeros(dim)
+        shift[k] = step
+        finite_difference[:, k] = (
+            potential(architecture, theta, x + shift) - potential(architecture, theta, x - shift)
+        ) / (2 * step)
+    assert _relative_error(transport_map(architecture, theta, x), finite_difference) < 1e-7
+
+
+@pytest.mark.parametrize(("dim", "hidden"), ARCHITECTURES)
+def test_map_vjp_matches_finite_differences(dim, hidden):
+    architecture, theta, x, u = _setup(dim, hidden)
+
+    def objective(parameters):
+        # the unchecked map kernel: θ ± step may leave the constraint set at clipped entries
+        return np.sum(u * _map_serial(parameters, architecture.widths, architecture.layout, x))
+
+    step = 1e-6
+    finite_difference = np.empty(architecture.num_params)
+    for k in range(architecture.num_params):
+        shift = np.zeros(architecture.num_params)
+        shift[k] = step
+        finite_difference[k] = (objective(theta + shift) - objective(theta - shift)) / (2 * step)
+    gradient = map_vjp(architecture, theta, x, u)
+    assert _relative_error(gradient, finite_difference) < 1e-6
+    assert gradient[-1] == 0.0  # the output bias c does not enter the map
+
+
+@pytest.mark.parametrize(("dim", "hidden"), ARCHITECTURES)
+def test_hessian_matches_finite_differences_of_map(dim, hidden):
+    architecture, theta, x, _ = _setup(dim, hidden)
+    step = 1e-5
+    expected = np.empty((x.shape[0], dim, dim))
+    for k in range(dim):
+        shift = np.zeros(dim)
+        shift[k] = step
+        expected[:, :, k] = (
+            transport_map(architecture, theta, x + shift)
+            - transport_map(architecture, theta, x - shift)
+        ) / (2 * step)
+    actual = hessian(architecture, theta, x)
+    assert _relative_error(actual, expected) < 1e-7
+    np.testing.assert_allclose(actual, np.swapaxes(actual, 1, 2), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize(("dim", "hidden"), [(2, (20, 20)), (3, (6, 5, 4)), (5, (8, 3))])
+def test_hessian_is_positive_semidefinite_for_admissible_parameters(dim, hidden, seed):
+    architecture, theta, _, _ = _setup(dim, hidden, seed=seed, scale=1.0)
+    x = np.random.default_rng(100 + seed).normal(0.0, 3.0, (50, dim))
+    eigenvalues = np.linalg.eigvalsh(hessian(architecture, theta, x))
+    scale = np.max(np.abs(eigenvalues))
+    assert eigenvalues.min() >= -1e-12 * scale
+
+
+def test_unconstrained_parameters_can_make_the_potential_nonconvex():
+    # sanity check of the convexity test: negative output weights give negative curvature
+    architecture, theta, x, _ = _setup(2, (20, 20), scale=1.0, n=50)
+    named = architecture.views(theta.copy())
+    flipped = theta.copy()
+    flipped[architecture.slices()["w"][0]] = -np.abs(named["w"]) - 0.5
+    assert not architecture.is_admissible(flipped)
+    h = reference.icnn_map(architecture, flipped, x)  # unchecked path still evaluates
+    assert np.isfinite(h).all()
+    with pytest.raises(ValueError, match="project"):
+        hessian(architecture, flipped, x)
+
+
+def test_parallel_and_serial_kernels_agree_bit_for_bit():
+    architecture, theta, x, u = _setup(2, (20, 20), n=300)
+    args = (theta, architecture.widths, architecture.layout, x, u)
+    serial = _map_vjp_serial(*args)
+    parallel = _map_vjp_parallel(*args)
+    assert np.array_equal(serial, parallel)
+    assert np.array_equal(parallel, _map_vjp_parallel(*args))
+
+
+def test_same_seed_gives_bit_identical_parameters():
+    a = ICNN(2, (20, 20), np.random.default_rng(123))
+    b = ICNN(2, (20, 20), np.random.default_rng(123))
+    c = ICNN(2, (20, 20), np.random.default_rng(124))
+    assert np.array_equal(a.params, b.params)
+    assert not np.array_equal(a.params, c.params)
+    assert a.is_admissible()
+
+
+def test_initialization_is_projected_normal():
+    net = ICNN(2, (20, 20), np.random.default_rng(5))
+    raw = np.random.default_rng(5).normal(0.0, 0.1, 541)
+    mask = net.architecture.constrained_mask
+    np.testing.assert_array_equal(net.params[~mask], raw[~mask])
+    np.testing.assert_array_equal(net.params[mask], np.maximum(raw[mask], 0.0))
+
+
+def test_project_and_is_admissible():
+    architecture = ICNNArchitecture(2, (20, 20))
+    theta = np.random.default_rng(0).standard_normal(architecture.num_params)
+    assert not architecture.is_admissible(theta)
+    projected = architecture.project(theta)
+    assert architecture.is_admissible(projected)
+    assert np.all(projected[architecture.constrained_mask] >= 0.0)
+    mask = architecture.constrained_mask
+    np.testing.assert_array_equal(projected[~mask], theta[~mask])
+    assert not np.shares_memory(projected, theta)
+    np.testing.assert_array_equal(architecture.project(projected), projected)  # idempotent
+
+
+def test_with_params_returns_new_network():
+    net = ICNN(2, (5, 5), np.random.default_rng(0))
+    theta = net.params * 2.0
+    other = net.with_params(theta)
+    np.testing.assert_array_equal(other.params, theta)
+    assert not np.shares_memory(other.params, theta)
+    x = np.random.default_rng(1).standard_normal((4, 2))
+    np.testing.assert_allclose(other.potential(x), potential(net.architecture, theta, x))
+    with pytest.raises(AttributeError):
+        net.params = theta
+
+
+def test_public_methods_shapes():
+    net = ICNN(dim=2, hidden=(20, 20), rng=np.random.default_rng(0))
+    x = np.random.default_rng(1).standard_normal((100, 2))
+    assert net.potential(x).shape == (100,)
+    assert net.map(x).shape == (100, 2)
+    assert net.map_vjp(x, x).shape == (541,)
+    assert net.hessian(x).shape == (100, 2, 2)
+
+
+class TestBadInput:
+    net = ICNN(2, (4, 4), np.random.default_rng(0))
+
+    def test_points_must_be_two_dimensional(self):
+        with pytest.raises(ValueError, match=r"x must be a 2-D array.*\(1, d\)"):
+            self.net.map(np.zeros(2))
+
+    def test_wrong_dimension(self):
+        with pytest.raises(ValueError, match="x must have 2 columns"):
+            self.net.potential(np.zeros((3, 3)))
+
+    def test_nan_and_inf_samples(self):
+        x = np.zeros((3, 2))
+        x[1, 0] = np.nan
+        with pytest.raises(ValueError, match="x contains 1 NaN or infinite"):
+            self.net.map(x)
+        u = np.zeros((3, 2))
+        u[0, 1] = np.inf
+        with pytest.raises(ValueError, match="u contains"):
+            self.net.map_vjp(np.zeros((3, 2)), u)
+
+    def test_cotangent_shape(self):
+        with pytest.raises(ValueError, match="u must have the shape of x"):
+            self.net.map_vjp(np.zeros((3, 2)), np.zeros((4, 2)))
+
+    def test_non_numeric(self):
+        with pytest.raises(TypeError, match="x must be an array of real numbers"):
+            self.net.map(np.array([["a", "b"]]))
+
+    def test_parameters_violating_constraints(self):
+        theta = self.net.params.copy()
+        theta[self.net.architecture.slices()["w"][0]] = -1.0
+        with pytest.raises(ValueError, match=r"violates the ICNN constraints.*project"):
+            self.net.with_params(theta)
+        with pytest.raises(ValueError, match="violates"):
+            map_vjp(self.net.architecture, theta, np.zeros((2, 2)), np.zeros((2, 2)))
+
+    def test_parameter_length_and_nan(self):
+        with pytest.raises(ValueError, match="flat vector of"):
+            self.net.with_params(np.zeros(7))
+        theta = self.net.params.copy()
+        theta[0] = np.nan
+        with pytest.raises(ValueError, match="NaN"):
+            self.net.with_params(theta)
+
+    def test_architecture_arguments(self):
+        with pytest.raises(ValueError, match="dim"):
+            ICNN(0, (3,), np.random.default_rng(0))
+        with pytest.raises(ValueError, match="hidden"):
+            ICNN(2, (), np.random.default_rng(0))
+        with pytest.raises(TypeError, match="hidden"):
+            ICNN(2, 20, np.random.default_rng(0))
+        with pytest.raises(ValueError, match="hidden widths"):
+            ICNN(2, (3, 0), np.random.default_rng(0))
+
+    def test_generator_required(self):
+        with pytest.raises(TypeError, match=r"numpy\.random\.Generator"):
+            ICNN(2, (3,), rng=0)
+        with pytest.raises(TypeError, match="exactly one of rng"):
+            ICNN(2, (3,))
+
+
+def test_elementwise_helpers_match_libm():
+    rng = np.random.default_rng(0)
+    values = np.concatenate([-np.abs(rng.standard_normal(2000)) * 100, [0.0, -707.9]])
+    values = values[values >= -708.0]
+    out = np.empty_like(values)
+    exp_nonpositive_block(values, out, np.empty(2 * values.size, dtype=np.int64), values.size)
+    expected = np.array([math.exp(v) for v in values])
+    assert np.max(np.abs(out - expected) / expected) < 1e-15
+    pre = np.concatenate([rng.standard_normal(2000) * 10, [0.0, -800.0, 800.0, 1e-20]])
+    value, slope, curvature = (np.empty_like(pre) for _ in range(3))
+    softplus_block(pre, value, slope, curvature, np.empty(2 * pre.size, dtype=np.int64), pre.size)
+    positive = pre > -700
+    expected_value = np.array([max(a, 0.0) + math.log1p(math.exp(-abs(a))) for a in pre])
+    assert np.max(np.abs(value - expected_value)[positive] / expected_value[positive]) < 2e-15
+    expected_slope = np.array([1.0 / (1.0 + math.exp(-a)) if a > -700 else 0.0 for a in pre])
+    assert np.max(np.abs(slope - expected_slope)) < 1e-15
+    e = np.exp(-np.abs(pre))
+    np.testing.assert_allclose(curvature, e / (1.0 + e) ** 2, rtol=1e-14, atol=1e-300)

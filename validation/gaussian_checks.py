@@ -44,7 +44,13 @@ def setting(dim: int, seed: int = 0) -> tuple[gaussian.Gaussian, gaussian.Gaussi
     """Seeded random source and target; the slowest mean mode has coefficient 1."""
     rng = np.random.default_rng([dim, seed])
     source_cov = random_spd(rng, dim)
-    target_cov = random_spd(rng, dim)
+    return excited_pair(rng, source_cov, random_spd(rng, dim))
+
+
+def excited_pair(rng: np.random.Generator, source_cov, target_cov):
+    """Source and target with random means, m0 - mγ having coefficient 1 along the top
+    eigenvector of Γ: the slowest (rate 2λ) mean mode is excited surely, not almost surely."""
+    dim = target_cov.shape[0]
     target_mean = rng.standard_normal(dim)
     top = np.linalg.eigh(target_cov)[1][:, -1]
     difference = rng.standard_normal(dim)

@@ -14,6 +14,7 @@ import scipy.linalg
 import scipy.stats
 
 from gridflow import gaussian, rates
+from validation.gaussian_checks import excited_pair
 
 DIMENSIONS = (1, 2, 3, 10)
 ROUNDOFF = 1e-12  # absolute slack for the bounds of Thm 2.13 (iii): roundoff only
@@ -47,15 +48,7 @@ def flow_setting(dim, seed):
     """
     rng = np.random.default_rng(seed)
     source_cov = random_spd(rng, dim)
-    target_cov = target_with_top_gap(rng, dim)
-    target_mean = rng.standard_normal(dim)
-    top = np.linalg.eigh(target_cov)[1][:, -1]
-    difference = rng.standard_normal(dim)
-    difference += (1.0 - top @ difference) * top
-    return (
-        gaussian.Gaussian(target_mean + difference, source_cov),
-        gaussian.Gaussian(target_mean, target_cov),
-    )
+    return excited_pair(rng, source_cov, target_with_top_gap(rng, dim))
 
 
 def random_pair(dim, seed):

@@ -1,25 +1,40 @@
-"""The discrete cone K_h = {D_h φ : H_h φ ≥ 0}, its tangent cone, and projections onto both.
+"""The discrete cone K_h = {D_h φ : H_h φ ⪰ 0}, its tangent cone, and projections onto both.
 
 Both projections are in the weighted norm ‖·‖_w. `method="cvxpy"` solves them as
-quadratic programs in the potential φ (the reference); `method="fast"` is exact too:
-in d = 1, K_h is the set of nondecreasing vectors, so the projection onto K_h is a
-weighted isotonic regression, and the projection onto the tangent cone
-Tan_T K_h = {p : p_{j} ≥ p_{j-1} wherever T_j = T_{j-1}} (only active constraints
-bind) is an isotonic regression on each run of active constraints. One pool-adjacent-
-violators kernel with a mask of imposed order constraints serves both.
+conic programs (the reference); `method="fast"` is exact too:
+
+- d = 1: K_h is the set of nondecreasing vectors, so the projection onto K_h is a
+  weighted isotonic regression, and the projection onto the tangent cone
+  Tan_T K_h = {p : p_{j} ≥ p_{j-1} wherever T_j = T_{j-1}} (only active constraints
+  bind) is an isotonic regression on each run of active constraints. One pool-adjacent-
+  violators kernel with a mask of imposed order constraints serves both.
+- d = 2: K_h lies in the discrete gradient fields, so both projections factor through
+  the weighted Helmholtz projection P (one sparse solve, `potentials`): when P v already
+  satisfies the constraints it is the answer; otherwise the cvxpy program is solved.
+
+Tangent cone in d = 2 (the 2×2 PSD cone at X_j = H_h φ_j): where X_j is positive
+definite, no constraint; where X_j has rank 1 with kernel u_j, uᵀ(H_h p)_j u ≥ 0; where
+X_j = 0, (H_h p)_j ⪰ 0. A point counts as rank-deficient when an eigenvalue of X_j is at
+most `activity_tolerance`.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
 from scipy import sparse
 from scipy.sparse import linalg as sparse_linalg
 
+from gridflow import operators
+from gridflow.functionals import discrete_hessian
+from gridflow.potentials import helmholtz_projection
 from gridflow.problem import Problem
 from gridflow.solvers import SolverError, solve_cvxpy
 
 DEFAULT_ACTIVITY_TOLERANCE = 1e-9
+FEASIBILITY_TOLERANCE = 1e-10  # relative roundoff allowed when testing a Helmholtz projection
 METHODS = ("fast", "cvxpy")
 
 
@@ -74,29 +89,66 @@ def _check_tolerance(tolerance) -> float:
     return tolerance
 
 
-def discrete_hessian(problem: Problem, T) -> np.ndarray:
-    """H_h φ at the Hessian points for the map T = D_h φ, (m,) in d = 1."""
-    T = problem.as_map(T)
-    return np.diff(T[:, 0]) / problem.grid.spacing[0]
+@dataclass(frozen=True)
+class ActiveSet:
+    """Where the convexity constraint binds at a map T, with the tangent cone's data.
+
+    rank_one (m,): X_j has exactly one eigenvalue ≤ tolerance; its eigenvector is
+    kernel_directions[j] (m, d). rank_zero (m,): every eigenvalue of X_j is ≤ tolerance.
+    In d = 1 only rank_zero can hold.
+    """
+
+    rank_one: np.ndarray
+    rank_zero: np.ndarray
+    kernel_directions: np.ndarray
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.rank_one | self.rank_zero
+
+    @property
+    def count(self) -> int:
+        return int(self.mask.sum())
+
+
+def active_set(problem: Problem, T, activity_tolerance=DEFAULT_ACTIVITY_TOLERANCE) -> ActiveSet:
+    """The rank-deficient points of the discrete Hessian of T (see the module docstring).
+
+    activity_tolerance is absolute, on the eigenvalues of the discrete Hessian of φ (in
+    d = 1 the slope of T: a point is active when (T_j - T_{j-1}) / h ≤ tolerance).
+    """
+    tolerance = _check_tolerance(activity_tolerance)
+    eigenvalues, eigenvectors = np.linalg.eigh(discrete_hessian(problem, T))
+    small = eigenvalues <= tolerance
+    rank_zero = small.all(axis=1)
+    return ActiveSet(
+        rank_one=small[:, 0] & ~rank_zero,
+        rank_zero=rank_zero,
+        kernel_directions=eigenvectors[:, :, 0],
+    )
 
 
 def active_constraints(problem: Problem, T, activity_tolerance=DEFAULT_ACTIVITY_TOLERANCE):
-    """Mask of the Hessian points where the convexity constraint binds: H_h φ ≤ tolerance.
+    """Mask of the Hessian points where the convexity constraint binds (see `active_set`)."""
+    return active_set(problem, T, activity_tolerance).mask
 
-    activity_tolerance is absolute, on the discrete second derivative of φ (the slope of
-    T): a point counts as active when (T_j - T_{j-1}) / h ≤ activity_tolerance.
-    """
-    return discrete_hessian(problem, T) <= _check_tolerance(activity_tolerance)
+
+def smallest_eigenvalues(problem: Problem, T) -> np.ndarray:
+    """λmin of the discrete Hessian at every interior node, (m,): T ∈ K_h iff all are ≥ 0."""
+    return np.linalg.eigvalsh(discrete_hessian(problem, T))[:, 0]
 
 
 def project_onto_cone(problem: Problem, v, method: str = "fast") -> np.ndarray:
     """proj_{K_h}(v) in ‖·‖_w: the nearest discrete gradient of a convex potential."""
     _check_method(method)
     v = problem.as_map(v, "v")
-    imposed = np.ones(problem.size - 1, dtype=bool)
+    everywhere = np.ones(problem.hessian_points.shape[0], dtype=bool)
+    if problem.dim == 2:
+        cone = ActiveSet(~everywhere, everywhere, np.zeros((everywhere.size, 2)))
+        return _project_2d(problem, v, cone, method)
     if method == "fast":
-        return isotonic_regression(v[:, 0], problem.weights, imposed)[:, None]
-    return _weighted_projection_cvxpy(problem, v, imposed)
+        return isotonic_regression(v[:, 0], problem.weights, everywhere)[:, None]
+    return _weighted_projection_cvxpy(problem, v, everywhere)
 
 
 def project_onto_tangent_cone(
@@ -105,10 +157,67 @@ def project_onto_tangent_cone(
     """proj_{Tan_T K_h}(v) in ‖·‖_w (the projection of (cons.gf) and eq. (2.3))."""
     _check_method(method)
     v = problem.as_map(v, "v")
-    imposed = active_constraints(problem, T, activity_tolerance)
+    active = active_set(problem, T, activity_tolerance)
+    if problem.dim == 2:
+        return _project_2d(problem, v, active, method)
     if method == "fast":
-        return isotonic_regression(v[:, 0], problem.weights, imposed)[:, None]
-    return _weighted_projection_cvxpy(problem, v, imposed)
+        return isotonic_regression(v[:, 0], problem.weights, active.mask)[:, None]
+    return _weighted_projection_cvxpy(problem, v, active.mask)
+
+
+def _constraint_values(problem: Problem, field, active: ActiveSet) -> np.ndarray:
+    """The tangent-cone constraints at a field: uᵀXu at rank-one points, λmin at rank-zero."""
+    X = discrete_hessian(problem, field)
+    u = active.kernel_directions[active.rank_one]
+    along_kernel = np.einsum("ji,jik,jk->j", u, X[active.rank_one], u)
+    return np.concatenate([along_kernel, np.linalg.eigvalsh(X[active.rank_zero])[:, 0]])
+
+
+def _project_2d(problem: Problem, v, active: ActiveSet, method: str) -> np.ndarray:
+    """Projection onto the cone {D_h p : constraints of `active` on H_h p} (d = 2)."""
+    if method == "fast":
+        _, projected = helmholtz_projection(problem, v)
+        values = _constraint_values(problem, projected, active)
+        scale = 1.0 + np.abs(discrete_hessian(problem, projected)).max()
+        if values.size == 0 or values.min() >= -FEASIBILITY_TOLERANCE * scale:
+            return projected
+    return problem.map_of(_projection_potential_cvxpy(problem, v, active))
+
+
+def _projection_potential_cvxpy(problem: Problem, v, active: ActiveSet) -> np.ndarray:
+    """min ‖D_h p - v‖²_w s.t. the tangent-cone constraints of `active`, as a cvxpy program.
+
+    Posed in p with the gauge p = 0 at `operators.gauge_nodes`; rank-one points give the
+    linear constraints uᵀ(H_h p)u ≥ 0, rank-zero points the second-order cones
+    ‖(a - c, 2b)‖ ≤ a + c, i.e. [[a, b], [b, c]] ⪰ 0.
+    """
+    import cvxpy as cp
+
+    p = cp.Variable(problem.gradient_operator.shape[1])
+    field = cp.reshape(problem.gradient_operator @ p, problem.points.shape, order="C")
+    hessian = cp.reshape(
+        problem.hessian_operator @ p, (problem.hessian_points.shape[0], 3), order="C"
+    )
+    a, b, c = hessian[:, 0], hessian[:, 1], hessian[:, 2]
+    constraints = [p[operators.gauge_nodes(problem.grid)] == 0]
+    if active.rank_one.any():
+        u = active.kernel_directions[active.rank_one]
+        rows = np.flatnonzero(active.rank_one)
+        constraints.append(
+            cp.multiply(u[:, 0] ** 2, a[rows])
+            + cp.multiply(2 * u[:, 0] * u[:, 1], b[rows])
+            + cp.multiply(u[:, 1] ** 2, c[rows])
+            >= 0
+        )
+    if active.rank_zero.any():
+        rows = np.flatnonzero(active.rank_zero)
+        constraints.append(
+            cp.SOC(a[rows] + c[rows], cp.vstack([a[rows] - c[rows], 2 * b[rows]]), axis=0)
+        )
+    scaled_weights = problem.weights / problem.weights.max()
+    objective = cp.sum_squares(cp.multiply(np.sqrt(scaled_weights)[:, None], field - v))
+    solve_cvxpy(cp.Problem(cp.Minimize(objective), constraints), "weighted projection")
+    return np.asarray(p.value)
 
 
 def _weighted_projection_cvxpy(problem: Problem, v, imposed) -> np.ndarray:

@@ -2,23 +2,28 @@
 
 F(T) = KL(T#ϱ0 | γ) = ∫ ϱ0 log ϱ0 - ∫ ϱ0 log det DT + ∫ V(T) dϱ0 + log Z_γ (the
 Lagrangian form: the density of T#ϱ0 at T(x) is ϱ0(x) / det DT(x)). Discretized
-(DESIGN §3) with the quadratures w and m of `Problem`, in d = 1:
+(DESIGN §3) with the quadratures w and m of `Problem`:
 
-    F_h(T) = Σ_i w_i V(T_i) - Σ_j m_j log (H_h φ)_j + Σ_j m_j log ϱ0_j + log Z_γ,
-    (H_h φ)_j = (T_j - T_{j-1}) / h.
+    F_h(T) = Σ_i w_i V(T_i) - Σ_j m_j log det (B_h T)_j + Σ_j m_j log ϱ0_j + log Z_γ,
+
+with B_h T = H_h φ the discrete Hessian (`operators`): (T_j - T_{j-1}) / h in d = 1,
+the 2×2 matrix [[a, b], [b, c]] at each interior node in d = 2 (its symmetric part
+when T is not a discrete gradient field, which does not change F_h on gradient fields
+nor its gradient there).
 
 F_h is convex, and λ-convex in ‖·‖_w when V is λ-convex. Its gradient in the weighted
 inner product, (1/w_i) ∂F_h/∂T_i, is the discrete counterpart of the lifted gradient
-∇F(T) = (∇ log ϱ_t + ∇V) ∘ T of Lemma B.6, which in d = 1 reads
-(ϱ0'/ϱ0 - T''/T') / T' + V'(T).
+∇F(T) = (∇ log ϱ_t + ∇V) ∘ T of Lemma B.6, which for T = ∇φ reads
+(D²φ)⁻¹ ∇(log ϱ0 - log det D²φ) + ∇V(∇φ).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 from scipy import sparse
 
+from gridflow.operators import block_diagonal, hessian_shape, map_shape
 from gridflow.problem import Problem
 
 
@@ -55,16 +60,133 @@ def log_det_gradient_1d(T, hessian_weights):
     return gradient
 
 
+@njit(cache=True)
+def _hessian_entries_2d(T, i, j, h0, h1):
+    """(a, b, c) of B_h T at the interior node surrounded by the cells (i..i+1, j..j+1)."""
+    a = (T[i + 1, j, 0] + T[i + 1, j + 1, 0] - T[i, j, 0] - T[i, j + 1, 0]) / (2.0 * h0)
+    b_first = (T[i, j + 1, 0] + T[i + 1, j + 1, 0] - T[i, j, 0] - T[i + 1, j, 0]) / (2.0 * h1)
+    b_second = (T[i + 1, j, 1] + T[i + 1, j + 1, 1] - T[i, j, 1] - T[i, j + 1, 1]) / (2.0 * h0)
+    c = (T[i, j + 1, 1] + T[i + 1, j + 1, 1] - T[i, j, 1] - T[i + 1, j, 1]) / (2.0 * h1)
+    return a, 0.5 * (b_first + b_second), c
+
+
+@njit(cache=True)
+def log_det_term_2d(T, hessian_weights, h0, h1):
+    """-Σ_j m_j log det (B_h T)_j (d = 2); inf unless every (B_h T)_j is positive definite.
+
+    T (n0, n1, 2) on the cell grid, hessian_weights (n0 - 1, n1 - 1) on the interior nodes.
+    """
+    value = 0.0
+    for i in range(T.shape[0] - 1):
+        for j in range(T.shape[1] - 1):
+            a, b, c = _hessian_entries_2d(T, i, j, h0, h1)
+            determinant = a * c - b * b
+            if not (a > 0.0 and determinant > 0.0):
+                return np.inf
+            value -= hessian_weights[i, j] * np.log(determinant)
+    return value
+
+
+@njit(cache=True, parallel=True)
+def log_det_gradient_2d(T, hessian_weights, h0, h1):
+    """The gradient in T of -Σ_j m_j log det (B_h T)_j (d = 2), shape of T; NaNs if some
+    (B_h T)_j is not positive definite.
+
+    d(-log det X) = -tr(X⁻¹ dX): with X = [[a, b], [b, c]] the partial derivatives in
+    (a, b, c) are (-c, 2b, -a) / det. They are computed at every node, then each cell
+    gathers the contributions of the (up to) four nodes it surrounds, so that both loops
+    run in parallel without write conflicts.
+    """
+    n0, n1 = T.shape[0], T.shape[1]
+    partial = np.empty((n0 - 1, n1 - 1, 4))
+    outside = 0
+    for p in prange(n0 - 1):
+        for q in range(n1 - 1):
+            a, b, c = _hessian_entries_2d(T, p, q, h0, h1)
+            determinant = a * c - b * b
+            if not (a > 0.0 and determinant > 0.0):
+                outside += 1
+            scale = hessian_weights[p, q] / determinant
+            partial[p, q, 0] = -c * scale / (2.0 * h0)  # through a, on T_1
+            partial[p, q, 1] = b * scale / (2.0 * h1)  # through b, on T_1
+            partial[p, q, 2] = b * scale / (2.0 * h0)  # through b, on T_2
+            partial[p, q, 3] = -a * scale / (2.0 * h1)  # through c, on T_2
+    gradient = np.zeros_like(T)
+    if outside > 0:
+        gradient[:] = np.nan
+        return gradient
+    for i in prange(n0):
+        for j in range(n1):
+            for p in range(max(i - 1, 0), min(i, n0 - 2) + 1):
+                sign_first = 1.0 if i == p + 1 else -1.0
+                for q in range(max(j - 1, 0), min(j, n1 - 2) + 1):
+                    sign_second = 1.0 if j == q + 1 else -1.0
+                    gradient[i, j, 0] += (
+                        sign_first * partial[p, q, 0] + sign_second * partial[p, q, 1]
+                    )
+                    gradient[i, j, 1] += (
+                        sign_first * partial[p, q, 2] + sign_second * partial[p, q, 3]
+                    )
+    return gradient
+
+
 def _entropy_constant(problem: Problem) -> float:
     return float(problem.hessian_weights @ problem.log_source) + problem.target.log_normalizer
+
+
+def discrete_hessian(problem: Problem, T) -> np.ndarray:
+    """The discrete Hessian B_h T = H_h φ at the interior nodes as matrices, (m, d, d)."""
+    T = problem.as_map(T)
+    entries = (problem.map_hessian_operator @ T.ravel()).reshape(
+        problem.hessian_points.shape[0], -1
+    )
+    if problem.dim == 1:
+        return entries[:, :, None]
+    a, b, c = entries.T
+    return np.stack([np.stack([a, b], axis=1), np.stack([b, c], axis=1)], axis=1)
+
+
+def log_det_term(problem: Problem, T) -> float:
+    """-Σ_j m_j log det (B_h T)_j, by the numba kernel of the dimension; inf outside K_h."""
+    T = problem.as_map(T)
+    if problem.dim == 1:
+        return log_det_term_1d(T[:, 0], problem.hessian_weights, problem.grid.spacing[0])
+    return log_det_term_2d(_on_cells(problem, T), _on_nodes(problem), *problem.grid.spacing)
+
+
+def log_det_gradient(problem: Problem, T) -> np.ndarray:
+    """The Euclidean gradient in T of -Σ_j m_j log det (B_h T)_j, (n, d).
+
+    Raises OutsideConeError when some (B_h T)_j is not positive definite.
+    """
+    T = problem.as_map(T)
+    if problem.dim == 1:
+        gradient = log_det_gradient_1d(T[:, 0], problem.hessian_weights)[:, None]
+    else:
+        gradient = log_det_gradient_2d(
+            _on_cells(problem, T), _on_nodes(problem), *problem.grid.spacing
+        ).reshape(T.shape)
+    if np.isnan(gradient[0, 0]):
+        raise OutsideConeError(
+            "the discrete Hessian of the map is not positive definite at every interior node "
+            "(in d = 1: the map is not strictly increasing): F_h is +inf there"
+        )
+    return gradient
+
+
+def _on_cells(problem: Problem, T) -> np.ndarray:
+    return np.ascontiguousarray(T).reshape(*map_shape(problem.grid), problem.dim)
+
+
+def _on_nodes(problem: Problem) -> np.ndarray:
+    return problem.hessian_weights.reshape(hessian_shape(problem.grid))
 
 
 def kl_energy(problem: Problem, T) -> float:
     """F_h(T), the discrete KL(T#ϱ0 | γ); +inf when T is not strictly inside K_h."""
     T = problem.as_map(T)
-    log_det = log_det_term_1d(T[:, 0], problem.hessian_weights, problem.grid.spacing[0])
     potential = float(problem.weights @ problem.target.V(T))
-    return potential + log_det + _entropy_constant(problem)
+    return potential + log_det_term(problem, T) + _entropy_constant(problem)
 
 
 def kl_gradient(problem: Problem, T) -> np.ndarray:
@@ -73,33 +195,59 @@ def kl_gradient(problem: Problem, T) -> np.ndarray:
     Raises OutsideConeError when T is not strictly inside K_h (F_h is +inf there).
     """
     T = problem.as_map(T)
-    gradient = log_det_gradient_1d(T[:, 0], problem.hessian_weights)
-    if np.isnan(gradient[0]):
-        raise OutsideConeError("the map is not strictly increasing: F_h is +inf there")
-    return problem.target.grad_V(T) + (gradient / problem.weights)[:, None]
+    return problem.target.grad_V(T) + log_det_gradient(problem, T) / problem.weights[:, None]
+
+
+def log_det_curvature(problem: Problem, T) -> np.ndarray:
+    """The Hessian blocks of -m_j log det X_j in the entries of X_j = (B_h T)_j, (m, s, s).
+
+    d = 1: m / X². d = 2, entries (a, b, c) and X⁻¹ = [[p, q], [q, r]]: the quadratic form
+    m tr(X⁻¹ dX X⁻¹ dX) is m [[p², 2pq, q²], [2pq, 2(q² + pr), 2qr], [q², 2qr, r²]].
+    """
+    X = discrete_hessian(problem, T)
+    m = problem.hessian_weights
+    if problem.dim == 1:
+        return (m / X[:, 0, 0] ** 2)[:, None, None]
+    a, b, c = X[:, 0, 0], X[:, 0, 1], X[:, 1, 1]
+    determinant = a * c - b * b  # as in the numba kernels, so that the domains agree
+    p, q, r = c / determinant, -b / determinant, a / determinant
+    rows = [
+        [p * p, 2 * p * q, q * q],
+        [2 * p * q, 2 * (q * q + p * r), 2 * q * r],
+        [q * q, 2 * q * r, r * r],
+    ]
+    return m[:, None, None] * np.array(rows).transpose(2, 0, 1)
 
 
 def kl_hessian(problem: Problem, T) -> sparse.csr_matrix:
-    """The Euclidean Hessian ∂²F_h/∂T² (tridiagonal in d = 1), at T strictly inside K_h."""
+    """The Euclidean Hessian ∂²F_h/∂T², (n d, n d), at T strictly inside K_h.
+
+    blockdiag(w_i ∇²V(T_i)) + B_hᵀ blockdiag(log_det_curvature) B_h; tridiagonal in d = 1.
+    """
     T = problem.as_map(T)
-    increments = np.diff(T[:, 0])
-    if np.any(increments <= 0):
-        raise OutsideConeError("the map is not strictly increasing: F_h is +inf there")
-    curvature = problem.hessian_weights / increments**2
-    differences = sparse.diags(
-        [-np.ones(T.shape[0] - 1), np.ones(T.shape[0] - 1)],
-        [0, 1],
-        shape=(T.shape[0] - 1, T.shape[0]),
-    )
-    potential = sparse.diags(problem.weights * problem.target.hessian(T)[:, 0, 0])
-    return (potential + differences.T @ sparse.diags(curvature) @ differences).tocsr()
+    if not np.isfinite(log_det_term(problem, T)):
+        raise OutsideConeError("the map is not strictly inside K_h: F_h is +inf there")
+    B = problem.map_hessian_operator
+    potential = block_diagonal(problem.weights[:, None, None] * problem.target.hessian(T))
+    return (potential + B.T @ block_diagonal(log_det_curvature(problem, T)) @ B).tocsr()
 
 
 def weighted_curvature_bound(problem: Problem, T) -> float:
-    """L(T) = λmax(W^{-1/2} ∇²F_h(T) W^{-1/2}): the explicit scheme's step must be < 2/L."""
+    """L(T) = λmax(W^{-1/2} ∇²F_h(T) W^{-1/2}) on the maps of K_h's span: the explicit
+    scheme's step must be < 2/L. In d = 2, the generalized eigenvalue problem
+    (D_hᵀ ∇²F_h D_h) p = L (D_hᵀ W D_h) p in the gauge."""
     from scipy.linalg import eigvalsh_tridiagonal
 
     hessian = kl_hessian(problem, T)
+    if problem.dim == 2:
+        from scipy.sparse.linalg import eigsh
+
+        from gridflow.potentials import free_nodes, metric
+
+        G, free = problem.gradient_operator, free_nodes(problem)
+        stiffness = (G.T @ hessian @ G).tocsr()[free][:, free]
+        mass = metric(problem)[free][:, free]
+        return float(eigsh(stiffness.tocsc(), k=1, M=mass.tocsc(), which="LA")[0][0])
     scale = 1.0 / np.sqrt(problem.weights)
     diagonal = hessian.diagonal() * scale**2
     off_diagonal = hessian.diagonal(1) * scale[1:] * scale[:-1]

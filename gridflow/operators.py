@@ -1,12 +1,27 @@
-"""Finite-difference operators of the discretization (DESIGN §3).
+"""Finite-difference operators of the discretization (DESIGN §3), for d = 1 and d = 2.
 
-In d = 1 the potential φ lives at the N grid nodes, the map T = D_h φ at the N - 1
-cell midpoints, and the discrete second derivative H_h φ at the N - 2 interior nodes:
+The potential φ lives at the grid nodes. The map T = D_h φ lives at the cell centers
+(the midpoints in d = 1), and the discrete Hessian H_h φ at the interior nodes.
 
-    T_i = (φ_{i+1} - φ_i) / h,        (H_h φ)_j = (T_j - T_{j-1}) / h.
+d = 1:   T_i = (φ_{i+1} - φ_i) / h,        (H_h φ)_j = (T_j - T_{j-1}) / h.
 
-D_h is onto R^{N-1} with kernel the constants, so every vector T is the gradient of a
-discrete potential, and φ is convex (H_h φ ≥ 0) exactly when T is nondecreasing.
+d = 2:   with δ the forward difference and μ the average of two neighbours along an axis,
+    T = (D_1 φ, D_2 φ),  D_1 = δ ⊗ μ,  D_2 = μ ⊗ δ   (the gradient of the bilinear
+    interpolant of φ at each cell center), and the Hessian at an interior node is the
+    same stencil applied to T over the four cells around the node:
+    H_h φ = [[a, b], [b, c]],  a = (δ ⊗ μ) T_1,  c = (μ ⊗ δ) T_2,
+    b = ½ ((μ ⊗ δ) T_1 + (δ ⊗ μ) T_2)     (both halves are equal when T = D_h φ).
+
+So H_h = B_h D_h factors through the map: the discrete Hessian is a function of T, and
+so is F_h. The kernel of D_h is the constants in d = 1; in d = 2 it also holds the
+checkerboard mode (-1)^{i+j}, which the averages annihilate. B_h annihilates the
+checkerboard too, so H_h does, and φ ↦ D_h φ is a bijection from potentials modulo
+ker D_h onto its range: fixing φ at one node of each colour (`gauge_nodes`) fixes the
+potential. In d = 1, D_h is onto; in d = 2 its range is the discrete gradient fields,
+and the weighted projection onto it is the discrete Helmholtz projection.
+
+Layouts: maps (n, d) flattened in C order (component fastest); Hessians (m, s) with
+s = 1 in d = 1 and the entries (a, b, c) in d = 2, flattened in C order.
 """
 
 from __future__ import annotations
@@ -17,41 +32,113 @@ from scipy import sparse
 from gridflow.grid import Grid
 
 
-def _require_1d(grid: Grid):
-    if grid.dim != 1:
-        raise NotImplementedError("this operator is implemented for d = 1 grids")
-
-
-def midpoints(grid: Grid) -> np.ndarray:
-    """Evaluation points of the map: the cell midpoints, (N - 1, 1)."""
-    _require_1d(grid)
-    nodes = grid.axis(0)
-    return (0.5 * (nodes[1:] + nodes[:-1]))[:, None]
-
-
-def interior_nodes(grid: Grid) -> np.ndarray:
-    """Evaluation points of the discrete Hessian: the interior nodes, (N - 2, 1)."""
-    _require_1d(grid)
-    return grid.axis(0)[1:-1, None]
-
-
 def difference(size: int, spacing: float) -> sparse.csr_matrix:
     """The (size - 1, size) forward difference (u_{i+1} - u_i) / spacing."""
     ones = np.ones(size - 1) / spacing
     return sparse.diags([-ones, ones], [0, 1], shape=(size - 1, size), format="csr")
 
 
+def average(size: int) -> sparse.csr_matrix:
+    """The (size - 1, size) average (u_{i+1} + u_i) / 2."""
+    halves = np.full(size - 1, 0.5)
+    return sparse.diags([halves, halves], [0, 1], shape=(size - 1, size), format="csr")
+
+
+def map_points(grid: Grid) -> np.ndarray:
+    """Evaluation points of the map: the cell centers, (n, d) (midpoints in d = 1)."""
+    centers = [0.5 * (grid.axis(k)[1:] + grid.axis(k)[:-1]) for k in range(grid.dim)]
+    mesh = np.meshgrid(*centers, indexing="ij")
+    return np.stack([m.ravel() for m in mesh], axis=1)
+
+
+def hessian_points(grid: Grid) -> np.ndarray:
+    """Evaluation points of the discrete Hessian: the interior nodes, (m, d)."""
+    mesh = np.meshgrid(*(grid.axis(k)[1:-1] for k in range(grid.dim)), indexing="ij")
+    return np.stack([m.ravel() for m in mesh], axis=1)
+
+
+def map_shape(grid: Grid) -> tuple[int, ...]:
+    """The cell grid: the map's values as an array of shape map_shape + (d,)."""
+    return tuple(n - 1 for n in grid.shape)
+
+
+def hessian_shape(grid: Grid) -> tuple[int, ...]:
+    """The interior-node grid where the Hessian is evaluated."""
+    return tuple(n - 2 for n in grid.shape)
+
+
+def _interleave(blocks: list[sparse.spmatrix]) -> sparse.csr_matrix:
+    """Stack operators so that their outputs interleave: row r * len(blocks) + k = blocks[k][r]."""
+    stacked = sparse.vstack(blocks, format="csr")
+    rows = blocks[0].shape[0]
+    order = np.arange(rows * len(blocks)).reshape(len(blocks), rows).T.ravel()
+    return stacked[order]
+
+
+def _component_operators(shape: tuple[int, ...], spacing: tuple[float, ...]):
+    """(δ ⊗ μ, μ ⊗ δ) on a 2D array of the given shape (d = 2), or (δ,) in d = 1."""
+    if len(shape) == 1:
+        return (difference(shape[0], spacing[0]),)
+    (n0, n1), (h0, h1) = shape, spacing
+    return (
+        sparse.kron(difference(n0, h0), average(n1), format="csr"),
+        sparse.kron(average(n0), difference(n1, h1), format="csr"),
+    )
+
+
 def gradient_operator(grid: Grid) -> sparse.csr_matrix:
-    """D_h: potential at nodes -> map at midpoints."""
-    _require_1d(grid)
-    return difference(grid.shape[0], grid.spacing[0])
+    """D_h: φ at the N nodes -> T at the n cell centers, shape (n d, N)."""
+    return _interleave(list(_component_operators(grid.shape, grid.spacing)))
+
+
+def map_hessian_operator(grid: Grid) -> sparse.csr_matrix:
+    """B_h: T (n d,) -> the symmetrized discrete Jacobian at the interior nodes (m s,)."""
+    components = _component_operators(map_shape(grid), grid.spacing)
+    if grid.dim == 1:
+        return components[0]
+    along_first, along_second = components
+    n = along_first.shape[1]
+    zero = sparse.csr_matrix((along_first.shape[0], n))
+
+    def acting_on(first, second):  # first T_1 + second T_2, for T stored interleaved
+        blocked = sparse.hstack([first, second], format="csr")
+        return blocked[:, np.arange(2 * n).reshape(2, n).T.ravel()]
+
+    return _interleave(
+        [
+            acting_on(along_first, zero),
+            acting_on(0.5 * along_second, 0.5 * along_first),
+            acting_on(zero, along_second),
+        ]
+    )
 
 
 def hessian_operator(grid: Grid) -> sparse.csr_matrix:
-    """H_h: potential at nodes -> second differences at interior nodes."""
-    _require_1d(grid)
-    h = grid.spacing[0]
-    return (difference(grid.shape[0] - 1, h) @ difference(grid.shape[0], h)).tocsr()
+    """H_h = B_h D_h: φ at the nodes -> the discrete Hessian at the interior nodes (m s, N)."""
+    return (map_hessian_operator(grid) @ gradient_operator(grid)).tocsr()
+
+
+def block_diagonal(blocks: np.ndarray) -> sparse.csr_matrix:
+    """The sparse block-diagonal matrix of k square blocks (k, s, s)."""
+    k, s, _ = blocks.shape
+    return sparse.bsr_matrix((blocks, np.arange(k), np.arange(k + 1)), shape=(k * s, k * s)).tocsr()
+
+
+def kernel_basis(grid: Grid) -> np.ndarray:
+    """A basis of ker D_h (rows): the constants, and the checkerboard mode in d = 2."""
+    ones = np.ones(grid.shape)
+    if grid.dim == 1:
+        return ones.ravel()[None]
+    i, j = np.indices(grid.shape)
+    return np.stack([ones.ravel(), ((-1.0) ** (i + j)).ravel()])
+
+
+def gauge_nodes(grid: Grid) -> np.ndarray:
+    """Flat indices of the nodes where φ is set to 0: one per basis vector of ker D_h.
+
+    The first node in d = 1; the first two (one of each checkerboard colour) in d = 2.
+    """
+    return np.arange(grid.dim)
 
 
 def potential_from_map(grid: Grid, T: np.ndarray) -> np.ndarray:
@@ -60,7 +147,8 @@ def potential_from_map(grid: Grid, T: np.ndarray) -> np.ndarray:
     φ is first accumulated from the left end, then shifted so that its piecewise-linear
     interpolant vanishes at x = 0 (or at the node nearest 0 when 0 is outside the box).
     """
-    _require_1d(grid)
+    if grid.dim != 1:
+        raise NotImplementedError("potential_from_map accumulates increments: d = 1 only")
     h = grid.spacing[0]
     phi = np.concatenate([[0.0], np.cumsum(h * np.asarray(T).reshape(-1))])
     nodes = grid.axis(0)

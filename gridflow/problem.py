@@ -4,6 +4,12 @@ The quadrature weights w (at the map's evaluation points) and m (at the Hessian'
 evaluation points) are each a probability vector: ϱ0 restricted to the grid, by the
 midpoint rule. They define the weighted norm ‖T‖²_w = Σ_i w_i |T_i|², the discrete
 L²(ϱ0) norm, in which every scheme of the package is a gradient flow.
+
+The density is floored at DENSITY_FLOOR times its maximum on the grid before
+normalizing. Far in the tails, where ϱ0 falls by many orders of magnitude across one
+cell, the unfloored discrete problem is numerically degenerate (its minimizer has
+Hessians singular to roundoff); the floor adds at most DENSITY_FLOOR × (number of
+cells) of mass, and the discrete problem is then exactly the one of the floored source.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from gridflow.grid import Grid
 from gridflow.measures import LogConcaveTarget, as_source
 
 DEFAULT_MAX_CUT_MASS = 1e-6
-_DENSITY_FLOOR = 1e-280
+DENSITY_FLOOR = 1e-12
 
 
 class GridCutsSourceError(ValueError):
@@ -46,6 +52,7 @@ class Problem:
     log_source: np.ndarray = field(init=False, repr=False)
     gradient_operator: sparse.csr_matrix = field(init=False, repr=False)
     hessian_operator: sparse.csr_matrix = field(init=False, repr=False)
+    map_hessian_operator: sparse.csr_matrix = field(init=False, repr=False)
 
     def __post_init__(self):
         if not isinstance(self.grid, Grid):
@@ -54,8 +61,6 @@ class Problem:
             raise TypeError("target must be a gridflow.LogConcaveTarget")
         if self.target.dim != self.grid.dim:
             raise ValueError(f"target has dimension {self.target.dim}, the grid {self.grid.dim}")
-        if self.grid.dim != 1:
-            raise NotImplementedError("Problem supports d = 1 grids so far")
         source = as_source(self.source, self.grid.dim)
         object.__setattr__(self, "source", source)
         cut = source.mass_outside(self.grid.lower, self.grid.upper)
@@ -64,10 +69,15 @@ class Problem:
                 f"the grid box {self.grid.lower}..{self.grid.upper} leaves out {cut:.3g} of the "
                 f"source mass (max_cut_mass = {self.max_cut_mass:.3g}): enlarge the box"
             )
-        points = operators.midpoints(self.grid)
-        hessian_points = operators.interior_nodes(self.grid)
-        density = np.maximum(source.density(points), _DENSITY_FLOOR)
-        hessian_density = np.maximum(source.density(hessian_points), _DENSITY_FLOOR)
+        points = operators.map_points(self.grid)
+        hessian_points = operators.hessian_points(self.grid)
+        density = source.density(points)
+        hessian_density = source.density(hessian_points)
+        floor = DENSITY_FLOOR * max(density.max(), hessian_density.max())
+        if not floor > 0:
+            raise GridCutsSourceError("the source density vanishes at every grid point")
+        density = np.maximum(density, floor)
+        hessian_density = np.maximum(hessian_density, floor)
         normalizer = density.sum() * float(np.prod(self.grid.spacing))
         self._set("points", points)
         self._set("weights", density / density.sum())
@@ -76,6 +86,7 @@ class Problem:
         self._set("log_source", np.log(hessian_density / normalizer))
         self._set("gradient_operator", operators.gradient_operator(self.grid))
         self._set("hessian_operator", operators.hessian_operator(self.grid))
+        self._set("map_hessian_operator", operators.map_hessian_operator(self.grid))
 
     def _set(self, name, value):
         if isinstance(value, np.ndarray):
@@ -94,6 +105,31 @@ class Problem:
     def identity(self) -> np.ndarray:
         """T_0 = id at the evaluation points, (n, d)."""
         return self.points.copy()
+
+    @property
+    def metric_factorization(self):
+        """The factorization of D_hᵀ W D_h in the gauge (computed once, on first use)."""
+        cached = self.__dict__.get("_metric_factorization")
+        if cached is None:
+            from gridflow.potentials import GaugedFactorization, metric
+
+            cached = GaugedFactorization(self, metric(self))
+            object.__setattr__(self, "_metric_factorization", cached)
+        return cached
+
+    def identity_potential(self) -> np.ndarray:
+        """φ_0 = ½|x|² at the grid nodes: D_h φ_0 = id exactly (the cell centers)."""
+        return 0.5 * np.sum(self.grid.nodes**2, axis=1)
+
+    def map_of(self, potential) -> np.ndarray:
+        """T = D_h φ at the evaluation points, (n, d), for φ at the grid nodes (N,)."""
+        potential = np.asarray(potential, dtype=np.float64).reshape(-1)
+        if potential.size != self.gradient_operator.shape[1]:
+            raise ValueError(
+                f"a potential has one value per grid node ({self.gradient_operator.shape[1]}), "
+                f"got {potential.size}"
+            )
+        return (self.gradient_operator @ potential).reshape(self.points.shape)
 
     def norm(self, field_values) -> float:
         """‖u‖_w, the discrete L²(ϱ0) norm of a vector field (n, d)."""

@@ -3,10 +3,12 @@
     T_{k+1} = argmin_{T ∈ K_h} F_h(T) + (1/2τ) ‖T - T_k‖²_w        (τ = ∞: argmin F_h)
 
 Two solvers: "cvxpy", the reference, poses it as one conic program (exponential cones
-for -log of the discrete Hessian, the target's own cvxpy form of V) solved by Clarabel;
-"newton", the fast path, is a damped Newton method on the same strictly convex function
-(-log keeps the iterates inside K_h, so no constraint is ever active), with the
-tridiagonal Hessian of d = 1, converged to roundoff.
+for the logarithms, in d = 2 one second-order cone per interior node for the
+determinant, the target's own cvxpy form of V) solved by Clarabel; "newton", the fast
+path, is a damped Newton method on the same strictly convex function (-log det keeps the
+iterates inside K_h, so no constraint is ever active), converged to roundoff. Newton
+works on T in d = 1 (a tridiagonal Hessian, D_h is onto) and on the potential φ in
+d = 2 (T must stay a discrete gradient field; the Hessian D_hᵀ ∇²F D_h is sparse).
 """
 
 from __future__ import annotations
@@ -14,78 +16,151 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg, sparse
 
+from gridflow import operators
 from gridflow.functionals import OutsideConeError, kl_energy, kl_gradient, kl_hessian
+from gridflow.potentials import GaugedFactorization
 from gridflow.problem import Problem
-from gridflow.solvers import SolverError, solve_cvxpy
+from gridflow.solvers import SolverError, map_and_hessian_expressions, solve_cvxpy
 
 STEP_SOLVERS = ("newton", "cvxpy")
 
 
-def proximal_step(problem: Problem, center, tau: float, solver: str = "newton", start=None):
-    """argmin_{T ∈ K_h} F_h(T) + (1/2τ)‖T - center‖²_w, shape (n, d); τ = inf allowed."""
+def check_step_solver(solver: str) -> str:
     if solver not in STEP_SOLVERS:
-        raise ValueError(f"solver must be one of {STEP_SOLVERS}, got {solver!r}")
+        raise ValueError(f"step_solver must be one of {STEP_SOLVERS}, got {solver!r}")
+    return solver
+
+
+def proximal_step(problem: Problem, center, tau: float, solver: str = "newton", start=None):
+    """argmin_{T ∈ K_h} F_h(T) + (1/2τ)‖T - center‖²_w, shape (n, d); τ = inf allowed.
+
+    `start` (a map strictly inside K_h) seeds Newton's method in d = 1; default `center`.
+    """
+    check_step_solver(solver)
+    center = problem.as_map(center, "center")
+    if problem.dim == 2:
+        return problem.map_of(proximal_potential(problem, center, tau, solver))
+    if solver == "cvxpy":
+        return problem.map_of(_proximal_potential_cvxpy(problem, center, tau))
+    start = center if start is None else problem.as_map(start, "start")
+    return _proximal_map_newton_1d(problem, center, tau, start)
+
+
+def proximal_potential(problem: Problem, center, tau: float, solver="newton", start=None):
+    """The potential φ (N,) of the proximal step, in the gauge of `potentials` (d = 2).
+
+    `start`: a potential whose map is strictly inside K_h; default the identity's ½|x|².
+    """
+    check_step_solver(solver)
     center = problem.as_map(center, "center")
     if solver == "cvxpy":
-        return _proximal_step_cvxpy(problem, center, tau)
-    start = center if start is None else problem.as_map(start, "start")
-    return _proximal_step_newton(problem, center, tau, start)
+        return _proximal_potential_cvxpy(problem, center, tau)
+    start = problem.identity_potential() if start is None else np.asarray(start, dtype=float)
+    return _proximal_potential_newton(problem, center, tau, start)
 
 
-def _objective(problem, center, tau):
-    inverse_tau = 0.0 if np.isinf(tau) else 1.0 / tau
-
-    def value(T):
-        return kl_energy(problem, T) + 0.5 * inverse_tau * problem.norm(T - center) ** 2
-
-    def gradient(T):  # Euclidean gradient in T (n,)
-        return problem.weights * (kl_gradient(problem, T) + inverse_tau * (T - center))[:, 0]
-
-    def hessian(T):
-        return kl_hessian(problem, T) + sparse.diags(inverse_tau * problem.weights)
-
-    return value, gradient, hessian
+def _inverse(tau) -> float:
+    return 0.0 if np.isinf(tau) else 1.0 / tau
 
 
-def _proximal_step_newton(problem, center, tau, start, max_iter=100, step_tolerance=1e-13):
-    """Damped Newton in the weighted metric; stops when the step's ‖·‖_w is at roundoff.
+def _value(problem, center, tau):
+    return lambda T: kl_energy(problem, T) + 0.5 * _inverse(tau) * problem.norm(T - center) ** 2
 
-    Far from the solution, steps are backtracked (Armijo, and staying inside K_h). Once the
-    Newton decrement is below 1e-10 the objective cannot resolve further decrease, and the
-    quadratically convergent full steps are taken instead.
+
+def _euclidean_gradient(problem, center, tau, T):
+    """∂/∂T of the proximal objective, (n, d)."""
+    return problem.weights[:, None] * (kl_gradient(problem, T) + _inverse(tau) * (T - center))
+
+
+def _euclidean_hessian(problem, center, tau, T):
+    return kl_hessian(problem, T) + sparse.diags(
+        _inverse(tau) * np.repeat(problem.weights, problem.dim)
+    )
+
+
+def damped_newton(value, gradient, direction, step_norm, start, max_iter=100, tolerance=1e-13):
+    """Minimize a strictly convex `value` by Newton's method with backtracking.
+
+    gradient(x) and direction(x, g) (the Newton step H⁻¹g) are arrays shaped like x;
+    step_norm measures a step in the problem's metric. Far from the solution, steps are
+    backtracked (Armijo, and staying where `value` is finite). Once the Newton decrement
+    gᵀH⁻¹g is below 1e-10 the objective cannot resolve further decrease, and full steps
+    are taken until the step's norm is at roundoff: tolerance × (1 + step_norm(x)).
     """
-    value, gradient, hessian = _objective(problem, center, tau)
-    T = start.copy()
-    current = value(T)
+    x = start.copy()
+    current = value(x)
     if not np.isfinite(current):
         raise OutsideConeError("the Newton start is not strictly inside K_h")
-    scale = 1.0 / np.sqrt(problem.weights)
     for _ in range(max_iter):
-        g = gradient(T)
-        H = hessian(T)
-        banded = np.zeros((2, T.shape[0]))
-        banded[0, 1:] = H.diagonal(1) * scale[1:] * scale[:-1]
-        banded[1] = H.diagonal() * scale**2
-        direction = (scale * linalg.solveh_banded(banded, scale * g))[:, None]
-        decrement = float(g @ direction[:, 0])
-        if problem.norm(direction) <= step_tolerance * (1.0 + problem.norm(T)):
-            return T
+        g = gradient(x)
+        step_direction = direction(x, g)
+        decrement = float(np.sum(g * step_direction))
+        if step_norm(step_direction) <= tolerance * (1.0 + step_norm(x)):
+            return x
         step = 1.0
-        while decrement > 1e-10:
-            trial_value = value(T - step * direction)
-            if np.isfinite(trial_value) and trial_value <= current - 0.25 * step * decrement:
+        while True:  # backtrack: stay where value is finite, and Armijo while it is resolvable
+            trial_value = value(x - step * step_direction)
+            if np.isfinite(trial_value) and (
+                decrement <= 1e-10 or trial_value <= current - 0.25 * step * decrement
+            ):
                 break
             step *= 0.5
             if step < 1e-12:
                 raise SolverError("Newton's method for the proximal step: line search failed")
-        T = T - step * direction
-        current = value(T)
-        if not np.isfinite(current):
-            raise SolverError("Newton's method for the proximal step left the interior of K_h")
+        x = x - step * step_direction
+        current = trial_value
     raise SolverError(f"Newton's method for the proximal step did not converge in {max_iter} steps")
 
 
-def _proximal_step_cvxpy(problem, center, tau):
+def _proximal_map_newton_1d(problem, center, tau, start):
+    """Newton on T (d = 1), the tridiagonal Hessian solved in the metric W^{-1/2}·W^{-1/2}."""
+    scale = 1.0 / np.sqrt(problem.weights)
+
+    def direction(T, g):
+        H = _euclidean_hessian(problem, center, tau, T)
+        banded = np.zeros((2, T.shape[0]))
+        banded[0, 1:] = H.diagonal(1) * scale[1:] * scale[:-1]
+        banded[1] = H.diagonal() * scale**2
+        return (scale * linalg.solveh_banded(banded, scale * g[:, 0]))[:, None]
+
+    return damped_newton(
+        _value(problem, center, tau),
+        lambda T: _euclidean_gradient(problem, center, tau, T),
+        direction,
+        problem.norm,
+        start,
+    )
+
+
+def _proximal_potential_newton(problem, center, tau, start):
+    """Newton on φ (d = 2): gradient D_hᵀ ∂_T, Hessian D_hᵀ ∂²_T D_h, solved in the gauge."""
+    G = problem.gradient_operator
+    value = _value(problem, center, tau)
+
+    def direction(phi, g):
+        T = problem.map_of(phi)
+        hessian = G.T @ _euclidean_hessian(problem, center, tau, T) @ G
+        return GaugedFactorization(problem, hessian).solve(g)
+
+    def norm(phi):
+        return problem.norm(problem.map_of(phi))
+
+    return damped_newton(
+        lambda phi: value(problem.map_of(phi)),
+        lambda phi: G.T @ _euclidean_gradient(problem, center, tau, problem.map_of(phi)).ravel(),
+        direction,
+        norm,
+        start,
+    )
+
+
+def _proximal_potential_cvxpy(problem, center, tau):
+    """The proximal step as one conic program in φ (gauge: φ = 0 at the gauge nodes).
+
+    d = 1: -m_j log((D_h φ)_{j+1} - (D_h φ)_j) / h). d = 2: -log det [[a, b], [b, c]] is
+    -2 log t_j with the second-order cone ‖(a - c, 2b, 2t_j)‖ ≤ a + c (DESIGN §3), which
+    at the optimum makes t_j² = ac - b².
+    """
     import cvxpy as cp
 
     target = problem.target
@@ -94,14 +169,20 @@ def _proximal_step_cvxpy(problem, center, tau):
             "the cvxpy step needs the target's expected_V_cvxpy (V as a cvxpy expression); "
             "give it to LogConcaveTarget, or use solver='newton'"
         )
-    h = problem.grid.spacing[0]
-    T = cp.Variable((problem.size, 1))
-    objective = target.expected_V_cvxpy(T, problem.weights) - problem.hessian_weights @ cp.log(
-        cp.diff(T[:, 0]) / h
-    )
+    phi = cp.Variable(problem.gradient_operator.shape[1])
+    T, hessian = map_and_hessian_expressions(problem, phi)
+    constraints = [phi[operators.gauge_nodes(problem.grid)] == 0]
+    if problem.dim == 1:
+        log_det = cp.log(hessian[:, 0])
+    else:
+        a, b, c = hessian[:, 0], hessian[:, 1], hessian[:, 2]
+        t = cp.Variable(problem.hessian_points.shape[0])
+        constraints.append(cp.SOC(a + c, cp.vstack([a - c, 2 * b, 2 * t]), axis=0))
+        log_det = 2 * cp.log(t)
+    objective = target.expected_V_cvxpy(T, problem.weights) - problem.hessian_weights @ log_det
     if not np.isinf(tau):
         objective = objective + cp.sum_squares(
             cp.multiply(np.sqrt(problem.weights)[:, None], T - center)
         ) / (2 * tau)
-    solve_cvxpy(cp.Problem(cp.Minimize(objective)), "proximal step (3.2)")
-    return np.asarray(T.value)
+    solve_cvxpy(cp.Problem(cp.Minimize(objective), constraints), "proximal step (3.2)")
+    return np.asarray(phi.value)

@@ -4,14 +4,21 @@
 - "explicit": the scheme (3.1), T_{k+1} = proj_{K_h}(T_k - τ ∇_w F_h(T_k)). It is a
   parabolic (stiff) scheme: stable only for τ < 2/L with L the largest eigenvalue of
   the weighted Hessian of F_h (L ≈ 4/h² near the identity); larger τ is refused.
-- "flow": (cons.gf) itself, ∂_t T = proj_{Tan_T K_h}(-∇_w F_h(T)), integrated by a stiff
-  implicit Runge-Kutta method (Radau IIA) with the exact tridiagonal Jacobian, recorded
-  every τ. (F_h is a barrier for K_h, so in d = 1 no constraint is active along it.)
+- "flow": (cons.gf) itself, ∂_t T = proj_{Tan_T K_h}(-∇_w F_h(T)), recorded every τ.
+  F_h is a barrier for K_h, so no constraint is active along it and the projection is
+  the one onto K_h's span: the identity in d = 1, the weighted Helmholtz projection in
+  d = 2. d = 1: integrated in T by scipy's Radau IIA (order 5, adaptive) with the exact
+  tridiagonal Jacobian. d = 2: the flow is M φ' = -∇_φ F_h(φ) with the metric
+  M = D_hᵀ W D_h (so that T' = D_h φ' is the Helmholtz projection of -∇_w F_h), which
+  scipy cannot integrate (it has no mass matrices); it is integrated by the Rosenbrock
+  method ROS2 (order 2, L-stable, one sparse symmetric factorization per step) with
+  steps of at most FLOW_STEP_2D.
 Each returns a `Trajectory` sampled at t_k = k τ, k = 0..steps.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,11 +35,13 @@ from gridflow.functionals import (
     weighted_curvature_bound,
 )
 from gridflow.operators import potential_from_map
+from gridflow.potentials import GaugedFactorization, helmholtz_projection, metric
 from gridflow.problem import Problem
-from gridflow.proximal import proximal_step
+from gridflow.proximal import proximal_potential, proximal_step
 from gridflow.solvers import SolverError
 
 SCHEMES = ("implicit", "explicit", "flow")
+FLOW_STEP_2D = 0.01
 
 
 class UnstableStepError(ValueError):
@@ -84,14 +93,30 @@ def _check_steps(tau, steps):
     return tau, int(steps)
 
 
-def _initial_map(problem: Problem, initial):
-    T = problem.identity() if initial is None else problem.as_map(initial, "initial")
+def _initial_state(problem: Problem, initial):
+    """T_0 (default: the identity) and, in d = 2, its potential φ_0 (else None)."""
+    if initial is None:
+        T = problem.identity()
+        potential = problem.identity_potential() if problem.dim == 2 else None
+    else:
+        T = problem.as_map(initial, "initial")
+        potential = None
+        if problem.dim == 2:
+            potential, gradient_field = helmholtz_projection(problem, T)
+            distance = np.abs(gradient_field - T).max()
+            if distance > 1e-9 * (1.0 + np.abs(T).max()):
+                raise ValueError(
+                    f"initial is not a discrete gradient field D_h φ (its distance to the "
+                    f"nearest one is {distance:.3g}); build it as problem.map_of(potential)"
+                )
+            T = gradient_field
     if not np.isfinite(kl_energy(problem, T)):
         raise ValueError(
-            "initial is not strictly inside K_h: its potential is not strictly convex "
-            "(the map must be strictly increasing in d = 1)"
+            "initial is not strictly inside K_h: its potential is not strictly convex (the "
+            "discrete Hessian must be positive definite at every interior node; in d = 1, "
+            "the map must be strictly increasing)"
         )
-    return T
+    return T, potential
 
 
 def solve(
@@ -117,18 +142,25 @@ def solve(
     tau, steps = _check_steps(tau, steps)
     cones._check_method(projection)
     cones._check_tolerance(activity_tolerance)
-    T0 = _initial_map(problem, initial)
+    T0, potential = _initial_state(problem, initial)
     times = tau * np.arange(steps + 1)
     bar = tqdm(total=steps, desc=f"{scheme} scheme", disable=not progress, leave=False)
-    if scheme == "flow":
-        maps = _flow(problem, T0, times, projection, activity_tolerance, bar)
+    if scheme == "flow" and problem.dim == 1:
+        maps = _flow_1d(problem, T0, times, projection, activity_tolerance, bar)
+    elif scheme == "flow":
+        maps = _flow_2d(problem, potential, times, bar)
     else:
         maps = [T0]
         for k in range(steps):
-            if scheme == "implicit":
+            if scheme == "explicit":
+                maps.append(_explicit_step(problem, maps[-1], tau, k, projection))
+            elif problem.dim == 1:
                 maps.append(proximal_step(problem, maps[-1], tau, solver=step_solver))
             else:
-                maps.append(_explicit_step(problem, maps[-1], tau, k, projection))
+                potential = proximal_potential(
+                    problem, maps[-1], tau, solver=step_solver, start=potential
+                )
+                maps.append(problem.map_of(potential))
             bar.update()
         maps = np.stack(maps)
     bar.close()
@@ -166,7 +198,7 @@ def _explicit_step(problem, T, tau, k, projection):
     return cones.project_onto_cone(problem, T - tau * kl_gradient(problem, T), method=projection)
 
 
-def _flow(problem, T0, times, projection, activity_tolerance, bar, rtol=1e-10, atol=1e-12):
+def _flow_1d(problem, T0, times, projection, activity_tolerance, bar, rtol=1e-10, atol=1e-12):
     shape = T0.shape
     inverse_weights = sparse.diags(1.0 / problem.weights)
 
@@ -209,14 +241,69 @@ def _flow(problem, T0, times, projection, activity_tolerance, bar, rtol=1e-10, a
     return solution.y.T.reshape(len(times), *shape)
 
 
+def _flow_2d(problem, potential, times, bar, max_halvings=12):
+    """(cons.gf) in d = 2 by the Rosenbrock method ROS2 on M φ' = -∇_φ F_h(φ).
+
+    With W = M + γ h ∇²_φF_h(φ_n), γ = 1 + 1/√2 (L-stable, second order for any W):
+        W k1 = -∇_φF_h(φ_n),   W k2 = -∇_φF_h(φ_n + h k1) - 2 M k1,
+        φ_{n+1} = φ_n + (3/2) h k1 + (1/2) h k2.
+    One sparse symmetric factorization per step (`potentials.GaugedFactorization`). A step
+    whose stages leave K_h's interior is replaced by two half steps.
+    """
+    G = problem.gradient_operator
+    M = metric(problem)
+    gamma = 1.0 + 1.0 / np.sqrt(2.0)
+
+    def gradient(phi):
+        T = problem.map_of(phi)
+        return G.T @ (problem.weights[:, None] * kl_gradient(problem, T)).ravel()
+
+    def step(phi, h):
+        hessian = G.T @ kl_hessian(problem, problem.map_of(phi)) @ G
+        factor = GaugedFactorization(problem, M + gamma * h * hessian)
+        k1 = factor.solve(-gradient(phi))
+        k2 = factor.solve(-gradient(phi + h * k1) - 2.0 * (M @ k1))
+        new = phi + h * (1.5 * k1 + 0.5 * k2)
+        if not np.isfinite(kl_energy(problem, problem.map_of(new))):
+            raise OutsideConeError("the step left the interior of K_h")
+        return new
+
+    def advance(phi, h, depth=0):
+        """One step of size h, or, when it leaves K_h's interior, two of size h / 2."""
+        try:
+            return step(phi, h)
+        except OutsideConeError as error:
+            if depth >= max_halvings:
+                raise SolverError(f"the flow left the interior of K_h: {error}") from error
+            return advance(advance(phi, h / 2, depth + 1), h / 2, depth + 1)
+
+    potentials = [potential]
+    for start, stop in itertools.pairwise(times):
+        substeps = int(np.ceil((stop - start) / FLOW_STEP_2D - 1e-9))
+        phi = potentials[-1]
+        for _ in range(substeps):
+            phi = advance(phi, (stop - start) / substeps)
+        potentials.append(phi)
+        bar.update()
+    return np.stack([problem.map_of(phi) for phi in potentials])
+
+
 def minimize(problem: Problem, *, solver: str = "newton") -> DiscreteMap:
-    """The discrete OT map: argmin_{K_h} F_h (the implicit step with τ = ∞)."""
-    T = proximal_step(problem, problem.identity(), np.inf, solver=solver)
+    """The discrete OT map: argmin_{K_h} F_h (the implicit step with τ = ∞).
+
+    The potential is returned at the grid nodes, flattened (reshape with grid.shape).
+    """
+    if problem.dim == 1:
+        T = proximal_step(problem, problem.identity(), np.inf, solver=solver)
+        potential = potential_from_map(problem.grid, T)
+    else:
+        potential = proximal_potential(problem, problem.identity(), np.inf, solver=solver)
+        T = problem.map_of(potential)
     return DiscreteMap(
         grid=problem.grid,
         points=problem.points,
         weights=problem.weights,
         map=T,
-        potential=potential_from_map(problem.grid, T),
+        potential=potential,
         energy=kl_energy(problem, T),
     )

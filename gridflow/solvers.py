@@ -33,3 +33,20 @@ def solve_cvxpy(problem, what: str, tolerance: float = DEFAULT_TOLERANCE):
             f"not 'optimal'"
         )
     return problem.value
+
+
+def map_and_hessian_expressions(problem, potential):
+    """T = D_h φ (n, d) and the Hessian entries H_h φ (m, s) as cvxpy expressions of φ.
+
+    s = 1 in d = 1, and the columns (a, b, c) of [[a, b], [b, c]] in d = 2.
+    """
+    import cvxpy as cp
+
+    entries = 1 if problem.dim == 1 else 3
+    T = cp.reshape(problem.gradient_operator @ potential, problem.points.shape, order="C")
+    hessian = cp.reshape(
+        problem.hessian_operator @ potential,
+        (problem.hessian_points.shape[0], entries),
+        order="C",
+    )
+    return T, hessian

@@ -1,0 +1,82 @@
+"""Linear algebra in the potential φ: the gauge, the metric D_hᵀ W D_h, Helmholtz projection.
+
+A map T = D_h φ determines φ up to ker D_h (constants; in d = 2 also the checkerboard
+mode). Setting φ to 0 at `operators.gauge_nodes` removes that freedom, and every
+symmetric system in φ below is solved on the remaining nodes. Since the right-hand sides
+are gradients of functions of D_h φ, they are orthogonal to ker D_h, and the reduced
+solution solves the full singular system.
+
+The metric of the schemes, ‖D_h p‖²_w = pᵀ (D_hᵀ W D_h) p, makes the weighted projection
+onto discrete gradient fields (the Helmholtz projection of (cons.gf) when no convexity
+constraint is active) one sparse solve: (D_hᵀ W D_h) p = D_hᵀ W v.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+from scipy.sparse import linalg as sparse_linalg
+
+from gridflow import operators
+from gridflow.problem import Problem
+
+
+def free_nodes(problem: Problem) -> np.ndarray:
+    """Flat indices of the nodes whose potential is unknown (all but the gauge nodes)."""
+    return np.setdiff1d(
+        np.arange(problem.gradient_operator.shape[1]), operators.gauge_nodes(problem.grid)
+    )
+
+
+def weight_blocks(problem: Problem, blocks: np.ndarray) -> sparse.csr_matrix:
+    """D_hᵀ blockdiag(blocks) D_h for blocks (n, d, d): a quadratic form on maps, in φ."""
+    G = problem.gradient_operator
+    return (G.T @ operators.block_diagonal(blocks) @ G).tocsr()
+
+
+def metric(problem: Problem) -> sparse.csr_matrix:
+    """D_hᵀ W D_h: the weighted norm ‖D_h p‖²_w as a quadratic form in p."""
+    identity = np.broadcast_to(np.eye(problem.dim), (problem.size, problem.dim, problem.dim))
+    return weight_blocks(problem, problem.weights[:, None, None] * identity)
+
+
+class GaugedFactorization:
+    """A factorization of a symmetric matrix in φ restricted to the free nodes.
+
+    The matrix is scaled symmetrically to unit diagonal first: the quadrature weights span
+    many orders of magnitude between the bulk of ϱ0 and the box's edges.
+    """
+
+    def __init__(self, problem: Problem, matrix: sparse.spmatrix):
+        self.size = matrix.shape[0]
+        self.free = free_nodes(problem)
+        reduced = matrix.tocsr()[self.free][:, self.free]
+        diagonal = reduced.diagonal()
+        if not np.all(diagonal > 0):
+            raise np.linalg.LinAlgError("the reduced matrix has a nonpositive diagonal entry")
+        self.scale = 1.0 / np.sqrt(diagonal)
+        scaled = sparse.diags(self.scale) @ reduced @ sparse.diags(self.scale)
+        self.factor = sparse_linalg.splu(  # a symmetric ordering and no pivoting: S is SPD
+            scaled.tocsc(),
+            permc_spec="MMD_AT_PLUS_A",
+            diag_pivot_thresh=0.0,
+            options={"SymmetricMode": True},
+        )
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        """The solution in the gauge φ = 0 at the gauge nodes, (N,)."""
+        solution = np.zeros(self.size)
+        solution[self.free] = self.scale * self.factor.solve(self.scale * rhs[self.free])
+        return solution
+
+
+def helmholtz_projection(problem: Problem, v) -> tuple[np.ndarray, np.ndarray]:
+    """The weighted projection of a field v (n, d) onto discrete gradient fields.
+
+    Returns (p, D_h p): p at the grid nodes (gauge 0 at the gauge nodes) and the field
+    D_h p at the evaluation points, the minimizer of ‖D_h p - v‖_w.
+    """
+    v = problem.as_map(v, "v")
+    rhs = problem.gradient_operator.T @ (problem.weights[:, None] * v).ravel()
+    p = problem.metric_factorization.solve(rhs)
+    return p, problem.map_of(p)

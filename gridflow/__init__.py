@@ -2,14 +2,14 @@
 
 Optimal transport maps as the long-time limit of the gradient flow of
 T ↦ KL(T#ϱ0 | γ) constrained to gradients of convex functions (cons.gf), discretized on
-grids (d = 1; d = 2 to come), with exact Gaussian flows in any dimension.
+grids (d = 1, 2), with exact Gaussian flows in any dimension.
 """
 
 from gridflow import gaussian, rates
 from gridflow.cones import project_onto_cone, project_onto_tangent_cone
 from gridflow.functionals import kl_energy, kl_gradient
 from gridflow.grid import Grid
-from gridflow.groundtruth import quantile_map
+from gridflow.groundtruth import GroundTruthMap, load_map, quantile_map, save_map
 from gridflow.measures import CallableSource, GaussianMixture, LogConcaveTarget
 from gridflow.problem import GridCutsSourceError, Problem
 from gridflow.schemes import DiscreteMap, Trajectory, UnstableStepError, minimize, solve
@@ -21,6 +21,7 @@ __all__ = [
     "GaussianMixture",
     "Grid",
     "GridCutsSourceError",
+    "GroundTruthMap",
     "LogConcaveTarget",
     "Problem",
     "SolverError",
@@ -29,10 +30,12 @@ __all__ = [
     "gaussian",
     "kl_energy",
     "kl_gradient",
+    "load_map",
     "minimize",
     "project_onto_cone",
     "project_onto_tangent_cone",
     "quantile_map",
     "rates",
+    "save_map",
     "solve",
 ]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
+
 from gridflow.grid import Grid
 from gridflow.measures import GaussianMixture, LogConcaveTarget
 from gridflow.problem import Problem
@@ -30,4 +34,106 @@ def problem_1d(nodes: int = 400, source=None, target=None, box=BOX_1D) -> Proble
         Grid(lower=[box[0]], upper=[box[1]], shape=[nodes]),
         source=mixture_1d() if source is None else source,
         target=LogConcaveTarget.gaussian([0.0], [[1.0]]) if target is None else target,
+    )
+
+
+# The paper's 4-mode source (§3.4, DESIGN §4): means, covariances and weights.
+PAPER_MIXTURE_MEANS = 2.0 * np.array([[-1.0, -1.0], [-0.5, 1.0], [1.0, -1.5], [1.0, 1.0]])
+PAPER_MIXTURE_COVS = np.array(
+    [
+        [[0.10, 0.06], [0.06, 0.10]],
+        [[0.10, 0.01], [0.01, 0.50]],
+        [[0.10, 0.03], [0.03, 0.10]],
+        [[0.10, 0.00], [0.00, 0.10]],
+    ]
+)
+PAPER_MIXTURE_WEIGHTS = np.array([0.3, 0.2, 0.3, 0.2])
+BOX_2D = (-6.0, 6.0)
+
+
+def paper_mixture() -> GaussianMixture:
+    """The paper's 4-mode Gaussian mixture in d = 2 (the source of its Fig. 2)."""
+    return GaussianMixture(PAPER_MIXTURE_WEIGHTS, PAPER_MIXTURE_MEANS, PAPER_MIXTURE_COVS)
+
+
+def gaussian_source_2d() -> GaussianMixture:
+    """N(0, [[0.6, 0.25], [0.25, 0.4]]): the 2D case with a closed-form OT map to N(0, I)."""
+    return GaussianMixture.gaussian([0.0, 0.0], [[0.6, 0.25], [0.25, 0.4]])
+
+
+def problem_2d(nodes: int = 33, source=None, target=None, box=(-5.0, 5.0)) -> Problem:
+    """`source` (default `gaussian_source_2d`) → N(0, I) on box² with nodes × nodes nodes."""
+    return Problem(
+        Grid(lower=[box[0]] * 2, upper=[box[1]] * 2, shape=[nodes, nodes]),
+        source=gaussian_source_2d() if source is None else source,
+        target=LogConcaveTarget.gaussian([0.0, 0.0], np.eye(2)) if target is None else target,
+    )
+
+
+COUNTING_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class ConstrainedDescent:
+    """The explicit scheme (3.1) for a potential energy, with what the projection prevents.
+
+    energy (K + 1,); rank_one, rank_zero (K + 1,): active points of T_k (activity
+    tolerance COUNTING_TOLERANCE, above the cvxpy projection's accuracy of about 1e-8);
+    smallest_eigenvalue (K + 1,): min over nodes of λmin(H_h φ_k) (≥ 0 in
+    K_h, up to the projection solver's tolerance); unprojected_violations (K,): nodes where
+    the symmetric part of the discrete Jacobian of T_k - τ∇F(T_k) has a negative
+    eigenvalue; helmholtz_violations (K,): the same after projecting that update onto
+    discrete gradient fields only (Remark 2.7).
+    """
+
+    maps: np.ndarray
+    energy: np.ndarray
+    rank_one: np.ndarray
+    rank_zero: np.ndarray
+    smallest_eigenvalue: np.ndarray
+    unprojected_violations: np.ndarray
+    helmholtz_violations: np.ndarray
+
+
+def degenerate_potential(problem: Problem) -> np.ndarray:
+    """φ0(x) = ½ max(x1, 0)² + ½ x2²: convex, its Hessian has rank 1 wherever x1 < 0."""
+    x = problem.grid.nodes
+    return 0.5 * np.maximum(x[:, 0], 0.0) ** 2 + 0.5 * x[:, 1] ** 2
+
+
+def quadratic_energy_descent(problem: Problem, matrix, tau: float, steps: int, initial=None):
+    """(3.1) for F(T) = Σ_i w_i ½ T_iᵀ A T_i (W(y) = ½ yᵀAy convex, minimized by T ≡ 0).
+
+    Its minimizers collapse the map to a point, the rank-zero vertex of K_h. Started at
+    `degenerate_potential` (default), the update T - τAT is not a gradient field where
+    A does not commute with the Hessian, and leaves K_h; the projected scheme stays in it.
+    """
+    from gridflow import cones, functionals, potentials
+
+    matrix = np.asarray(matrix, dtype=np.float64)
+    T = problem.map_of(degenerate_potential(problem) if initial is None else initial)
+    maps, unprojected, helmholtz = [T], [], []
+
+    def violations(field):
+        return int((cones.smallest_eigenvalues(problem, field) < -1e-9).sum())
+
+    def negative_symmetric_part(field):
+        jacobian = functionals.discrete_hessian(problem, field)  # the symmetric part
+        return int((np.linalg.eigvalsh(jacobian)[:, 0] < -1e-9).sum())
+
+    for _ in range(steps):
+        update = maps[-1] - tau * maps[-1] @ matrix.T
+        unprojected.append(negative_symmetric_part(update))
+        helmholtz.append(violations(potentials.helmholtz_projection(problem, update)[1]))
+        maps.append(cones.project_onto_cone(problem, update))
+    maps = np.stack(maps)
+    active = [cones.active_set(problem, T, COUNTING_TOLERANCE) for T in maps]
+    return ConstrainedDescent(
+        maps=maps,
+        energy=np.array([0.5 * problem.inner(T, T @ matrix.T) for T in maps]),
+        rank_one=np.array([a.rank_one.sum() for a in active]),
+        rank_zero=np.array([a.rank_zero.sum() for a in active]),
+        smallest_eigenvalue=np.array([cones.smallest_eigenvalues(problem, T).min() for T in maps]),
+        unprojected_violations=np.array(unprojected),
+        helmholtz_violations=np.array(helmholtz),
     )

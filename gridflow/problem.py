@@ -5,10 +5,10 @@ evaluation points) are each a probability vector: ϱ0 restricted to the grid, by
 midpoint rule. They define the weighted norm ‖T‖²_w = Σ_i w_i |T_i|², the discrete
 L²(ϱ0) norm, in which every scheme of the package is a gradient flow.
 
-The density is floored at DENSITY_FLOOR times its maximum on the grid before
-normalizing. Far in the tails, where ϱ0 falls by many orders of magnitude across one
+The density is floored at `density_floor` (default DENSITY_FLOOR) times its maximum on
+the grid before normalizing. Far in the tails, where ϱ0 falls by many orders of magnitude across one
 cell, the unfloored discrete problem is numerically degenerate (its minimizer has
-Hessians singular to roundoff); the floor adds at most DENSITY_FLOOR × (number of
+Hessians singular to roundoff); the floor adds at most density_floor × (number of
 cells) of mass, and the discrete problem is then exactly the one of the floored source.
 """
 
@@ -39,12 +39,14 @@ class Problem:
         such as `measures.GaussianMixture`.
     max_cut_mass: the largest ϱ0 mass the box may leave out; a larger cut raises
         `GridCutsSourceError` (the discrete problem would silently be another one).
+    density_floor: ϱ0 is floored at density_floor × its maximum on the grid (see above).
     """
 
     grid: Grid
     source: object
     target: LogConcaveTarget
     max_cut_mass: float = DEFAULT_MAX_CUT_MASS
+    density_floor: float = DENSITY_FLOOR
     points: np.ndarray = field(init=False, repr=False)
     weights: np.ndarray = field(init=False, repr=False)
     hessian_points: np.ndarray = field(init=False, repr=False)
@@ -53,6 +55,7 @@ class Problem:
     gradient_operator: sparse.csr_matrix = field(init=False, repr=False)
     hessian_operator: sparse.csr_matrix = field(init=False, repr=False)
     map_hessian_operator: sparse.csr_matrix = field(init=False, repr=False)
+    floored_mass: float = field(init=False, repr=False)
 
     def __post_init__(self):
         if not isinstance(self.grid, Grid):
@@ -73,9 +76,12 @@ class Problem:
         hessian_points = operators.hessian_points(self.grid)
         density = source.density(points)
         hessian_density = source.density(hessian_points)
-        floor = DENSITY_FLOOR * max(density.max(), hessian_density.max())
+        if not 0.0 < self.density_floor < 1.0:
+            raise ValueError(f"density_floor must be in (0, 1), got {self.density_floor}")
+        floor = self.density_floor * max(density.max(), hessian_density.max())
         if not floor > 0:
             raise GridCutsSourceError("the source density vanishes at every grid point")
+        self._set("floored_mass", float(1.0 - density.sum() / np.maximum(density, floor).sum()))
         density = np.maximum(density, floor)
         hessian_density = np.maximum(hessian_density, floor)
         normalizer = density.sum() * float(np.prod(self.grid.spacing))

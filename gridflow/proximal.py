@@ -46,7 +46,9 @@ def proximal_step(problem: Problem, center, tau: float, solver: str = "newton", 
     return _proximal_map_newton_1d(problem, center, tau, start)
 
 
-def proximal_potential(problem: Problem, center, tau: float, solver="newton", start=None):
+def proximal_potential(
+    problem: Problem, center, tau: float, solver="newton", start=None, max_iter: int = 100
+):
     """The potential φ (N,) of the proximal step, in the gauge of `potentials` (d = 2).
 
     `start`: a potential whose map is strictly inside K_h; default the identity's ½|x|².
@@ -56,7 +58,7 @@ def proximal_potential(problem: Problem, center, tau: float, solver="newton", st
     if solver == "cvxpy":
         return _proximal_potential_cvxpy(problem, center, tau)
     start = problem.identity_potential() if start is None else np.asarray(start, dtype=float)
-    return _proximal_potential_newton(problem, center, tau, start)
+    return _proximal_potential_newton(problem, center, tau, start, max_iter)
 
 
 def _inverse(tau) -> float:
@@ -132,7 +134,7 @@ def _proximal_map_newton_1d(problem, center, tau, start):
     )
 
 
-def _proximal_potential_newton(problem, center, tau, start):
+def _proximal_potential_newton(problem, center, tau, start, max_iter=100):
     """Newton on φ (d = 2): gradient D_hᵀ ∂_T, Hessian D_hᵀ ∂²_T D_h, solved in the gauge."""
     G = problem.gradient_operator
     value = _value(problem, center, tau)
@@ -151,6 +153,7 @@ def _proximal_potential_newton(problem, center, tau, start):
         direction,
         norm,
         start,
+        max_iter=max_iter,
     )
 
 

@@ -18,6 +18,7 @@ Each returns a `Trajectory` sampled at t_k = k τ, k = 0..steps.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 
@@ -288,17 +289,27 @@ def _flow_2d(problem, potential, times, bar, max_halvings=12):
     return np.stack([problem.map_of(phi) for phi in potentials])
 
 
-def minimize(problem: Problem, *, solver: str = "newton") -> DiscreteMap:
+def minimize(problem: Problem, *, solver: str = "newton", progress: bool = False) -> DiscreteMap:
     """The discrete OT map: argmin_{K_h} F_h (the implicit step with τ = ∞).
 
+    In d = 2 with the Newton solver, when Newton's method started at the identity does not
+    converge (sources with near-empty regions, whose map must compress them, make the
+    barrier -log det limit its steps), the minimizer is reached by continuation in the
+    density floor instead: the problems with floors 10^{-1}, 10^{-1.5}, ... down to
+    problem.density_floor are solved in turn, each started at the previous solution.
     The potential is returned at the grid nodes, flattened (reshape with grid.shape).
     """
     if problem.dim == 1:
         T = proximal_step(problem, problem.identity(), np.inf, solver=solver)
         potential = potential_from_map(problem.grid, T)
-    else:
+    elif solver == "cvxpy":
         potential = proximal_potential(problem, problem.identity(), np.inf, solver=solver)
-        T = problem.map_of(potential)
+    else:
+        try:
+            potential = proximal_potential(problem, problem.identity(), np.inf, max_iter=40)
+        except SolverError:
+            potential = _minimize_by_floor_continuation(problem, progress)
+    T = problem.map_of(potential)
     return DiscreteMap(
         grid=problem.grid,
         points=problem.points,
@@ -307,3 +318,20 @@ def minimize(problem: Problem, *, solver: str = "newton") -> DiscreteMap:
         potential=potential,
         energy=kl_energy(problem, T),
     )
+
+
+def _minimize_by_floor_continuation(problem: Problem, progress: bool) -> np.ndarray:
+    exponents = np.arange(1.0, -np.log10(problem.density_floor), 0.5)
+    floors = [*(10.0**-exponents), problem.density_floor]
+    potential = problem.identity_potential()
+    for floor in tqdm(floors, desc="density-floor continuation", disable=not progress):
+        stage = dataclasses.replace(problem, density_floor=floor)
+        try:
+            potential = proximal_potential(stage, stage.identity(), np.inf, start=potential)
+        except SolverError as error:
+            raise SolverError(
+                f"minimize: the continuation in the density floor failed at floor {floor:.3g} "
+                f"(target {problem.density_floor:.3g}): {error}. A larger density_floor, a "
+                f"finer grid or a smaller box makes the problem easier"
+            ) from error
+    return potential

@@ -14,9 +14,9 @@ import pathlib
 import sys
 import time
 
-from validation import gaussian_checks, grid1d_checks
+from validation import gaussian_checks, grid1d_checks, grid2d_checks
 
-SUITES = {"gaussian": gaussian_checks, "grid1d": grid1d_checks}
+SUITES = {"gaussian": gaussian_checks, "grid1d": grid1d_checks, "grid2d": grid2d_checks}
 COLUMNS = ("statement", "setting", "measured", "theoretical", "verdict")
 
 

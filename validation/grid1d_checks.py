@@ -24,16 +24,18 @@ from gridflow.rates import (
 from gridflow.schemes import explicit_stability_bound
 from validation.plotting import figure_file, pyplot
 from validation.report import Check
+from validation.statements import (
+    ROUNDOFF,
+    implicit_scheme_checks,
+    proposition_3_3_check,
+    theorem_2_13_checks,
+    verdict,
+)
 
 SIZES = {
     "quick": {"nodes": 200, "grid_nodes": (100, 200, 400, 800), "flow_steps": 60},
     "full": {"nodes": 400, "grid_nodes": (100, 200, 400, 800, 1600), "flow_steps": 80},
 }
-ROUNDOFF = 1e-12
-
-
-def verdict(ok: bool) -> str:
-    return "pass" if ok else "fail"
 
 
 def grid_convergence(grid_nodes, outdir) -> list[Check]:
@@ -92,32 +94,7 @@ def flow_checks(nodes, steps, outdir) -> list[Check]:
         error_bound = map_error_bound_strongly_convex(flow.times, gap[0], lam)
         fit = fit_log_linear(flow.times, gap)
         setting = f"1D flow, {label}, {nodes} nodes"
-        increase = float(np.diff(flow.energy).max())
-        ratio_a = float(np.max(gap / energy_bound))
-        ratio_b = float(np.max(squared_error / error_bound))
-        checks += [
-            Check(
-                "Thm 2.13 (i)",
-                setting,
-                f"max increase {increase:.2g}",
-                "<= 0",
-                verdict(increase <= ROUNDOFF),
-            ),
-            Check(
-                "Thm 2.13 (iii.a)",
-                setting,
-                f"max gap/bound {ratio_a:.4f}",
-                "<= 1",
-                verdict(ratio_a <= 1 + 1e-9),
-            ),
-            Check(
-                "Thm 2.13 (iii.b)",
-                setting,
-                f"max error²/bound {ratio_b:.4f}",
-                "<= 1",
-                verdict(ratio_b <= 1 + 1e-9),
-            ),
-        ]
+        checks += theorem_2_13_checks(flow, optimum, lam, setting)
         if label == "shifted mixture":
             checks.append(
                 Check(
@@ -176,54 +153,11 @@ def flow_checks(nodes, steps, outdir) -> list[Check]:
 def implicit_checks(nodes, outdir) -> list[Check]:
     problem = problem_1d(nodes)
     optimum = minimize(problem)
-    lam = problem.target.lam
     checks = []
     for tau in (0.1, 0.5, 2.0):
-        trajectory = solve(problem, "implicit", tau=tau, steps=8)
-        errors = trajectory.errors(optimum.map)
-        ratios = errors[1:] / errors[:-1]
-        alpha = (1 + lam**2 * tau**2 / 4) ** -0.5
         setting = f"1D implicit, τ = {tau}, {nodes} nodes"
-        increase = float(np.diff(trajectory.energy).max())
-        checks += [
-            Check(
-                "Thm 2.13 (i) (implicit)",
-                setting,
-                f"max increase {increase:.2g}",
-                "<= 0",
-                verdict(increase <= ROUNDOFF),
-            ),
-            Check(
-                "Prop 3.1",
-                setting,
-                f"max contraction {ratios.max():.4f}",
-                f"<= α = {alpha:.4f}",
-                verdict(ratios.max() <= alpha),
-                {"ratios": ratios.tolist()},
-            ),
-        ]
-    # Prop 3.3: implicit trajectories approach the flow as τ → 0 (at t = 1).
-    flow = solve(problem, "flow", tau=0.05, steps=20)
-    taus = np.array([0.2, 0.1, 0.05])
-    gaps = np.array(
-        [
-            problem.norm(
-                solve(problem, "implicit", tau=t, steps=round(1 / t)).maps[-1] - flow.maps[-1]
-            )
-            for t in taus
-        ]
-    )
-    order = np.log2(gaps[:-1] / gaps[1:])
-    checks.append(
-        Check(
-            "Prop 3.3",
-            f"1D, ‖T̂τ(1) - T(1)‖_w for τ = {taus.tolist()}",
-            f"{gaps[-1]:.3g}, order {order.mean():.2f}",
-            "→ 0 as τ → 0",
-            verdict(bool(np.all(np.diff(gaps) < 0))),
-            {"taus": taus.tolist(), "distances": gaps.tolist()},
-        )
-    )
+        checks += implicit_scheme_checks(problem, optimum, tau, 8, setting)
+    checks.append(proposition_3_3_check(problem, (0.2, 0.1, 0.05), 1.0, "1D"))
     return checks
 
 

@@ -1,0 +1,251 @@
+"""Validation of the 2D grid solver: grid convergence, Theorem 2.13, Propositions 3.1, 3.3,
+Lemma 2.8 with active constraints, Remark 2.7, and the paper mixture's ground truth.
+
+Gaussian case: ϱ0 = N(0, [[0.6, 0.25], [0.25, 0.4]]) → γ = N(0, I) on [-5, 5]², whose OT
+map is linear (closed form); the scheme statements are measured against the discrete
+minimizer T_h* (Newton's method to roundoff).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import tempfile
+
+import numpy as np
+
+from gridflow import gaussian, load_map, minimize, save_map, solve
+from gridflow.__main__ import build_ground_truth
+from gridflow.cones import project_onto_tangent_cone
+from gridflow.examples import (
+    degenerate_potential,
+    gaussian_source_2d,
+    problem_2d,
+    quadratic_energy_descent,
+)
+from gridflow.functionals import discrete_hessian, kl_gradient
+from validation.plotting import figure_file, pyplot
+from validation.report import Check
+from validation.statements import (
+    implicit_scheme_checks,
+    proposition_3_3_check,
+    theorem_2_13_checks,
+    verdict,
+)
+
+SIZES = {
+    "quick": {"grid_nodes": (33, 65, 129), "nodes": 33, "flow_time": 2.0, "truth_nodes": None},
+    "full": {"grid_nodes": (33, 65, 129), "nodes": 33, "flow_time": 4.0, "truth_nodes": 129},
+}
+
+
+def exact_map(points):
+    source = gaussian_source_2d()
+    A, b = gaussian.ot_map(
+        gaussian.Gaussian(source.means[0], source.covs[0]), gaussian.Gaussian([0, 0], np.eye(2))
+    )
+    return points @ A.T + b
+
+
+def grid_convergence(grid_nodes, outdir) -> list[Check]:
+    errors = []
+    for nodes in grid_nodes:
+        problem = problem_2d(nodes)
+        errors.append(problem.norm(minimize(problem).map - exact_map(problem.points)))
+    errors = np.array(errors)
+    orders = np.log2(errors[:-1] / errors[1:])
+    with pyplot() as plt:
+        figure, axis = plt.subplots(figsize=(5.5, 4))
+        spacings = 10.0 / (np.array(grid_nodes) - 1)
+        axis.loglog(spacings, errors, "o-", label=r"$\|T_h^* - T^*\|_{L^2(\varrho_0)}$")
+        axis.loglog(spacings, errors[0] * (spacings / spacings[0]) ** 2, ":", label="slope 2")
+        axis.set_xlabel("grid spacing h")
+        axis.set_title("2D Gaussian: discrete OT map vs the closed form")
+        axis.legend()
+        name = figure_file(figure, outdir, "grid2d_convergence.png")
+    setting = "2D Gaussian → N(0, I), [-5, 5]²"
+    details = {
+        "nodes": list(grid_nodes),
+        "errors": errors.tolist(),
+        "orders": orders.tolist(),
+        "figures": [name],
+    }
+    return [
+        Check(
+            "grid convergence",
+            f"{setting}, 33²",
+            f"{errors[0]:.4f}",
+            "<= 0.03",
+            verdict(errors[0] <= 0.03),
+            details,
+        ),
+        Check(
+            "grid convergence",
+            f"{setting}, 65²",
+            f"{errors[1]:.4f}",
+            "<= 0.008",
+            verdict(errors[1] <= 0.008),
+            details,
+        ),
+        Check(
+            "grid convergence order",
+            f"{setting}, {list(grid_nodes)}",
+            f"{orders.min():.2f}",
+            ">= 1.8",
+            verdict(orders.min() >= 1.8),
+            details,
+        ),
+    ]
+
+
+def scheme_checks(nodes, flow_time, outdir) -> list[Check]:
+    problem = problem_2d(nodes)
+    optimum = minimize(problem)
+    lam = problem.target.lam
+    checks = []
+    for tau, steps in ((0.5, 8), (2.0, 4)):
+        checks += implicit_scheme_checks(
+            problem, optimum, tau, steps, f"2D Gaussian implicit, τ = {tau}, {nodes}²"
+        )
+    flow = solve(problem, "flow", tau=0.1, steps=round(flow_time / 0.1))
+    checks += theorem_2_13_checks(
+        flow, optimum, lam, f"2D Gaussian flow, {nodes}², t ≤ {flow_time}"
+    )
+    checks.append(proposition_3_3_check(problem_2d(17), (0.2, 0.1, 0.05), 1.0, "2D Gaussian, 17²"))
+    gap = flow.energy - optimum.energy
+    with pyplot() as plt:
+        figure, axis = plt.subplots(figsize=(5.5, 4))
+        axis.semilogy(flow.times, gap, label=r"$F_h(T_t) - F_h^*$")
+        axis.semilogy(
+            flow.times,
+            gap[0] * np.exp(-2 * lam * flow.times),
+            "--",
+            label=r"Thm 2.13 (iii.a): $e^{-2\lambda t}$",
+        )
+        axis.set_xlabel("t")
+        axis.set_title(f"2D Gaussian flow, {nodes}²")
+        axis.legend()
+        name = figure_file(figure, outdir, "grid2d_flow.png")
+    return [dataclasses.replace(c, details={**c.details, "figures": [name]}) for c in checks]
+
+
+def lemma_2_8_checks(nodes) -> list[Check]:
+    """At random states with rank-one active points, against random S ∈ K_h."""
+    problem = problem_2d(nodes)
+    rng = np.random.default_rng(0)
+    x = problem.grid.nodes
+    worst_i, worst_ii, active = 0.0, -np.inf, []
+    for _ in range(3):
+        shift = rng.uniform(-1, 1, size=2)
+        phi = degenerate_potential(problem) + 0.5 * np.maximum(x[:, 1] - shift[1], 0.0) ** 2
+        phi += 0.5 * np.maximum(x[:, 0] - shift[0], 0.0) ** 2
+        T = problem.map_of(phi)
+        v = -kl_gradient(problem, problem.identity()) + rng.standard_normal(T.shape)
+        w = project_onto_tangent_cone(problem, T, v)
+        active.append(int((np.linalg.eigvalsh(discrete_hessian(problem, T))[:, 0] <= 1e-9).sum()))
+        worst_i = max(worst_i, abs(problem.inner(v, w) - problem.norm(w) ** 2))
+        for _ in range(10):
+            M = rng.standard_normal((2, 2))
+            psi = 0.5 * np.einsum("ni,ij,nj->n", x, M @ M.T, x) + np.logaddexp(
+                0.0, x @ rng.standard_normal(2)
+            )
+            worst_ii = max(worst_ii, problem.inner(v - w, problem.map_of(psi) - T))
+    setting = f"2D states with {active} active points, {nodes}²"
+    tolerance = 1e-8  # the cvxpy/Clarabel projection's accuracy
+    return [
+        Check(
+            "Lemma 2.8 (i)",
+            setting + ": ⟨v,w⟩ - ‖w‖²",
+            f"deviation {worst_i:.1g}",
+            f"= 0 (solver tol {tolerance:g})",
+            verdict(worst_i <= tolerance),
+        ),
+        Check(
+            "Lemma 2.8 (ii)",
+            setting,
+            f"max ⟨v-w, S-T⟩ = {worst_ii:.2g}",
+            f"<= 0 (solver tol {tolerance:g})",
+            verdict(worst_ii <= tolerance),
+        ),
+    ]
+
+
+def remark_2_7_checks(nodes, outdir) -> list[Check]:
+    problem = problem_2d(nodes)
+    run = quadratic_energy_descent(problem, [[1.0, 0.5], [0.5, 1.0]], tau=0.2, steps=8)
+    setting = f"W(y) = ½yᵀAy from a rank-one potential, (3.1) with τ = 0.2, {nodes}²"
+    increase = float(np.diff(run.energy).max())
+    with pyplot() as plt:
+        figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+        steps = np.arange(run.energy.size)
+        axes[0].semilogy(steps, run.energy, "o-")
+        axes[0].set_title("energy along the projected scheme")
+        axes[1].plot(steps, run.rank_one, "o-", label="rank-one active points")
+        axes[1].plot(steps[1:], run.unprojected_violations, "s--", label="unprojected: outside")
+        axes[1].plot(steps[1:], run.helmholtz_violations, "^--", label="Helmholtz only: outside")
+        axes[1].set_xlabel("step")
+        axes[1].legend(fontsize=8)
+        name = figure_file(figure, outdir, "grid2d_remark_2_7.png")
+    details = {
+        "energy": run.energy.tolist(),
+        "rank_one": run.rank_one.tolist(),
+        "rank_zero": run.rank_zero.tolist(),
+        "smallest_eigenvalue": run.smallest_eigenvalue.tolist(),
+        "unprojected_violations": run.unprojected_violations.tolist(),
+        "helmholtz_violations": run.helmholtz_violations.tolist(),
+        "figures": [name],
+    }
+    return [
+        Check(
+            "Remark 2.7",
+            setting,
+            f"unprojected update outside K_h at {run.unprojected_violations[0]} nodes "
+            f"({run.helmholtz_violations[0]} after Helmholtz)",
+            "leaves K_h",
+            verdict(run.unprojected_violations[0] > 0),
+            details,
+        ),
+        Check(
+            "constraint binds",
+            setting,
+            f"min λ {run.smallest_eigenvalue.min():.1g}, active {run.rank_one.tolist()}, "
+            f"F max increase {increase:.1g}",
+            "stays in K_h, F decreases",
+            verdict(
+                run.smallest_eigenvalue.min() >= -1e-7 and increase < 0 and run.rank_one.min() > 0
+            ),
+            details,
+        ),
+    ]
+
+
+def ground_truth_check(nodes, outdir) -> list[Check]:
+    setting = "paper 4-mode mixture → N(0, I), [-6, 6]², density floor 1e-6"
+    if nodes is None:
+        return [Check("ground truth", setting, "run --size full", "exported", "n/a")]
+    fine, metadata = build_ground_truth("paper-mixture", nodes, 6.0, 1e-6, progress=False)
+    path = pathlib.Path(outdir) / f"ground_truth_paper_mixture_{nodes}.npz"
+    save_map(path, fine, metadata)
+    loaded = load_map(path)
+    return [
+        Check(
+            "ground truth",
+            f"{setting}, {nodes}²",
+            f"error estimate {loaded.metadata['error_estimate']:.2e}",
+            "exported with estimate",
+            verdict(np.isfinite(loaded.metadata["error_estimate"])),
+            {**metadata, "file": path.name},
+        ),
+    ]
+
+
+def run(size: str, outdir: pathlib.Path) -> list[Check]:
+    settings = SIZES[size]
+    outdir = pathlib.Path(outdir if outdir is not None else tempfile.mkdtemp())
+    return [
+        *grid_convergence(settings["grid_nodes"], outdir),
+        *scheme_checks(settings["nodes"], settings["flow_time"], outdir),
+        *lemma_2_8_checks(17),
+        *remark_2_7_checks(17, outdir),
+        *ground_truth_check(settings["truth_nodes"], outdir),
+    ]

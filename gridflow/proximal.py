@@ -18,7 +18,7 @@ from scipy import linalg, sparse
 
 from gridflow import operators
 from gridflow.functionals import OutsideConeError, kl_energy, kl_gradient, kl_hessian
-from gridflow.potentials import GaugedFactorization
+from gridflow.potentials import GaugedFactorization, in_gauge
 from gridflow.problem import Problem
 from gridflow.solvers import SolverError, map_and_hessian_expressions, solve_cvxpy
 
@@ -58,7 +58,7 @@ def proximal_potential(
     if solver == "cvxpy":
         return _proximal_potential_cvxpy(problem, center, tau)
     start = problem.identity_potential() if start is None else np.asarray(start, dtype=float)
-    return _proximal_potential_newton(problem, center, tau, start, max_iter)
+    return in_gauge(problem, _proximal_potential_newton(problem, center, tau, start, max_iter))
 
 
 def _inverse(tau) -> float:

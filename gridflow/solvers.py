@@ -21,18 +21,33 @@ class SolverError(RuntimeError):
     """A cvxpy problem did not end with status 'optimal'."""
 
 
-def solve_cvxpy(problem, what: str, tolerance: float = DEFAULT_TOLERANCE):
-    """Solve a cvxpy problem with Clarabel at `tolerance`; raise unless the status is optimal."""
-    try:
-        problem.solve(solver=DEFAULT_SOLVER, **clarabel_settings(tolerance))
-    except Exception as error:  # cvxpy raises its own SolverError on solver breakdown
-        raise SolverError(f"{what}: the solver {DEFAULT_SOLVER} failed: {error}") from error
-    if problem.status != "optimal":
-        raise SolverError(
-            f"{what}: the solver {DEFAULT_SOLVER} ended with status {problem.status!r}, "
-            f"not 'optimal'"
-        )
-    return problem.value
+def solve_cvxpy(problem, what: str, tolerance: float = DEFAULT_TOLERANCE, relaxations: int = 2):
+    """Solve a cvxpy problem with Clarabel; raise unless the status is optimal.
+
+    Clarabel is asked for `tolerance` first. When it stops with 'optimal_inaccurate' (the
+    2D projections, whose weights span twelve orders of magnitude, sometimes do), it is
+    asked again with the tolerance relaxed tenfold, at most `relaxations` times; the
+    tolerance reached is returned with the value, and any other status raises.
+    """
+    import warnings
+
+    status = None
+    for attempt in range(relaxations + 1):
+        attempt_tolerance = tolerance * 10.0**attempt
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+                problem.solve(solver=DEFAULT_SOLVER, **clarabel_settings(attempt_tolerance))
+        except Exception as error:  # cvxpy raises its own SolverError on solver breakdown
+            raise SolverError(f"{what}: the solver {DEFAULT_SOLVER} failed: {error}") from error
+        status = problem.status
+        if status == "optimal":
+            return problem.value, attempt_tolerance
+        if status != "optimal_inaccurate":
+            break
+    raise SolverError(
+        f"{what}: the solver {DEFAULT_SOLVER} ended with status {status!r}, not 'optimal'"
+    )
 
 
 def map_and_hessian_expressions(problem, potential):

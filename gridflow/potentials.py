@@ -93,8 +93,12 @@ def helmholtz_projection(problem: Problem, v, max_refinements: int = 8):
 
 
 def in_gauge(problem: Problem, potential) -> np.ndarray:
-    """The potential with the same map D_h φ and φ = 0 at the gauge nodes."""
+    """The representative of φ modulo ker D_h orthogonal to ker D_h (same map D_h φ).
+
+    In d = 2 this removes the checkerboard component, which D_h cannot see and a solver
+    leaves arbitrary, and the mean (φ is defined up to a constant).
+    """
     basis = operators.kernel_basis(problem.grid)
-    gauge = operators.gauge_nodes(problem.grid)
-    coefficients = np.linalg.solve(basis[:, gauge].T, np.asarray(potential)[gauge])
+    potential = np.asarray(potential, dtype=np.float64)
+    coefficients = np.linalg.solve(basis @ basis.T, basis @ potential)  # 1 and χ overlap
     return potential - coefficients @ basis

@@ -49,14 +49,14 @@ def proximal_step(problem: Problem, center, tau: float, solver: str = "newton", 
 def proximal_potential(
     problem: Problem, center, tau: float, solver="newton", start=None, max_iter: int = 100
 ):
-    """The potential φ (N,) of the proximal step, in the gauge of `potentials` (d = 2).
+    """The potential φ (N,) of the proximal step, orthogonal to ker D_h (`potentials.in_gauge`).
 
     `start`: a potential whose map is strictly inside K_h; default the identity's ½|x|².
     """
     check_step_solver(solver)
     center = problem.as_map(center, "center")
     if solver == "cvxpy":
-        return _proximal_potential_cvxpy(problem, center, tau)
+        return in_gauge(problem, _proximal_potential_cvxpy(problem, center, tau))
     start = problem.identity_potential() if start is None else np.asarray(start, dtype=float)
     return in_gauge(problem, _proximal_potential_newton(problem, center, tau, start, max_iter))
 
@@ -87,18 +87,25 @@ def damped_newton(value, gradient, direction, step_norm, start, max_iter=100, to
     step_norm measures a step in the problem's metric. Far from the solution, steps are
     backtracked (Armijo, and staying where `value` is finite). Once the Newton decrement
     gᵀH⁻¹g is below 1e-10 the objective cannot resolve further decrease, and full steps
-    are taken until the step's norm is at roundoff: tolerance × (1 + step_norm(x)).
+    are taken until the step's norm is at roundoff, tolerance × (1 + step_norm(x)), or stops
+    shrinking (three full steps without a smaller one: the accuracy of the linear solves,
+    which coarse 2D grids with tiny tail weights can limit to about 1e-7).
     """
     x = start.copy()
     current = value(x)
+    previous_norms = []
     if not np.isfinite(current):
         raise OutsideConeError("the Newton start is not strictly inside K_h")
     for _ in range(max_iter):
         g = gradient(x)
         step_direction = direction(x, g)
         decrement = float(np.sum(g * step_direction))
-        if step_norm(step_direction) <= tolerance * (1.0 + step_norm(x)):
+        norm = step_norm(step_direction)
+        if norm <= tolerance * (1.0 + step_norm(x)):
             return x
+        if decrement <= 1e-10 and len(previous_norms) >= 3 and norm >= min(previous_norms[-3:]):
+            return x  # stagnation: the steps stopped shrinking at the linear solves' accuracy
+        previous_norms.append(norm)
         step = 1.0
         while True:  # backtrack: stay where value is finite, and Armijo while it is resolvable
             trial_value = value(x - step * step_direction)

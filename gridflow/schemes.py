@@ -192,9 +192,9 @@ def _explicit_step(problem, T, tau, k, projection):
     if tau >= bound:
         raise UnstableStepError(
             f"tau = {tau:.4g} exceeds the explicit scheme's stability bound 2/L = {bound:.4g} "
-            f"at step {k} (L is the largest eigenvalue of the weighted Hessian of F_h, about "
-            f"4/h² = {4 / problem.grid.spacing[0] ** 2:.4g} near the identity): take tau < "
-            f"{bound:.4g} or use the implicit scheme"
+            f"at step {k} (L is the largest eigenvalue of the weighted Hessian of F_h, which "
+            f"grows like 1/h² and near the boundary of K_h): take tau < {bound:.4g} or use the "
+            f"implicit scheme"
         )
     return cones.project_onto_cone(problem, T - tau * kl_gradient(problem, T), method=projection)
 

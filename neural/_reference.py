@@ -18,10 +18,9 @@ def _softplus(a):
 
 
 def _layers(architecture, theta):
+    """[(Wz or None, Wx, b) per hidden layer], w, c."""
     named = architecture.views(theta)
-    layers = [(None, named["W0"], named["b0"])]
-    for layer in range(1, architecture.depth):
-        layers.append((named[f"Wz{layer}"], named[f"Wx{layer}"], named[f"b{layer}"]))
+    layers = [(p.weight_z, p.weight_x, p.bias) for p in architecture.layers(theta)]
     return layers, named["w"], named["c"][0]
 
 
@@ -78,13 +77,13 @@ def icnn_map_vjp(architecture, theta, x, u):
     grads["w"] = tangent_value[-1].sum(axis=0)
     grads["c"] = np.zeros(1)
     for layer in range(len(layers) - 1, -1, -1):
-        weight_z, _, _ = layers[layer]
-        suffix = str(layer)
-        grads[f"b{suffix}"] = p.sum(axis=0)
-        grads["W0" if layer == 0 else f"Wx{layer}"] = p.T @ x + q.T @ u
+        weight_z = layers[layer][0]
+        name_z, name_x, name_b = architecture._layer_names(layer)
+        grads[name_b] = p.sum(axis=0)
+        grads[name_x] = p.T @ x + q.T @ u
         if weight_z is None:
             break
-        grads[f"Wz{layer}"] = p.T @ value[layer - 1] + q.T @ tangent_value[layer - 1]
+        grads[name_z] = p.T @ value[layer - 1] + q.T @ tangent_value[layer - 1]
         adj_p = p @ weight_z
         adj_q = q @ weight_z
         p = adj_p * slope[layer - 1] + adj_q * curvature[layer - 1] * tangent_pre[layer - 1]

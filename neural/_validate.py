@@ -8,15 +8,21 @@ needed).
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
+from numba import njit
+
+from neural._kernels import JIT
+
+_FLOAT64 = np.dtype(np.float64)
 
 
 def as_float_array(value, name: str) -> np.ndarray:
     """``value`` as a C-contiguous float64 array; TypeError if not real numbers."""
-    if type(value) is np.ndarray and value.dtype == np.float64 and value.flags.c_contiguous:
-        return value
+    if type(value) is np.ndarray and value.dtype is _FLOAT64 and value.flags.c_contiguous:
+        return value  # the common case, checked first: these checks run in inner loops
     array = np.asarray(value)
     if array.dtype == object or not (
         np.issubdtype(array.dtype, np.floating)
@@ -30,36 +36,45 @@ def as_float_array(value, name: str) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.float64)
 
 
+@njit(**JIT)
+def _all_finite(array):
+    """Whether every entry is finite; one compiled pass (np.isfinite(a).all() allocates a
+    temporary and costs microseconds on the small arrays of the schemes' inner loops)."""
+    for value in array.flat:
+        if not math.isfinite(value):
+            return False
+    return True
+
+
 def require_finite(array: np.ndarray, name: str) -> None:
     """ValueError naming ``name`` if ``array`` holds NaN or infinite entries."""
-    if not np.isfinite(array).all():
+    if not _all_finite(array):
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        hint = " (e.g. x = x[np.isfinite(x).all(axis=1)])" if np.ndim(array) == 2 else ""
         raise ValueError(
             f"{name} contains {bad} NaN or infinite entries; remove or replace them "
-            f"before calling (e.g. x = x[np.isfinite(x).all(axis=1)])"
+            f"before calling{hint}"
         )
 
 
 def as_points(value, name: str, dim: int | None = None, min_points: int = 1) -> np.ndarray:
     """A finite (n, d) float64 array of points with n >= min_points (and d == dim if given)."""
     points = as_float_array(value, name)
-    if points.ndim != 2:
-        hint = " (a single point must be passed as shape (1, d))" if points.ndim == 1 else ""
+    shape = points.shape
+    if len(shape) != 2:
+        hint = " (a single point must be passed as shape (1, d))" if len(shape) == 1 else ""
         raise ValueError(
-            f"{name} must be a 2-D array of points with shape (n, d), got shape "
-            f"{points.shape}{hint}"
+            f"{name} must be a 2-D array of points with shape (n, d), got shape {shape}{hint}"
         )
-    if dim is not None and points.shape[1] != dim:
+    if dim is not None and shape[1] != dim:
         raise ValueError(
-            f"{name} must have {dim} columns (the dimension), got shape {points.shape}; "
+            f"{name} must have {dim} columns (the dimension), got shape {shape}; "
             f"pass points of shape (n, {dim})"
         )
-    if points.shape[1] < 1:
-        raise ValueError(f"{name} must have at least one column, got shape {points.shape}")
-    if points.shape[0] < min_points:
-        raise ValueError(
-            f"{name} must hold at least {min_points} point(s), got shape {points.shape}"
-        )
+    if shape[1] < 1:
+        raise ValueError(f"{name} must have at least one column, got shape {shape}")
+    if shape[0] < min_points:
+        raise ValueError(f"{name} must hold at least {min_points} point(s), got shape {shape}")
     require_finite(points, name)
     return points
 
@@ -73,14 +88,17 @@ def positive_int(value, name: str) -> int:
     return int(value)
 
 
-def positive_float(value, name: str, allow_zero: bool = False) -> float:
-    """``value`` as a finite float > 0 (or >= 0 with allow_zero)."""
+def positive_float(value, name: str, allow_zero: bool = False, hint: str = "") -> float:
+    """``value`` as a finite float > 0 (or >= 0 with allow_zero); ``hint`` ends the message."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    number = float(value)
-    if not np.isfinite(number) or number < 0.0 or (number == 0.0 and not allow_zero):
+        raise TypeError(f"{name} must be a real number, got {value!r}{hint}")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond the float range
+        number = math.inf
+    if not math.isfinite(number) or number < 0.0 or (number == 0.0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}{hint}")
     return number
 
 

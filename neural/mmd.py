@@ -22,46 +22,23 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from neural._kernels import JIT, squared_distances, sum4
 from neural._validate import as_points
 
 __all__ = ["energy_distance"]
 
-_JIT = {"cache": True, "fastmath": False, "error_model": "numpy", "nogil": True}
 
-
-@njit(**_JIT)
+@njit(**JIT)
 def _row_distance_sum(point, others_t, start, stop, buffer):
     """Σ_{j in [start, stop)} ‖point − others_j‖ with others_t of shape (d, m)."""
-    dim = others_t.shape[0]
     length = stop - start
-    for j in range(length):
-        buffer[j] = 0.0
-    for k in range(dim):
-        coordinate = point[k]
-        row = others_t[k]
-        for j in range(length):
-            diff = row[start + j] - coordinate
-            buffer[j] += diff * diff
+    squared_distances(point, others_t, start, stop, buffer)
     for j in range(length):
         buffer[j] = math.sqrt(buffer[j])
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
-    j = 0
-    while j + 4 <= length:
-        s0 += buffer[j]
-        s1 += buffer[j + 1]
-        s2 += buffer[j + 2]
-        s3 += buffer[j + 3]
-        j += 4
-    while j < length:
-        s0 += buffer[j]
-        j += 1
-    return (s0 + s1) + (s2 + s3)
+    return sum4(buffer, length)
 
 
-@njit(parallel=True, **_JIT)
+@njit(parallel=True, **JIT)
 def _cross_sum(x, y_t):
     """Σ_{i,j} ‖x_i − y_j‖ (row sums in parallel, added in row order)."""
     n = x.shape[0]
@@ -76,7 +53,7 @@ def _cross_sum(x, y_t):
     return total
 
 
-@njit(parallel=True, **_JIT)
+@njit(parallel=True, **JIT)
 def _within_sum(x, x_t):
     """Σ_{i<j} ‖x_i − x_j‖; rows i and n−1−i share a work item (balanced triangle)."""
     n = x.shape[0]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from neural._validate import as_float_array, positive_float
+from neural._validate import as_float_array, positive_float, require_finite
 
 __all__ = ["SGD", "Adam", "AdamState", "SGDState"]
 
@@ -34,16 +34,22 @@ def _check_vector(value, name: str) -> np.ndarray:
     array = as_float_array(value, name)
     if array.ndim != 1:
         raise ValueError(f"{name} must be a flat parameter vector (1-D), got shape {array.shape}")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} contains NaN or infinite entries")
+    require_finite(array, name)
     return array
 
 
-def _check_pair(params, grad):
+def _check_step(params, grad, state, state_type, buffer: str):
+    """Validated (params, grad) for ``step``; ``state`` must be a ``state_type`` whose
+    array ``buffer`` has the shape of params."""
     params = _check_vector(params, "params")
     grad = _check_vector(grad, "grad")
     if grad.shape != params.shape:
         raise ValueError(f"grad must have the shape of params {params.shape}, got {grad.shape}")
+    if not isinstance(state, state_type) or getattr(state, buffer).shape != params.shape:
+        raise TypeError(
+            f"state must be the {state_type.__name__} returned by init(params) or step() "
+            f"for parameters of shape {params.shape}"
+        )
     return params, grad
 
 
@@ -67,7 +73,7 @@ def _check_beta(value, name):
 
 @dataclass(frozen=True)
 class SGDState:
-    """Momentum buffer (zeros when momentum = 0) and the step count."""
+    """The last update direction v (zeros before the first step) and the step count."""
 
     velocity: np.ndarray
     step: int = 0
@@ -94,10 +100,8 @@ class SGD:
         self, params, grad, state: SGDState, project: Projection | None = None
     ) -> tuple[np.ndarray, SGDState]:
         """One update; returns new (params, state)."""
-        params, grad = _check_pair(params, grad)
-        if not isinstance(state, SGDState) or state.velocity.shape != params.shape:
-            raise TypeError("state must be the SGDState returned by init(params) or step()")
-        velocity = self.momentum * state.velocity + grad if self.momentum else grad.copy()
+        params, grad = _check_step(params, grad, state, SGDState, "velocity")
+        velocity = self.momentum * state.velocity + grad
         updated = params - self.learning_rate * velocity
         return _apply(project, updated), SGDState(velocity=velocity, step=state.step + 1)
 
@@ -136,9 +140,7 @@ class Adam:
         self, params, grad, state: AdamState, project: Projection | None = None
     ) -> tuple[np.ndarray, AdamState]:
         """One update; returns new (params, state)."""
-        params, grad = _check_pair(params, grad)
-        if not isinstance(state, AdamState) or state.first_moment.shape != params.shape:
-            raise TypeError("state must be the AdamState returned by init(params) or step()")
+        params, grad = _check_step(params, grad, state, AdamState, "first_moment")
         t = state.step + 1
         first = self.beta1 * state.first_moment + (1.0 - self.beta1) * grad
         second = self.beta2 * state.second_moment + (1.0 - self.beta2) * (grad * grad)

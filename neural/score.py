@@ -21,8 +21,9 @@ marginal constraint in log scale (dimensionless).
 
 Score estimate (Remark 3.10, [Mor24]): for small ε, f ≈ −(ε/2) log ρ + const, and the
 barycentric projection of the plan, B(x_i) = Σ_j softmax_j((f_j − ½‖x_i − x_j‖²)/ε) x_j,
-equals x_i + (ε/2) ∇log ρ(x_i) + o(ε) (a Gaussian convolution of width √ε of
-ρ^{1/2}, divided by ρ^{1/2}). Hence
+equals x_i + (ε/2) ∇log ρ(x_i) + o(ε): to leading order the plan's conditional law
+at x_i is ∝ ρ^{1/2}(y) N(y; x_i, εI), whose mean is x_i + ε ∇log(ρ^{1/2} ∗ N(0, εI))(x_i).
+Hence
 
     ∇log ρ(x_i) ≈ −(2/ε) (x_i − B(x_i)).
 
@@ -40,7 +41,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from neural._elementwise import exp_nonpositive_block
+from neural._kernels import JIT, block_bounds, exp_nonpositive, squared_distances, sum4
 from neural._validate import as_points, positive_float, positive_int
 
 __all__ = [
@@ -55,9 +56,12 @@ __all__ = [
 DEFAULT_EPS_FRACTION = 0.05
 """ε = DEFAULT_EPS_FRACTION × median squared pairwise distance (paper Remark 3.10)."""
 
-_JIT = {"cache": True, "fastmath": False, "error_model": "numpy", "nogil": True}
 _ROW_BLOCK = 32
 """Rows per parallel work item (row boundaries depend on n only)."""
+_EPS_HINT = (
+    " (the entropic regularization); pass eps=None for the default 5% of the median "
+    "squared distance"
+)
 _PARALLEL_MIN_POINTS = 64
 """Below this many points the serial Sinkhorn kernel is used (measured, benchmark_neural)."""
 
@@ -98,72 +102,41 @@ class SelfEntropicPotential:
 # --------------------------------------------------------------------------- kernels
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _median_squared_distance(x):
     """Median of ‖x_i − x_j‖² over the pairs i < j."""
-    n, dim = x.shape
+    n = x.shape[0]
+    x_t = np.ascontiguousarray(x.T)
     values = np.empty(n * (n - 1) // 2)
     position = 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            total = 0.0
-            for k in range(dim):
-                diff = x[i, k] - x[j, k]
-                total += diff * diff
-            values[position] = total
-            position += 1
+    for i in range(n - 1):
+        squared_distances(x[i], x_t, i + 1, n, values[position:])
+        position += n - 1 - i
     return np.median(values)
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _row_logits(query_row, support_t, h, scale, out):
     """out[j] = h[j] − ‖y − x_j‖² · scale (scale = 1/(2ε)) for one query point y."""
-    dim, m = support_t.shape
-    for j in range(m):
-        out[j] = 0.0
-    for k in range(dim):
-        coordinate = query_row[k]
-        support_k = support_t[k]
-        for j in range(m):
-            diff = support_k[j] - coordinate
-            out[j] += diff * diff
+    m = support_t.shape[1]
+    squared_distances(query_row, support_t, 0, m, out)
     for j in range(m):
         out[j] = h[j] - out[j] * scale
 
 
-@njit(**_JIT)
-def _sum4(values, length):
-    """Σ values[:length] with four interleaved partial sums (fixed order)."""
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
-    j = 0
-    while j + 4 <= length:
-        s0 += values[j]
-        s1 += values[j + 1]
-        s2 += values[j + 2]
-        s3 += values[j + 3]
-        j += 4
-    while j < length:
-        s0 += values[j]
-        j += 1
-    return (s0 + s1) + (s2 + s3)
-
-
-@njit(**_JIT)
-def _row_block_bounds(n):
-    blocks = max(1, (n + _ROW_BLOCK - 1) // _ROW_BLOCK)
-    bounds = np.empty(blocks + 1, dtype=np.int64)
-    for b in range(blocks + 1):
-        bounds[b] = (b * n) // blocks
-    return bounds
+@njit(**JIT)
+def _shifted_exp_sum(logits, shift, terms):
+    """terms[j] = exp(logits[j] − shift), for a shift >= max logits; returns Σ_j terms[j]."""
+    m = logits.size
+    for j in range(m):
+        terms[j] = exp_nonpositive(logits[j] - shift)
+    return sum4(terms, m)
 
 
 def _make_sinkhorn(parallel):
     loop = prange if parallel else range
 
-    @njit(parallel=parallel, **_JIT)
+    @njit(parallel=parallel, **JIT)
     def sinkhorn(x, eps, tol, max_iter):
         """Averaged symmetric log-domain Sinkhorn: returns (h, residual, iterations)."""
         n = x.shape[0]
@@ -172,21 +145,17 @@ def _make_sinkhorn(parallel):
         log_n = math.log(n)
         h = np.zeros(n)
         update = np.empty(n)
-        bounds = _row_block_bounds(n)
+        bounds = block_bounds(n, _ROW_BLOCK, 1)
         residual = np.inf
         iterations = 0
         while iterations < max_iter:
-            shift = h.max()
+            shift = h.max()  # >= every h_j − G_ij (module docstring)
             for b in loop(bounds.size - 1):
                 logits = np.empty(n)
                 terms = np.empty(n)
-                scratch = np.empty(n, dtype=np.int64)
                 for i in range(bounds[b], bounds[b + 1]):
                     _row_logits(x[i], x_t, h, scale, logits)
-                    for j in range(n):
-                        logits[j] -= shift
-                    exp_nonpositive_block(logits, terms, scratch, n)
-                    update[i] = log_n - (shift + math.log(_sum4(terms, n)))
+                    update[i] = log_n - (shift + math.log(_shifted_exp_sum(logits, shift, terms)))
             residual = 0.0
             for i in range(n):
                 residual = max(residual, abs(h[i] - update[i]))
@@ -204,37 +173,28 @@ _sinkhorn_serial = _make_sinkhorn(parallel=False)
 _sinkhorn_parallel = _make_sinkhorn(parallel=True)
 
 
-@njit(parallel=True, **_JIT)
-def _score_kernel(query, support, h, eps):
-    """−(2/ε)(y_i − Σ_j softmax_j(h_j − ‖y_i − x_j‖²/(2ε)) x_j) for every query row."""
+@njit(parallel=True, **JIT)
+def _score(query, support, h, eps):
+    """−(2/ε)(y_i − Σ_j softmax_j(h_j − ‖y_i − x_j‖²/(2ε)) x_j) for every query row y_i."""
     m = query.shape[0]
     n, dim = support.shape
     support_t = np.ascontiguousarray(support.T)
     scale = 0.5 / eps
     out = np.empty((m, dim))
-    bounds = _row_block_bounds(m)
+    bounds = block_bounds(m, _ROW_BLOCK, 1)
     for b in prange(bounds.size - 1):
         logits = np.empty(n)
         terms = np.empty(n)
-        scratch = np.empty(n, dtype=np.int64)
         for i in range(bounds[b], bounds[b + 1]):
             _row_logits(query[i], support_t, h, scale, logits)
-            shift = logits.max()
-            for j in range(n):
-                logits[j] -= shift
-            exp_nonpositive_block(logits, terms, scratch, n)
-            total = _sum4(terms, n)
+            total = _shifted_exp_sum(logits, logits.max(), terms)
             for k in range(dim):
                 support_k = support_t[k]
                 for j in range(n):
                     logits[j] = terms[j] * support_k[j]
-                barycenter = _sum4(logits, n) / total
+                barycenter = sum4(logits, n) / total
                 out[i, k] = -(2.0 / eps) * (query[i, k] - barycenter)
     return out
-
-
-def _score(query, support, h, eps):
-    return _score_kernel(query, support, h, eps)
 
 
 # --------------------------------------------------------------------------- public API
@@ -268,7 +228,7 @@ def self_entropic_potential(
     if eps is None:
         eps = default_eps(x)
     else:
-        eps = _check_eps(eps)
+        eps = positive_float(eps, "eps", hint=_EPS_HINT)
     tol = positive_float(tol, "tol")
     max_iter = positive_int(max_iter, "max_iter")
     use_parallel = x.shape[0] >= _PARALLEL_MIN_POINTS and numba.get_num_threads() > 1
@@ -311,15 +271,3 @@ def self_entropic_score(
     solution = self_entropic_potential(x, eps=eps, tol=tol, max_iter=max_iter)
     score = solution.score()
     return (score, solution) if return_info else score
-
-
-def _check_eps(eps) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)):
-        raise TypeError(f"eps must be a positive number or None, got {eps!r}")
-    value = float(eps)
-    if not (np.isfinite(value) and value > 0.0):
-        raise ValueError(
-            f"eps must be a finite number > 0 (the entropic regularization), got {eps!r}; "
-            f"pass eps=None for the default 5% of the median squared distance"
-        )
-    return value

@@ -22,7 +22,7 @@ import numpy as np
 
 from neural import ICNN
 from neural import _reference as reference
-from neural.icnn import _map_vjp_parallel, _map_vjp_serial
+from neural.icnn import _EVALUATE_PARALLEL, _EVALUATE_SERIAL, _MAP_VJP, map_vjp
 from neural.mmd import energy_distance
 from neural.samplers import Gaussian, paper_mixture
 from neural.score import (
@@ -33,12 +33,11 @@ from neural.score import (
 )
 
 
-def median_seconds(function, *args, repeats: int, min_seconds: float = 0.0) -> float:
+def median_seconds(function, *args, repeats: int) -> float:
     """Median wall time of function(*args) over ``repeats`` calls after one warm-up call."""
     function(*args)
     times = []
-    start = time.perf_counter()
-    while len(times) < repeats or time.perf_counter() - start < min_seconds:
+    for _ in range(repeats):
         begin = time.perf_counter()
         function(*args)
         times.append(time.perf_counter() - begin)
@@ -53,15 +52,19 @@ def _format(seconds: float) -> str:
     return f"{seconds:9.3f} s "
 
 
-def machine_description() -> str:
+def _load_average() -> str:
     try:
-        load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+        return ", ".join(f"{value:.2f}" for value in os.getloadavg())
     except OSError:
-        load = "n/a"
+        return "n/a"
+
+
+def machine_description() -> str:
     return (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"numba {numba.__version__} ({numba.get_num_threads()} threads), "
-        f"numpy {np.__version__}, load average {load}"
+        f"numpy {np.__version__}, OPENBLAS_NUM_THREADS="
+        f"{os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, load average {_load_average()}"
     )
 
 
@@ -75,29 +78,25 @@ def run(quick: bool = False) -> list[tuple[str, float, float | None, float | Non
     rng = np.random.default_rng(1)
     x = paper_mixture().sample(rng, 100)
     u = rng.standard_normal((100, 2)) / 100
-    kernel_args = (net.params, net.architecture.widths, net.architecture.layout, x, u)
+    table, index = net.architecture.kernel_tables
+    kernel_args = (net.params, table, index, x, u, _MAP_VJP)
     repeats = int(3000 * scale)
     vjp_numpy = median_seconds(
         reference.icnn_map_vjp, net.architecture, net.params, x, u, repeats=repeats // 5
     )
     vjp_method = median_seconds(net.map_vjp, x, u, repeats=repeats)
     rows.append(("map_vjp n=100, m=541 (net.map_vjp, checked)", vjp_method, vjp_numpy, 50e-6))
-    rows.append(
-        (
-            "  kernel only, parallel",
-            median_seconds(_map_vjp_parallel, *kernel_args, repeats=repeats),
-            vjp_numpy,
-            50e-6,
-        )
-    )
-    rows.append(
-        (
-            "  kernel only, serial",
-            median_seconds(_map_vjp_serial, *kernel_args, repeats=repeats),
-            vjp_numpy,
-            None,
-        )
-    )
+    vjp_function = median_seconds(map_vjp, net.architecture, net.params, x, u, repeats=repeats)
+    rows.append(("  map_vjp(architecture, θ, x, u), checks θ", vjp_function, vjp_numpy, 50e-6))
+    seconds = median_seconds(_EVALUATE_SERIAL, *kernel_args, repeats=repeats)
+    rows.append(("  kernel only (serial: n = 100 is one block)", seconds, vjp_numpy, 50e-6))
+    # two blocks: the size from which net.map_vjp runs the parallel kernel
+    x_256 = paper_mixture().sample(rng, 256)
+    u_256 = rng.standard_normal((256, 2)) / 256
+    for label, kernel in (("serial", _EVALUATE_SERIAL), ("parallel", _EVALUATE_PARALLEL)):
+        args = (net.params, table, index, x_256, u_256, _MAP_VJP)
+        seconds = median_seconds(kernel, *args, repeats=repeats // 2)
+        rows.append((f"map_vjp n=256 kernel, {label}", seconds, None, None))
     map_numpy = median_seconds(
         reference.icnn_map, net.architecture, net.params, x, repeats=repeats // 5
     )
@@ -159,6 +158,7 @@ def main(argv=None) -> None:
     arguments = parser.parse_args(argv)
     print(machine_description())
     print_table(run(quick=arguments.quick))
+    print(f"load average at the end: {_load_average()}")
 
 
 if __name__ == "__main__":

@@ -1,17 +1,16 @@
 """ICNN potential, map, parameter-VJP and Hessian (paper §3.4): derivatives, convexity, checks."""
 
-import math
-
 import numpy as np
 import pytest
 
 from neural import ICNN, ICNNArchitecture
 from neural import _reference as reference
-from neural._elementwise import exp_nonpositive_block, softplus_block
 from neural.icnn import (
-    _map_serial,
-    _map_vjp_parallel,
-    _map_vjp_serial,
+    _MAP_VJP,
+    _activate,
+    _evaluate,
+    _pack,
+    _transport_map,
     hessian,
     map_vjp,
     potential,
@@ -43,6 +42,43 @@ def _relative_error(actual, expected):
     return np.max(np.abs(actual - expected)) / np.max(np.abs(expected))
 
 
+def test_packed_layout_holds_every_parameter_once():
+    # the kernels' zero-padded matrices M_l = [Wz_l | Wx_l | b_l], then w and c
+    architecture = ICNNArchitecture(3, (5, 2, 6))
+    table, index = architecture.kernel_tables
+    assert np.array_equal(np.sort(index[index >= 0]), np.arange(architecture.num_params))
+    theta = np.arange(1.0, architecture.num_params + 1.0)
+    packed = _pack(theta, index)
+    named = architecture.views(theta)
+    rows, inputs, prev, offset = table[1, :4]  # layer 1: Wz1 (2, 5), Wx1 (2, 3), b1 (2,)
+    assert (rows, inputs, prev) == (4, 8 + 4, 8)
+    block = packed[offset : offset + rows * inputs].reshape(rows, inputs)
+    np.testing.assert_array_equal(block[:2, :5], named["Wz1"])
+    np.testing.assert_array_equal(block[:2, prev : prev + 3], named["Wx1"])
+    np.testing.assert_array_equal(block[:2, prev + 3], named["b1"])
+    assert np.count_nonzero(block) == named["Wz1"].size + named["Wx1"].size + 2
+    np.testing.assert_array_equal(packed[-9:-3], named["w"])  # w padded to 8 rows, then c
+    assert packed[-1] == named["c"][0]
+
+
+def test_softplus_terms_are_accurate_for_all_pre_activations():
+    pre = np.concatenate([np.linspace(-40.0, 40.0, 396), [0.0, -750.0, 750.0, 1e-20]])
+    points = pre.size
+    a = np.stack([np.concatenate([pre, np.ones(points)])])  # primal | tangent (ȧ = 1)
+    out = np.empty((1, 2 * points))
+    slope = np.empty((1, points))
+    curvature = np.empty((1, points))
+    _activate(a, out, slope, curvature, np.empty(points), points, True, True)
+    e = np.exp(-np.abs(pre))
+    value = np.maximum(pre, 0.0) + np.log1p(e)
+    sigmoid = np.where(pre >= 0.0, 1.0 / (1.0 + e), e / (1.0 + e))
+    np.testing.assert_allclose(out[0, :points], value, rtol=4e-16, atol=0.0)
+    np.testing.assert_allclose(slope[0], sigmoid, rtol=4e-16, atol=0.0)
+    np.testing.assert_allclose(curvature[0], e / (1.0 + e) ** 2, rtol=1e-15, atol=0.0)
+    np.testing.assert_array_equal(out[0, points:], slope[0])  # ż = s'(a) ȧ
+    assert out[0, points - 2] == 750.0 and slope[0, points - 3] == 0.0  # no overflow
+
+
 def test_paper_network_has_541_parameters():
     net = ICNN(dim=2, hidden=(20, 20), rng=np.random.default_rng(0))
     assert net.num_params == 541
@@ -64,9 +100,10 @@ def test_views_and_layers_share_memory_with_params():
         views["W0"][0, 0] = 1.0  # read-only
 
 
+@pytest.mark.parametrize("n", [1, 70, 203])  # one padded point; 2 blocks; 4 blocks, last padded
 @pytest.mark.parametrize(("dim", "hidden"), ARCHITECTURES)
-def test_kernels_match_numpy_reference(dim, hidden):
-    architecture, theta, x, u = _setup(dim, hidden, n=70)  # two blocks of points
+def test_kernels_match_numpy_reference(dim, hidden, n):
+    architecture, theta, x, u = _setup(dim, hidden, n=n)
     np.testing.assert_allclose(
         potential(architecture, theta, x),
         reference.icnn_potential(architecture, theta, x),
@@ -102,8 +139,8 @@ def test_map_vjp_matches_finite_differences(dim, hidden):
     architecture, theta, x, u = _setup(dim, hidden)
 
     def objective(parameters):
-        # the unchecked map kernel: θ ± step may leave the constraint set at clipped entries
-        return np.sum(u * _map_serial(parameters, architecture.widths, architecture.layout, x))
+        # the unchecked map: θ ± step may leave the constraint set at clipped entries
+        return np.sum(u * _transport_map(architecture, parameters, x))
 
     step = 1e-6
     finite_difference = np.empty(architecture.num_params)
@@ -158,11 +195,10 @@ def test_unconstrained_parameters_can_make_the_potential_nonconvex():
 
 def test_parallel_and_serial_kernels_agree_bit_for_bit():
     architecture, theta, x, u = _setup(2, (20, 20), n=300)
-    args = (theta, architecture.widths, architecture.layout, x, u)
-    serial = _map_vjp_serial(*args)
-    parallel = _map_vjp_parallel(*args)
+    serial = _evaluate(architecture, theta, x, u, _MAP_VJP, parallel=False)
+    parallel = _evaluate(architecture, theta, x, u, _MAP_VJP, parallel=True)
     assert np.array_equal(serial, parallel)
-    assert np.array_equal(parallel, _map_vjp_parallel(*args))
+    assert np.array_equal(parallel, _evaluate(architecture, theta, x, u, _MAP_VJP, parallel=True))
 
 
 def test_same_seed_gives_bit_identical_parameters():
@@ -276,23 +312,3 @@ class TestBadInput:
             ICNN(2, (3,), rng=0)
         with pytest.raises(TypeError, match="exactly one of rng"):
             ICNN(2, (3,))
-
-
-def test_elementwise_helpers_match_libm():
-    rng = np.random.default_rng(0)
-    values = np.concatenate([-np.abs(rng.standard_normal(2000)) * 100, [0.0, -707.9]])
-    values = values[values >= -708.0]
-    out = np.empty_like(values)
-    exp_nonpositive_block(values, out, np.empty(2 * values.size, dtype=np.int64), values.size)
-    expected = np.array([math.exp(v) for v in values])
-    assert np.max(np.abs(out - expected) / expected) < 1e-15
-    pre = np.concatenate([rng.standard_normal(2000) * 10, [0.0, -800.0, 800.0, 1e-20]])
-    value, slope, curvature = (np.empty_like(pre) for _ in range(3))
-    softplus_block(pre, value, slope, curvature, np.empty(2 * pre.size, dtype=np.int64), pre.size)
-    positive = pre > -700
-    expected_value = np.array([max(a, 0.0) + math.log1p(math.exp(-abs(a))) for a in pre])
-    assert np.max(np.abs(value - expected_value)[positive] / expected_value[positive]) < 2e-15
-    expected_slope = np.array([1.0 / (1.0 + math.exp(-a)) if a > -700 else 0.0 for a in pre])
-    assert np.max(np.abs(slope - expected_slope)) < 1e-15
-    e = np.exp(-np.abs(pre))
-    np.testing.assert_allclose(curvature, e / (1.0 + e) ** 2, rtol=1e-14, atol=1e-300)

@@ -14,6 +14,7 @@ def test_sgd_step_by_hand():
     new, state = optimizer.step(params, grad, optimizer.init(params))
     np.testing.assert_array_equal(new, [0.95, -2.05, 3.1])
     assert state.step == 1
+    np.testing.assert_array_equal(state.velocity, grad)  # the update direction v = g
     np.testing.assert_array_equal(params, [1.0, -2.0, 3.0])  # inputs untouched
 
 
@@ -67,13 +68,19 @@ def test_bad_input():
         Adam(beta1=1.0)
     with pytest.raises(ValueError, match="momentum"):
         SGD(learning_rate=0.1, momentum=-0.5)
+    with pytest.raises(ValueError, match="learning_rate must be a finite number"):
+        SGD(learning_rate=10**400)  # an int beyond the float range
+    with pytest.raises(TypeError, match="learning_rate must be a real number"):
+        SGD(learning_rate="0.1")
     optimizer = Adam()
     state = optimizer.init(np.zeros(3))
     with pytest.raises(ValueError, match="grad must have the shape of params"):
         optimizer.step(np.zeros(3), np.zeros(4), state)
-    with pytest.raises(ValueError, match="grad contains NaN"):
+    with pytest.raises(ValueError, match="grad contains 1 NaN"):
         optimizer.step(np.zeros(3), np.array([0.0, np.nan, 0.0]), state)
     with pytest.raises(TypeError, match="state must be the AdamState"):
         optimizer.step(np.zeros(3), np.zeros(3), SGD(0.1).init(np.zeros(3)))
+    with pytest.raises(TypeError, match=r"state must be the SGDState .* shape \(3,\)"):
+        SGD(0.1).step(np.zeros(3), np.zeros(3), SGD(0.1).init(np.zeros(4)))
     with pytest.raises(ValueError, match="project must return"):
         optimizer.step(np.zeros(3), np.zeros(3), state, project=lambda p: p[:2])

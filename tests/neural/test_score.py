@@ -92,8 +92,13 @@ def test_potential_stays_within_half_log_n():
 
 @pytest.mark.parametrize("eps", [0.0, -1.0, np.inf, np.nan])
 def test_bad_eps(eps):
-    with pytest.raises(ValueError, match="eps must be a finite number > 0"):
+    with pytest.raises(ValueError, match=r"eps must be a finite number > 0.*eps=None"):
         self_entropic_score(np.random.default_rng(0).standard_normal((10, 2)), eps=eps)
+
+
+def test_eps_of_the_wrong_type():
+    with pytest.raises(TypeError, match="eps must be a real number"):
+        self_entropic_score(np.random.default_rng(0).standard_normal((10, 2)), eps="0.1")
 
 
 def test_bad_samples():

@@ -10,5 +10,6 @@ paper's 4-mode mixture).
 """
 
 from neural.icnn import ICNN, ICNNArchitecture
+from neural.schemes import Target, make_method, run_method
 
-__all__ = ["ICNN", "ICNNArchitecture"]
+__all__ = ["ICNN", "ICNNArchitecture", "Target", "make_method", "run_method"]

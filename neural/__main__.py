@@ -1,0 +1,176 @@
+"""Command line of the neural solver.
+
+    python -m neural benchmark [--seeds 100] [--methods implicit,explicit,euclidean,adam]
+                               [--size paper|small|tiny] [--workers 2] [--backend loky]
+                               [--out DIR] [--ground-truth MAP.npz] [--init normal|torch]
+                               [--kl-reduction mean|sum] [--explicit-start network|identity]
+                               [--authors-code]
+    python -m neural dimensions [--dims 2 8 32] [--methods ...] [--size small] [--out FILE]
+
+``benchmark`` runs the paper's Fig. 2 sweep (``neural.benchmark.run_benchmark``):
+resumable (rerun with the same --out to continue), parallel over seeds, prints the
+table next to the paper's numbers and writes DIR/{results.jsonl, config.json,
+table.txt, fig2.png}. ``dimensions`` runs the Gaussian → Gaussian study.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+
+from neural.schemes import METHODS
+
+
+def _methods(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in METHODS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown method(s) {unknown}; choose from {', '.join(METHODS)} (comma separated)"
+        )
+    return names
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--hidden takes widths like 20,20, got {text!r}"
+        ) from None
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"--hidden widths must be >= 1, got {text!r}")
+    return widths
+
+
+def _parser() -> argparse.ArgumentParser:
+    from neural.benchmark import INITS, SIZES
+
+    parser = argparse.ArgumentParser(prog="python -m neural", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    bench = commands.add_parser("benchmark", help="the paper's Fig. 2 seed sweep")
+    bench.add_argument("--seeds", type=int, default=100, help="number of seeds (default 100)")
+    bench.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
+    bench.add_argument("--methods", type=_methods, default=tuple(METHODS))
+    bench.add_argument("--size", choices=tuple(SIZES), default="paper")
+    bench.add_argument("--workers", type=int, default=1, help="parallel workers (default 1)")
+    bench.add_argument(
+        "--backend", default="loky", help="joblib backend: loky (default), threading, dask"
+    )
+    bench.add_argument("--numba-threads", type=int, default=None, help="per worker")
+    bench.add_argument("--out", default="neural_benchmark", help="output directory")
+    bench.add_argument("--ground-truth", default=None, help="T* file from gridflow.save_map")
+    bench.add_argument("--hidden", type=_hidden, default=(20, 20))
+    bench.add_argument("--init", choices=INITS, default="normal")
+    bench.add_argument("--kl-reduction", choices=("mean", "sum"), default="mean")
+    for scheme in ("implicit", "explicit"):
+        bench.add_argument(
+            f"--{scheme}-start",
+            choices=("identity", "network"),
+            default="identity",
+            help=f"map the first {scheme} step moves from: T̂_0 = id (eqs. 3.1, 3.2; default) "
+            "or T_θ0",
+        )
+    bench.add_argument(
+        "--authors-code",
+        action="store_true",
+        help="the authors' code's choices: --init torch --kl-reduction sum "
+        "--implicit-start network",
+    )
+    bench.add_argument("--n-eval", type=int, default=None, help="MMD samples per side")
+    bench.add_argument("--no-progress", action="store_true")
+
+    dims = commands.add_parser("dimensions", help="Gaussian -> Gaussian in several dimensions")
+    dims.add_argument("--dims", type=int, nargs="+", default=[2, 8, 32])
+    dims.add_argument("--methods", type=_methods, default=tuple(METHODS))
+    dims.add_argument("--size", choices=tuple(SIZES), default="small")
+    dims.add_argument("--seed", type=int, default=0)
+    dims.add_argument("--hidden", type=_hidden, default=(20, 20))
+    dims.add_argument("--init", choices=INITS, default="normal")
+    dims.add_argument("--n-eval", type=int, default=2000)
+    dims.add_argument("--workers", type=int, default=1)
+    dims.add_argument("--backend", default="loky")
+    dims.add_argument("--out", default=None, help="optional JSON file for the rows")
+    return parser
+
+
+def _benchmark(args) -> int:
+    from neural.benchmark import BenchmarkConfig, format_table, run_benchmark
+
+    if args.seeds < 1 or args.first_seed < 0:
+        raise SystemExit("--seeds must be >= 1 and --first-seed >= 0")
+    choices = {
+        "init": args.init,
+        "kl_reduction": args.kl_reduction,
+        "implicit_start": args.implicit_start,
+        "explicit_start": args.explicit_start,
+    }
+    common = {
+        "methods": args.methods,
+        "size": args.size,
+        "hidden": args.hidden,
+        "n_eval": args.n_eval,
+        "ground_truth": args.ground_truth,
+    }
+    if args.authors_code:
+        config = BenchmarkConfig.authors_code(**common)
+    else:
+        config = BenchmarkConfig(**common, **choices)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    start = time.perf_counter()
+    results = run_benchmark(
+        seeds,
+        config,
+        args.out,
+        workers=args.workers,
+        backend=args.backend,
+        numba_threads=args.numba_threads,
+        progress=not args.no_progress,
+    )
+    wall = time.perf_counter() - start
+    print(
+        f"{len(results.records)} seeds ({len(results.ran)} run now, {len(results.skipped)} "
+        f"resumed from {results.directory}), wall time {wall:.1f} s"
+    )
+    print(format_table(results.summary))
+    if results.figure is not None:
+        print(f"figure: {results.figure}")
+    return 0
+
+
+def _dimensions(args) -> int:
+    from neural.benchmark import dimension_study, format_dimension_table
+
+    rows = dimension_study(
+        args.dims,
+        args.methods,
+        size=args.size,
+        seed=args.seed,
+        hidden=args.hidden,
+        init=args.init,
+        n_eval=args.n_eval,
+        workers=args.workers,
+        backend=args.backend,
+        progress=True,
+    )
+    print(format_dimension_table(rows))
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as handle:
+            json.dump([asdict(row) for row in rows], handle, indent=1)
+        print(f"rows: {args.out}")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "benchmark":
+        return _benchmark(args)
+    return _dimensions(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

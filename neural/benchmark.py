@@ -1,0 +1,865 @@
+"""The paper's seed sweep (Fig. 2), map-error hooks and a dimension study.
+
+Fig. 2 (paper §3.4.2): source ϱ0 = the 4-mode mixture (``samplers.paper_mixture``),
+target γ = N(0, I_2), ICNN with two hidden layers of 20 (m = 541), methods
+(a) implicit, (b) explicit (Algorithm 2), (c) Euclidean GD, (d) Adam (Algorithm 1) with
+the paper's hyperparameters (``neural.schemes``), metric: energy-distance MMD
+(V-statistic without ½, ``neural.mmd.energy_distance``) between T_θ#ϱ0 and γ with
+n_eval = 10 000 samples per side, over 100 seeds.
+
+Seeds. Seed s gives ``numpy.random.SeedSequence(s).spawn(3)`` = (init, data, eval):
+θ0 from ``init``; every method draws its batches from a fresh Generator on ``data``
+(so all methods share θ0 and the data stream, as in the paper); the evaluation samples
+(source, target, and a second target sample for the MMD noise floor) come from ``eval``.
+A seed's results do not depend on the other seeds, the worker, or the order of runs.
+
+Resumable runs. ``run_benchmark`` writes into a directory: ``config.json`` (the run's
+configuration; a rerun with a different one is refused) and ``results.jsonl`` (one JSON
+line per finished seed, appended and flushed as soon as the seed finishes, by the parent
+process only). A rerun skips the seeds already in the file, so a killed run loses at
+most the seeds in flight; a line cut by the kill is dropped on the next run.
+
+Ground truth. ``map_error`` gives ‖T_θ − T*‖_{L²(ϱ0)} (Monte Carlo) and the L²-UVP
+100 ‖T_θ − T*‖² / Var(γ), Var = trace of the target covariance. With
+``ground_truth=PATH.npz`` the sweep also reports both against ``gridflow.load_map(PATH)``.
+
+Dimension study. ``dimension_study`` trains every method on Gaussian → Gaussian
+problems in d = 2, 8, 32 and compares with the closed-form map (``gridflow.gaussian``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from neural._validate import as_points, positive_int
+from neural.icnn import ICNN, ICNNArchitecture
+from neural.mmd import energy_distance
+from neural.schemes import (
+    METHODS,
+    STARTS,
+    DivergenceError,
+    EuclideanAdam,
+    EuclideanGD,
+    MethodConfig,
+    Target,
+    run_method,
+)
+from neural.score import ConvergenceWarning
+
+__all__ = [
+    "INITS",
+    "PAPER_RESULTS",
+    "SIZES",
+    "BenchmarkConfig",
+    "BenchmarkResults",
+    "DimensionResult",
+    "MapError",
+    "MethodSummary",
+    "dimension_study",
+    "format_dimension_table",
+    "format_table",
+    "gaussian_problem",
+    "histogram_figure",
+    "initial_network",
+    "map_error",
+    "method_configs",
+    "read_results",
+    "run_benchmark",
+    "run_seed",
+    "summarize",
+    "torch_default_init",
+]
+
+PAPER_RESULTS: dict[str, tuple[float, float]] = {
+    "implicit": (0.0241, 0.0179),
+    "explicit": (0.0194, 0.0098),
+    "euclidean": (0.1213, 0.1138),
+    "adam": (0.0291, 0.0156),
+}
+"""MMD mean and std over 100 seeds reported in the paper's Fig. 2."""
+
+SIZES: dict[str, dict] = {
+    # the paper's settings (§3.4.2 (iii), DESIGN §4)
+    "paper": {"factor": 1.0, "n_eval": 10_000, "batch_size": 100},
+    # 1/5 of the steps (Algorithm 2 keeps K = 10 outer steps, K' = 20), n_eval = 2000
+    "small": {"factor": 0.2, "n_eval": 2_000, "batch_size": 100},
+    # a few steps, for tests and notebooks at small size
+    "tiny": {
+        "steps": {"implicit": (2, 2), "explicit": (2, 2), "euclidean": 4, "adam": 4},
+        "n_eval": 200,
+        "batch_size": 30,
+    },
+}
+"""Size presets: step counts and evaluation sample size."""
+
+INITS = ("normal", "torch")
+"""θ0: 'normal' = ``ICNN`` default (every entry N(0, 0.1²), projected);
+'torch' = ``torch_default_init`` (the layer initialization of the authors' public code)."""
+
+
+def method_configs(size: str = "paper", methods: Sequence[str] | None = None, **overrides):
+    """{name: configuration} of ``methods`` (default all four) at ``size`` (``SIZES``).
+
+    ``overrides`` are passed to every configuration that has the field (e.g.
+    ``kl_reduction='sum'``, ``score_eps=0.1``).
+    """
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}; choose from {', '.join(SIZES)}")
+    methods = tuple(METHODS) if methods is None else tuple(methods)
+    if not methods:
+        raise ValueError("methods must name at least one method")
+    spec = SIZES[size]
+    configs = {}
+    for name in methods:
+        if name not in METHODS:
+            raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+        cls = METHODS[name]
+        base = cls()
+        kwargs = {"batch_size": spec["batch_size"]}
+        if "steps" in spec:
+            steps = spec["steps"][name]
+            if issubclass(cls, (EuclideanGD, EuclideanAdam)):
+                kwargs["steps"] = steps
+            else:
+                kwargs["outer_steps"], kwargs["inner_steps"] = steps
+        elif issubclass(cls, (EuclideanGD, EuclideanAdam)):
+            kwargs["steps"] = max(1, round(base.steps * spec["factor"]))
+        else:
+            kwargs["inner_steps"] = max(1, round(base.inner_steps * spec["factor"]))
+        field_names = set(cls.__dataclass_fields__)
+        kwargs.update({key: value for key, value in overrides.items() if key in field_names})
+        configs[name] = cls(**kwargs)
+    unused = set(overrides) - {
+        key for name in methods for key in METHODS[name].__dataclass_fields__
+    }
+    if unused:
+        raise TypeError(f"no method among {methods} has the option(s) {sorted(unused)}")
+    return configs
+
+
+# ---------------------------------------------------------------------------
+# Initialization
+# ---------------------------------------------------------------------------
+
+
+def torch_default_init(architecture: ICNNArchitecture, rng: np.random.Generator) -> np.ndarray:
+    """θ0 as in the authors' public code (PyTorch ``nn.Linear`` defaults, then clamping).
+
+    W0, b0, Wx_l ~ U(±1/√d); b_l ~ U(±1/√h_l); c ~ U(±1/√h_L); Wz_l, w ~ N(0, 0.1²);
+    then projected (Wz_l, w clipped at 0). Draws block by block in θ order.
+    """
+    theta = np.empty(architecture.num_params)
+    for name, (sl, _shape) in architecture.slices().items():
+        size = sl.stop - sl.start
+        if name.startswith("Wz") or name == "w":
+            theta[sl] = rng.normal(0.0, 0.1, size)
+        elif name in ("W0", "b0") or name.startswith("Wx"):
+            bound = 1.0 / np.sqrt(architecture.dim)
+            theta[sl] = rng.uniform(-bound, bound, size)
+        elif name == "c":
+            bound = 1.0 / np.sqrt(architecture.hidden[-1])
+            theta[sl] = rng.uniform(-bound, bound, size)
+        else:  # b_l, l >= 1: bias of Linear(h_l, h_{l+1})
+            layer = int(name[1:])
+            bound = 1.0 / np.sqrt(architecture.hidden[layer - 1])
+            theta[sl] = rng.uniform(-bound, bound, size)
+    return architecture.project(theta)
+
+
+def initial_network(dim: int, hidden, rng: np.random.Generator, init: str = "normal") -> ICNN:
+    """θ0 drawn with ``rng`` by the scheme ``init`` (``INITS``)."""
+    if init == "normal":
+        return ICNN(dim, hidden, rng)
+    if init == "torch":
+        architecture = ICNNArchitecture(dim, tuple(hidden))
+        return ICNN.from_architecture(architecture, torch_default_init(architecture, rng))
+    raise ValueError(f"unknown init {init!r}; choose from {', '.join(INITS)}")
+
+
+# ---------------------------------------------------------------------------
+# Ground-truth map error
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MapError:
+    """‖T_θ − T*‖ in L²(ϱ0) by Monte Carlo over n source samples, and the L²-UVP.
+
+    l2          sqrt(mean_i ‖T_θ(x_i) − T*(x_i)‖²)
+    l2_squared  mean_i ‖T_θ(x_i) − T*(x_i)‖²
+    uvp         100 · l2_squared / Var(γ), Var(γ) = trace of the target covariance (%)
+    n           number of source samples
+    """
+
+    l2: float
+    l2_squared: float
+    uvp: float
+    n: int
+
+
+def map_error(
+    trained_map: Callable[[np.ndarray], np.ndarray],
+    true_map: Callable[[np.ndarray], np.ndarray],
+    source_samples,
+    target_cov,
+) -> MapError:
+    """Distance of a trained map to the ground truth T* in L²(ϱ0) and the L²-UVP.
+
+    trained_map, true_map  callables (n, d) -> (n, d)
+    source_samples         x_i ~ ϱ0, (n, d)
+    target_cov             covariance of γ, (d, d) (or its trace, a positive number)
+    """
+    x = as_points(source_samples, "source_samples")
+    n, d = x.shape
+    if not callable(trained_map) or not callable(true_map):
+        raise TypeError("trained_map and true_map must be callables (n, d) -> (n, d)")
+    cov = np.asarray(target_cov, dtype=np.float64)
+    if cov.ndim == 0:
+        variance = float(cov)
+    elif cov.shape == (d, d):
+        variance = float(np.trace(cov))
+    else:
+        raise ValueError(f"target_cov must have shape ({d}, {d}) or be a number, got {cov.shape}")
+    if not (np.isfinite(variance) and variance > 0.0):
+        raise ValueError(f"the target variance (trace of target_cov) must be > 0, got {variance}")
+    difference = []
+    for name, function in (("trained_map", trained_map), ("true_map", true_map)):
+        values = np.asarray(function(x), dtype=np.float64)
+        if values.shape != (n, d):
+            raise ValueError(f"{name} must return shape ({n}, {d}), got {values.shape}")
+        difference.append(values)
+    residual = difference[0] - difference[1]
+    squared = float(np.einsum("ij,ij->", residual, residual)) / n
+    return MapError(
+        l2=float(np.sqrt(squared)), l2_squared=squared, uvp=100.0 * squared / variance, n=n
+    )
+
+
+# ---------------------------------------------------------------------------
+# One seed
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """What a sweep runs; stored as config.json next to the results.
+
+    methods       method names (``neural.schemes.METHODS``)
+    size          ``SIZES`` key: paper | small | tiny
+    hidden        ICNN hidden widths
+    init          θ0 scheme (``INITS``)
+    kl_reduction  'mean' (eq. 3.7, the paper's text) or 'sum' (the authors' public code)
+                  for the KL θ-gradient of methods (a), (c), (d)
+    implicit_start, explicit_start  'identity' (T̂_0 = id, eqs. 3.1, 3.2; default) or
+                  'network' (T_θ0): the map the first outer step of each Algorithm 2
+                  scheme moves from (``neural.schemes`` docstring)
+    n_eval        samples per side for the MMD (default: the size's)
+    ground_truth  optional path of a ``gridflow.save_map`` file (T* for map errors)
+    """
+
+    methods: tuple[str, ...] = tuple(METHODS)
+    size: str = "paper"
+    hidden: tuple[int, ...] = (20, 20)
+    init: str = "normal"
+    kl_reduction: str = "mean"
+    implicit_start: str = "identity"
+    explicit_start: str = "identity"
+    n_eval: int | None = None
+    ground_truth: str | None = None
+
+    @classmethod
+    def authors_code(cls, **kwargs) -> BenchmarkConfig:
+        """The choices of the authors' public code where the paper's text is silent or differs:
+        PyTorch initialization, summed KL gradient, first implicit step from T_θ0."""
+        defaults = {"init": "torch", "kl_reduction": "sum", "implicit_start": "network"}
+        return cls(**{**defaults, **kwargs})
+
+    def __post_init__(self):
+        methods = tuple(self.methods)
+        if isinstance(self.methods, str):
+            methods = tuple(m.strip() for m in self.methods.split(",") if m.strip())
+        object.__setattr__(self, "methods", methods)
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if self.init not in INITS:
+            raise ValueError(f"unknown init {self.init!r}; choose from {', '.join(INITS)}")
+        if len(set(methods)) != len(methods):
+            raise ValueError(f"methods must not repeat, got {methods}")
+        if self.kl_reduction not in ("mean", "sum"):
+            raise ValueError(f"kl_reduction must be 'mean' or 'sum', got {self.kl_reduction!r}")
+        for name in ("implicit_start", "explicit_start"):
+            if getattr(self, name) not in STARTS:
+                raise ValueError(f"{name} must be one of {STARTS}, got {getattr(self, name)!r}")
+        self.method_configs()  # validates methods and size
+        if self.n_eval is None:
+            object.__setattr__(self, "n_eval", SIZES[self.size]["n_eval"])
+        object.__setattr__(self, "n_eval", positive_int(self.n_eval, "n_eval"))
+        if self.ground_truth is not None:
+            object.__setattr__(self, "ground_truth", str(self.ground_truth))
+
+    def method_configs(self) -> dict[str, MethodConfig]:
+        """{name: configuration} at this size (``kl_reduction`` set where it applies)."""
+        overrides = {}
+        if self.kl_reduction != "mean" and any(
+            "kl_reduction" in METHODS[m].__dataclass_fields__ for m in self.methods if m in METHODS
+        ):
+            overrides["kl_reduction"] = self.kl_reduction
+        configs = method_configs(self.size, self.methods, **overrides)
+        for name, start in (("implicit", self.implicit_start), ("explicit", self.explicit_start)):
+            if name in configs:
+                configs[name] = replace(configs[name], start=start)
+        return configs
+
+    def to_json(self) -> dict:
+        """The configuration, with every method's resolved hyperparameters."""
+        record = asdict(self)
+        record["methods"] = list(self.methods)
+        record["hidden"] = list(self.hidden)
+        record["method_configs"] = {
+            name: {"class": type(config).__name__, **asdict(config)}
+            for name, config in self.method_configs().items()
+        }
+        return record
+
+
+def _eval_samples(seed_sequence, n_eval, source, dim):
+    rng = np.random.default_rng(seed_sequence)
+    x_eval = source.sample(rng, n_eval)
+    y_eval = rng.standard_normal((n_eval, dim))
+    y_floor = rng.standard_normal((n_eval, dim))
+    return x_eval, y_eval, y_floor
+
+
+def run_seed(seed: int, config: BenchmarkConfig) -> dict:
+    """Run every method of ``config`` for one seed; a JSON-ready record.
+
+    {"seed", "mmd_initial" (T_θ0), "mmd_identity" (ϱ0 itself), "mmd_floor" (two
+    independent target samples), "methods": {name: {"status": "ok" | "diverged",
+    "mmd", "seconds", "error", "score_warnings" (Sinkhorn runs that stopped at max_iter),
+    and "l2", "uvp" with a ground truth}}}
+    """
+    from neural.samplers import paper_mixture
+
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a nonnegative integer, got {seed!r}")
+    seed = int(seed)
+    source = paper_mixture()
+    dim = source.dim
+    target = Target.standard_gaussian(dim)
+    init_seq, data_seq, eval_seq = np.random.SeedSequence(seed).spawn(3)
+    net0 = initial_network(dim, config.hidden, np.random.default_rng(init_seq), config.init)
+    x_eval, y_eval, y_floor = _eval_samples(eval_seq, config.n_eval, source, dim)
+    true_map = None
+    if config.ground_truth is not None:
+        from gridflow import load_map
+
+        true_map = load_map(config.ground_truth)
+    record = {
+        "seed": seed,
+        "mmd_initial": energy_distance(net0.map(x_eval), y_eval),
+        "mmd_identity": energy_distance(x_eval, y_eval),
+        "mmd_floor": energy_distance(y_floor, y_eval),
+        "methods": {},
+    }
+    for name, method in config.method_configs().items():
+        start = time.perf_counter()
+        entry = {"status": "ok", "mmd": None, "error": None}
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ConvergenceWarning)
+                try:
+                    result = run_method(
+                        method, net0, source, target, np.random.default_rng(data_seq)
+                    )
+                finally:
+                    entry["score_warnings"] = sum(
+                        issubclass(w.category, ConvergenceWarning) for w in caught
+                    )
+            pushed = result.map(x_eval)
+            entry["mmd"] = energy_distance(pushed, y_eval)
+            if true_map is not None:
+                error = map_error(lambda _x, p=pushed: p, true_map, x_eval, np.eye(dim))
+                entry["l2"], entry["uvp"] = error.l2, error.uvp
+        except DivergenceError as error:
+            entry["status"], entry["error"] = "diverged", str(error)
+        entry["seconds"] = time.perf_counter() - start
+        record["methods"][name] = entry
+    return record
+
+
+def _seed_job(seed: int, config: BenchmarkConfig, numba_threads: int | None) -> dict:
+    if numba_threads is not None:
+        import numba
+
+        numba.set_num_threads(min(numba_threads, numba.config.NUMBA_NUM_THREADS))
+    return run_seed(seed, config)
+
+
+# ---------------------------------------------------------------------------
+# The resumable sweep
+# ---------------------------------------------------------------------------
+
+
+RESULTS_FILE = "results.jsonl"
+CONFIG_FILE = "config.json"
+
+
+def _prepare_directory(out: Path, config: BenchmarkConfig) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / CONFIG_FILE
+    wanted = config.to_json()
+    if path.exists():
+        stored = json.loads(path.read_text())
+        if stored != json.loads(json.dumps(wanted)):
+            raise ValueError(
+                f"{out} holds results of a different configuration ({path}); pass another "
+                f"output directory, or the same options as before to resume.\n"
+                f"stored:    {json.dumps(stored, sort_keys=True)}\n"
+                f"requested: {json.dumps(wanted, sort_keys=True)}"
+            )
+    else:
+        path.write_text(json.dumps(wanted, indent=2) + "\n")
+
+
+def read_results(path) -> dict[int, dict]:
+    """Seed -> record from a results.jsonl (or its directory); drops a cut last line.
+
+    If the file ends in an incomplete line (a run killed while writing), that line is
+    removed from the file so that appending resumes cleanly.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULTS_FILE
+    if not path.exists():
+        return {}
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        warnings.warn(
+            f"{path}: dropping an incomplete last line (a run was interrupted while writing)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        with open(path, "r+b") as handle:
+            handle.truncate(cut)
+        data = data[:cut]
+    records = {}
+    for number, line in enumerate(data.decode().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{number} is not a JSON record ({error})") from None
+        seed = int(record["seed"])
+        if seed in records:
+            raise ValueError(f"{path}:{number}: seed {seed} appears twice")
+        records[seed] = record
+    return records
+
+
+def _append(path: Path, record: dict) -> None:
+    line = json.dumps(record, allow_nan=False) + "\n"
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+@dataclass(frozen=True)
+class MethodSummary:
+    """MMD statistics of one method over the finished seeds (std with ddof = 0)."""
+
+    method: str
+    runs: int
+    diverged: int
+    mean: float
+    std: float
+    median: float
+    worst: float
+    best: float
+    seconds: float
+    paper_mean: float | None
+    paper_std: float | None
+    uvp_mean: float | None = None
+
+
+@dataclass(frozen=True)
+class BenchmarkResults:
+    """A sweep's records (seed -> record), its summary and the files written."""
+
+    config: BenchmarkConfig
+    records: dict[int, dict]
+    summary: tuple[MethodSummary, ...]
+    ran: tuple[int, ...]
+    skipped: tuple[int, ...]
+    seconds: float
+    directory: Path | None = None
+    figure: Path | None = field(default=None)
+
+    def mmd(self, method: str) -> np.ndarray:
+        """MMD of ``method`` over the finished seeds (seed order; NaN for diverged runs)."""
+        return _mmd_values(self.records, method)
+
+
+def _mmd_values(records: dict[int, dict], method: str) -> np.ndarray:
+    values = []
+    for seed in sorted(records):
+        entry = records[seed]["methods"].get(method)
+        if entry is not None:
+            values.append(np.nan if entry["mmd"] is None else entry["mmd"])
+    return np.array(values, dtype=np.float64)
+
+
+def summarize(records: dict[int, dict], methods: Iterable[str]) -> tuple[MethodSummary, ...]:
+    """Mean, std, median, worst, best MMD per method (diverged runs counted, not averaged)."""
+    summary = []
+    for method in methods:
+        entries = [r["methods"][method] for r in records.values() if method in r["methods"]]
+        values = np.array([e["mmd"] for e in entries if e["mmd"] is not None], dtype=np.float64)
+        uvps = [e["uvp"] for e in entries if e.get("uvp") is not None]
+        stats = (
+            (values.mean(), values.std(), np.median(values), values.max(), values.min())
+            if values.size
+            else (np.nan,) * 5
+        )
+        paper = PAPER_RESULTS.get(method, (None, None))
+        summary.append(
+            MethodSummary(
+                method=method,
+                runs=len(entries),
+                diverged=sum(e["status"] != "ok" for e in entries),
+                mean=float(stats[0]),
+                std=float(stats[1]),
+                median=float(stats[2]),
+                worst=float(stats[3]),
+                best=float(stats[4]),
+                seconds=float(np.mean([e["seconds"] for e in entries])) if entries else np.nan,
+                paper_mean=paper[0],
+                paper_std=paper[1],
+                uvp_mean=float(np.mean(uvps)) if uvps else None,
+            )
+        )
+    return tuple(summary)
+
+
+def format_table(summary: Sequence[MethodSummary]) -> str:
+    """Plain-text table: ours (mean ± std, median, worst, diverged, s/seed) vs the paper."""
+    with_uvp = any(row.uvp_mean is not None for row in summary)
+    header = (
+        f"{'method':<10} {'runs':>5} {'div.':>4} {'mean':>8} {'std':>8} {'median':>8} "
+        f"{'worst':>8} {'s/seed':>7}   {'paper mean ± std':>17}"
+    )
+    if with_uvp:
+        header += f" {'UVP %':>8}"
+    lines = [header, "-" * len(header)]
+    for row in summary:
+        paper = f"{row.paper_mean:.4f} ± {row.paper_std:.4f}" if row.paper_mean is not None else "-"
+        line = (
+            f"{row.method:<10} {row.runs:>5} {row.diverged:>4} {row.mean:>8.4f} {row.std:>8.4f} "
+            f"{row.median:>8.4f} {row.worst:>8.4f} {row.seconds:>7.2f}   {paper:>17}"
+        )
+        if with_uvp:
+            line += f" {row.uvp_mean:>8.3f}" if row.uvp_mean is not None else f" {'-':>8}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+LABELS = {name: cls.label for name, cls in METHODS.items()}
+
+
+def histogram_figure(records: dict[int, dict], methods: Sequence[str], clip: float = 0.13):
+    """Fig. 2: one MMD histogram per method (values clipped at ``clip``, stats unclipped).
+
+    Returns a ``matplotlib.figure.Figure`` (no pyplot state; save with ``savefig``).
+    """
+    from matplotlib.figure import Figure
+
+    methods = list(methods)
+    figure = Figure(figsize=(6.0, 1.9 * len(methods) + 0.4), layout="constrained")
+    axes = figure.subplots(len(methods), 1, sharex=True, squeeze=False)[:, 0]
+    bins = np.linspace(0.0, clip, 53)
+    for ax, method in zip(axes, methods, strict=True):
+        values = _mmd_values(records, method)
+        finite = values[np.isfinite(values)]
+        ax.hist(np.minimum(finite, clip), bins=bins, color="tab:blue", alpha=0.75)
+        text = f"ours: {finite.mean():.4f} ± {finite.std():.4f}" if finite.size else "ours: -"
+        diverged = int(np.count_nonzero(~np.isfinite(values)))
+        if diverged:
+            text += f" ({diverged} diverged)"
+        if method in PAPER_RESULTS:
+            text += "\npaper: {:.4f} ± {:.4f}".format(*PAPER_RESULTS[method])
+            ax.axvline(PAPER_RESULTS[method][0], color="tab:red", ls="--", lw=1)
+        if finite.size and finite.mean() <= clip:
+            ax.axvline(finite.mean(), color="k", lw=1)
+        ax.set_xlim(0.0, clip)
+        ax.text(0.98, 0.93, text, transform=ax.transAxes, ha="right", va="top", fontsize=8)
+        ax.set_title(f"{LABELS.get(method, method)}  ({finite.size} seeds)", fontsize=9)
+        ax.set_ylabel("seeds")
+    axes[-1].set_xlabel(f"MMD (energy distance), clipped at {clip}")
+    return figure
+
+
+def _parallel_results(todo, config, workers, backend, numba_threads):
+    """Finished records in completion order (joblib, or in-process when workers == 1)."""
+    if workers == 1 and backend in ("loky", "threading", "sequential"):
+        for seed in todo:
+            yield _seed_job(seed, config, numba_threads)
+        return
+    import joblib
+
+    if backend == "dask":
+        try:
+            from dask.distributed import Client, get_client
+        except ImportError as error:  # pragma: no cover - optional dependency
+            raise ImportError(
+                "backend 'dask' needs dask.distributed (pip install 'dask[distributed]')"
+            ) from error
+        try:
+            get_client()
+        except ValueError:
+            Client(n_workers=workers, threads_per_worker=1, processes=True)
+    with joblib.parallel_config(backend=backend, n_jobs=workers):
+        parallel = joblib.Parallel(return_as="generator_unordered")
+        yield from parallel(joblib.delayed(_seed_job)(seed, config, numba_threads) for seed in todo)
+
+
+def run_benchmark(
+    seeds: Iterable[int],
+    config: BenchmarkConfig | None = None,
+    out=None,
+    *,
+    workers: int = 1,
+    backend: str = "loky",
+    numba_threads: int | None = None,
+    progress: bool = True,
+    figure: bool = True,
+) -> BenchmarkResults:
+    """Run ``config`` for ``seeds`` in parallel, resumably (module docstring).
+
+    out            output directory (results.jsonl, config.json, table.txt, fig2.png);
+                   None keeps everything in memory (no resume)
+    workers        joblib workers (processes with loky)
+    backend        joblib backend: loky (default), threading, or 'dask' (needs
+                   dask.distributed; a local cluster is started if no client exists)
+    numba_threads  numba threads per worker (default: cores // workers, at least 1)
+    progress       tqdm progress bar
+    figure         write fig2.png (Fig. 2 histograms) into ``out``
+    """
+    config = BenchmarkConfig() if config is None else config
+    if not isinstance(config, BenchmarkConfig):
+        raise TypeError(f"config must be a BenchmarkConfig, got {type(config).__name__}")
+    seeds = list(dict.fromkeys(int(s) for s in seeds))
+    if not seeds or min(seeds) < 0:
+        raise ValueError(f"seeds must be a nonempty list of nonnegative integers, got {seeds}")
+    workers = positive_int(workers, "workers")
+    if numba_threads is None:
+        numba_threads = max(1, (os.cpu_count() or 1) // workers)
+    numba_threads = positive_int(numba_threads, "numba_threads")
+    directory = None if out is None else Path(out)
+    done: dict[int, dict] = {}
+    if directory is not None:
+        _prepare_directory(directory, config)
+        done = read_results(directory)
+    todo = [s for s in seeds if s not in done]
+    skipped = tuple(s for s in seeds if s in done)
+    records = dict(done)
+    start = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(seeds), initial=len(skipped), desc="seeds", unit="seed")
+    ran = []
+    try:
+        for record in _parallel_results(todo, config, workers, backend, numba_threads):
+            if directory is not None:
+                _append(directory / RESULTS_FILE, record)
+            records[record["seed"]] = record
+            ran.append(record["seed"])
+            if bar is not None:
+                mmd = {k: v["mmd"] for k, v in record["methods"].items()}
+                bar.set_postfix_str(
+                    " ".join(
+                        f"{k}={v:.3f}" if v is not None else f"{k}=div" for k, v in mmd.items()
+                    )
+                )
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    elapsed = time.perf_counter() - start
+    selected = {s: records[s] for s in seeds}
+    summary = summarize(selected, config.methods)
+    figure_path = None
+    if directory is not None:
+        (directory / "table.txt").write_text(format_table(summary) + "\n")
+        if figure:
+            figure_path = directory / "fig2.png"
+            histogram_figure(selected, config.methods).savefig(figure_path, dpi=120)
+    return BenchmarkResults(
+        config=config,
+        records=selected,
+        summary=summary,
+        ran=tuple(ran),
+        skipped=skipped,
+        seconds=elapsed,
+        directory=directory,
+        figure=figure_path,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Dimension study: Gaussian -> Gaussian against the closed form
+# ---------------------------------------------------------------------------
+
+
+def gaussian_problem(dim: int, rng: np.random.Generator):
+    """A random Gaussian pair in dimension ``dim`` and its OT map (``gridflow.gaussian``).
+
+    Source N(m0, Σ0), target N(0, Γ): m0 ~ N(0, ½² I); Σ0, Γ = Q diag(λ) Qᵀ with Q
+    a random rotation and log λ uniform in [log ½, log 2]. Returns
+    (source sampler, Target, A, b, Γ) with T*(x) = A x + b.
+    """
+    from gridflow import gaussian
+    from neural.samplers import Gaussian
+
+    dim = positive_int(dim, "dim")
+
+    def random_spd():
+        q, r = np.linalg.qr(rng.standard_normal((dim, dim)))
+        q = q * np.sign(np.diag(r))
+        eigenvalues = np.exp(rng.uniform(np.log(0.5), np.log(2.0), dim))
+        cov = (q * eigenvalues) @ q.T
+        return 0.5 * (cov + cov.T)
+
+    m0 = 0.5 * rng.standard_normal(dim)
+    cov0 = random_spd()
+    cov1 = random_spd()
+    source = Gaussian(m0, cov0)
+    A, b = gaussian.ot_map(gaussian.Gaussian(m0, cov0), gaussian.Gaussian(np.zeros(dim), cov1))
+    return source, Target.gaussian(np.zeros(dim), cov1), A, b, cov1
+
+
+@dataclass(frozen=True)
+class DimensionResult:
+    """One (dimension, method) run of the dimension study (map errors vs the closed form)."""
+
+    dim: int
+    method: str
+    status: str
+    l2: float
+    uvp: float
+    uvp_initial: float
+    uvp_identity: float
+    mmd: float
+    seconds: float
+
+
+def _dimension_job(dim, method_name, config, seed, hidden, init, n_eval, numba_threads):
+    if numba_threads is not None:
+        import numba
+
+        numba.set_num_threads(min(numba_threads, numba.config.NUMBA_NUM_THREADS))
+    problem_seq, init_seq, data_seq, eval_seq = np.random.SeedSequence([seed, dim]).spawn(4)
+    source, target, A, b, cov1 = gaussian_problem(dim, np.random.default_rng(problem_seq))
+    net0 = initial_network(dim, hidden, np.random.default_rng(init_seq), init)
+    eval_rng = np.random.default_rng(eval_seq)
+    x_eval = source.sample(eval_rng, n_eval)
+    y_eval = target_samples = eval_rng.standard_normal((n_eval, dim)) @ np.linalg.cholesky(cov1).T
+    del target_samples
+
+    def true_map(x):
+        return x @ A.T + b
+
+    def identity(x):
+        return x
+
+    initial = map_error(net0.map, true_map, x_eval, cov1)
+    ident = map_error(identity, true_map, x_eval, cov1)
+    start = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = run_method(config, net0, source, target, np.random.default_rng(data_seq))
+        error = map_error(result.map, true_map, x_eval, cov1)
+        mmd = energy_distance(result.map(x_eval), y_eval)
+        status, l2, uvp = "ok", error.l2, error.uvp
+    except DivergenceError:
+        status, l2, uvp, mmd = "diverged", np.nan, np.nan, np.nan
+    return DimensionResult(
+        dim=dim,
+        method=method_name,
+        status=status,
+        l2=l2,
+        uvp=uvp,
+        uvp_initial=initial.uvp,
+        uvp_identity=ident.uvp,
+        mmd=mmd,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def dimension_study(
+    dims: Sequence[int] = (2, 8, 32),
+    methods: Sequence[str] | None = None,
+    *,
+    size: str = "small",
+    seed: int = 0,
+    hidden: Sequence[int] = (20, 20),
+    init: str = "normal",
+    n_eval: int = 2000,
+    workers: int = 1,
+    backend: str = "loky",
+    progress: bool = False,
+) -> tuple[DimensionResult, ...]:
+    """Every method on Gaussian → Gaussian in each dimension, against T*(x) = A x + b.
+
+    One problem per dimension (``gaussian_problem``, seeded by (seed, d)), shared by the
+    methods, with the same θ0 and batches for every method. Reports the L² error and
+    L²-UVP (``map_error``) of the trained map, of θ0 and of the identity, and the MMD.
+    """
+    dims = [positive_int(d, "dims") for d in dims]
+    configs = method_configs(size, methods)
+    n_eval = positive_int(n_eval, "n_eval")
+    workers = positive_int(workers, "workers")
+    numba_threads = max(1, (os.cpu_count() or 1) // workers)
+    jobs = [
+        (d, name, config, int(seed), tuple(hidden), init, n_eval, numba_threads)
+        for d in dims
+        for name, config in configs.items()
+    ]
+    if workers == 1:
+        iterator = (_dimension_job(*job) for job in jobs)
+    else:
+        import joblib
+
+        with joblib.parallel_config(backend=backend, n_jobs=workers):
+            iterator = iter(joblib.Parallel()(joblib.delayed(_dimension_job)(*j) for j in jobs))
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, total=len(jobs), desc="runs")
+    return tuple(iterator)
+
+
+def format_dimension_table(results: Sequence[DimensionResult]) -> str:
+    """Plain-text table of a dimension study."""
+    header = (
+        f"{'d':>3} {'method':<10} {'status':<8} {'L2 err':>8} {'UVP %':>8} {'UVP θ0':>8} "
+        f"{'UVP id':>8} {'MMD':>8} {'s':>6}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in results:
+        lines.append(
+            f"{r.dim:>3} {r.method:<10} {r.status:<8} {r.l2:>8.4f} {r.uvp:>8.3f} "
+            f"{r.uvp_initial:>8.2f} {r.uvp_identity:>8.2f} {r.mmd:>8.4f} {r.seconds:>6.1f}"
+        )
+    return "\n".join(lines)

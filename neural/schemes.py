@@ -1,0 +1,704 @@
+"""The paper's training schemes for ICNN maps T_θ = ∇φ_θ (paper §3.2–3.4, Algorithms 1 and 2).
+
+Functional: F(T_θ) = H(T_θ#ϱ0 | γ), γ ∝ exp(−V) log-concave. Its Wasserstein gradient
+at the pushed samples y_i = T_θ(x_i) is estimated by
+
+    g_i = ŝ_θ(y_i) + ∇V(y_i),                                           (bracket of eq. 3.7)
+
+with ŝ_θ the self-entropic score of the cloud (y_1, ..., y_n) (Remark 3.10,
+``neural.score.self_entropic_score``). Every loss below is a mean over n fresh
+samples x_i ~ ϱ0 and has a gradient of the form ∇_θ Σ_i ⟨u_i, T_θ(x_i)⟩ with a cotangent
+u computed outside the network, so ``neural.icnn.map_vjp`` is the one derivative used:
+
+- Algorithm 1, (eucl.gd) / eq. 3.7: ∇_θ F ≈ (1/n) Σ_i g_iᵀ ∇_θ T_θ(x_i), u_i = g_i / n.
+  Method (c): θ ← proj(θ − η ∇_θ F) (``EuclideanGD``); method (d): the same gradient
+  fed to Adam (``EuclideanAdam``; not a discretization of a flow, paper §3.4.2 (iii)).
+- Algorithm 2, (gd, expl.) (empirical form of eq. 3.1, paper §3.4.1):
+      min_θ (1/n) Σ_i ‖ g^k_i + (T_θ(x_i) − T_θk(x_i)) / τ ‖²,
+  g^k the Wasserstein gradient at the frozen iterate θ_k, recomputed on the fresh
+  batch of every inner step; u_i = (2 / (n τ)) (g^k_i + (T_θ(x_i) − T_θk(x_i)) / τ).
+  Equivalently, regress T_θ onto the frozen target T_θk − τ g^k (``ExplicitScheme``).
+- Algorithm 2, (gd, impl.) (empirical form of the proximal step eq. 3.2):
+      min_θ H(T_θ#ϱ0 | γ) + (1/(2τ)) (1/n) Σ_i ‖T_θ(x_i) − T_θk(x_i)‖²,
+  with the KL gradient (eq. 3.7) recomputed at the current inner θ:
+  u_i = (1/n) (g^θ_i + (T_θ(x_i) − T_θk(x_i)) / τ) (``ImplicitScheme``).
+  The two inner gradients differ only in where g is evaluated (θ_k: forward
+  Euler; θ: backward Euler) and by the factor 2/τ, which Adam does not see.
+
+Each inner problem of Algorithm 2 is solved by K' Adam steps started at θ_k with a fresh
+Adam state, a fresh batch per step; every update is followed by the projection onto the
+constraint set (Wz_l ≥ 0, w ≥ 0, ``ICNNArchitecture.project``). Defaults are the paper's
+hyperparameters (§3.4.2 (iii), DESIGN §4): n = 100; (a) implicit τ = 0.4, K = 10,
+K' = 100, inner Adam lr 0.1; (b) explicit the same; (c) Euclidean GD η = 1e−3, 3000
+steps; (d) Adam lr 0.05, 1000 steps.
+
+Natural gradient (paper §3.3): with exact inner solves and τ → 0, the explicit step is
+θ_{k+1} − θ_k ≈ −τ G⁺ ∇_θ F, G = (1/n) Σ_i ∇_θT_θ(x_i)ᵀ ∇_θT_θ(x_i) (eq. 3.4, Cor. 3.8);
+``map_jacobian`` and ``natural_gradient`` compute it for small networks (tests).
+
+Normalization. The losses are means over the batch, as written in the paper (eq. 3.7
+and §3.4.1). The authors' public code (github.com/theodumont/monge-constrained-flow)
+differs in one place: its KL θ-gradient is a sum over the batch, not a mean. For
+Algorithm 1 with plain GD this scales the step by n (its η = 1e−3 is a mean-gradient
+step of 0.1 at n = 100); for the implicit scheme it weighs the KL n times more than the
+proximal term (an effective step nτ); Adam (method (d) and every inner solver) is
+invariant to a constant scaling of the whole gradient. ``kl_reduction='sum'`` reproduces
+that code; the default 'mean' is the paper's text. (Its explicit inner loss, a mean over
+the n·d coordinates of ‖T_θ − (T_θk − τ g^k)‖², is ours times τ²/d: same Adam iterates.)
+
+Start. The schemes (gd, expl.) and (gd, impl.) are defined from T̂_0 := id (eqs. 3.1,
+3.2): the first outer step moves from the identity, not from T_θ0, whatever θ0 is; θ0 is
+only where the first inner solve starts. This is the default, ``start='identity'``.
+Algorithm 2 read literally moves from T_θ0 instead (``start='network'``); with the
+default initialization T_θ0 is close to a constant map (the pushed cloud is nearly a
+point), and measured over seeds this makes the explicit scheme several times worse (the
+closing note of the benchmark, ``neural.benchmark``). The authors' public code uses the
+identity for its explicit scheme and T_θ0 for its implicit one.
+
+Randomness: one batch ``source.sample(rng, n)`` per (inner) step, in step order, from
+the Generator passed in; nothing else draws. Same inputs, same rng state → the same θ,
+bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import ClassVar
+
+import numpy as np
+
+from neural._validate import (
+    as_float_array,
+    as_points,
+    positive_float,
+    positive_int,
+    require_generator,
+)
+from neural.icnn import ICNN, ICNNArchitecture, map_vjp, transport_map
+from neural.optim import SGD, Adam
+from neural.score import self_entropic_score
+
+__all__ = [
+    "METHODS",
+    "DivergenceError",
+    "EuclideanAdam",
+    "EuclideanGD",
+    "ExplicitScheme",
+    "ImplicitScheme",
+    "SchemeResult",
+    "Target",
+    "as_sampler",
+    "as_target",
+    "explicit_objective",
+    "implicit_gradient",
+    "kl_gradient",
+    "make_method",
+    "map_jacobian",
+    "natural_gradient",
+    "run_method",
+    "wasserstein_gradient",
+]
+
+
+class DivergenceError(FloatingPointError):
+    """A scheme produced non-finite values or collapsed its samples (message: method, step)."""
+
+
+# ---------------------------------------------------------------------------
+# Target γ ∝ exp(−V) and source sampler
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Target:
+    """A log-concave target γ ∝ exp(−V) given by ∇V: points (n, d) -> (n, d) (V optional).
+
+    ``Target.gaussian(mean, cov)`` and ``Target.standard_gaussian(d)`` build N(m, Σ);
+    ``as_target`` also accepts ``gridflow.LogConcaveTarget`` and ``neural.samplers.Gaussian``.
+    ``cov`` is the target covariance when known (used for the L²-UVP).
+    """
+
+    grad_V: Callable[[np.ndarray], np.ndarray]
+    V: Callable[[np.ndarray], np.ndarray] | None = None
+    name: str = "target"
+    cov: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if not callable(self.grad_V):
+            raise TypeError(
+                f"grad_V must be a callable points (n, d) -> (n, d), got {self.grad_V!r}"
+            )
+        if self.V is not None and not callable(self.V):
+            raise TypeError(f"V must be None or a callable points (n, d) -> (n,), got {self.V!r}")
+
+    @classmethod
+    def gaussian(cls, mean, cov) -> Target:
+        """γ = N(mean, cov): V(y) = ½ (y − m)ᵀ cov⁻¹ (y − m), ∇V(y) = cov⁻¹ (y − m)."""
+        mean = as_float_array(mean, "mean").copy()
+        if mean.ndim != 1:
+            raise ValueError(f"mean must have shape (d,), got {mean.shape}")
+        cov = as_float_array(cov, "cov").copy()
+        d = mean.size
+        if cov.shape != (d, d) or not np.allclose(cov, cov.T) or not np.isfinite(cov).all():
+            raise ValueError(f"cov must be a symmetric ({d}, {d}) matrix, got shape {cov.shape}")
+        if np.linalg.eigvalsh(cov).min() <= 0.0:
+            raise ValueError("cov must be positive definite")
+        precision = np.linalg.inv(cov)
+        precision = 0.5 * (precision + precision.T)
+        standard = bool(np.all(mean == 0.0) and np.all(cov == np.eye(d)))
+        for array in (mean, cov, precision):
+            array.setflags(write=False)
+
+        if standard:
+
+            def grad_V(y):
+                return np.array(y, dtype=np.float64, copy=True)
+
+            def V(y):
+                return 0.5 * np.einsum("ni,ni->n", y, y)
+
+        else:
+
+            def grad_V(y):
+                return (y - mean) @ precision
+
+            def V(y):
+                centered = y - mean
+                return 0.5 * np.einsum("ni,ij,nj->n", centered, precision, centered)
+
+        name = f"N(0, I_{d})" if standard else f"N(m, Σ) in d = {d}"
+        return cls(grad_V=grad_V, V=V, name=name, cov=cov)
+
+    @classmethod
+    def standard_gaussian(cls, dim: int) -> Target:
+        """γ = N(0, I_d), ∇V(y) = y (the paper's target with d = 2)."""
+        dim = positive_int(dim, "dim")
+        return cls.gaussian(np.zeros(dim), np.eye(dim))
+
+
+def as_target(target) -> Target:
+    """A ``Target`` from a Target, an object with ``grad_V`` (gridflow.LogConcaveTarget),
+    or a Gaussian with ``mean``, ``cov`` (neural.samplers.Gaussian, gridflow.gaussian.Gaussian).
+    """
+    if isinstance(target, Target):
+        return target
+    if callable(getattr(target, "grad_V", None)):
+        cov = getattr(target, "cov", None)
+        return Target(
+            grad_V=target.grad_V,
+            V=getattr(target, "V", None),
+            name=str(getattr(target, "name", "target")),
+            cov=None if cov is None else np.asarray(cov, dtype=np.float64),
+        )
+    if hasattr(target, "mean") and hasattr(target, "cov"):
+        return Target.gaussian(target.mean, target.cov)
+    raise TypeError(
+        "target must be a neural.schemes.Target, an object with grad_V (e.g. "
+        "gridflow.LogConcaveTarget) or a Gaussian with mean and cov; got "
+        f"{type(target).__name__}"
+    )
+
+
+def as_sampler(source) -> Callable[[np.random.Generator, int], np.ndarray]:
+    """(rng, n) -> (n, d) samples of ϱ0 from an object with ``sample(rng, n)`` or a callable."""
+    sample = getattr(source, "sample", None)
+    if callable(sample):
+        return sample
+    if callable(source):
+        return source
+    raise TypeError(
+        "source must have a method sample(rng, n) -> (n, d) (e.g. neural.samplers.paper_mixture()) "
+        f"or be a callable (rng, n) -> (n, d); got {type(source).__name__}"
+    )
+
+
+# ---------------------------------------------------------------------------
+# Gradients shared by the schemes (all cotangents of Σ_i ⟨u_i, T_θ(x_i)⟩)
+# ---------------------------------------------------------------------------
+
+
+def wasserstein_gradient(y, target, eps: float | None = None) -> np.ndarray:
+    """g_i = ŝ(y_i) + ∇V(y_i) at pushed samples y (n, d): the bracket of eq. 3.7.
+
+    ŝ is the self-entropic score of the cloud y (Remark 3.10; ``eps=None``: 5% of the
+    median squared distance). The estimate of ∇_W H(ρ | γ) at the points of ρ = T#ϱ0.
+    Raises ``DivergenceError`` if the cloud has collapsed or ∇V is not finite.
+    """
+    y = as_points(y, "y", min_points=2)
+    target = as_target(target)
+    try:
+        score = self_entropic_score(y, eps=eps)
+    except ValueError as error:  # repeated points: the default eps is 0
+        raise DivergenceError(f"cannot estimate the score of the pushed samples: {error}") from None
+    grad_v = np.asarray(target.grad_V(y), dtype=np.float64)
+    if grad_v.shape != y.shape:
+        raise ValueError(f"target.grad_V must return shape {y.shape}, got {grad_v.shape}")
+    result = score + grad_v
+    if not np.isfinite(result).all():
+        raise DivergenceError("the Wasserstein gradient estimate ŝ + ∇V is not finite")
+    return result
+
+
+def _kl_weight(reduction: str, n: int) -> float:
+    """Weight of Σ_i g_iᵀ∇_θT(x_i): 1/n for eq. 3.7 ('mean'), 1 for 'sum'."""
+    if reduction == "mean":
+        return 1.0 / n
+    if reduction == "sum":
+        return 1.0
+    raise ValueError(f"kl_reduction must be 'mean' (eq. 3.7) or 'sum', got {reduction!r}")
+
+
+def kl_gradient(
+    architecture: ICNNArchitecture, theta, x, target, eps=None, reduction: str = "mean"
+):
+    """∇_θ H(T_θ#ϱ0 | γ) ≈ (1/n) Σ_i g_iᵀ ∇_θ T_θ(x_i) on samples x (n, d) (eq. 3.7).
+
+    ``reduction='sum'`` drops the 1/n (as the authors' public code does, see
+    ``EuclideanGD``). Returns (gradient (num_params,), g (n, d)).
+    """
+    weight = _kl_weight(reduction, x.shape[0])
+    y = transport_map(architecture, theta, x)
+    g = wasserstein_gradient(y, target, eps)
+    return map_vjp(architecture, theta, x, weight * g), g
+
+
+def explicit_objective(architecture: ICNNArchitecture, theta, x, y_previous, g_previous, tau):
+    """Empirical (gd, expl.) objective (paper §3.4.1, eq. 3.1 in Θ) and its θ-gradient.
+
+        L(θ) = (1/n) Σ_i ‖ g_i + (T_θ(x_i) − y_previous_i) / τ ‖²
+
+    with y_previous = T_θk(x) and g_previous = ŝ_θk + ∇V at y_previous (frozen).
+    Returns (L, ∇_θ L).
+    """
+    tau = positive_float(tau, "tau")
+    y = transport_map(architecture, theta, x)
+    residual = g_previous + (y - y_previous) / tau
+    n = x.shape[0]
+    loss = float(np.einsum("ij,ij->", residual, residual)) / n
+    return loss, map_vjp(architecture, theta, x, (2.0 / (n * tau)) * residual)
+
+
+def implicit_gradient(
+    architecture: ICNNArchitecture,
+    theta,
+    x,
+    y_previous,
+    target,
+    tau,
+    eps=None,
+    reduction: str = "mean",
+):
+    """θ-gradient of the empirical (gd, impl.) objective (paper §3.4.1, eq. 3.2 in Θ).
+
+        J(θ) = H(T_θ#ϱ0 | γ) + (1/(2τ)) (1/n) Σ_i ‖T_θ(x_i) − y_previous_i‖²,
+
+    the first term's gradient by eq. 3.7 at the current θ (``reduction='sum'``: without
+    its 1/n, as in the authors' public code; the proximal term stays a mean, so this
+    weighs the KL n times more, an effective step n τ). Returns
+    (∇_θ J, proximal term value, mean ‖g‖² at the current θ).
+    """
+    tau = positive_float(tau, "tau")
+    n = x.shape[0]
+    weight = _kl_weight(reduction, n)
+    y = transport_map(architecture, theta, x)
+    g = wasserstein_gradient(y, target, eps)
+    step = y - y_previous
+    u = weight * g + step / (tau * n)
+    proximal = float(np.einsum("ij,ij->", step, step)) / (2.0 * tau * n)
+    fisher = float(np.einsum("ij,ij->", g, g)) / n
+    return map_vjp(architecture, theta, x, u), proximal, fisher
+
+
+def map_jacobian(architecture: ICNNArchitecture, theta, x) -> np.ndarray:
+    """∇_θ T_θ(x_i) stacked: (n, d, num_params), by d·n parameter-VJPs (small networks only)."""
+    x = as_points(x, "x", dim=architecture.dim)
+    n, d = x.shape
+    jacobian = np.empty((n, d, architecture.num_params))
+    basis = np.eye(d)
+    for i in range(n):
+        for j in range(d):
+            jacobian[i, j] = map_vjp(architecture, theta, x[i : i + 1], basis[j : j + 1])
+    return jacobian
+
+
+def natural_gradient(architecture: ICNNArchitecture, theta, x, g, rcond: float = 1e-10):
+    """Direction of (nat.gf), eq. 3.4: −G⁺ (1/n) Σ_i ∇_θT(x_i)ᵀ g_i, G = (1/n) Σ_i ∇_θTᵀ∇_θT.
+
+    The minimum-norm least-squares solution of min_δ (1/n) Σ_i ‖g_i + ∇_θT_θ(x_i) δ‖²
+    (the linearized (gd, expl.) step per unit τ), computed with ``numpy.linalg.lstsq``.
+    """
+    x = as_points(x, "x", dim=architecture.dim)
+    g = as_points(g, "g", dim=architecture.dim)
+    jacobian = map_jacobian(architecture, theta, x).reshape(-1, architecture.num_params)
+    direction, *_ = np.linalg.lstsq(jacobian, -g.reshape(-1), rcond=rcond)
+    return direction
+
+
+# ---------------------------------------------------------------------------
+# Method configurations (paper defaults) and results
+# ---------------------------------------------------------------------------
+
+
+KL_REDUCTIONS = ("mean", "sum")
+
+
+def _check_common(config) -> None:
+    object.__setattr__(config, "batch_size", positive_int(config.batch_size, "batch_size"))
+    reduction = getattr(config, "kl_reduction", "mean")
+    if reduction not in KL_REDUCTIONS:
+        raise ValueError(f"kl_reduction must be 'mean' (eq. 3.7) or 'sum', got {reduction!r}")
+    if config.batch_size < 2:
+        raise ValueError("batch_size must be at least 2 (the score is estimated from the batch)")
+    if config.score_eps is not None:
+        object.__setattr__(config, "score_eps", positive_float(config.score_eps, "score_eps"))
+
+
+@dataclass(frozen=True)
+class EuclideanGD:
+    """Algorithm 1 (eucl.gd), method (c): θ ← proj(θ − step_size · ∇_θ F) with eq. 3.7.
+
+    ``kl_reduction='sum'`` uses n ∇_θ F (the authors' code, module docstring).
+    """
+
+    name: ClassVar[str] = "euclidean"
+    label: ClassVar[str] = "(c) Euclidean gradient descent"
+    step_size: float = 1e-3
+    steps: int = 3000
+    batch_size: int = 100
+    score_eps: float | None = None
+    kl_reduction: str = "mean"
+
+    def __post_init__(self):
+        object.__setattr__(self, "step_size", positive_float(self.step_size, "step_size"))
+        object.__setattr__(self, "steps", positive_int(self.steps, "steps"))
+        _check_common(self)
+
+    @property
+    def gradient_evaluations(self) -> int:
+        return self.steps
+
+
+@dataclass(frozen=True)
+class EuclideanAdam:
+    """Algorithm 1 with Adam, method (d): Adam(learning_rate) on ∇_θ F of eq. 3.7."""
+
+    name: ClassVar[str] = "adam"
+    label: ClassVar[str] = "(d) Euclidean gradient, Adam"
+    learning_rate: float = 0.05
+    steps: int = 1000
+    batch_size: int = 100
+    score_eps: float | None = None
+    kl_reduction: str = "mean"
+
+    def __post_init__(self):
+        object.__setattr__(
+            self, "learning_rate", positive_float(self.learning_rate, "learning_rate")
+        )
+        object.__setattr__(self, "steps", positive_int(self.steps, "steps"))
+        _check_common(self)
+
+    @property
+    def gradient_evaluations(self) -> int:
+        return self.steps
+
+
+STARTS = ("network", "identity")
+"""Map of the first outer step of Algorithm 2: T_θ0, or T̂_0 = id as in eqs. 3.1, 3.2."""
+
+
+@dataclass(frozen=True)
+class _Algorithm2:
+    """Shared fields of Algorithm 2 (module docstring). ``start``: the map T_0 that the
+    first outer step moves from, 'identity' (T̂_0 = id of eqs. 3.1, 3.2; default) or
+    'network' (T_θ0, Algorithm 2 read literally)."""
+
+    tau: float = 0.4
+    outer_steps: int = 10
+    inner_steps: int = 100
+    inner_learning_rate: float = 0.1
+    batch_size: int = 100
+    score_eps: float | None = None
+    start: str = "identity"
+
+    def __post_init__(self):
+        if self.start not in STARTS:
+            raise ValueError(
+                f"start must be 'network' (T_θ0) or 'identity' (T̂_0 = id), got {self.start!r}"
+            )
+        object.__setattr__(self, "tau", positive_float(self.tau, "tau"))
+        object.__setattr__(self, "outer_steps", positive_int(self.outer_steps, "outer_steps"))
+        object.__setattr__(self, "inner_steps", positive_int(self.inner_steps, "inner_steps"))
+        object.__setattr__(
+            self,
+            "inner_learning_rate",
+            positive_float(self.inner_learning_rate, "inner_learning_rate"),
+        )
+        _check_common(self)
+
+    @property
+    def gradient_evaluations(self) -> int:
+        return self.outer_steps * self.inner_steps
+
+
+@dataclass(frozen=True)
+class ExplicitScheme(_Algorithm2):
+    """Algorithm 2 with (gd, expl.), method (b): K outer steps of size τ, K' inner Adam steps."""
+
+    name: ClassVar[str] = "explicit"
+    label: ClassVar[str] = "(b) Constrained flow, explicit"
+
+
+@dataclass(frozen=True)
+class ImplicitScheme(_Algorithm2):
+    """Algorithm 2 with (gd, impl.), method (a): K proximal steps of size τ, K' inner Adam steps.
+
+    ``kl_reduction='sum'`` weighs the KL gradient by n (the authors' code, module docstring).
+    """
+
+    name: ClassVar[str] = "implicit"
+    label: ClassVar[str] = "(a) Constrained flow, implicit"
+    kl_reduction: str = "mean"
+
+
+MethodConfig = EuclideanGD | EuclideanAdam | ExplicitScheme | ImplicitScheme
+
+METHODS: dict[str, type] = {
+    "implicit": ImplicitScheme,
+    "explicit": ExplicitScheme,
+    "euclidean": EuclideanGD,
+    "adam": EuclideanAdam,
+}
+"""Method name -> configuration class; the classes' defaults are the paper's (Fig. 2)."""
+
+
+def make_method(name: str, **overrides) -> MethodConfig:
+    """The paper's configuration of method ``name`` (implicit, explicit, euclidean, adam),
+    with fields replaced by ``overrides`` (e.g. ``steps=10``)."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+    cls = METHODS[name]
+    known = {f.name for f in fields(cls)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise TypeError(
+            f"method {name!r} has no option(s) {sorted(unknown)}; options: {sorted(known)}"
+        )
+    return cls(**overrides)
+
+
+@dataclass(frozen=True, eq=False)
+class SchemeResult:
+    """Outcome of one run (Algorithm 1 or 2).
+
+    method          method name
+    config          the method configuration used
+    architecture    ICNN architecture of θ
+    initial_params  θ_0
+    params          θ_K (admissible: projected after every update)
+    fisher          mean ‖ŝ + ∇V‖² on each batch (an estimate of the relative Fisher
+                    information of T_θ#ϱ0 w.r.t. γ): Algorithm 1 (steps,) at θ_0..θ_{K−1};
+                    Algorithm 2 (K, K'): implicit at the inner iterates, explicit at θ_k
+    inner_loss      Algorithm 2 (K, K') before each inner update: explicit, the (gd, expl.)
+                    objective; implicit, the proximal term (1/(2τ))(1/n)Σ‖T_θ − T_θk‖²;
+                    None for Algorithm 1
+    """
+
+    method: str
+    config: MethodConfig
+    architecture: ICNNArchitecture
+    initial_params: np.ndarray
+    params: np.ndarray
+    fisher: np.ndarray
+    inner_loss: np.ndarray | None = None
+
+    @property
+    def network(self) -> ICNN:
+        """The trained network (ICNN with θ_K)."""
+        return ICNN.from_architecture(self.architecture, self.params)
+
+    def map(self, x) -> np.ndarray:
+        """T_θK(x) for points x (n, d)."""
+        return transport_map(self.architecture, self.params, x)
+
+
+# ---------------------------------------------------------------------------
+# The algorithms
+# ---------------------------------------------------------------------------
+
+
+def _initial(initial) -> tuple[ICNNArchitecture, np.ndarray]:
+    if isinstance(initial, ICNN):
+        return initial.architecture, np.array(initial.params)
+    raise TypeError(
+        "initial must be an ICNN (e.g. ICNN(dim=2, hidden=(20, 20), rng=rng)), "
+        f"got {type(initial).__name__}"
+    )
+
+
+def _batch(sampler, rng, n, dim, method, step) -> np.ndarray:
+    x = np.asarray(sampler(rng, n), dtype=np.float64)
+    if x.shape != (n, dim):
+        raise ValueError(f"source.sample(rng, {n}) must return shape ({n}, {dim}), got {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{method}: the source returned non-finite samples at step {step}")
+    return x
+
+
+def _checked_gradient(gradient, method, step) -> np.ndarray:
+    if not np.isfinite(gradient).all():
+        raise DivergenceError(f"{method} diverged at step {step}: non-finite θ-gradient")
+    return gradient
+
+
+def _checked_params(theta, method, step) -> np.ndarray:
+    if not np.isfinite(theta).all():
+        raise DivergenceError(f"{method} diverged at step {step}: non-finite parameters")
+    return theta
+
+
+def _algorithm1(config, optimizer, architecture, theta, sampler, target, rng, callback):
+    """Shared loop of Algorithm 1: θ_{k+1} = optimizer step on eq. 3.7 (fresh batch per step)."""
+    project = architecture.project
+    state = optimizer.init(theta)
+    fisher = np.empty(config.steps)
+    n, dim = config.batch_size, architecture.dim
+    for k in range(config.steps):
+        try:
+            x = _batch(sampler, rng, n, dim, config.name, k)
+            gradient, g = kl_gradient(
+                architecture, theta, x, target, config.score_eps, config.kl_reduction
+            )
+        except DivergenceError as error:
+            raise DivergenceError(f"{config.name} diverged at step {k}: {error}") from None
+        fisher[k] = float(np.einsum("ij,ij->", g, g)) / n
+        theta, state = optimizer.step(
+            theta, _checked_gradient(gradient, config.name, k), state, project=project
+        )
+        _checked_params(theta, config.name, k)
+        if callback is not None:
+            callback(k + 1, theta)
+    return fisher, None, theta
+
+
+def _algorithm2(config, inner_step, architecture, theta, sampler, rng, callback):
+    """Shared loop of Algorithm 2: K outer steps from θ_k, each K' Adam steps (fresh state,
+    fresh batch per step) on ``inner_step(θ, x, T_k(x)) -> (∇_θ loss, fisher, inner loss)``.
+
+    T_k = T_θk, except T_0 = id with ``start='identity'`` (eqs. 3.1, 3.2).
+    """
+    project = architecture.project
+    optimizer = Adam(learning_rate=config.inner_learning_rate)
+    shape = (config.outer_steps, config.inner_steps)
+    fisher, inner_loss = np.empty(shape), np.empty(shape)
+    n, dim = config.batch_size, architecture.dim
+    from_identity = config.start == "identity"
+    for k in range(config.outer_steps):
+        theta_k = theta
+        state = optimizer.init(theta_k)
+        for j in range(config.inner_steps):
+            step = (k, j)
+            try:
+                x = _batch(sampler, rng, n, dim, config.name, step)
+                y_k = (
+                    x.copy()
+                    if k == 0 and from_identity
+                    else transport_map(architecture, theta_k, x)
+                )
+                gradient, fisher[k, j], inner_loss[k, j] = inner_step(theta, x, y_k)
+            except DivergenceError as error:
+                raise DivergenceError(f"{config.name} diverged at step {step}: {error}") from None
+            theta, state = optimizer.step(
+                theta, _checked_gradient(gradient, config.name, step), state, project=project
+            )
+            _checked_params(theta, config.name, step)
+        if callback is not None:
+            callback(k + 1, theta)
+    return fisher, inner_loss, theta
+
+
+def _explicit_step(config, architecture, target):
+    """(gd, expl.) inner step: the explicit objective with g^k frozen at T_k(x)."""
+
+    def inner_step(theta, x, y_k):
+        g_k = wasserstein_gradient(y_k, target, config.score_eps)
+        fisher = float(np.einsum("ij,ij->", g_k, g_k)) / x.shape[0]
+        loss, gradient = explicit_objective(architecture, theta, x, y_k, g_k, config.tau)
+        return gradient, fisher, loss
+
+    return inner_step
+
+
+def _implicit_step(config, architecture, target):
+    """(gd, impl.) inner step: eq. 3.7 at the current θ plus the proximal term."""
+
+    def inner_step(theta, x, y_k):
+        gradient, proximal, fisher = implicit_gradient(
+            architecture, theta, x, y_k, target, config.tau, config.score_eps, config.kl_reduction
+        )
+        return gradient, fisher, proximal
+
+    return inner_step
+
+
+def run_method(
+    config: MethodConfig,
+    initial: ICNN,
+    source,
+    target,
+    rng: np.random.Generator,
+    *,
+    callback: Callable[[int, np.ndarray], None] | None = None,
+) -> SchemeResult:
+    """Train T_θ = ∇φ_θ from ``initial`` with one of the paper's methods (Algorithms 1, 2).
+
+    config    EuclideanGD | EuclideanAdam | ExplicitScheme | ImplicitScheme (or a name:
+              the paper's configuration, ``make_method``)
+    initial   ICNN giving the architecture and θ_0
+    source    ϱ0: an object with ``sample(rng, n)`` or a callable (rng, n) -> (n, d)
+    target    γ ∝ exp(−V): ``Target``, gridflow.LogConcaveTarget, or a Gaussian (``as_target``)
+    rng       numpy Generator for the batches (the only randomness)
+    callback  called as callback(k, θ_k) after each outer step (Algorithm 1: every step)
+
+    Raises ``DivergenceError`` if the iterates become non-finite or the samples collapse.
+    """
+    if isinstance(config, str):
+        config = make_method(config)
+    if not isinstance(config, (EuclideanGD, EuclideanAdam, ExplicitScheme, ImplicitScheme)):
+        raise TypeError(
+            "config must be EuclideanGD, EuclideanAdam, ExplicitScheme, ImplicitScheme or a "
+            f"method name ({', '.join(METHODS)}); got {type(config).__name__}"
+        )
+    architecture, theta0 = _initial(initial)
+    sampler = as_sampler(source)
+    target = as_target(target)
+    rng = require_generator(rng)
+    if callback is not None and not callable(callback):
+        raise TypeError("callback must be None or a callable (k, theta) -> None")
+    theta = theta0.copy()
+    if isinstance(config, EuclideanGD):
+        optimizer = SGD(learning_rate=config.step_size)
+    elif isinstance(config, EuclideanAdam):
+        optimizer = Adam(learning_rate=config.learning_rate)
+    if isinstance(config, (EuclideanGD, EuclideanAdam)):
+        fisher, inner, theta = _algorithm1(
+            config, optimizer, architecture, theta, sampler, target, rng, callback
+        )
+    else:
+        make_step = _explicit_step if isinstance(config, ExplicitScheme) else _implicit_step
+        fisher, inner, theta = _algorithm2(
+            config, make_step(config, architecture, target), architecture, theta, sampler, rng,
+            callback,
+        )  # fmt: skip
+    for array in (theta0, theta, fisher, inner):
+        if array is not None:
+            array.setflags(write=False)
+    return SchemeResult(
+        method=config.name,
+        config=config,
+        architecture=architecture,
+        initial_params=theta0,
+        params=theta,
+        fisher=fisher,
+        inner_loss=inner,
+    )

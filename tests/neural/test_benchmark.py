@@ -1,0 +1,318 @@
+"""The Fig. 2 sweep: map-error hook, resumability, determinism, command line, dimension study."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gridflow import gaussian
+from neural.benchmark import (
+    PAPER_RESULTS,
+    BenchmarkConfig,
+    dimension_study,
+    format_table,
+    gaussian_problem,
+    map_error,
+    method_configs,
+    read_results,
+    run_benchmark,
+    run_seed,
+    torch_default_init,
+)
+from neural.icnn import ICNNArchitecture
+
+REPO = Path(__file__).parents[2]
+TINY = BenchmarkConfig(size="tiny")
+QUICK = BenchmarkConfig(size="tiny", methods=("explicit", "adam"))
+
+
+def _lines(path):
+    return (Path(path) / "results.jsonl").read_text().splitlines()
+
+
+def _strip_seconds(record):
+    record = json.loads(json.dumps(record))
+    for entry in record["methods"].values():
+        entry.pop("seconds")
+    return record
+
+
+# --------------------------------------------------------------------------- map error
+
+
+@pytest.fixture(scope="module")
+def gaussian_pair():
+    m0, s0 = np.array([0.5, -1.0]), np.array([[0.6, 0.25], [0.25, 0.4]])
+    m1, s1 = np.array([-0.2, 0.3]), np.array([[1.5, -0.3], [-0.3, 0.7]])
+    g0, g1 = gaussian.Gaussian(m0, s0), gaussian.Gaussian(m1, s1)
+    A, b = gaussian.ot_map(g0, g1)
+    x = g0.sample(np.random.default_rng(0), 200_000)
+    return g0, g1, A, b, x
+
+
+def test_map_error_is_zero_for_the_closed_form_map(gaussian_pair):
+    _, g1, A, b, x = gaussian_pair
+
+    def true_map(points):
+        return points @ A.T + b
+
+    error = map_error(true_map, true_map, x, g1.cov)
+    assert error.l2 == 0.0 and error.uvp == 0.0 and error.n == len(x)
+    shift = np.array([0.3, -0.4])
+    shifted = map_error(lambda p: true_map(p) + shift, true_map, x, g1.cov)
+    assert shifted.l2 == pytest.approx(0.5, rel=1e-12)
+    assert shifted.uvp == pytest.approx(100 * 0.25 / np.trace(g1.cov), rel=1e-12)
+
+
+def test_map_error_of_the_identity_matches_the_gaussian_closed_form(gaussian_pair):
+    g0, g1, A, b, x = gaussian_pair
+    error = map_error(lambda p: p, lambda p: p @ A.T + b, x, g1.cov)
+    exact = gaussian.map_error(g0, g1, np.eye(2), np.zeros(2))  # squared, closed form
+    assert error.l2_squared == pytest.approx(exact, rel=0.02)  # Monte Carlo, n = 2e5
+    assert error.uvp == pytest.approx(100 * exact / np.trace(g1.cov), rel=0.02)
+
+
+def test_map_error_rejects_bad_input(gaussian_pair):
+    _, g1, _, _, x = gaussian_pair
+
+    def identity(p):
+        return p
+
+    with pytest.raises(ValueError, match="target_cov"):
+        map_error(identity, identity, x[:10], np.eye(3))
+    with pytest.raises(ValueError, match="variance"):
+        map_error(identity, identity, x[:10], np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="trained_map must return shape"):
+        map_error(lambda p: p[:, :1], identity, x[:10], g1.cov)
+    with pytest.raises(TypeError, match="callables"):
+        map_error(None, identity, x[:10], g1.cov)
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def test_paper_configuration_is_the_default():
+    configs = method_configs("paper")
+    assert list(configs) == ["implicit", "explicit", "euclidean", "adam"]
+    for name in ("implicit", "explicit"):
+        c = configs[name]
+        assert (c.tau, c.outer_steps, c.inner_steps, c.inner_learning_rate) == (0.4, 10, 100, 0.1)
+        assert c.batch_size == 100
+    assert (configs["euclidean"].step_size, configs["euclidean"].steps) == (1e-3, 3000)
+    assert (configs["adam"].learning_rate, configs["adam"].steps) == (0.05, 1000)
+    assert BenchmarkConfig().n_eval == 10_000
+    # same number of θ-gradient evaluations for (a), (b), (d) (paper §3.4.2 (iii))
+    assert {configs[m].gradient_evaluations for m in ("implicit", "explicit", "adam")} == {1000}
+    # both schemes move from T̂_0 = id (eqs. 3.1, 3.2), with the mean of eq. 3.7
+    resolved = BenchmarkConfig().method_configs()
+    assert resolved["implicit"].start == resolved["explicit"].start == "identity"
+    assert resolved["implicit"].kl_reduction == "mean"
+
+
+def test_authors_code_preset():
+    resolved = BenchmarkConfig.authors_code().method_configs()
+    assert (resolved["implicit"].start, resolved["explicit"].start) == ("network", "identity")
+    assert resolved["implicit"].kl_reduction == resolved["euclidean"].kl_reduction == "sum"
+    assert BenchmarkConfig.authors_code().init == "torch"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"methods": ("implicit", "newton")}, "unknown method 'newton'"),
+        ({"size": "huge"}, "unknown size"),
+        ({"init": "xavier"}, "unknown init"),
+        ({"kl_reduction": "max"}, "kl_reduction"),
+        ({"methods": ("adam", "adam")}, "repeat"),
+        ({"n_eval": 0}, "n_eval"),
+        ({"explicit_start": "zero"}, "explicit_start"),
+        ({"implicit_start": "zero"}, "implicit_start"),
+    ],
+)
+def test_bad_benchmark_configuration(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        BenchmarkConfig(**kwargs)
+
+
+def test_torch_default_init_is_admissible_and_bounded():
+    architecture = ICNNArchitecture(2, (20, 20))
+    theta = torch_default_init(architecture, np.random.default_rng(0))
+    assert architecture.is_admissible(theta)
+    views = architecture.views(theta)
+    assert np.abs(views["W0"]).max() <= 1 / np.sqrt(2)
+    assert np.abs(views["b1"]).max() <= 1 / np.sqrt(20)
+    assert np.count_nonzero(views["w"]) > 0
+
+
+# --------------------------------------------------------------------------- the sweep
+
+
+def test_seed_records_are_deterministic_and_share_theta0():
+    first, second = run_seed(3, TINY), run_seed(3, TINY)
+    assert _strip_seconds(first) == _strip_seconds(second)
+    assert set(first["methods"]) == set(TINY.methods)
+    assert all(e["status"] == "ok" for e in first["methods"].values())
+    assert first["mmd_floor"] < 0.1 < first["mmd_identity"]
+    other = run_seed(4, TINY)
+    assert other["mmd_initial"] != first["mmd_initial"]
+
+
+def test_resume_keeps_finished_seeds_and_runs_none_twice(tmp_path):
+    out = tmp_path / "sweep"
+    first = run_benchmark(range(3), QUICK, out, progress=False, figure=False)
+    assert first.ran == (0, 1, 2) and first.skipped == ()
+    before = _lines(out)
+    # a run killed while writing leaves a cut last line
+    with open(out / "results.jsonl", "a") as handle:
+        handle.write('{"seed": 3, "mmd_in')
+    with pytest.warns(RuntimeWarning, match="incomplete last line"):
+        second = run_benchmark(range(5), QUICK, out, progress=False)
+    assert sorted(second.ran) == [3, 4] and second.skipped == (0, 1, 2)
+    after = _lines(out)
+    assert after[:3] == before  # earlier seeds kept byte for byte
+    seeds = [json.loads(line)["seed"] for line in after]
+    assert sorted(seeds) == [0, 1, 2, 3, 4]  # each once
+    assert (out / "fig2.png").stat().st_size > 0
+    assert "paper mean" in (out / "table.txt").read_text()
+    # nothing left to do
+    third = run_benchmark(range(5), QUICK, out, progress=False, figure=False)
+    assert third.ran == () and len(_lines(out)) == 5
+    # a resumed seed equals the same seed run alone
+    assert _strip_seconds(read_results(out)[4]) == _strip_seconds(run_seed(4, QUICK))
+
+
+def test_resume_after_killing_a_running_sweep(tmp_path):
+    out = tmp_path / "killed"
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    command = [sys.executable, "-m", "neural", "benchmark", "--size", "tiny", "--seeds", "500"]
+    command += ["--methods", "explicit,adam"]
+    process = subprocess.Popen(
+        [*command, "--out", str(out), "--no-progress"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            path = out / "results.jsonl"
+            if path.exists() and path.read_text().count("\n") >= 2:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the sweep did not write 2 seeds within 60 s")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    killed = read_results(out)  # drops a line cut by the kill, if any
+    assert 2 <= len(killed) < 500
+    lines = _lines(out)
+    total = max(killed) + 3
+    result = run_benchmark(range(total), QUICK, out, progress=False, figure=False)
+    assert set(result.skipped) == set(killed)
+    assert sorted(result.ran) == sorted(set(range(total)) - set(killed))
+    assert _lines(out)[: len(lines)] == lines
+    seeds = [json.loads(line)["seed"] for line in _lines(out)]
+    assert sorted(seeds) == list(range(total))
+    # the subprocess (other numba thread count) computed the same numbers
+    some = min(killed)
+    assert _strip_seconds(killed[some]) == _strip_seconds(run_seed(some, QUICK))
+
+
+def test_rerun_with_another_configuration_is_refused(tmp_path):
+    out = tmp_path / "sweep"
+    run_benchmark([0], QUICK, out, progress=False, figure=False)
+    other = BenchmarkConfig(size="tiny", methods=("adam",))
+    with pytest.raises(ValueError, match="different configuration"):
+        run_benchmark([0, 1], other, out, progress=False)
+
+
+def test_threading_backend_gives_the_same_records():
+    config = BenchmarkConfig(size="tiny", methods=("explicit", "adam"))
+    serial = run_benchmark([0, 1], config, progress=False)
+    threaded = run_benchmark([0, 1], config, workers=2, backend="threading", progress=False)
+    for seed in (0, 1):
+        assert _strip_seconds(serial.records[seed]) == _strip_seconds(threaded.records[seed])
+
+
+def test_table_lists_the_paper_numbers():
+    results = run_benchmark([0, 1], TINY, progress=False)  # all four methods
+    table = format_table(results.summary)
+    for name, (mean, std) in PAPER_RESULTS.items():
+        assert name in table and f"{mean:.4f} ± {std:.4f}" in table
+    row = {s.method: s for s in results.summary}["adam"]
+    values = results.mmd("adam")
+    assert row.runs == 2 and row.mean == pytest.approx(values.mean())
+    assert row.worst == values.max() and row.median == pytest.approx(np.median(values))
+
+
+def test_ground_truth_option_imports_gridflow_load_map(tmp_path, monkeypatch):
+    import gridflow
+
+    calls = []
+
+    def load_map(path):
+        calls.append(path)
+        return lambda x: 0.5 * x
+
+    monkeypatch.setattr(gridflow, "load_map", load_map, raising=False)
+    config = BenchmarkConfig(size="tiny", methods=("adam",), ground_truth=tmp_path / "T.npz")
+    record = run_seed(0, config)
+    assert calls == [str(tmp_path / "T.npz")]
+    entry = record["methods"]["adam"]
+    assert entry["l2"] > 0 and entry["uvp"] == pytest.approx(100 * entry["l2"] ** 2 / 2)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_command_line_benchmark_and_bad_method(tmp_path, capsys):
+    from neural.__main__ import main
+
+    out = tmp_path / "cli"
+    argv = ["benchmark", "--size", "tiny", "--seeds", "2", "--methods", "explicit,adam"]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "0.0194 ± 0.0098" in printed and "wall time" in printed
+    assert len(_lines(out)) == 2
+    with pytest.raises(SystemExit):
+        main(["benchmark", "--methods", "newton"])
+    code = tmp_path / "code"
+    argv = ["benchmark", "--size", "tiny", "--seeds", "1", "--methods", "explicit"]
+    assert main([*argv, "--authors-code", "--out", str(code), "--no-progress"]) == 0
+    stored = json.loads((code / "config.json").read_text())
+    assert (stored["init"], stored["kl_reduction"]) == ("torch", "sum")
+    assert stored["method_configs"]["explicit"]["start"] == "identity"
+
+
+def test_dimension_study_against_the_closed_form(capsys):
+    from neural.__main__ import main
+
+    rows = dimension_study((2, 3), ("implicit", "adam"), size="tiny", n_eval=300)
+    assert [(r.dim, r.method) for r in rows] == [
+        (2, "implicit"),
+        (2, "adam"),
+        (3, "implicit"),
+        (3, "adam"),
+    ]
+    for row in rows:
+        assert row.status == "ok" and np.isfinite(row.uvp) and row.uvp_identity > 0
+    # the identity error is the Gaussian closed form (up to Monte Carlo)
+    rng = np.random.default_rng(np.random.SeedSequence([0, 2]).spawn(4)[0])
+    source, _, _, _, cov1 = gaussian_problem(2, rng)
+    exact = gaussian.map_error(
+        gaussian.Gaussian(source.mean, source.cov),
+        gaussian.Gaussian(np.zeros(2), cov1),
+        np.eye(2),
+        np.zeros(2),
+    )
+    assert rows[0].uvp_identity == pytest.approx(100 * exact / np.trace(cov1), rel=0.25)
+    assert main(["dimensions", "--dims", "2", "--size", "tiny", "--methods", "adam"]) == 0
+    assert "UVP" in capsys.readouterr().out

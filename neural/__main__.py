@@ -3,8 +3,9 @@
     python -m neural benchmark [--seeds 100] [--methods implicit,explicit,euclidean,adam]
                                [--size paper|small|tiny] [--workers 2] [--backend loky]
                                [--out DIR] [--ground-truth MAP.npz] [--init normal|torch]
-                               [--kl-reduction mean|sum] [--explicit-start network|identity]
-                               [--authors-code]
+                               [--kl-reduction mean|sum] [--authors-code]
+                               [--implicit-start identity|network]
+                               [--explicit-start identity|network]
     python -m neural dimensions [--dims 2 8 32] [--methods ...] [--size small] [--out FILE]
 
 ``benchmark`` runs the paper's Fig. 2 sweep (``neural.benchmark.run_benchmark``):
@@ -48,6 +49,7 @@ def _hidden(text: str) -> tuple[int, ...]:
 
 def _parser() -> argparse.ArgumentParser:
     from neural.benchmark import INITS, SIZES
+    from neural.schemes import KL_REDUCTIONS, STARTS
 
     parser = argparse.ArgumentParser(prog="python -m neural", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -65,15 +67,16 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="neural_benchmark", help="output directory")
     bench.add_argument("--ground-truth", default=None, help="T* file from gridflow.save_map")
     bench.add_argument("--hidden", type=_hidden, default=(20, 20))
-    bench.add_argument("--init", choices=INITS, default="normal")
-    bench.add_argument("--kl-reduction", choices=("mean", "sum"), default="mean")
+    # None = not given: the default, or the --authors-code preset (which refuses them)
+    bench.add_argument("--init", choices=INITS, default=None, help="θ0 scheme (default normal)")
+    bench.add_argument("--kl-reduction", choices=KL_REDUCTIONS, default=None, help="default mean")
     for scheme in ("implicit", "explicit"):
         bench.add_argument(
             f"--{scheme}-start",
-            choices=("identity", "network"),
-            default="identity",
-            help=f"map the first {scheme} step moves from: T̂_0 = id (eqs. 3.1, 3.2; default) "
-            "or T_θ0",
+            choices=STARTS,
+            default=None,
+            help=f"map the first {scheme} step moves from: identity (T̂_0 = id, eqs. 3.1, 3.2; "
+            "default) or network (T_θ0)",
         )
     bench.add_argument(
         "--authors-code",
@@ -99,16 +102,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _benchmark(args) -> int:
-    from neural.benchmark import BenchmarkConfig, format_table, run_benchmark
+    from neural.benchmark import BenchmarkConfig, format_references, format_table, run_benchmark
 
     if args.seeds < 1 or args.first_seed < 0:
         raise SystemExit("--seeds must be >= 1 and --first-seed >= 0")
-    choices = {
+    given = {
         "init": args.init,
         "kl_reduction": args.kl_reduction,
         "implicit_start": args.implicit_start,
         "explicit_start": args.explicit_start,
     }
+    choices = {key: value for key, value in given.items() if value is not None}
+    if args.authors_code and choices:
+        flags = ", ".join("--" + key.replace("_", "-") for key in choices)
+        raise SystemExit(f"--authors-code sets {flags} itself; give either, not both")
     common = {
         "methods": args.methods,
         "size": args.size,
@@ -137,6 +144,7 @@ def _benchmark(args) -> int:
         f"resumed from {results.directory}), wall time {wall:.1f} s"
     )
     print(format_table(results.summary))
+    print(format_references(results.records))
     if results.figure is not None:
         print(f"figure: {results.figure}")
     return 0
@@ -160,7 +168,11 @@ def _dimensions(args) -> int:
     print(format_dimension_table(rows))
     if args.out:
         with open(args.out, "w", encoding="utf-8") as handle:
-            json.dump([asdict(row) for row in rows], handle, indent=1)
+            rows_json = [
+                {key: None if value != value else value for key, value in asdict(row).items()}
+                for row in rows
+            ]  # NaN (diverged) -> null: strict JSON
+            json.dump(rows_json, handle, indent=1, allow_nan=False)
         print(f"rows: {args.out}")
     return 0
 

@@ -34,6 +34,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -50,6 +51,7 @@ from neural.schemes import (
     EuclideanGD,
     MethodConfig,
     Target,
+    check_kl_reduction,
     run_method,
 )
 from neural.score import ConvergenceWarning
@@ -65,6 +67,7 @@ __all__ = [
     "MethodSummary",
     "dimension_study",
     "format_dimension_table",
+    "format_references",
     "format_table",
     "gaussian_problem",
     "histogram_figure",
@@ -287,13 +290,12 @@ class BenchmarkConfig:
         if isinstance(self.methods, str):
             methods = tuple(m.strip() for m in self.methods.split(",") if m.strip())
         object.__setattr__(self, "methods", methods)
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "hidden", ICNNArchitecture(1, tuple(self.hidden)).hidden)
         if self.init not in INITS:
             raise ValueError(f"unknown init {self.init!r}; choose from {', '.join(INITS)}")
         if len(set(methods)) != len(methods):
             raise ValueError(f"methods must not repeat, got {methods}")
-        if self.kl_reduction not in ("mean", "sum"):
-            raise ValueError(f"kl_reduction must be 'mean' or 'sum', got {self.kl_reduction!r}")
+        check_kl_reduction(self.kl_reduction)
         for name in ("implicit_start", "explicit_start"):
             if getattr(self, name) not in STARTS:
                 raise ValueError(f"{name} must be one of {STARTS}, got {getattr(self, name)!r}")
@@ -303,6 +305,8 @@ class BenchmarkConfig:
         object.__setattr__(self, "n_eval", positive_int(self.n_eval, "n_eval"))
         if self.ground_truth is not None:
             object.__setattr__(self, "ground_truth", str(self.ground_truth))
+            if not Path(self.ground_truth).is_file():
+                raise FileNotFoundError(f"ground_truth: no file {self.ground_truth}")
 
     def method_configs(self) -> dict[str, MethodConfig]:
         """{name: configuration} at this size (``kl_reduction`` set where it applies)."""
@@ -347,9 +351,7 @@ def run_seed(seed: int, config: BenchmarkConfig) -> dict:
     """
     from neural.samplers import paper_mixture
 
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a nonnegative integer, got {seed!r}")
-    seed = int(seed)
+    seed = _seed(seed)
     source = paper_mixture()
     dim = source.dim
     target = Target.standard_gaussian(dim)
@@ -382,6 +384,9 @@ def run_seed(seed: int, config: BenchmarkConfig) -> dict:
                     entry["score_warnings"] = sum(
                         issubclass(w.category, ConvergenceWarning) for w in caught
                     )
+            for w in caught:  # only the score's warnings are counted; the others pass on
+                if not issubclass(w.category, ConvergenceWarning):
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             pushed = result.map(x_eval)
             entry["mmd"] = energy_distance(pushed, y_eval)
             if true_map is not None:
@@ -394,12 +399,23 @@ def run_seed(seed: int, config: BenchmarkConfig) -> dict:
     return record
 
 
-def _seed_job(seed: int, config: BenchmarkConfig, numba_threads: int | None) -> dict:
-    if numba_threads is not None:
-        import numba
+@contextmanager
+def _numba_threads(count: int | None):
+    """numba's thread count set to ``count`` (capped at the pool size) inside, restored after."""
+    import numba
 
-        numba.set_num_threads(min(numba_threads, numba.config.NUMBA_NUM_THREADS))
-    return run_seed(seed, config)
+    previous = numba.get_num_threads()
+    if count is not None:
+        numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def _seed_job(seed: int, config: BenchmarkConfig, numba_threads: int | None) -> dict:
+    with _numba_threads(numba_threads):
+        return run_seed(seed, config)
 
 
 # ---------------------------------------------------------------------------
@@ -411,10 +427,41 @@ RESULTS_FILE = "results.jsonl"
 CONFIG_FILE = "config.json"
 
 
+LOCK_FILE = ".lock"
+
+
+@contextmanager
+def _locked(out: Path):
+    """Hold an exclusive lock on ``out`` for the duration of a sweep (POSIX ``flock``):
+    a second sweep on the same directory is refused instead of interleaving writes."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        yield
+        return
+    with open(out / LOCK_FILE, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(
+                f"another sweep is writing into {out}; wait for it or stop it"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _prepare_directory(out: Path, config: BenchmarkConfig) -> None:
+    """Check (or write, atomically) config.json; refuse results without a configuration."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / CONFIG_FILE
     wanted = config.to_json()
+    if not path.exists() and (out / RESULTS_FILE).exists():
+        raise ValueError(
+            f"{out} holds {RESULTS_FILE} but no {CONFIG_FILE}: cannot tell which configuration "
+            "produced those results; pass another output directory"
+        )
     if path.exists():
         stored = json.loads(path.read_text())
         if stored != json.loads(json.dumps(wanted)):
@@ -425,31 +472,42 @@ def _prepare_directory(out: Path, config: BenchmarkConfig) -> None:
                 f"requested: {json.dumps(wanted, sort_keys=True)}"
             )
     else:
-        path.write_text(json.dumps(wanted, indent=2) + "\n")
+        partial = path.with_suffix(".json.partial")
+        partial.write_text(json.dumps(wanted, indent=2) + "\n")
+        os.replace(partial, path)
 
 
-def read_results(path) -> dict[int, dict]:
-    """Seed -> record from a results.jsonl (or its directory); drops a cut last line.
-
-    If the file ends in an incomplete line (a run killed while writing), that line is
-    removed from the file so that appending resumes cleanly.
-    """
+def _results_path(path) -> Path:
     path = Path(path)
-    if path.is_dir():
-        path = path / RESULTS_FILE
+    return path / RESULTS_FILE if path.is_dir() else path
+
+
+def _complete_lines(path: Path) -> bytes:
+    """The file's bytes up to its last newline (a line cut by a kill is not a record)."""
+    data = path.read_bytes() if path.exists() else b""
+    return data[: data.rfind(b"\n") + 1]
+
+
+def _drop_cut_line(path: Path) -> None:
+    """Truncate a results file to its complete lines (inside a locked sweep only)."""
     if not path.exists():
-        return {}
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
+        return
+    complete = _complete_lines(path)
+    if len(complete) < path.stat().st_size:
         warnings.warn(
             f"{path}: dropping an incomplete last line (a run was interrupted while writing)",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
         with open(path, "r+b") as handle:
-            handle.truncate(cut)
-        data = data[:cut]
+            handle.truncate(len(complete))
+
+
+def read_results(path) -> dict[int, dict]:
+    """Seed -> record from a results.jsonl (or its directory), read only; a cut last line
+    (a run killed while writing) is ignored here and removed by the next sweep."""
+    path = _results_path(path)
+    data = _complete_lines(path)
     records = {}
     for number, line in enumerate(data.decode().splitlines(), start=1):
         if not line.strip():
@@ -488,6 +546,7 @@ class MethodSummary:
     seconds: float
     paper_mean: float | None
     paper_std: float | None
+    l2_mean: float | None = None
     uvp_mean: float | None = None
 
 
@@ -524,6 +583,7 @@ def summarize(records: dict[int, dict], methods: Iterable[str]) -> tuple[MethodS
     for method in methods:
         entries = [r["methods"][method] for r in records.values() if method in r["methods"]]
         values = np.array([e["mmd"] for e in entries if e["mmd"] is not None], dtype=np.float64)
+        l2s = [e["l2"] for e in entries if e.get("l2") is not None]
         uvps = [e["uvp"] for e in entries if e.get("uvp") is not None]
         stats = (
             (values.mean(), values.std(), np.median(values), values.max(), values.min())
@@ -544,6 +604,7 @@ def summarize(records: dict[int, dict], methods: Iterable[str]) -> tuple[MethodS
                 seconds=float(np.mean([e["seconds"] for e in entries])) if entries else np.nan,
                 paper_mean=paper[0],
                 paper_std=paper[1],
+                l2_mean=float(np.mean(l2s)) if l2s else None,
                 uvp_mean=float(np.mean(uvps)) if uvps else None,
             )
         )
@@ -551,14 +612,15 @@ def summarize(records: dict[int, dict], methods: Iterable[str]) -> tuple[MethodS
 
 
 def format_table(summary: Sequence[MethodSummary]) -> str:
-    """Plain-text table: ours (mean ± std, median, worst, diverged, s/seed) vs the paper."""
+    """Plain-text table: ours (mean ± std, median, worst, diverged, s/seed) vs the paper;
+    with a ground truth, the mean L²(ϱ0) error and L²-UVP (%) of the trained maps."""
     with_uvp = any(row.uvp_mean is not None for row in summary)
     header = (
         f"{'method':<10} {'runs':>5} {'div.':>4} {'mean':>8} {'std':>8} {'median':>8} "
         f"{'worst':>8} {'s/seed':>7}   {'paper mean ± std':>17}"
     )
     if with_uvp:
-        header += f" {'UVP %':>8}"
+        header += f" {'L2 err':>8} {'UVP %':>8}"
     lines = [header, "-" * len(header)]
     for row in summary:
         paper = f"{row.paper_mean:.4f} ± {row.paper_std:.4f}" if row.paper_mean is not None else "-"
@@ -567,9 +629,24 @@ def format_table(summary: Sequence[MethodSummary]) -> str:
             f"{row.median:>8.4f} {row.worst:>8.4f} {row.seconds:>7.2f}   {paper:>17}"
         )
         if with_uvp:
-            line += f" {row.uvp_mean:>8.3f}" if row.uvp_mean is not None else f" {'-':>8}"
+            for value in (row.l2_mean, row.uvp_mean):
+                line += f" {value:>8.4f}" if value is not None else f" {'-':>8}"
         lines.append(line)
     return "\n".join(lines)
+
+
+def format_references(records: dict[int, dict]) -> str:
+    """Mean MMD of the reference pairs of every seed: two independent target samples (the
+    estimator's noise floor at n_eval), ϱ0 itself, and T_θ0#ϱ0."""
+    parts = []
+    for key, label in (
+        ("mmd_floor", "noise floor (γ vs γ)"),
+        ("mmd_identity", "ϱ0 vs γ"),
+        ("mmd_initial", "T_θ0#ϱ0 vs γ"),
+    ):
+        values = [record[key] for record in records.values()]
+        parts.append(f"{label} {np.mean(values):.4f}" if values else f"{label} -")
+    return "reference MMD means: " + ", ".join(parts)
 
 
 LABELS = {name: cls.label for name, cls in METHODS.items()}
@@ -631,6 +708,12 @@ def _parallel_results(todo, config, workers, backend, numba_threads):
         yield from parallel(joblib.delayed(_seed_job)(seed, config, numba_threads) for seed in todo)
 
 
+def _seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seeds must be nonnegative integers, got {seed!r}")
+    return int(seed)
+
+
 def run_benchmark(
     seeds: Iterable[int],
     config: BenchmarkConfig | None = None,
@@ -656,7 +739,7 @@ def run_benchmark(
     config = BenchmarkConfig() if config is None else config
     if not isinstance(config, BenchmarkConfig):
         raise TypeError(f"config must be a BenchmarkConfig, got {type(config).__name__}")
-    seeds = list(dict.fromkeys(int(s) for s in seeds))
+    seeds = list(dict.fromkeys(_seed(s) for s in seeds))
     if not seeds or min(seeds) < 0:
         raise ValueError(f"seeds must be a nonempty list of nonnegative integers, got {seeds}")
     workers = positive_int(workers, "workers")
@@ -664,10 +747,18 @@ def run_benchmark(
         numba_threads = max(1, (os.cpu_count() or 1) // workers)
     numba_threads = positive_int(numba_threads, "numba_threads")
     directory = None if out is None else Path(out)
-    done: dict[int, dict] = {}
-    if directory is not None:
-        _prepare_directory(directory, config)
+    if directory is None:
+        return _sweep(seeds, config, None, {}, workers, backend, numba_threads, progress, figure)
+    _prepare_directory(directory, config)
+    with _locked(directory):
+        _drop_cut_line(directory / RESULTS_FILE)
         done = read_results(directory)
+        return _sweep(seeds, config, directory, done, workers, backend, numba_threads, progress,
+                      figure)  # fmt: skip
+
+
+def _sweep(seeds, config, directory, done, workers, backend, numba_threads, progress, figure):
+    """The seeds not in ``done``, appended to ``directory`` as they finish (run_benchmark)."""
     todo = [s for s in seeds if s not in done]
     skipped = tuple(s for s in seeds if s in done)
     records = dict(done)
@@ -700,7 +791,8 @@ def run_benchmark(
     summary = summarize(selected, config.methods)
     figure_path = None
     if directory is not None:
-        (directory / "table.txt").write_text(format_table(summary) + "\n")
+        text = format_table(summary) + "\n" + format_references(selected) + "\n"
+        (directory / "table.txt").write_text(text)
         if figure:
             figure_path = directory / "fig2.png"
             histogram_figure(selected, config.methods).savefig(figure_path, dpi=120)
@@ -764,17 +856,17 @@ class DimensionResult:
 
 
 def _dimension_job(dim, method_name, config, seed, hidden, init, n_eval, numba_threads):
-    if numba_threads is not None:
-        import numba
+    with _numba_threads(numba_threads):
+        return _dimension_run(dim, method_name, config, seed, hidden, init, n_eval)
 
-        numba.set_num_threads(min(numba_threads, numba.config.NUMBA_NUM_THREADS))
+
+def _dimension_run(dim, method_name, config, seed, hidden, init, n_eval):
     problem_seq, init_seq, data_seq, eval_seq = np.random.SeedSequence([seed, dim]).spawn(4)
     source, target, A, b, cov1 = gaussian_problem(dim, np.random.default_rng(problem_seq))
     net0 = initial_network(dim, hidden, np.random.default_rng(init_seq), init)
     eval_rng = np.random.default_rng(eval_seq)
     x_eval = source.sample(eval_rng, n_eval)
-    y_eval = target_samples = eval_rng.standard_normal((n_eval, dim)) @ np.linalg.cholesky(cov1).T
-    del target_samples
+    y_eval = eval_rng.standard_normal((n_eval, dim)) @ np.linalg.cholesky(cov1).T
 
     def true_map(x):
         return x @ A.T + b

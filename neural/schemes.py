@@ -46,14 +46,17 @@ invariant to a constant scaling of the whole gradient. ``kl_reduction='sum'`` re
 that code; the default 'mean' is the paper's text. (Its explicit inner loss, a mean over
 the n·d coordinates of ‖T_θ − (T_θk − τ g^k)‖², is ours times τ²/d: same Adam iterates.)
 
-Start. The schemes (gd, expl.) and (gd, impl.) are defined from T̂_0 := id (eqs. 3.1,
-3.2): the first outer step moves from the identity, not from T_θ0, whatever θ0 is; θ0 is
-only where the first inner solve starts. This is the default, ``start='identity'``.
-Algorithm 2 read literally moves from T_θ0 instead (``start='network'``); with the
-default initialization T_θ0 is close to a constant map (the pushed cloud is nearly a
-point), and measured over seeds this makes the explicit scheme several times worse (the
-closing note of the benchmark, ``neural.benchmark``). The authors' public code uses the
-identity for its explicit scheme and T_θ0 for its implicit one.
+Start. The paper's schemes in Θ start from an initial parameter θ0; the flow they
+discretize starts from T_0 = id (cons.gf), and the schemes in K_ϱ0 from T̂_0 := id
+(eqs. 3.1, 3.2). By default (``start='identity'``) the first outer step is anchored at
+the identity: its proximal term (implicit) or its regression target x − τ g(x) (explicit)
+uses T̂_0 = id in place of T_θ0, and θ0 is only where the first inner solve starts. So the
+discrete trajectory follows the flow from id whatever the network's initial map, which
+with the default initialization is nearly constant (a collapsed cloud, far from any
+finite-KL state). ``start='network'`` anchors the first step at T_θ0 (Algorithm 2 read
+literally). The authors' public code anchors its explicit scheme at the identity and its
+implicit one at T_θ0. Algorithm 1 has no anchor: it starts at T_θ0. The effect of the
+anchor over seeds is measured in the README (neural benchmark).
 
 Randomness: one batch ``source.sample(rng, n)`` per (inner) step, in step order, from
 the Generator passed in; nothing else draws. Same inputs, same rng state → the same θ,
@@ -90,11 +93,13 @@ __all__ = [
     "Target",
     "as_sampler",
     "as_target",
+    "check_kl_reduction",
     "explicit_objective",
     "implicit_gradient",
     "kl_gradient",
     "make_method",
     "map_jacobian",
+    "mean_squared_norm",
     "natural_gradient",
     "run_method",
     "wasserstein_gradient",
@@ -150,22 +155,16 @@ class Target:
         for array in (mean, cov, precision):
             array.setflags(write=False)
 
-        if standard:
+        def centered(y):
+            y = as_points(y, "y", dim=d)
+            return y if standard else y - mean
 
-            def grad_V(y):
-                return np.array(y, dtype=np.float64, copy=True)
+        def grad_V(y):
+            return np.array(centered(y), copy=True) if standard else centered(y) @ precision
 
-            def V(y):
-                return 0.5 * np.einsum("ni,ni->n", y, y)
-
-        else:
-
-            def grad_V(y):
-                return (y - mean) @ precision
-
-            def V(y):
-                centered = y - mean
-                return 0.5 * np.einsum("ni,ij,nj->n", centered, precision, centered)
+        def V(y):
+            c = centered(y)
+            return 0.5 * np.einsum("ni,ij,nj->n", c, precision, c)
 
         name = f"N(0, I_{d})" if standard else f"N(m, Σ) in d = {d}"
         return cls(grad_V=grad_V, V=V, name=name, cov=cov)
@@ -240,13 +239,32 @@ def wasserstein_gradient(y, target, eps: float | None = None) -> np.ndarray:
     return result
 
 
+KL_REDUCTIONS = ("mean", "sum")
+
+
+def check_kl_reduction(reduction: str) -> str:
+    """``reduction`` if it is 'mean' (eq. 3.7) or 'sum' (the authors' code), else ValueError."""
+    if reduction not in KL_REDUCTIONS:
+        raise ValueError(f"kl_reduction must be 'mean' (eq. 3.7) or 'sum', got {reduction!r}")
+    return reduction
+
+
 def _kl_weight(reduction: str, n: int) -> float:
     """Weight of Σ_i g_iᵀ∇_θT(x_i): 1/n for eq. 3.7 ('mean'), 1 for 'sum'."""
-    if reduction == "mean":
-        return 1.0 / n
-    if reduction == "sum":
-        return 1.0
-    raise ValueError(f"kl_reduction must be 'mean' (eq. 3.7) or 'sum', got {reduction!r}")
+    return 1.0 / n if check_kl_reduction(reduction) == "mean" else 1.0
+
+
+def mean_squared_norm(values) -> float:
+    """(1/n) Σ_i ‖values_i‖² of an (n, d) array."""
+    return float(np.einsum("ij,ij->", values, values)) / values.shape[0]
+
+
+def _same_shape(array, x, name) -> np.ndarray:
+    """``array`` as float64 if it has the shape (n, d) of the samples x, else ValueError."""
+    array = np.asarray(array, dtype=np.float64)
+    if array.shape != x.shape:
+        raise ValueError(f"{name} must have the shape {x.shape} of x, got {array.shape}")
+    return array
 
 
 def kl_gradient(
@@ -272,11 +290,15 @@ def explicit_objective(architecture: ICNNArchitecture, theta, x, y_previous, g_p
     Returns (L, ∇_θ L).
     """
     tau = positive_float(tau, "tau")
+    x = as_points(x, "x", dim=architecture.dim)
+    y_previous = _same_shape(y_previous, x, "y_previous")
+    g_previous = _same_shape(g_previous, x, "g_previous")
     y = transport_map(architecture, theta, x)
     residual = g_previous + (y - y_previous) / tau
     n = x.shape[0]
-    loss = float(np.einsum("ij,ij->", residual, residual)) / n
-    return loss, map_vjp(architecture, theta, x, (2.0 / (n * tau)) * residual)
+    return mean_squared_norm(residual), map_vjp(
+        architecture, theta, x, (2.0 / (n * tau)) * residual
+    )
 
 
 def implicit_gradient(
@@ -299,15 +321,16 @@ def implicit_gradient(
     (∇_θ J, proximal term value, mean ‖g‖² at the current θ).
     """
     tau = positive_float(tau, "tau")
+    x = as_points(x, "x", dim=architecture.dim)
+    y_previous = _same_shape(y_previous, x, "y_previous")
     n = x.shape[0]
     weight = _kl_weight(reduction, n)
     y = transport_map(architecture, theta, x)
     g = wasserstein_gradient(y, target, eps)
     step = y - y_previous
     u = weight * g + step / (tau * n)
-    proximal = float(np.einsum("ij,ij->", step, step)) / (2.0 * tau * n)
-    fisher = float(np.einsum("ij,ij->", g, g)) / n
-    return map_vjp(architecture, theta, x, u), proximal, fisher
+    proximal = mean_squared_norm(step) / (2.0 * tau)
+    return map_vjp(architecture, theta, x, u), proximal, mean_squared_norm(g)
 
 
 def map_jacobian(architecture: ICNNArchitecture, theta, x) -> np.ndarray:
@@ -340,14 +363,9 @@ def natural_gradient(architecture: ICNNArchitecture, theta, x, g, rcond: float =
 # ---------------------------------------------------------------------------
 
 
-KL_REDUCTIONS = ("mean", "sum")
-
-
 def _check_common(config) -> None:
     object.__setattr__(config, "batch_size", positive_int(config.batch_size, "batch_size"))
-    reduction = getattr(config, "kl_reduction", "mean")
-    if reduction not in KL_REDUCTIONS:
-        raise ValueError(f"kl_reduction must be 'mean' (eq. 3.7) or 'sum', got {reduction!r}")
+    check_kl_reduction(getattr(config, "kl_reduction", "mean"))
     if config.batch_size < 2:
         raise ValueError("batch_size must be at least 2 (the score is estimated from the batch)")
     if config.score_eps is not None:
@@ -498,7 +516,8 @@ class SchemeResult:
     params          θ_K (admissible: projected after every update)
     fisher          mean ‖ŝ + ∇V‖² on each batch (an estimate of the relative Fisher
                     information of T_θ#ϱ0 w.r.t. γ): Algorithm 1 (steps,) at θ_0..θ_{K−1};
-                    Algorithm 2 (K, K'): implicit at the inner iterates, explicit at θ_k
+                    Algorithm 2 (K, K'): implicit at the inner iterates, explicit at the
+                    anchor T_k (θ_k, or ϱ0 itself for k = 0 with start='identity')
     inner_loss      Algorithm 2 (K, K') before each inner update: explicit, the (gd, expl.)
                     objective; implicit, the proximal term (1/(2τ))(1/n)Σ‖T_θ − T_θk‖²;
                     None for Algorithm 1
@@ -571,7 +590,7 @@ def _algorithm1(config, optimizer, architecture, theta, sampler, target, rng, ca
             )
         except DivergenceError as error:
             raise DivergenceError(f"{config.name} diverged at step {k}: {error}") from None
-        fisher[k] = float(np.einsum("ij,ij->", g, g)) / n
+        fisher[k] = mean_squared_norm(g)
         theta, state = optimizer.step(
             theta, _checked_gradient(gradient, config.name, k), state, project=project
         )
@@ -622,7 +641,7 @@ def _explicit_step(config, architecture, target):
 
     def inner_step(theta, x, y_k):
         g_k = wasserstein_gradient(y_k, target, config.score_eps)
-        fisher = float(np.einsum("ij,ij->", g_k, g_k)) / x.shape[0]
+        fisher = mean_squared_norm(g_k)
         loss, gradient = explicit_objective(architecture, theta, x, y_k, g_k, config.tau)
         return gradient, fisher, loss
 

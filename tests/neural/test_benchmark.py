@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,12 @@ from neural.benchmark import (
     read_results,
     run_benchmark,
     run_seed,
+    summarize,
     torch_default_init,
 )
-from neural.icnn import ICNNArchitecture
+from neural.icnn import ICNN, ICNNArchitecture
+from neural.samplers import paper_mixture
+from neural.schemes import Target, run_method
 
 REPO = Path(__file__).parents[2]
 TINY = BenchmarkConfig(size="tiny")
@@ -153,6 +157,48 @@ def test_torch_default_init_is_admissible_and_bounded():
 # --------------------------------------------------------------------------- the sweep
 
 
+def test_methods_of_a_seed_share_theta0_and_the_batch_stream(monkeypatch):
+    import neural.benchmark as benchmark
+
+    seen = {}
+
+    def spy(method, initial, source, target, rng):
+        seen[method.name] = (np.array(initial.params), source.sample(rng, 5))
+        return run_method(method, initial, source, target, np.random.default_rng(0))
+
+    monkeypatch.setattr(benchmark, "run_method", spy)
+    run_seed(7, TINY)
+    (theta0, batch), *others = seen.values()
+    assert len(seen) == 4
+    for other_theta0, other_batch in others:
+        assert np.array_equal(other_theta0, theta0) and np.array_equal(other_batch, batch)
+
+
+def test_records_do_not_depend_on_the_numba_thread_count():
+    """At n = 100 (the paper's batch) the score's Sinkhorn runs its parallel kernel."""
+    import numba
+
+    config = BenchmarkConfig(size="tiny", methods=("implicit", "adam"), n_eval=300)
+    paper_batch = {name: replace(c, batch_size=100) for name, c in config.method_configs().items()}
+
+    def trained(method):
+        net0 = ICNN(2, (20, 20), np.random.default_rng(0))
+        target = Target.standard_gaussian(2)
+        return run_method(method, net0, paper_mixture(), target, np.random.default_rng(1)).params
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has a single thread here")
+    records = []
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        try:
+            records.append({name: trained(method) for name, method in paper_batch.items()})
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    for name in paper_batch:
+        assert np.array_equal(records[0][name], records[1][name])
+
+
 def test_seed_records_are_deterministic_and_share_theta0():
     first, second = run_seed(3, TINY), run_seed(3, TINY)
     assert _strip_seconds(first) == _strip_seconds(second)
@@ -226,6 +272,18 @@ def test_resume_after_killing_a_running_sweep(tmp_path):
     assert _strip_seconds(killed[some]) == _strip_seconds(run_seed(some, QUICK))
 
 
+def test_a_second_sweep_on_the_same_directory_is_refused(tmp_path):
+    import neural.benchmark as benchmark
+
+    out = tmp_path / "sweep"
+    run_benchmark([0], QUICK, out, progress=False, figure=False)
+    with benchmark._locked(out), pytest.raises(RuntimeError, match="another sweep"):
+        run_benchmark([0, 1], QUICK, out, progress=False, figure=False)
+    (out / "config.json").unlink()
+    with pytest.raises(ValueError, match=r"no config\.json"):
+        run_benchmark([0, 1], QUICK, out, progress=False, figure=False)
+
+
 def test_rerun_with_another_configuration_is_refused(tmp_path):
     out = tmp_path / "sweep"
     run_benchmark([0], QUICK, out, progress=False, figure=False)
@@ -263,11 +321,17 @@ def test_ground_truth_option_imports_gridflow_load_map(tmp_path, monkeypatch):
         return lambda x: 0.5 * x
 
     monkeypatch.setattr(gridflow, "load_map", load_map, raising=False)
+    with pytest.raises(FileNotFoundError, match="ground_truth"):
+        BenchmarkConfig(size="tiny", methods=("adam",), ground_truth=tmp_path / "T.npz")
+    (tmp_path / "T.npz").write_bytes(b"")  # the monkeypatched load_map does not read it
     config = BenchmarkConfig(size="tiny", methods=("adam",), ground_truth=tmp_path / "T.npz")
     record = run_seed(0, config)
     assert calls == [str(tmp_path / "T.npz")]
     entry = record["methods"]["adam"]
     assert entry["l2"] > 0 and entry["uvp"] == pytest.approx(100 * entry["l2"] ** 2 / 2)
+    (row,) = summarize({0: record}, ["adam"])
+    assert (row.l2_mean, row.uvp_mean) == (entry["l2"], entry["uvp"])
+    assert "L2 err" in format_table((row,)) and f"{entry['l2']:.4f}" in format_table((row,))
 
 
 # --------------------------------------------------------------------------- command line
@@ -281,9 +345,12 @@ def test_command_line_benchmark_and_bad_method(tmp_path, capsys):
     assert main([*argv, "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "0.0194 ± 0.0098" in printed and "wall time" in printed
+    assert "noise floor (γ vs γ)" in printed
     assert len(_lines(out)) == 2
     with pytest.raises(SystemExit):
         main(["benchmark", "--methods", "newton"])
+    with pytest.raises(SystemExit, match="--authors-code sets --init"):
+        main(["benchmark", "--authors-code", "--init", "normal", "--out", str(tmp_path / "x")])
     code = tmp_path / "code"
     argv = ["benchmark", "--size", "tiny", "--seeds", "1", "--methods", "explicit"]
     assert main([*argv, "--authors-code", "--out", str(code), "--no-progress"]) == 0

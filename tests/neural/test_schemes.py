@@ -234,6 +234,56 @@ def test_start_identity_anchors_the_first_step_at_the_identity(name):
         make_method(name, start="zero")
 
 
+@pytest.mark.parametrize("start", ["identity", "network"])
+def test_inner_losses_at_the_start_of_each_outer_step(start):
+    """At inner step 0 θ = θ_k: the proximal term vanishes (implicit, k >= 1, and k = 0 from
+    T_θ0), and the explicit objective equals the mean ‖g^k‖² (k >= 1)."""
+    source, target = paper_mixture(), Target.standard_gaussian(2)
+    net = ICNN(2, (6, 5), np.random.default_rng(0))
+    common = {"outer_steps": 3, "inner_steps": 2, "batch_size": 30, "start": start}
+    implicit = run_method(
+        make_method("implicit", **common), net, source, target, np.random.default_rng(1)
+    )
+    first = 0 if start == "network" else 1
+    assert np.all(implicit.inner_loss[first:, 0] == 0.0)
+    if start == "identity":
+        assert implicit.inner_loss[0, 0] > 0.0
+    explicit = run_method(
+        make_method("explicit", **common), net, source, target, np.random.default_rng(1)
+    )
+    np.testing.assert_allclose(explicit.inner_loss[1:, 0], explicit.fisher[1:, 0], rtol=1e-12)
+    assert np.all(explicit.inner_loss[1:, 1] != explicit.fisher[1:, 1])
+
+
+def test_implicit_gradient_with_summed_kl_weighs_the_kl_n_times():
+    architecture, theta, x, rng = _small_problem(seed=5)
+    target = Target.standard_gaussian(2)
+    y_previous = transport_map(architecture, theta, x) + 0.1 * rng.normal(size=x.shape)
+    mean, proximal, _ = implicit_gradient(architecture, theta, x, y_previous, target, 0.4)
+    summed, proximal_sum, _ = implicit_gradient(
+        architecture, theta, x, y_previous, target, 0.4, reduction="sum"
+    )
+    kl, _ = kl_gradient(architecture, theta, x, target)
+    np.testing.assert_allclose(summed - mean, (len(x) - 1) * kl, rtol=1e-10, atol=1e-14)
+    assert proximal_sum == proximal
+
+
+def test_shapes_of_the_frozen_arrays_are_checked():
+    architecture, theta, x, _ = _small_problem()
+    target = Target.standard_gaussian(2)
+    y = transport_map(architecture, theta, x)
+    with pytest.raises(ValueError, match="g_previous"):
+        explicit_objective(architecture, theta, x, y, y[:1], 0.4)
+    with pytest.raises(ValueError, match="y_previous"):
+        explicit_objective(architecture, theta, x, y[0], y, 0.4)
+    with pytest.raises(ValueError, match="y_previous"):
+        implicit_gradient(architecture, theta, x, y[:1], target, 0.4)
+    with pytest.raises(ValueError, match=r"dimension|shape"):
+        Target.standard_gaussian(3).grad_V(y)
+    with pytest.raises(ValueError, match=r"dimension|shape"):
+        Target.gaussian([0.0, 1.0, 0.0], np.eye(3)).V(y)
+
+
 def test_any_sampler_and_gridflow_target():
     from gridflow import LogConcaveTarget
 

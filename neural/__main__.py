@@ -57,16 +57,20 @@ def _parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("benchmark", help="the paper's Fig. 2 seed sweep")
     bench.add_argument("--seeds", type=int, default=100, help="number of seeds (default 100)")
     bench.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
-    bench.add_argument("--methods", type=_methods, default=tuple(METHODS))
-    bench.add_argument("--size", choices=tuple(SIZES), default="paper")
+    bench.add_argument(
+        "--methods", type=_methods, default=tuple(METHODS), help="comma-separated (default all)"
+    )
+    bench.add_argument("--size", choices=tuple(SIZES), default="paper", help="default paper")
     bench.add_argument("--workers", type=int, default=1, help="parallel workers (default 1)")
     bench.add_argument(
         "--backend", default="loky", help="joblib backend: loky (default), threading, dask"
     )
     bench.add_argument("--numba-threads", type=int, default=None, help="per worker")
-    bench.add_argument("--out", default="neural_benchmark", help="output directory")
+    bench.add_argument(
+        "--out", default="neural_benchmark", help="output directory (default neural_benchmark)"
+    )
     bench.add_argument("--ground-truth", default=None, help="T* file from gridflow.save_map")
-    bench.add_argument("--hidden", type=_hidden, default=(20, 20))
+    bench.add_argument("--hidden", type=_hidden, default=(20, 20), help="widths (default 20,20)")
     # None = not given: the default, or the --authors-code preset (which refuses them)
     bench.add_argument("--init", choices=INITS, default=None, help="θ0 scheme (default normal)")
     bench.add_argument("--kl-reduction", choices=KL_REDUCTIONS, default=None, help="default mean")

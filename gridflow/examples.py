@@ -48,6 +48,8 @@ PAPER_MIXTURE_COVS = np.array(
     ]
 )
 PAPER_MIXTURE_WEIGHTS = np.array([0.3, 0.2, 0.3, 0.2])
+for _array in (PAPER_MIXTURE_MEANS, PAPER_MIXTURE_COVS, PAPER_MIXTURE_WEIGHTS):
+    _array.setflags(write=False)  # shared with neural.samplers.paper_mixture
 BOX_2D = (-6.0, 6.0)
 
 

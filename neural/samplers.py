@@ -176,20 +176,9 @@ class GaussianMixture:
         return np.einsum("nk,nkd->nd", responsibilities, scores)
 
 
-PAPER_MIXTURE_MEANS = 2.0 * np.array([[-1.0, -1.0], [-0.5, 1.0], [1.0, -1.5], [1.0, 1.0]])
-PAPER_MIXTURE_COVS = np.array(
-    [
-        [[0.10, 0.06], [0.06, 0.10]],
-        [[0.10, 0.01], [0.01, 0.50]],
-        [[0.10, 0.03], [0.03, 0.10]],
-        [[0.10, 0.00], [0.00, 0.10]],
-    ]
-)
-PAPER_MIXTURE_WEIGHTS = np.array([0.3, 0.2, 0.3, 0.2])
-for _array in (PAPER_MIXTURE_MEANS, PAPER_MIXTURE_COVS, PAPER_MIXTURE_WEIGHTS):
-    _array.setflags(write=False)
-
-
 def paper_mixture() -> GaussianMixture:
-    """The 4-mode source ϱ0 of paper §3.4.2 (i) (parameters in DESIGN §4)."""
+    """The 4-mode source ϱ0 of paper §3.4.2 (i), with the parameters that the grid solver's
+    ground truth uses (``gridflow.examples.PAPER_MIXTURE_*``, DESIGN §4)."""
+    from gridflow.examples import PAPER_MIXTURE_COVS, PAPER_MIXTURE_MEANS, PAPER_MIXTURE_WEIGHTS
+
     return GaussianMixture(PAPER_MIXTURE_MEANS, PAPER_MIXTURE_COVS, PAPER_MIXTURE_WEIGHTS)

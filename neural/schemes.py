@@ -363,8 +363,13 @@ def natural_gradient(architecture: ICNNArchitecture, theta, x, g, rcond: float =
 # ---------------------------------------------------------------------------
 
 
-def _check_common(config) -> None:
-    object.__setattr__(config, "batch_size", positive_int(config.batch_size, "batch_size"))
+def _check_common(config, floats=(), ints=()) -> None:
+    """Validate (and normalize) a configuration's positive ``floats`` and ``ints`` fields and
+    the fields every method has."""
+    for name in floats:
+        object.__setattr__(config, name, positive_float(getattr(config, name), name))
+    for name in (*ints, "batch_size"):
+        object.__setattr__(config, name, positive_int(getattr(config, name), name))
     check_kl_reduction(getattr(config, "kl_reduction", "mean"))
     if config.batch_size < 2:
         raise ValueError("batch_size must be at least 2 (the score is estimated from the batch)")
@@ -388,9 +393,7 @@ class EuclideanGD:
     kl_reduction: str = "mean"
 
     def __post_init__(self):
-        object.__setattr__(self, "step_size", positive_float(self.step_size, "step_size"))
-        object.__setattr__(self, "steps", positive_int(self.steps, "steps"))
-        _check_common(self)
+        _check_common(self, floats=("step_size",), ints=("steps",))
 
     @property
     def gradient_evaluations(self) -> int:
@@ -410,11 +413,7 @@ class EuclideanAdam:
     kl_reduction: str = "mean"
 
     def __post_init__(self):
-        object.__setattr__(
-            self, "learning_rate", positive_float(self.learning_rate, "learning_rate")
-        )
-        object.__setattr__(self, "steps", positive_int(self.steps, "steps"))
-        _check_common(self)
+        _check_common(self, floats=("learning_rate",), ints=("steps",))
 
     @property
     def gradient_evaluations(self) -> int:
@@ -444,15 +443,9 @@ class _Algorithm2:
             raise ValueError(
                 f"start must be 'network' (T_θ0) or 'identity' (T̂_0 = id), got {self.start!r}"
             )
-        object.__setattr__(self, "tau", positive_float(self.tau, "tau"))
-        object.__setattr__(self, "outer_steps", positive_int(self.outer_steps, "outer_steps"))
-        object.__setattr__(self, "inner_steps", positive_int(self.inner_steps, "inner_steps"))
-        object.__setattr__(
-            self,
-            "inner_learning_rate",
-            positive_float(self.inner_learning_rate, "inner_learning_rate"),
+        _check_common(
+            self, floats=("tau", "inner_learning_rate"), ints=("outer_steps", "inner_steps")
         )
-        _check_common(self)
 
     @property
     def gradient_evaluations(self) -> int:

@@ -14,10 +14,20 @@ K_{ϱ0} of the paper's (nat.gf) parameterization (§3.2). The paper's network,
 d = 2 and two hidden layers of 20, has m = 541 parameters (§3.4.2 (ii)); there is
 no extra linear or quadratic term in x.
 
+Optional strongly convex quadratic part (DESIGN §4b; not in the paper):
+
+    φ_θ(x) = ICNN_θ(x) + ½ xᵀ (L Lᵀ + α I) x
+
+with L (d, d) learnable (``quadratic=True``; initialized to the identity, so that
+T_θ0 ≈ id) and α >= 0 fixed (``strong_convexity``). Every affine map x ↦ A x + b with
+A symmetric positive definite, the Gaussian OT maps among them, is then within reach of
+the network, and ∇²φ_θ ⪰ α I is invertible when α > 0. With both off (the default) φ_θ is
+the paper's network.
+
 All parameters live in one flat float64 vector θ, in the order
 W0 (h_1, d), b0 (h_1), then for l = 1, ..., L-1: Wz_l (h_{l+1}, h_l), b_l (h_{l+1}),
-Wx_l (h_{l+1}, d), then w (h_L), c (1); matrices row-major. ``views(θ)`` gives the
-named blocks.
+Wx_l (h_{l+1}, d), then w (h_L), c (1), then L (d, d) with the quadratic part;
+matrices row-major. ``views(θ)`` gives the named blocks.
 
 Derivatives are written by hand and compiled with numba:
 - map T_θ(x) = ∇_x φ_θ(x): reverse mode, g_L = w ⊙ s'(a_L),
@@ -62,6 +72,7 @@ from neural._kernels import JIT, block_bounds, exp_nonpositive, log1p_unit, sum4
 from neural._validate import (
     as_float_array,
     as_points,
+    positive_float,
     positive_int,
     require_finite,
     require_generator,
@@ -72,6 +83,7 @@ __all__ = [
     "ICNNArchitecture",
     "LayerParams",
     "hessian",
+    "hessian_vjp",
     "map_vjp",
     "potential",
     "transport_map",
@@ -129,15 +141,27 @@ class LayerParams:
 class ICNNArchitecture:
     """Input dimension and hidden widths of an ICNN; owns the layout of θ.
 
-    dim     input dimension d >= 1
-    hidden  widths (h_1, ..., h_L), depth L >= 1, every h_l >= 1
+    dim               input dimension d >= 1
+    hidden            widths (h_1, ..., h_L), depth L >= 1, every h_l >= 1
+    quadratic         add ½ xᵀ L Lᵀ x with a learnable L (d, d) (module docstring)
+    strong_convexity  α >= 0: add ½ α ‖x‖² (fixed), so that ∇²φ ⪰ α I
     """
 
     dim: int
     hidden: tuple[int, ...]
+    quadratic: bool = False
+    strong_convexity: float = 0.0
 
     def __post_init__(self):
         positive_int(self.dim, "dim")
+        if not isinstance(self.quadratic, (bool, np.bool_)):
+            raise TypeError(f"quadratic must be True or False, got {self.quadratic!r}")
+        object.__setattr__(self, "quadratic", bool(self.quadratic))
+        object.__setattr__(
+            self,
+            "strong_convexity",
+            positive_float(self.strong_convexity, "strong_convexity", allow_zero=True),
+        )
         if isinstance(self.hidden, (int, np.integer)) or not hasattr(self.hidden, "__len__"):
             raise TypeError(
                 f"hidden must be a sequence of layer widths, e.g. (20, 20), got {self.hidden!r}"
@@ -177,6 +201,8 @@ class ICNNArchitecture:
             add(f"Wx{layer}", (self.hidden[layer], self.dim))
         add("w", (self.hidden[-1],))
         add("c", (1,))
+        if self.quadratic:
+            add("L", (self.dim, self.dim))
         return tuple(blocks)
 
     @cached_property
@@ -184,6 +210,25 @@ class ICNNArchitecture:
         """Length m of θ (541 for dim 2, hidden (20, 20))."""
         _, offset, shape = self._blocks[-1]
         return offset + int(np.prod(shape))
+
+    @property
+    def has_quadratic_part(self) -> bool:
+        """Whether φ_θ has the term ½ xᵀ (L Lᵀ + α I) x (L learnable, or α > 0)."""
+        return self.quadratic or self.strong_convexity > 0.0
+
+    def quadratic_factor(self, theta: np.ndarray) -> np.ndarray | None:
+        """The learnable L (d, d) of ½ xᵀ L Lᵀ x (a view of θ), None without it."""
+        if not self.quadratic:
+            return None
+        start = self.num_params - self.dim * self.dim
+        return theta[start:].reshape(self.dim, self.dim)
+
+    def quadratic_matrix(self, theta: np.ndarray) -> np.ndarray:
+        """Q = L Lᵀ + α I (d, d), the Hessian of the quadratic part (0 without it)."""
+        factor = self.quadratic_factor(theta)
+        matrix = np.zeros((self.dim, self.dim)) if factor is None else factor @ factor.T
+        matrix[np.diag_indices(self.dim)] += self.strong_convexity
+        return matrix
 
     @staticmethod
     def _layer_names(layer: int) -> tuple[str | None, str, str]:
@@ -280,10 +325,13 @@ class ICNNArchitecture:
         return result
 
     def init_params(self, rng: np.random.Generator) -> np.ndarray:
-        """Initial θ: entries N(0, INIT_STD²) drawn from ``rng``, then projected."""
+        """Initial θ: entries N(0, INIT_STD²) drawn from ``rng``, then projected; L = I."""
         rng = require_generator(rng)
-        theta = rng.normal(0.0, INIT_STD, size=self.num_params)
-        return self.project(theta)
+        theta = self.project(rng.normal(0.0, INIT_STD, size=self.num_params))
+        factor = self.quadratic_factor(theta)
+        if factor is not None:
+            factor[...] = np.eye(self.dim)
+        return theta
 
     def project(self, theta: np.ndarray) -> np.ndarray:
         """Euclidean projection of θ onto the constraint set: Wz_l, w clipped at 0 (a copy)."""
@@ -343,8 +391,9 @@ class ICNNArchitecture:
 # vectorized, with no sum reassociated (fastmath=False).
 # ---------------------------------------------------------------------------
 
-_POTENTIAL, _MAP, _MAP_VJP, _HESSIAN_VECTOR = 0, 1, 2, 3
-"""Kernel modes; the last two carry the tangent pass along u."""
+_POTENTIAL, _MAP, _MAP_VJP, _HESSIAN_VECTOR, _HESSIAN_VJP = 0, 1, 2, 3, 4
+"""Kernel modes; _MAP_VJP and _HESSIAN_VECTOR carry the tangent pass along u,
+_HESSIAN_VJP first and second tangents along the columns of factors C (u = C flattened)."""
 
 _ROWS, _INPUTS, _PREV, _OFFSET, _UNIT_ROW, _INPUT_ROW = 0, 1, 2, 3, 4, 5
 """Columns of the layer table (``ICNNArchitecture.kernel_tables``)."""
@@ -501,6 +550,168 @@ def _adjoint_step(table, layer, adjoint, slope, curvature, pre, out, points, tan
     )
 
 
+# ---------------------------------------------------------------------------
+# Third order: ∇_θ Σ_i Σ_m c_imᵀ ∇²φ(x_i) c_im (``hessian_vjp``)
+#
+# Each c = c_im is one direction of point i; φ̈ = cᵀ∇²φ c is the second derivative of
+# φ along c, computed in forward mode to second order and differentiated in reverse
+# mode through the three passes (the module docstring's notation, with ä the second
+# tangent and (Z, Ż, Z̈), (A, Ȧ, Ä) the adjoints of (z, ż, z̈), (a, ȧ, ä)):
+#     ȧ_1 = W0 c, ä_1 = 0;  ż = s' ȧ,  z̈ = s'' ȧ² + s' ä;
+#     ȧ_{l+1} = Wz_l ż_l + Wx_l c,  ä_{l+1} = Wz_l z̈_l,  φ̈ = wᵀ z̈_L;
+#     Ä = Z̈ s',  Ȧ = Ż s' + 2 Z̈ s'' ȧ,  A = Z s' + Σ_m [Ż_m s'' ȧ_m + Z̈_m (s''' ȧ_m² + s'' ä_m)];
+#     ∂/∂M_l = [A, Ȧ_1..K, Ä_1..K] B_lᵀ,  (Z, Ż, Z̈) below = Wz_lᵀ (A, Ȧ, Ä),  ∂/∂w = Σ z̈_L,
+# starting from the adjoints (0, 0, w) of (z_L, ż_L, z̈_L); s''' = s''(1 − 2 s').
+# The K directions of a point share its primal columns: a block of p points is one
+# matrix of (2K + 1) p columns [primal | tangents 1..K | second tangents 1..K], with
+# B_l = [[z, ż_m, z̈_m], [x, c_m, 0], [1, 0, 0]]. Padded points have zero adjoints.
+# ---------------------------------------------------------------------------
+
+
+@njit(**JIT)
+def _activate_second(pre, out, slope, curvature, third, exponentials, points, directions,
+                     want_value):  # fmt: skip
+    """z (if ``want_value``), ż_m, z̈_m into ``out`` and s', s'', s''' from ``pre``."""
+    for o in range(pre.shape[0]):
+        a = pre[o]
+        z = out[o]
+        s1 = slope[o]
+        s2 = curvature[o]
+        s3 = third[o]
+        for i in range(points):
+            exponentials[i] = exp_nonpositive(-abs(a[i]))
+        if want_value:
+            for i in range(points):
+                z[i] = max(a[i], 0.0) + log1p_unit(exponentials[i])
+        for i in range(points):
+            e = exponentials[i]
+            inverse = 1.0 / (1.0 + e)
+            sigma = inverse if a[i] >= 0.0 else e * inverse
+            s1[i] = sigma
+            s2[i] = e * inverse * inverse
+            s3[i] = s2[i] * (1.0 - 2.0 * sigma)
+        for m in range(directions):
+            first = (1 + m) * points
+            second = (1 + directions + m) * points
+            for i in range(points):
+                da = a[first + i]
+                z[first + i] = s1[i] * da
+                z[second + i] = s2[i] * da * da + s1[i] * a[second + i]
+
+
+@njit(**JIT)
+def _adjoint_activation_second(adjoint, slope, curvature, third, pre, out, points, directions):
+    """(A, Ȧ_m, Ä_m) into ``out`` from the adjoints (Z, Ż_m, Z̈_m) in ``adjoint``."""
+    for o in range(slope.shape[0]):
+        g = adjoint[o]
+        a = pre[o]
+        result = out[o]
+        s1 = slope[o]
+        s2 = curvature[o]
+        s3 = third[o]
+        for i in range(points):
+            result[i] = g[i] * s1[i]
+        for m in range(directions):
+            first = (1 + m) * points
+            second = (1 + directions + m) * points
+            for i in range(points):
+                da = a[first + i]
+                g1 = g[first + i]
+                g2 = g[second + i]
+                result[i] += g1 * s2[i] * da + g2 * (s3[i] * da * da + s2[i] * a[second + i])
+                result[first + i] = g1 * s1[i] + 2.0 * g2 * s2[i] * da
+                result[second + i] = g2 * s1[i]
+
+
+@njit(**JIT)
+def _adjoint_step_second(table, layer, adjoint, slope, curvature, third, pre, out, points,
+                         directions):  # fmt: skip
+    """(A, Ȧ, Ä) of hidden layer ``layer`` into ``out`` from the adjoints of its outputs."""
+    unit = table[layer, _UNIT_ROW]
+    rows = table[layer, _ROWS]
+    _adjoint_activation_second(adjoint, slope[unit : unit + rows], curvature[unit : unit + rows],
+                               third[unit : unit + rows], pre[unit : unit + rows], out, points,
+                               directions)  # fmt: skip
+
+
+@njit(**JIT)
+def _hessian_vjp_block(table, packed, x, factors, start, stop, out):
+    """∂/∂(packed θ) of Σ_{i in [start, stop)} Σ_m φ̈(x_i; c_im) into ``out`` (packed layout).
+
+    ``factors`` (n, d K) holds C_i (d, K) row-major: c_im[j] = factors[i, j K + m].
+    """
+    depth, dim = table.shape[0], x.shape[1]
+    directions = factors.shape[1] // dim
+    count = stop - start
+    points = (count + _LANES - 1) // _LANES * _LANES
+    columns = (2 * directions + 1) * points
+    second = (1 + directions) * points
+    last = table[depth - 1]
+    units = last[_UNIT_ROW] + last[_ROWS]
+    top_row = last[_INPUT_ROW] + last[_INPUTS]
+    offset_w = last[_OFFSET] + last[_ROWS] * last[_INPUTS]
+
+    inputs = np.zeros((top_row + last[_ROWS], columns))
+    pre = np.empty((units, columns))
+    slope = np.empty((units, points))
+    curvature = np.empty((units, points))
+    third = np.empty((units, points))
+    exponentials = np.empty(points)
+    for layer in range(depth):
+        base = table[layer, _INPUT_ROW] + table[layer, _PREV]
+        for j in range(dim):
+            row = inputs[base + j]
+            for i in range(count):
+                row[i] = x[start + i, j]
+            for m in range(directions):
+                first = (1 + m) * points
+                for i in range(count):
+                    row[first + i] = factors[start + i, j * directions + m]
+        inputs[base + dim, :points] = 1.0
+
+    for layer in range(depth):
+        rows = table[layer, _ROWS]
+        unit = table[layer, _UNIT_ROW]
+        following = table[layer + 1, _INPUT_ROW] if layer < depth - 1 else top_row
+        _multiply(_layer_weights(table, packed, layer), _layer_inputs(table, inputs, layer),
+                  pre[unit : unit + rows])  # fmt: skip
+        _activate_second(pre[unit : unit + rows], inputs[following : following + rows],
+                         slope[unit : unit + rows], curvature[unit : unit + rows],
+                         third[unit : unit + rows], exponentials, points, directions,
+                         layer < depth - 1)  # fmt: skip
+
+    widest = 0
+    for layer in range(depth):
+        widest = max(widest, table[layer, _ROWS], table[layer, _INPUTS])
+    work = np.zeros((3, widest, columns))
+    current, following, adjoint = work[0], work[1], work[2]
+    top = inputs[top_row:]
+    for o in range(last[_ROWS]):  # adjoints (0, 0, w) of (z_L, ż_L, z̈_L); ∂/∂w = Σ z̈_L
+        w_o = packed[offset_w + o]
+        total = 0.0
+        for m in range(directions):
+            begin = second + m * points
+            adjoint[o, begin : begin + count] = w_o
+            total += sum4(top[o, begin:], count)
+        out[offset_w + o] = total
+
+    _adjoint_step_second(table, depth - 1, adjoint, slope, curvature, third, pre, current, points,
+                         directions)  # fmt: skip
+    for layer in range(depth - 1, -1, -1):
+        rows = table[layer, _ROWS]
+        width = table[layer, _INPUTS]
+        prev = table[layer, _PREV]
+        offset = table[layer, _OFFSET]
+        gradient = out[offset : offset + rows * width].reshape((rows, width))
+        np.dot(current[:rows], _layer_inputs(table, inputs, layer).T, gradient)
+        if layer == 0:
+            break
+        _multiply(_layer_weights(table, packed, layer)[:, :prev].T, current[:rows], adjoint[:prev])
+        _adjoint_step_second(table, layer - 1, adjoint, slope, curvature, third, pre, following,
+                             points, directions)  # fmt: skip
+        current, following = following, current
+
+
 @njit(**JIT)
 def _evaluate_block(table, packed, index, x, u, start, stop, mode, out):
     """Points x[start:stop] through the network, results into the flat array ``out``.
@@ -510,8 +721,11 @@ def _evaluate_block(table, packed, index, x, u, start, stop, mode, out):
     in the packed layout (∂φ̇/∂M_l at M_l's offset, then ∂φ̇/∂w; ∂φ̇/∂c = 0).
     Layer l's rows in the stacked arrays: units (``pre``, ``slope``, ``curvature``)
     from table[l, _UNIT_ROW], B_l (``inputs``) from table[l, _INPUT_ROW]; the rows
-    after B_{L-1} hold [z_L, ż_L].
+    after B_{L-1} hold [z_L, ż_L]. _HESSIAN_VJP: ``_hessian_vjp_block``.
     """
+    if mode == _HESSIAN_VJP:
+        _hessian_vjp_block(table, packed, x, u, start, stop, out)
+        return
     depth, dim = table.shape[0], x.shape[1]
     count = stop - start
     points = (count + _LANES - 1) // _LANES * _LANES
@@ -611,18 +825,19 @@ def _make_evaluate(parallel):
         packed = _pack(theta, index)
         bounds = block_bounds(n, _BLOCK_POINTS, _LANES)
         blocks = bounds.size - 1
-        if mode == _MAP_VJP:  # one packed gradient per block, summed below
+        gradient_mode = mode == _MAP_VJP or mode == _HESSIAN_VJP
+        if gradient_mode:  # one packed gradient per block, summed below
             results = np.zeros((blocks, packed.size))
         else:  # the blocks fill disjoint parts of one output
             results = np.zeros((1, n if mode == _POTENTIAL else n * dim))
         for b in loop(blocks):
-            out = results[b] if mode == _MAP_VJP else results[0]
+            out = results[b] if gradient_mode else results[0]
             _evaluate_block(table, packed, index, x, u, bounds[b], bounds[b + 1], mode, out)
         total = results[0]
         for b in range(1, results.shape[0]):  # block order: independent of the thread count
             for k in range(total.size):
                 total[k] += results[b, k]
-        if mode != _MAP_VJP:
+        if not gradient_mode:
             return total
         gradient = np.zeros(theta.size)  # unpack: θ[index[j]] <- packed entry j
         for j in range(index.size):
@@ -659,25 +874,51 @@ def _evaluate(architecture, theta, x, u, mode, parallel=None):
 
 
 def _potential(architecture, theta, x):
-    return _evaluate(architecture, theta, x, x, _POTENTIAL)
+    values = _evaluate(architecture, theta, x, x, _POTENTIAL)
+    if architecture.has_quadratic_part:
+        values += 0.5 * np.einsum("ij,jk,ik->i", x, architecture.quadratic_matrix(theta), x)
+    return values
 
 
 def _transport_map(architecture, theta, x):
-    return _evaluate(architecture, theta, x, x, _MAP).reshape(x.shape)
+    values = _evaluate(architecture, theta, x, x, _MAP).reshape(x.shape)
+    if architecture.has_quadratic_part:
+        values += x @ architecture.quadratic_matrix(theta)  # Q symmetric
+    return values
 
 
 def _map_vjp(architecture, theta, x, u):
-    return _evaluate(architecture, theta, x, u, _MAP_VJP)
+    """With the quadratic part: ∂/∂L Σ_i u_iᵀ L Lᵀ x_i = (Uᵀ X + Xᵀ U) L."""
+    gradient = _evaluate(architecture, theta, x, u, _MAP_VJP)
+    factor = architecture.quadratic_factor(theta)
+    if factor is not None:
+        coupling = u.T @ x
+        gradient[-factor.size :] = ((coupling + coupling.T) @ factor).ravel()
+    return gradient
+
+
+def _hessian_vjp(architecture, theta, x, factors):
+    """∇_θ Σ_i tr(C_iᵀ ∇²φ(x_i) C_i) for factors C (n, d, K); with L: 2 Σ_i C_i C_iᵀ L."""
+    n, dim, directions = factors.shape
+    flat = np.ascontiguousarray(factors.reshape(n, dim * directions))
+    gradient = _evaluate(architecture, theta, x, flat, _HESSIAN_VJP)
+    factor = architecture.quadratic_factor(theta)
+    if factor is not None:
+        cotangent = np.einsum("nik,njk->ij", factors, factors)
+        gradient[-factor.size :] = (2.0 * cotangent @ factor).ravel()
+    return gradient
 
 
 def _hessian(architecture, theta, x):
-    """∇²φ(x_i) column by column: ∇²φ e_k from the tangent pass along e_k."""
+    """∇²φ(x_i) column by column: ∇²φ e_k from the tangent pass along e_k (plus Q)."""
     n, dim = x.shape
     out = np.empty((n, dim, dim))
     for k in range(dim):
         direction = np.zeros((n, dim))
         direction[:, k] = 1.0
         out[:, :, k] = _evaluate(architecture, theta, x, direction, _HESSIAN_VECTOR).reshape(n, dim)
+    if architecture.has_quadratic_part:
+        out += architecture.quadratic_matrix(theta)
     return out
 
 
@@ -733,6 +974,28 @@ def map_vjp(architecture: ICNNArchitecture, theta, x, u) -> np.ndarray:
     return _map_vjp(architecture, theta, x, u)
 
 
+def hessian_vjp(architecture: ICNNArchitecture, theta, x, factors) -> np.ndarray:
+    """∇_θ Σ_i ⟨C_i C_iᵀ, ∇²φ_θ(x_i)⟩ -> (num_params,), for points x (n, d), factors (n, d, K).
+
+    The θ-VJP of the Hessian with the symmetric cotangents S_i = C_i C_iᵀ, i.e. the
+    gradient of Σ_i Σ_m c_imᵀ ∇²φ_θ(x_i) c_im with the columns c_im of C_i frozen.
+    With C_i C_iᵀ = H_i⁻¹ it is Σ_i tr(H_i⁻¹ ∂_θ H_i) = ∇_θ Σ_i log det H_i, the
+    score-free part of the KL gradient (DESIGN §4b, ``neural.kl``). Third-order
+    backpropagation (the comment above ``_hessian_vjp_block``).
+    """
+    _check_architecture(architecture)
+    theta = architecture.check_params(theta, "theta")
+    x = as_points(x, "x", dim=architecture.dim)
+    factors = as_float_array(factors, "factors")
+    if factors.ndim != 3 or factors.shape[:2] != x.shape or factors.shape[2] < 1:
+        raise ValueError(
+            f"factors must have shape ({x.shape[0]}, {x.shape[1]}, K), K >= 1 (one (d, K) "
+            f"factor per point), got {factors.shape}"
+        )
+    require_finite(factors, "factors")
+    return _hessian_vjp(architecture, theta, x, factors)
+
+
 def hessian(architecture: ICNNArchitecture, theta, x) -> np.ndarray:
     """∇²_x φ_θ(x_i) for points x (n, d) -> (n, d, d), positive semidefinite for admissible θ."""
     _check_architecture(architecture)
@@ -752,6 +1015,7 @@ class ICNN:
     ICNN(dim, hidden, rng) draws θ with ``rng`` (see ``INIT_STD``);
     ICNN(dim, hidden, params=θ) uses the given θ, which must satisfy the
     constraints (project it first with ``ICNN.project`` / ``architecture.project``).
+    ``quadratic`` and ``strong_convexity`` add ½ xᵀ(L Lᵀ + α I)x (module docstring).
     The parameters are a read-only copy; ``with_params`` returns a new network.
 
     Example (DESIGN §6)::
@@ -765,10 +1029,19 @@ class ICNN:
 
     __slots__ = ("_params", "architecture")
 
-    def __init__(self, dim: int, hidden, rng: np.random.Generator | None = None, *, params=None):
+    def __init__(
+        self,
+        dim: int,
+        hidden,
+        rng: np.random.Generator | None = None,
+        *,
+        params=None,
+        quadratic: bool = False,
+        strong_convexity: float = 0.0,
+    ):
         if hasattr(hidden, "__iter__"):
             hidden = tuple(hidden)
-        architecture = ICNNArchitecture(dim, hidden)
+        architecture = ICNNArchitecture(dim, hidden, quadratic, strong_convexity)
         if (rng is None) == (params is None):
             raise TypeError(
                 "ICNN needs exactly one of rng (a numpy.random.Generator, to draw θ) "
@@ -786,12 +1059,24 @@ class ICNN:
         raise AttributeError("ICNN is immutable; use with_params(theta) for new parameters")
 
     def __repr__(self) -> str:
-        return f"ICNN(dim={self.dim}, hidden={self.hidden}, num_params={self.num_params})"
+        extra = ""
+        if self.architecture.quadratic:
+            extra += ", quadratic=True"
+        if self.architecture.strong_convexity:
+            extra += f", strong_convexity={self.architecture.strong_convexity}"
+        return f"ICNN(dim={self.dim}, hidden={self.hidden}{extra}, num_params={self.num_params})"
 
     @classmethod
     def from_architecture(cls, architecture: ICNNArchitecture, params) -> ICNN:
         """A network with the given architecture and (admissible) parameters."""
-        return cls(architecture.dim, architecture.hidden, params=params)
+        _check_architecture(architecture)
+        return cls(
+            architecture.dim,
+            architecture.hidden,
+            params=params,
+            quadratic=architecture.quadratic,
+            strong_convexity=architecture.strong_convexity,
+        )
 
     @property
     def dim(self) -> int:
@@ -821,7 +1106,7 @@ class ICNN:
 
     def with_params(self, theta) -> ICNN:
         """A new network with the same architecture and parameters θ (checked, copied)."""
-        return ICNN(self.dim, self.hidden, params=theta)
+        return ICNN.from_architecture(self.architecture, theta)
 
     def project(self, theta) -> np.ndarray:
         """Projection of θ onto the constraint set (Wz_l, w clipped at 0), a new vector."""
@@ -852,3 +1137,7 @@ class ICNN:
     def hessian(self, x) -> np.ndarray:
         """∇²_x φ_θ(x_i) -> (n, d, d)."""
         return _hessian(self.architecture, self._params, self._points(x))
+
+    def hessian_vjp(self, x, factors) -> np.ndarray:
+        """∇_θ Σ_i ⟨C_i C_iᵀ, ∇²φ_θ(x_i)⟩ -> (num_params,) (``neural.icnn.hessian_vjp``)."""
+        return hessian_vjp(self.architecture, self._params, x, factors)

@@ -58,6 +58,20 @@ literally). The authors' public code anchors its explicit scheme at the identity
 implicit one at T_θ0. Algorithm 1 has no anchor: it starts at T_θ0. The effect of the
 anchor over seeds is measured in the README (neural benchmark).
 
+Score-free KL (``kl='logdet'``, every method; DESIGN §4b, ``neural.kl``). The KL part of
+every gradient above uses the score estimate ŝ (``kl='score'``, the paper's, default).
+With ``kl='logdet'`` it is the exact θ-gradient of the batch form of
+H(T_θ#ϱ0 | γ) = E[log ϱ0 − log det ∇²φ_θ + V∘T_θ] + const, i.e.
+(1/n) Σ_i [⟨∇V(T_θ(x_i)), ∂_θT_θ(x_i)⟩ − tr(H_i⁻¹ ∂_θ H_i)], which needs no score:
+Algorithm 1 and the implicit scheme use it in place of eq. 3.7. The explicit scheme
+linearizes F at the frozen T_k by its first variation,
+F(T) ≈ F(T_k) + (1/n) Σ_i [⟨∇V(T_k(x_i)), T(x_i)⟩ − tr(∇T_k(x_i)⁻¹ ∇T(x_i))] + const
+(exact at T_0 = id, where ∇T_0 = I), and minimizes that plus the proximal term
+(1/(2τ))(1/n)Σ‖T_θ − T_k‖²; with ``kl='score'`` the linear term is ⟨g^k, T⟩ and
+this is the regression above, up to a factor 2/τ and a constant. The Hessians must stay
+positive definite (``DivergenceError`` otherwise); an ICNN with ``strong_convexity`` > 0
+guarantees it. ``fisher`` is not estimated on this path (NaN).
+
 Randomness: one batch ``source.sample(rng, n)`` per (inner) step, in step order, from
 the Generator passed in; nothing else draws. Same inputs, same rng state → the same θ,
 bit for bit.
@@ -78,7 +92,18 @@ from neural._validate import (
     positive_int,
     require_generator,
 )
-from neural.icnn import ICNN, ICNNArchitecture, map_vjp, transport_map
+from neural.errors import DivergenceError
+from neural.icnn import (
+    ICNN,
+    ICNNArchitecture,
+    _hessian,
+    _hessian_vjp,
+    _map_vjp,
+    map_vjp,
+    transport_map,
+)
+from neural.icnn import _transport_map as _transport_map_unchecked
+from neural.kl import checked_values, cholesky_factors, score_free_gradient
 from neural.optim import SGD, Adam
 from neural.score import self_entropic_score
 
@@ -93,7 +118,9 @@ __all__ = [
     "Target",
     "as_sampler",
     "as_target",
+    "check_kl",
     "check_kl_reduction",
+    "explicit_logdet_gradient",
     "explicit_objective",
     "implicit_gradient",
     "kl_gradient",
@@ -104,10 +131,6 @@ __all__ = [
     "run_method",
     "wasserstein_gradient",
 ]
-
-
-class DivergenceError(FloatingPointError):
-    """A scheme produced non-finite values or collapsed its samples (message: method, step)."""
 
 
 # ---------------------------------------------------------------------------
@@ -121,13 +144,17 @@ class Target:
 
     ``Target.gaussian(mean, cov)`` and ``Target.standard_gaussian(d)`` build N(m, Σ);
     ``as_target`` also accepts ``gridflow.LogConcaveTarget`` and ``neural.samplers.Gaussian``.
-    ``cov`` is the target covariance when known (used for the L²-UVP).
+    ``cov`` is the target covariance when known (used for the L²-UVP), ``log_normalizer``
+    log Z_γ = log ∫ exp(−V) when known (the exact KL, ``neural.kl``), ``lam`` the
+    convexity modulus λ of V when known (the rate 2λ of Thm 2.13).
     """
 
     grad_V: Callable[[np.ndarray], np.ndarray]
     V: Callable[[np.ndarray], np.ndarray] | None = None
     name: str = "target"
     cov: np.ndarray | None = field(default=None, repr=False)
+    log_normalizer: float | None = None
+    lam: float | None = None
 
     def __post_init__(self):
         if not callable(self.grad_V):
@@ -167,7 +194,15 @@ class Target:
             return 0.5 * np.einsum("ni,ij,nj->n", c, precision, c)
 
         name = f"N(0, I_{d})" if standard else f"N(m, Σ) in d = {d}"
-        return cls(grad_V=grad_V, V=V, name=name, cov=cov)
+        eigenvalues = np.linalg.eigvalsh(cov)
+        return cls(
+            grad_V=grad_V,
+            V=V,
+            name=name,
+            cov=cov,
+            log_normalizer=0.5 * float(d * np.log(2.0 * np.pi) + np.sum(np.log(eigenvalues))),
+            lam=1.0 / float(eigenvalues.max()),
+        )
 
     @classmethod
     def standard_gaussian(cls, dim: int) -> Target:
@@ -184,11 +219,15 @@ def as_target(target) -> Target:
         return target
     if callable(getattr(target, "grad_V", None)):
         cov = getattr(target, "cov", None)
+        log_normalizer = getattr(target, "log_normalizer", None)
+        lam = getattr(target, "lam", None)
         return Target(
             grad_V=target.grad_V,
             V=getattr(target, "V", None),
             name=str(getattr(target, "name", "target")),
             cov=None if cov is None else np.asarray(cov, dtype=np.float64),
+            log_normalizer=None if log_normalizer is None else float(log_normalizer),
+            lam=None if lam is None else float(lam),
         )
     if hasattr(target, "mean") and hasattr(target, "cov"):
         return Target.gaussian(target.mean, target.cov)
@@ -249,6 +288,21 @@ def check_kl_reduction(reduction: str) -> str:
     return reduction
 
 
+KL_GRADIENTS = ("score", "logdet")
+"""How the KL part of a gradient is computed: the self-entropic score (eq. 3.7) or the
+score-free log-det form (module docstring)."""
+
+
+def check_kl(kl: str) -> str:
+    """``kl`` if it is 'score' (eq. 3.7, the paper's) or 'logdet' (score-free), else ValueError."""
+    if kl not in KL_GRADIENTS:
+        raise ValueError(
+            f"kl must be 'score' (self-entropic score, eq. 3.7) or 'logdet' (score-free, "
+            f"log det of the ICNN Hessian), got {kl!r}"
+        )
+    return kl
+
+
 def _kl_weight(reduction: str, n: int) -> float:
     """Weight of Σ_i g_iᵀ∇_θT(x_i): 1/n for eq. 3.7 ('mean'), 1 for 'sum'."""
     return 1.0 / n if check_kl_reduction(reduction) == "mean" else 1.0
@@ -267,18 +321,49 @@ def _same_shape(array, x, name) -> np.ndarray:
     return array
 
 
-def kl_gradient(
-    architecture: ICNNArchitecture, theta, x, target, eps=None, reduction: str = "mean"
-):
-    """∇_θ H(T_θ#ϱ0 | γ) ≈ (1/n) Σ_i g_iᵀ ∇_θ T_θ(x_i) on samples x (n, d) (eq. 3.7).
+def _kl_part(architecture, theta, x, target, eps, reduction, kl, cotangent=None):
+    """(∇_θ [KL + Σ_i ⟨cotangent_i(y), T_θ(x_i)⟩], y = T_θ(x), g or None) in one map-VJP.
 
-    ``reduction='sum'`` drops the 1/n (as the authors' public code does, see
-    ``EuclideanGD``). Returns (gradient (num_params,), g (n, d)).
+    kl='score': the KL gradient of eq. 3.7 with g = ŝ + ∇V at y; kl='logdet': the
+    score-free gradient (module docstring, ``neural.kl``; g is None). ``cotangent``
+    (optional) maps y (n, d) to an extra cotangent, e.g. the implicit proximal term.
     """
     weight = _kl_weight(reduction, x.shape[0])
+    if check_kl(kl) == "logdet":
+        gradient, y, _ = score_free_gradient(
+            architecture, theta, x, as_target(target), weight, cotangent
+        )
+        return gradient, y, None
     y = transport_map(architecture, theta, x)
     g = wasserstein_gradient(y, target, eps)
-    return map_vjp(architecture, theta, x, weight * g), g
+    u = weight * g if cotangent is None else weight * g + cotangent(y)
+    return _map_vjp(architecture, theta, x, u), y, g
+
+
+def _fisher(g) -> float:
+    """mean ‖g‖² of the Wasserstein gradient estimate, NaN where none was estimated."""
+    return np.nan if g is None else mean_squared_norm(g)
+
+
+def kl_gradient(
+    architecture: ICNNArchitecture,
+    theta,
+    x,
+    target,
+    eps=None,
+    reduction: str = "mean",
+    kl: str = "score",
+):
+    """∇_θ H(T_θ#ϱ0 | γ) on samples x (n, d).
+
+    kl='score': (1/n) Σ_i g_iᵀ ∇_θ T_θ(x_i), g = ŝ + ∇V at T_θ(x) (eq. 3.7);
+    kl='logdet': the score-free gradient (1/n) Σ_i [⟨∇V(T_θ(x_i)), ∂_θT_θ(x_i)⟩
+    − tr(H_i⁻¹ ∂_θH_i)] (module docstring). ``reduction='sum'`` drops the 1/n (as the
+    authors' public code does, see ``EuclideanGD``). Returns (gradient (num_params,),
+    g (n, d), None for kl='logdet').
+    """
+    gradient, _, g = _kl_part(architecture, theta, x, target, eps, reduction, kl)
+    return gradient, g
 
 
 def explicit_objective(architecture: ICNNArchitecture, theta, x, y_previous, g_previous, tau):
@@ -301,6 +386,31 @@ def explicit_objective(architecture: ICNNArchitecture, theta, x, y_previous, g_p
     )
 
 
+def explicit_logdet_gradient(
+    architecture: ICNNArchitecture, theta, x, y_previous, hessian_previous, target, tau
+):
+    """θ-gradient of the score-free (gd, expl.) objective (module docstring):
+
+        E(θ) = (1/n) Σ_i [⟨∇V(y_previous_i), T_θ(x_i)⟩ − tr(H_k(x_i)⁻¹ ∇²φ_θ(x_i))
+                          + ‖T_θ(x_i) − y_previous_i‖² / (2τ)],
+
+    the first variation of H(·#ϱ0 | γ) at the frozen T_k (y_previous = T_k(x),
+    hessian_previous = ∇T_k(x), (n, d, d)) plus the proximal term. Exact: the trace
+    is linear in ∇²φ_θ. Returns (∇_θ E, proximal term value).
+    """
+    tau = positive_float(tau, "tau")
+    x = as_points(x, "x", dim=architecture.dim)
+    y_previous = _same_shape(y_previous, x, "y_previous")
+    n = x.shape[0]
+    _, factors = cholesky_factors(hessian_previous)
+    grad_v = checked_values(as_target(target).grad_V, y_previous, "target.grad_V", x.shape)
+    y = _transport_map_unchecked(architecture, theta, x)
+    step = y - y_previous
+    gradient = _map_vjp(architecture, theta, x, (grad_v + step / tau) / n)
+    gradient -= _hessian_vjp(architecture, theta, x, factors) / n
+    return gradient, mean_squared_norm(step) / (2.0 * tau)
+
+
 def implicit_gradient(
     architecture: ICNNArchitecture,
     theta,
@@ -310,6 +420,7 @@ def implicit_gradient(
     tau,
     eps=None,
     reduction: str = "mean",
+    kl: str = "score",
 ):
     """θ-gradient of the empirical (gd, impl.) objective (paper §3.4.1, eq. 3.2 in Θ).
 
@@ -317,20 +428,22 @@ def implicit_gradient(
 
     the first term's gradient by eq. 3.7 at the current θ (``reduction='sum'``: without
     its 1/n, as in the authors' public code; the proximal term stays a mean, so this
-    weighs the KL n times more, an effective step n τ). Returns
-    (∇_θ J, proximal term value, mean ‖g‖² at the current θ).
+    weighs the KL n times more, an effective step n τ); ``kl`` as in ``kl_gradient``.
+    Returns (∇_θ J, proximal term value, mean ‖g‖² at the current θ (NaN for 'logdet')).
     """
     tau = positive_float(tau, "tau")
     x = as_points(x, "x", dim=architecture.dim)
     y_previous = _same_shape(y_previous, x, "y_previous")
     n = x.shape[0]
-    weight = _kl_weight(reduction, n)
-    y = transport_map(architecture, theta, x)
-    g = wasserstein_gradient(y, target, eps)
-    step = y - y_previous
-    u = weight * g + step / (tau * n)
-    proximal = mean_squared_norm(step) / (2.0 * tau)
-    return map_vjp(architecture, theta, x, u), proximal, mean_squared_norm(g)
+
+    def proximal_cotangent(y):
+        return (y - y_previous) / (tau * n)
+
+    gradient, y, g = _kl_part(
+        architecture, theta, x, target, eps, reduction, kl, cotangent=proximal_cotangent
+    )
+    proximal = mean_squared_norm(y - y_previous) / (2.0 * tau)
+    return gradient, proximal, _fisher(g)
 
 
 def map_jacobian(architecture: ICNNArchitecture, theta, x) -> np.ndarray:
@@ -371,6 +484,7 @@ def _check_common(config, floats=(), ints=()) -> None:
     for name in (*ints, "batch_size"):
         object.__setattr__(config, name, positive_int(getattr(config, name), name))
     check_kl_reduction(getattr(config, "kl_reduction", "mean"))
+    check_kl(config.kl)
     if config.batch_size < 2:
         raise ValueError("batch_size must be at least 2 (the score is estimated from the batch)")
     if config.score_eps is not None:
@@ -391,6 +505,7 @@ class EuclideanGD:
     batch_size: int = 100
     score_eps: float | None = None
     kl_reduction: str = "mean"
+    kl: str = "score"
 
     def __post_init__(self):
         _check_common(self, floats=("step_size",), ints=("steps",))
@@ -411,6 +526,7 @@ class EuclideanAdam:
     batch_size: int = 100
     score_eps: float | None = None
     kl_reduction: str = "mean"
+    kl: str = "score"
 
     def __post_init__(self):
         _check_common(self, floats=("learning_rate",), ints=("steps",))
@@ -428,7 +544,8 @@ STARTS = ("network", "identity")
 class _Algorithm2:
     """Shared fields of Algorithm 2 (module docstring). ``start``: the map T_0 that the
     first outer step moves from, 'identity' (T̂_0 = id of eqs. 3.1, 3.2; default) or
-    'network' (T_θ0, Algorithm 2 read literally)."""
+    'network' (T_θ0, Algorithm 2 read literally). ``kl``: 'score' (eq. 3.7) or 'logdet'
+    (score-free, module docstring); every method has it."""
 
     tau: float = 0.4
     outer_steps: int = 10
@@ -437,6 +554,7 @@ class _Algorithm2:
     batch_size: int = 100
     score_eps: float | None = None
     start: str = "identity"
+    kl: str = "score"
 
     def __post_init__(self):
         if self.start not in STARTS:
@@ -510,10 +628,11 @@ class SchemeResult:
     fisher          mean ‖ŝ + ∇V‖² on each batch (an estimate of the relative Fisher
                     information of T_θ#ϱ0 w.r.t. γ): Algorithm 1 (steps,) at θ_0..θ_{K−1};
                     Algorithm 2 (K, K'): implicit at the inner iterates, explicit at the
-                    anchor T_k (θ_k, or ϱ0 itself for k = 0 with start='identity')
+                    anchor T_k (θ_k, or ϱ0 itself for k = 0 with start='identity');
+                    NaN with kl='logdet' (no score is estimated)
     inner_loss      Algorithm 2 (K, K') before each inner update: explicit, the (gd, expl.)
-                    objective; implicit, the proximal term (1/(2τ))(1/n)Σ‖T_θ − T_θk‖²;
-                    None for Algorithm 1
+                    objective (kl='score') or its proximal term (kl='logdet'); implicit,
+                    the proximal term (1/(2τ))(1/n)Σ‖T_θ − T_θk‖²; None for Algorithm 1
     """
 
     method: str
@@ -579,11 +698,11 @@ def _algorithm1(config, optimizer, architecture, theta, sampler, target, rng, ca
         try:
             x = _batch(sampler, rng, n, dim, config.name, k)
             gradient, g = kl_gradient(
-                architecture, theta, x, target, config.score_eps, config.kl_reduction
+                architecture, theta, x, target, config.score_eps, config.kl_reduction, config.kl
             )
+            fisher[k] = _fisher(g)
         except DivergenceError as error:
             raise DivergenceError(f"{config.name} diverged at step {k}: {error}") from None
-        fisher[k] = mean_squared_norm(g)
         theta, state = optimizer.step(
             theta, _checked_gradient(gradient, config.name, k), state, project=project
         )
@@ -595,9 +714,11 @@ def _algorithm1(config, optimizer, architecture, theta, sampler, target, rng, ca
 
 def _algorithm2(config, inner_step, architecture, theta, sampler, rng, callback):
     """Shared loop of Algorithm 2: K outer steps from θ_k, each K' Adam steps (fresh state,
-    fresh batch per step) on ``inner_step(θ, x, T_k(x)) -> (∇_θ loss, fisher, inner loss)``.
+    fresh batch per step) on ``inner_step(θ, anchor, x, T_k(x))`` ->
+    (∇_θ loss, fisher, inner loss).
 
-    T_k = T_θk, except T_0 = id with ``start='identity'`` (eqs. 3.1, 3.2).
+    T_k = T_θk (anchor θ_k), except T_0 = id (anchor None) with ``start='identity'``
+    (eqs. 3.1, 3.2).
     """
     project = architecture.project
     optimizer = Adam(learning_rate=config.inner_learning_rate)
@@ -612,12 +733,9 @@ def _algorithm2(config, inner_step, architecture, theta, sampler, rng, callback)
             step = (k, j)
             try:
                 x = _batch(sampler, rng, n, dim, config.name, step)
-                y_k = (
-                    x.copy()
-                    if k == 0 and from_identity
-                    else transport_map(architecture, theta_k, x)
-                )
-                gradient, fisher[k, j], inner_loss[k, j] = inner_step(theta, x, y_k)
+                anchor = None if k == 0 and from_identity else theta_k
+                y_k = x.copy() if anchor is None else transport_map(architecture, anchor, x)
+                gradient, fisher[k, j], inner_loss[k, j] = inner_step(theta, anchor, x, y_k)
             except DivergenceError as error:
                 raise DivergenceError(f"{config.name} diverged at step {step}: {error}") from None
             theta, state = optimizer.step(
@@ -630,9 +748,20 @@ def _algorithm2(config, inner_step, architecture, theta, sampler, rng, callback)
 
 
 def _explicit_step(config, architecture, target):
-    """(gd, expl.) inner step: the explicit objective with g^k frozen at T_k(x)."""
+    """(gd, expl.) inner step: the explicit objective with F linearized at the frozen T_k
+    (g^k = ŝ + ∇V at T_k(x) for kl='score'; the first variation for kl='logdet')."""
 
-    def inner_step(theta, x, y_k):
+    def inner_step(theta, anchor, x, y_k):
+        if config.kl == "logdet":
+            hessian_k = (
+                np.broadcast_to(np.eye(x.shape[1]), (x.shape[0], x.shape[1], x.shape[1]))
+                if anchor is None
+                else _hessian(architecture, anchor, x)
+            )
+            gradient, proximal = explicit_logdet_gradient(
+                architecture, theta, x, y_k, hessian_k, target, config.tau
+            )
+            return gradient, np.nan, proximal
         g_k = wasserstein_gradient(y_k, target, config.score_eps)
         fisher = mean_squared_norm(g_k)
         loss, gradient = explicit_objective(architecture, theta, x, y_k, g_k, config.tau)
@@ -642,12 +771,13 @@ def _explicit_step(config, architecture, target):
 
 
 def _implicit_step(config, architecture, target):
-    """(gd, impl.) inner step: eq. 3.7 at the current θ plus the proximal term."""
+    """(gd, impl.) inner step: the KL gradient at the current θ plus the proximal term."""
 
-    def inner_step(theta, x, y_k):
+    def inner_step(theta, anchor, x, y_k):
         gradient, proximal, fisher = implicit_gradient(
-            architecture, theta, x, y_k, target, config.tau, config.score_eps, config.kl_reduction
-        )
+            architecture, theta, x, y_k, target, config.tau, config.score_eps,
+            config.kl_reduction, config.kl,
+        )  # fmt: skip
         return gradient, fisher, proximal
 
     return inner_step

@@ -1,0 +1,154 @@
+"""The relative entropy of an ICNN map by the change of variables (DESIGN §4b).
+
+For T_θ = ∇φ_θ with φ_θ strictly convex, the pushforward T_θ#ϱ0 has the density
+ϱ0(x) / det ∇²φ_θ(x) at y = T_θ(x), so the relative entropy (eq. 1.8) is
+
+    H(T_θ#ϱ0 | γ) = E_ϱ0[ log ϱ0(x) − log det ∇²φ_θ(x) + V(∇φ_θ(x)) ] + log Z_γ,   (★)
+
+γ = exp(−V) / Z_γ. Two uses:
+
+- ``exact_kl``: (★) by Monte Carlo over samples of ϱ0 when ϱ0's density and V, log Z_γ
+  are known (Gaussians, Gaussian mixtures), with its standard error. It is 0 exactly
+  when T_θ#ϱ0 = γ, and needs no score estimate.
+- ``score_free_gradient``: the θ-gradient of the θ-dependent part of (★) on a batch,
+
+      J(θ) = (1/n) Σ_i [ V(T_θ(x_i)) − log det H_i ],   H_i = ∇²φ_θ(x_i),
+      ∇_θ J = (1/n) Σ_i [ ⟨∇V(T_θ(x_i)), ∂_θ T_θ(x_i)⟩ − tr(H_i⁻¹ ∂_θ H_i) ],
+
+  an unbiased estimate of ∇_θ H(T_θ#ϱ0 | γ) that needs samples of ϱ0 and ∇V only. The
+  first term is ``map_vjp``; the second is ``hessian_vjp`` with the factors
+  C_i = R_i⁻ᵀ of the Cholesky factorization H_i = R_i R_iᵀ (C_i C_iᵀ = H_i⁻¹). It is
+  the sample version of the grid solver's discrete F_h (the log-det form of §3).
+
+A Hessian that is not positive definite (at a point where φ_θ is flat in some
+direction) has no log-determinant: both raise ``DivergenceError`` naming the number of
+such points and the smallest eigenvalue, never return NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from neural._validate import as_points
+from neural.errors import DivergenceError
+from neural.icnn import ICNNArchitecture, _hessian, _hessian_vjp, _map_vjp, _transport_map
+
+__all__ = [
+    "KLEstimate",
+    "checked_values",
+    "cholesky_factors",
+    "exact_kl",
+    "score_free_gradient",
+]
+
+
+def cholesky_factors(hessians) -> tuple[np.ndarray, np.ndarray]:
+    """(log det H_i (n,), C_i = R_i⁻ᵀ (n, d, d)) for symmetric H_i = R_i R_iᵀ, (n, d, d).
+
+    C_i C_iᵀ = H_i⁻¹. Raises ``DivergenceError`` if some H_i is not positive definite
+    (numerically: its Cholesky factorization fails or is not finite).
+    """
+    hessians = np.asarray(hessians, dtype=np.float64)
+    try:
+        with np.errstate(all="ignore"):
+            lower = np.linalg.cholesky(hessians)
+    except np.linalg.LinAlgError:
+        lower = None
+    if lower is None or not np.isfinite(lower).all():
+        finite = np.isfinite(hessians).all(axis=(1, 2))
+        smallest = np.full(hessians.shape[0], -np.inf)
+        smallest[finite] = np.linalg.eigvalsh(hessians[finite])[:, 0]
+        bad = int(np.sum(smallest <= 0.0)) or int(np.sum(~finite)) or 1
+        raise DivergenceError(
+            f"the Hessian ∇²φ_θ is not positive definite at {bad} of {hessians.shape[0]} points "
+            f"(smallest eigenvalue {smallest.min():.3e}), so log det ∇²φ_θ is undefined; "
+            "an ICNN with strong_convexity > 0 keeps it invertible"
+        )
+    diagonal = np.diagonal(lower, axis1=1, axis2=2)
+    log_det = 2.0 * np.sum(np.log(diagonal), axis=1)
+    factors = np.linalg.inv(lower).transpose(0, 2, 1)
+    return log_det, factors
+
+
+def checked_values(function, points, name, shape) -> np.ndarray:
+    """``function(points)`` as float64 of the given shape, finite (else DivergenceError)."""
+    values = np.asarray(function(points), dtype=np.float64)
+    if values.shape != shape:
+        raise ValueError(f"{name} must return shape {shape}, got {values.shape}")
+    if not np.isfinite(values).all():
+        raise DivergenceError(f"{name} is not finite at the samples")
+    return values
+
+
+def score_free_gradient(
+    architecture: ICNNArchitecture, theta, x, target, weight: float = 1.0, extra=None
+):
+    """θ-gradient of J(θ) = Σ_i weight · [V(T_θ(x_i)) − log det ∇²φ_θ(x_i)] (module docstring).
+
+    ``weight`` 1/n gives the batch mean of (★) (eq. 3.7's normalization); 1 the sum.
+    ``extra`` (optional) maps y = T_θ(x) to a cotangent (n, d) whose term
+    Σ_i ⟨extra_i, T_θ(x_i)⟩ is differentiated in the same map-VJP (e.g. a proximal term).
+    Returns (gradient (num_params,), y (n, d), log det H (n,)). θ and x are not
+    validated (callers check them once); ``target`` is a ``neural.schemes.Target``.
+    """
+    y = _transport_map(architecture, theta, x)
+    log_det, factors = cholesky_factors(_hessian(architecture, theta, x))
+    cotangent = weight * checked_values(target.grad_V, y, "target.grad_V", y.shape)
+    if extra is not None:
+        cotangent += extra(y)
+    gradient = _map_vjp(architecture, theta, x, cotangent)
+    gradient -= weight * _hessian_vjp(architecture, theta, x, factors)
+    return gradient, y, log_det
+
+
+@dataclass(frozen=True)
+class KLEstimate:
+    """Monte Carlo estimate of H(T#ϱ0 | γ) by (★): ``value`` ± ``standard_error`` (n samples)."""
+
+    value: float
+    standard_error: float
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.value:.4g} ± {self.standard_error:.1g}"
+
+
+def exact_kl(architecture: ICNNArchitecture, theta, source, target, x) -> KLEstimate:
+    """H(T_θ#ϱ0 | γ) by (★) on samples x (n, d) of ϱ0, with its standard error.
+
+    source  ϱ0 with ``log_density(x) -> (n,)`` (``neural.samplers.Gaussian``,
+            ``GaussianMixture``)
+    target  γ with V and log Z_γ known (``Target.gaussian``, gridflow's
+            ``LogConcaveTarget``; see ``neural.schemes.as_target``)
+    """
+    from neural.schemes import as_target  # schemes builds on this module
+
+    target = as_target(target)
+    theta = architecture.check_params(theta, "theta")
+    x = as_points(x, "x", dim=architecture.dim, min_points=2)
+    log_density = getattr(source, "log_density", None)
+    if not callable(log_density):
+        raise TypeError(
+            "the exact KL needs the source density: source must have log_density(x) -> (n,) "
+            f"(e.g. neural.samplers.GaussianMixture), got {type(source).__name__}"
+        )
+    if target.V is None or target.log_normalizer is None:
+        raise ValueError(
+            f"the exact KL needs V and log Z_γ of the target; {target.name} lacks "
+            + ("V" if target.V is None else "log_normalizer")
+        )
+    n = x.shape[0]
+    y = _transport_map(architecture, theta, x)
+    log_det, _ = cholesky_factors(_hessian(architecture, theta, x))
+    terms = (
+        checked_values(log_density, x, "source.log_density", (n,))
+        - log_det
+        + checked_values(target.V, y, "target.V", (n,))
+    )
+    return KLEstimate(
+        value=float(np.mean(terms) + target.log_normalizer),
+        standard_error=float(np.std(terms, ddof=1) / np.sqrt(n)),
+        n=n,
+    )

@@ -27,10 +27,13 @@ such points and the smallest eigenvalue, never return NaN.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
+from neural._kernels import JIT
 from neural._validate import as_points
 from neural.errors import DivergenceError
 from neural.icnn import ICNNArchitecture, _hessian, _hessian_vjp, _map_vjp, _transport_map
@@ -44,31 +47,72 @@ __all__ = [
 ]
 
 
+@njit(**JIT)
+def _cholesky_kernel(hessians, log_det, factors):
+    """Per point: H = R Rᵀ (R lower), log det H = 2 Σ log R_jj, factors C = R⁻ᵀ.
+
+    Returns the number of points whose H is not numerically positive definite (a
+    pivot that is not > 0, or NaN); their outputs are left unset.
+    """
+    n, d = hessians.shape[0], hessians.shape[1]
+    lower = np.zeros((d, d))
+    inverse = np.zeros((d, d))
+    failures = 0
+    for i in range(n):
+        positive = True
+        for j in range(d):
+            pivot = hessians[i, j, j]
+            for k in range(j):
+                pivot -= lower[j, k] * lower[j, k]
+            if not pivot > 0.0:
+                positive = False
+                break
+            lower[j, j] = math.sqrt(pivot)
+            for r in range(j + 1, d):
+                value = hessians[i, r, j]
+                for k in range(j):
+                    value -= lower[r, k] * lower[j, k]
+                lower[r, j] = value / lower[j, j]
+        if not positive:
+            failures += 1
+            continue
+        total = 0.0
+        for j in range(d):
+            total += math.log(lower[j, j])
+        log_det[i] = 2.0 * total
+        for column in range(d):  # R⁻¹ by forward substitution, column by column
+            inverse[column, column] = 1.0 / lower[column, column]
+            for r in range(column + 1, d):
+                value = 0.0
+                for k in range(column, r):
+                    value -= lower[r, k] * inverse[k, column]
+                inverse[r, column] = value / lower[r, r]
+        for r in range(d):
+            for c in range(d):
+                factors[i, r, c] = inverse[c, r] if c >= r else 0.0
+    return failures
+
+
 def cholesky_factors(hessians) -> tuple[np.ndarray, np.ndarray]:
     """(log det H_i (n,), C_i = R_i⁻ᵀ (n, d, d)) for symmetric H_i = R_i R_iᵀ, (n, d, d).
 
     C_i C_iᵀ = H_i⁻¹. Raises ``DivergenceError`` if some H_i is not positive definite
-    (numerically: its Cholesky factorization fails or is not finite).
+    (numerically: a Cholesky pivot is not > 0, or an entry is not finite).
     """
-    hessians = np.asarray(hessians, dtype=np.float64)
-    try:
-        with np.errstate(all="ignore"):
-            lower = np.linalg.cholesky(hessians)
-    except np.linalg.LinAlgError:
-        lower = None
-    if lower is None or not np.isfinite(lower).all():
-        finite = np.isfinite(hessians).all(axis=(1, 2))
-        smallest = np.full(hessians.shape[0], -np.inf)
+    hessians = np.ascontiguousarray(hessians, dtype=np.float64)
+    n, d = hessians.shape[:2]
+    log_det, factors = np.empty(n), np.empty((n, d, d))
+    finite = np.isfinite(hessians).all(axis=(1, 2))
+    failures = _cholesky_kernel(hessians, log_det, factors) if finite.all() else 1
+    if failures or not (np.isfinite(log_det).all() and np.isfinite(factors).all()):
+        smallest = np.full(n, -np.inf)
         smallest[finite] = np.linalg.eigvalsh(hessians[finite])[:, 0]
-        bad = int(np.sum(smallest <= 0.0)) or int(np.sum(~finite)) or 1
+        bad = max(int(np.sum(smallest <= 0.0)), failures)
         raise DivergenceError(
-            f"the Hessian ∇²φ_θ is not positive definite at {bad} of {hessians.shape[0]} points "
+            f"the Hessian ∇²φ_θ is not positive definite at {bad} of {n} points "
             f"(smallest eigenvalue {smallest.min():.3e}), so log det ∇²φ_θ is undefined; "
             "an ICNN with strong_convexity > 0 keeps it invertible"
         )
-    diagonal = np.diagonal(lower, axis1=1, axis2=2)
-    log_det = 2.0 * np.sum(np.log(diagonal), axis=1)
-    factors = np.linalg.inv(lower).transpose(0, 2, 1)
     return log_det, factors
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from neural._validate import as_float_array, positive_float, require_finite
+from neural._validate import as_float_array, positive_float, positive_int, require_finite
 
 __all__ = ["SGD", "Adam", "AdamState", "SGDState"]
 
@@ -117,12 +117,17 @@ class AdamState:
 
 @dataclass(frozen=True)
 class Adam:
-    """Adam with bias correction (module docstring)."""
+    """Adam with bias correction (module docstring).
+
+    ``cosine_steps`` T (optional): the learning rate decays as
+    learning_rate · ½(1 + cos(π min(t, T)/T)) over the steps t = 1, ..., T (cosine decay).
+    """
 
     learning_rate: float = 1e-3
     beta1: float = 0.9
     beta2: float = 0.999
     epsilon: float = 1e-8
+    cosine_steps: int | None = None
 
     def __post_init__(self):
         object.__setattr__(
@@ -131,6 +136,20 @@ class Adam:
         object.__setattr__(self, "beta1", _check_beta(self.beta1, "beta1"))
         object.__setattr__(self, "beta2", _check_beta(self.beta2, "beta2"))
         object.__setattr__(self, "epsilon", positive_float(self.epsilon, "epsilon"))
+        if self.cosine_steps is not None:
+            object.__setattr__(
+                self, "cosine_steps", positive_int(self.cosine_steps, "cosine_steps")
+            )
+
+    def rate(self, t: int) -> float:
+        """The learning rate of step t = 1, 2, ... (constant, or the cosine decay)."""
+        if self.cosine_steps is None:
+            return self.learning_rate
+        return (
+            self.learning_rate
+            * 0.5
+            * (1.0 + np.cos(np.pi * min(t, self.cosine_steps) / self.cosine_steps))
+        )
 
     def init(self, params) -> AdamState:
         params = _check_vector(params, "params")
@@ -146,5 +165,5 @@ class Adam:
         second = self.beta2 * state.second_moment + (1.0 - self.beta2) * (grad * grad)
         first_hat = first / (1.0 - self.beta1**t)
         second_hat = second / (1.0 - self.beta2**t)
-        updated = params - self.learning_rate * first_hat / (np.sqrt(second_hat) + self.epsilon)
+        updated = params - self.rate(t) * first_hat / (np.sqrt(second_hat) + self.epsilon)
         return _apply(project, updated), AdamState(first, second, t)

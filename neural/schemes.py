@@ -517,7 +517,10 @@ class EuclideanGD:
 
 @dataclass(frozen=True)
 class EuclideanAdam:
-    """Algorithm 1 with Adam, method (d): Adam(learning_rate) on ∇_θ F of eq. 3.7."""
+    """Algorithm 1 with Adam, method (d): Adam(learning_rate) on ∇_θ F of eq. 3.7.
+
+    ``cosine_decay``: the learning rate decays to 0 over the ``steps`` (cosine; not in
+    the paper, which keeps it constant)."""
 
     name: ClassVar[str] = "adam"
     label: ClassVar[str] = "(d) Euclidean gradient, Adam"
@@ -527,9 +530,12 @@ class EuclideanAdam:
     score_eps: float | None = None
     kl_reduction: str = "mean"
     kl: str = "score"
+    cosine_decay: bool = False
 
     def __post_init__(self):
         _check_common(self, floats=("learning_rate",), ints=("steps",))
+        if not isinstance(self.cosine_decay, bool):
+            raise TypeError(f"cosine_decay must be True or False, got {self.cosine_decay!r}")
 
     @property
     def gradient_evaluations(self) -> int:
@@ -821,7 +827,10 @@ def run_method(
     if isinstance(config, EuclideanGD):
         optimizer = SGD(learning_rate=config.step_size)
     elif isinstance(config, EuclideanAdam):
-        optimizer = Adam(learning_rate=config.learning_rate)
+        optimizer = Adam(
+            learning_rate=config.learning_rate,
+            cosine_steps=config.steps if config.cosine_decay else None,
+        )
     if isinstance(config, (EuclideanGD, EuclideanAdam)):
         fisher, inner, theta = _algorithm1(
             config, optimizer, architecture, theta, sampler, target, rng, callback

@@ -541,3 +541,65 @@ def test_validation_checks_quick(tmp_path):
     assert figures and all((tmp_path / name).is_file() for name in figures)
     with pytest.raises(ValueError, match="size"):
         gaussian_checks.run("huge", tmp_path)
+
+
+# --------------------------------------------------------------------------- implicit scheme
+
+
+def _random_pair(dim, seed):
+    rng = np.random.default_rng(seed)
+
+    def spd():
+        a = rng.normal(size=(dim, dim))
+        return a @ a.T / dim + 0.3 * np.eye(dim)
+
+    return (
+        gaussian.Gaussian(rng.normal(size=dim), spd()),
+        gaussian.Gaussian(rng.normal(size=dim), spd()),
+    )
+
+
+def test_implicit_scheme_tends_to_the_flow_at_first_order():
+    source, target = _random_pair(4, 0)
+    gaps = []
+    for tau in (0.2, 0.1, 0.05):
+        scheme = gaussian.implicit_scheme(source, target, tau, round(1.0 / tau))
+        flow = gaussian.constrained_flow(source, target, scheme.times)
+        assert scheme.solver_info["residual"] < 1e-10
+        assert np.all(np.diff(scheme.kl) < 0)  # Thm 2.13 (i) for the scheme
+        gaps.append(
+            np.abs(scheme.A[-1] - flow.A[-1]).max() + np.abs(scheme.b[-1] - flow.b[-1]).max()
+        )
+    orders = np.log2(np.array(gaps[:-1]) / np.array(gaps[1:]))
+    assert np.all((orders > 0.85) & (orders < 1.15)), orders
+
+
+def test_implicit_step_minimizes_the_proximal_objective():
+    """T_1 beats every nearby affine map with a symmetric positive definite matrix."""
+    source, target = _random_pair(3, 1)
+    tau = 0.5
+    step = gaussian.implicit_scheme(source, target, tau, 1)
+    identity = (np.eye(3), np.zeros(3))
+
+    def objective(matrix, offset):
+        pushed = gaussian.Gaussian(matrix @ source.mean + offset, matrix @ source.cov @ matrix)
+        distance = gaussian._map_error(source, matrix, offset, *identity)
+        return gaussian.kl(pushed, target) + distance / (2 * tau)
+
+    best = objective(step.A[1], step.b[1])
+    rng = np.random.default_rng(2)
+    for scale in (1e-2, 1e-3):
+        for _ in range(20):
+            e = rng.normal(size=(3, 3))
+            assert (
+                objective(step.A[1] + scale * (e + e.T), step.b[1] + scale * rng.normal(size=3))
+                > best
+            )
+
+
+def test_implicit_scheme_rejects_bad_steps():
+    source, target = _random_pair(2, 3)
+    with pytest.raises(ValueError, match="tau"):
+        gaussian.implicit_scheme(source, target, 0.0, 3)
+    with pytest.raises(ValueError, match="steps"):
+        gaussian.implicit_scheme(source, target, 0.5, 0)

@@ -7,11 +7,15 @@
                                [--implicit-start identity|network]
                                [--explicit-start identity|network]
     python -m neural dimensions [--dims 2 8 32] [--methods ...] [--size small] [--out FILE]
+    python -m neural flowcheck [--cases gaussian2d mixture gaussian8] [--tau 0.25]
+                               [--steps 10] [--size quick|full] [--out DIR]
 
 ``benchmark`` runs the paper's Fig. 2 sweep (``neural.benchmark.run_benchmark``):
 resumable (rerun with the same --out to continue), parallel over seeds, prints the
 table next to the paper's numbers and writes DIR/{results.jsonl, config.json,
-table.txt, fig2.png}. ``dimensions`` runs the Gaussian → Gaussian study.
+table.txt, fig2.png}. ``dimensions`` runs the Gaussian → Gaussian study. ``flowcheck``
+compares the neural schemes step by step with the reference schemes
+(``neural.flowcheck``) and writes DIR/{flowcheck.txt, flowcheck.png}.
 """
 
 from __future__ import annotations
@@ -33,6 +37,26 @@ def _methods(text: str) -> tuple[str, ...]:
             f"unknown method(s) {unknown}; choose from {', '.join(METHODS)} (comma separated)"
         )
     return names
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0.0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
 
 
 def _hidden(text: str) -> tuple[int, ...]:
@@ -102,6 +126,17 @@ def _parser() -> argparse.ArgumentParser:
     dims.add_argument("--workers", type=int, default=1)
     dims.add_argument("--backend", default="loky")
     dims.add_argument("--out", default=None, help="optional JSON file for the rows")
+
+    from neural.flowcheck import CASES, SETTINGS
+
+    flow = commands.add_parser(
+        "flowcheck", help="neural schemes against the reference schemes, step by step"
+    )
+    flow.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
+    flow.add_argument("--tau", type=_positive_float, default=0.25, help="step τ of both schemes")
+    flow.add_argument("--steps", type=_positive_int, default=10, help="number of outer steps K")
+    flow.add_argument("--size", choices=tuple(SETTINGS), default="quick")
+    flow.add_argument("--out", default="flowcheck", help="output folder (default ./flowcheck)")
     return parser
 
 
@@ -155,7 +190,7 @@ def _benchmark(args) -> int:
 
 
 def _dimensions(args) -> int:
-    from neural.benchmark import dimension_study, format_dimension_table
+    from neural.dimensions import dimension_study, format_dimension_table
 
     rows = dimension_study(
         args.dims,
@@ -181,10 +216,32 @@ def _dimensions(args) -> int:
     return 0
 
 
+def _flowcheck(args) -> int:
+    from pathlib import Path
+
+    from neural.flowcheck import flow_check, flowcheck_figure, format_flowcheck
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    checks = []
+    for case in args.cases:
+        start = time.perf_counter()
+        check = flow_check(case, tau=args.tau, steps=args.steps, size=args.size)
+        checks.append(check)
+        print(format_flowcheck(check))
+        print(f"({case}: {time.perf_counter() - start:.1f} s)\n", flush=True)
+    (out / "flowcheck.txt").write_text("\n\n".join(format_flowcheck(c) for c in checks) + "\n")
+    flowcheck_figure(checks).savefig(out / "flowcheck.png", dpi=120)
+    print(f"wrote {out / 'flowcheck.txt'} and {out / 'flowcheck.png'}")
+    return 0
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "benchmark":
         return _benchmark(args)
+    if args.command == "flowcheck":
+        return _flowcheck(args)
     return _dimensions(args)
 
 

@@ -1,4 +1,4 @@
-"""The paper's seed sweep (Fig. 2), map-error hooks and a dimension study.
+"""The paper's seed sweep (Fig. 2).
 
 Fig. 2 (paper §3.4.2): source ϱ0 = the 4-mode mixture (``samplers.paper_mixture``),
 target γ = N(0, I_2), ICNN with two hidden layers of 20 (m = 541), methods
@@ -19,12 +19,13 @@ line per finished seed, appended and flushed as soon as the seed finishes, by th
 process only). A rerun skips the seeds already in the file, so a killed run loses at
 most the seeds in flight; a line cut by the kill is dropped on the next run.
 
-Ground truth. ``map_error`` gives ‖T_θ − T*‖_{L²(ϱ0)} (Monte Carlo) and the L²-UVP
-100 ‖T_θ − T*‖² / Var(γ), Var = trace of the target covariance. With
-``ground_truth=PATH.npz`` the sweep also reports both against ``gridflow.load_map(PATH)``.
+Ground truth. With ``ground_truth=PATH.npz`` the sweep also reports ‖T_θ − T*‖ in
+L²(ϱ0) and the L²-UVP (``neural.diagnostics.map_error``) against
+``gridflow.load_map(PATH)``. Every record also holds the exact KL of each trained map
+(``neural.kl.exact_kl``, the mixture's density being known) with its standard error.
 
-Dimension study. ``dimension_study`` trains every method on Gaussian → Gaussian
-problems in d = 2, 8, 32 and compares with the closed-form map (``gridflow.gaussian``).
+The dimension study (Gaussian pairs, ``neural.dimensions``) and the flow check
+(``neural.flowcheck``) are modules of their own.
 """
 
 from __future__ import annotations
@@ -33,14 +34,15 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from neural._validate import as_points, positive_int
+from neural._validate import positive_int
+from neural.diagnostics import map_error
 from neural.icnn import ICNN, ICNNArchitecture
 from neural.mmd import energy_distance
 from neural.schemes import (
@@ -62,17 +64,11 @@ __all__ = [
     "SIZES",
     "BenchmarkConfig",
     "BenchmarkResults",
-    "DimensionResult",
-    "MapError",
     "MethodSummary",
-    "dimension_study",
-    "format_dimension_table",
     "format_references",
     "format_table",
-    "gaussian_problem",
     "histogram_figure",
     "initial_network",
-    "map_error",
     "method_configs",
     "read_results",
     "run_benchmark",
@@ -185,65 +181,6 @@ def initial_network(dim: int, hidden, rng: np.random.Generator, init: str = "nor
         architecture = ICNNArchitecture(dim, tuple(hidden))
         return ICNN.from_architecture(architecture, torch_default_init(architecture, rng))
     raise ValueError(f"unknown init {init!r}; choose from {', '.join(INITS)}")
-
-
-# ---------------------------------------------------------------------------
-# Ground-truth map error
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MapError:
-    """‖T_θ − T*‖ in L²(ϱ0) by Monte Carlo over n source samples, and the L²-UVP.
-
-    l2          sqrt(mean_i ‖T_θ(x_i) − T*(x_i)‖²)
-    l2_squared  mean_i ‖T_θ(x_i) − T*(x_i)‖²
-    uvp         100 · l2_squared / Var(γ), Var(γ) = trace of the target covariance (%)
-    n           number of source samples
-    """
-
-    l2: float
-    l2_squared: float
-    uvp: float
-    n: int
-
-
-def map_error(
-    trained_map: Callable[[np.ndarray], np.ndarray],
-    true_map: Callable[[np.ndarray], np.ndarray],
-    source_samples,
-    target_cov,
-) -> MapError:
-    """Distance of a trained map to the ground truth T* in L²(ϱ0) and the L²-UVP.
-
-    trained_map, true_map  callables (n, d) -> (n, d)
-    source_samples         x_i ~ ϱ0, (n, d)
-    target_cov             covariance of γ, (d, d) (or its trace, a positive number)
-    """
-    x = as_points(source_samples, "source_samples")
-    n, d = x.shape
-    if not callable(trained_map) or not callable(true_map):
-        raise TypeError("trained_map and true_map must be callables (n, d) -> (n, d)")
-    cov = np.asarray(target_cov, dtype=np.float64)
-    if cov.ndim == 0:
-        variance = float(cov)
-    elif cov.shape == (d, d):
-        variance = float(np.trace(cov))
-    else:
-        raise ValueError(f"target_cov must have shape ({d}, {d}) or be a number, got {cov.shape}")
-    if not (np.isfinite(variance) and variance > 0.0):
-        raise ValueError(f"the target variance (trace of target_cov) must be > 0, got {variance}")
-    difference = []
-    for name, function in (("trained_map", trained_map), ("true_map", true_map)):
-        values = np.asarray(function(x), dtype=np.float64)
-        if values.shape != (n, d):
-            raise ValueError(f"{name} must return shape ({n}, {d}), got {values.shape}")
-        difference.append(values)
-    residual = difference[0] - difference[1]
-    squared = float(np.einsum("ij,ij->", residual, residual)) / n
-    return MapError(
-        l2=float(np.sqrt(squared)), l2_squared=squared, uvp=100.0 * squared / variance, n=n
-    )
 
 
 # ---------------------------------------------------------------------------
@@ -806,152 +743,3 @@ def _sweep(seeds, config, directory, done, workers, backend, numba_threads, prog
         directory=directory,
         figure=figure_path,
     )
-
-
-# ---------------------------------------------------------------------------
-# Dimension study: Gaussian -> Gaussian against the closed form
-# ---------------------------------------------------------------------------
-
-
-def gaussian_problem(dim: int, rng: np.random.Generator):
-    """A random Gaussian pair in dimension ``dim`` and its OT map (``gridflow.gaussian``).
-
-    Source N(m0, Σ0), target N(0, Γ): m0 ~ N(0, ½² I); Σ0, Γ = Q diag(λ) Qᵀ with Q
-    a random rotation and log λ uniform in [log ½, log 2]. Returns
-    (source sampler, Target, A, b, Γ) with T*(x) = A x + b.
-    """
-    from gridflow import gaussian
-    from neural.samplers import Gaussian
-
-    dim = positive_int(dim, "dim")
-
-    def random_spd():
-        q, r = np.linalg.qr(rng.standard_normal((dim, dim)))
-        q = q * np.sign(np.diag(r))
-        eigenvalues = np.exp(rng.uniform(np.log(0.5), np.log(2.0), dim))
-        cov = (q * eigenvalues) @ q.T
-        return 0.5 * (cov + cov.T)
-
-    m0 = 0.5 * rng.standard_normal(dim)
-    cov0 = random_spd()
-    cov1 = random_spd()
-    source = Gaussian(m0, cov0)
-    A, b = gaussian.ot_map(gaussian.Gaussian(m0, cov0), gaussian.Gaussian(np.zeros(dim), cov1))
-    return source, Target.gaussian(np.zeros(dim), cov1), A, b, cov1
-
-
-@dataclass(frozen=True)
-class DimensionResult:
-    """One (dimension, method) run of the dimension study (map errors vs the closed form)."""
-
-    dim: int
-    method: str
-    status: str
-    l2: float
-    uvp: float
-    uvp_initial: float
-    uvp_identity: float
-    mmd: float
-    seconds: float
-
-
-def _dimension_job(dim, method_name, config, seed, hidden, init, n_eval, numba_threads):
-    with _numba_threads(numba_threads):
-        return _dimension_run(dim, method_name, config, seed, hidden, init, n_eval)
-
-
-def _dimension_run(dim, method_name, config, seed, hidden, init, n_eval):
-    problem_seq, init_seq, data_seq, eval_seq = np.random.SeedSequence([seed, dim]).spawn(4)
-    source, target, A, b, cov1 = gaussian_problem(dim, np.random.default_rng(problem_seq))
-    net0 = initial_network(dim, hidden, np.random.default_rng(init_seq), init)
-    eval_rng = np.random.default_rng(eval_seq)
-    x_eval = source.sample(eval_rng, n_eval)
-    y_eval = eval_rng.standard_normal((n_eval, dim)) @ np.linalg.cholesky(cov1).T
-
-    def true_map(x):
-        return x @ A.T + b
-
-    def identity(x):
-        return x
-
-    initial = map_error(net0.map, true_map, x_eval, cov1)
-    ident = map_error(identity, true_map, x_eval, cov1)
-    start = time.perf_counter()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            result = run_method(config, net0, source, target, np.random.default_rng(data_seq))
-        error = map_error(result.map, true_map, x_eval, cov1)
-        mmd = energy_distance(result.map(x_eval), y_eval)
-        status, l2, uvp = "ok", error.l2, error.uvp
-    except DivergenceError:
-        status, l2, uvp, mmd = "diverged", np.nan, np.nan, np.nan
-    return DimensionResult(
-        dim=dim,
-        method=method_name,
-        status=status,
-        l2=l2,
-        uvp=uvp,
-        uvp_initial=initial.uvp,
-        uvp_identity=ident.uvp,
-        mmd=mmd,
-        seconds=time.perf_counter() - start,
-    )
-
-
-def dimension_study(
-    dims: Sequence[int] = (2, 8, 32),
-    methods: Sequence[str] | None = None,
-    *,
-    size: str = "small",
-    seed: int = 0,
-    hidden: Sequence[int] = (20, 20),
-    init: str = "normal",
-    n_eval: int = 2000,
-    workers: int = 1,
-    backend: str = "loky",
-    progress: bool = False,
-) -> tuple[DimensionResult, ...]:
-    """Every method on Gaussian → Gaussian in each dimension, against T*(x) = A x + b.
-
-    One problem per dimension (``gaussian_problem``, seeded by (seed, d)), shared by the
-    methods, with the same θ0 and batches for every method. Reports the L² error and
-    L²-UVP (``map_error``) of the trained map, of θ0 and of the identity, and the MMD.
-    """
-    dims = [positive_int(d, "dims") for d in dims]
-    configs = method_configs(size, methods)
-    n_eval = positive_int(n_eval, "n_eval")
-    workers = positive_int(workers, "workers")
-    numba_threads = max(1, (os.cpu_count() or 1) // workers)
-    jobs = [
-        (d, name, config, int(seed), tuple(hidden), init, n_eval, numba_threads)
-        for d in dims
-        for name, config in configs.items()
-    ]
-    if workers == 1:
-        iterator = (_dimension_job(*job) for job in jobs)
-    else:
-        import joblib
-
-        with joblib.parallel_config(backend=backend, n_jobs=workers):
-            iterator = iter(joblib.Parallel()(joblib.delayed(_dimension_job)(*j) for j in jobs))
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(iterator, total=len(jobs), desc="runs")
-    return tuple(iterator)
-
-
-def format_dimension_table(results: Sequence[DimensionResult]) -> str:
-    """Plain-text table of a dimension study."""
-    header = (
-        f"{'d':>3} {'method':<10} {'status':<8} {'L2 err':>8} {'UVP %':>8} {'UVP θ0':>8} "
-        f"{'UVP id':>8} {'MMD':>8} {'s':>6}"
-    )
-    lines = [header, "-" * len(header)]
-    for r in results:
-        lines.append(
-            f"{r.dim:>3} {r.method:<10} {r.status:<8} {r.l2:>8.4f} {r.uvp:>8.3f} "
-            f"{r.uvp_initial:>8.2f} {r.uvp_identity:>8.2f} {r.mmd:>8.4f} {r.seconds:>6.1f}"
-        )
-    return "\n".join(lines)

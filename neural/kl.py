@@ -43,6 +43,7 @@ __all__ = [
     "checked_values",
     "cholesky_factors",
     "exact_kl",
+    "relative_entropy",
     "score_free_gradient",
 ]
 
@@ -159,6 +160,38 @@ class KLEstimate:
         return f"{self.value:.4g} ± {self.standard_error:.1g}"
 
 
+def _check_densities(source, target) -> None:
+    """The exact KL needs ϱ0's log-density and γ's V and log Z_γ: TypeError/ValueError."""
+    if not callable(getattr(source, "log_density", None)):
+        raise TypeError(
+            "the exact KL needs the source density: source must have log_density(x) -> (n,) "
+            f"(e.g. neural.samplers.GaussianMixture), got {type(source).__name__}"
+        )
+    if target.V is None or target.log_normalizer is None:
+        raise ValueError(
+            f"the exact KL needs V and log Z_γ of the target; {target.name} lacks "
+            + ("V" if target.V is None else "log_normalizer")
+        )
+
+
+def relative_entropy(source, target, x, y, log_det) -> KLEstimate:
+    """(★) from its pieces at samples x (n, d) of ϱ0: the map's values y = T(x) (n, d) and
+    log det ∇T(x) (n,); ``source`` has ``log_density``, ``target`` (a ``Target``) V and
+    log Z_γ. The identity map is y = x, log_det = 0."""
+    _check_densities(source, target)
+    n = x.shape[0]
+    terms = (
+        checked_values(source.log_density, x, "source.log_density", (n,))
+        - log_det
+        + checked_values(target.V, y, "target.V", (n,))
+    )
+    return KLEstimate(
+        value=float(np.mean(terms) + target.log_normalizer),
+        standard_error=float(np.std(terms, ddof=1) / np.sqrt(n)),
+        n=n,
+    )
+
+
 def exact_kl(architecture: ICNNArchitecture, theta, source, target, x) -> KLEstimate:
     """H(T_θ#ϱ0 | γ) by (★) on samples x (n, d) of ϱ0, with its standard error.
 
@@ -172,27 +205,6 @@ def exact_kl(architecture: ICNNArchitecture, theta, source, target, x) -> KLEsti
     target = as_target(target)
     theta = architecture.check_params(theta, "theta")
     x = as_points(x, "x", dim=architecture.dim, min_points=2)
-    log_density = getattr(source, "log_density", None)
-    if not callable(log_density):
-        raise TypeError(
-            "the exact KL needs the source density: source must have log_density(x) -> (n,) "
-            f"(e.g. neural.samplers.GaussianMixture), got {type(source).__name__}"
-        )
-    if target.V is None or target.log_normalizer is None:
-        raise ValueError(
-            f"the exact KL needs V and log Z_γ of the target; {target.name} lacks "
-            + ("V" if target.V is None else "log_normalizer")
-        )
-    n = x.shape[0]
-    y = _transport_map(architecture, theta, x)
+    _check_densities(source, target)
     log_det, _ = cholesky_factors(_hessian(architecture, theta, x))
-    terms = (
-        checked_values(log_density, x, "source.log_density", (n,))
-        - log_det
-        + checked_values(target.V, y, "target.V", (n,))
-    )
-    return KLEstimate(
-        value=float(np.mean(terms) + target.log_normalizer),
-        standard_error=float(np.std(terms, ddof=1) / np.sqrt(n)),
-        n=n,
-    )
+    return relative_entropy(source, target, x, _transport_map(architecture, theta, x), log_det)

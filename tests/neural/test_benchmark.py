@@ -16,10 +16,7 @@ from gridflow import gaussian
 from neural.benchmark import (
     PAPER_RESULTS,
     BenchmarkConfig,
-    dimension_study,
     format_table,
-    gaussian_problem,
-    map_error,
     method_configs,
     read_results,
     run_benchmark,
@@ -27,6 +24,8 @@ from neural.benchmark import (
     summarize,
     torch_default_init,
 )
+from neural.diagnostics import map_error
+from neural.dimensions import dimension_study, gaussian_problem
 from neural.icnn import ICNN, ICNNArchitecture
 from neural.samplers import paper_mixture
 from neural.schemes import Target, run_method

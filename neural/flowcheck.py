@@ -1,0 +1,379 @@
+"""The neural schemes checked step by step against a reference scheme (DESIGN §4b).
+
+The same problem, the same step τ and number of steps K, both started at T̂_0 = id:
+
+- the reference: for a Gaussian pair (any d) the exact implicit scheme (3.2)
+  (``gridflow.gaussian.implicit_scheme``, with the exact flow for context); for the
+  paper's mixture the grid solver's implicit scheme on an N × N grid
+  (``gridflow.solve``), its maps interpolated at the samples and its KL the discrete F_h;
+- the neural schemes of Algorithm 2 (implicit and explicit; score or score-free KL,
+  ``neural.schemes``), with an ICNN that has the quadratic part (``quadratic=True``) so
+  that the anchor T̂_0 = id and the Gaussian maps are representable.
+
+Per outer step k: the exact KL H(T_θk#ϱ0 | γ) of the neural map (``neural.kl.exact_kl``,
+Monte Carlo with its standard error), the reference's KL, and ‖T_θk − T_ref,k‖ in L²(ϱ0).
+Rates: the decay rate of the KL fitted by least squares on log KL over the steps where
+the reference KL exceeds ``noise_factor`` times the Monte Carlo standard error, for the
+reference and for each neural scheme, next to 2λ (Thm 2.13 (iii), Cor. 2.17; the
+implicit scheme's own per-step contraction makes its rate smaller than the flow's).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from gridflow import rates
+from neural._validate import positive_float, positive_int, require_generator
+from neural.icnn import ICNN, _transport_map
+from neural.kl import exact_kl, relative_entropy
+from neural.schemes import Target, make_method, run_method
+
+__all__ = [
+    "CASES",
+    "VARIANTS",
+    "FlowCheck",
+    "NeuralTrajectory",
+    "Reference",
+    "flow_check",
+    "flowcheck_figure",
+    "format_flowcheck",
+    "make_case",
+]
+
+
+# ---------------------------------------------------------------------------
+# Cases and their references
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Reference:
+    """A reference trajectory at t_k = k τ, k = 0..K: its KL and its maps at any samples."""
+
+    label: str
+    kl: np.ndarray
+    maps: Callable[[int, np.ndarray], np.ndarray]
+    domain: Callable[[np.ndarray], np.ndarray]
+    """Mask of the samples where ``maps`` is defined (a grid's box)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Case:
+    """A problem: ϱ0 (with a density and samples), γ (a ``Target`` with V, log Z, λ), and a
+    builder ``reference(tau, steps) -> Reference``."""
+
+    name: str
+    source: object
+    target: Target
+    reference: Callable[[float, int], Reference]
+
+
+def _everywhere(x):
+    return np.ones(len(x), dtype=bool)
+
+
+def _gaussian_case(name: str, source, target: Target) -> Case:
+    from gridflow import gaussian
+
+    pair = (gaussian.Gaussian(source.mean, source.cov), gaussian.Gaussian(target.mean, target.cov))
+
+    def reference(tau, steps):
+        scheme = gaussian.implicit_scheme(*pair, tau, steps)
+
+        def maps(k, x):
+            return x @ scheme.A[k].T + scheme.b[k]
+
+        return Reference("exact implicit scheme (Gaussian)", np.array(scheme.kl), maps, _everywhere)
+
+    return Case(name, source, target, reference)
+
+
+def _mixture_case(nodes: int, box: float, density_floor: float) -> Case:
+    from gridflow import Grid, LogConcaveTarget, Problem, examples, solve
+    from gridflow.groundtruth import GroundTruthMap
+    from neural.samplers import paper_mixture
+
+    source = paper_mixture()
+    target = Target.standard_gaussian(2)
+
+    def reference(tau, steps):
+        grid = Grid(lower=[-box] * 2, upper=[box] * 2, shape=[nodes, nodes])
+        target = LogConcaveTarget.gaussian([0.0, 0.0], np.eye(2))
+        problem = Problem(grid, examples.paper_mixture(), target, density_floor=density_floor)
+        trajectory = solve(problem, scheme="implicit", tau=tau, steps=steps)
+        interpolants = [
+            GroundTruthMap(grid, trajectory.points, trajectory.maps[k], np.zeros(grid.shape),
+                           trajectory.weights, {})
+            for k in range(steps + 1)
+        ]  # fmt: skip
+
+        def maps(k, x):
+            return interpolants[k](x)
+
+        def domain(x):
+            return np.all(np.abs(x) <= box, axis=1)
+
+        label = (
+            f"grid implicit scheme, {nodes}² nodes, density floor {density_floor:g} "
+            f"(floored mass {problem.floored_mass:.2g})"
+        )
+        return Reference(label, np.array(trajectory.energy), maps, domain)
+
+    return Case("mixture", source, target, reference)
+
+
+CASES = ("gaussian2d", "mixture", "gaussian8")
+"""Built-in cases: the 2D Gaussian pair of ``gridflow.examples.gaussian_source_2d`` →
+N(0, I); the paper's mixture → N(0, I); a random Gaussian pair in d = 8
+(``neural.dimensions.gaussian_problem``, seed 0)."""
+
+
+def make_case(name: str, *, nodes: int = 65, box: float = 6.0, density_floor: float = 1e-4) -> Case:
+    """The built-in case ``name`` (``CASES``); ``nodes``, ``box``, ``density_floor``: the
+    mixture's grid problem (``gridflow.Problem``). The grid's implicit steps from the
+    identity need the floor: with 1e-6 Newton's method does not converge at 33² and 65²
+    (the barrier at near-empty cells between the modes limits its steps), and 1e-4
+    changes the source by its floored mass (0.7 % at 33², recorded in the label), which
+    shows in the reference KL once it is below about 1e-2."""
+    from neural.samplers import Gaussian
+
+    if name == "gaussian2d":
+        source = Gaussian(np.zeros(2), np.array([[0.6, 0.25], [0.25, 0.4]]))
+        return _gaussian_case(name, source, Target.standard_gaussian(2))
+    if name == "gaussian8":
+        from neural.dimensions import gaussian_problem
+
+        source, target, *_ = gaussian_problem(8, np.random.default_rng(0))
+        return _gaussian_case(name, source, target)
+    if name == "mixture":
+        return _mixture_case(
+            positive_int(nodes, "nodes"),
+            positive_float(box, "box"),
+            positive_float(density_floor, "density_floor"),
+        )
+    raise ValueError(f"unknown case {name!r}; choose from {', '.join(CASES)}")
+
+
+# ---------------------------------------------------------------------------
+# Neural trajectories
+# ---------------------------------------------------------------------------
+
+
+VARIANTS = (
+    ("implicit", "logdet"),
+    ("implicit", "score"),
+    ("explicit", "logdet"),
+    ("explicit", "score"),
+)
+"""(method, kl) run by default (``neural.schemes``)."""
+
+
+@dataclass(frozen=True)
+class NeuralTrajectory:
+    """One neural scheme along the K outer steps (index k = 0..K, k = 0 the identity)."""
+
+    method: str
+    kl_gradient: str
+    kl: np.ndarray
+    kl_error: np.ndarray
+    distance: np.ndarray
+    seconds: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.method}, {self.kl_gradient}"
+
+
+@dataclass(frozen=True)
+class FlowCheck:
+    """Reference and neural trajectories of one case, with the fitted KL decay rates."""
+
+    case: str
+    tau: float
+    steps: int
+    two_lambda: float
+    reference: Reference
+    neural: tuple[NeuralTrajectory, ...]
+    fit_steps: np.ndarray
+    reference_rate: float
+    rates: dict
+    noise_factor: float = 10.0
+
+    @property
+    def times(self) -> np.ndarray:
+        return self.tau * np.arange(self.steps + 1)
+
+
+def _distance(reference: Reference, k: int, y: np.ndarray, x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.sum((y - reference.maps(k, x)) ** 2, axis=1))))
+
+
+def _run_variant(case, reference, variant, tau, steps, settings, x_eval, rng):
+    method, kl = variant
+    dim = x_eval.shape[1]
+    net = ICNN(dim, settings["hidden"], rng, quadratic=True)
+    config = make_method(
+        method,
+        kl=kl,
+        tau=tau,
+        outer_steps=steps,
+        inner_steps=settings["inner_steps"],
+        inner_learning_rate=settings["inner_learning_rate"],
+        batch_size=settings["batch_size" if kl == "logdet" else "score_batch_size"],
+    )
+    iterates = []
+    start = time.process_time()
+    run_method(config, net, case.source, case.target, rng,
+               callback=lambda k, theta: iterates.append(np.array(theta)))  # fmt: skip
+    seconds = time.process_time() - start
+    identity = relative_entropy(case.source, case.target, x_eval, x_eval, np.zeros(len(x_eval)))
+    estimates = [identity] + [
+        exact_kl(net.architecture, theta, case.source, case.target, x_eval) for theta in iterates
+    ]
+    distances = [0.0] + [
+        _distance(reference, k + 1, _transport_map(net.architecture, theta, x_eval), x_eval)
+        for k, theta in enumerate(iterates)
+    ]
+    return NeuralTrajectory(
+        method=method,
+        kl_gradient=kl,
+        kl=np.array([e.value for e in estimates]),
+        kl_error=np.array([e.standard_error for e in estimates]),
+        distance=np.array(distances),
+        seconds=seconds,
+    )
+
+
+SETTINGS = {
+    "tiny": {"hidden": (6, 6), "inner_steps": 20, "inner_learning_rate": 0.02,
+             "batch_size": 100, "score_batch_size": 50, "n_eval": 3000, "nodes": 33},
+    "quick": {"hidden": (16, 16), "inner_steps": 60, "inner_learning_rate": 0.02,
+              "batch_size": 300, "score_batch_size": 100, "n_eval": 50000, "nodes": 33},
+    "full": {"hidden": (32, 32), "inner_steps": 200, "inner_learning_rate": 0.01,
+             "batch_size": 1000, "score_batch_size": 100, "n_eval": 200000, "nodes": 65},
+}  # fmt: skip
+"""Network, inner Adam solver, batch and evaluation sizes, the mixture's grid, per size (tiny:
+for tests only)."""
+
+
+def flow_check(
+    case: str | Case,
+    *,
+    tau: float = 0.25,
+    steps: int = 10,
+    variants: Sequence[tuple[str, str]] = VARIANTS,
+    size: str = "quick",
+    noise_factor: float = 10.0,
+    rng: np.random.Generator | None = None,
+) -> FlowCheck:
+    """Run the reference and the neural ``variants`` on ``case`` (module docstring)."""
+    if size not in SETTINGS:
+        raise ValueError(f"size must be one of {', '.join(SETTINGS)}, got {size!r}")
+    settings = SETTINGS[size]
+    tau = positive_float(tau, "tau")
+    steps = positive_int(steps, "steps")
+    if isinstance(case, str):
+        case = make_case(case, nodes=settings["nodes"])
+    rng = np.random.default_rng(0) if rng is None else require_generator(rng)
+    reference = case.reference(tau, steps)
+    x_eval = case.source.sample(rng, settings["n_eval"])
+    x_eval = x_eval[reference.domain(x_eval)]
+    neural = tuple(
+        _run_variant(case, reference, variant, tau, steps, settings, x_eval, rng)
+        for variant in variants
+    )
+    noise = np.max([t.kl_error for t in neural], axis=0) if neural else np.zeros(steps + 1)
+    fit_steps = np.flatnonzero(reference.kl > noise_factor * noise)
+    times = tau * np.arange(steps + 1)
+
+    def rate(kl):
+        if fit_steps.size < 3:
+            return np.nan
+        window = (np.inf, np.finfo(float).tiny)
+        return rates.fit_log_linear(times[fit_steps], kl[fit_steps], window, relative=False).rate
+
+    return FlowCheck(
+        case=case.name,
+        tau=tau,
+        steps=steps,
+        two_lambda=2.0 * (case.target.lam if case.target.lam is not None else np.nan),
+        reference=reference,
+        neural=neural,
+        fit_steps=fit_steps,
+        reference_rate=rate(reference.kl),
+        rates={t.label: rate(t.kl) for t in neural},
+        noise_factor=noise_factor,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Output
+# ---------------------------------------------------------------------------
+
+
+def format_flowcheck(check: FlowCheck) -> str:
+    """The KL per step of the reference and of each scheme [j] (± its standard error), the map
+    distances to the reference, and the fitted rates."""
+    lines = [
+        f"case {check.case}: τ = {check.tau}, K = {check.steps}",
+        f"  ref  {check.reference.label}",
+    ]
+    lines += [f"  [{j}]  {t.label}" for j, t in enumerate(check.neural, 1)]
+    columns = "".join(f"{f'KL [{j}]':>21}" for j in range(1, len(check.neural) + 1))
+    lines.append(f"{'k':>3} {'t':>6} {'KL ref':>11}{columns}")
+    for k in range(check.steps + 1):
+        cells = "".join(f"{t.kl[k]:>12.4g} ± {t.kl_error[k]:<6.1g}" for t in check.neural)
+        lines.append(f"{k:>3} {check.tau * k:>6.2f} {check.reference.kl[k]:>11.4g}{cells}")
+    lines.append("‖T_θk − T_ref,k‖ in L²(ϱ0), k = 0..K:")
+    for j, t in enumerate(check.neural, 1):
+        lines.append(f"  [{j}] " + " ".join(f"{v:.3g}" for v in t.distance))
+    steps = check.fit_steps
+    fitted = f"steps {steps.min()}..{steps.max()}" if steps.size else "no steps"
+    lines.append(
+        f"KL decay rate, fitted over {fitted} (reference KL > {check.noise_factor:g} × Monte "
+        "Carlo error): "
+        f"reference {check.reference_rate:.3g}, 2λ = {check.two_lambda:.3g}"
+    )
+    for j, t in enumerate(check.neural, 1):
+        ratio = check.rates[t.label] / check.reference_rate
+        lines.append(
+            f"  [{j}] {check.rates[t.label]:.3g} ({ratio:.2f} × reference), {t.seconds:.1f} s CPU"
+        )
+    return "\n".join(lines)
+
+
+def flowcheck_figure(checks: Sequence[FlowCheck]):
+    """KL vs step (log scale) and map distance vs step, one row per case."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(checks), 2, figsize=(11, 3.6 * len(checks)), squeeze=False)
+    for row, check in zip(axes, checks, strict=True):
+        steps = np.arange(check.steps + 1)
+        row[0].semilogy(
+            steps, check.reference.kl, "k-o", lw=2, label=f"reference ({check.reference.label})"
+        )
+        for t in check.neural:
+            row[0].errorbar(steps, t.kl, yerr=t.kl_error, marker=".", capsize=2, label=t.label)
+            row[1].plot(steps, t.distance, marker=".", label=t.label)
+        row[0].set(
+            xlabel="outer step k",
+            ylabel="KL(T_k#ϱ0 | γ)",
+            title=f"{check.case}: KL per step (τ = {check.tau})",
+        )
+        row[1].set(
+            xlabel="outer step k",
+            ylabel="‖T_θk − T_ref,k‖ in L²(ϱ0)",
+            title=f"{check.case}: distance to the reference",
+        )
+        for ax in row:
+            ax.legend(fontsize=7)
+            ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -44,6 +44,7 @@ import numpy as np
 from neural._validate import positive_int
 from neural.diagnostics import map_error
 from neural.icnn import ICNN, ICNNArchitecture
+from neural.kl import exact_kl
 from neural.mmd import energy_distance
 from neural.schemes import (
     METHODS,
@@ -326,6 +327,7 @@ def run_seed(seed: int, config: BenchmarkConfig) -> dict:
                     warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             pushed = result.map(x_eval)
             entry["mmd"] = energy_distance(pushed, y_eval)
+            entry["kl"], entry["kl_error"] = _exact_kl(result, source, target, x_eval)
             if true_map is not None:
                 error = map_error(lambda _x, p=pushed: p, true_map, x_eval, np.eye(dim))
                 entry["l2"], entry["uvp"] = error.l2, error.uvp
@@ -334,6 +336,16 @@ def run_seed(seed: int, config: BenchmarkConfig) -> dict:
         entry["seconds"] = time.perf_counter() - start
         record["methods"][name] = entry
     return record
+
+
+def _exact_kl(result, source, target, x_eval) -> tuple[float | None, float | None]:
+    """The exact KL of a trained map and its standard error (``neural.kl.exact_kl``), or
+    (None, None) where its Hessian is singular at an evaluation sample (KL = +∞)."""
+    try:
+        estimate = exact_kl(result.architecture, result.params, source, target, x_eval)
+    except DivergenceError:
+        return None, None
+    return estimate.value, estimate.standard_error
 
 
 @contextmanager
@@ -485,6 +497,8 @@ class MethodSummary:
     paper_std: float | None
     l2_mean: float | None = None
     uvp_mean: float | None = None
+    kl_mean: float | None = None
+    kl_infinite: int = 0
 
 
 @dataclass(frozen=True)
@@ -522,6 +536,7 @@ def summarize(records: dict[int, dict], methods: Iterable[str]) -> tuple[MethodS
         values = np.array([e["mmd"] for e in entries if e["mmd"] is not None], dtype=np.float64)
         l2s = [e["l2"] for e in entries if e.get("l2") is not None]
         uvps = [e["uvp"] for e in entries if e.get("uvp") is not None]
+        kls = [e["kl"] for e in entries if e.get("kl") is not None]
         stats = (
             (values.mean(), values.std(), np.median(values), values.max(), values.min())
             if values.size
@@ -543,19 +558,28 @@ def summarize(records: dict[int, dict], methods: Iterable[str]) -> tuple[MethodS
                 paper_std=paper[1],
                 l2_mean=float(np.mean(l2s)) if l2s else None,
                 uvp_mean=float(np.mean(uvps)) if uvps else None,
+                kl_mean=float(np.mean(kls)) if kls else None,
+                kl_infinite=sum(
+                    e["status"] == "ok" and "kl" in e and e["kl"] is None for e in entries
+                ),
             )
         )
     return tuple(summary)
 
 
 def format_table(summary: Sequence[MethodSummary]) -> str:
-    """Plain-text table: ours (mean ± std, median, worst, diverged, s/seed) vs the paper;
-    with a ground truth, the mean L²(ϱ0) error and L²-UVP (%) of the trained maps."""
+    """Plain-text table: MMD (mean ± std, median, worst), diverged runs, s/seed vs the
+    paper's MMD; the mean exact KL of the trained maps (``neural.kl``; its count of maps with
+    a singular Hessian, KL = ∞, in brackets when there are any); with a ground truth, the
+    mean L²(ϱ0) error and L²-UVP (%)."""
     with_uvp = any(row.uvp_mean is not None for row in summary)
+    with_kl = any(row.kl_mean is not None for row in summary)
     header = (
         f"{'method':<10} {'runs':>5} {'div.':>4} {'mean':>8} {'std':>8} {'median':>8} "
         f"{'worst':>8} {'s/seed':>7}   {'paper mean ± std':>17}"
     )
+    if with_kl:
+        header += f" {'KL':>8}"
     if with_uvp:
         header += f" {'L2 err':>8} {'UVP %':>8}"
     lines = [header, "-" * len(header)]
@@ -565,6 +589,9 @@ def format_table(summary: Sequence[MethodSummary]) -> str:
             f"{row.method:<10} {row.runs:>5} {row.diverged:>4} {row.mean:>8.4f} {row.std:>8.4f} "
             f"{row.median:>8.4f} {row.worst:>8.4f} {row.seconds:>7.2f}   {paper:>17}"
         )
+        if with_kl:
+            kl = f"{row.kl_mean:.4f}" if row.kl_mean is not None else "-"
+            line += f" {kl:>8}" + (f" [{row.kl_infinite} ∞]" if row.kl_infinite else "")
         if with_uvp:
             for value in (row.l2_mean, row.uvp_mean):
                 line += f" {value:>8.4f}" if value is not None else f" {'-':>8}"

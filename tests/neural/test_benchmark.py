@@ -27,6 +27,7 @@ from neural.benchmark import (
 from neural.diagnostics import map_error
 from neural.dimensions import dimension_study, gaussian_problem
 from neural.icnn import ICNN, ICNNArchitecture
+from neural.kl import exact_kl
 from neural.samplers import paper_mixture
 from neural.schemes import Target, run_method
 
@@ -206,6 +207,28 @@ def test_seed_records_are_deterministic_and_share_theta0():
     assert first["mmd_floor"] < 0.1 < first["mmd_identity"]
     other = run_seed(4, TINY)
     assert other["mmd_initial"] != first["mmd_initial"]
+
+
+def test_seed_records_hold_the_exact_kl_of_each_trained_map():
+    from neural.benchmark import _eval_samples
+
+    config = BenchmarkConfig(size="tiny", methods=("adam",))
+    record = run_seed(5, config)
+    entry = record["methods"]["adam"]
+    # recompute: the same θ0, batches and evaluation samples as run_seed (seed 5)
+    init_seq, data_seq, eval_seq = np.random.SeedSequence(5).spawn(3)
+    source, target = paper_mixture(), Target.standard_gaussian(2)
+    net0 = ICNN(2, config.hidden, np.random.default_rng(init_seq))
+    result = run_method(
+        config.method_configs()["adam"], net0, source, target, np.random.default_rng(data_seq)
+    )
+    x_eval, _, _ = _eval_samples(eval_seq, config.n_eval, source, 2)
+    estimate = exact_kl(result.architecture, result.params, source, target, x_eval)
+    assert (entry["kl"], entry["kl_error"]) == (estimate.value, estimate.standard_error)
+    assert 0 < entry["kl_error"] < entry["kl"]
+    (row,) = summarize({5: record}, ["adam"])
+    assert row.kl_mean == entry["kl"] and row.kl_infinite == 0
+    assert f"{entry['kl']:.4f}" in format_table((row,))
 
 
 def test_resume_keeps_finished_seeds_and_runs_none_twice(tmp_path):

@@ -38,7 +38,10 @@ class Problem:
     source: a density callable points (n, d) -> (n,) (unnormalized), or a source object
         such as `measures.GaussianMixture`.
     max_cut_mass: the largest ϱ0 mass the box may leave out; a larger cut raises
-        `GridCutsSourceError` (the discrete problem would silently be another one).
+        `GridCutsSourceError` (the discrete problem would silently be another one). The cut
+        is the source's `mass_outside`: exact for a `GaussianMixture`; for a density
+        callable, a quadrature on a larger box that sees only the mass within it (see
+        `measures.CallableSource`, whose `support` argument declares where the mass lies).
     density_floor: ϱ0 is floored at density_floor × its maximum on the grid (see above).
     """
 
@@ -68,9 +71,13 @@ class Problem:
         object.__setattr__(self, "source", source)
         cut = source.mass_outside(self.grid.lower, self.grid.upper)
         if not cut <= self.max_cut_mass:
+            describe = getattr(source, "mass_check_description", None)
+            checked = (
+                f"; checked by {describe(self.grid.lower, self.grid.upper)}" if describe else ""
+            )
             raise GridCutsSourceError(
                 f"the grid box {self.grid.lower}..{self.grid.upper} leaves out {cut:.3g} of the "
-                f"source mass (max_cut_mass = {self.max_cut_mass:.3g}): enlarge the box"
+                f"source mass (max_cut_mass = {self.max_cut_mass:.3g}): enlarge the box{checked}"
             )
         points = operators.map_points(self.grid)
         hessian_points = operators.hessian_points(self.grid)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pathlib
+import tempfile
+
 import numpy as np
 
 
@@ -52,3 +55,43 @@ def symmetric_positive_definite(value, name: str, dim: int | None = None) -> np.
     except np.linalg.LinAlgError:
         raise ValueError(f"{name} must be positive definite (Cholesky failed)") from None
     return 0.5 * (matrix + matrix.T)
+
+
+def writable_folder(value, name: str) -> pathlib.Path:
+    """An existing folder in which a file can be created (probed by creating one)."""
+    folder = pathlib.Path(value)
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise ValueError(f"{name}: the folder {str(folder)!r} {what}; create it first")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ValueError(f"{name}: cannot write in the folder {str(folder)!r} ({reason})") from None
+    return folder
+
+
+def output_file(value, name: str, suffix: str) -> pathlib.Path:
+    """A path ending in `suffix` whose folder exists and is writable, and that is not a folder."""
+    path = pathlib.Path(value)
+    if path.name in ("", ".", ".."):
+        raise ValueError(f"{name} must be a file name ending in {suffix}, got {str(value)!r}")
+    if path.suffix != suffix:
+        raise ValueError(
+            f"{name} must end in {suffix}, got {str(path)!r}; write e.g. "
+            f"{str(path.with_suffix(suffix))!r} (the file is written under exactly that name)"
+        )
+    if path.is_dir():
+        raise ValueError(f"{name}: {str(path)!r} is a folder, give a file name ending in {suffix}")
+    writable_folder(path.parent, name)
+    return path
+
+
+def output_folder(value, name: str) -> pathlib.Path:
+    """A folder to write into: an existing writable one, or a new one in an existing parent."""
+    folder = pathlib.Path(value)
+    if folder.exists():
+        return writable_folder(folder, name)
+    writable_folder(folder.parent, f"{name} (the parent of {str(folder)!r}, which is created)")
+    return folder

@@ -30,12 +30,28 @@ def as_points(value, name: str, dim: int) -> np.ndarray:
     return array
 
 
+def as_float(value, name: str) -> float:
+    """float(value), or a ValueError naming `name` when it is not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+
+
 def positive_float(value, name: str, *, allow_inf: bool = False) -> float:
     """A float > 0 (and finite unless `allow_inf`)."""
-    number = float(value)
+    number = as_float(value, name)
     if np.isnan(number) or number <= 0 or (np.isinf(number) and not allow_inf):
         bound = "in (0, inf]" if allow_inf else "finite and > 0"
         raise ValueError(f"{name} must be {bound}, got {value!r}")
+    return number
+
+
+def open_unit_interval(value, name: str) -> float:
+    """A float strictly between 0 and 1."""
+    number = as_float(value, name)
+    if not 0.0 < number < 1.0:
+        raise ValueError(f"{name} must be in (0, 1), got {value!r}")
     return number
 
 
@@ -60,9 +76,10 @@ def symmetric_positive_definite(value, name: str, dim: int | None = None) -> np.
 def writable_folder(value, name: str) -> pathlib.Path:
     """An existing folder in which a file can be created (probed by creating one)."""
     folder = pathlib.Path(value)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{name}: {str(folder)!r} is a file, not a folder")
     if not folder.is_dir():
-        what = "is not a folder" if folder.exists() else "does not exist"
-        raise ValueError(f"{name}: the folder {str(folder)!r} {what}; create it first")
+        raise ValueError(f"{name}: the folder {str(folder)!r} does not exist; create it first")
     try:
         with tempfile.TemporaryFile(dir=folder):
             pass

@@ -20,6 +20,7 @@ import numpy as np
 from scipy import sparse
 
 from gridflow import operators
+from gridflow._checks import open_unit_interval
 from gridflow.grid import Grid
 from gridflow.measures import LogConcaveTarget, as_source
 
@@ -67,6 +68,9 @@ class Problem:
             raise TypeError("target must be a gridflow.LogConcaveTarget")
         if self.target.dim != self.grid.dim:
             raise ValueError(f"target has dimension {self.target.dim}, the grid {self.grid.dim}")
+        open_unit_interval(self.density_floor, "density_floor")
+        if not 0.0 <= float(self.max_cut_mass) < 1.0:
+            raise ValueError(f"max_cut_mass must be in [0, 1), got {self.max_cut_mass!r}")
         source = as_source(self.source, self.grid.dim)
         object.__setattr__(self, "source", source)
         cut = source.mass_outside(self.grid.lower, self.grid.upper)
@@ -83,8 +87,6 @@ class Problem:
         hessian_points = operators.hessian_points(self.grid)
         density = source.density(points)
         hessian_density = source.density(hessian_points)
-        if not 0.0 < self.density_floor < 1.0:
-            raise ValueError(f"density_floor must be in (0, 1), got {self.density_floor}")
         floor = self.density_floor * max(density.max(), hessian_density.max())
         if not floor > 0:
             raise GridCutsSourceError("the source density vanishes at every grid point")

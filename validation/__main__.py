@@ -2,7 +2,9 @@
 
 Prints a table (statement, setting, measured, theoretical, verdict) and writes it as
 report.json and report.md beside the PNG figures in the output folder. Exits with
-status 1 when any check fails, so that it serves as a regression check.
+status 1 when any check fails, so that it serves as a regression check, and with status 2
+(`error: …`, before any check runs) on a bad argument or an output folder that cannot be
+written.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import pathlib
 import sys
 import time
 
+from gridflow._checks import output_folder
+from gridflow._cli import argument_type
 from validation import gaussian_checks, grid1d_checks, grid2d_checks
 
 SUITES = {"gaussian": gaussian_checks, "grid1d": grid1d_checks, "grid2d": grid2d_checks}
@@ -26,9 +29,9 @@ def parse_arguments(argv):
     )
     parser.add_argument(
         "--out",
-        type=pathlib.Path,
-        default=pathlib.Path("validation-report"),
-        help="output folder (default: ./validation-report)",
+        type=argument_type(output_folder, "output folder"),
+        default="validation-report",
+        help="output folder, created if its parent exists (default: ./validation-report)",
     )
     parser.add_argument(
         "--size",
@@ -43,7 +46,7 @@ def parse_arguments(argv):
 
 
 def table(rows) -> str:
-    widths = [max(len(col), *(len(str(r[col])) for r in rows)) for col in COLUMNS]
+    widths = [max([len(col), *(len(str(r[col])) for r in rows)]) for col in COLUMNS]
 
     def line(values):
         return (
@@ -57,7 +60,7 @@ def table(rows) -> str:
 def main(argv=None) -> int:
     arguments = parse_arguments(argv)
     outdir = arguments.out
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir.mkdir(exist_ok=True)
     rows, figures, timings = [], [], {}
     for name in arguments.only or SUITES:
         start = time.perf_counter()

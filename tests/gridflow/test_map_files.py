@@ -48,7 +48,7 @@ def test_save_checks_the_folder_before_writing(tmp_path, discrete_map):
     with pytest.raises(ValueError, match="does not exist"):
         save_map(tmp_path / "missing" / "map.npz", discrete_map)
     (tmp_path / "file").write_text("")
-    with pytest.raises(ValueError, match="is not a folder"):
+    with pytest.raises(ValueError, match="is a file, not a folder"):
         save_map(tmp_path / "file" / "map.npz", discrete_map)
 
 

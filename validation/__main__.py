@@ -61,13 +61,14 @@ def main(argv=None) -> int:
     arguments = parse_arguments(argv)
     outdir = arguments.out
     outdir.mkdir(exist_ok=True)
-    rows, figures, timings = [], [], {}
+    rows, figures, captions, timings = [], [], {}, {}
     for name in arguments.only or SUITES:
         start = time.perf_counter()
         print(f"running {name} checks ({arguments.size}) ...", file=sys.stderr, flush=True)
         for check in SUITES[name].run(arguments.size, outdir):
             rows.append({"suite": name, **dataclasses.asdict(check)})
             figures += [f for f in check.details.get("figures", []) if f not in figures]
+            captions.update(check.details.get("captions", {}))
         timings[name] = round(time.perf_counter() - start, 2)
     failed = sum(r["verdict"] == "fail" for r in rows)
     summary = (
@@ -85,7 +86,9 @@ def main(argv=None) -> int:
         )
     )
     markdown = [f"# Validation report ({arguments.size})", "", summary, "", text, ""]
-    markdown += [f"![{f}]({f})" for f in figures]
+    for number, name in enumerate(figures, start=1):
+        caption = captions.get(name, "")
+        markdown += [f"![Figure {number}: {name}]({name})", "", f"*Figure {number}.* {caption}", ""]
     (outdir / "report.md").write_text("\n".join(markdown) + "\n")
     print(
         f"report written to {outdir}/report.md, report.json and {len(figures)} figures",

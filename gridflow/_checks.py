@@ -38,6 +38,16 @@ def as_float(value, name: str) -> float:
         raise ValueError(f"{name} must be a number, got {value!r}") from None
 
 
+def summable(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The nonnegative `arrays` unchanged, or all divided by their common maximum when one of
+    their sums overflows float64 (values near 1e308); ratios of sums are unaffected."""
+    with np.errstate(over="ignore"):
+        if all(np.isfinite(array.sum()) for array in arrays):
+            return arrays
+    scale = max(float(array.max()) for array in arrays)
+    return tuple(array / scale for array in arrays)
+
+
 def positive_float(value, name: str, *, allow_inf: bool = False) -> float:
     """A float > 0 (and finite unless `allow_inf`)."""
     number = as_float(value, name)
@@ -70,7 +80,7 @@ def symmetric_positive_definite(value, name: str, dim: int | None = None) -> np.
         np.linalg.cholesky(matrix)
     except np.linalg.LinAlgError:
         raise ValueError(f"{name} must be positive definite (Cholesky failed)") from None
-    return 0.5 * (matrix + matrix.T)
+    return 0.5 * matrix + 0.5 * matrix.T  # halves first: no overflow near the float range
 
 
 def writable_folder(value, name: str) -> pathlib.Path:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import integrate, special, stats
 
-from gridflow._checks import as_finite_array, as_points, symmetric_positive_definite
+from gridflow._checks import as_finite_array, as_points, summable, symmetric_positive_definite
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class GaussianMixture:
         )
         if np.any(weights <= 0):
             raise ValueError("weights must be > 0")
+        (weights,) = summable(weights)
         object.__setattr__(self, "weights", weights / weights.sum())
         object.__setattr__(self, "means", means)
         object.__setattr__(self, "covs", covs)
@@ -81,12 +82,15 @@ class GaussianMixture:
         return special.ndtr(-z) @ self.weights
 
     def mass_outside(self, lower, upper) -> float:
-        """ϱ0 mass outside the box: exact in d = 1, a union bound over the axes in d ≥ 2."""
+        """ϱ0 mass outside the box: exact in d = 1, a union bound over the axes in d ≥ 2.
+
+        z-scores that overflow to ±inf (tiny variances) give the exact limits 0 and 1."""
         total = 0.0
         for k in range(self.dim):
             sigmas = np.sqrt(self.covs[:, k, k])
-            below = special.ndtr((lower[k] - self.means[:, k]) / sigmas)
-            above = special.ndtr((self.means[:, k] - upper[k]) / sigmas)
+            with np.errstate(over="ignore"):
+                below = special.ndtr((lower[k] - self.means[:, k]) / sigmas)
+                above = special.ndtr((self.means[:, k] - upper[k]) / sigmas)
             total += float(self.weights @ (below + above))
         return total
 
@@ -175,7 +179,7 @@ class CallableSource:
         mesh = np.meshgrid(*axes, indexing="ij")
         cell_volume = np.prod(np.meshgrid(*widths, indexing="ij"), axis=0)
         values = self.density(np.stack([m.ravel() for m in mesh], axis=1)).reshape(mesh[0].shape)
-        masses = values * cell_volume
+        (masses,) = summable(values * cell_volume)
         total = masses.sum()
         if total <= 0:
             raise ValueError("the source density vanishes on and around the grid box")
@@ -215,7 +219,7 @@ def check_growth(V, dim: int) -> None:
     if flat.any():
         u = directions[np.argmax(flat)]
         raise ValueError(
-            f"exp(-V) is not integrable: V does not grow along the direction "
+            f"exp(-V) is not integrable (or numerically flat): V does not grow along the direction "
             f"u = {np.round(u, 3).tolist()} (V({GROWTH_RADIUS:g} u) - V(0) = "
             f"{rise[np.argmax(flat)]:.3g}); γ ∝ exp(-V) needs V → ∞ in every direction "
             f"(e.g. V(y) = |y|²/2 for N(0, I))"
@@ -231,6 +235,13 @@ def as_source(source, dim: int):
     if callable(source):
         return CallableSource(source, dim)
     raise TypeError("source must be a density callable points (n, d) -> (n,) or a source object")
+
+
+def _rounded(array: np.ndarray) -> list:
+    """`array` rounded to 3 decimals as nested lists, for names (no overflow near 1e308)."""
+    small = np.abs(array) < 1e300
+    with np.errstate(over="ignore"):
+        return np.where(small, np.round(np.where(small, array, 0.0), 3), array).tolist()
 
 
 @dataclass(frozen=True)
@@ -274,6 +285,12 @@ class LogConcaveTarget:
         mean = np.atleast_1d(as_finite_array(mean, "mean"))
         dim = mean.size
         cov = symmetric_positive_definite(np.atleast_2d(cov), "cov", dim)
+        eigenvalues = np.linalg.eigvalsh(cov)
+        if not eigenvalues.min() > 1.0 / np.finfo(np.float64).max:
+            raise ValueError(
+                f"cov's smallest eigenvalue {eigenvalues.min():.3g} is too small: its inverse "
+                f"(the precision) overflows float64"
+            )
         precision = np.linalg.inv(cov)
         precision_root = np.linalg.cholesky(precision)
 
@@ -297,12 +314,12 @@ class LogConcaveTarget:
         return cls(
             V=V,
             grad_V=grad_V,
-            lam=1.0 / np.linalg.eigvalsh(cov).max(),
+            lam=1.0 / eigenvalues.max(),
             dim=dim,
             hess_V=hess_V,
             expected_V_cvxpy=expected_V_cvxpy,
             log_normalizer=0.5 * (dim * np.log(2 * np.pi) + logdet),
-            name=f"N({np.round(mean, 3).tolist()}, {np.round(cov, 3).tolist()})",
+            name=f"N({_rounded(mean)}, {_rounded(cov)})",
             mean=mean,
             cov=cov,
         )

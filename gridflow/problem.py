@@ -20,7 +20,7 @@ import numpy as np
 from scipy import sparse
 
 from gridflow import operators
-from gridflow._checks import open_unit_interval
+from gridflow._checks import open_unit_interval, summable
 from gridflow.grid import Grid
 from gridflow.measures import LogConcaveTarget, as_source
 
@@ -85,8 +85,7 @@ class Problem:
             )
         points = operators.map_points(self.grid)
         hessian_points = operators.hessian_points(self.grid)
-        density = source.density(points)
-        hessian_density = source.density(hessian_points)
+        density, hessian_density = summable(source.density(points), source.density(hessian_points))
         floor = self.density_floor * max(density.max(), hessian_density.max())
         if not floor > 0:
             raise GridCutsSourceError("the source density vanishes at every grid point")

@@ -10,7 +10,6 @@ converge) ends with one `prog: error: …` line and exit status 1. Tracebacks ar
 from __future__ import annotations
 
 import argparse
-import sys
 
 USAGE_ERROR = 2
 COMPUTATION_ERROR = 1
@@ -44,8 +43,3 @@ def integer(text, name: str, minimum: int, odd: bool = False) -> int:
         kind = "an odd integer" if odd else "an integer"
         raise ValueError(f"{name} must be {kind} >= {minimum}, got {value}")
     return value
-
-
-def say(message: str) -> None:
-    """One line on stderr, for the user (not a log)."""
-    print(message, file=sys.stderr, flush=True)

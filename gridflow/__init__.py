@@ -5,11 +5,17 @@ T ↦ KL(T#ϱ0 | γ) constrained to gradients of convex functions (cons.gf), dis
 grids (d = 1, 2), with exact Gaussian flows in any dimension.
 """
 
-from gridflow import gaussian, rates
+from gridflow import _compile_notice, gaussian, rates  # noqa: F401 (_compile_notice: a listener)
 from gridflow.cones import project_onto_cone, project_onto_tangent_cone
 from gridflow.functionals import kl_energy, kl_gradient
 from gridflow.grid import Grid
-from gridflow.groundtruth import GroundTruthMap, load_map, quantile_map, save_map
+from gridflow.groundtruth import (
+    GroundTruthMap,
+    MapFileError,
+    load_map,
+    quantile_map,
+    save_map,
+)
 from gridflow.measures import CallableSource, GaussianMixture, LogConcaveTarget
 from gridflow.problem import GridCutsSourceError, Problem
 from gridflow.schemes import DiscreteMap, Trajectory, UnstableStepError, minimize, solve
@@ -23,6 +29,7 @@ __all__ = [
     "GridCutsSourceError",
     "GroundTruthMap",
     "LogConcaveTarget",
+    "MapFileError",
     "Problem",
     "SolverError",
     "Trajectory",

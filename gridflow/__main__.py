@@ -6,6 +6,9 @@ The map is the discrete minimizer of F_h (`minimize`) on a nodes × nodes grid, 
 `save_map`. Its error is estimated from the two finest grids: the same problem is solved
 on the grid with (nodes - 1) / 2 + 1 nodes per axis, interpolated to the fine cell centers,
 and the L²(ϱ0) difference d is stored with the second-order Richardson estimate d / 3.
+
+Every argument, the box's cut of the source mass and the output file's folder are checked
+before anything is solved; a bad one ends with `error: …` and exit status 2.
 """
 
 from __future__ import annotations
@@ -18,22 +21,46 @@ import time
 from tqdm import tqdm
 
 from gridflow import examples
-from gridflow.groundtruth import GroundTruthMap, load_map, save_map
+from gridflow._checks import open_unit_interval, output_file, positive_float
+from gridflow._cli import argument_type, fail, integer
+from gridflow.groundtruth import MAP_SUFFIX, GroundTruthMap, load_map, save_map
 from gridflow.schemes import minimize
+from gridflow.solvers import SolverError
 
 SOURCES = {"paper-mixture": examples.paper_mixture, "gaussian": examples.gaussian_source_2d}
+MIN_NODES = 9
+"""The smallest --nodes: the coarse grid (nodes - 1) / 2 + 1 must have 5 nodes per axis."""
+
+
+def check_nodes(value) -> int:
+    """Nodes per axis of the fine grid: an odd integer >= MIN_NODES (the grids are nested)."""
+    return integer(value, "nodes", MIN_NODES, odd=True)
+
+
+def ground_truth_problems(source: str, nodes: int, box: float, density_floor: float):
+    """The coarse and the fine `Problem`; raises ValueError (before any solve) on bad input.
+
+    A box that cuts more than the allowed source mass raises `GridCutsSourceError`.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {sorted(SOURCES)}, got {source!r}")
+    nodes = check_nodes(nodes)
+    box = positive_float(box, "box")
+    density_floor = open_unit_interval(density_floor, "density_floor")
+    return [
+        dataclasses.replace(
+            examples.problem_2d(grid_nodes, source=SOURCES[source](), box=(-box, box)),
+            density_floor=density_floor,
+        )
+        for grid_nodes in ((nodes - 1) // 2 + 1, nodes)
+    ]
 
 
 def build_ground_truth(source: str, nodes: int, box: float, density_floor: float, progress=True):
     """Solve on the coarse and the fine grid; return the fine map and its metadata."""
-    if source not in SOURCES:
-        raise ValueError(f"source must be one of {sorted(SOURCES)}, got {source!r}")
-    if nodes < 9 or nodes % 2 == 0:
-        raise ValueError(f"nodes must be odd and >= 9 (nested grids), got {nodes}")
+    problems = ground_truth_problems(source, nodes, box, density_floor)
     solutions = []
-    for grid_nodes in tqdm([(nodes - 1) // 2 + 1, nodes], desc="grids", disable=not progress):
-        problem = examples.problem_2d(grid_nodes, source=SOURCES[source](), box=(-box, box))
-        problem = dataclasses.replace(problem, density_floor=density_floor)
+    for problem in tqdm(problems, desc="grids", disable=not progress):
         start = time.perf_counter()
         solutions.append((problem, minimize(problem, progress=progress)))
         solutions[-1] += (time.perf_counter() - start,)
@@ -53,21 +80,65 @@ def build_ground_truth(source: str, nodes: int, box: float, density_floor: float
     return fine, metadata
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gridflow", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    ground = commands.add_parser("groundtruth", help="build and save a 2D ground-truth OT map")
-    ground.add_argument("--source", choices=sorted(SOURCES), default="paper-mixture")
-    ground.add_argument("--nodes", type=int, default=129, help="nodes per axis (odd)")
-    ground.add_argument("--box", type=float, default=6.0, help="half-width of the square box")
-    ground.add_argument("--density-floor", type=float, default=1e-6)
-    ground.add_argument("--out", default="ground_truth.npz")
-    ground.add_argument("--quiet", action="store_true", help="no progress display")
-    args = parser.parse_args(argv)
-    fine, metadata = build_ground_truth(
-        args.source, args.nodes, args.box, args.density_floor, progress=not args.quiet
+def parser() -> argparse.ArgumentParser:
+    main_parser = argparse.ArgumentParser(
+        prog="python -m gridflow", description=__doc__.split("\n")[0]
     )
-    save_map(args.out, fine, metadata)
+    commands = main_parser.add_subparsers(dest="command", required=True)
+    ground = commands.add_parser(
+        "groundtruth",
+        help="build and save a 2D ground-truth OT map",
+        description="Build a 2D ground-truth OT map (the discrete minimizer of F_h) and save "
+        "it with its estimated error. Grids coarser than the source's features (e.g. --nodes "
+        "below 65 for paper-mixture) give large error estimates, stated in the output.",
+    )
+    ground.add_argument("--source", choices=sorted(SOURCES), default="paper-mixture")
+    ground.add_argument(
+        "--nodes",
+        type=argument_type(check_nodes),
+        default=129,
+        help=f"nodes per axis, odd and >= {MIN_NODES} (default 129)",
+    )
+    ground.add_argument(
+        "--box",
+        type=argument_type(positive_float, "box"),
+        default=6.0,
+        help="half-width of the square box; it must hold all but 1e-6 of the source mass "
+        "(default 6)",
+    )
+    ground.add_argument(
+        "--density-floor",
+        type=argument_type(open_unit_interval, "density floor"),
+        default=1e-6,
+        help="floor of the source density relative to its maximum, in (0, 1) (default 1e-6)",
+    )
+    ground.add_argument(
+        "--out",
+        type=argument_type(output_file, "output file", MAP_SUFFIX),
+        default="ground_truth.npz",
+        help="the map file to write, ending in .npz, in an existing writable folder",
+    )
+    ground.add_argument("--quiet", action="store_true", help="no progress display")
+    return main_parser
+
+
+def main(argv=None) -> int:
+    main_parser = parser()
+    args = main_parser.parse_args(argv)
+    try:
+        ground_truth_problems(args.source, args.nodes, args.box, args.density_floor)
+    except ValueError as error:
+        main_parser.error(str(error))
+    try:
+        fine, metadata = build_ground_truth(
+            args.source, args.nodes, args.box, args.density_floor, progress=not args.quiet
+        )
+    except SolverError as error:
+        fail(main_parser, error)
+    try:
+        save_map(args.out, fine, metadata)
+    except ValueError as error:  # the folder went away during the solve
+        fail(main_parser, error)
     loaded = load_map(args.out)
     print(
         f"wrote {args.out}: {args.source} -> N(0, I) on {loaded.grid.shape} nodes, "

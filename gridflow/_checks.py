@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pathlib
+import tempfile
+
 import numpy as np
 
 
@@ -27,12 +30,38 @@ def as_points(value, name: str, dim: int) -> np.ndarray:
     return array
 
 
+def as_float(value, name: str) -> float:
+    """float(value), or a ValueError naming `name` when it is not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+
+
+def summable(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The nonnegative `arrays` unchanged, or all divided by their common maximum when one of
+    their sums overflows float64 (values near 1e308); ratios of sums are unaffected."""
+    with np.errstate(over="ignore"):
+        if all(np.isfinite(array.sum()) for array in arrays):
+            return arrays
+    scale = max(float(array.max()) for array in arrays)
+    return tuple(array / scale for array in arrays)
+
+
 def positive_float(value, name: str, *, allow_inf: bool = False) -> float:
     """A float > 0 (and finite unless `allow_inf`)."""
-    number = float(value)
+    number = as_float(value, name)
     if np.isnan(number) or number <= 0 or (np.isinf(number) and not allow_inf):
         bound = "in (0, inf]" if allow_inf else "finite and > 0"
         raise ValueError(f"{name} must be {bound}, got {value!r}")
+    return number
+
+
+def open_unit_interval(value, name: str) -> float:
+    """A float strictly between 0 and 1."""
+    number = as_float(value, name)
+    if not 0.0 < number < 1.0:
+        raise ValueError(f"{name} must be in (0, 1), got {value!r}")
     return number
 
 
@@ -51,4 +80,45 @@ def symmetric_positive_definite(value, name: str, dim: int | None = None) -> np.
         np.linalg.cholesky(matrix)
     except np.linalg.LinAlgError:
         raise ValueError(f"{name} must be positive definite (Cholesky failed)") from None
-    return 0.5 * (matrix + matrix.T)
+    return 0.5 * matrix + 0.5 * matrix.T  # halves first: no overflow near the float range
+
+
+def writable_folder(value, name: str) -> pathlib.Path:
+    """An existing folder in which a file can be created (probed by creating one)."""
+    folder = pathlib.Path(value)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{name}: {str(folder)!r} is a file, not a folder")
+    if not folder.is_dir():
+        raise ValueError(f"{name}: the folder {str(folder)!r} does not exist; create it first")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ValueError(f"{name}: cannot write in the folder {str(folder)!r} ({reason})") from None
+    return folder
+
+
+def output_file(value, name: str, suffix: str) -> pathlib.Path:
+    """A path ending in `suffix` whose folder exists and is writable, and that is not a folder."""
+    path = pathlib.Path(value)
+    if path.name in ("", ".", ".."):
+        raise ValueError(f"{name} must be a file name ending in {suffix}, got {str(value)!r}")
+    if path.suffix != suffix:
+        raise ValueError(
+            f"{name} must end in {suffix}, got {str(path)!r}; write e.g. "
+            f"{str(path.with_suffix(suffix))!r} (the file is written under exactly that name)"
+        )
+    if path.is_dir():
+        raise ValueError(f"{name}: {str(path)!r} is a folder, give a file name ending in {suffix}")
+    writable_folder(path.parent, name)
+    return path
+
+
+def output_folder(value, name: str) -> pathlib.Path:
+    """A folder to write into: an existing writable one, or a new one in an existing parent."""
+    folder = pathlib.Path(value)
+    if folder.exists():
+        return writable_folder(folder, name)
+    writable_folder(folder.parent, f"{name} (the parent of {str(folder)!r}, which is created)")
+    return folder

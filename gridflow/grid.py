@@ -41,6 +41,11 @@ class Grid:
         object.__setattr__(self, "lower", lower)
         object.__setattr__(self, "upper", upper)
         object.__setattr__(self, "shape", shape)
+        if not all(np.isfinite(h) and h > 0 for h in self.spacing):
+            raise ValueError(
+                f"the box {lower}..{upper} with {shape} nodes has spacing {self.spacing}: "
+                f"its width must be finite (no overflow) and its spacing > 0"
+            )
 
     @property
     def dim(self) -> int:

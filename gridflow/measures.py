@@ -7,13 +7,15 @@ A source is anything with `density(points) -> (n,)` (unnormalized is fine) and
 
 from __future__ import annotations
 
+import itertools
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import integrate, special, stats
 
-from gridflow._checks import as_finite_array, as_points, symmetric_positive_definite
+from gridflow._checks import as_finite_array, as_points, summable, symmetric_positive_definite
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class GaussianMixture:
         )
         if np.any(weights <= 0):
             raise ValueError("weights must be > 0")
+        (weights,) = summable(weights)
         object.__setattr__(self, "weights", weights / weights.sum())
         object.__setattr__(self, "means", means)
         object.__setattr__(self, "covs", covs)
@@ -79,14 +82,21 @@ class GaussianMixture:
         return special.ndtr(-z) @ self.weights
 
     def mass_outside(self, lower, upper) -> float:
-        """ϱ0 mass outside the box: exact in d = 1, a union bound over the axes in d ≥ 2."""
+        """ϱ0 mass outside the box: exact in d = 1, a union bound over the axes in d ≥ 2.
+
+        z-scores that overflow to ±inf (tiny variances) give the exact limits 0 and 1."""
         total = 0.0
         for k in range(self.dim):
             sigmas = np.sqrt(self.covs[:, k, k])
-            below = special.ndtr((lower[k] - self.means[:, k]) / sigmas)
-            above = special.ndtr((self.means[:, k] - upper[k]) / sigmas)
+            with np.errstate(over="ignore"):
+                below = special.ndtr((lower[k] - self.means[:, k]) / sigmas)
+                above = special.ndtr((self.means[:, k] - upper[k]) / sigmas)
             total += float(self.weights @ (below + above))
         return total
+
+    def mass_check_description(self, lower, upper) -> str:
+        """What `mass_outside` checks, for error messages."""
+        return "exact" if self.dim == 1 else "a union bound over the axes (exact per axis)"
 
     def _require_1d(self, what: str):
         if self.dim != 1:
@@ -97,13 +107,30 @@ class GaussianMixture:
 class CallableSource:
     """A user density `function(points (n, d)) -> (n,)`, unnormalized, nonnegative.
 
-    The mass it puts outside a box is estimated by the midpoint rule on a box three
-    times as wide per axis, with `nodes_per_axis` cells per unit of the original box.
+    What the cut-mass check (`mass_outside`) sees: the density is integrated by the
+    midpoint rule on a larger box, `nodes_per_axis` cells per axis on the grid's box and as
+    many on each margin (150 in d = 2). The larger box is `support` when it is given (a box
+    (lower, upper) that holds all of ϱ0's mass; the margins then reach it), else the box
+    three times as wide per axis as the grid's. Mass beyond that larger box is not seen:
+    a source with mass far from the grid passes the check unless `support` declares it.
     """
 
     function: Callable[[np.ndarray], np.ndarray]
     dim: int
     nodes_per_axis: int = 400
+    support: tuple | None = None
+
+    def __post_init__(self):
+        if self.support is not None:
+            lower, upper = (np.atleast_1d(as_finite_array(v, "support")) for v in self.support)
+            if lower.shape != (self.dim,) or upper.shape != (self.dim,):
+                raise ValueError(
+                    f"support must be a box (lower, upper) of two length-{self.dim} sequences, "
+                    f"got shapes {lower.shape} and {upper.shape}"
+                )
+            if np.any(lower >= upper):
+                raise ValueError(f"support needs lower < upper, got {lower} and {upper}")
+            object.__setattr__(self, "support", (tuple(lower), tuple(upper)))
 
     def density(self, points) -> np.ndarray:
         points = as_points(points, "points", self.dim)
@@ -116,23 +143,87 @@ class CallableSource:
             raise ValueError("the source density returned negative, NaN or infinite values")
         return values
 
-    def mass_outside(self, lower, upper) -> float:
+    def checked_box(self, lower, upper) -> tuple[np.ndarray, np.ndarray]:
+        """The box on which `mass_outside(lower, upper)` integrates the density."""
         lower, upper = np.asarray(lower, float), np.asarray(upper, float)
-        width = upper - lower
+        if self.support is None:
+            return lower - (upper - lower), upper + (upper - lower)
+        return np.minimum(self.support[0], lower), np.maximum(self.support[1], upper)
+
+    def mass_check_description(self, lower, upper) -> str:
+        """What `mass_outside` checks, for error messages."""
+        outer_lower, outer_upper = self.checked_box(lower, upper)
+        declared = "the declared support" if self.support is not None else "3× the grid box"
+        return (
+            f"midpoint rule on {np.round(outer_lower, 3).tolist()}..."
+            f"{np.round(outer_upper, 3).tolist()} ({declared}); mass beyond it is not seen, "
+            f"declare it with CallableSource(..., support=(lower, upper))"
+        )
+
+    def mass_outside(self, lower, upper) -> float:
+        """ϱ0 mass outside the box [lower, upper] relative to its mass on `checked_box`."""
+        lower, upper = np.asarray(lower, float), np.asarray(upper, float)
+        outer_lower, outer_upper = self.checked_box(lower, upper)
         per_axis = self.nodes_per_axis if self.dim == 1 else min(self.nodes_per_axis, 150)
-        axes, inside = [], []
+        axes, widths, inside = [], [], []
         for k in range(self.dim):
-            edges = np.linspace(lower[k] - width[k], upper[k] + width[k], 3 * per_axis + 1)
+            breaks = [outer_lower[k], lower[k], upper[k], outer_upper[k]]
+            pieces = [
+                np.linspace(a, b, per_axis + 1) for a, b in itertools.pairwise(breaks) if b > a
+            ]
+            edges = np.unique(np.concatenate(pieces))
             centers = 0.5 * (edges[1:] + edges[:-1])
             axes.append(centers)
+            widths.append(np.diff(edges))
             inside.append((centers > lower[k]) & (centers < upper[k]))
         mesh = np.meshgrid(*axes, indexing="ij")
+        cell_volume = np.prod(np.meshgrid(*widths, indexing="ij"), axis=0)
         values = self.density(np.stack([m.ravel() for m in mesh], axis=1)).reshape(mesh[0].shape)
-        mask = np.ix_(*inside)
-        total = values.sum()
+        (masses,) = summable(values * cell_volume)
+        total = masses.sum()
         if total <= 0:
             raise ValueError("the source density vanishes on and around the grid box")
-        return float((total - values[mask].sum()) / total)
+        return float(max(total - masses[np.ix_(*inside)].sum(), 0.0) / total)
+
+
+GROWTH_RADIUS = 1e3
+GROWTH_DIRECTIONS = 64
+
+
+def check_growth(V, dim: int) -> None:
+    """Refuse a V under which exp(-V) is not integrable, as far as a cheap probe can tell.
+
+    For convex V, exp(-V) is integrable iff V(r u) → ∞ as r → ∞ in every direction u, and
+    by convexity V(r u) ≥ V(0) + (r / R)(V(R u) - V(0)) for r ≥ R. Checked: V(0) is finite
+    and V(R u) > V(0) at R = GROWTH_RADIUS for the 2 axis directions (d = 1) or
+    GROWTH_DIRECTIONS unit vectors (d = 2). That refuses V constant or linear, or constant
+    along a line; a V growing only between the probed directions is not seen here.
+    """
+    if dim == 1:
+        directions = np.array([[1.0], [-1.0]])
+    elif dim == 2:
+        angles = 2 * np.pi * np.arange(GROWTH_DIRECTIONS) / GROWTH_DIRECTIONS
+        directions = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+        directions[np.abs(directions) < 1e-12] = 0.0  # the axes exactly
+    else:
+        return  # no probe in d > 2: the caller gives log_normalizer and vouches for V
+    probe = np.vstack([np.zeros((1, dim)), GROWTH_RADIUS * directions])
+    with np.errstate(over="ignore"):
+        values = np.asarray(V(probe), dtype=np.float64).reshape(-1)
+    if values.shape != (probe.shape[0],):
+        raise ValueError(f"V must return one value per point (n,), got shape {values.shape}")
+    if not np.isfinite(values[0]):
+        raise ValueError(f"V(0) must be finite, got {values[0]}")
+    rise = values[1:] - values[0]
+    flat = ~(rise > 1e-9 * (1.0 + abs(values[0])))  # NaN counts as flat
+    if flat.any():
+        u = directions[np.argmax(flat)]
+        raise ValueError(
+            f"exp(-V) is not integrable (or numerically flat): V does not grow along the direction "
+            f"u = {np.round(u, 3).tolist()} (V({GROWTH_RADIUS:g} u) - V(0) = "
+            f"{rise[np.argmax(flat)]:.3g}); γ ∝ exp(-V) needs V → ∞ in every direction "
+            f"(e.g. V(y) = |y|²/2 for N(0, I))"
+        )
 
 
 def as_source(source, dim: int):
@@ -144,6 +235,13 @@ def as_source(source, dim: int):
     if callable(source):
         return CallableSource(source, dim)
     raise TypeError("source must be a density callable points (n, d) -> (n,) or a source object")
+
+
+def _rounded(array: np.ndarray) -> list:
+    """`array` rounded to 3 decimals as nested lists, for names (no overflow near 1e308)."""
+    small = np.abs(array) < 1e300
+    with np.errstate(over="ignore"):
+        return np.where(small, np.round(np.where(small, array, 0.0), 3), array).tolist()
 
 
 @dataclass(frozen=True)
@@ -173,8 +271,13 @@ class LogConcaveTarget:
         if not np.isfinite(lam) or lam < 0:
             raise ValueError(f"lam (the convexity modulus of V) must be finite and >= 0, got {lam}")
         object.__setattr__(self, "lam", lam)
+        if int(self.dim) != self.dim or self.dim < 1:
+            raise ValueError(f"dim must be an integer >= 1, got {self.dim!r}")
+        check_growth(self.V, self.dim)
         if self.log_normalizer is None:
             object.__setattr__(self, "log_normalizer", self._log_normalizer_by_quadrature())
+        elif not np.isfinite(float(self.log_normalizer)):
+            raise ValueError(f"log_normalizer must be finite, got {self.log_normalizer!r}")
 
     @classmethod
     def gaussian(cls, mean, cov) -> LogConcaveTarget:
@@ -182,6 +285,12 @@ class LogConcaveTarget:
         mean = np.atleast_1d(as_finite_array(mean, "mean"))
         dim = mean.size
         cov = symmetric_positive_definite(np.atleast_2d(cov), "cov", dim)
+        eigenvalues = np.linalg.eigvalsh(cov)
+        if not eigenvalues.min() > 1.0 / np.finfo(np.float64).max:
+            raise ValueError(
+                f"cov's smallest eigenvalue {eigenvalues.min():.3g} is too small: its inverse "
+                f"(the precision) overflows float64"
+            )
         precision = np.linalg.inv(cov)
         precision_root = np.linalg.cholesky(precision)
 
@@ -205,12 +314,12 @@ class LogConcaveTarget:
         return cls(
             V=V,
             grad_V=grad_V,
-            lam=1.0 / np.linalg.eigvalsh(cov).max(),
+            lam=1.0 / eigenvalues.max(),
             dim=dim,
             hess_V=hess_V,
             expected_V_cvxpy=expected_V_cvxpy,
             log_normalizer=0.5 * (dim * np.log(2 * np.pi) + logdet),
-            name=f"N({np.round(mean, 3).tolist()}, {np.round(cov, 3).tolist()})",
+            name=f"N({_rounded(mean)}, {_rounded(cov)})",
             mean=mean,
             cov=cov,
         )
@@ -252,13 +361,31 @@ class LogConcaveTarget:
         return np.stack(columns, axis=2)
 
     def _log_normalizer_by_quadrature(self) -> float:
+        """log ∫ exp(-V) by scipy's quad/dblquad; a quadrature warning or a non-finite result
+        (exp(-V) not integrable, or too slowly decaying for the quadrature) raises."""
+
         def integrand(*y):
             return float(np.exp(-self.V(np.array([y[::-1]]))[0]))
 
-        if self.dim == 1:
-            value, _ = integrate.quad(integrand, -np.inf, np.inf, epsabs=0, epsrel=1e-12)
-        elif self.dim == 2:
-            value, _ = integrate.dblquad(integrand, -np.inf, np.inf, -np.inf, np.inf)
-        else:
+        if self.dim > 2:
             raise ValueError("give log_normalizer explicitly for targets of dimension > 2")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", integrate.IntegrationWarning)
+            warnings.filterwarnings("ignore", "overflow encountered in exp", RuntimeWarning)
+            try:
+                if self.dim == 1:
+                    value, _ = integrate.quad(integrand, -np.inf, np.inf, epsabs=0, epsrel=1e-12)
+                else:
+                    value, _ = integrate.dblquad(integrand, -np.inf, np.inf, -np.inf, np.inf)
+            except integrate.IntegrationWarning as warning:
+                raise ValueError(
+                    f"the log-normalizer log ∫ exp(-V) could not be computed ({warning}): "
+                    f"exp(-V) must be integrable (V must grow at least linearly in every "
+                    f"direction); if it is, pass log_normalizer explicitly"
+                ) from None
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(
+                f"∫ exp(-V) = {value!r} is not a finite positive number: exp(-V) must be "
+                f"integrable (V must grow at least linearly in every direction)"
+            )
         return float(np.log(value))

@@ -20,6 +20,7 @@ import numpy as np
 from scipy import sparse
 
 from gridflow import operators
+from gridflow._checks import open_unit_interval, summable
 from gridflow.grid import Grid
 from gridflow.measures import LogConcaveTarget, as_source
 
@@ -38,7 +39,10 @@ class Problem:
     source: a density callable points (n, d) -> (n,) (unnormalized), or a source object
         such as `measures.GaussianMixture`.
     max_cut_mass: the largest ϱ0 mass the box may leave out; a larger cut raises
-        `GridCutsSourceError` (the discrete problem would silently be another one).
+        `GridCutsSourceError` (the discrete problem would silently be another one). The cut
+        is the source's `mass_outside`: exact for a `GaussianMixture`; for a density
+        callable, a quadrature on a larger box that sees only the mass within it (see
+        `measures.CallableSource`, whose `support` argument declares where the mass lies).
     density_floor: ϱ0 is floored at density_floor × its maximum on the grid (see above).
     """
 
@@ -64,20 +68,24 @@ class Problem:
             raise TypeError("target must be a gridflow.LogConcaveTarget")
         if self.target.dim != self.grid.dim:
             raise ValueError(f"target has dimension {self.target.dim}, the grid {self.grid.dim}")
+        open_unit_interval(self.density_floor, "density_floor")
+        if not 0.0 <= float(self.max_cut_mass) < 1.0:
+            raise ValueError(f"max_cut_mass must be in [0, 1), got {self.max_cut_mass!r}")
         source = as_source(self.source, self.grid.dim)
         object.__setattr__(self, "source", source)
         cut = source.mass_outside(self.grid.lower, self.grid.upper)
         if not cut <= self.max_cut_mass:
+            describe = getattr(source, "mass_check_description", None)
+            checked = (
+                f"; checked by {describe(self.grid.lower, self.grid.upper)}" if describe else ""
+            )
             raise GridCutsSourceError(
                 f"the grid box {self.grid.lower}..{self.grid.upper} leaves out {cut:.3g} of the "
-                f"source mass (max_cut_mass = {self.max_cut_mass:.3g}): enlarge the box"
+                f"source mass (max_cut_mass = {self.max_cut_mass:.3g}): enlarge the box{checked}"
             )
         points = operators.map_points(self.grid)
         hessian_points = operators.hessian_points(self.grid)
-        density = source.density(points)
-        hessian_density = source.density(hessian_points)
-        if not 0.0 < self.density_floor < 1.0:
-            raise ValueError(f"density_floor must be in (0, 1), got {self.density_floor}")
+        density, hessian_density = summable(source.density(points), source.density(hessian_points))
         floor = self.density_floor * max(density.max(), hessian_density.max())
         if not floor > 0:
             raise GridCutsSourceError("the source density vanishes at every grid point")

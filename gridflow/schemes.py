@@ -43,6 +43,10 @@ from gridflow.solvers import SolverError
 
 SCHEMES = ("implicit", "explicit", "flow")
 FLOW_STEP_2D = 0.01
+CONTINUATION_MAX_ITER = 1000
+"""Newton steps allowed per stage of `minimize`'s density-floor continuation. On coarse grids
+that do not resolve the source (17² on [-6, 6]² for the paper's mixture), the last stages'
+Hessians are ill-conditioned (λmin(H_h φ) ~ 1e-6) and Newton needs ~200 steps there."""
 
 
 class UnstableStepError(ValueError):
@@ -296,7 +300,8 @@ def minimize(problem: Problem, *, solver: str = "newton", progress: bool = False
     converge (sources with near-empty regions, whose map must compress them, make the
     barrier -log det limit its steps), the minimizer is reached by continuation in the
     density floor instead: the problems with floors 10^{-1}, 10^{-1.5}, ... down to
-    problem.density_floor are solved in turn, each started at the previous solution.
+    problem.density_floor are solved in turn, each started at the previous solution, each
+    with up to CONTINUATION_MAX_ITER Newton steps.
     The potential is returned at the grid nodes, flattened (reshape with grid.shape).
     """
     if problem.dim == 1:
@@ -327,7 +332,9 @@ def _minimize_by_floor_continuation(problem: Problem, progress: bool) -> np.ndar
     for floor in tqdm(floors, desc="density-floor continuation", disable=not progress):
         stage = dataclasses.replace(problem, density_floor=floor)
         try:
-            potential = proximal_potential(stage, stage.identity(), np.inf, start=potential)
+            potential = proximal_potential(
+                stage, stage.identity(), np.inf, start=potential, max_iter=CONTINUATION_MAX_ITER
+            )
         except SolverError as error:
             raise SolverError(
                 f"minimize: the continuation in the density floor failed at floor {floor:.3g} "

@@ -71,14 +71,32 @@ def _within_sum(x, x_t):
     return total
 
 
+def _require_representable(points: np.ndarray, name: str) -> None:
+    """ValueError if squared distances between such points can overflow float64.
+
+    ‖x_i − y_j‖² ≤ d (2M)² for entries of magnitude ≤ M, finite if M ≤ sqrt(max / d) / 4.
+    """
+    dim = points.shape[1]
+    limit = math.sqrt(np.finfo(np.float64).max / dim) / 4.0
+    largest = float(np.abs(points).max())
+    if largest > limit:
+        raise ValueError(
+            f"{name} has entries of magnitude up to {largest:.3g}, above {limit:.3g} (d = {dim}), "
+            f"where squared distances overflow float64; rescale both samples"
+        )
+
+
 def energy_distance(x, y) -> float:
     """2 mean‖x_i − y_j‖ − mean‖x_i − x_j‖ − mean‖y_i − y_j‖ for x (n, d), y (m, d).
 
     The V-statistic of the energy distance (twice eq. 1.10 with k = −‖x − y‖ at the
     empirical measures), as reported in the paper's Fig. 2. Streams over pairs.
+    Refused (ValueError): NaN/inf, and entries so large that squared distances overflow.
     """
     x = as_points(x, "x")
     y = as_points(y, "y", dim=x.shape[1])
+    _require_representable(x, "x")
+    _require_representable(y, "y")
     n = x.shape[0]
     m = y.shape[0]
     x_t = np.ascontiguousarray(x.T)

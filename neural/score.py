@@ -47,10 +47,12 @@ from neural._validate import as_points, positive_float, positive_int
 __all__ = [
     "DEFAULT_EPS_FRACTION",
     "ConvergenceWarning",
+    "ScoreResolutionWarning",
     "SelfEntropicPotential",
     "default_eps",
     "self_entropic_potential",
     "self_entropic_score",
+    "smallest_safe_eps",
 ]
 
 DEFAULT_EPS_FRACTION = 0.05
@@ -68,6 +70,14 @@ _PARALLEL_MIN_POINTS = 64
 
 class ConvergenceWarning(RuntimeWarning):
     """Sinkhorn stopped at max_iter with a residual above tol (numbers in the message)."""
+
+
+class ScoreResolutionWarning(RuntimeWarning):
+    """ε is below the kernel's resolution at some samples: their score estimate is 0."""
+
+
+_ROUNDOFF_EXPONENT = -math.log(np.finfo(np.float64).eps)
+"""log(1/ε_machine) ≈ 36.04: a kernel weight exp(−v) with v above it is below roundoff."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +123,20 @@ def _median_squared_distance(x):
         squared_distances(x[i], x_t, i + 1, n, values[position:])
         position += n - 1 - i
     return np.median(values)
+
+
+@njit(**JIT)
+def _nearest_squared_distances(x):
+    """min_{j ≠ i} ‖x_i − x_j‖² for every i (0 for a repeated point)."""
+    n = x.shape[0]
+    x_t = np.ascontiguousarray(x.T)
+    out = np.empty(n)
+    row = np.empty(n)
+    for i in range(n):
+        squared_distances(x[i], x_t, 0, n, row)
+        row[i] = np.inf
+        out[i] = row.min()
+    return out
 
 
 @njit(**JIT)
@@ -212,6 +236,43 @@ def default_eps(x) -> float:
     return DEFAULT_EPS_FRACTION * median
 
 
+def smallest_safe_eps(x) -> float:
+    """The smallest ε at which every sample's score estimate sees its nearest neighbour.
+
+    max_i d_i² / (2 log(1/ε_machine)), d_i the distance from x_i to its nearest other
+    sample. At a smaller ε the kernel weight exp(−d_i²/(2ε)) of that neighbour is below
+    roundoff relative to x_i's own (and underflows to 0 soon after), so the barycentric
+    projection B(x_i) is x_i and the score estimate at x_i is exactly 0.
+    """
+    x = as_points(x, "x", min_points=2)
+    return float(_nearest_squared_distances(x).max() / (2.0 * _ROUNDOFF_EXPONENT))
+
+
+def _check_resolution(x, eps) -> None:
+    """Raise if ε is below the kernel's resolution at every sample (an all-zero score); warn
+    (ScoreResolutionWarning) if at some of them (their scores are 0)."""
+    blind_below = _nearest_squared_distances(x) / (2.0 * _ROUNDOFF_EXPONENT)
+    blind = eps < blind_below
+    if not blind.any():
+        return
+    safe = float(blind_below.max())
+    if blind.all():
+        raise ValueError(
+            f"eps={eps:.3g} is below the kernel's resolution at every sample: "
+            f"exp(−‖x_i − x_j‖²/(2 eps)) underflows (below roundoff) for each sample's nearest "
+            f"neighbour, and the score estimate would be all zeros; the smallest safe scale "
+            f"for these samples is eps >= {safe:.3g} (eps=None gives the default, 5% of the "
+            f"median squared distance)"
+        )
+    warnings.warn(
+        f"eps={eps:.3g} is below the kernel's resolution at {int(blind.sum())} of the "
+        f"{blind.size} samples (isolated ones): their score estimate is 0; eps >= {safe:.3g} "
+        f"resolves every sample",
+        ScoreResolutionWarning,
+        stacklevel=3,
+    )
+
+
 def self_entropic_potential(
     x, eps: float | None = None, tol: float = 1e-9, max_iter: int = 1000
 ) -> SelfEntropicPotential:
@@ -267,7 +328,17 @@ def self_entropic_score(
     ``SelfEntropicPotential`` (residual, iterations, converged) if ``return_info``.
     Non-convergence within ``max_iter`` emits a ``ConvergenceWarning`` stating the
     residual reached; it does not raise. ``eps <= 0`` raises a ValueError.
+
+    Too small an ε (checked before Sinkhorn runs, see ``smallest_safe_eps``): when the
+    kernel underflows at every sample, so that the estimate would be all zeros, a
+    ValueError names eps and the smallest safe scale; when it underflows at some samples
+    only (isolated points), their score is 0 and a ``ScoreResolutionWarning`` says so.
+    An all-zero field is never a meaningful answer, hence the error; a few isolated
+    samples are common at the default ε, hence only a warning.
     """
+    x = as_points(x, "x", min_points=2)
+    eps = default_eps(x) if eps is None else positive_float(eps, "eps", hint=_EPS_HINT)
+    _check_resolution(x, eps)
     solution = self_entropic_potential(x, eps=eps, tol=tol, max_iter=max_iter)
     score = solution.score()
     return (score, solution) if return_info else score

@@ -12,7 +12,14 @@ def test_report_on_the_1d_suite(tmp_path, capsys):
     statements = {c["statement"] for c in report["checks"]}
     assert {"grid convergence", "Prop 3.1", "Thm 2.13 (iii.a)", "Thm 2.13 (ii.a)"} <= statements
     assert (tmp_path / "report.md").read_text().startswith("# Validation report")
+    markdown = (tmp_path / "report.md").read_text()
     for check in report["checks"]:
         for figure in check["details"].get("figures", []):
             assert (tmp_path / figure).stat().st_size > 1000
+            caption = check["details"]["captions"][figure]
+            assert len(caption) > 40 and caption in markdown
+    for check in report["checks"]:
+        if check["statement"] == "Thm 2.13 (iii.a)":  # the bound equals the gap at t = 0
+            assert "(t > 0)" in check["measured"]
+            assert float(check["measured"].split()[2]) < 0.99
     assert "Prop 3.1" in capsys.readouterr().out

@@ -2,7 +2,9 @@
 
 Prints a table (statement, setting, measured, theoretical, verdict) and writes it as
 report.json and report.md beside the PNG figures in the output folder. Exits with
-status 1 when any check fails, so that it serves as a regression check.
+status 1 when any check fails, so that it serves as a regression check, and with status 2
+(`error: …`, before any check runs) on a bad argument or an output folder that cannot be
+written.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import pathlib
 import sys
 import time
 
+from gridflow._checks import output_folder
+from gridflow._cli import argument_type
 from validation import gaussian_checks, grid1d_checks, grid2d_checks
 
 SUITES = {"gaussian": gaussian_checks, "grid1d": grid1d_checks, "grid2d": grid2d_checks}
@@ -26,9 +29,9 @@ def parse_arguments(argv):
     )
     parser.add_argument(
         "--out",
-        type=pathlib.Path,
-        default=pathlib.Path("validation-report"),
-        help="output folder (default: ./validation-report)",
+        type=argument_type(output_folder, "output folder"),
+        default="validation-report",
+        help="output folder, created if its parent exists (default: ./validation-report)",
     )
     parser.add_argument(
         "--size",
@@ -43,7 +46,7 @@ def parse_arguments(argv):
 
 
 def table(rows) -> str:
-    widths = [max(len(col), *(len(str(r[col])) for r in rows)) for col in COLUMNS]
+    widths = [max([len(col), *(len(str(r[col])) for r in rows)]) for col in COLUMNS]
 
     def line(values):
         return (
@@ -57,14 +60,15 @@ def table(rows) -> str:
 def main(argv=None) -> int:
     arguments = parse_arguments(argv)
     outdir = arguments.out
-    outdir.mkdir(parents=True, exist_ok=True)
-    rows, figures, timings = [], [], {}
+    outdir.mkdir(exist_ok=True)
+    rows, figures, captions, timings = [], [], {}, {}
     for name in arguments.only or SUITES:
         start = time.perf_counter()
         print(f"running {name} checks ({arguments.size}) ...", file=sys.stderr, flush=True)
         for check in SUITES[name].run(arguments.size, outdir):
             rows.append({"suite": name, **dataclasses.asdict(check)})
             figures += [f for f in check.details.get("figures", []) if f not in figures]
+            captions.update(check.details.get("captions", {}))
         timings[name] = round(time.perf_counter() - start, 2)
     failed = sum(r["verdict"] == "fail" for r in rows)
     summary = (
@@ -82,7 +86,9 @@ def main(argv=None) -> int:
         )
     )
     markdown = [f"# Validation report ({arguments.size})", "", summary, "", text, ""]
-    markdown += [f"![{f}]({f})" for f in figures]
+    for number, name in enumerate(figures, start=1):
+        caption = captions.get(name, "")
+        markdown += [f"![Figure {number}: {name}]({name})", "", f"*Figure {number}.* {caption}", ""]
     (outdir / "report.md").write_text("\n".join(markdown) + "\n")
     print(
         f"report written to {outdir}/report.md, report.json and {len(figures)} figures",

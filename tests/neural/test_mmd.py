@@ -2,6 +2,9 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from neural import _reference as reference
 from neural.mmd import energy_distance
@@ -48,3 +51,51 @@ def test_bad_input():
         energy_distance(np.zeros(4), x)
     with pytest.raises(ValueError, match="at least 1 point"):
         energy_distance(np.zeros((0, 2)), x)
+
+
+# ----------------------------------------------------------------- property tests (hypothesis)
+
+_ELEMENTS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, 1e-320, 1e150, -1e150, 1e154, 1e200, -1e300, 1.7e308]),
+    st.floats(-5, 5),
+)
+_SAMPLES = hnp.arrays(
+    st.sampled_from([np.float64, np.float32, np.int64, np.bool_, np.complex128]),
+    hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=5),
+    elements=None,
+)
+
+
+def _points(dim):
+    return hnp.arrays(np.float64, st.tuples(st.integers(0, 6), st.just(dim)), elements=_ELEMENTS)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@settings(max_examples=50, deadline=None)
+@given(data=st.data(), dim=st.integers(0, 3))
+def test_energy_distance_is_finite_or_refused(data, dim):
+    x = data.draw(_points(dim))
+    y = data.draw(st.one_of(_points(dim), _SAMPLES))
+    try:
+        value = energy_distance(x, y)
+    except (ValueError, TypeError):
+        return
+    assert np.isfinite(value)
+    assert value >= -1e-9 * (1.0 + np.abs(x).max() + np.abs(y).max())
+
+
+@settings(max_examples=50, deadline=None)
+@given(x=_SAMPLES, y=_SAMPLES)
+def test_energy_distance_of_arbitrary_arrays_is_finite_or_refused(x, y):
+    try:
+        value = energy_distance(x, y)
+    except (ValueError, TypeError):
+        return
+    assert np.isfinite(value)
+
+
+def test_energy_distance_refuses_magnitudes_whose_squares_overflow():
+    x = np.array([[1e200, 0.0]])
+    with pytest.raises(ValueError, match=r"x has entries of magnitude up to 1e\+200"):
+        energy_distance(x, np.zeros((1, 2)))

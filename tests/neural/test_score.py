@@ -1,6 +1,7 @@
 """Self-entropic score estimator (paper Remark 3.10)."""
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -9,9 +10,11 @@ from neural import _reference as reference
 from neural.samplers import Gaussian
 from neural.score import (
     ConvergenceWarning,
+    ScoreResolutionWarning,
     default_eps,
     self_entropic_potential,
     self_entropic_score,
+    smallest_safe_eps,
 )
 
 GAUSSIAN = Gaussian(np.array([0.5, -1.0]), np.array([[1.0, 0.3], [0.3, 0.5]]))
@@ -116,3 +119,41 @@ def test_bad_samples():
         self_entropic_score(np.eye(3), tol=0.0)
     with pytest.raises(TypeError, match="max_iter"):
         self_entropic_score(np.eye(3), max_iter=2.5)
+
+
+def _nearest_squared(x):
+    squared = np.sum((x[:, None, :] - x[None, :, :]) ** 2, axis=-1)
+    np.fill_diagonal(squared, np.inf)
+    return squared.min(axis=1)
+
+
+def test_smallest_safe_eps_is_the_roundoff_scale_of_the_farthest_nearest_neighbour():
+    x = np.random.default_rng(7).standard_normal((50, 2))
+    expected = _nearest_squared(x).max() / (2 * np.log(1 / np.finfo(float).eps))
+    assert smallest_safe_eps(x) == pytest.approx(expected, rel=1e-14)
+
+
+def test_eps_below_the_kernel_resolution_everywhere_raises():
+    """eps = 1e-8 used to return an all-zero field silently."""
+    x = np.random.default_rng(8).standard_normal((100, 2))
+    safe = smallest_safe_eps(x)
+    with pytest.raises(ValueError, match=rf"eps=1e-08 .* eps >= {safe:.3g}"):
+        self_entropic_score(x, eps=1e-8)
+
+
+def test_eps_below_the_resolution_at_some_samples_warns_and_their_score_is_zero():
+    x = np.random.default_rng(8).standard_normal((100, 2))
+    eps = 0.5 * smallest_safe_eps(x)
+    blind = int(np.sum(_nearest_squared(x) / (2 * np.log(1 / np.finfo(float).eps)) > eps))
+    assert 0 < blind < 100
+    with pytest.warns(ScoreResolutionWarning, match=rf"at {blind} of the 100 samples"):
+        score = self_entropic_score(x, eps=eps)
+    assert int(np.sum(np.all(score == 0.0, axis=1))) == blind
+
+
+def test_eps_at_the_safe_scale_resolves_every_sample():
+    x = np.random.default_rng(8).standard_normal((100, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ScoreResolutionWarning)
+        score = self_entropic_score(x, eps=smallest_safe_eps(x))
+    assert np.all(np.any(score != 0.0, axis=1))

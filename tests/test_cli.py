@@ -1,0 +1,140 @@
+"""Both command lines: a user error is one `error: …` line and exit status 2, before any work."""
+
+import pathlib
+import re
+import subprocess
+import sys
+import types
+
+import pytest
+
+import gridflow.__main__ as gridflow_cli
+import validation.__main__ as validation_cli
+from gridflow import SolverError, load_map
+
+
+@pytest.fixture
+def no_solving(monkeypatch):
+    """Fail the test if the ground-truth CLI starts solving."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("minimize was called before the arguments were checked")
+
+    monkeypatch.setattr(gridflow_cli, "minimize", refuse)
+
+
+def exit_status_and_error(main, argv, capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    err = capsys.readouterr().err
+    error_lines = [line for line in err.splitlines() if "error:" in line]
+    assert len(error_lines) == 1, err
+    assert "Traceback" not in err
+    return caught.value.code, error_lines[0]
+
+
+GROUNDTRUTH_ERRORS = {
+    "nodes too small": (["--nodes", "7"], "odd integer >= 9"),
+    "nodes even": (["--nodes", "32"], "odd integer >= 9"),
+    "nodes not an integer": (["--nodes", "33.0"], "must be an integer"),
+    "nodes text": (["--nodes", "many"], "must be an integer"),
+    "box negative": (["--box", "-6"], "box must be finite and > 0"),
+    "box infinite": (["--box", "inf"], "box must be finite and > 0"),
+    "box text": (["--box", "wide"], "box must be a number"),
+    "box cuts the source": (["--box", "2"], "leaves out"),
+    "floor zero": (["--density-floor", "0"], r"density floor must be in \(0, 1\)"),
+    "floor one": (["--density-floor", "1"], r"density floor must be in \(0, 1\)"),
+    "floor text": (["--density-floor", "tiny"], "must be a number"),
+    "unknown source": (["--source", "uniform"], "invalid choice"),
+    "wrong suffix": (["--out", "{tmp}/map.npy"], r"must end in \.npz"),
+    "no suffix": (["--out", "{tmp}/map"], r"must end in \.npz"),
+    "missing folder": (["--out", "{tmp}/missing/map.npz"], "does not exist"),
+    "folder is a file": (["--out", "{tmp}/file/map.npz"], "is a file, not a folder"),
+    "unwritable folder": (["--out", "/proc/map.npz"], "cannot write"),
+}
+
+
+@pytest.mark.parametrize("case", GROUNDTRUTH_ERRORS)
+def test_groundtruth_user_errors(case, tmp_path, capsys, no_solving):
+    arguments, expected = GROUNDTRUTH_ERRORS[case]
+    (tmp_path / "file").write_text("")
+    argv = ["groundtruth", "--quiet", "--out", str(tmp_path / "map.npz")]
+    argv += [a.format(tmp=tmp_path) for a in arguments]
+    status, line = exit_status_and_error(gridflow_cli.main, argv, capsys)
+    assert status == 2
+    assert line.startswith("python -m gridflow") and "error: " in line
+    assert re.search(expected, line), line
+    assert not (tmp_path / "map.npz").exists()
+
+
+def test_groundtruth_help_states_the_minimum_nodes(capsys):
+    with pytest.raises(SystemExit):
+        gridflow_cli.main(["groundtruth", "--help"])
+    assert ">= 9" in capsys.readouterr().out
+
+
+def test_groundtruth_solver_failure_is_one_line_with_status_1(tmp_path, capsys, monkeypatch):
+    def fail(*args, **kwargs):
+        raise SolverError("minimize: the continuation failed; a larger density_floor helps")
+
+    monkeypatch.setattr(gridflow_cli, "minimize", fail)
+    argv = ["groundtruth", "--quiet", "--nodes", "9", "--out", str(tmp_path / "m.npz")]
+    status, line = exit_status_and_error(gridflow_cli.main, argv, capsys)
+    assert status == 1
+    assert "continuation failed" in line
+
+
+def test_groundtruth_on_a_coarse_grid_writes_a_loadable_map(tmp_path, capsys):
+    """--nodes 17 solves the 9² and 17² problems (17² failed before #11)."""
+    out = tmp_path / "truth.npz"
+    assert gridflow_cli.main(["groundtruth", "--quiet", "--nodes", "17", "--out", str(out)]) == 0
+    loaded = load_map(out)
+    assert loaded.grid.shape == (17, 17)
+    assert loaded.metadata["coarser_shape"] == [9, 9]
+    assert "wrote" in capsys.readouterr().out
+
+
+VALIDATION_ERRORS = {
+    "size": (["--size", "huge"], "invalid choice"),
+    "only": (["--only", "grid3d"], "invalid choice"),
+    "missing parent": (["--out", "{tmp}/a/b"], "does not exist"),
+    "out is a file": (["--out", "{tmp}/file"], "is a file, not a folder"),
+    "unwritable": (["--out", "/proc/report"], "cannot write"),
+}
+
+
+@pytest.mark.parametrize("case", VALIDATION_ERRORS)
+def test_validation_user_errors(case, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(validation_cli, "SUITES", {})  # any suite run would fail with KeyError
+    (tmp_path / "file").write_text("")
+    arguments, expected = VALIDATION_ERRORS[case]
+    argv = [a.format(tmp=tmp_path) for a in arguments]
+    status, line = exit_status_and_error(validation_cli.main, argv, capsys)
+    assert status == 2
+    assert line.startswith("python -m validation: error: ")
+    assert re.search(expected, line), line
+    assert not (tmp_path / "a").exists()
+
+
+def test_validation_creates_a_new_folder_in_an_existing_parent(tmp_path, monkeypatch):
+    no_checks = types.SimpleNamespace(run=lambda size, outdir: [])
+    monkeypatch.setattr(validation_cli, "SUITES", {"gaussian": no_checks})
+    assert validation_cli.main(["--out", str(tmp_path / "report"), "--only", "gaussian"]) == 0
+    assert (tmp_path / "report" / "report.md").is_file()
+
+
+def test_user_error_through_the_real_command_line_has_no_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "gridflow", "groundtruth", "--nodes", "8"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(pathlib.Path(__file__).parents[1])},
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "python -m gridflow groundtruth: error: argument --nodes: nodes must be an odd "
+        "integer >= 9, got 8"
+    )
+    assert "Traceback" not in result.stderr

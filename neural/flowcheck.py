@@ -21,7 +21,7 @@ implicit scheme's own per-step contraction makes its rate smaller than the flow'
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,13 +132,14 @@ N(0, I); the paper's mixture → N(0, I); a random Gaussian pair in d = 8
 (``neural.dimensions.gaussian_problem``, seed 0)."""
 
 
-def make_case(name: str, *, nodes: int = 65, box: float = 6.0, density_floor: float = 1e-4) -> Case:
+def make_case(name: str, *, nodes: int = 65, box: float = 6.0, density_floor: float = 1e-5) -> Case:
     """The built-in case ``name`` (``CASES``); ``nodes``, ``box``, ``density_floor``: the
     mixture's grid problem (``gridflow.Problem``). The grid's implicit steps from the
-    identity need the floor: with 1e-6 Newton's method does not converge at 33² and 65²
-    (the barrier at near-empty cells between the modes limits its steps), and 1e-4
-    changes the source by its floored mass (0.7 % at 33², recorded in the label), which
-    shows in the reference KL once it is below about 1e-2."""
+    identity need the floor: with 1e-6 Newton's method does not converge at 33² and 65²,
+    nor with 1e-5 at 33² (the barrier at near-empty cells between the modes limits its
+    steps); the sizes of ``SETTINGS`` use 1e-4 at 33², 1e-5 from 65². The floor changes
+    the source by its floored mass (recorded in the label: 0.06 % at 65² with 1e-5), which
+    shows in the reference KL once it is below about 1e-3."""
     from neural.samplers import Gaussian
 
     if name == "gaussian2d":
@@ -223,6 +224,7 @@ def _run_variant(case, reference, variant, tau, steps, settings, x_eval, rng):
         outer_steps=steps,
         inner_steps=settings["inner_steps"],
         inner_learning_rate=settings["inner_learning_rate"],
+        inner_cosine_decay=settings["inner_cosine_decay"],
         batch_size=settings["batch_size" if kl == "logdet" else "score_batch_size"],
     )
     iterates = []
@@ -250,11 +252,14 @@ def _run_variant(case, reference, variant, tau, steps, settings, x_eval, rng):
 
 SETTINGS = {
     "tiny": {"hidden": (6, 6), "inner_steps": 20, "inner_learning_rate": 0.02,
-             "batch_size": 100, "score_batch_size": 50, "n_eval": 3000, "nodes": 33},
-    "quick": {"hidden": (16, 16), "inner_steps": 60, "inner_learning_rate": 0.02,
-              "batch_size": 300, "score_batch_size": 100, "n_eval": 50000, "nodes": 33},
-    "full": {"hidden": (32, 32), "inner_steps": 200, "inner_learning_rate": 0.01,
-             "batch_size": 1000, "score_batch_size": 100, "n_eval": 200000, "nodes": 65},
+             "inner_cosine_decay": True, "batch_size": 100, "score_batch_size": 50,
+             "n_eval": 3000, "nodes": 33, "density_floor": 1e-4},
+    "quick": {"hidden": (32, 32), "inner_steps": 500, "inner_learning_rate": 0.05,
+              "inner_cosine_decay": True, "batch_size": 1000, "score_batch_size": 100,
+              "n_eval": 50000, "nodes": 65, "density_floor": 1e-5},
+    "full": {"hidden": (32, 32), "inner_steps": 2000, "inner_learning_rate": 0.05,
+             "inner_cosine_decay": True, "batch_size": 2000, "score_batch_size": 100,
+             "n_eval": 200000, "nodes": 129, "density_floor": 1e-5},
 }  # fmt: skip
 """Network, inner Adam solver, batch and evaluation sizes, the mixture's grid, per size (tiny:
 for tests only)."""
@@ -266,18 +271,24 @@ def flow_check(
     tau: float = 0.25,
     steps: int = 10,
     variants: Sequence[tuple[str, str]] = VARIANTS,
-    size: str = "quick",
+    size: str | Mapping = "quick",
     noise_factor: float = 10.0,
     rng: np.random.Generator | None = None,
 ) -> FlowCheck:
-    """Run the reference and the neural ``variants`` on ``case`` (module docstring)."""
-    if size not in SETTINGS:
-        raise ValueError(f"size must be one of {', '.join(SETTINGS)}, got {size!r}")
-    settings = SETTINGS[size]
+    """Run the reference and the neural ``variants`` on ``case`` (module docstring).
+
+    ``size``: a key of ``SETTINGS``, or a dict overriding entries of SETTINGS['quick'].
+    """
+    if isinstance(size, Mapping):
+        settings = {**SETTINGS["quick"], **size}
+    elif size in SETTINGS:
+        settings = SETTINGS[size]
+    else:
+        raise ValueError(f"size must be one of {', '.join(SETTINGS)} or a dict, got {size!r}")
     tau = positive_float(tau, "tau")
     steps = positive_int(steps, "steps")
     if isinstance(case, str):
-        case = make_case(case, nodes=settings["nodes"])
+        case = make_case(case, nodes=settings["nodes"], density_floor=settings["density_floor"])
     rng = np.random.default_rng(0) if rng is None else require_generator(rng)
     reference = case.reference(tau, steps)
     x_eval = case.source.sample(rng, settings["n_eval"])
@@ -347,32 +358,29 @@ def format_flowcheck(check: FlowCheck) -> str:
 
 
 def flowcheck_figure(checks: Sequence[FlowCheck]):
-    """KL vs step (log scale) and map distance vs step, one row per case."""
+    """KL vs step (log scale; shaded: ± 2 Monte Carlo standard errors) and map distance vs
+    step, one row per case."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(checks), 2, figsize=(11, 3.6 * len(checks)), squeeze=False)
+    fig, axes = plt.subplots(len(checks), 2, figsize=(11, 3.8 * len(checks)), squeeze=False)
     for row, check in zip(axes, checks, strict=True):
         steps = np.arange(check.steps + 1)
-        row[0].semilogy(
-            steps, check.reference.kl, "k-o", lw=2, label=f"reference ({check.reference.label})"
-        )
+        row[0].semilogy(steps, check.reference.kl, "k-o", lw=2, label="reference")
         for t in check.neural:
-            row[0].errorbar(steps, t.kl, yerr=t.kl_error, marker=".", capsize=2, label=t.label)
-            row[1].plot(steps, t.distance, marker=".", label=t.label)
-        row[0].set(
-            xlabel="outer step k",
-            ylabel="KL(T_k#ϱ0 | γ)",
-            title=f"{check.case}: KL per step (τ = {check.tau})",
-        )
-        row[1].set(
-            xlabel="outer step k",
-            ylabel="‖T_θk − T_ref,k‖ in L²(ϱ0)",
-            title=f"{check.case}: distance to the reference",
-        )
+            (line,) = row[0].semilogy(steps, t.kl, marker=".", label=t.label)
+            low = np.maximum(t.kl - 2 * t.kl_error, 1e-12)
+            row[0].fill_between(steps, low, t.kl + 2 * t.kl_error, color=line.get_color(),
+                                alpha=0.2, lw=0)  # fmt: skip
+            row[1].plot(steps, t.distance, marker=".", color=line.get_color(), label=t.label)
+        row[0].set(xlabel="outer step k", ylabel="KL(T_k#ϱ0 | γ)",
+                   title=f"{check.case}: KL per step, τ = {check.tau}")  # fmt: skip
+        row[1].set(xlabel="outer step k", ylabel="‖T_θk − T_ref,k‖ in L²(ϱ0)",
+                   title=f"{check.case}: distance to the reference")  # fmt: skip
         for ax in row:
+            ax.xaxis.get_major_locator().set_params(integer=True)
             ax.legend(fontsize=7)
             ax.grid(alpha=0.3)
     fig.tight_layout()

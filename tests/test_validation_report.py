@@ -23,3 +23,17 @@ def test_report_on_the_1d_suite(tmp_path, capsys):
             assert "(t > 0)" in check["measured"]
             assert float(check["measured"].split()[2]) < 0.99
     assert "Prop 3.1" in capsys.readouterr().out
+
+
+def test_neural_rate_check_passes_when_tracked_and_fails_when_not(tmp_path):
+    from validation.neural_checks import rate_check
+
+    tracked = {"hidden": (16, 16), "inner_steps": 200, "batch_size": 500, "n_eval": 20000}
+    check = rate_check("gaussian2d", tracked, 0.25, 5, tmp_path)
+    assert check.verdict == "pass", check.measured
+    assert check.details["fit_steps"][0] == 0 and len(check.details["fit_steps"]) >= 3
+    (figure,) = check.details["figures"]
+    assert (tmp_path / figure).stat().st_size > 10_000
+    # too few inner steps: the network lags the reference and the check says so
+    lagging = {"hidden": (6, 6), "inner_steps": 5, "batch_size": 200, "n_eval": 20000}
+    assert rate_check("gaussian2d", lagging, 0.25, 5, tmp_path).verdict == "fail"

@@ -17,9 +17,14 @@ import time
 
 from gridflow._checks import output_folder
 from gridflow._cli import argument_type
-from validation import gaussian_checks, grid1d_checks, grid2d_checks
+from validation import gaussian_checks, grid1d_checks, grid2d_checks, neural_checks
 
-SUITES = {"gaussian": gaussian_checks, "grid1d": grid1d_checks, "grid2d": grid2d_checks}
+SUITES = {
+    "gaussian": gaussian_checks,
+    "grid1d": grid1d_checks,
+    "grid2d": grid2d_checks,
+    "neural": neural_checks,
+}
 COLUMNS = ("statement", "setting", "measured", "theoretical", "verdict")
 
 

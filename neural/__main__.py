@@ -9,13 +9,16 @@
     python -m neural dimensions [--dims 2 8 32] [--methods ...] [--size small] [--out FILE]
     python -m neural flowcheck [--cases gaussian2d mixture gaussian8] [--tau 0.25]
                                [--steps 10] [--size quick|full] [--out DIR]
+    python -m neural errorbudget [--problems mixture gaussian2 gaussian8 gaussian32]
+                                 [--ground-truth truth.npz] [--widths 20,20 64,64] [--out DIR]
 
 ``benchmark`` runs the paper's Fig. 2 sweep (``neural.benchmark.run_benchmark``):
 resumable (rerun with the same --out to continue), parallel over seeds, prints the
 table next to the paper's numbers and writes DIR/{results.jsonl, config.json,
 table.txt, fig2.png}. ``dimensions`` runs the Gaussian → Gaussian study. ``flowcheck``
 compares the neural schemes step by step with the reference schemes
-(``neural.flowcheck``) and writes DIR/{flowcheck.txt, flowcheck.png}.
+(``neural.flowcheck``) and writes DIR/{flowcheck.txt, flowcheck.png}. ``errorbudget``
+measures Remark 3.11's causes against exact maps (``neural.errorbudget``).
 """
 
 from __future__ import annotations
@@ -137,6 +140,21 @@ def _parser() -> argparse.ArgumentParser:
     flow.add_argument("--steps", type=_positive_int, default=10, help="number of outer steps K")
     flow.add_argument("--size", choices=tuple(SETTINGS), default="quick")
     flow.add_argument("--out", default="flowcheck", help="output folder (default ./flowcheck)")
+
+    budget = commands.add_parser("errorbudget", help="Remark 3.11's three causes, measured")
+    budget.add_argument(
+        "--problems", nargs="+", default=["mixture", "gaussian2", "gaussian8", "gaussian32"],
+        help="'mixture' (needs --ground-truth) and/or gaussianD (the dimension study's pair)",
+    )  # fmt: skip
+    budget.add_argument("--ground-truth", default=None, help="the mixture's T* (gridflow file)")
+    budget.add_argument("--widths", type=_hidden, nargs="+", default=[(20, 20), (64, 64)])
+    budget.add_argument("--causes", nargs="+", default=["fit", "logdet", "score", "implicit"])
+    budget.add_argument("--batches", type=_positive_int, nargs="+", default=[1000])
+    budget.add_argument("--steps", type=_positive_int, default=2000)
+    budget.add_argument("--learning-rate", type=_positive_float, default=0.01)
+    budget.add_argument("--inner-steps", type=_positive_int, default=100)
+    budget.add_argument("--n-eval", type=_positive_int, default=20000)
+    budget.add_argument("--out", default="errorbudget", help="output folder")
     return parser
 
 
@@ -236,8 +254,36 @@ def _flowcheck(args) -> int:
     return 0
 
 
+def _errorbudget(args, parser) -> int:
+    from pathlib import Path
+
+    from neural.errorbudget import budget_figure, error_budget, format_budget, make_problem
+
+    try:
+        problems = [make_problem(name, args.ground_truth) for name in args.problems]
+    except (ValueError, OSError) as error:
+        parser.error(str(error))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = error_budget(
+        problems, widths=args.widths, causes=args.causes, batches=args.batches,
+        steps=args.steps, learning_rate=args.learning_rate, inner_steps=args.inner_steps,
+        n_eval=args.n_eval, progress=True,
+    )  # fmt: skip
+    text = format_budget(rows)
+    print(text)
+    (out / "errorbudget.txt").write_text(text + "\n")
+    (out / "errorbudget.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    budget_figure(rows).savefig(out / "errorbudget.png", dpi=120)
+    print(f"wrote {out}/errorbudget.txt, errorbudget.json and errorbudget.png")
+    return 0
+
+
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "errorbudget":
+        return _errorbudget(args, parser)
     if args.command == "benchmark":
         return _benchmark(args)
     if args.command == "flowcheck":

@@ -1,0 +1,256 @@
+"""The error budget of Remark 3.11: which cause keeps a trained map away from T*.
+
+Remark 3.11 names three causes: (i) the parameterization (the ICNN class cannot represent
+T*), (ii) inexact inner solves, (iii) sampling and the score estimate. Against an exact T*
+(the closed form for Gaussian pairs, a ``gridflow`` ground-truth file for the paper's
+mixture) this module measures, per problem and network width, with and without the
+quadratic part (``ICNN(quadratic=True)``):
+
+- ``fit``     (i) the parameterization floor: the ICNN fitted to T* directly,
+              min_θ E‖∇φ_θ − T*‖² by Adam (cosine decay) on fresh samples;
+- ``logdet``  (iii) the KL minimized with the exact, score-free gradient (``neural.kl``),
+              Adam with cosine decay on fresh batches of n (n = batch size);
+- ``score``   (iii) the same with the paper's self-entropic score estimate (eq. 3.7);
+- ``implicit`` (ii) Algorithm 2's implicit scheme (score-free KL), K = 5 steps of τ = 2,
+              with K' = ``inner_steps`` and 10 × ``inner_steps`` Adam inner steps (the
+              inner solves' error).
+
+Each run reports ‖T_θ − T*‖ in L²(ϱ0), the L²-UVP, the exact KL (``neural.kl.exact_kl``)
+with its standard error, the energy-distance MMD to γ and the CPU time of training.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from neural._validate import positive_int, require_generator
+from neural.diagnostics import map_error
+from neural.errors import DivergenceError
+from neural.icnn import ICNN, _map_vjp, _transport_map
+from neural.kl import exact_kl
+from neural.mmd import energy_distance
+from neural.optim import Adam
+from neural.schemes import Target, make_method, run_method
+
+__all__ = [
+    "BudgetProblem",
+    "BudgetRun",
+    "budget_figure",
+    "error_budget",
+    "fit_to_map",
+    "format_budget",
+    "make_problem",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class BudgetProblem:
+    """ϱ0 (samples and density), γ (a ``Target``), the exact T*, and γ's covariance."""
+
+    name: str
+    source: object
+    target: Target
+    true_map: Callable[[np.ndarray], np.ndarray]
+    target_cov: np.ndarray
+
+
+def make_problem(name: str, ground_truth=None) -> BudgetProblem:
+    """'mixture' (the paper's, against ``gridflow.load_map(ground_truth)``) or 'gaussianD'
+    (the dimension study's random pair in d = D, ``neural.dimensions.gaussian_problem``)."""
+    if name == "mixture":
+        from gridflow import load_map
+        from neural.samplers import paper_mixture
+
+        if ground_truth is None:
+            raise ValueError(
+                "the mixture's error budget needs a ground-truth map: "
+                "python -m gridflow groundtruth --source paper-mixture --nodes 129 --out truth.npz"
+            )
+        return BudgetProblem(
+            name, paper_mixture(), Target.standard_gaussian(2), load_map(ground_truth), np.eye(2)
+        )
+    if name.startswith("gaussian") and name[len("gaussian") :].isdigit():
+        from neural.dimensions import gaussian_problem
+
+        dim = positive_int(int(name[len("gaussian") :]), "dimension")
+        problem_seq = np.random.SeedSequence([0, dim]).spawn(4)[0]  # the dimension study's pair
+        source, target, matrix, offset, cov = gaussian_problem(
+            dim, np.random.default_rng(problem_seq)
+        )
+        return BudgetProblem(name, source, target, lambda x: x @ matrix.T + offset, cov)
+    raise ValueError(f"unknown problem {name!r}: 'mixture' or 'gaussianD' (e.g. gaussian8)")
+
+
+def fit_to_map(net: ICNN, sampler, true_map, steps: int, learning_rate: float, batch: int, rng):
+    """(i): θ minimizing (1/n) Σ ‖∇φ_θ(x_i) − T*(x_i)‖² by Adam with cosine decay, a fresh
+    batch of ``batch`` samples per step, projected onto the constraints. Returns θ."""
+    architecture, theta = net.architecture, np.array(net.params)
+    optimizer = Adam(learning_rate, cosine_steps=steps)
+    state = optimizer.init(theta)
+    for _ in range(steps):
+        x = sampler.sample(rng, batch)
+        residual = _transport_map(architecture, theta, x) - true_map(x)
+        gradient = _map_vjp(architecture, theta, x, (2.0 / batch) * residual)
+        theta, state = optimizer.step(theta, gradient, state, project=architecture.project)
+    return theta
+
+
+@dataclass(frozen=True)
+class BudgetRun:
+    """One training run of the budget and its errors against T* (module docstring)."""
+
+    problem: str
+    cause: str
+    hidden: tuple[int, ...]
+    quadratic: bool
+    batch: int
+    steps: int
+    l2: float
+    uvp: float
+    kl: float
+    kl_error: float
+    mmd: float
+    seconds: float
+    status: str = "ok"
+
+
+def _evaluate(problem, net_architecture, theta, x_eval, y_eval):
+    trained = lambda x: _transport_map(net_architecture, theta, x)  # noqa: E731
+    error = map_error(trained, problem.true_map, x_eval, problem.target_cov)
+    try:
+        kl = exact_kl(net_architecture, theta, problem.source, problem.target, x_eval)
+        kl_value, kl_error = kl.value, kl.standard_error
+    except DivergenceError:
+        kl_value, kl_error = np.inf, np.nan
+    return error, kl_value, kl_error, energy_distance(trained(x_eval), y_eval)
+
+
+def _train(problem, cause, net, batch, steps, learning_rate, inner_steps, rng):
+    if cause == "fit":
+        return fit_to_map(net, problem.source, problem.true_map, steps, learning_rate, batch, rng)
+    if cause in ("logdet", "score"):
+        config = make_method("adam", kl=cause, batch_size=batch, steps=steps,
+                             learning_rate=learning_rate, cosine_decay=True)  # fmt: skip
+    else:  # implicit: K = IMPLICIT_OUTER_STEPS proximal steps of τ = IMPLICIT_TAU
+        config = make_method(
+            "implicit", kl="logdet", batch_size=batch, tau=IMPLICIT_TAU,
+            outer_steps=IMPLICIT_OUTER_STEPS, inner_steps=inner_steps,
+            inner_learning_rate=learning_rate, inner_cosine_decay=True,
+        )  # fmt: skip
+    return run_method(config, net, problem.source, problem.target, rng).params
+
+
+CAUSES = ("fit", "logdet", "score", "implicit")
+
+IMPLICIT_TAU, IMPLICIT_OUTER_STEPS = 2.0, 5
+"""The implicit runs (ii): K = 5 proximal steps of τ = 2 (their KL contracts by about
+(1 + 2λτ)⁻¹ per step), each solved by K' Adam steps; K' = inner_steps and 10 × inner_steps
+measure the error of the inner solves."""
+
+
+def error_budget(
+    problems: Sequence[BudgetProblem],
+    *,
+    widths: Sequence[tuple[int, ...]] = ((20, 20), (64, 64)),
+    quadratic: Sequence[bool] = (False, True),
+    causes: Sequence[str] = CAUSES,
+    batches: Sequence[int] = (1000,),
+    steps: int = 2000,
+    learning_rate: float = 0.01,
+    inner_steps: int = 100,
+    n_eval: int = 20000,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[BudgetRun, ...]:
+    """Every (problem, width, quadratic part, cause, batch) run; the same θ0 per (problem,
+    width, quadratic part) and fresh data streams from ``seed``. ``steps`` Adam steps for
+    'fit', 'logdet' and 'score'; 'implicit' runs twice, with K' = ``inner_steps`` and
+    10 × ``inner_steps`` inner Adam steps per outer step (``IMPLICIT_OUTER_STEPS``)."""
+    unknown = set(causes) - set(CAUSES)
+    if unknown:
+        raise ValueError(f"unknown cause(s) {sorted(unknown)}; choose from {', '.join(CAUSES)}")
+    jobs = []
+    for problem in problems:
+        for hidden in widths:
+            for quad in quadratic:
+                for cause in causes:
+                    for batch in batches:
+                        inners = (inner_steps, 10 * inner_steps) if cause == "implicit" else (0,)
+                        jobs += [(problem, hidden, quad, cause, batch, inner) for inner in inners]
+    iterator = jobs
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(jobs, desc="error budget runs")
+    rows = []
+    for problem, hidden, quad, cause, batch, inner in iterator:
+        eval_rng = np.random.default_rng([seed, 1])
+        x_eval = problem.source.sample(eval_rng, n_eval)
+        y_eval = eval_rng.standard_normal((n_eval, x_eval.shape[1])) @ np.linalg.cholesky(
+            problem.target_cov
+        ).T + (problem.target.mean if problem.target.mean is not None else 0.0)
+        net = ICNN(x_eval.shape[1], hidden, np.random.default_rng([seed, 2]), quadratic=quad)
+        rng = require_generator(np.random.default_rng([seed, 3]))
+        label = cause if cause != "implicit" else f"implicit K'={inner}"
+        start = time.process_time()
+        try:
+            theta = _train(problem, cause, net, batch, steps, learning_rate, inner, rng)
+            seconds = time.process_time() - start
+            error, kl, kl_error, mmd = _evaluate(problem, net.architecture, theta, x_eval, y_eval)
+            values = (error.l2, error.uvp, kl, kl_error, mmd, seconds, "ok")
+        except DivergenceError as failure:
+            values = (np.nan,) * 5 + (time.process_time() - start, f"diverged: {failure}")
+        rows.append(BudgetRun(problem.name, label, tuple(hidden), quad, batch, steps, *values))
+    return tuple(rows)
+
+
+def format_budget(rows: Sequence[BudgetRun]) -> str:
+    """Plain-text table of an error budget."""
+    header = (
+        f"{'problem':<11} {'cause':<16} {'width':<9} {'quad':<5} {'n':>6} {'L2 err':>8} "
+        f"{'UVP %':>9} {'KL':>16} {'MMD':>8} {'CPU s':>7}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        width = "x".join(map(str, r.hidden))
+        kl = f"{r.kl:.4f} ± {r.kl_error:.1g}" if np.isfinite(r.kl) else "inf"
+        lines.append(
+            f"{r.problem:<11} {r.cause:<16} {width:<9} {'yes' if r.quadratic else 'no':<5} "
+            f"{r.batch:>6} {r.l2:>8.4f} {r.uvp:>9.4f} {kl:>16} {r.mmd:>8.4f} {r.seconds:>7.1f}"
+            + ("" if r.status == "ok" else f"  {r.status}")
+        )
+    return "\n".join(lines)
+
+
+def budget_figure(rows: Sequence[BudgetRun]):
+    """L²-UVP of every run (log scale), one panel per problem, grouped by configuration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    problems = list(dict.fromkeys(r.problem for r in rows))
+    fig, axes = plt.subplots(1, len(problems), figsize=(6 * len(problems), 4.5), squeeze=False)
+    for ax, name in zip(axes[0], problems, strict=True):
+        mine = [r for r in rows if r.problem == name]
+        configs = list(dict.fromkeys(("x".join(map(str, r.hidden)), r.quadratic) for r in mine))
+        causes = list(dict.fromkeys((r.cause, r.batch) for r in mine))
+        width = 0.8 / len(causes)
+        for j, (cause, batch) in enumerate(causes):
+            values = [
+                next((r.uvp for r in mine if ("x".join(map(str, r.hidden)), r.quadratic) == c
+                      and (r.cause, r.batch) == (cause, batch)), np.nan)
+                for c in configs
+            ]  # fmt: skip
+            ax.bar(np.arange(len(configs)) + j * width, values, width, label=f"{cause}, n={batch}")
+        ax.set_xticks(np.arange(len(configs)) + 0.4 - width / 2)
+        ax.set_xticklabels([f"{w}{' +quad' if q else ''}" for w, q in configs], fontsize=8)
+        ax.set(yscale="log", xlabel="ICNN width", ylabel="L²-UVP (%)", title=name)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig

@@ -7,7 +7,7 @@ compilation and cache loading excluded). The numpy baselines are
 
 Goals (DESIGN §4, on a 2-core machine): map_vjp, n = 100, 541 parameters <= 50 µs;
 score estimate for n = 100 to convergence <= 5 ms; energy distance 10⁴ × 10⁴ in
-d = 2 <= 1 s.
+d = 2 <= 1 s; the score-free KL gradient (DESIGN §4b) at n = 100 <= 3 map_vjp.
 """
 
 from __future__ import annotations
@@ -22,9 +22,17 @@ import numpy as np
 
 from neural import ICNN
 from neural import _reference as reference
-from neural.icnn import _EVALUATE_PARALLEL, _EVALUATE_SERIAL, _MAP_VJP, map_vjp
+from neural.icnn import (
+    _EVALUATE_PARALLEL,
+    _EVALUATE_SERIAL,
+    _MAP_VJP,
+    hessian,
+    hessian_vjp,
+    map_vjp,
+)
 from neural.mmd import energy_distance
 from neural.samplers import Gaussian, paper_mixture
+from neural.schemes import Target, kl_gradient
 from neural.score import (
     _sinkhorn_parallel,
     _sinkhorn_serial,
@@ -97,6 +105,19 @@ def run(quick: bool = False) -> list[tuple[str, float, float | None, float | Non
         args = (net.params, table, index, x_256, u_256, _MAP_VJP)
         seconds = median_seconds(kernel, *args, repeats=repeats // 2)
         rows.append((f"map_vjp n=256 kernel, {label}", seconds, None, None))
+    # the score-free KL gradient (DESIGN §4b): goal <= 3 map_vjp of this run
+    target = Target.standard_gaussian(2)
+    seconds = median_seconds(
+        kl_gradient, net.architecture, net.params, x, target, None, "mean", "logdet",
+        repeats=repeats // 5,
+    )  # fmt: skip
+    rows.append(("score-free KL gradient n=100 (kl='logdet')", seconds, None, 3 * vjp_method))
+    factors = np.broadcast_to(np.eye(2), (100, 2, 2))
+    seconds = median_seconds(hessian_vjp, net.architecture, net.params, x, factors,
+                             repeats=repeats // 5)  # fmt: skip
+    rows.append(("  its third-order part, hessian_vjp", seconds, None, None))
+    seconds = median_seconds(hessian, net.architecture, net.params, x, repeats=repeats // 5)
+    rows.append(("  its Hessian, hessian", seconds, None, None))
     map_numpy = median_seconds(
         reference.icnn_map, net.architecture, net.params, x, repeats=repeats // 5
     )

@@ -265,17 +265,23 @@ def _errorbudget(args, parser) -> int:
         parser.error(str(error))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    partial = out / "errorbudget.jsonl"
+    partial.write_text("")
+
+    def save(row):  # each run as it finishes, so that a long study keeps what it measured
+        with partial.open("a") as handle:
+            handle.write(json.dumps(asdict(row)) + "\n")
+
     rows = error_budget(
         problems, widths=args.widths, causes=args.causes, batches=args.batches,
         steps=args.steps, learning_rate=args.learning_rate, inner_steps=args.inner_steps,
-        n_eval=args.n_eval, progress=True,
+        n_eval=args.n_eval, progress=True, on_row=save,
     )  # fmt: skip
     text = format_budget(rows)
     print(text)
     (out / "errorbudget.txt").write_text(text + "\n")
-    (out / "errorbudget.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
     budget_figure(rows).savefig(out / "errorbudget.png", dpi=120)
-    print(f"wrote {out}/errorbudget.txt, errorbudget.json and errorbudget.png")
+    print(f"wrote {out}/errorbudget.txt, errorbudget.jsonl and errorbudget.png")
     return 0
 
 

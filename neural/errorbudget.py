@@ -165,11 +165,13 @@ def error_budget(
     n_eval: int = 20000,
     seed: int = 0,
     progress: bool = False,
+    on_row: Callable[[BudgetRun], None] | None = None,
 ) -> tuple[BudgetRun, ...]:
     """Every (problem, width, quadratic part, cause, batch) run; the same θ0 per (problem,
     width, quadratic part) and fresh data streams from ``seed``. ``steps`` Adam steps for
     'fit', 'logdet' and 'score'; 'implicit' runs twice, with K' = ``inner_steps`` and
-    10 × ``inner_steps`` inner Adam steps per outer step (``IMPLICIT_OUTER_STEPS``)."""
+    10 × ``inner_steps`` inner Adam steps per outer step (``IMPLICIT_OUTER_STEPS``).
+    ``on_row(run)`` is called as each run finishes (e.g. to save it at once)."""
     unknown = set(causes) - set(CAUSES)
     if unknown:
         raise ValueError(f"unknown cause(s) {sorted(unknown)}; choose from {', '.join(CAUSES)}")
@@ -205,6 +207,8 @@ def error_budget(
         except DivergenceError as failure:
             values = (np.nan,) * 5 + (time.process_time() - start, f"diverged: {failure}")
         rows.append(BudgetRun(problem.name, label, tuple(hidden), quad, batch, steps, *values))
+        if on_row is not None:
+            on_row(rows[-1])
     return tuple(rows)
 
 

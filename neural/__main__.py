@@ -148,7 +148,14 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     budget.add_argument("--ground-truth", default=None, help="the mixture's T* (gridflow file)")
     budget.add_argument("--widths", type=_hidden, nargs="+", default=[(20, 20), (64, 64)])
-    budget.add_argument("--causes", nargs="+", default=["fit", "logdet", "score", "implicit"])
+    budget.add_argument(
+        "--causes", nargs="+", choices=["fit", "logdet", "score", "implicit"],
+        default=["fit", "logdet", "score", "implicit"],
+    )  # fmt: skip
+    budget.add_argument(
+        "--quadratic", choices=["with", "without", "both"], default="both",
+        help="ICNNs with the quadratic part ½xᵀ(LLᵀ)x, without it, or both (default)",
+    )  # fmt: skip
     budget.add_argument("--batches", type=_positive_int, nargs="+", default=[1000])
     budget.add_argument("--steps", type=_positive_int, default=2000)
     budget.add_argument("--learning-rate", type=_positive_float, default=0.01)
@@ -274,6 +281,7 @@ def _errorbudget(args, parser) -> int:
 
     rows = error_budget(
         problems, widths=args.widths, causes=args.causes, batches=args.batches,
+        quadratic={"with": (True,), "without": (False,), "both": (False, True)}[args.quadratic],
         steps=args.steps, learning_rate=args.learning_rate, inner_steps=args.inner_steps,
         n_eval=args.n_eval, progress=True, on_row=save,
     )  # fmt: skip

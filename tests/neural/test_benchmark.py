@@ -2,12 +2,14 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from gridflow import gaussian
 from neural.benchmark import (
     PAPER_RESULTS,
     BenchmarkConfig,
+    SweepSetupError,
     format_table,
     method_configs,
     read_results,
@@ -38,6 +41,19 @@ QUICK = BenchmarkConfig(size="tiny", methods=("explicit", "adam"))
 
 def _lines(path):
     return (Path(path) / "results.jsonl").read_text().splitlines()
+
+
+def _cli_error(main, argv):
+    """(exit status, the one stderr line with 'error:') of a command line that must fail."""
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as caught:
+        main(argv)
+    lines = [line for line in err.getvalue().splitlines() if "error:" in line]
+    assert len(lines) == 1 and "Traceback" not in err.getvalue(), err.getvalue()
+    return caught.value.code, lines[0]
 
 
 def _strip_seconds(record):
@@ -333,27 +349,110 @@ def test_table_lists_the_paper_numbers():
     assert row.worst == values.max() and row.median == pytest.approx(np.median(values))
 
 
-def test_ground_truth_option_imports_gridflow_load_map(tmp_path, monkeypatch):
-    import gridflow
+def _map_file(path, *, box=6.0, dim=2, **metadata):
+    """A gridflow map file of T*(x) = x / 2 on [-box, box]^dim (9 nodes per axis) with
+    ``metadata`` (default: the sweep's problem, as `python -m gridflow groundtruth` records)."""
+    from gridflow import Grid, operators, save_map
 
-    calls = []
+    grid = Grid([-box] * dim, [box] * dim, [9] * dim)
+    points = operators.map_points(grid)
+    discrete = SimpleNamespace(
+        grid=grid,
+        points=points,
+        weights=np.full(len(points), 1.0 / len(points)),
+        map=0.5 * points,
+        potential=np.zeros(grid.shape),
+        energy=0.0,
+    )
+    record = {"source": "paper-mixture", "target": "N(0, I)", "box": [-box, box]}
+    record.update(metadata)
+    save_map(path, discrete, {k: v for k, v in record.items() if v is not None})
+    return path
 
-    def load_map(path):
-        calls.append(path)
-        return lambda x: 0.5 * x
 
-    monkeypatch.setattr(gridflow, "load_map", load_map, raising=False)
-    with pytest.raises(FileNotFoundError, match="ground_truth"):
-        BenchmarkConfig(size="tiny", methods=("adam",), ground_truth=tmp_path / "T.npz")
-    (tmp_path / "T.npz").write_bytes(b"")  # the monkeypatched load_map does not read it
-    config = BenchmarkConfig(size="tiny", methods=("adam",), ground_truth=tmp_path / "T.npz")
+def test_ground_truth_map_errors(tmp_path):
+    config = BenchmarkConfig(
+        size="tiny", methods=("adam",), ground_truth=_map_file(tmp_path / "T.npz")
+    )
     record = run_seed(0, config)
-    assert calls == [str(tmp_path / "T.npz")]
     entry = record["methods"]["adam"]
+    # T* = x / 2 is linear, so its interpolation is exact: ||T - T*||^2 / tr(I) in percent
     assert entry["l2"] > 0 and entry["uvp"] == pytest.approx(100 * entry["l2"] ** 2 / 2)
     (row,) = summarize({0: record}, ["adam"])
     assert (row.l2_mean, row.uvp_mean) == (entry["l2"], entry["uvp"])
     assert "L2 err" in format_table((row,)) and f"{entry['l2']:.4f}" in format_table((row,))
+
+
+def _forbid_training(monkeypatch):
+    """From now on, fail the test if a scheme starts training."""
+    import neural.benchmark as benchmark
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a method was trained before the sweep was checked")
+
+    monkeypatch.setattr(benchmark, "run_method", refuse)
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    _forbid_training(monkeypatch)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "match"),
+    [
+        ({"source": "gaussian"}, "is a map with source 'gaussian', the sweep's source is"),
+        ({"target": "N(1, I)"}, "is a map with target 'N\\(1, I\\)'"),
+        ({"source": None}, "records no source"),
+        ({"dim": 1}, "a map in dimension 1, the sweep is in dimension 2"),
+    ],
+)
+def test_ground_truth_of_another_problem_is_refused(tmp_path, metadata, match, no_training):
+    path = _map_file(tmp_path / "other.npz", **metadata)
+    with pytest.raises(ValueError, match=match) as caught:
+        BenchmarkConfig(size="tiny", methods=("adam",), ground_truth=path)
+    assert str(path) in str(caught.value) and "--source paper-mixture" in str(caught.value)
+
+
+def test_ground_truth_built_for_the_gaussian_source_is_refused(tmp_path, capsys, no_training):
+    """The file of `python -m gridflow groundtruth --source gaussian` (UVP 1634 % before)."""
+    import gridflow.__main__ as gridflow_cli
+    from gridflow import save_map
+    from neural.__main__ import main
+
+    fine, metadata = gridflow_cli.build_ground_truth("gaussian", 9, 6.0, 1e-6, progress=False)
+    save_map(tmp_path / "gaussian.npz", fine, metadata)
+    out = tmp_path / "sweep"
+    argv = ["benchmark", "--size", "tiny", "--seeds", "1", "--out", str(out), "--no-progress"]
+    status, line = _cli_error(main, [*argv, "--ground-truth", str(tmp_path / "gaussian.npz")])
+    assert status == 2
+    assert str(tmp_path / "gaussian.npz") in line and "source 'gaussian'" in line
+    assert not out.exists()
+
+
+def test_ground_truth_box_must_hold_every_evaluation_sample(tmp_path, no_training):
+    """The mode at 2·(1, -1.5) has samples beyond -2.5: refused before training, no folder."""
+    path = _map_file(tmp_path / "small_box.npz", box=2.5)
+    config = BenchmarkConfig(size="tiny", methods=("adam",), ground_truth=path)
+    out = tmp_path / "sweep"
+    with pytest.raises(SweepSetupError, match=r"evaluation samples of seed 0 lie outside its box"):
+        run_benchmark([0, 1], config, out, progress=False)
+    assert not out.exists()
+    with pytest.raises(SweepSetupError, match="larger --box"):
+        run_seed(0, config)
+
+
+@pytest.mark.parametrize("content", [None, b"", b"PK\x03\x04 damaged", b"not an archive"])
+def test_missing_or_damaged_ground_truth_is_one_error_line(tmp_path, content, no_training):
+    from neural.__main__ import main
+
+    path = tmp_path / "truth.npz"
+    if content is not None:
+        path.write_bytes(content)
+    argv = ["benchmark", "--size", "tiny", "--out", str(tmp_path / "sweep"), "--no-progress"]
+    status, line = _cli_error(main, [*argv, "--ground-truth", str(path)])
+    assert status == 2 and line.startswith("python -m neural benchmark: error: ground truth: ")
+    assert str(path) in line
 
 
 # --------------------------------------------------------------------------- command line
@@ -369,16 +468,86 @@ def test_command_line_benchmark_and_bad_method(tmp_path, capsys):
     assert "0.0194 ± 0.0098" in printed and "wall time" in printed
     assert "noise floor (γ vs γ)" in printed
     assert len(_lines(out)) == 2
-    with pytest.raises(SystemExit):
-        main(["benchmark", "--methods", "newton"])
-    with pytest.raises(SystemExit, match="--authors-code sets --init"):
-        main(["benchmark", "--authors-code", "--init", "normal", "--out", str(tmp_path / "x")])
+    status, line = _cli_error(main, ["benchmark", "--methods", "newton"])
+    assert status == 2 and "unknown method(s) ['newton']" in line
+    argv = ["benchmark", "--authors-code", "--init", "normal", "--out", str(tmp_path / "x")]
+    status, line = _cli_error(main, argv)
+    assert status == 2 and "--authors-code sets --init itself" in line
     code = tmp_path / "code"
     argv = ["benchmark", "--size", "tiny", "--seeds", "1", "--methods", "explicit"]
     assert main([*argv, "--authors-code", "--out", str(code), "--no-progress"]) == 0
     stored = json.loads((code / "config.json").read_text())
     assert (stored["init"], stored["kl_reduction"]) == ("torch", "sum")
     assert stored["method_configs"]["explicit"]["start"] == "identity"
+
+
+BENCHMARK_ERRORS = {
+    "workers 0": (["--workers", "0"], "argument --workers: workers must be an integer >= 1"),
+    "n-eval 0": (["--n-eval", "0"], "argument --n-eval: n-eval must be an integer >= 1"),
+    "numba threads 0": (["--numba-threads", "0"], "numba threads must be an integer >= 1"),
+    "seeds 0": (["--seeds", "0"], "argument --seeds: seeds must be an integer >= 1, got 0"),
+    "seeds text": (["--seeds", "ten"], "seeds must be an integer, got 'ten'"),
+    "first seed -1": (["--first-seed", "-1"], "first seed must be an integer >= 0"),
+    "unknown backend": (["--backend", "mpi"], "backend must be one of loky, threading, dask"),
+    "out is a file": (["--out", "{tmp}/file"], "is a file, not a folder"),
+    "out parent missing": (["--out", "{tmp}/a/b"], "'{tmp}/a' does not exist"),
+    "out unwritable": (["--out", "/proc/sweep"], "cannot write"),
+    "out of another config": (["--out", "{tmp}/other", "--n-eval", "50"], "n_eval \\(stored 200"),
+}
+
+
+@pytest.mark.parametrize("case", BENCHMARK_ERRORS)
+def test_benchmark_user_errors_are_one_line_before_any_work(case, tmp_path, monkeypatch):
+    from neural.__main__ import main
+
+    (tmp_path / "file").write_text("")
+    run_benchmark([0], QUICK, tmp_path / "other", progress=False, figure=False)
+    _forbid_training(monkeypatch)
+    arguments, expected = BENCHMARK_ERRORS[case]
+    argv = ["benchmark", "--size", "tiny", "--methods", "explicit,adam", "--no-progress"]
+    argv += ["--out", str(tmp_path / "sweep")] + [a.format(tmp=tmp_path) for a in arguments]
+    status, line = _cli_error(main, argv)
+    assert status == 2 and line.startswith("python -m neural benchmark")
+    assert re.search(expected.format(tmp=tmp_path), line), line
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_a_sweep_on_a_locked_folder_is_one_error_line(tmp_path, monkeypatch):
+    import neural.benchmark as benchmark
+    from neural.__main__ import main
+
+    out = tmp_path / "sweep"
+    run_benchmark([0], QUICK, out, progress=False, figure=False)
+    _forbid_training(monkeypatch)
+    argv = ["benchmark", "--size", "tiny", "--methods", "explicit,adam", "--seeds", "2"]
+    with benchmark._locked(out):
+        status, line = _cli_error(main, [*argv, "--out", str(out), "--no-progress"])
+    assert status == 2 and f"another sweep is writing into {out}" in line
+    assert len(_lines(out)) == 1
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["--dims", "2", "0"], "argument --dims: dims must be an integer >= 1, got 0"),
+        (["--n-eval", "0"], "n-eval must be an integer >= 1"),
+        (["--workers", "0"], "workers must be an integer >= 1"),
+        (["--seed", "-2"], "seed must be an integer >= 0"),
+        (["--backend", "mpi"], "backend must be one of"),
+        (["--out", "{tmp}/rows.txt"], r"must end in \.json"),
+        (["--out", "{tmp}/missing/rows.json"], "does not exist"),
+    ],
+)
+def test_dimensions_user_errors_are_one_line_before_any_work(
+    arguments, expected, tmp_path, monkeypatch
+):
+    import neural.dimensions as dimensions
+    from neural.__main__ import main
+
+    monkeypatch.setattr(dimensions, "run_method", None)  # any training fails with TypeError
+    status, line = _cli_error(main, ["dimensions", *(a.format(tmp=tmp_path) for a in arguments)])
+    assert status == 2 and line.startswith("python -m neural dimensions: error: ")
+    assert re.search(expected, line), line
 
 
 def test_dimension_study_against_the_closed_form(capsys):

@@ -996,8 +996,10 @@ def _sweep(seeds, config, directory, done, workers, backend, numba_threads, prog
     except BaseException as error:
         if not _interrupted(error):
             raise
-        kept = sum(seed in records for seed in seeds)
         path = None if directory is None else directory / RESULTS_FILE
+        # the file is the truth: a Ctrl-C during _append's fsync keeps a line not yet counted
+        kept_records = records if path is None else read_results(path)
+        kept = sum(seed in kept_records for seed in seeds)
         raise SweepInterrupted(kept, len(seeds), path) from None
     finally:
         if bar is not None:

@@ -330,6 +330,140 @@ def test_rerun_with_another_configuration_is_refused(tmp_path):
         run_benchmark([0, 1], other, out, progress=False)
 
 
+def _wait_for_lines(path, count, process, seconds=90):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().count("\n") >= count:
+            return
+        if process.poll() is not None:
+            pytest.fail(f"the sweep ended (status {process.returncode}) before {count} seeds")
+        time.sleep(0.05)
+    pytest.fail(f"the sweep did not write {count} seeds within {seconds} s")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_reports_the_seeds_kept_and_exits_130(tmp_path, workers):
+    """SIGINT to the sweep's process group (what Ctrl-C in a terminal does) after the first
+    seed lands, in process (workers=1) and with loky workers."""
+    out = tmp_path / "interrupted"
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    command = [sys.executable, "-m", "neural", "benchmark", "--size", "tiny", "--seeds", "500"]
+    command += ["--methods", "explicit,adam", "--workers", str(workers), "--out", str(out)]
+    process = subprocess.Popen(
+        [*command, "--no-progress"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # not inherited SIG_IGN
+    )
+    try:
+        _wait_for_lines(out / "results.jsonl", 1, process)
+        os.killpg(process.pid, signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    kept = len(read_results(out))
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "SystemError" not in err, err
+    assert err.strip().splitlines()[-1] == (
+        f"interrupted: {kept} of 500 seeds are in {out / 'results.jsonl'}; rerun the same "
+        "command to resume"
+    )
+    assert 1 <= kept < 500
+
+
+def test_score_warnings_do_not_mix_between_threads(monkeypatch):
+    """Seeds train side by side in threads; each counts its own non-converged Sinkhorn runs.
+
+    The spy makes every seed run `runs` Sinkhorn solves capped at 1 iteration (never
+    converged) while the other seed is inside its own count (a barrier), then train."""
+    import threading
+
+    import neural.benchmark as benchmark
+    from neural.score import self_entropic_potential
+
+    real_run_method = benchmark.run_method
+    barrier = None
+
+    def spy(method, initial, source, target, rng):
+        runs = int(rng.integers(1, 6))  # drawn from the seed's data stream
+        x = np.random.default_rng(runs).standard_normal((20, 2))
+        if barrier is not None:
+            barrier.wait(timeout=30)
+        for _ in range(runs):
+            self_entropic_potential(x, max_iter=1)
+        if barrier is not None:
+            barrier.wait(timeout=30)
+        return real_run_method(method, initial, source, target, rng)
+
+    monkeypatch.setattr(benchmark, "run_method", spy)
+    config = BenchmarkConfig(size="tiny", methods=("adam",), n_eval=50)
+    serial = run_benchmark([0, 1], config, progress=False)
+    counts = [serial.records[seed]["methods"]["adam"]["score_warnings"] for seed in (0, 1)]
+    assert counts[0] != counts[1] and min(counts) >= 1  # seeds 0 and 1 draw 4 and 2 runs
+    barrier = threading.Barrier(2)
+    threaded = run_benchmark([0, 1], config, workers=2, backend="threading", progress=False)
+    for seed in (0, 1):
+        assert _strip_seconds(threaded.records[seed]) == _strip_seconds(serial.records[seed])
+
+
+def test_dask_client_started_by_the_sweep_is_closed():
+    distributed = pytest.importorskip("dask.distributed")
+    config = BenchmarkConfig(size="tiny", methods=("adam",), n_eval=50)
+    results = run_benchmark([0], config, workers=1, backend="dask", progress=False)
+    assert _strip_seconds(results.records[0]) == _strip_seconds(run_seed(0, config))
+    with pytest.raises(ValueError, match="No global client"):
+        distributed.get_client()
+
+
+def test_distributed_backend_gives_the_loky_records():
+    """Two seeds on a real two-process dask cluster: every field but timings as with loky."""
+    distributed = pytest.importorskip("dask.distributed")
+    config = BenchmarkConfig(size="tiny", methods=("explicit", "adam"), n_eval=100)
+    loky = run_benchmark([0, 1], config, workers=2, backend="loky", progress=False)
+    with (
+        distributed.LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        dask = run_benchmark([0, 1], config, workers=2, backend="dask", progress=False)
+        assert client.status == "running"  # the caller's client is left to the caller
+        ran_on = client.run(os.getpid)
+    assert len(set(ran_on.values()) | {os.getpid()}) == 3  # two worker processes
+    assert set(dask.records) == {0, 1}
+    for seed in (0, 1):
+        assert _strip_seconds(dask.records[seed]) == _strip_seconds(loky.records[seed])
+
+
+def test_config_records_the_code_version_and_a_resume_across_versions_is_refused(
+    tmp_path, monkeypatch
+):
+    import neural.benchmark as benchmark
+
+    out = tmp_path / "sweep"
+    run_benchmark([0], QUICK, out, progress=False, figure=False)
+    code = json.loads((out / "config.json").read_text())["code"]
+    version = re.search(r'^version = "(.+)"', (REPO / "pyproject.toml").read_text(), re.M)[1]
+    assert code["version"] == version
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    assert code["commit"] == (head.stdout.strip() if head.returncode == 0 else None)
+    other = {"version": "9.9.9", "commit": "0" * 40}
+    monkeypatch.setattr(benchmark, "code_version", lambda: other)
+    with pytest.raises(SweepSetupError, match=r"mix results of two code versions.*--force-resume"):
+        run_benchmark([0, 1], QUICK, out, progress=False, figure=False)
+    assert len(_lines(out)) == 1
+    resumed = run_benchmark([0, 1], QUICK, out, progress=False, figure=False, force_resume=True)
+    assert resumed.ran == (1,)
+    stored = json.loads((out / "config.json").read_text())
+    assert stored["code"] == code and stored["forced_resumes"] == [other]
+
+
 def test_threading_backend_gives_the_same_records():
     config = BenchmarkConfig(size="tiny", methods=("explicit", "adam"))
     serial = run_benchmark([0, 1], config, progress=False)

@@ -504,6 +504,36 @@ def _map_file(path, *, box=6.0, dim=2, **metadata):
     return path
 
 
+def test_fig2_labels_legend_integer_counts_size_and_overflow():
+    from neural.benchmark import histogram_figure
+
+    values = {"explicit": [0.01, 0.02, 0.02, 0.2, 0.5, None], "adam": [0.03, 0.031, 0.04, 0.05]}
+    records = {
+        seed: {"methods": {m: {"mmd": v[seed]} for m, v in values.items() if seed < len(v)}}
+        for seed in range(6)
+    }
+    figure = histogram_figure(records, ["explicit", "adam"], clip=0.13, size="tiny")
+    assert "6 seeds" in figure.get_suptitle() and "tiny" in figure.get_suptitle()
+    for ax, method, above in zip(figure.axes, ["explicit", "adam"], [2, 0], strict=True):
+        legend = [text.get_text() for text in ax.get_legend().get_texts()]
+        mean, std = PAPER_RESULTS[method]
+        assert f"paper, mean ± std: {mean} ± {std}" in legend
+        ours = np.array([v for v in values[method] if v is not None])
+        assert any(t.startswith(f"ours, mean ± std: {ours.mean():.4f}") for t in legend)
+        assert f"MMD > 0.13: {above} seeds" in legend
+        (bar,) = [c for c in ax.containers if c.get_label() == f"MMD > 0.13: {above} seeds"]
+        assert bar.patches[0].get_height() == above and bar.patches[0].get_x() > 0.13
+        assert "ours: seeds per bin" in legend
+        in_bins = [p.get_height() for p in ax.patches if p not in bar.patches]
+        assert sum(in_bins) == len(ours) - above
+        assert all(float(t).is_integer() for t in ax.get_yticks())
+        assert ax.get_ylabel() == "seeds"
+    assert "(1 diverged)" in " ".join(t.get_text() for t in figure.axes[0].get_legend().get_texts())
+    assert "> 0.13" in [t.get_text() for t in figure.axes[-1].get_xticklabels()]
+    assert "$" in figure.axes[-1].get_xlabel()  # symbols (mathtext)
+    figure.canvas.draw()  # the mathtext renders
+
+
 def test_ground_truth_map_errors(tmp_path):
     config = BenchmarkConfig(
         size="tiny", methods=("adam",), ground_truth=_map_file(tmp_path / "T.npz")

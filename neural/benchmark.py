@@ -14,14 +14,20 @@ Seeds. Seed s gives ``numpy.random.SeedSequence(s).spawn(3)`` = (init, data, eva
 A seed's results do not depend on the other seeds, the worker, or the order of runs.
 
 Resumable runs. ``run_benchmark`` writes into a directory: ``config.json`` (the run's
-configuration; a rerun with a different one is refused) and ``results.jsonl`` (one JSON
-line per finished seed, appended and flushed as soon as the seed finishes, by the parent
-process only). A rerun skips the seeds already in the file, so a killed run loses at
-most the seeds in flight; a line cut by the kill is dropped on the next run.
+configuration and the code version, ``code_version``: a rerun with another configuration
+is refused, one with another code version too unless ``force_resume``) and
+``results.jsonl`` (one JSON line per finished seed, appended and flushed as soon as the
+seed finishes, by the parent process only). A rerun skips the seeds already in the file,
+so a killed run loses at most the seeds in flight; a line cut by the kill is dropped on
+the next run. A sweep holds an flock on its directory (a second one is refused), and
+Ctrl-C ends it with ``SweepInterrupted`` saying how many seeds the file keeps.
 
 Ground truth. With ``ground_truth=PATH.npz`` the sweep also reports ‖T_θ − T*‖ in
 L²(ϱ0) and the L²-UVP (``neural.diagnostics.map_error``) against
-``gridflow.load_map(PATH)``. Every record also holds the exact KL of each trained map
+``gridflow.load_map(PATH)``. The file is checked before any training
+(``check_ground_truth``): dimension 2, the source and target its metadata record
+(``GROUND_TRUTH_SOURCE``, ``GROUND_TRUTH_TARGET``), and a box that holds every seed's
+evaluation samples. Every record also holds the exact KL of each trained map
 (``neural.kl.exact_kl``, the mixture's density being known) with its standard error.
 
 The dimension study (Gaussian pairs, ``neural.dimensions``) and the flow check
@@ -572,11 +578,8 @@ def _write_json(path: Path, record: dict) -> None:
     os.replace(partial, path)
 
 
-def _prepare_directory(out: Path, config: BenchmarkConfig, force_resume: bool = False) -> None:
-    """Create ``out`` and check (or write) config.json: the configuration and the code
-    version (``code_version``). Refuses (``SweepSetupError``) a folder that cannot be
-    written, results without a configuration, another configuration, and results of
-    another code version unless ``force_resume`` (then recorded under "forced_resumes")."""
+def _create_directory(out: Path) -> None:
+    """Create ``out`` (with its parents); SweepSetupError if it cannot be written."""
     from gridflow._checks import writable_folder
 
     try:
@@ -585,6 +588,13 @@ def _prepare_directory(out: Path, config: BenchmarkConfig, force_resume: bool = 
     except (OSError, ValueError) as error:
         reason = _reason(error) if isinstance(error, OSError) else str(error)
         raise SweepSetupError(f"cannot write the sweep into {out}: {reason}") from None
+
+
+def _prepare_directory(out: Path, config: BenchmarkConfig, force_resume: bool = False) -> None:
+    """Check (or write) config.json in ``out`` (a locked sweep only): the configuration and
+    the code version (``code_version``). Refuses (``SweepSetupError``) results without a
+    configuration, another configuration, and results of another code version unless
+    ``force_resume`` (then recorded under "forced_resumes")."""
     path = out / CONFIG_FILE
     wanted = json.loads(json.dumps(config.to_json()))
     code = code_version()
@@ -1013,8 +1023,9 @@ def run_benchmark(
     if out is None:
         return _sweep(seeds, config, None, {}, *run)
     directory = Path(out)
-    _prepare_directory(directory, config, force_resume)
+    _create_directory(directory)
     with _locked(directory):
+        _prepare_directory(directory, config, force_resume)
         _drop_cut_line(directory / RESULTS_FILE)
         return _sweep(seeds, config, directory, read_results(directory), *run)
 

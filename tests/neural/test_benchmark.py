@@ -18,6 +18,7 @@ from gridflow import gaussian
 from neural.benchmark import (
     PAPER_RESULTS,
     BenchmarkConfig,
+    SweepInterrupted,
     SweepSetupError,
     format_table,
     method_configs,
@@ -375,6 +376,44 @@ def test_ctrl_c_reports_the_seeds_kept_and_exits_130(tmp_path, workers):
         "command to resume"
     )
     assert 1 <= kept < 500
+
+
+def test_an_interrupt_inside_compiled_code_ends_the_sweep_as_an_interrupt(
+    tmp_path, monkeypatch, capsys
+):
+    """A SIGINT during a numba call surfaces as a SystemError whose context is the
+    KeyboardInterrupt: the sweep reports it as an interrupt; other SystemErrors pass on."""
+    import neural.benchmark as benchmark
+    from neural.__main__ import main
+
+    real_run_seed = benchmark.run_seed
+
+    def interrupted_at_seed_1(seed, config):
+        if seed == 1:
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                raise SystemError("<numba function> returned a result with an exception set")  # noqa: B904 - as numba does
+        return real_run_seed(seed, config)
+
+    monkeypatch.setattr(benchmark, "run_seed", interrupted_at_seed_1)
+    out = tmp_path / "sweep"
+    with pytest.raises(SweepInterrupted) as caught:
+        run_benchmark([0, 1, 2], QUICK, out, progress=False)
+    assert (caught.value.kept, caught.value.total) == (1, 3)
+    argv = ["benchmark", "--size", "tiny", "--methods", "explicit,adam", "--seeds", "3"]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 130
+    assert capsys.readouterr().err.strip() == (
+        f"interrupted: 1 of 3 seeds are in {out / 'results.jsonl'}; rerun the same command "
+        "to resume"
+    )
+
+    def bug(seed, config):
+        raise SystemError("a bug")
+
+    monkeypatch.setattr(benchmark, "run_seed", bug)
+    with pytest.raises(SystemError, match="a bug"):
+        run_benchmark([5], QUICK, out, progress=False)
 
 
 def test_score_warnings_do_not_mix_between_threads(monkeypatch):

@@ -496,9 +496,15 @@ def test_config_records_the_code_version_and_a_resume_across_versions_is_refused
     monkeypatch.setattr(benchmark, "code_version", lambda: other)
     with pytest.raises(SweepSetupError, match=r"mix results of two code versions.*--force-resume"):
         run_benchmark([0, 1], QUICK, out, progress=False, figure=False)
+    from neural.__main__ import main
+
+    argv = ["benchmark", "--size", "tiny", "--methods", "explicit,adam", "--seeds", "2"]
+    argv += ["--out", str(out), "--no-progress"]
+    status, line = _cli_error(main, argv)
+    assert status == 2 and "--force-resume" in line and "9.9.9" in line
     assert len(_lines(out)) == 1
-    resumed = run_benchmark([0, 1], QUICK, out, progress=False, figure=False, force_resume=True)
-    assert resumed.ran == (1,)
+    assert main([*argv, "--force-resume"]) == 0
+    assert sorted(read_results(out)) == [0, 1]
     stored = json.loads((out / "config.json").read_text())
     assert stored["code"] == code and stored["forced_resumes"] == [other]
 

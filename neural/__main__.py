@@ -13,12 +13,17 @@
                                  [--ground-truth truth.npz] [--widths 20,20 64,64] [--out DIR]
 
 ``benchmark`` runs the paper's Fig. 2 sweep (``neural.benchmark.run_benchmark``):
-resumable (rerun with the same --out to continue), parallel over seeds, prints the
-table next to the paper's numbers and writes DIR/{results.jsonl, config.json,
-table.txt, fig2.png}. ``dimensions`` runs the Gaussian → Gaussian study. ``flowcheck``
+resumable (rerun with the same --out to continue; --force-resume across code versions),
+parallel over seeds, prints the table next to the paper's numbers and writes
+DIR/{results.jsonl, config.json, table.txt, fig2.png}. Ctrl-C stops it with status 130,
+saying how many seeds are kept. ``dimensions`` runs the Gaussian → Gaussian study. ``flowcheck``
 compares the neural schemes step by step with the reference schemes
 (``neural.flowcheck``) and writes DIR/{flowcheck.txt, flowcheck.png}. ``errorbudget``
 measures Remark 3.11's causes against exact maps (``neural.errorbudget``).
+
+A user error (a bad argument, a ground truth of another problem, an output folder that
+cannot be written or is locked by a running sweep) ends with one line ``… error: …`` and
+exit status 2 before any training (``gridflow._cli``). Tracebacks are for bugs.
 """
 
 from __future__ import annotations
@@ -29,7 +34,12 @@ import sys
 import time
 from dataclasses import asdict
 
+from gridflow._checks import output_file, output_folder
+from gridflow._cli import USAGE_ERROR, argument_type, fail, integer
 from neural.schemes import METHODS
+
+INTERRUPTED = 130
+"""Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
 
 
 def _methods(text: str) -> tuple[str, ...]:
@@ -52,14 +62,9 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
+def _count(name: str, minimum: int = 1):
+    """An argparse type: an integer >= minimum, the message naming ``name``."""
+    return argument_type(integer, name, minimum)
 
 
 def _hidden(text: str) -> tuple[int, ...]:
@@ -75,26 +80,43 @@ def _hidden(text: str) -> tuple[int, ...]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from neural.benchmark import INITS, SIZES
+    from neural.benchmark import BACKENDS, INITS, SIZES, check_backend
     from neural.schemes import KL_REDUCTIONS, STARTS
 
     parser = argparse.ArgumentParser(prog="python -m neural", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
+    backend = argument_type(check_backend)
+    backend_help = f"joblib backend: {', '.join(BACKENDS)} (default loky)"
     bench = commands.add_parser("benchmark", help="the paper's Fig. 2 seed sweep")
-    bench.add_argument("--seeds", type=int, default=100, help="number of seeds (default 100)")
-    bench.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
+    bench.set_defaults(parser=bench)
+    bench.add_argument(
+        "--seeds", type=_count("seeds"), default=100, help="number of seeds (default 100)"
+    )
+    bench.add_argument(
+        "--first-seed", type=_count("first seed", 0), default=0, help="first seed (default 0)"
+    )
     bench.add_argument(
         "--methods", type=_methods, default=tuple(METHODS), help="comma-separated (default all)"
     )
     bench.add_argument("--size", choices=tuple(SIZES), default="paper", help="default paper")
-    bench.add_argument("--workers", type=int, default=1, help="parallel workers (default 1)")
     bench.add_argument(
-        "--backend", default="loky", help="joblib backend: loky (default), threading, dask"
+        "--workers", type=_count("workers"), default=1, help="parallel workers (default 1)"
     )
-    bench.add_argument("--numba-threads", type=int, default=None, help="per worker")
+    bench.add_argument("--backend", type=backend, default="loky", help=backend_help)
     bench.add_argument(
-        "--out", default="neural_benchmark", help="output directory (default neural_benchmark)"
+        "--numba-threads", type=_count("numba threads"), default=None, help="per worker"
+    )
+    bench.add_argument(
+        "--out",
+        type=argument_type(output_folder, "output folder"),
+        default="neural_benchmark",
+        help="output folder, created if its parent exists (default neural_benchmark)",
+    )
+    bench.add_argument(
+        "--force-resume",
+        action="store_true",
+        help="resume results written by another code version (recorded in config.json)",
     )
     bench.add_argument("--ground-truth", default=None, help="T* file from gridflow.save_map")
     bench.add_argument("--hidden", type=_hidden, default=(20, 20), help="widths (default 20,20)")
@@ -115,20 +137,26 @@ def _parser() -> argparse.ArgumentParser:
         help="the authors' code's choices: --init torch --kl-reduction sum "
         "--implicit-start network",
     )
-    bench.add_argument("--n-eval", type=int, default=None, help="MMD samples per side")
+    bench.add_argument("--n-eval", type=_count("n-eval"), default=None, help="MMD samples per side")
     bench.add_argument("--no-progress", action="store_true")
 
     dims = commands.add_parser("dimensions", help="Gaussian -> Gaussian in several dimensions")
-    dims.add_argument("--dims", type=int, nargs="+", default=[2, 8, 32])
+    dims.set_defaults(parser=dims)
+    dims.add_argument("--dims", type=_count("dims"), nargs="+", default=[2, 8, 32])
     dims.add_argument("--methods", type=_methods, default=tuple(METHODS))
     dims.add_argument("--size", choices=tuple(SIZES), default="small")
-    dims.add_argument("--seed", type=int, default=0)
+    dims.add_argument("--seed", type=_count("seed", 0), default=0)
     dims.add_argument("--hidden", type=_hidden, default=(20, 20))
     dims.add_argument("--init", choices=INITS, default="normal")
-    dims.add_argument("--n-eval", type=int, default=2000)
-    dims.add_argument("--workers", type=int, default=1)
-    dims.add_argument("--backend", default="loky")
-    dims.add_argument("--out", default=None, help="optional JSON file for the rows")
+    dims.add_argument("--n-eval", type=_count("n-eval"), default=2000)
+    dims.add_argument("--workers", type=_count("workers"), default=1)
+    dims.add_argument("--backend", type=backend, default="loky", help=backend_help)
+    dims.add_argument(
+        "--out",
+        type=argument_type(output_file, "output file", ".json"),
+        default=None,
+        help="optional JSON file for the rows (ending in .json, in an existing folder)",
+    )
 
     from neural.flowcheck import CASES, SETTINGS
 
@@ -137,7 +165,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     flow.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
     flow.add_argument("--tau", type=_positive_float, default=0.25, help="step τ of both schemes")
-    flow.add_argument("--steps", type=_positive_int, default=10, help="number of outer steps K")
+    flow.add_argument("--steps", type=_count("steps"), default=10, help="number of outer steps K")
     flow.add_argument("--size", choices=tuple(SETTINGS), default="quick")
     flow.add_argument("--out", default="flowcheck", help="output folder (default ./flowcheck)")
 
@@ -156,20 +184,25 @@ def _parser() -> argparse.ArgumentParser:
         "--quadratic", choices=["with", "without", "both"], default="both",
         help="ICNNs with the quadratic part ½xᵀ(LLᵀ)x, without it, or both (default)",
     )  # fmt: skip
-    budget.add_argument("--batches", type=_positive_int, nargs="+", default=[1000])
-    budget.add_argument("--steps", type=_positive_int, default=2000)
+    budget.add_argument("--batches", type=_count("--batches", 2), nargs="+", default=[1000])
+    budget.add_argument("--steps", type=_count("--steps"), default=2000)
     budget.add_argument("--learning-rate", type=_positive_float, default=0.01)
-    budget.add_argument("--inner-steps", type=_positive_int, default=100)
-    budget.add_argument("--n-eval", type=_positive_int, default=20000)
+    budget.add_argument("--inner-steps", type=_count("--inner-steps"), default=100)
+    budget.add_argument("--n-eval", type=_count("--n-eval", 2), default=20000)
     budget.add_argument("--out", default="errorbudget", help="output folder")
     return parser
 
 
 def _benchmark(args) -> int:
-    from neural.benchmark import BenchmarkConfig, format_references, format_table, run_benchmark
+    from neural.benchmark import (
+        BenchmarkConfig,
+        SweepInterrupted,
+        SweepSetupError,
+        format_references,
+        format_table,
+        run_benchmark,
+    )
 
-    if args.seeds < 1 or args.first_seed < 0:
-        raise SystemExit("--seeds must be >= 1 and --first-seed >= 0")
     given = {
         "init": args.init,
         "kl_reduction": args.kl_reduction,
@@ -179,7 +212,7 @@ def _benchmark(args) -> int:
     choices = {key: value for key, value in given.items() if value is not None}
     if args.authors_code and choices:
         flags = ", ".join("--" + key.replace("_", "-") for key in choices)
-        raise SystemExit(f"--authors-code sets {flags} itself; give either, not both")
+        fail(args.parser, f"--authors-code sets {flags} itself; give either, not both", USAGE_ERROR)
     common = {
         "methods": args.methods,
         "size": args.size,
@@ -187,21 +220,31 @@ def _benchmark(args) -> int:
         "n_eval": args.n_eval,
         "ground_truth": args.ground_truth,
     }
-    if args.authors_code:
-        config = BenchmarkConfig.authors_code(**common)
-    else:
-        config = BenchmarkConfig(**common, **choices)
+    try:  # a ground truth of another problem, a damaged or missing map file
+        if args.authors_code:
+            config = BenchmarkConfig.authors_code(**common)
+        else:
+            config = BenchmarkConfig(**common, **choices)
+    except ValueError as error:
+        fail(args.parser, error, USAGE_ERROR)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     start = time.perf_counter()
-    results = run_benchmark(
-        seeds,
-        config,
-        args.out,
-        workers=args.workers,
-        backend=args.backend,
-        numba_threads=args.numba_threads,
-        progress=not args.no_progress,
-    )
+    try:
+        results = run_benchmark(
+            seeds,
+            config,
+            args.out,
+            workers=args.workers,
+            backend=args.backend,
+            numba_threads=args.numba_threads,
+            progress=not args.no_progress,
+            force_resume=args.force_resume,
+        )
+    except SweepSetupError as error:  # refused before any seed ran
+        fail(args.parser, error, USAGE_ERROR)
+    except SweepInterrupted as interrupt:
+        print(f"\ninterrupted: {interrupt}", file=sys.stderr)
+        return INTERRUPTED
     wall = time.perf_counter() - start
     print(
         f"{len(results.records)} seeds ({len(results.ran)} run now, {len(results.skipped)} "
@@ -215,20 +258,27 @@ def _benchmark(args) -> int:
 
 
 def _dimensions(args) -> int:
+    from neural.benchmark import _interrupted
     from neural.dimensions import dimension_study, format_dimension_table
 
-    rows = dimension_study(
-        args.dims,
-        args.methods,
-        size=args.size,
-        seed=args.seed,
-        hidden=args.hidden,
-        init=args.init,
-        n_eval=args.n_eval,
-        workers=args.workers,
-        backend=args.backend,
-        progress=True,
-    )
+    try:
+        rows = dimension_study(
+            args.dims,
+            args.methods,
+            size=args.size,
+            seed=args.seed,
+            hidden=args.hidden,
+            init=args.init,
+            n_eval=args.n_eval,
+            workers=args.workers,
+            backend=args.backend,
+            progress=True,
+        )
+    except BaseException as error:
+        if not _interrupted(error):
+            raise
+        print("\ninterrupted: no rows were written", file=sys.stderr)
+        return INTERRUPTED
     print(format_dimension_table(rows))
     if args.out:
         with open(args.out, "w", encoding="utf-8") as handle:

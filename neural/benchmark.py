@@ -14,14 +14,20 @@ Seeds. Seed s gives ``numpy.random.SeedSequence(s).spawn(3)`` = (init, data, eva
 A seed's results do not depend on the other seeds, the worker, or the order of runs.
 
 Resumable runs. ``run_benchmark`` writes into a directory: ``config.json`` (the run's
-configuration; a rerun with a different one is refused) and ``results.jsonl`` (one JSON
-line per finished seed, appended and flushed as soon as the seed finishes, by the parent
-process only). A rerun skips the seeds already in the file, so a killed run loses at
-most the seeds in flight; a line cut by the kill is dropped on the next run.
+configuration and the code version, ``code_version``: a rerun with another configuration
+is refused, one with another code version too unless ``force_resume``) and
+``results.jsonl`` (one JSON line per finished seed, appended and flushed as soon as the
+seed finishes, by the parent process only). A rerun skips the seeds already in the file,
+so a killed run loses at most the seeds in flight; a line cut by the kill is dropped on
+the next run. A sweep holds an flock on its directory (a second one is refused), and
+Ctrl-C ends it with ``SweepInterrupted`` saying how many seeds the file keeps.
 
 Ground truth. With ``ground_truth=PATH.npz`` the sweep also reports ‖T_θ − T*‖ in
 L²(ϱ0) and the L²-UVP (``neural.diagnostics.map_error``) against
-``gridflow.load_map(PATH)``. Every record also holds the exact KL of each trained map
+``gridflow.load_map(PATH)``. The file is checked before any training
+(``check_ground_truth``): dimension 2, the source and target its metadata record
+(``GROUND_TRUTH_SOURCE``, ``GROUND_TRUTH_TARGET``), and a box that holds every seed's
+evaluation samples. Every record also holds the exact KL of each trained map
 (``neural.kl.exact_kl``, the mixture's density being known) with its standard error.
 
 The dimension study (Gaussian pairs, ``neural.dimensions``) and the flow check
@@ -35,7 +41,7 @@ import os
 import time
 import warnings
 from collections.abc import Iterable, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -57,20 +63,30 @@ from neural.schemes import (
     check_kl_reduction,
     run_method,
 )
-from neural.score import ConvergenceWarning
+from neural.score import count_nonconvergence
 
 __all__ = [
+    "BACKENDS",
+    "GROUND_TRUTH_SOURCE",
+    "GROUND_TRUTH_TARGET",
     "INITS",
     "PAPER_RESULTS",
     "SIZES",
     "BenchmarkConfig",
     "BenchmarkResults",
     "MethodSummary",
+    "SweepInterrupted",
+    "SweepLockedError",
+    "SweepSetupError",
+    "check_backend",
+    "check_ground_truth",
+    "code_version",
     "format_references",
     "format_table",
     "histogram_figure",
     "initial_network",
     "method_configs",
+    "parallel_map",
     "read_results",
     "run_benchmark",
     "run_seed",
@@ -103,6 +119,92 @@ SIZES: dict[str, dict] = {
 INITS = ("normal", "torch")
 """θ0: 'normal' = ``ICNN`` default (every entry N(0, 0.1²), projected);
 'torch' = ``torch_default_init`` (the layer initialization of the authors' public code)."""
+
+BACKENDS = ("loky", "threading", "dask", "sequential")
+"""joblib backends of the sweeps: loky (processes), threading, dask (dask.distributed),
+sequential (in process, for debugging)."""
+
+GROUND_TRUTH_SOURCE = "paper-mixture"
+GROUND_TRUTH_TARGET = "N(0, I)"
+"""The source and target a ground-truth file of the Fig. 2 sweep must record in its metadata
+(as written by ``python -m gridflow groundtruth --source paper-mixture``)."""
+
+
+class SweepSetupError(ValueError):
+    """A sweep refused before any seed ran: its output folder, its ground truth or a
+    resume that does not fit; the message names what differs and the fix."""
+
+
+class SweepLockedError(SweepSetupError, RuntimeError):
+    """Another sweep holds the lock of the output folder."""
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """A sweep stopped by Ctrl-C (SIGINT); ``kept`` of its ``total`` seeds are in ``path``."""
+
+    def __init__(self, kept: int, total: int, path: Path | None):
+        self.kept, self.total, self.path = kept, total, path
+        if path is None:
+            message = f"{kept} of {total} seeds had finished; nothing was kept (no output folder)"
+        else:
+            message = f"{kept} of {total} seeds are in {path}; rerun the same command to resume"
+        super().__init__(message)
+
+
+def check_backend(backend: str) -> str:
+    """``backend`` if it is one of ``BACKENDS`` (and, for dask, dask.distributed imports)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "dask":
+        try:
+            import dask.distributed  # noqa: F401
+        except ImportError:
+            raise ValueError(
+                "backend 'dask' needs dask.distributed: pip install 'monge-flows[dask]' "
+                "(or 'dask[distributed]'), or choose another backend"
+            ) from None
+    return backend
+
+
+def check_ground_truth(path):
+    """The map in ``path`` (``gridflow.load_map``) if it is one of the Fig. 2 problem.
+
+    Refuses (ValueError naming the file and what differs) a file that is missing or damaged
+    (``gridflow.MapFileError``), of another dimension than 2, or whose metadata do not
+    record the sweep's source (``GROUND_TRUTH_SOURCE``) and target (``GROUND_TRUTH_TARGET``):
+    a map of another problem would give meaningless map errors. Whether its box covers the
+    evaluation samples depends on the seeds (``run_benchmark`` checks it before training).
+    """
+    from gridflow import MapFileError, load_map
+
+    try:
+        true_map = load_map(path)
+    except MapFileError as error:
+        raise MapFileError(f"ground truth: {error}") from None
+    fix = f"build it with: python -m gridflow groundtruth --source {GROUND_TRUTH_SOURCE}"
+    if true_map.grid.dim != 2:
+        raise ValueError(
+            f"ground truth {path}: a map in dimension {true_map.grid.dim}, the sweep is in "
+            f"dimension 2; {fix}"
+        )
+    for key, wanted in (("source", GROUND_TRUTH_SOURCE), ("target", GROUND_TRUTH_TARGET)):
+        recorded = true_map.metadata.get(key)
+        if recorded != wanted:
+            what = "records no " + key if recorded is None else f"is a map with {key} {recorded!r}"
+            raise ValueError(f"ground truth {path} {what}, the sweep's {key} is {wanted!r}; {fix}")
+    return true_map
+
+
+def _check_covers(true_map, path, x_eval: np.ndarray, seed: int) -> None:
+    """SweepSetupError if evaluation samples of ``seed`` lie outside the ground truth's box."""
+    lower, upper = np.array(true_map.grid.lower), np.array(true_map.grid.upper)
+    outside = int(np.count_nonzero(np.any((x_eval < lower) | (x_eval > upper), axis=1)))
+    if outside:
+        raise SweepSetupError(
+            f"ground truth {path}: {outside} of the {len(x_eval)} evaluation samples of seed "
+            f"{seed} lie outside its box {true_map.grid.lower}..{true_map.grid.upper}; build "
+            f"it with a larger --box"
+        )
 
 
 def method_configs(size: str = "paper", methods: Sequence[str] | None = None, **overrides):
@@ -203,7 +305,8 @@ class BenchmarkConfig:
                   'network' (T_θ0): the map the first outer step of each Algorithm 2
                   scheme moves from (``neural.schemes`` docstring)
     n_eval        samples per side for the MMD (default: the size's)
-    ground_truth  optional path of a ``gridflow.save_map`` file (T* for map errors)
+    ground_truth  optional path of a ``gridflow.save_map`` file (T* for map errors) of
+                  the sweep's problem, checked on construction (``check_ground_truth``)
     """
 
     methods: tuple[str, ...] = tuple(METHODS)
@@ -243,8 +346,7 @@ class BenchmarkConfig:
         object.__setattr__(self, "n_eval", positive_int(self.n_eval, "n_eval"))
         if self.ground_truth is not None:
             object.__setattr__(self, "ground_truth", str(self.ground_truth))
-            if not Path(self.ground_truth).is_file():
-                raise FileNotFoundError(f"ground_truth: no file {self.ground_truth}")
+            check_ground_truth(self.ground_truth)
 
     def method_configs(self) -> dict[str, MethodConfig]:
         """{name: configuration} at this size (``kl_reduction`` set where it applies)."""
@@ -271,6 +373,11 @@ class BenchmarkConfig:
         return record
 
 
+def _seed_sequences(seed: int):
+    """(init, data, eval) streams of ``seed`` (module docstring)."""
+    return np.random.SeedSequence(seed).spawn(3)
+
+
 def _eval_samples(seed_sequence, n_eval, source, dim):
     rng = np.random.default_rng(seed_sequence)
     x_eval = source.sample(rng, n_eval)
@@ -293,14 +400,13 @@ def run_seed(seed: int, config: BenchmarkConfig) -> dict:
     source = paper_mixture()
     dim = source.dim
     target = Target.standard_gaussian(dim)
-    init_seq, data_seq, eval_seq = np.random.SeedSequence(seed).spawn(3)
+    init_seq, data_seq, eval_seq = _seed_sequences(seed)
     net0 = initial_network(dim, config.hidden, np.random.default_rng(init_seq), config.init)
     x_eval, y_eval, y_floor = _eval_samples(eval_seq, config.n_eval, source, dim)
     true_map = None
     if config.ground_truth is not None:
-        from gridflow import load_map
-
-        true_map = load_map(config.ground_truth)
+        true_map = check_ground_truth(config.ground_truth)
+        _check_covers(true_map, config.ground_truth, x_eval, seed)
     record = {
         "seed": seed,
         "mmd_initial": energy_distance(net0.map(x_eval), y_eval),
@@ -312,19 +418,15 @@ def run_seed(seed: int, config: BenchmarkConfig) -> dict:
         start = time.perf_counter()
         entry = {"status": "ok", "mmd": None, "error": None}
         try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", ConvergenceWarning)
+            # counted per thread (a context variable), not with the process-wide
+            # warnings.catch_warnings: seeds may train side by side in threads
+            with count_nonconvergence() as nonconverged:
                 try:
                     result = run_method(
                         method, net0, source, target, np.random.default_rng(data_seq)
                     )
                 finally:
-                    entry["score_warnings"] = sum(
-                        issubclass(w.category, ConvergenceWarning) for w in caught
-                    )
-            for w in caught:  # only the score's warnings are counted; the others pass on
-                if not issubclass(w.category, ConvergenceWarning):
-                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+                    entry["score_warnings"] = nonconverged.runs
             pushed = result.map(x_eval)
             entry["mmd"] = energy_distance(pushed, y_eval)
             entry["kl"], entry["kl_error"] = _exact_kl(result, source, target, x_eval)
@@ -377,23 +479,35 @@ CONFIG_FILE = "config.json"
 
 
 LOCK_FILE = ".lock"
+CODE_KEYS = ("code", "forced_resumes")
+"""Keys of config.json that record the code, not the configuration."""
+
+
+def _reason(error: OSError) -> str:
+    return error.strerror or type(error).__name__
 
 
 @contextmanager
 def _locked(out: Path):
     """Hold an exclusive lock on ``out`` for the duration of a sweep (POSIX ``flock``):
-    a second sweep on the same directory is refused instead of interleaving writes."""
+    a second sweep on the same directory is refused (``SweepLockedError``) instead of
+    interleaving writes."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX: no lock
         yield
         return
-    with open(out / LOCK_FILE, "w") as handle:
+    try:
+        handle = open(out / LOCK_FILE, "w")
+    except OSError as error:
+        raise SweepSetupError(f"cannot create the lock file in {out} ({_reason(error)})") from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RuntimeError(
-                f"another sweep is writing into {out}; wait for it or stop it"
+            raise SweepLockedError(
+                f"another sweep is writing into {out}; wait for it to finish or stop it "
+                "(Ctrl-C), or pass another output folder"
             ) from None
         try:
             yield
@@ -401,29 +515,119 @@ def _locked(out: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _prepare_directory(out: Path, config: BenchmarkConfig) -> None:
-    """Check (or write, atomically) config.json; refuse results without a configuration."""
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / CONFIG_FILE
-    wanted = config.to_json()
-    if not path.exists() and (out / RESULTS_FILE).exists():
-        raise ValueError(
-            f"{out} holds {RESULTS_FILE} but no {CONFIG_FILE}: cannot tell which configuration "
-            "produced those results; pass another output directory"
+def _pyproject_version() -> str | None:
+    """The version in the checkout's pyproject.toml ([project] table), or None."""
+    import re
+
+    try:
+        text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    except OSError:
+        return None
+    project = re.search(r"^\[project\]\s*$(.*?)(?=^\[|\Z)", text, re.MULTILINE | re.DOTALL)
+    version = project and re.search(r'^version\s*=\s*"([^"]+)"', project[1], re.MULTILINE)
+    return version[1] if version else None
+
+
+def _git_commit(folder: Path) -> str | None:
+    """``git rev-parse HEAD`` in ``folder``; None when it is not a checkout or git is absent."""
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
-    if path.exists():
-        stored = json.loads(path.read_text())
-        if stored != json.loads(json.dumps(wanted)):
-            raise ValueError(
-                f"{out} holds results of a different configuration ({path}); pass another "
-                f"output directory, or the same options as before to resume.\n"
-                f"stored:    {json.dumps(stored, sort_keys=True)}\n"
-                f"requested: {json.dumps(wanted, sort_keys=True)}"
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = done.stdout.strip()
+    return commit if done.returncode == 0 and commit else None
+
+
+def code_version() -> dict:
+    """{"version": the package version (``importlib.metadata``, else the checkout's
+    pyproject.toml), "commit": the git commit of the package's folder, or None}."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("monge-flows")
+    except metadata.PackageNotFoundError:
+        version = _pyproject_version()
+    return {"version": version, "commit": _git_commit(Path(__file__).resolve().parent)}
+
+
+def _differences(stored, wanted, prefix: str = "") -> list[str]:
+    """'key (stored a, requested b)' for every leaf where two JSON objects differ."""
+    lines = []
+    for key in sorted(set(stored) | set(wanted)):
+        a, b = stored.get(key, "absent"), wanted.get(key, "absent")
+        if isinstance(a, dict) and isinstance(b, dict):
+            lines += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            lines.append(f"{prefix}{key} (stored {a!r}, requested {b!r})")
+    return lines
+
+
+def _write_json(path: Path, record: dict) -> None:
+    """Write ``record`` to ``path`` atomically (a temporary file, then a rename)."""
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(partial, path)
+
+
+def _create_directory(out: Path) -> None:
+    """Create ``out`` (with its parents); SweepSetupError if it cannot be written."""
+    from gridflow._checks import writable_folder
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        writable_folder(out, "output folder")
+    except (OSError, ValueError) as error:
+        reason = _reason(error) if isinstance(error, OSError) else str(error)
+        raise SweepSetupError(f"cannot write the sweep into {out}: {reason}") from None
+
+
+def _prepare_directory(out: Path, config: BenchmarkConfig, force_resume: bool = False) -> None:
+    """Check (or write) config.json in ``out`` (a locked sweep only): the configuration and
+    the code version (``code_version``). Refuses (``SweepSetupError``) results without a
+    configuration, another configuration, and results of another code version unless
+    ``force_resume`` (then recorded under "forced_resumes")."""
+    path = out / CONFIG_FILE
+    wanted = json.loads(json.dumps(config.to_json()))
+    code = code_version()
+    if not path.exists():
+        if (out / RESULTS_FILE).exists():
+            raise SweepSetupError(
+                f"{out} holds {RESULTS_FILE} but no {CONFIG_FILE}: cannot tell which "
+                "configuration produced those results; pass another output folder"
             )
-    else:
-        partial = path.with_suffix(".json.partial")
-        partial.write_text(json.dumps(wanted, indent=2) + "\n")
-        os.replace(partial, path)
+        _write_json(path, {**wanted, "code": code})
+        return
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise SweepSetupError(
+            f"{path} cannot be read ({error}); pass another output folder"
+        ) from None
+    differences = _differences({k: v for k, v in stored.items() if k not in CODE_KEYS}, wanted)
+    if differences:
+        raise SweepSetupError(
+            f"{out} holds results of a different configuration ({path}): "
+            f"{'; '.join(differences)}. Pass another output folder, or the same options as "
+            "before to resume"
+        )
+    if stored.get("code") != code:
+        if not force_resume:
+            recorded = stored.get("code") or "no code version (an older sweep)"
+            raise SweepSetupError(
+                f"{out} holds results of code {recorded}, this is code {code}: a resume would "
+                "mix results of two code versions; pass another output folder, or "
+                "--force-resume (force_resume=True) to resume anyway"
+            )
+        _write_json(path, {**stored, "forced_resumes": [*stored.get("forced_resumes", []), code]})
 
 
 def _results_path(path) -> Path:
@@ -616,66 +820,162 @@ def format_references(records: dict[int, dict]) -> str:
 LABELS = {name: cls.label for name, cls in METHODS.items()}
 
 
-def histogram_figure(records: dict[int, dict], methods: Sequence[str], clip: float = 0.13):
-    """Fig. 2: one MMD histogram per method (values clipped at ``clip``, stats unclipped).
+def histogram_figure(
+    records: dict[int, dict],
+    methods: Sequence[str],
+    clip: float = 0.13,
+    size: str | None = None,
+):
+    """Fig. 2: one MMD histogram per method, with our mean and the paper's as lines.
 
-    Returns a ``matplotlib.figure.Figure`` (no pyplot state; save with ``savefig``).
+    Values above ``clip`` are counted in an overflow bar right of the axis break, labelled
+    "> clip" (the means and stds in the legend are of the unclipped values; diverged runs
+    are counted in the legend). ``size`` (the ``SIZES`` preset) goes into the title with
+    the number of seeds. Returns a ``matplotlib.figure.Figure`` (no pyplot state; save it
+    with ``savefig``).
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     methods = list(methods)
-    figure = Figure(figsize=(6.0, 1.9 * len(methods) + 0.4), layout="constrained")
+    figure = Figure(figsize=(9.0, 1.9 * len(methods) + 0.7), layout="constrained")
     axes = figure.subplots(len(methods), 1, sharex=True, squeeze=False)[:, 0]
     bins = np.linspace(0.0, clip, 53)
+    width = bins[1] - bins[0]
+    overflow = (clip + width, clip + 4 * width)  # the overflow bar, after a gap
+
+    def position(value):  # where a mean is drawn: beyond the clip, on the overflow bar
+        return value if value <= clip else 0.5 * sum(overflow)
+
     for ax, method in zip(axes, methods, strict=True):
         values = _mmd_values(records, method)
         finite = values[np.isfinite(values)]
-        ax.hist(np.minimum(finite, clip), bins=bins, color="tab:blue", alpha=0.75)
-        text = f"ours: {finite.mean():.4f} ± {finite.std():.4f}" if finite.size else "ours: -"
-        diverged = int(np.count_nonzero(~np.isfinite(values)))
-        if diverged:
-            text += f" ({diverged} diverged)"
+        ax.hist(
+            finite[finite <= clip],
+            bins=bins,
+            color="tab:blue",
+            alpha=0.75,
+            label="ours: seeds per bin",
+        )
+        ax.axvline(clip + 0.5 * width, color="0.5", lw=0.8, ls=":")  # the axis break
+        above = int(np.count_nonzero(finite > clip))
+        ax.bar(
+            overflow[0],
+            above,
+            width=overflow[1] - overflow[0],
+            align="edge",
+            color="tab:orange",
+            hatch="//",
+            edgecolor="k",
+            linewidth=0.5,
+            label=f"MMD > {clip:g}: {above} seeds",
+        )
+        if finite.size:
+            diverged = int(np.count_nonzero(~np.isfinite(values)))
+            label = f"ours, mean ± std: {finite.mean():.4f} ± {finite.std():.4f}"
+            label += f" ({diverged} diverged)" if diverged else ""
+            ax.axvline(position(finite.mean()), color="k", lw=1.2, label=label)
         if method in PAPER_RESULTS:
-            text += "\npaper: {:.4f} ± {:.4f}".format(*PAPER_RESULTS[method])
-            ax.axvline(PAPER_RESULTS[method][0], color="tab:red", ls="--", lw=1)
-        if finite.size and finite.mean() <= clip:
-            ax.axvline(finite.mean(), color="k", lw=1)
-        ax.set_xlim(0.0, clip)
-        ax.text(0.98, 0.93, text, transform=ax.transAxes, ha="right", va="top", fontsize=8)
+            mean, std = PAPER_RESULTS[method]
+            ax.axvline(
+                position(mean),
+                color="tab:red",
+                ls="--",
+                lw=1.2,
+                label=f"paper, mean ± std: {mean} ± {std}",
+            )
+        ax.set_xlim(0.0, overflow[1] + width)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)
         ax.set_title(f"{LABELS.get(method, method)}  ({finite.size} seeds)", fontsize=9)
         ax.set_ylabel("seeds")
-    axes[-1].set_xlabel(f"MMD (energy distance), clipped at {clip}")
+    ticks = [t for t in axes[-1].get_xticks() if 0.0 <= t <= clip - 0.5 * width]
+    axes[-1].set_xticks([*ticks, 0.5 * sum(overflow)], [f"{t:g}" for t in ticks] + [f"> {clip:g}"])
+    axes[-1].set_xlabel(
+        r"MMD: energy distance $\mathcal{E}(T_\theta\#\varrho_0,\ \gamma)$, "
+        r"$\gamma = \mathcal{N}(0, I_2)$"
+    )
+    seeds = len(records)
+    run = f", size '{size}'" if size is not None else ""
+    figure.suptitle(f"Fig. 2 sweep: MMD to the target over {seeds} seeds{run}", fontsize=10)
     return figure
 
 
-def _parallel_results(todo, config, workers, backend, numba_threads):
-    """Finished records in completion order (joblib, or in-process when workers == 1)."""
-    if workers == 1 and backend in ("loky", "threading", "sequential"):
-        for seed in todo:
-            yield _seed_job(seed, config, numba_threads)
+@contextmanager
+def parallel_map(function, jobs, workers: int = 1, backend: str = "loky", ordered: bool = True):
+    """An iterator over ``function(*job)`` for every job, run by ``workers`` joblib workers.
+
+    In process when workers == 1 (except with dask); ``ordered=False`` yields results as
+    they finish. With backend 'dask' the current ``dask.distributed`` client serves if
+    there is one; otherwise a local cluster (``workers`` processes, one thread each) is
+    started for the block and closed, with its client, when the block ends.
+    """
+    backend = check_backend(backend)
+    workers = positive_int(workers, "workers")
+    jobs = list(jobs)
+    if workers == 1 and backend != "dask":
+        yield (function(*job) for job in jobs)
         return
     import joblib
 
-    if backend == "dask":
+    with ExitStack() as stack:
+        if backend == "dask":
+            _enter_dask_client(stack, workers)
+        stack.enter_context(joblib.parallel_config(backend=backend, n_jobs=workers))
+        parallel = joblib.Parallel(return_as="generator" if ordered else "generator_unordered")
+        results = parallel(joblib.delayed(function)(*job) for job in jobs)
         try:
-            from dask.distributed import Client, get_client
-        except ImportError as error:  # pragma: no cover - optional dependency
-            raise ImportError(
-                "backend 'dask' needs dask.distributed (pip install 'dask[distributed]')"
-            ) from error
-        try:
-            get_client()
-        except ValueError:
-            Client(n_workers=workers, threads_per_worker=1, processes=True)
-    with joblib.parallel_config(backend=backend, n_jobs=workers):
-        parallel = joblib.Parallel(return_as="generator_unordered")
-        yield from parallel(joblib.delayed(_seed_job)(seed, config, numba_threads) for seed in todo)
+            yield results
+        finally:
+            results.close()  # stops the jobs not started yet before the backend goes away
+
+
+def _enter_dask_client(stack: ExitStack, workers: int) -> None:
+    """Use the current dask client, or start a local cluster and its client on ``stack``."""
+    from dask.distributed import Client, LocalCluster, get_client
+
+    try:
+        get_client()
+        return
+    except ValueError:  # no client: start one, closed with the stack
+        pass
+    cluster = stack.enter_context(
+        LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+    )
+    stack.enter_context(Client(cluster))
 
 
 def _seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seeds must be nonnegative integers, got {seed!r}")
     return int(seed)
+
+
+def _interrupted(error: BaseException) -> bool:
+    """Whether ``error`` is, or was raised while handling, a KeyboardInterrupt (a SIGINT in
+    compiled code surfaces as a SystemError whose context is the KeyboardInterrupt)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _check_ground_truth_covers(config: BenchmarkConfig, seeds) -> None:
+    """SweepSetupError before any training if a seed's evaluation samples leave T*'s box."""
+    if config.ground_truth is None:
+        return
+    from neural.samplers import paper_mixture
+
+    true_map = check_ground_truth(config.ground_truth)
+    source = paper_mixture()
+    for seed in seeds:
+        x_eval = _eval_samples(_seed_sequences(seed)[2], config.n_eval, source, source.dim)[0]
+        _check_covers(true_map, config.ground_truth, x_eval, seed)
 
 
 def run_benchmark(
@@ -688,37 +988,46 @@ def run_benchmark(
     numba_threads: int | None = None,
     progress: bool = True,
     figure: bool = True,
+    force_resume: bool = False,
 ) -> BenchmarkResults:
     """Run ``config`` for ``seeds`` in parallel, resumably (module docstring).
 
     out            output directory (results.jsonl, config.json, table.txt, fig2.png);
                    None keeps everything in memory (no resume)
     workers        joblib workers (processes with loky)
-    backend        joblib backend: loky (default), threading, or 'dask' (needs
-                   dask.distributed; a local cluster is started if no client exists)
+    backend        ``BACKENDS``: loky (default), threading, sequential, or 'dask' (needs
+                   dask.distributed; without a client a local cluster is started and closed)
     numba_threads  numba threads per worker (default: cores // workers, at least 1)
     progress       tqdm progress bar
     figure         write fig2.png (Fig. 2 histograms) into ``out``
+    force_resume   resume results written by another code version (config.json "code")
+
+    Before any seed runs, refuses with ``SweepSetupError``: a ground truth whose box
+    does not hold the evaluation samples, an output folder that cannot be written, one
+    holding another configuration or code version, or one locked by a running sweep
+    (``SweepLockedError``). Ctrl-C raises ``SweepInterrupted`` (how many seeds are kept).
     """
     config = BenchmarkConfig() if config is None else config
     if not isinstance(config, BenchmarkConfig):
         raise TypeError(f"config must be a BenchmarkConfig, got {type(config).__name__}")
     seeds = list(dict.fromkeys(_seed(s) for s in seeds))
-    if not seeds or min(seeds) < 0:
-        raise ValueError(f"seeds must be a nonempty list of nonnegative integers, got {seeds}")
+    if not seeds:
+        raise ValueError("seeds must be a nonempty list of nonnegative integers, got []")
     workers = positive_int(workers, "workers")
+    backend = check_backend(backend)
     if numba_threads is None:
         numba_threads = max(1, (os.cpu_count() or 1) // workers)
     numba_threads = positive_int(numba_threads, "numba_threads")
-    directory = None if out is None else Path(out)
-    if directory is None:
-        return _sweep(seeds, config, None, {}, workers, backend, numba_threads, progress, figure)
-    _prepare_directory(directory, config)
+    _check_ground_truth_covers(config, seeds)
+    run = (workers, backend, numba_threads, progress, figure)
+    if out is None:
+        return _sweep(seeds, config, None, {}, *run)
+    directory = Path(out)
+    _create_directory(directory)
     with _locked(directory):
+        _prepare_directory(directory, config, force_resume)
         _drop_cut_line(directory / RESULTS_FILE)
-        done = read_results(directory)
-        return _sweep(seeds, config, directory, done, workers, backend, numba_threads, progress,
-                      figure)  # fmt: skip
+        return _sweep(seeds, config, directory, read_results(directory), *run)
 
 
 def _sweep(seeds, config, directory, done, workers, backend, numba_threads, progress, figure):
@@ -733,20 +1042,25 @@ def _sweep(seeds, config, directory, done, workers, backend, numba_threads, prog
 
         bar = tqdm(total=len(seeds), initial=len(skipped), desc="seeds", unit="seed")
     ran = []
+    jobs = [(seed, config, numba_threads) for seed in todo]
     try:
-        for record in _parallel_results(todo, config, workers, backend, numba_threads):
-            if directory is not None:
-                _append(directory / RESULTS_FILE, record)
-            records[record["seed"]] = record
-            ran.append(record["seed"])
-            if bar is not None:
-                mmd = {k: v["mmd"] for k, v in record["methods"].items()}
-                bar.set_postfix_str(
-                    " ".join(
-                        f"{k}={v:.3f}" if v is not None else f"{k}=div" for k, v in mmd.items()
-                    )
-                )
-                bar.update(1)
+        with parallel_map(_seed_job, jobs, workers, backend, ordered=False) as results:
+            for record in results:
+                if directory is not None:
+                    _append(directory / RESULTS_FILE, record)
+                records[record["seed"]] = record
+                ran.append(record["seed"])
+                if bar is not None:
+                    bar.set_postfix_str(_postfix(record))
+                    bar.update(1)
+    except BaseException as error:
+        if not _interrupted(error):
+            raise
+        path = None if directory is None else directory / RESULTS_FILE
+        # the file is the truth: a Ctrl-C during _append's fsync keeps a line not yet counted
+        kept_records = records if path is None else read_results(path)
+        kept = sum(seed in kept_records for seed in seeds)
+        raise SweepInterrupted(kept, len(seeds), path) from None
     finally:
         if bar is not None:
             bar.close()
@@ -759,7 +1073,9 @@ def _sweep(seeds, config, directory, done, workers, backend, numba_threads, prog
         (directory / "table.txt").write_text(text)
         if figure:
             figure_path = directory / "fig2.png"
-            histogram_figure(selected, config.methods).savefig(figure_path, dpi=120)
+            histogram_figure(selected, config.methods, size=config.size).savefig(
+                figure_path, dpi=120
+            )
     return BenchmarkResults(
         config=config,
         records=selected,
@@ -769,4 +1085,12 @@ def _sweep(seeds, config, directory, done, workers, backend, numba_threads, prog
         seconds=elapsed,
         directory=directory,
         figure=figure_path,
+    )
+
+
+def _postfix(record: dict) -> str:
+    """The progress bar's text: each method's MMD of the seed just finished."""
+    return " ".join(
+        f"{name}={entry['mmd']:.3f}" if entry["mmd"] is not None else f"{name}=div"
+        for name, entry in record["methods"].items()
     )

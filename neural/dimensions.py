@@ -17,7 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from neural._validate import positive_int
-from neural.benchmark import _numba_threads, initial_network, method_configs
+from neural.benchmark import (
+    _numba_threads,
+    check_backend,
+    initial_network,
+    method_configs,
+    parallel_map,
+)
 from neural.diagnostics import map_error
 from neural.errors import DivergenceError
 from neural.mmd import energy_distance
@@ -135,24 +141,19 @@ def dimension_study(
     configs = method_configs(size, methods)
     n_eval = positive_int(n_eval, "n_eval")
     workers = positive_int(workers, "workers")
+    backend = check_backend(backend)
     numba_threads = max(1, (os.cpu_count() or 1) // workers)
     jobs = [
         (d, name, config, int(seed), tuple(hidden), init, n_eval, numba_threads)
         for d in dims
         for name, config in configs.items()
     ]
-    if workers == 1:
-        iterator = (_dimension_job(*job) for job in jobs)
-    else:
-        import joblib
+    with parallel_map(_dimension_job, jobs, workers, backend) as results:
+        if progress:
+            from tqdm.auto import tqdm
 
-        with joblib.parallel_config(backend=backend, n_jobs=workers):
-            iterator = iter(joblib.Parallel()(joblib.delayed(_dimension_job)(*j) for j in jobs))
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(iterator, total=len(jobs), desc="runs")
-    return tuple(iterator)
+            results = tqdm(results, total=len(jobs), desc="runs")
+        return tuple(results)
 
 
 def format_dimension_table(results: Sequence[DimensionResult]) -> str:

@@ -33,8 +33,11 @@ distances ‖x_i − x_j‖², i < j, of the point cloud.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numba
@@ -47,8 +50,10 @@ from neural._validate import as_points, positive_float, positive_int
 __all__ = [
     "DEFAULT_EPS_FRACTION",
     "ConvergenceWarning",
+    "NonConvergenceCount",
     "ScoreResolutionWarning",
     "SelfEntropicPotential",
+    "count_nonconvergence",
     "default_eps",
     "self_entropic_potential",
     "self_entropic_score",
@@ -70,6 +75,35 @@ _PARALLEL_MIN_POINTS = 64
 
 class ConvergenceWarning(RuntimeWarning):
     """Sinkhorn stopped at max_iter with a residual above tol (numbers in the message)."""
+
+
+@dataclass
+class NonConvergenceCount:
+    """Sinkhorn runs that stopped at max_iter inside ``count_nonconvergence`` (``runs``)."""
+
+    runs: int = 0
+
+
+_NONCONVERGENCE_COUNT: contextvars.ContextVar[NonConvergenceCount | None] = contextvars.ContextVar(
+    "neural_score_nonconvergence_count", default=None
+)
+
+
+@contextmanager
+def count_nonconvergence() -> Iterator[NonConvergenceCount]:
+    """Count the non-converged Sinkhorn runs of this thread instead of warning about them.
+
+    Inside the block, ``self_entropic_potential`` adds 1 to the yielded counter where it
+    would emit a ``ConvergenceWarning``. The counter lives in a context variable, so each
+    thread (and asyncio task) counts its own runs: unlike ``warnings.catch_warnings``,
+    which swaps process-wide state, this is safe when several threads train at once.
+    """
+    counter = NonConvergenceCount()
+    token = _NONCONVERGENCE_COUNT.set(counter)
+    try:
+        yield counter
+    finally:
+        _NONCONVERGENCE_COUNT.reset(token)
 
 
 class ScoreResolutionWarning(RuntimeWarning):
@@ -283,7 +317,8 @@ def self_entropic_potential(
     max_iter  cap on the averaged updates h ← ½(h + T(h))
 
     Does not raise on non-convergence: it emits a ``ConvergenceWarning`` with the
-    reached residual, and the result carries ``residual`` and ``converged``.
+    reached residual (inside ``count_nonconvergence``: counts it instead), and the result
+    carries ``residual`` and ``converged``.
     """
     x = as_points(x, "x", min_points=2)
     if eps is None:
@@ -296,7 +331,10 @@ def self_entropic_potential(
     kernel = _sinkhorn_parallel if use_parallel else _sinkhorn_serial
     h, residual, iterations = kernel(x, eps, tol, max_iter)
     converged = bool(residual <= tol)
-    if not converged:
+    counter = _NONCONVERGENCE_COUNT.get()
+    if not converged and counter is not None:
+        counter.runs += 1
+    elif not converged:
         warnings.warn(
             f"self-entropic Sinkhorn did not converge: residual {residual:.3e} > tol "
             f"{tol:.1e} after {iterations} iterations (eps={eps:.4g}, n={x.shape[0]}); "

@@ -2,12 +2,14 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,6 +18,8 @@ from gridflow import gaussian
 from neural.benchmark import (
     PAPER_RESULTS,
     BenchmarkConfig,
+    SweepInterrupted,
+    SweepSetupError,
     format_table,
     method_configs,
     read_results,
@@ -38,6 +42,19 @@ QUICK = BenchmarkConfig(size="tiny", methods=("explicit", "adam"))
 
 def _lines(path):
     return (Path(path) / "results.jsonl").read_text().splitlines()
+
+
+def _cli_error(main, argv):
+    """(exit status, the one stderr line with 'error:') of a command line that must fail."""
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as caught:
+        main(argv)
+    lines = [line for line in err.getvalue().splitlines() if "error:" in line]
+    assert len(lines) == 1 and "Traceback" not in err.getvalue(), err.getvalue()
+    return caught.value.code, lines[0]
 
 
 def _strip_seconds(record):
@@ -314,6 +331,184 @@ def test_rerun_with_another_configuration_is_refused(tmp_path):
         run_benchmark([0, 1], other, out, progress=False)
 
 
+def _wait_for_lines(path, count, process, seconds=90):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().count("\n") >= count:
+            return
+        if process.poll() is not None:
+            pytest.fail(f"the sweep ended (status {process.returncode}) before {count} seeds")
+        time.sleep(0.05)
+    pytest.fail(f"the sweep did not write {count} seeds within {seconds} s")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_reports_the_seeds_kept_and_exits_130(tmp_path, workers):
+    """SIGINT to the sweep's process group (what Ctrl-C in a terminal does) after the first
+    seed lands, in process (workers=1) and with loky workers."""
+    out = tmp_path / "interrupted"
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    command = [sys.executable, "-m", "neural", "benchmark", "--size", "tiny", "--seeds", "500"]
+    command += ["--methods", "explicit,adam", "--workers", str(workers), "--out", str(out)]
+    process = subprocess.Popen(
+        [*command, "--no-progress"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # not inherited SIG_IGN
+    )
+    try:
+        _wait_for_lines(out / "results.jsonl", 1, process)
+        os.killpg(process.pid, signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    kept = len(read_results(out))
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "SystemError" not in err, err
+    assert err.strip().splitlines()[-1] == (
+        f"interrupted: {kept} of 500 seeds are in {out / 'results.jsonl'}; rerun the same "
+        "command to resume"
+    )
+    assert 1 <= kept < 500
+
+
+def test_an_interrupt_inside_compiled_code_ends_the_sweep_as_an_interrupt(
+    tmp_path, monkeypatch, capsys
+):
+    """A SIGINT during a numba call surfaces as a SystemError whose context is the
+    KeyboardInterrupt: the sweep reports it as an interrupt; other SystemErrors pass on."""
+    import neural.benchmark as benchmark
+    from neural.__main__ import main
+
+    real_run_seed = benchmark.run_seed
+
+    def interrupted_at_seed_1(seed, config):
+        if seed == 1:
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                raise SystemError("<numba function> returned a result with an exception set")  # noqa: B904 - as numba does
+        return real_run_seed(seed, config)
+
+    monkeypatch.setattr(benchmark, "run_seed", interrupted_at_seed_1)
+    out = tmp_path / "sweep"
+    with pytest.raises(SweepInterrupted) as caught:
+        run_benchmark([0, 1, 2], QUICK, out, progress=False)
+    assert (caught.value.kept, caught.value.total) == (1, 3)
+    argv = ["benchmark", "--size", "tiny", "--methods", "explicit,adam", "--seeds", "3"]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 130
+    assert capsys.readouterr().err.strip() == (
+        f"interrupted: 1 of 3 seeds are in {out / 'results.jsonl'}; rerun the same command "
+        "to resume"
+    )
+
+    def bug(seed, config):
+        raise SystemError("a bug")
+
+    monkeypatch.setattr(benchmark, "run_seed", bug)
+    with pytest.raises(SystemError, match="a bug"):
+        run_benchmark([5], QUICK, out, progress=False)
+
+
+def test_score_warnings_do_not_mix_between_threads(monkeypatch):
+    """Seeds train side by side in threads; each counts its own non-converged Sinkhorn runs.
+
+    The spy makes every seed run `runs` Sinkhorn solves capped at 1 iteration (never
+    converged) while the other seed is inside its own count (a barrier), then train."""
+    import threading
+
+    import neural.benchmark as benchmark
+    from neural.score import self_entropic_potential
+
+    real_run_method = benchmark.run_method
+    barrier = None
+
+    def spy(method, initial, source, target, rng):
+        runs = int(rng.integers(1, 6))  # drawn from the seed's data stream
+        x = np.random.default_rng(runs).standard_normal((20, 2))
+        if barrier is not None:
+            barrier.wait(timeout=30)
+        for _ in range(runs):
+            self_entropic_potential(x, max_iter=1)
+        if barrier is not None:
+            barrier.wait(timeout=30)
+        return real_run_method(method, initial, source, target, rng)
+
+    monkeypatch.setattr(benchmark, "run_method", spy)
+    config = BenchmarkConfig(size="tiny", methods=("adam",), n_eval=50)
+    serial = run_benchmark([0, 1], config, progress=False)
+    counts = [serial.records[seed]["methods"]["adam"]["score_warnings"] for seed in (0, 1)]
+    assert counts[0] != counts[1] and min(counts) >= 1  # seeds 0 and 1 draw 4 and 2 runs
+    barrier = threading.Barrier(2)
+    threaded = run_benchmark([0, 1], config, workers=2, backend="threading", progress=False)
+    for seed in (0, 1):
+        assert _strip_seconds(threaded.records[seed]) == _strip_seconds(serial.records[seed])
+
+
+def test_dask_client_started_by_the_sweep_is_closed():
+    distributed = pytest.importorskip("dask.distributed")
+    config = BenchmarkConfig(size="tiny", methods=("adam",), n_eval=50)
+    results = run_benchmark([0], config, workers=1, backend="dask", progress=False)
+    assert _strip_seconds(results.records[0]) == _strip_seconds(run_seed(0, config))
+    with pytest.raises(ValueError, match="No global client"):
+        distributed.get_client()
+
+
+def test_distributed_backend_gives_the_loky_records():
+    """Two seeds on a real two-process dask cluster: every field but timings as with loky."""
+    distributed = pytest.importorskip("dask.distributed")
+    config = BenchmarkConfig(size="tiny", methods=("explicit", "adam"), n_eval=100)
+    loky = run_benchmark([0, 1], config, workers=2, backend="loky", progress=False)
+    with (
+        distributed.LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        dask = run_benchmark([0, 1], config, workers=2, backend="dask", progress=False)
+        assert client.status == "running"  # the caller's client is left to the caller
+        ran_on = client.run(os.getpid)
+    assert len(set(ran_on.values()) | {os.getpid()}) == 3  # two worker processes
+    assert set(dask.records) == {0, 1}
+    for seed in (0, 1):
+        assert _strip_seconds(dask.records[seed]) == _strip_seconds(loky.records[seed])
+
+
+def test_config_records_the_code_version_and_a_resume_across_versions_is_refused(
+    tmp_path, monkeypatch
+):
+    import neural.benchmark as benchmark
+
+    out = tmp_path / "sweep"
+    run_benchmark([0], QUICK, out, progress=False, figure=False)
+    code = json.loads((out / "config.json").read_text())["code"]
+    version = re.search(r'^version = "(.+)"', (REPO / "pyproject.toml").read_text(), re.M)[1]
+    assert code["version"] == version
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    assert code["commit"] == (head.stdout.strip() if head.returncode == 0 else None)
+    other = {"version": "9.9.9", "commit": "0" * 40}
+    monkeypatch.setattr(benchmark, "code_version", lambda: other)
+    with pytest.raises(SweepSetupError, match=r"mix results of two code versions.*--force-resume"):
+        run_benchmark([0, 1], QUICK, out, progress=False, figure=False)
+    from neural.__main__ import main
+
+    argv = ["benchmark", "--size", "tiny", "--methods", "explicit,adam", "--seeds", "2"]
+    argv += ["--out", str(out), "--no-progress"]
+    status, line = _cli_error(main, argv)
+    assert status == 2 and "--force-resume" in line and "9.9.9" in line
+    assert len(_lines(out)) == 1
+    assert main([*argv, "--force-resume"]) == 0
+    assert sorted(read_results(out)) == [0, 1]
+    stored = json.loads((out / "config.json").read_text())
+    assert stored["code"] == code and stored["forced_resumes"] == [other]
+
+
 def test_threading_backend_gives_the_same_records():
     config = BenchmarkConfig(size="tiny", methods=("explicit", "adam"))
     serial = run_benchmark([0, 1], config, progress=False)
@@ -333,27 +528,140 @@ def test_table_lists_the_paper_numbers():
     assert row.worst == values.max() and row.median == pytest.approx(np.median(values))
 
 
-def test_ground_truth_option_imports_gridflow_load_map(tmp_path, monkeypatch):
-    import gridflow
+def _map_file(path, *, box=6.0, dim=2, **metadata):
+    """A gridflow map file of T*(x) = x / 2 on [-box, box]^dim (9 nodes per axis) with
+    ``metadata`` (default: the sweep's problem, as `python -m gridflow groundtruth` records)."""
+    from gridflow import Grid, operators, save_map
 
-    calls = []
+    grid = Grid([-box] * dim, [box] * dim, [9] * dim)
+    points = operators.map_points(grid)
+    discrete = SimpleNamespace(
+        grid=grid,
+        points=points,
+        weights=np.full(len(points), 1.0 / len(points)),
+        map=0.5 * points,
+        potential=np.zeros(grid.shape),
+        energy=0.0,
+    )
+    record = {"source": "paper-mixture", "target": "N(0, I)", "box": [-box, box]}
+    record.update(metadata)
+    save_map(path, discrete, {k: v for k, v in record.items() if v is not None})
+    return path
 
-    def load_map(path):
-        calls.append(path)
-        return lambda x: 0.5 * x
 
-    monkeypatch.setattr(gridflow, "load_map", load_map, raising=False)
-    with pytest.raises(FileNotFoundError, match="ground_truth"):
-        BenchmarkConfig(size="tiny", methods=("adam",), ground_truth=tmp_path / "T.npz")
-    (tmp_path / "T.npz").write_bytes(b"")  # the monkeypatched load_map does not read it
-    config = BenchmarkConfig(size="tiny", methods=("adam",), ground_truth=tmp_path / "T.npz")
+def test_fig2_labels_legend_integer_counts_size_and_overflow():
+    from neural.benchmark import histogram_figure
+
+    values = {"explicit": [0.01, 0.02, 0.02, 0.2, 0.5, None], "adam": [0.03, 0.031, 0.04, 0.05]}
+    records = {
+        seed: {"methods": {m: {"mmd": v[seed]} for m, v in values.items() if seed < len(v)}}
+        for seed in range(6)
+    }
+    figure = histogram_figure(records, ["explicit", "adam"], clip=0.13, size="tiny")
+    assert "6 seeds" in figure.get_suptitle() and "tiny" in figure.get_suptitle()
+    for ax, method, above in zip(figure.axes, ["explicit", "adam"], [2, 0], strict=True):
+        legend = [text.get_text() for text in ax.get_legend().get_texts()]
+        mean, std = PAPER_RESULTS[method]
+        assert f"paper, mean ± std: {mean} ± {std}" in legend
+        ours = np.array([v for v in values[method] if v is not None])
+        assert any(t.startswith(f"ours, mean ± std: {ours.mean():.4f}") for t in legend)
+        assert f"MMD > 0.13: {above} seeds" in legend
+        (bar,) = [c for c in ax.containers if c.get_label() == f"MMD > 0.13: {above} seeds"]
+        assert bar.patches[0].get_height() == above and bar.patches[0].get_x() > 0.13
+        assert "ours: seeds per bin" in legend
+        in_bins = [p.get_height() for p in ax.patches if p not in bar.patches]
+        assert sum(in_bins) == len(ours) - above
+        assert all(float(t).is_integer() for t in ax.get_yticks())
+        assert ax.get_ylabel() == "seeds"
+    assert "(1 diverged)" in " ".join(t.get_text() for t in figure.axes[0].get_legend().get_texts())
+    assert "> 0.13" in [t.get_text() for t in figure.axes[-1].get_xticklabels()]
+    assert "$" in figure.axes[-1].get_xlabel()  # symbols (mathtext)
+    figure.canvas.draw()  # the mathtext renders
+
+
+def test_ground_truth_map_errors(tmp_path):
+    config = BenchmarkConfig(
+        size="tiny", methods=("adam",), ground_truth=_map_file(tmp_path / "T.npz")
+    )
     record = run_seed(0, config)
-    assert calls == [str(tmp_path / "T.npz")]
     entry = record["methods"]["adam"]
+    # T* = x / 2 is linear, so its interpolation is exact: ||T - T*||^2 / tr(I) in percent
     assert entry["l2"] > 0 and entry["uvp"] == pytest.approx(100 * entry["l2"] ** 2 / 2)
     (row,) = summarize({0: record}, ["adam"])
     assert (row.l2_mean, row.uvp_mean) == (entry["l2"], entry["uvp"])
     assert "L2 err" in format_table((row,)) and f"{entry['l2']:.4f}" in format_table((row,))
+
+
+def _forbid_training(monkeypatch):
+    """From now on, fail the test if a scheme starts training."""
+    import neural.benchmark as benchmark
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a method was trained before the sweep was checked")
+
+    monkeypatch.setattr(benchmark, "run_method", refuse)
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    _forbid_training(monkeypatch)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "match"),
+    [
+        ({"source": "gaussian"}, "is a map with source 'gaussian', the sweep's source is"),
+        ({"target": "N(1, I)"}, "is a map with target 'N\\(1, I\\)'"),
+        ({"source": None}, "records no source"),
+        ({"dim": 1}, "a map in dimension 1, the sweep is in dimension 2"),
+    ],
+)
+def test_ground_truth_of_another_problem_is_refused(tmp_path, metadata, match, no_training):
+    path = _map_file(tmp_path / "other.npz", **metadata)
+    with pytest.raises(ValueError, match=match) as caught:
+        BenchmarkConfig(size="tiny", methods=("adam",), ground_truth=path)
+    assert str(path) in str(caught.value) and "--source paper-mixture" in str(caught.value)
+
+
+def test_ground_truth_built_for_the_gaussian_source_is_refused(tmp_path, capsys, no_training):
+    """The file of `python -m gridflow groundtruth --source gaussian` (UVP 1634 % before)."""
+    import gridflow.__main__ as gridflow_cli
+    from gridflow import save_map
+    from neural.__main__ import main
+
+    fine, metadata = gridflow_cli.build_ground_truth("gaussian", 9, 6.0, 1e-6, progress=False)
+    save_map(tmp_path / "gaussian.npz", fine, metadata)
+    out = tmp_path / "sweep"
+    argv = ["benchmark", "--size", "tiny", "--seeds", "1", "--out", str(out), "--no-progress"]
+    status, line = _cli_error(main, [*argv, "--ground-truth", str(tmp_path / "gaussian.npz")])
+    assert status == 2
+    assert str(tmp_path / "gaussian.npz") in line and "source 'gaussian'" in line
+    assert not out.exists()
+
+
+def test_ground_truth_box_must_hold_every_evaluation_sample(tmp_path, no_training):
+    """The mode at 2·(1, -1.5) has samples beyond -2.5: refused before training, no folder."""
+    path = _map_file(tmp_path / "small_box.npz", box=2.5)
+    config = BenchmarkConfig(size="tiny", methods=("adam",), ground_truth=path)
+    out = tmp_path / "sweep"
+    with pytest.raises(SweepSetupError, match=r"evaluation samples of seed 0 lie outside its box"):
+        run_benchmark([0, 1], config, out, progress=False)
+    assert not out.exists()
+    with pytest.raises(SweepSetupError, match="larger --box"):
+        run_seed(0, config)
+
+
+@pytest.mark.parametrize("content", [None, b"", b"PK\x03\x04 damaged", b"not an archive"])
+def test_missing_or_damaged_ground_truth_is_one_error_line(tmp_path, content, no_training):
+    from neural.__main__ import main
+
+    path = tmp_path / "truth.npz"
+    if content is not None:
+        path.write_bytes(content)
+    argv = ["benchmark", "--size", "tiny", "--out", str(tmp_path / "sweep"), "--no-progress"]
+    status, line = _cli_error(main, [*argv, "--ground-truth", str(path)])
+    assert status == 2 and line.startswith("python -m neural benchmark: error: ground truth: ")
+    assert str(path) in line
 
 
 # --------------------------------------------------------------------------- command line
@@ -369,16 +677,86 @@ def test_command_line_benchmark_and_bad_method(tmp_path, capsys):
     assert "0.0194 ± 0.0098" in printed and "wall time" in printed
     assert "noise floor (γ vs γ)" in printed
     assert len(_lines(out)) == 2
-    with pytest.raises(SystemExit):
-        main(["benchmark", "--methods", "newton"])
-    with pytest.raises(SystemExit, match="--authors-code sets --init"):
-        main(["benchmark", "--authors-code", "--init", "normal", "--out", str(tmp_path / "x")])
+    status, line = _cli_error(main, ["benchmark", "--methods", "newton"])
+    assert status == 2 and "unknown method(s) ['newton']" in line
+    argv = ["benchmark", "--authors-code", "--init", "normal", "--out", str(tmp_path / "x")]
+    status, line = _cli_error(main, argv)
+    assert status == 2 and "--authors-code sets --init itself" in line
     code = tmp_path / "code"
     argv = ["benchmark", "--size", "tiny", "--seeds", "1", "--methods", "explicit"]
     assert main([*argv, "--authors-code", "--out", str(code), "--no-progress"]) == 0
     stored = json.loads((code / "config.json").read_text())
     assert (stored["init"], stored["kl_reduction"]) == ("torch", "sum")
     assert stored["method_configs"]["explicit"]["start"] == "identity"
+
+
+BENCHMARK_ERRORS = {
+    "workers 0": (["--workers", "0"], "argument --workers: workers must be an integer >= 1"),
+    "n-eval 0": (["--n-eval", "0"], "argument --n-eval: n-eval must be an integer >= 1"),
+    "numba threads 0": (["--numba-threads", "0"], "numba threads must be an integer >= 1"),
+    "seeds 0": (["--seeds", "0"], "argument --seeds: seeds must be an integer >= 1, got 0"),
+    "seeds text": (["--seeds", "ten"], "seeds must be an integer, got 'ten'"),
+    "first seed -1": (["--first-seed", "-1"], "first seed must be an integer >= 0"),
+    "unknown backend": (["--backend", "mpi"], "backend must be one of loky, threading, dask"),
+    "out is a file": (["--out", "{tmp}/file"], "is a file, not a folder"),
+    "out parent missing": (["--out", "{tmp}/a/b"], "'{tmp}/a' does not exist"),
+    "out unwritable": (["--out", "/proc/sweep"], "cannot write"),
+    "out of another config": (["--out", "{tmp}/other", "--n-eval", "50"], "n_eval \\(stored 200"),
+}
+
+
+@pytest.mark.parametrize("case", BENCHMARK_ERRORS)
+def test_benchmark_user_errors_are_one_line_before_any_work(case, tmp_path, monkeypatch):
+    from neural.__main__ import main
+
+    (tmp_path / "file").write_text("")
+    run_benchmark([0], QUICK, tmp_path / "other", progress=False, figure=False)
+    _forbid_training(monkeypatch)
+    arguments, expected = BENCHMARK_ERRORS[case]
+    argv = ["benchmark", "--size", "tiny", "--methods", "explicit,adam", "--no-progress"]
+    argv += ["--out", str(tmp_path / "sweep")] + [a.format(tmp=tmp_path) for a in arguments]
+    status, line = _cli_error(main, argv)
+    assert status == 2 and line.startswith("python -m neural benchmark")
+    assert re.search(expected.format(tmp=tmp_path), line), line
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_a_sweep_on_a_locked_folder_is_one_error_line(tmp_path, monkeypatch):
+    import neural.benchmark as benchmark
+    from neural.__main__ import main
+
+    out = tmp_path / "sweep"
+    run_benchmark([0], QUICK, out, progress=False, figure=False)
+    _forbid_training(monkeypatch)
+    argv = ["benchmark", "--size", "tiny", "--methods", "explicit,adam", "--seeds", "2"]
+    with benchmark._locked(out):
+        status, line = _cli_error(main, [*argv, "--out", str(out), "--no-progress"])
+    assert status == 2 and f"another sweep is writing into {out}" in line
+    assert len(_lines(out)) == 1
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["--dims", "2", "0"], "argument --dims: dims must be an integer >= 1, got 0"),
+        (["--n-eval", "0"], "n-eval must be an integer >= 1"),
+        (["--workers", "0"], "workers must be an integer >= 1"),
+        (["--seed", "-2"], "seed must be an integer >= 0"),
+        (["--backend", "mpi"], "backend must be one of"),
+        (["--out", "{tmp}/rows.txt"], r"must end in \.json"),
+        (["--out", "{tmp}/missing/rows.json"], "does not exist"),
+    ],
+)
+def test_dimensions_user_errors_are_one_line_before_any_work(
+    arguments, expected, tmp_path, monkeypatch
+):
+    import neural.dimensions as dimensions
+    from neural.__main__ import main
+
+    monkeypatch.setattr(dimensions, "run_method", None)  # any training fails with TypeError
+    status, line = _cli_error(main, ["dimensions", *(a.format(tmp=tmp_path) for a in arguments)])
+    assert status == 2 and line.startswith("python -m neural dimensions: error: ")
+    assert re.search(expected, line), line
 
 
 def test_dimension_study_against_the_closed_form(capsys):

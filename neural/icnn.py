@@ -478,6 +478,17 @@ def _multiply(weights, source, target):
 
 
 @njit(**JIT)
+def _softplus_row(a, z, exponentials, points, want_value):
+    """exponentials = exp(−|a|) and, if ``want_value``, z = s(a) = max(a, 0) + log1p(exp(−|a|))
+    over the first ``points`` entries of one row (the shared start of every activation)."""
+    for i in range(points):
+        exponentials[i] = exp_nonpositive(-abs(a[i]))
+    if want_value:
+        for i in range(points):
+            z[i] = max(a[i], 0.0) + log1p_unit(exponentials[i])
+
+
+@njit(**JIT)
 def _activate(pre, out, slope, curvature, exponentials, points, want_value, tangent):
     """Softplus terms of a layer from its pre-activations ``pre`` (rows, columns).
 
@@ -491,11 +502,7 @@ def _activate(pre, out, slope, curvature, exponentials, points, want_value, tang
         a = pre[o]
         z = out[o]
         s1 = slope[o]
-        for i in range(points):
-            exponentials[i] = exp_nonpositive(-abs(a[i]))
-        if want_value:
-            for i in range(points):
-                z[i] = max(a[i], 0.0) + log1p_unit(exponentials[i])
+        _softplus_row(a, z, exponentials, points, want_value)
         if tangent:
             s2 = curvature[o]
             for i in range(points):
@@ -578,11 +585,7 @@ def _activate_second(pre, out, slope, curvature, third, exponentials, points, di
         s1 = slope[o]
         s2 = curvature[o]
         s3 = third[o]
-        for i in range(points):
-            exponentials[i] = exp_nonpositive(-abs(a[i]))
-        if want_value:
-            for i in range(points):
-                z[i] = max(a[i], 0.0) + log1p_unit(exponentials[i])
+        _softplus_row(a, z, exponentials, points, want_value)
         for i in range(points):
             e = exponentials[i]
             inverse = 1.0 / (1.0 + e)

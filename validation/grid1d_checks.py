@@ -22,7 +22,7 @@ from gridflow.rates import (
     map_error_bound_strongly_convex,
 )
 from gridflow.schemes import explicit_stability_bound
-from validation.plotting import figure_file, pyplot, readable_log_ticks
+from validation.plotting import convergence_figure, figure_file, pyplot, readable_log_ticks
 from validation.report import Check
 from validation.statements import (
     ROUNDOFF,
@@ -47,28 +47,16 @@ def grid_convergence(grid_nodes, outdir) -> list[Check]:
     errors = np.array(errors)
     orders = np.log2(errors[:-1] / errors[1:])
     spacings = 12.0 / (np.array(grid_nodes) - 1)
-    with pyplot() as plt:
-        figure, axis = plt.subplots(figsize=(5.5, 4))
-        axis.loglog(spacings, errors, "o-", label=r"$\|T_h^* - T^*\|_{L^2(\varrho_0)}$")
-        axis.loglog(
-            spacings,
-            errors[0] * (spacings / spacings[0]) ** 2,
-            ":",
-            label=r"slope 2: $\propto h^2$",
-        )
-        axis.set_xlabel("grid spacing $h$")
-        axis.set_ylabel(r"$\|T_h^* - T^*\|_{L^2(\varrho_0)}$")
-        axis.set_title("1D: discrete OT map vs the exact quantile map")
-        axis.legend()
-        readable_log_ticks(axis)
-        record = figure_file(
-            figure,
-            outdir,
-            "grid1d_convergence.png",
-            "1D mixture → N(0, 1) on [-6, 6]: L²(ϱ0) distance between the discrete minimizer "
-            "T_h* of F_h and the exact quantile map T*, against the grid spacing; the dotted "
-            "line has slope 2 (second order).",
-        )
+    record = convergence_figure(
+        spacings,
+        errors,
+        "1D: discrete OT map vs the exact quantile map",
+        outdir,
+        "grid1d_convergence.png",
+        "1D mixture → N(0, 1) on [-6, 6]: L²(ϱ0) distance between the discrete minimizer "
+        "T_h* of F_h and the exact quantile map T*, against the grid spacing; the dotted "
+        "line has slope 2 (second order).",
+    )
     at_400 = float(errors[list(grid_nodes).index(400)])
     details = {"nodes": list(grid_nodes), "errors": errors.tolist(), "orders": orders.tolist()}
     setting = "1D mixture → N(0,1), [-6, 6]"

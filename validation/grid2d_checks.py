@@ -24,7 +24,7 @@ from gridflow.examples import (
     quadratic_energy_descent,
 )
 from gridflow.functionals import discrete_hessian, kl_gradient
-from validation.plotting import figure_file, pyplot, readable_log_ticks
+from validation.plotting import convergence_figure, figure_file, pyplot
 from validation.report import Check
 from validation.statements import (
     implicit_scheme_checks,
@@ -54,29 +54,17 @@ def grid_convergence(grid_nodes, outdir) -> list[Check]:
         errors.append(problem.norm(minimize(problem).map - exact_map(problem.points)))
     errors = np.array(errors)
     orders = np.log2(errors[:-1] / errors[1:])
-    with pyplot() as plt:
-        figure, axis = plt.subplots(figsize=(5.5, 4))
-        spacings = 10.0 / (np.array(grid_nodes) - 1)
-        axis.loglog(spacings, errors, "o-", label=r"$\|T_h^* - T^*\|_{L^2(\varrho_0)}$")
-        axis.loglog(
-            spacings,
-            errors[0] * (spacings / spacings[0]) ** 2,
-            ":",
-            label=r"slope 2: $\propto h^2$",
-        )
-        axis.set_xlabel("grid spacing $h$")
-        axis.set_ylabel(r"$\|T_h^* - T^*\|_{L^2(\varrho_0)}$")
-        axis.set_title("2D Gaussian: discrete OT map vs the closed form")
-        axis.legend()
-        readable_log_ticks(axis)
-        record = figure_file(
-            figure,
-            outdir,
-            "grid2d_convergence.png",
-            "2D Gaussian source → N(0, I) on [-5, 5]²: L²(ϱ0) distance between the discrete "
-            "minimizer T_h* and the closed-form OT map T*, against the grid spacing; the dotted "
-            "line has slope 2.",
-        )
+    spacings = 10.0 / (np.array(grid_nodes) - 1)
+    record = convergence_figure(
+        spacings,
+        errors,
+        "2D Gaussian: discrete OT map vs the closed form",
+        outdir,
+        "grid2d_convergence.png",
+        "2D Gaussian source → N(0, I) on [-5, 5]²: L²(ϱ0) distance between the discrete "
+        "minimizer T_h* and the closed-form OT map T*, against the grid spacing; the dotted "
+        "line has slope 2.",
+    )
     setting = "2D Gaussian → N(0, I), [-5, 5]²"
     details = {
         "nodes": list(grid_nodes),

@@ -109,6 +109,22 @@ def figure_file(figure, outdir: pathlib.Path, name: str, caption: str) -> dict:
     return {"figures": [name], "captions": {name: caption}}
 
 
+def convergence_figure(spacings, errors, title: str, outdir, name: str, caption: str) -> dict:
+    """Log-log plot of a discrete map's L²(ϱ0) error against the grid spacing, with a
+    slope-2 guide, saved by `figure_file` (whose record it returns)."""
+    spacings, errors = np.asarray(spacings, float), np.asarray(errors, float)
+    label = r"$\|T_h^* - T^*\|_{L^2(\varrho_0)}$"
+    with pyplot() as plt:
+        figure, axis = plt.subplots(figsize=(5.5, 4))
+        axis.loglog(spacings, errors, "o-", label=label)
+        guide = errors[0] * (spacings / spacings[0]) ** 2
+        axis.loglog(spacings, guide, ":", label=r"slope 2: $\propto h^2$")
+        axis.set(xlabel="grid spacing $h$", ylabel=label, title=title)
+        axis.legend()
+        readable_log_ticks(axis)
+        return figure_file(figure, outdir, name, caption)
+
+
 def figure_records(*records: dict) -> dict:
     """Several `figure_file` records as one, figures in order."""
     return {

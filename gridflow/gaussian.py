@@ -527,8 +527,10 @@ def implicit_scheme(
     condition is the backward Euler step of the flow's ODE (``constrained_flow``):
     ``(A_{k+1} - A_k) / tau = S(A_{k+1}, b_{k+1})``, ``(b_{k+1} - b_k) / tau = r - S m0``
     (``S``, ``r``: the Helmholtz projection of :func:`velocity`). Solved by scipy's
-    ``root`` (hybrid Powell, ``xtol``) from the explicit Euler guess; the residual reached
-    is in ``solver_info['residual']``. Returned as a ``GaussianFlow`` at ``times = k tau``.
+    ``root`` (hybrid Powell, ``xtol``) from ``T_k``; that equation also has roots with
+    indefinite matrices (outside the cone), so a root whose matrix is not positive
+    definite raises RuntimeError. The residual reached is in ``solver_info['residual']``.
+    Returned as a ``GaussianFlow`` at ``times = k tau``.
     """
     source, target = _check_pair(source, target)
     tau = float(tau)
@@ -557,13 +559,19 @@ def implicit_scheme(
         previous = states[-1]
         solution = optimize.root(
             lambda state, previous=previous: (state - previous) / tau - rate(state),
-            previous + tau * rate(previous),
+            previous,
             method="hybr",
             options={"xtol": xtol},
         )
         residual = float(np.abs(solution.fun).max())
         if not solution.success and residual > 1e-9:
             raise RuntimeError(f"the implicit step did not converge: {solution.message}")
+        smallest = np.linalg.eigvalsh(_symmetric(solution.x[:size].reshape(dim, dim)))[0]
+        if smallest <= 0.0:  # the backward Euler equation's other root, outside the cone
+            raise RuntimeError(
+                f"the implicit step found a matrix with eigenvalue {smallest:.3g} <= 0, not "
+                f"the proximal point; try a smaller tau than {tau}"
+            )
         worst = max(worst, residual)
         states.append(solution.x)
     states = np.array(states)

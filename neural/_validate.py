@@ -102,6 +102,13 @@ def positive_float(value, name: str, allow_zero: bool = False, hint: str = "") -
     return number
 
 
+def flag(value, name: str) -> bool:
+    """``value`` as a bool if it is True or False (numpy's too), else TypeError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def require_generator(rng, name: str = "rng") -> np.random.Generator:
     """``rng`` if it is a numpy Generator, else a TypeError with the fix."""
     if not isinstance(rng, np.random.Generator):

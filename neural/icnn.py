@@ -19,9 +19,10 @@ Optional strongly convex quadratic part (DESIGN §4b; not in the paper):
     φ_θ(x) = ICNN_θ(x) + ½ xᵀ (L Lᵀ + α I) x
 
 with L (d, d) learnable (``quadratic=True``; initialized to the identity, so that
-T_θ0 ≈ id) and α >= 0 fixed (``strong_convexity``). Every affine map x ↦ A x + b with
-A symmetric positive definite, the Gaussian OT maps among them, is then within reach of
-the network, and ∇²φ_θ ⪰ α I is invertible when α > 0. With both off (the default) φ_θ is
+T_θ0 is (1 + α) id plus the small initial ICNN map) and α >= 0 fixed
+(``strong_convexity``). Every linear map x ↦ A x with A ≻ α I is then within reach of the
+network (with an offset from the ICNN part, the Gaussian OT maps), and ∇²φ_θ ⪰ α I is
+invertible when α > 0. With both off (the default) φ_θ is
 the paper's network.
 
 All parameters live in one flat float64 vector θ, in the order
@@ -72,6 +73,7 @@ from neural._kernels import JIT, block_bounds, exp_nonpositive, log1p_unit, sum4
 from neural._validate import (
     as_float_array,
     as_points,
+    flag,
     positive_float,
     positive_int,
     require_finite,
@@ -154,9 +156,7 @@ class ICNNArchitecture:
 
     def __post_init__(self):
         positive_int(self.dim, "dim")
-        if not isinstance(self.quadratic, (bool, np.bool_)):
-            raise TypeError(f"quadratic must be True or False, got {self.quadratic!r}")
-        object.__setattr__(self, "quadratic", bool(self.quadratic))
+        object.__setattr__(self, "quadratic", flag(self.quadratic, "quadratic"))
         object.__setattr__(
             self,
             "strong_convexity",

@@ -101,6 +101,8 @@ def cholesky_factors(hessians) -> tuple[np.ndarray, np.ndarray]:
     (numerically: a Cholesky pivot is not > 0, or an entry is not finite).
     """
     hessians = np.ascontiguousarray(hessians, dtype=np.float64)
+    if hessians.ndim != 3 or hessians.shape[1] != hessians.shape[2]:
+        raise ValueError(f"hessians must have shape (n, d, d), got {hessians.shape}")
     n, d = hessians.shape[:2]
     log_det, factors = np.empty(n), np.empty((n, d, d))
     finite = np.isfinite(hessians).all(axis=(1, 2))
@@ -108,11 +110,15 @@ def cholesky_factors(hessians) -> tuple[np.ndarray, np.ndarray]:
     if failures or not (np.isfinite(log_det).all() and np.isfinite(factors).all()):
         smallest = np.full(n, -np.inf)
         smallest[finite] = np.linalg.eigvalsh(hessians[finite])[:, 0]
-        bad = max(int(np.sum(smallest <= 0.0)), failures)
+        bad = int(np.sum(smallest <= 0.0))
+        what = (
+            f"not positive definite at {bad} of {n} points"
+            if bad
+            else "too ill-conditioned to invert in floating point"
+        )
         raise DivergenceError(
-            f"the Hessian ∇²φ_θ is not positive definite at {bad} of {n} points "
-            f"(smallest eigenvalue {smallest.min():.3e}), so log det ∇²φ_θ is undefined; "
-            "an ICNN with strong_convexity > 0 keeps it invertible"
+            f"the Hessian ∇²φ_θ is {what} (smallest eigenvalue {smallest.min():.3e}), so "
+            "log det ∇²φ_θ is undefined; an ICNN with strong_convexity > 0 keeps it invertible"
         )
     return log_det, factors
 
@@ -179,7 +185,14 @@ def relative_entropy(source, target, x, y, log_det) -> KLEstimate:
     log det ∇T(x) (n,); ``source`` has ``log_density``, ``target`` (a ``Target``) V and
     log Z_γ. The identity map is y = x, log_det = 0."""
     _check_densities(source, target)
+    x = as_points(x, "x", min_points=2)
     n = x.shape[0]
+    y = np.asarray(y, dtype=np.float64)
+    log_det = np.asarray(log_det, dtype=np.float64)
+    if y.shape != x.shape:
+        raise ValueError(f"y must have the shape {x.shape} of x, got {y.shape}")
+    if log_det.shape not in ((), (n,)):
+        raise ValueError(f"log_det must be a number or have shape ({n},), got {log_det.shape}")
     terms = (
         checked_values(source.log_density, x, "source.log_density", (n,))
         - log_det

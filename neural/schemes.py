@@ -66,7 +66,9 @@ H(T_θ#ϱ0 | γ) = E[log ϱ0 − log det ∇²φ_θ + V∘T_θ] + const, i.e.
 Algorithm 1 and the implicit scheme use it in place of eq. 3.7. The explicit scheme
 linearizes F at the frozen T_k by its first variation,
 F(T) ≈ F(T_k) + (1/n) Σ_i [⟨∇V(T_k(x_i)), T(x_i)⟩ − tr(∇T_k(x_i)⁻¹ ∇T(x_i))] + const
-(exact at T_0 = id, where ∇T_0 = I), and minimizes that plus the proximal term
+(in expectation the same linear term as ⟨∇ log ϱ_k∘T_k + ∇V∘T_k, T⟩ of the score form, by
+an integration by parts; it needs ∇T_k, which is I at T_0 = id), and minimizes that plus
+the proximal term
 (1/(2τ))(1/n)Σ‖T_θ − T_k‖²; with ``kl='score'`` the linear term is ⟨g^k, T⟩ and
 this is the regression above, up to a factor 2/τ and a constant. The Hessians must stay
 positive definite (``DivergenceError`` otherwise); an ICNN with ``strong_convexity`` > 0
@@ -96,6 +98,7 @@ import numpy as np
 from neural._validate import (
     as_float_array,
     as_points,
+    flag,
     positive_float,
     positive_int,
     require_generator,
@@ -410,9 +413,16 @@ def explicit_logdet_gradient(
     is linear in ∇²φ_θ. Returns (∇_θ E, proximal term value).
     """
     tau = positive_float(tau, "tau")
+    theta = architecture.check_params(theta, "theta")
     x = as_points(x, "x", dim=architecture.dim)
     y_previous = _same_shape(y_previous, x, "y_previous")
-    n = x.shape[0]
+    n, d = x.shape
+    hessian_previous = np.asarray(hessian_previous, dtype=np.float64)
+    if hessian_previous.shape != (n, d, d):
+        raise ValueError(
+            f"hessian_previous must have shape ({n}, {d}, {d}) (∇T_k at each sample), "
+            f"got {hessian_previous.shape}"
+        )
     _, factors = cholesky_factors(hessian_previous)
     grad_v = checked_values(as_target(target).grad_V, y_previous, "target.grad_V", x.shape)
     y = _transport_map_unchecked(architecture, theta, x)
@@ -545,8 +555,7 @@ class EuclideanAdam:
 
     def __post_init__(self):
         _check_common(self, floats=("learning_rate",), ints=("steps",))
-        if not isinstance(self.cosine_decay, bool):
-            raise TypeError(f"cosine_decay must be True or False, got {self.cosine_decay!r}")
+        object.__setattr__(self, "cosine_decay", flag(self.cosine_decay, "cosine_decay"))
 
     @property
     def gradient_evaluations(self) -> int:
@@ -577,10 +586,9 @@ class _Algorithm2:
     inner_cosine_decay: bool = False
 
     def __post_init__(self):
-        if not isinstance(self.inner_cosine_decay, bool):
-            raise TypeError(
-                f"inner_cosine_decay must be True or False, got {self.inner_cosine_decay!r}"
-            )
+        object.__setattr__(
+            self, "inner_cosine_decay", flag(self.inner_cosine_decay, "inner_cosine_decay")
+        )
         if self.start not in STARTS:
             raise ValueError(
                 f"start must be 'network' (T_θ0) or 'identity' (T̂_0 = id), got {self.start!r}"

@@ -603,3 +603,23 @@ def test_implicit_scheme_rejects_bad_steps():
         gaussian.implicit_scheme(source, target, 0.0, 3)
     with pytest.raises(ValueError, match="steps"):
         gaussian.implicit_scheme(source, target, 0.5, 0)
+
+
+def test_implicit_scheme_takes_the_root_in_the_cone_at_large_steps():
+    """1D: each step solves (1 + τ/g) a² − a_k a − τ/s0 = 0; the proximal point is the
+    positive root (the explicit Euler guess used to land on the negative one)."""
+    s0, g, tau = 1.0, 0.01, 1.0
+    scheme = gaussian.implicit_scheme(
+        gaussian.Gaussian([0.0], [[s0]]), gaussian.Gaussian([0.0], [[g]]), tau, 4
+    )
+    a = 1.0
+    for k in range(1, 5):
+        a = (a + np.sqrt(a * a + 4 * (1 + tau / g) * tau / s0)) / (2 * (1 + tau / g))
+        np.testing.assert_allclose(scheme.A[k, 0, 0], a, rtol=1e-12)
+    stretched = gaussian.implicit_scheme(
+        gaussian.Gaussian([0.0, 0.0], 4 * np.eye(2)),
+        gaussian.Gaussian([0.0, 0.0], np.diag([0.01, 1.0])),
+        2.0,
+        3,
+    )
+    assert np.linalg.eigvalsh(stretched.A).min() > 0

@@ -14,7 +14,7 @@ from neural.icnn import (
     potential,
     transport_map,
 )
-from neural.kl import cholesky_factors, exact_kl, score_free_gradient
+from neural.kl import cholesky_factors, exact_kl, relative_entropy, score_free_gradient
 from neural.samplers import Gaussian, paper_mixture
 from neural.schemes import (
     Target,
@@ -335,3 +335,49 @@ def test_singular_hessian_is_a_divergence_error():
         )
     with pytest.raises(ValueError, match="kl must be 'score'"):
         make_method("adam", kl="entropy")
+
+
+def test_shapes_are_checked_before_any_kernel_runs():
+    architecture, theta, rng = _network(2, (4,), True, 0.1, seed=14)
+    x = rng.normal(size=(10, 2))
+    target = Target.standard_gaussian(2)
+    for wrong in (np.ones((4, 2, 2)), np.ones((40, 2, 2)), np.ones((10, 2))):
+        with pytest.raises(ValueError, match="hessian_previous must have shape"):
+            explicit_logdet_gradient(architecture, theta, x, x, wrong, target, 0.5)
+    negative = theta.copy()
+    negative[architecture.constrained_mask] = -1.0
+    with pytest.raises(ValueError, match="violates the ICNN constraints"):
+        explicit_logdet_gradient(
+            architecture, negative, x, x, np.broadcast_to(np.eye(2), (10, 2, 2)), target, 0.5
+        )
+    for wrong in (np.eye(2), np.ones((3, 2, 3))):
+        with pytest.raises(ValueError, match=r"hessians must have shape \(n, d, d\)"):
+            cholesky_factors(wrong)
+    with pytest.raises(ValueError, match="log_det must be a number or have shape"):
+        relative_entropy(Gaussian.standard(2), target, x, x, np.zeros((10, 1)))
+    with pytest.raises(ValueError, match="y must have the shape"):
+        relative_entropy(Gaussian.standard(2), target, x, x[:, :1], 0.0)
+
+
+def test_exact_kl_needs_the_target_normalizer():
+    architecture, theta = _affine_network(np.eye(2), 0.0, 2)
+    x = np.random.default_rng(0).normal(size=(10, 2))
+    no_log_z = Target(grad_V=lambda y: y, V=lambda y: 0.5 * np.sum(y * y, axis=1))
+    with pytest.raises(ValueError, match="lacks log_normalizer"):
+        exact_kl(architecture, theta, Gaussian.standard(2), no_log_z, x)
+
+
+def test_hessian_vjp_does_not_depend_on_the_thread_count():
+    import numba
+
+    architecture, theta, rng = _network(2, (6, 5), True, 0.1, seed=15)
+    x = rng.normal(size=(3000, 2))  # 24 blocks: the parallel kernel
+    factors = rng.normal(size=(3000, 2, 2))
+    results = []
+    for threads in (1, numba.config.NUMBA_NUM_THREADS):
+        numba.set_num_threads(threads)
+        try:
+            results.append(hessian_vjp(architecture, theta, x, factors))
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    assert np.array_equal(results[0], results[1])

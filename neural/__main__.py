@@ -167,14 +167,20 @@ def _parser() -> argparse.ArgumentParser:
     flow.add_argument("--tau", type=_positive_float, default=0.25, help="step τ of both schemes")
     flow.add_argument("--steps", type=_count("steps"), default=10, help="number of outer steps K")
     flow.add_argument("--size", choices=tuple(SETTINGS), default="quick")
-    flow.add_argument("--out", default="flowcheck", help="output folder (default ./flowcheck)")
+    flow.add_argument(
+        "--out", type=argument_type(output_folder, "--out"), default="flowcheck",
+        help="output folder, created if its parent exists (default ./flowcheck)",
+    )  # fmt: skip
 
     budget = commands.add_parser("errorbudget", help="Remark 3.11's three causes, measured")
     budget.add_argument(
         "--problems", nargs="+", default=["mixture", "gaussian2", "gaussian8", "gaussian32"],
         help="'mixture' (needs --ground-truth) and/or gaussianD (the dimension study's pair)",
     )  # fmt: skip
-    budget.add_argument("--ground-truth", default=None, help="the mixture's T* (gridflow file)")
+    budget.add_argument(
+        "--ground-truth", default=None,
+        help="the mixture's T*, a file of python -m gridflow groundtruth (checked first)",
+    )  # fmt: skip
     budget.add_argument("--widths", type=_hidden, nargs="+", default=[(20, 20), (64, 64)])
     budget.add_argument(
         "--causes", nargs="+", choices=["fit", "logdet", "score", "implicit"],
@@ -189,7 +195,10 @@ def _parser() -> argparse.ArgumentParser:
     budget.add_argument("--learning-rate", type=_positive_float, default=0.01)
     budget.add_argument("--inner-steps", type=_count("--inner-steps"), default=100)
     budget.add_argument("--n-eval", type=_count("--n-eval", 2), default=20000)
-    budget.add_argument("--out", default="errorbudget", help="output folder")
+    budget.add_argument(
+        "--out", type=argument_type(output_folder, "--out"), default="errorbudget",
+        help="output folder, created if its parent exists (default ./errorbudget)",
+    )  # fmt: skip
     return parser
 
 

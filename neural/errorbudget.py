@@ -59,10 +59,11 @@ class BudgetProblem:
 
 
 def make_problem(name: str, ground_truth=None) -> BudgetProblem:
-    """'mixture' (the paper's, against ``gridflow.load_map(ground_truth)``) or 'gaussianD'
-    (the dimension study's random pair in d = D, ``neural.dimensions.gaussian_problem``)."""
+    """'mixture' (the paper's, against the ground-truth file, checked to be the mixture's by
+    ``neural.benchmark.check_ground_truth``) or 'gaussianD' (the dimension study's random
+    pair in d = D, ``neural.dimensions.gaussian_problem``)."""
     if name == "mixture":
-        from gridflow import load_map
+        from neural.benchmark import check_ground_truth
         from neural.samplers import paper_mixture
 
         if ground_truth is None:
@@ -70,8 +71,9 @@ def make_problem(name: str, ground_truth=None) -> BudgetProblem:
                 "the mixture's error budget needs a ground-truth map: "
                 "python -m gridflow groundtruth --source paper-mixture --nodes 129 --out truth.npz"
             )
+        true_map = check_ground_truth(ground_truth)  # the mixture's map, or ValueError
         return BudgetProblem(
-            name, paper_mixture(), Target.standard_gaussian(2), load_map(ground_truth), np.eye(2)
+            name, paper_mixture(), Target.standard_gaussian(2), true_map, np.eye(2)
         )
     if name.startswith("gaussian") and name[len("gaussian") :].isdigit():
         from neural.dimensions import gaussian_problem

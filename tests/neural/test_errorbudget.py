@@ -40,3 +40,19 @@ def test_budget_rows_order_the_causes_on_a_gaussian_pair(tmp_path):
     assert "implicit K'=200" in text and "gaussian2" in text
     budget_figure(rows).savefig(tmp_path / "b.png")
     assert (tmp_path / "b.png").stat().st_size > 10_000
+
+
+def test_command_refuses_bad_input_before_any_run(tmp_path, capsys):
+    from neural.__main__ import main
+
+    for argv in (
+        ["errorbudget", "--problems", "mixture", "--ground-truth", str(tmp_path / "no.npz")],
+        ["errorbudget", "--problems", "gaussian2", "--steps", "0"],
+        ["errorbudget", "--problems", "gaussian2", "--causes", "magic"],
+        ["errorbudget", "--problems", "gaussian2", "--out", str(tmp_path / "a" / "b")],
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            main([*argv, "--out", str(tmp_path / "out")] if "--out" not in argv else argv)
+        assert exit_.value.code == 2
+        assert "error:" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -109,9 +109,12 @@ class GaugedFactorization:
         if not np.all(diagonal > 0):
             raise np.linalg.LinAlgError("the reduced matrix has a nonpositive diagonal entry")
         self.scale = 1.0 / np.sqrt(diagonal)
-        scaled = sparse.diags(self.scale) @ reduced @ sparse.diags(self.scale)
+        rows = np.repeat(np.arange(reduced.shape[0]), np.diff(reduced.indptr))
+        reduced.data *= self.scale[rows] * self.scale[reduced.indices]
+        # symmetric: its CSR arrays are those of its CSC form
+        scaled = sparse.csc_matrix((reduced.data, reduced.indices, reduced.indptr), reduced.shape)
         self.factor = sparse_linalg.splu(  # a symmetric ordering and no pivoting: S is SPD
-            scaled.tocsc(),
+            scaled,
             permc_spec="MMD_AT_PLUS_A" if order is None else "NATURAL",
             diag_pivot_thresh=0.0,
             options={"SymmetricMode": True},

@@ -122,12 +122,16 @@ class Problem:
 
     @property
     def metric_factorization(self):
-        """The factorization of D_hᵀ W D_h in the gauge (computed once, on first use)."""
+        """The factorization of D_hᵀ W D_h in the gauge (computed once, on first use).
+
+        In SuperLU's minimum-degree order: the metric's stencil reaches one node, and the
+        nested dissection made for the Newton matrix's two gives its factor 20% more entries.
+        """
         cached = self.__dict__.get("_metric_factorization")
         if cached is None:
             from gridflow.potentials import GaugedFactorization, metric
 
-            cached = GaugedFactorization(self, metric(self))
+            cached = GaugedFactorization(self, metric(self), ordering="mmd")
             object.__setattr__(self, "_metric_factorization", cached)
         return cached
 

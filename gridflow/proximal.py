@@ -17,7 +17,13 @@ import numpy as np
 from scipy import linalg, sparse
 
 from gridflow import operators
-from gridflow.functionals import OutsideConeError, kl_energy, kl_gradient, kl_hessian
+from gridflow.functionals import (
+    OutsideConeError,
+    kl_energy,
+    kl_gradient,
+    kl_hessian,
+    log_det_curvature,
+)
 from gridflow.potentials import GaugedFactorization, in_gauge
 from gridflow.problem import Problem
 from gridflow.solvers import SolverError, map_and_hessian_expressions, solve_cvxpy
@@ -47,18 +53,26 @@ def proximal_step(problem: Problem, center, tau: float, solver: str = "newton", 
 
 
 def proximal_potential(
-    problem: Problem, center, tau: float, solver="newton", start=None, max_iter: int = 100
+    problem: Problem,
+    center,
+    tau: float,
+    solver="newton",
+    start=None,
+    max_iter: int = 100,
+    **newton_options,
 ):
     """The potential φ (N,) of the proximal step, orthogonal to ker D_h (`potentials.in_gauge`).
 
     `start`: a potential whose map is strictly inside K_h; default the identity's ½|x|².
+    `newton_options` (tolerance, stall_steps) go to `damped_newton`.
     """
     check_step_solver(solver)
     center = problem.as_map(center, "center")
     if solver == "cvxpy":
         return in_gauge(problem, _proximal_potential_cvxpy(problem, center, tau))
     start = problem.identity_potential() if start is None else np.asarray(start, dtype=float)
-    return in_gauge(problem, _proximal_potential_newton(problem, center, tau, start, max_iter))
+    potential = _proximal_potential_newton(problem, center, tau, start, max_iter, **newton_options)
+    return in_gauge(problem, potential)
 
 
 def _inverse(tau) -> float:
@@ -80,7 +94,25 @@ def _euclidean_hessian(problem, center, tau, T):
     )
 
 
-def damped_newton(value, gradient, direction, step_norm, start, max_iter=100, tolerance=1e-13):
+SHORT_STEP = 1.0 / 16.0
+
+
+NEGATIVE_DECREMENT = 1e-10
+"""A Newton decrement below −NEGATIVE_DECREMENT means the linear solves failed: the
+stagnation test would otherwise take such a point for the minimizer (seen at 257²: the
+decrement was −5.5e-7 where Newton stopped, 5.7e-4 in L²(ϱ0) from the minimizer)."""
+
+
+def damped_newton(
+    value,
+    gradient,
+    direction,
+    step_norm,
+    start,
+    max_iter=100,
+    tolerance=1e-13,
+    stall_steps=None,
+):
     """Minimize a strictly convex `value` by Newton's method with backtracking.
 
     gradient(x) and direction(x, g) (the Newton step H⁻¹g) are arrays shaped like x;
@@ -90,16 +122,26 @@ def damped_newton(value, gradient, direction, step_norm, start, max_iter=100, to
     are taken until the step's norm is at roundoff, tolerance × (1 + step_norm(x)), or stops
     shrinking (three full steps without a smaller one: the accuracy of the linear solves,
     which coarse 2D grids with tiny tail weights can limit to about 1e-7).
+    With `stall_steps`, it gives up (SolverError) after that many consecutive steps damped
+    to SHORT_STEP or less: the barrier then limits every step, and a continuation is faster.
+    A negative decrement (inaccurate linear solves) is a SolverError, never convergence.
     """
     x = start.copy()
     current = value(x)
     previous_norms = []
+    short_steps = 0
     if not np.isfinite(current):
         raise OutsideConeError("the Newton start is not strictly inside K_h")
     for _ in range(max_iter):
         g = gradient(x)
         step_direction = direction(x, g)
         decrement = float(np.sum(g * step_direction))
+        if decrement < -NEGATIVE_DECREMENT:  # gᵀH⁻¹g < 0 is impossible for SPD H
+            raise SolverError(
+                f"Newton's method for the proximal step: negative Newton decrement "
+                f"({decrement:.3g}), the linear solves are inaccurate; refusing to report "
+                "convergence"
+            )
         norm = step_norm(step_direction)
         if norm <= tolerance * (1.0 + step_norm(x)):
             return x
@@ -118,7 +160,30 @@ def damped_newton(value, gradient, direction, step_norm, start, max_iter=100, to
                 raise SolverError("Newton's method for the proximal step: line search failed")
         x = x - step * step_direction
         current = trial_value
+        short_steps = short_steps + 1 if step <= SHORT_STEP else 0
+        if stall_steps is not None and short_steps >= stall_steps:
+            raise SolverError(
+                f"Newton's method for the proximal step stalled: {short_steps} steps in a row "
+                f"damped to {SHORT_STEP} or less"
+            )
     raise SolverError(f"Newton's method for the proximal step did not converge in {max_iter} steps")
+
+
+def newton_matrix_2d(problem, center, tau, T) -> sparse.csr_matrix:
+    """The Hessian in φ of the proximal objective, D_hᵀ ∂²_T(F_h + ‖· - center‖²_w/2τ) D_h.
+
+    With H_h = B_h D_h it is grouped as D_hᵀ [blockdiag(w_i (∇²V(T_i) + I/τ)) D_h]
+    + H_hᵀ [blockdiag(κ_j) H_h], κ_j the log-det curvature blocks (`log_det_curvature`):
+    the same matrix as D_hᵀ (`_euclidean_hessian`) D_h, in fewer and smaller sparse products.
+    `center` only fixes the signature shared with the other derivatives (the Hessian does
+    not depend on it). T must be strictly inside K_h.
+    """
+    del center
+    G, H = problem.gradient_operator, problem.hessian_operator
+    shift = _inverse(tau) * np.eye(problem.dim)
+    potential = problem.weights[:, None, None] * (problem.target.hessian(T) + shift)
+    curvature = operators.block_diagonal(log_det_curvature(problem, T))
+    return (G.T @ (operators.block_diagonal(potential) @ G) + H.T @ (curvature @ H)).tocsr()
 
 
 def _proximal_map_newton_1d(problem, center, tau, start):
@@ -141,14 +206,13 @@ def _proximal_map_newton_1d(problem, center, tau, start):
     )
 
 
-def _proximal_potential_newton(problem, center, tau, start, max_iter=100):
+def _proximal_potential_newton(problem, center, tau, start, max_iter=100, **newton_options):
     """Newton on φ (d = 2): gradient D_hᵀ ∂_T, Hessian D_hᵀ ∂²_T D_h, solved in the gauge."""
     G = problem.gradient_operator
     value = _value(problem, center, tau)
 
     def direction(phi, g):
-        T = problem.map_of(phi)
-        hessian = G.T @ _euclidean_hessian(problem, center, tau, T) @ G
+        hessian = newton_matrix_2d(problem, center, tau, problem.map_of(phi))
         return GaugedFactorization(problem, hessian).solve(g)
 
     def norm(phi):
@@ -161,6 +225,7 @@ def _proximal_potential_newton(problem, center, tau, start, max_iter=100):
         norm,
         start,
         max_iter=max_iter,
+        **newton_options,
     )
 
 

@@ -6,27 +6,36 @@ Medians over repeats, compile time excluded (every kernel runs once before timin
   at 10⁴ and 10⁵ nodes;
 - the numba kernel of the weighted KL gradient against the same formula in numpy;
 - the exact Gaussian constrained flow in d = 50 up to t = 10;
-- d = 2: one implicit step (Newton in φ) at 65² and 129² nodes, the weighted Helmholtz
-  projection at 257², and the numba log-det gradient against numpy (sparse B_hᵀ) at 257².
+- d = 2: one implicit step (Newton in φ) at 65² and 129² nodes, one factorization of the
+  Newton matrix at 129² and 257² in nested-dissection order against SuperLU's minimum degree,
+  the weighted Helmholtz projection at 257², and the numba log-det gradient against numpy
+  (sparse B_hᵀ) at 257²;
+- with `--groundtruth 129 257` (513 is opt-in: minutes), `python -m gridflow groundtruth` of
+  the paper's mixture at those sizes, each once in a fresh process, with its error estimate
+  and the process's peak resident memory.
 
-`--only 1d` or `--only 2d` runs one half.
+Rows with a goal (issue #12) print it in the last column. `--only 1d` or `--only 2d` runs
+one half.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import multiprocessing
 import os
 import platform
+import resource
 import statistics
 import time
 
 import numpy as np
 
 from gridflow.cones import project_onto_cone
-from gridflow.examples import problem_1d, problem_2d
+from gridflow.examples import paper_mixture, problem_1d, problem_2d
 from gridflow.functionals import log_det_gradient, log_det_gradient_1d
 from gridflow.potentials import GaugedFactorization, helmholtz_projection, metric
-from gridflow.proximal import proximal_step
+from gridflow.proximal import newton_matrix_2d, proximal_step
 from validation.gaussian_checks import benchmark_gaussian_flow
 
 
@@ -62,20 +71,43 @@ def numpy_log_det_gradient_2d(problem, T):
     )
 
 
+# issue #12: the goals (seconds on an idle machine; L²(ϱ0) error estimates)
+GOALS = {
+    "implicit step 129": "<= 3 s",
+    "projection 257": "<= 1 s",
+    "groundtruth 129": "<= 8 s",
+    "groundtruth 257": "<= 60 s, error <= 1.5e-3",
+    "groundtruth 513": "<= 480 s, error <= 4e-4",
+}
+
+
 def rows_2d(repeats):
     rows = []
     for nodes in (65, 129):
         problem = problem_2d(nodes)
         center = problem.identity()
         seconds = median_seconds(lambda p=problem, c=center: proximal_step(p, c, 0.5), repeats)
-        rows.append((f"2D implicit step, {nodes}^2 nodes, Newton in phi", seconds, None))
+        label = f"2D implicit step, {nodes}^2 nodes, Newton in phi"
+        rows.append((label, seconds, None, GOALS.get(f"implicit step {nodes}")))
+    for nodes in (129, 257):
+        problem = problem_2d(nodes, source=paper_mixture(), box=(-6.0, 6.0))
+        matrix = newton_matrix_2d(problem, problem.identity(), np.inf, problem.identity())
+        for ordering in ("mmd", "nested-dissection"):
+            seconds = median_seconds(
+                lambda p=problem, m=matrix, o=ordering: GaugedFactorization(p, m, o), repeats
+            )
+            ratio = None if ordering == "mmd" else rows[-1][1] / seconds
+            label = f"Newton matrix factorization, {nodes}^2, {ordering} order"
+            rows.append((label, seconds, ratio, None))
     problem = problem_2d(257)
     v = np.random.default_rng(0).standard_normal(problem.points.shape)
     problem.metric_factorization  # noqa: B018 (factorized once per problem; timed separately)
     first = median_seconds(lambda: GaugedFactorization(problem, metric(problem)), 1)
     solve = median_seconds(lambda: helmholtz_projection(problem, v), repeats)
     rows.append(("Helmholtz projection, 257^2, factorization (once per problem)", first, None))
-    rows.append(("Helmholtz projection, 257^2, each projection", solve, None))
+    rows.append(
+        ("Helmholtz projection, 257^2, each projection", solve, None, GOALS["projection 257"])
+    )
     T = problem.map_of(problem.identity_potential() + 0.05 * np.cos(problem.grid.nodes).sum(1))
     kernel = median_seconds(lambda: log_det_gradient(problem, T), repeats * 4)
     plain = median_seconds(lambda: numpy_log_det_gradient_2d(problem, T), repeats * 4)
@@ -84,10 +116,45 @@ def rows_2d(repeats):
     return rows
 
 
+def _timed_ground_truth(nodes: int):
+    """build_ground_truth of the paper's mixture (the CLI's defaults), in this process:
+    (seconds, error estimate, peak resident memory in MiB)."""
+    from gridflow.__main__ import build_ground_truth
+
+    started = time.perf_counter()
+    _, metadata = build_ground_truth("paper-mixture", nodes, 6.0, 1e-6, progress=False)
+    seconds = time.perf_counter() - started
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return seconds, metadata["error_estimate"], peak_kib / 1024
+
+
+def rows_ground_truth(sizes):
+    """One fresh process per size, so that each peak memory is its own."""
+    rows = []
+    context = multiprocessing.get_context("spawn")
+    for nodes in sizes:
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+            seconds, estimate, peak = pool.submit(_timed_ground_truth, nodes).result()
+        label = (
+            f"ground truth {nodes}^2 (+ {(nodes - 1) // 2 + 1}^2), error estimate "
+            f"{estimate:.2e}, peak RSS {peak:.0f} MiB"
+        )
+        rows.append((label, seconds, None, GOALS.get(f"groundtruth {nodes}")))
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", choices=("1d", "2d"))
+    parser.add_argument(
+        "--groundtruth",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="NODES",
+        help="also time the mixture's ground truth at these sizes (129 257; 513 takes minutes)",
+    )
     arguments = parser.parse_args(argv)
     repeats = arguments.repeats
     print(
@@ -95,6 +162,7 @@ def main(argv=None):
         f"Python {platform.python_version()}; medians of {repeats} runs"
     )
     rows = [] if arguments.only == "1d" else rows_2d(repeats)
+    rows += rows_ground_truth(arguments.groundtruth)
     if arguments.only == "2d":
         return print_rows(rows)
 
@@ -132,12 +200,13 @@ def main(argv=None):
 
 
 def print_rows(rows):
+    """rows: (label, seconds, ratio to the row above or None[, goal or None])."""
     width = max(len(r[0]) for r in rows)
-    print(f"{'kernel'.ljust(width)} | median (s) | ratio to the line above")
-    for label, seconds, ratio in rows:
-        print(
-            f"{label.ljust(width)} | {seconds:10.4g} | {'' if ratio is None else f'{ratio:.1f}x'}"
-        )
+    print(f"{'kernel'.ljust(width)} | median (s) | ratio to the line above | goal")
+    for label, seconds, ratio, *goal in rows:
+        ratio_text = "" if ratio is None else f"{ratio:.1f}x"
+        goal_text = goal[0] if goal and goal[0] else ""
+        print(f"{label.ljust(width)} | {seconds:10.4g} | {ratio_text:23} | {goal_text}")
 
 
 if __name__ == "__main__":

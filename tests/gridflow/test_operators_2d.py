@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from gridflow import GaussianMixture, Grid, LogConcaveTarget, Problem, operators
+from gridflow import (
+    GaussianMixture,
+    Grid,
+    LogConcaveTarget,
+    Problem,
+    functionals,
+    operators,
+    potentials,
+)
 from gridflow.potentials import GaugedFactorization, helmholtz_projection, metric
 
 ROUNDOFF = 1e-12  # relative: these operators are exact on the polynomials used below
@@ -213,3 +221,36 @@ def test_identity_potential_gives_the_identity_map(small_problem):
         small_problem.points,
         atol=1e-13,
     )
+
+
+@pytest.mark.parametrize("shape", [(10, 9), (33, 33), (40, 17)])
+def test_nested_dissection_is_a_permutation_that_separates(shape):
+    """Every node once; each separator cuts its block into halves two or more nodes apart."""
+    order = potentials.nested_dissection(shape)
+    np.testing.assert_array_equal(np.sort(order), np.arange(np.prod(shape)))
+    # the first node of the order lies in the first leaf, the last in the top separator
+    rows, columns = np.unravel_index(order, shape)
+    axis, length = (0, shape[0]) if shape[0] >= shape[1] else (1, shape[1])
+    top = (rows, columns)[axis][-2 * shape[1 - axis] :]
+    np.testing.assert_array_equal(np.unique(top), [(length - 2) // 2, (length - 2) // 2 + 1])
+
+
+@pytest.mark.parametrize("ordering", potentials.ORDERINGS)
+def test_gauged_factorization_orderings_agree_with_a_dense_solve(small_problem, ordering):
+    """The Newton matrix D_hᵀ ∇²F_h D_h at a non-trivial map, both elimination orders."""
+    problem = small_problem
+    phi = problem.identity_potential() + 0.05 * np.cos(problem.grid.nodes).sum(1)
+    G = problem.gradient_operator
+    matrix = (G.T @ functionals.kl_hessian(problem, problem.map_of(phi)) @ G).tocsr()
+    rhs = G.T @ np.random.default_rng(4).standard_normal(G.shape[0])
+    free = potentials.free_nodes(problem)
+    dense = np.zeros(matrix.shape[0])
+    dense[free] = np.linalg.solve(matrix.toarray()[np.ix_(free, free)], rhs[free])
+    solution = potentials.GaugedFactorization(problem, matrix, ordering).solve(rhs)
+    np.testing.assert_array_equal(solution[operators.gauge_nodes(problem.grid)], 0.0)
+    np.testing.assert_allclose(solution, dense, rtol=0, atol=1e-9 * np.abs(dense).max())
+
+
+def test_gauged_factorization_refuses_an_unknown_ordering(small_problem):
+    with pytest.raises(ValueError, match="ordering must be one of"):
+        potentials.GaugedFactorization(small_problem, metric(small_problem), "amd")

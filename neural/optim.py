@@ -120,8 +120,8 @@ class Adam:
     """Adam with bias correction (module docstring).
 
     ``cosine_steps`` T (optional): the learning rate of step t = 1, ..., T is
-    learning_rate · ½(1 + cos(π (t − 1)/T)) (cosine decay: the full rate at the first step,
-    a small positive one at the last).
+    learning_rate · ½(1 + cos(π t/T)) (cosine decay; the last step's rate is 0, so it leaves
+    the parameters as they are: the figures in the README were measured with this form).
     """
 
     learning_rate: float = 1e-3
@@ -149,7 +149,7 @@ class Adam:
         return (
             self.learning_rate
             * 0.5
-            * (1.0 + np.cos(np.pi * min(t - 1, self.cosine_steps) / self.cosine_steps))
+            * (1.0 + np.cos(np.pi * min(t, self.cosine_steps) / self.cosine_steps))
         )
 
     def init(self, params) -> AdamState:

@@ -478,6 +478,28 @@ def _multiply(weights, source, target):
 
 
 @njit(**JIT)
+def _block_layout(table, start, stop):
+    """Sizes shared by the block kernels for the points [start, stop): (count, points
+    padded to whole lanes, stacked unit rows, first row of [z_L, ...] in the stacked inputs,
+    offset of w in the packed weights, widest layer (rows or inputs))."""
+    depth = table.shape[0]
+    count = stop - start
+    points = (count + _LANES - 1) // _LANES * _LANES
+    last = table[depth - 1]
+    widest = 0
+    for layer in range(depth):
+        widest = max(widest, table[layer, _ROWS], table[layer, _INPUTS])
+    return (
+        count,
+        points,
+        last[_UNIT_ROW] + last[_ROWS],
+        last[_INPUT_ROW] + last[_INPUTS],
+        last[_OFFSET] + last[_ROWS] * last[_INPUTS],
+        widest,
+    )
+
+
+@njit(**JIT)
 def _softplus_row(a, z, exponentials, points, want_value):
     """exponentials = exp(−|a|) and, if ``want_value``, z = s(a) = max(a, 0) + log1p(exp(−|a|))
     over the first ``points`` entries of one row (the shared start of every activation)."""
@@ -645,14 +667,10 @@ def _hessian_vjp_block(table, packed, x, factors, start, stop, out):
     """
     depth, dim = table.shape[0], x.shape[1]
     directions = factors.shape[1] // dim
-    count = stop - start
-    points = (count + _LANES - 1) // _LANES * _LANES
+    count, points, units, top_row, offset_w, widest = _block_layout(table, start, stop)
     columns = (2 * directions + 1) * points
     second = (1 + directions) * points
     last = table[depth - 1]
-    units = last[_UNIT_ROW] + last[_ROWS]
-    top_row = last[_INPUT_ROW] + last[_INPUTS]
-    offset_w = last[_OFFSET] + last[_ROWS] * last[_INPUTS]
 
     inputs = np.zeros((top_row + last[_ROWS], columns))
     pre = np.empty((units, columns))
@@ -683,9 +701,6 @@ def _hessian_vjp_block(table, packed, x, factors, start, stop, out):
                          third[unit : unit + rows], exponentials, points, directions,
                          layer < depth - 1)  # fmt: skip
 
-    widest = 0
-    for layer in range(depth):
-        widest = max(widest, table[layer, _ROWS], table[layer, _INPUTS])
     work = np.zeros((3, widest, columns))
     current, following, adjoint = work[0], work[1], work[2]
     top = inputs[top_row:]
@@ -730,14 +745,10 @@ def _evaluate_block(table, packed, index, x, u, start, stop, mode, out):
         _hessian_vjp_block(table, packed, x, u, start, stop, out)
         return
     depth, dim = table.shape[0], x.shape[1]
-    count = stop - start
-    points = (count + _LANES - 1) // _LANES * _LANES
+    count, points, units, top_row, offset_w, widest = _block_layout(table, start, stop)
     tangent = mode >= _MAP_VJP
     columns = 2 * points if tangent else points
     last = table[depth - 1]
-    units = last[_UNIT_ROW] + last[_ROWS]
-    top_row = last[_INPUT_ROW] + last[_INPUTS]
-    offset_w = last[_OFFSET] + last[_ROWS] * last[_INPUTS]
 
     inputs = np.empty((top_row + last[_ROWS], columns))
     pre = np.empty((units, columns))
@@ -778,9 +789,6 @@ def _evaluate_block(table, packed, index, x, u, start, stop, mode, out):
                 out[start + i] += w_o * top[o, i]
         return
 
-    widest = 0
-    for layer in range(depth):
-        widest = max(widest, table[layer, _ROWS], table[layer, _INPUTS])
     work = np.empty((3, widest, columns))
     current, following, adjoint = work[0], work[1], work[2]
     q_start = points if tangent else 0

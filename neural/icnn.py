@@ -62,6 +62,7 @@ projected onto the constraint set (Wz_l ≥ 0 and w ≥ 0 clipped at 0).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -227,7 +228,8 @@ class ICNNArchitecture:
         """Q = L Lᵀ + α I (d, d), the Hessian of the quadratic part (0 without it)."""
         factor = self.quadratic_factor(theta)
         matrix = np.zeros((self.dim, self.dim)) if factor is None else factor @ factor.T
-        matrix[np.diag_indices(self.dim)] += self.strong_convexity
+        if self.strong_convexity:
+            matrix.ravel()[:: self.dim + 1] += self.strong_convexity  # the diagonal
         return matrix
 
     @staticmethod
@@ -381,7 +383,10 @@ class ICNNArchitecture:
 #     M_lᵀ [P_{l+1}, Q_{l+1}]                      rows Wz_lᵀ[P, Q] (→ P_l, Q_l) and Wx_lᵀ[P, Q]
 # The backward pass starts from the adjoint [0, w] of [z_L, ż_L] (φ̇ = wᵀ ż_L), which
 # the activation step turns into P_L = w ⊙ s''(a_L) ⊙ ȧ_L and Q_L = w ⊙ s'(a_L). The
-# map kernel runs the same passes without the tangent (columns: Q only).
+# map kernel runs the same passes without the tangent (columns: Q only). The Hessian
+# kernel runs K = d tangent passes along e_1, ..., e_d at once: B_l = [[z, ż_1..ż_d],
+# [x, e_1..e_d], [1, 0..0]] and adjoints [P_1..P_d, Q] (Q does not depend on the
+# direction), so that T = Σ_l Wx_lᵀ Q_{l+1} and ∇²φ e_k = Σ_l Wx_lᵀ P_{k, l+1}.
 #
 # Unit counts are zero-padded to multiples of _LANES and a block's points to a
 # multiple of _LANES, so every inner loop runs over whole vector lanes. Padded units
@@ -391,9 +396,10 @@ class ICNNArchitecture:
 # vectorized, with no sum reassociated (fastmath=False).
 # ---------------------------------------------------------------------------
 
-_POTENTIAL, _MAP, _MAP_VJP, _HESSIAN_VECTOR, _HESSIAN_VJP = 0, 1, 2, 3, 4
-"""Kernel modes; _MAP_VJP and _HESSIAN_VECTOR carry the tangent pass along u,
-_HESSIAN_VJP first and second tangents along the columns of factors C (u = C flattened)."""
+_POTENTIAL, _MAP, _MAP_VJP, _HESSIAN, _HESSIAN_VJP = 0, 1, 2, 3, 4
+"""Kernel modes; _MAP_VJP carries the tangent pass along u, _HESSIAN the d tangent passes
+along e_1..e_d (output per point: T, then ∇²φ row-major), _HESSIAN_VJP first and second
+tangents along the columns of factors C (u = C flattened)."""
 
 _ROWS, _INPUTS, _PREV, _OFFSET, _UNIT_ROW, _INPUT_ROW = 0, 1, 2, 3, 4, 5
 """Columns of the layer table (``ICNNArchitecture.kernel_tables``)."""
@@ -426,21 +432,21 @@ def _layer_inputs(table, inputs, layer):
 
 
 @njit(**JIT)
-def _multiply(weights, source, target):
-    """target[:rows] = weights @ source, weights (rows, inner) with rows, inner multiples of 4.
+def _multiply(weights, source, target, begin, end):
+    """target[:rows, begin:end] = weights @ source[:, begin:end], weights (rows, inner) with
+    rows, inner multiples of 4.
 
     Four target rows and four source rows per pass: each target entry is summed in
     the order of ``inner`` (as a plain loop would), with four times fewer
     loads and stores of the target.
     """
     rows, inner = weights.shape
-    points = source.shape[1]
     for r in range(0, rows, _LANES):
         t0 = target[r]
         t1 = target[r + 1]
         t2 = target[r + 2]
         t3 = target[r + 3]
-        for i in range(points):
+        for i in range(begin, end):
             t0[i] = 0.0
             t1[i] = 0.0
             t2[i] = 0.0
@@ -466,7 +472,7 @@ def _multiply(weights, source, target):
             m31 = weights[r + 3, c + 1]
             m32 = weights[r + 3, c + 2]
             m33 = weights[r + 3, c + 3]
-            for i in range(points):
+            for i in range(begin, end):
                 v0 = s0[i]
                 v1 = s1[i]
                 v2 = s2[i]
@@ -511,28 +517,31 @@ def _softplus_row(a, z, exponentials, points, want_value):
 
 
 @njit(**JIT)
-def _activate(pre, out, slope, curvature, exponentials, points, want_value, tangent):
+def _activate(pre, out, slope, curvature, exponentials, points, want_value, tangents):
     """Softplus terms of a layer from its pre-activations ``pre`` (rows, columns).
 
     With e = exp(−|a|): s(a) = max(a, 0) + log1p(e) into the primal columns of
     ``out`` (if ``want_value``), s'(a) = 1/(1 + e) or e/(1 + e) into ``slope``, and
-    with the tangent s''(a) = e/(1 + e)² into ``curvature`` and ż = s'(a) ȧ into
-    the tangent columns of ``out``. One pass per quantity keeps each loop short
-    (the vectorized exp and log1p are long dependency chains).
+    with ``tangents`` K >= 1 tangent passes s''(a) = e/(1 + e)² into ``curvature`` and
+    ż_k = s'(a) ȧ_k into the k-th tangent columns of ``out``. One pass per quantity
+    keeps each loop short (the vectorized exp and log1p are long dependency chains).
     """
     for o in range(pre.shape[0]):
         a = pre[o]
         z = out[o]
         s1 = slope[o]
         _softplus_row(a, z, exponentials, points, want_value)
-        if tangent:
+        if tangents:
             s2 = curvature[o]
             for i in range(points):
                 e = exponentials[i]
                 inverse = 1.0 / (1.0 + e)
                 s1[i] = inverse if a[i] >= 0.0 else e * inverse
                 s2[i] = e * inverse * inverse
-                z[points + i] = s1[i] * a[points + i]
+            for k in range(tangents):
+                first = (1 + k) * points
+                for i in range(points):
+                    z[first + i] = s1[i] * a[first + i]
         else:
             for i in range(points):
                 e = exponentials[i]
@@ -541,30 +550,34 @@ def _activate(pre, out, slope, curvature, exponentials, points, want_value, tang
 
 
 @njit(**JIT)
-def _adjoint_activation(adjoint, slope, curvature, pre, out, points, tangent):
-    """[P_l, Q_l] from the adjoints [Wzᵀ P, Wzᵀ Q] of z_l (module docstring).
+def _adjoint_activation(adjoint, slope, curvature, pre, out, points, tangents):
+    """[P_1..P_K, Q]_l from the adjoints [Wzᵀ P_1..Wzᵀ P_K, Wzᵀ Q] of z_l (module docstring).
 
-    P = (Wzᵀ P) ⊙ s' + (Wzᵀ Q) ⊙ s'' ⊙ ȧ and Q = (Wzᵀ Q) ⊙ s'; without the tangent
-    the columns hold Q only.
+    P_k = (Wzᵀ P_k) ⊙ s' + (Wzᵀ Q) ⊙ s'' ⊙ ȧ_k and Q = (Wzᵀ Q) ⊙ s'; without tangents
+    (K = 0) the columns hold Q only.
     """
+    q_start = tangents * points
     for o in range(slope.shape[0]):
         g = adjoint[o]
         s1 = slope[o]
         result = out[o]
-        if tangent:
+        if tangents:
             s2 = curvature[o]
             a = pre[o]
+            for k in range(tangents):
+                first = k * points
+                for i in range(points):
+                    g_q = g[q_start + i]
+                    result[first + i] = g[first + i] * s1[i] + g_q * s2[i] * a[first + points + i]
             for i in range(points):
-                g_q = g[points + i]
-                result[i] = g[i] * s1[i] + g_q * s2[i] * a[points + i]
-                result[points + i] = g_q * s1[i]
+                result[q_start + i] = g[q_start + i] * s1[i]
         else:
             for i in range(points):
                 result[i] = g[i] * s1[i]
 
 
 @njit(**JIT)
-def _adjoint_step(table, layer, adjoint, slope, curvature, pre, out, points, tangent):
+def _adjoint_step(table, layer, adjoint, slope, curvature, pre, out, points, tangents):
     """[P, Q] of hidden layer ``layer`` into ``out`` from the adjoints of its outputs."""
     unit = table[layer, _UNIT_ROW]
     rows = table[layer, _ROWS]
@@ -575,145 +588,194 @@ def _adjoint_step(table, layer, adjoint, slope, curvature, pre, out, points, tan
         pre[unit : unit + rows],
         out,
         points,
-        tangent,
+        tangents,
     )
 
 
 # ---------------------------------------------------------------------------
-# Third order: ∇_θ Σ_i Σ_m c_imᵀ ∇²φ(x_i) c_im (``hessian_vjp``)
+# Third order: ∇_θ Σ_i [Σ_m α_im φ̇(x_i; c_im) + β Σ_m φ̈(x_i; c_im)], φ̈(x; c) = cᵀ∇²φ(x) c
+# (``hessian_vjp``: α = 0, β = 1; the score-free KL gradient: the fused kernels below)
 #
-# Each c = c_im is one direction of point i; φ̈ = cᵀ∇²φ c is the second derivative of
-# φ along c, computed in forward mode to second order and differentiated in reverse
-# mode through the three passes (the module docstring's notation, with ä the second
-# tangent and (Z, Ż, Z̈), (A, Ȧ, Ä) the adjoints of (z, ż, z̈), (a, ȧ, ä)):
-#     ȧ_1 = W0 c, ä_1 = 0;  ż = s' ȧ,  z̈ = s'' ȧ² + s' ä;
-#     ȧ_{l+1} = Wz_l ż_l + Wx_l c,  ä_{l+1} = Wz_l z̈_l,  φ̈ = wᵀ z̈_L;
-#     Ä = Z̈ s',  Ȧ = Ż s' + 2 Z̈ s'' ȧ,  A = Z s' + Σ_m [Ż_m s'' ȧ_m + Z̈_m (s''' ȧ_m² + s'' ä_m)];
-#     ∂/∂M_l = [A, Ȧ_1..K, Ä_1..K] B_lᵀ,  (Z, Ż, Z̈) below = Wz_lᵀ (A, Ȧ, Ä),  ∂/∂w = Σ z̈_L,
-# starting from the adjoints (0, 0, w) of (z_L, ż_L, z̈_L); s''' = s''(1 − 2 s').
-# The K directions of a point share its primal columns: a block of p points is one
-# matrix of (2K + 1) p columns [primal | tangents 1..K | second tangents 1..K], with
-# B_l = [[z, ż_m, z̈_m], [x, c_m, 0], [1, 0, 0]]. Padded points have zero adjoints.
+# Each c = c_im is one direction of point i; φ̇ and φ̈ are the first and second
+# derivatives of φ along c, computed in forward mode and differentiated in reverse mode
+# (the module docstring's notation, with ȧ_m, ż_m the tangents along c_m). Only the sum
+# over m of the second derivatives is needed, so one second-order channel carries
+# t = Σ_m ä_m and ζ = Σ_m z̈_m (a forward "Laplacian" along C_i):
+#     ȧ_1,m = W0 c_m, t_1 = 0;  ż_m = s' ȧ_m,  ζ = s'' Σ_m ȧ_m² + s' t;
+#     ȧ_{l+1},m = Wz_l ż_l,m + Wx_l c_m,  t_{l+1} = Wz_l ζ_l;  φ̇_m = wᵀ ż_L,m,  Σ_m φ̈_m = wᵀ ζ_L.
+# With (Z, Ż_m, Z̈), (A, Ȧ_m, Ä) the adjoints of (z, ż_m, ζ), (a, ȧ_m, t):
+#     Ä = Z̈ s',  Ȧ_m = Ż_m s' + 2 Z̈ s'' ȧ_m,  A = Z s' + Σ_m Ż_m s'' ȧ_m + Z̈ κ,
+#     κ = s''' Σ_m ȧ_m² + s'' t,  s''' = s''(1 − 2 s');
+#     ∂/∂M_l = [A, Ȧ_1..K, Ä] B_lᵀ,  (Z, Ż_m, Z̈) below = Wz_lᵀ (A, Ȧ_m, Ä),
+#     ∂/∂w = Σ_m α_m ż_L,m + β ζ_L,
+# starting from the adjoints (0, α_m w, β w) of (z_L, ż_L,m, ζ_L). (Separate channels
+# ä_m would carry the same adjoint Ä_m = Ä for every m: its recursion and seed do not
+# depend on m, which is why one channel suffices.) A block of p points is one matrix of
+# (K + 2) p columns [primal | tangents 1..K | second order], with
+# B_l = [[z, ż_m, ζ], [x, c_m, 0], [1, 0, 0]]. Padded points have zero adjoints.
+#
+# The first-order part of this tape (primal and tangents) is the Hessian kernel's
+# forward pass when c_m = e_m. The score-free gradient (``neural.kl``) keeps that
+# tape, factors ∇²φ(x_i) = R_i R_iᵀ, and turns the tangents into the directions
+# c_im = columns of C_i = R_i⁻ᵀ by linearity, ȧ(x; C e_m) = Σ_k C_km ȧ(x; e_k) (and
+# likewise ż, c); with α_i = R_iᵀ u_i, Σ_m α_im φ̇(x_i; c_im) = ⟨u_i, ∇φ(x_i)⟩.
 # ---------------------------------------------------------------------------
 
 
 @njit(**JIT)
-def _activate_second(pre, out, slope, curvature, third, exponentials, points, directions,
-                     want_value):  # fmt: skip
-    """z (if ``want_value``), ż_m, z̈_m into ``out`` and s', s'', s''' from ``pre``."""
-    for o in range(pre.shape[0]):
-        a = pre[o]
-        z = out[o]
-        s1 = slope[o]
-        s2 = curvature[o]
-        s3 = third[o]
-        _softplus_row(a, z, exponentials, points, want_value)
-        for i in range(points):
-            e = exponentials[i]
-            inverse = 1.0 / (1.0 + e)
-            sigma = inverse if a[i] >= 0.0 else e * inverse
-            s1[i] = sigma
-            s2[i] = e * inverse * inverse
-            s3[i] = s2[i] * (1.0 - 2.0 * sigma)
-        for m in range(directions):
-            first = (1 + m) * points
-            second = (1 + directions + m) * points
-            for i in range(points):
-                da = a[first + i]
-                z[first + i] = s1[i] * da
-                z[second + i] = s2[i] * da * da + s1[i] * a[second + i]
-
-
-@njit(**JIT)
-def _adjoint_activation_second(adjoint, slope, curvature, third, pre, out, points, directions):
-    """(A, Ȧ_m, Ä_m) into ``out`` from the adjoints (Z, Ż_m, Z̈_m) in ``adjoint``."""
+def _adjoint_activation_second(adjoint, slope, curvature, kappa, pre, out, points, directions):
+    """(A, Ȧ_m, Ä) into ``out`` from the adjoints (Z, Ż_m, Z̈) in ``adjoint`` (comment above)."""
+    second = (1 + directions) * points
     for o in range(slope.shape[0]):
         g = adjoint[o]
         a = pre[o]
         result = out[o]
         s1 = slope[o]
         s2 = curvature[o]
-        s3 = third[o]
+        k = kappa[o]
         for i in range(points):
-            result[i] = g[i] * s1[i]
+            g2 = g[second + i]
+            result[i] = g[i] * s1[i] + g2 * k[i]
+            result[second + i] = g2 * s1[i]
         for m in range(directions):
             first = (1 + m) * points
-            second = (1 + directions + m) * points
             for i in range(points):
                 da = a[first + i]
                 g1 = g[first + i]
-                g2 = g[second + i]
-                result[i] += g1 * s2[i] * da + g2 * (s3[i] * da * da + s2[i] * a[second + i])
-                result[first + i] = g1 * s1[i] + 2.0 * g2 * s2[i] * da
-                result[second + i] = g2 * s1[i]
+                result[i] += g1 * s2[i] * da
+                result[first + i] = g1 * s1[i] + 2.0 * g[second + i] * s2[i] * da
 
 
 @njit(**JIT)
-def _adjoint_step_second(table, layer, adjoint, slope, curvature, third, pre, out, points,
+def _adjoint_step_second(table, layer, adjoint, slope, curvature, kappa, pre, out, points,
                          directions):  # fmt: skip
-    """(A, Ȧ, Ä) of hidden layer ``layer`` into ``out`` from the adjoints of its outputs."""
+    """(A, Ȧ_m, Ä) of hidden layer ``layer`` into ``out`` from the adjoints of its outputs."""
     unit = table[layer, _UNIT_ROW]
     rows = table[layer, _ROWS]
     _adjoint_activation_second(adjoint, slope[unit : unit + rows], curvature[unit : unit + rows],
-                               third[unit : unit + rows], pre[unit : unit + rows], out, points,
+                               kappa[unit : unit + rows], pre[unit : unit + rows], out, points,
                                directions)  # fmt: skip
 
 
 @njit(**JIT)
-def _hessian_vjp_block(table, packed, x, factors, start, stop, out):
-    """∂/∂(packed θ) of Σ_{i in [start, stop)} Σ_m φ̈(x_i; c_im) into ``out`` (packed layout).
+def _point_rows(table, x, directions, tangents, start, count, points, inputs):
+    """Rows [x, c_1..c_K], [1, 0..0] and their zero padding of every B_l in ``inputs``.
 
-    ``factors`` (n, d K) holds C_i (d, K) row-major: c_im[j] = factors[i, j K + m].
+    Points x[start : start + count]: x in the first ``points`` columns, then K =
+    ``tangents`` groups of ``points`` columns, c_k of point i at directions[i, j K + k]
+    (j the coordinate); every other column of these rows is 0.
     """
     depth, dim = table.shape[0], x.shape[1]
-    directions = factors.shape[1] // dim
-    count, points, units, top_row, offset_w, widest = _block_layout(table, start, stop)
-    columns = (2 * directions + 1) * points
-    second = (1 + directions) * points
-    last = table[depth - 1]
-
-    inputs = np.zeros((top_row + last[_ROWS], columns))
-    pre = np.empty((units, columns))
-    slope = np.empty((units, points))
-    curvature = np.empty((units, points))
-    third = np.empty((units, points))
-    exponentials = np.empty(points)
     for layer in range(depth):
         base = table[layer, _INPUT_ROW] + table[layer, _PREV]
+        inputs[base : table[layer, _INPUT_ROW] + table[layer, _INPUTS]] = 0.0
         for j in range(dim):
             row = inputs[base + j]
             for i in range(count):
                 row[i] = x[start + i, j]
-            for m in range(directions):
-                first = (1 + m) * points
+            for k in range(tangents):
+                first = (1 + k) * points
                 for i in range(count):
-                    row[first + i] = factors[start + i, j * directions + m]
+                    row[first + i] = directions[start + i, j * tangents + k]
         inputs[base + dim, :points] = 1.0
 
+
+@njit(**JIT)
+def _forward(table, packed, inputs, pre, slope, curvature, exponentials, points, tangents,
+             value_of_last):  # fmt: skip
+    """[a_{l+1}, ȧ_{l+1,k}] = M_l B_l and the activation terms, layer by layer.
+
+    ``inputs`` holds the point rows of every B_l (``_point_rows``); each layer writes
+    [z, ż_k] into the rows of the next B_l (after B_{L-1}: [z_L, ż_L,k], z_L only if
+    ``value_of_last``, which φ itself needs). Works on the first (1 + K) ``points`` columns.
+    """
+    depth = table.shape[0]
+    last = table[depth - 1]
+    top_row = last[_INPUT_ROW] + last[_INPUTS]
+    columns = (1 + tangents) * points
     for layer in range(depth):
         rows = table[layer, _ROWS]
         unit = table[layer, _UNIT_ROW]
         following = table[layer + 1, _INPUT_ROW] if layer < depth - 1 else top_row
         _multiply(_layer_weights(table, packed, layer), _layer_inputs(table, inputs, layer),
-                  pre[unit : unit + rows])  # fmt: skip
-        _activate_second(pre[unit : unit + rows], inputs[following : following + rows],
-                         slope[unit : unit + rows], curvature[unit : unit + rows],
-                         third[unit : unit + rows], exponentials, points, directions,
-                         layer < depth - 1)  # fmt: skip
+                  pre[unit : unit + rows], 0, columns)  # fmt: skip
+        want_value = layer < depth - 1 or value_of_last
+        _activate(pre[unit : unit + rows], inputs[following : following + rows],
+                  slope[unit : unit + rows], curvature[unit : unit + rows], exponentials, points,
+                  want_value, tangents)  # fmt: skip
 
-    work = np.zeros((3, widest, columns))
+
+@njit(**JIT)
+def _second_order_forward(table, packed, inputs, pre, slope, curvature, kappa, points,
+                          directions):  # fmt: skip
+    """The second-order channel t, ζ of every layer and κ (comment above) from a first-order
+    tape in K = ``directions`` directions (``_forward``): t_1 = 0, t_{l+1} = Wz_l ζ_l."""
+    depth = table.shape[0]
+    last = table[depth - 1]
+    top_row = last[_INPUT_ROW] + last[_INPUTS]
+    second = (1 + directions) * points
+    squares = np.empty(points)
+    for layer in range(depth):
+        rows = table[layer, _ROWS]
+        unit = table[layer, _UNIT_ROW]
+        following = table[layer + 1, _INPUT_ROW] if layer < depth - 1 else top_row
+        prev = table[layer, _PREV]
+        a_layer = pre[unit : unit + rows]
+        if layer == 0:  # a_1 = W0 x + b0 is linear in x
+            a_layer[:, second : second + points] = 0.0
+        else:
+            _multiply(_layer_weights(table, packed, layer)[:, :prev],
+                      _layer_inputs(table, inputs, layer)[:prev], a_layer, second,
+                      second + points)  # fmt: skip
+        for o in range(rows):
+            a = a_layer[o]
+            z = inputs[following + o]
+            s1 = slope[unit + o]
+            s2 = curvature[unit + o]
+            k = kappa[unit + o]
+            for i in range(points):
+                squares[i] = a[points + i] * a[points + i]
+            for m in range(1, directions):
+                first = (1 + m) * points
+                for i in range(points):
+                    squares[i] += a[first + i] * a[first + i]
+            for i in range(points):
+                t = a[second + i]
+                z[second + i] = s2[i] * squares[i] + s1[i] * t
+                k[i] = s2[i] * (1.0 - 2.0 * s1[i]) * squares[i] + s2[i] * t
+
+
+@njit(**JIT)
+def _second_order_reverse(table, packed, inputs, pre, slope, curvature, kappa, start, count,
+                          points, directions, first_seed, second_seed, out):  # fmt: skip
+    """∂/∂(packed θ) of Σ_{i in block} Σ_m [α_im φ̇(x_i; c_im) + β φ̈(x_i; c_im)] into ``out``.
+
+    From the second-order tape (``_forward`` then ``_second_order_forward``); α = ``first_seed``
+    (n, K), or no first-order term if it has no rows; β = ``second_seed``.
+    """
+    depth = table.shape[0]
+    _, _, _, top_row, offset_w, widest = _block_layout(table, start, start + count)
+    columns = (2 + directions) * points
+    second = (1 + directions) * points
+    last = table[depth - 1]
+    work = np.empty((3, widest, columns))
     current, following, adjoint = work[0], work[1], work[2]
+    adjoint[: last[_ROWS]] = 0.0  # the rest is written before it is read
     top = inputs[top_row:]
-    for o in range(last[_ROWS]):  # adjoints (0, 0, w) of (z_L, ż_L, z̈_L); ∂/∂w = Σ z̈_L
+    for o in range(last[_ROWS]):  # adjoints (0, α_m w, β w) of (z_L, ż_L,m, ζ_L)
         w_o = packed[offset_w + o]
-        total = 0.0
-        for m in range(directions):
-            begin = second + m * points
-            adjoint[o, begin : begin + count] = w_o
-            total += sum4(top[o, begin:], count)
+        adjoint[o, second : second + count] = second_seed * w_o
+        total = second_seed * sum4(top[o, second:], count)
+        if first_seed.shape[0] > 0:
+            for m in range(directions):
+                begin = (1 + m) * points
+                for i in range(count):
+                    seed = first_seed[start + i, m]
+                    adjoint[o, begin + i] = seed * w_o
+                    total += seed * top[o, begin + i]
         out[offset_w + o] = total
 
-    _adjoint_step_second(table, depth - 1, adjoint, slope, curvature, third, pre, current, points,
+    _adjoint_step_second(table, depth - 1, adjoint, slope, curvature, kappa, pre, current, points,
                          directions)  # fmt: skip
     for layer in range(depth - 1, -1, -1):
         rows = table[layer, _ROWS]
@@ -724,60 +786,135 @@ def _hessian_vjp_block(table, packed, x, factors, start, stop, out):
         np.dot(current[:rows], _layer_inputs(table, inputs, layer).T, gradient)
         if layer == 0:
             break
-        _multiply(_layer_weights(table, packed, layer)[:, :prev].T, current[:rows], adjoint[:prev])
-        _adjoint_step_second(table, layer - 1, adjoint, slope, curvature, third, pre, following,
+        _multiply(_layer_weights(table, packed, layer)[:, :prev].T, current[:rows], adjoint[:prev],
+                  0, columns)  # fmt: skip
+        _adjoint_step_second(table, layer - 1, adjoint, slope, curvature, kappa, pre, following,
                              points, directions)  # fmt: skip
         current, following = following, current
 
 
 @njit(**JIT)
-def _evaluate_block(table, packed, index, x, u, start, stop, mode, out):
+def _second_order_arrays(table, start, stop, directions):
+    """Uninitialized (inputs, pre, κ) of the second-order tape of the points [start, stop)."""
+    _, points, units, top_row, _, _ = _block_layout(table, start, stop)
+    columns = (2 + directions) * points
+    rows = top_row + table[table.shape[0] - 1, _ROWS]
+    return np.empty((rows, columns)), np.empty((units, columns)), np.empty((units, points))
+
+
+@njit(**JIT)
+def _hessian_vjp_block(table, packed, x, factors, start, stop, out):
+    """∂/∂(packed θ) of Σ_{i in [start, stop)} Σ_m φ̈(x_i; c_im) into ``out`` (packed layout).
+
+    ``factors`` (n, d K) holds C_i (d, K) row-major: c_im[j] = factors[i, j K + m].
+    """
+    directions = factors.shape[1] // x.shape[1]
+    count, points, units, _, _, _ = _block_layout(table, start, stop)
+    inputs, pre, kappa = _second_order_arrays(table, start, stop, directions)
+    slope = np.empty((units, points))
+    curvature = np.empty((units, points))
+    _point_rows(table, x, factors, directions, start, count, points, inputs)
+    _forward(table, packed, inputs, pre, slope, curvature, np.empty(points), points, directions,
+             False)  # fmt: skip
+    _second_order_forward(table, packed, inputs, pre, slope, curvature, kappa, points, directions)
+    _second_order_reverse(table, packed, inputs, pre, slope, curvature, kappa, start, count,
+                          points, directions, np.empty((0, directions)), 1.0, out)  # fmt: skip
+
+
+@njit(**JIT)
+def _change_directions(source, target, factors, start, count, points, directions):
+    """target = [primal | K tangents | 0] from the tape ``source`` (rows, (1 + K) p) along e_k:
+    the primal columns copied, tangent m = Σ_k C_km (tangent k) with C = factors[i], and the
+    second-order columns zero (padded points: zero tangents)."""
+    coefficients = np.zeros((directions, directions, points))  # C_km per point, contiguous
+    for i in range(count):
+        for k in range(directions):
+            for m in range(directions):
+                coefficients[k, m, i] = factors[start + i, k, m]
+    second = (1 + directions) * points
+    for r in range(source.shape[0]):
+        s = source[r]
+        t = target[r]
+        for i in range(points):
+            t[i] = s[i]
+        for m in range(directions):
+            first = (1 + m) * points
+            for i in range(points):
+                t[first + i] = coefficients[0, m, i] * s[points + i]
+            for k in range(1, directions):
+                tangent = (1 + k) * points
+                for i in range(points):
+                    t[first + i] += coefficients[k, m, i] * s[tangent + i]
+        t[second : second + points] = 0.0
+
+
+@njit(**JIT)
+def _map_and_hessian_vjp_block(table, packed, tape_inputs, tape_pre, slope, curvature, factors,
+                               first_seed, second_seed, start, stop, out):  # fmt: skip
+    """∂/∂(packed θ) of Σ_{i in [start, stop)} [⟨u_i, ∇φ(x_i)⟩ + β ⟨C_i C_iᵀ, ∇²φ(x_i)⟩].
+
+    From the Hessian kernel's tape of these points (``_run_block`` in mode _HESSIAN:
+    ``tape_inputs``, ``tape_pre``, ``slope``, ``curvature``), C_i = ``factors[i]`` (n, d, d)
+    and α_i = C_i⁻¹ u_i in ``first_seed`` (n, d); β = ``second_seed``. The tangents are
+    turned into the directions c_im by linearity (the comment above), not recomputed.
+    """
+    directions = factors.shape[1]
+    count, points, _, _, _, _ = _block_layout(table, start, stop)
+    inputs, pre, kappa = _second_order_arrays(table, start, stop, directions)
+    _change_directions(tape_inputs, inputs, factors, start, count, points, directions)
+    _change_directions(tape_pre, pre, factors, start, count, points, directions)
+    _second_order_forward(table, packed, inputs, pre, slope, curvature, kappa, points, directions)
+    _second_order_reverse(table, packed, inputs, pre, slope, curvature, kappa, start, count,
+                          points, directions, first_seed, second_seed, out)  # fmt: skip
+
+
+@njit(**JIT)
+def _first_order_arrays(table, start, stop, mode, dim):
+    """Uninitialized (inputs, pre, slope, curvature) of ``_run_block`` for the points
+    [start, stop) in ``mode`` (curvature s'' only with tangents)."""
+    _, points, units, top_row, _, _ = _block_layout(table, start, stop)
+    tangents = _tangents(mode, dim)
+    columns = (1 + tangents) * points
+    rows = top_row + table[table.shape[0] - 1, _ROWS]
+    return (
+        np.empty((rows, columns)),
+        np.empty((units, columns)),
+        np.empty((units, points)),
+        np.empty((units if tangents else 0, points)),
+    )
+
+
+@njit(**JIT)
+def _tangents(mode, dim):
+    """Number of tangent passes of a first-order mode: 1 (_MAP_VJP), d (_HESSIAN), else 0."""
+    if mode == _MAP_VJP:
+        return 1
+    if mode == _HESSIAN:
+        return dim
+    return 0
+
+
+@njit(**JIT)
+def _run_block(table, packed, x, u, start, stop, mode, out, inputs, pre, slope, curvature):
     """Points x[start:stop] through the network, results into the flat array ``out``.
 
     mode _POTENTIAL: φ(x_i) into out[i]; _MAP: T(x_i) into out[i d : (i + 1) d];
-    _HESSIAN_VECTOR: ∇²φ(x_i) u_i likewise; _MAP_VJP: the block's ∂φ̇/∂θ into out
-    in the packed layout (∂φ̇/∂M_l at M_l's offset, then ∂φ̇/∂w; ∂φ̇/∂c = 0).
+    _HESSIAN: T(x_i), then ∇²φ(x_i) row-major, into out[i (d + d²) : (i + 1)(d + d²)]
+    (u: the directions e_1..e_d, ``_basis_directions``); _MAP_VJP: the block's ∂φ̇/∂θ
+    into out in the packed layout (∂φ̇/∂M_l at M_l's offset, then ∂φ̇/∂w; ∂φ̇/∂c = 0).
+    Work arrays from ``_first_order_arrays``; after the call they hold the forward tape.
     Layer l's rows in the stacked arrays: units (``pre``, ``slope``, ``curvature``)
     from table[l, _UNIT_ROW], B_l (``inputs``) from table[l, _INPUT_ROW]; the rows
-    after B_{L-1} hold [z_L, ż_L]. _HESSIAN_VJP: ``_hessian_vjp_block``.
+    after B_{L-1} hold [z_L, ż_L].
     """
-    if mode == _HESSIAN_VJP:
-        _hessian_vjp_block(table, packed, x, u, start, stop, out)
-        return
     depth, dim = table.shape[0], x.shape[1]
-    count, points, units, top_row, offset_w, widest = _block_layout(table, start, stop)
-    tangent = mode >= _MAP_VJP
-    columns = 2 * points if tangent else points
+    count, points, _, top_row, offset_w, widest = _block_layout(table, start, stop)
+    tangents = _tangents(mode, dim)
+    columns = (1 + tangents) * points
     last = table[depth - 1]
-
-    inputs = np.empty((top_row + last[_ROWS], columns))
-    pre = np.empty((units, columns))
-    slope = np.empty((units, points))
-    curvature = np.empty((units if tangent else 0, points))  # s'' only with the tangent
-    exponentials = np.empty(points)
-    for layer in range(depth):
-        # rows of B_l after z_l: [x, u], [1, 0], zero padding (z_l comes from layer l - 1)
-        base = table[layer, _INPUT_ROW] + table[layer, _PREV]
-        inputs[base : table[layer, _INPUT_ROW] + table[layer, _INPUTS]] = 0.0
-        for j in range(dim):
-            row = inputs[base + j]
-            for i in range(count):
-                row[i] = x[start + i, j]
-            if tangent:
-                for i in range(count):
-                    row[points + i] = u[start + i, j]
-        inputs[base + dim, :points] = 1.0
-
-    for layer in range(depth):
-        rows = table[layer, _ROWS]
-        unit = table[layer, _UNIT_ROW]
-        following = table[layer + 1, _INPUT_ROW] if layer < depth - 1 else top_row
-        _multiply(_layer_weights(table, packed, layer), _layer_inputs(table, inputs, layer),
-                  pre[unit : unit + rows])  # fmt: skip
-        want_value = layer < depth - 1 or mode == _POTENTIAL  # z_L only enters φ itself
-        _activate(pre[unit : unit + rows], inputs[following : following + rows],
-                  slope[unit : unit + rows], curvature[unit : unit + rows], exponentials, points,
-                  want_value, tangent)  # fmt: skip
+    _point_rows(table, x, u, tangents, start, count, points, inputs)
+    _forward(table, packed, inputs, pre, slope, curvature, np.empty(points), points, tangents,
+             mode == _POTENTIAL)  # fmt: skip
 
     top = inputs[top_row:]
     if mode == _POTENTIAL:
@@ -791,14 +928,15 @@ def _evaluate_block(table, packed, index, x, u, start, stop, mode, out):
 
     work = np.empty((3, widest, columns))
     current, following, adjoint = work[0], work[1], work[2]
-    q_start = points if tangent else 0
+    q_start = tangents * points
+    stride = dim + dim * dim if mode == _HESSIAN else dim
     # adjoint of z_L from φ̇ = wᵀ ż_L (and φ = wᵀ z_L): [0, w]
     for o in range(last[_ROWS]):
         adjoint[o, :q_start] = 0.0
         adjoint[o, q_start : q_start + points] = packed[offset_w + o]
         if mode == _MAP_VJP:  # ∂φ̇/∂w = Σ_i ż_L
             out[offset_w + o] = sum4(top[o, points:], points)
-    _adjoint_step(table, depth - 1, adjoint, slope, curvature, pre, current, points, tangent)
+    _adjoint_step(table, depth - 1, adjoint, slope, curvature, pre, current, points, tangents)
     for layer in range(depth - 1, -1, -1):
         rows = table[layer, _ROWS]
         width = table[layer, _INPUTS]
@@ -813,17 +951,66 @@ def _evaluate_block(table, packed, index, x, u, start, stop, mode, out):
             needed = prev  # only Wzᵀ [P, Q]
         else:
             needed = prev + _LANES * ((dim + _LANES - 1) // _LANES)  # and Wxᵀ [P, Q]
-        _multiply(_layer_weights(table, packed, layer)[:, :needed].T, pq, adjoint[:needed])
-        if mode != _MAP_VJP:  # T += Wxᵀ Q, ∇²φ u += Wxᵀ P
-            column = q_start if mode == _MAP else 0
+        _multiply(_layer_weights(table, packed, layer)[:, :needed].T, pq, adjoint[:needed], 0,
+                  columns)  # fmt: skip
+        if mode != _MAP_VJP:  # T += Wxᵀ Q, ∇²φ e_k += Wxᵀ P_k
             for j in range(dim):
                 row = adjoint[prev + j]
                 for i in range(count):
-                    out[(start + i) * dim + j] += row[column + i]
+                    out[(start + i) * stride + j] += row[q_start + i]
+                for k in range(tangents):
+                    for i in range(count):
+                        out[(start + i) * stride + dim + j * dim + k] += row[k * points + i]
         if layer == 0:
             break
-        _adjoint_step(table, layer - 1, adjoint, slope, curvature, pre, following, points, tangent)
+        _adjoint_step(table, layer - 1, adjoint, slope, curvature, pre, following, points,
+                      tangents)  # fmt: skip
         current, following = following, current
+
+
+@njit(**JIT)
+def _evaluate_block(table, packed, x, u, start, stop, mode, out):
+    """``_run_block`` with its own work arrays; _HESSIAN_VJP: ``_hessian_vjp_block``."""
+    if mode == _HESSIAN_VJP:
+        _hessian_vjp_block(table, packed, x, u, start, stop, out)
+        return
+    inputs, pre, slope, curvature = _first_order_arrays(table, start, stop, mode, x.shape[1])
+    _run_block(table, packed, x, u, start, stop, mode, out, inputs, pre, slope, curvature)
+
+
+@njit(**JIT)
+def _basis_directions(n, dim):
+    """The directions e_1..e_d of every point in the layout of ``_point_rows``: (n, d²)."""
+    directions = np.zeros((n, dim * dim))
+    for i in range(n):
+        for j in range(dim):
+            directions[i, j * dim + j] = 1.0
+    return directions
+
+
+@njit(**JIT)
+def _output_size(mode, n, dim):
+    """Length of the flat output of a mode without parameter gradient."""
+    if mode == _POTENTIAL:
+        return n
+    if mode == _HESSIAN:
+        return n * (dim + dim * dim)
+    return n * dim
+
+
+@njit(**JIT)
+def _unpack_gradient(results, index, num_params):
+    """θ-gradient from per-block packed gradients (blocks, packed size): the blocks summed in
+    block order (independent of the thread count), then θ[index[j]] <- packed entry j."""
+    total = results[0].copy()
+    for b in range(1, results.shape[0]):
+        for k in range(total.size):
+            total[k] += results[b, k]
+    gradient = np.zeros(num_params)
+    for j in range(index.size):
+        if index[j] >= 0:
+            gradient[index[j]] = total[j]
+    return gradient
 
 
 def _make_evaluate(parallel):
@@ -836,31 +1023,159 @@ def _make_evaluate(parallel):
         packed = _pack(theta, index)
         bounds = block_bounds(n, _BLOCK_POINTS, _LANES)
         blocks = bounds.size - 1
-        gradient_mode = mode == _MAP_VJP or mode == _HESSIAN_VJP
-        if gradient_mode:  # one packed gradient per block, summed below
+        directions = _basis_directions(n, dim) if mode == _HESSIAN else u
+        if mode == _MAP_VJP or mode == _HESSIAN_VJP:  # one packed gradient per block
             results = np.zeros((blocks, packed.size))
-        else:  # the blocks fill disjoint parts of one output
-            results = np.zeros((1, n if mode == _POTENTIAL else n * dim))
+            for b in loop(blocks):
+                _evaluate_block(table, packed, x, directions, bounds[b], bounds[b + 1], mode,
+                                results[b])  # fmt: skip
+            return _unpack_gradient(results, index, theta.size)
+        out = np.zeros(_output_size(mode, n, dim))  # the blocks fill disjoint parts
         for b in loop(blocks):
-            out = results[b] if gradient_mode else results[0]
-            _evaluate_block(table, packed, index, x, u, bounds[b], bounds[b + 1], mode, out)
-        total = results[0]
-        for b in range(1, results.shape[0]):  # block order: independent of the thread count
-            for k in range(total.size):
-                total[k] += results[b, k]
-        if not gradient_mode:
-            return total
-        gradient = np.zeros(theta.size)  # unpack: θ[index[j]] <- packed entry j
-        for j in range(index.size):
-            if index[j] >= 0:
-                gradient[index[j]] = total[j]
-        return gradient
+            _evaluate_block(table, packed, x, directions, bounds[b], bounds[b + 1], mode, out)
+        return out
 
     return evaluate
 
 
 _EVALUATE_SERIAL = _make_evaluate(parallel=False)
 _EVALUATE_PARALLEL = _make_evaluate(parallel=True)
+
+
+# ---------------------------------------------------------------------------
+# The log-determinant (DESIGN §4b, ``neural.kl``): ∇²φ(x_i) = R_i R_iᵀ, log det, C_i = R_i⁻ᵀ,
+# and the fused kernels of the score-free KL gradient. They live here, with the block
+# kernels they call, because numba's cache tracks only the file that defines a kernel.
+# ---------------------------------------------------------------------------
+
+
+@njit(**JIT)
+def _cholesky_point(hessian, lower, factor):
+    """H = R Rᵀ (R lower, into ``lower``) and C = R⁻ᵀ (upper, into ``factor``) of one (d, d) H.
+
+    Returns log det H = 2 Σ_j log R_jj, or NaN if H is not numerically positive definite
+    (a pivot that is not > 0, or NaN) or C is not finite; the outputs are then partial.
+    """
+    d = hessian.shape[0]
+    for j in range(d):
+        pivot = hessian[j, j]
+        for k in range(j):
+            pivot -= lower[j, k] * lower[j, k]
+        if not pivot > 0.0:
+            return np.nan
+        lower[j, j] = math.sqrt(pivot)
+        for r in range(j + 1, d):
+            value = hessian[r, j]
+            for k in range(j):
+                value -= lower[r, k] * lower[j, k]
+            lower[r, j] = value / lower[j, j]
+    total = 0.0
+    for j in range(d):
+        total += math.log(lower[j, j])
+    largest = 0.0
+    for column in range(d):  # R⁻¹ by forward substitution, stored transposed (C = R⁻ᵀ)
+        factor[column, column] = 1.0 / lower[column, column]
+        for r in range(column + 1, d):
+            value = 0.0
+            for k in range(column, r):
+                value -= lower[r, k] * factor[column, k]
+            factor[column, r] = value / lower[r, r]
+        for r in range(column):
+            factor[column, r] = 0.0
+        for r in range(column, d):
+            largest = max(largest, abs(factor[column, r]))
+    if not (largest <= _LARGEST_FLOAT and abs(total) <= _LARGEST_FLOAT):
+        return np.nan
+    return 2.0 * total
+
+
+@njit(**JIT)
+def _cholesky_kernel(hessians, log_det, factors):
+    """log det H_i and C_i = R_i⁻ᵀ of every point (``_cholesky_point``); returns the number
+    of points whose H is not numerically positive definite (their outputs are partial)."""
+    n, d = hessians.shape[0], hessians.shape[1]
+    lower = np.zeros((d, d))
+    failures = 0
+    for i in range(n):
+        log_det[i] = _cholesky_point(hessians[i], lower, factors[i])
+        failures += np.isnan(log_det[i])
+    return failures
+
+
+def _make_log_det_kernels(parallel):
+    """(forward, reverse) of the score-free KL gradient (``neural.kl``) over blocks of points.
+
+    forward: per block the Hessian kernel (``_run_block``, mode _HESSIAN),
+    whose forward tape is kept, then per point H_i (+ Q, the quadratic part) factored.
+    reverse: α_i = R_iᵀ u_i, then per block ``_map_and_hessian_vjp_block`` on the tape;
+    the block gradients are summed in block order (independent of the thread count).
+    """
+    loop = prange if parallel else range
+
+    @njit(parallel=parallel, **JIT)
+    def forward(theta, table, index, x, quadratic):
+        n, dim = x.shape
+        packed = _pack(theta, index)
+        bounds = block_bounds(n, _BLOCK_POINTS, _LANES)
+        blocks = bounds.size - 1
+        longest = 0
+        for b in range(blocks):
+            longest = max(longest, bounds[b + 1] - bounds[b])
+        _, points, units, top_row, _, _ = _block_layout(table, 0, longest)
+        rows = top_row + table[table.shape[0] - 1, _ROWS]
+        columns = (1 + dim) * points  # block b's tape: the leading columns of slice b
+        tape_inputs = np.empty((blocks, rows, columns))
+        tape_pre = np.empty((blocks, units, columns))
+        tape_slope = np.empty((blocks, units, points))
+        tape_curvature = np.empty((blocks, units, points))
+        directions = _basis_directions(n, dim)
+        stride = dim + dim * dim
+        outputs = np.zeros(n * stride)  # per point T, then ∇²φ row-major (mode _HESSIAN)
+        hessians = np.empty((n, dim, dim))
+        lower = np.zeros((n, dim, dim))
+        factors = np.empty((n, dim, dim))
+        log_det = np.empty(n)
+        failures = np.zeros(blocks, dtype=np.int64)
+        for b in loop(blocks):
+            _run_block(table, packed, x, directions, bounds[b], bounds[b + 1], _HESSIAN, outputs,
+                       tape_inputs[b], tape_pre[b], tape_slope[b], tape_curvature[b])  # fmt: skip
+            for i in range(bounds[b], bounds[b + 1]):
+                row = i * stride + dim
+                for j in range(dim):
+                    for k in range(dim):
+                        hessians[i, j, k] = outputs[row + j * dim + k] + quadratic[j, k]
+                log_det[i] = _cholesky_point(hessians[i], lower[i], factors[i])
+                failures[b] += np.isnan(log_det[i])
+        y = np.empty((n, dim))
+        for i in range(n):
+            for j in range(dim):
+                y[i, j] = outputs[i * stride + j]
+        tape = (packed, tape_inputs, tape_pre, tape_slope, tape_curvature)
+        return tape, y, hessians, lower, factors, log_det, failures.sum()
+
+    @njit(parallel=parallel, **JIT)
+    def reverse(tape, table, index, num_params, lower, factors, cotangent, second_seed):
+        packed, tape_inputs, tape_pre, tape_slope, tape_curvature = tape
+        n, dim = cotangent.shape
+        first_seed = np.zeros((n, dim))  # α_i = R_iᵀ u_i: Σ_m α_im c_im = C_i α_i = u_i
+        for i in range(n):
+            for m in range(dim):
+                for k in range(m, dim):
+                    first_seed[i, m] += lower[i, k, m] * cotangent[i, k]
+        bounds = block_bounds(n, _BLOCK_POINTS, _LANES)
+        blocks = bounds.size - 1
+        results = np.zeros((blocks, packed.size))
+        for b in loop(blocks):
+            _map_and_hessian_vjp_block(table, packed, tape_inputs[b], tape_pre[b], tape_slope[b],
+                                       tape_curvature[b], factors, first_seed, second_seed,
+                                       bounds[b], bounds[b + 1], results[b])  # fmt: skip
+        return _unpack_gradient(results, index, num_params)
+
+    return forward, reverse
+
+
+_LOG_DET_SERIAL = _make_log_det_kernels(parallel=False)
+_LOG_DET_PARALLEL = _make_log_det_kernels(parallel=True)
 
 
 def _use_parallel(num_points: int) -> bool:
@@ -921,16 +1236,13 @@ def _hessian_vjp(architecture, theta, x, factors):
 
 
 def _hessian(architecture, theta, x):
-    """∇²φ(x_i) column by column: ∇²φ e_k from the tangent pass along e_k (plus Q)."""
+    """∇²φ(x_i) from the d tangent passes along e_1..e_d, run at once (plus Q)."""
     n, dim = x.shape
-    out = np.empty((n, dim, dim))
-    for k in range(dim):
-        direction = np.zeros((n, dim))
-        direction[:, k] = 1.0
-        out[:, :, k] = _evaluate(architecture, theta, x, direction, _HESSIAN_VECTOR).reshape(n, dim)
+    out = _evaluate(architecture, theta, x, x, _HESSIAN).reshape(n, dim + dim * dim)
+    hessians = np.ascontiguousarray(out[:, dim:].reshape(n, dim, dim))
     if architecture.has_quadratic_part:
-        out += architecture.quadratic_matrix(theta)
-    return out
+        hessians += architecture.quadratic_matrix(theta)
+    return hessians
 
 
 # ---------------------------------------------------------------------------

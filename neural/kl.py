@@ -20,6 +20,12 @@ For T_θ = ∇φ_θ with φ_θ strictly convex, the pushforward T_θ#ϱ0 has the
   C_i = R_i⁻ᵀ of the Cholesky factorization H_i = R_i R_iᵀ (C_i C_iᵀ = H_i⁻¹). It is
   the sample version of the grid solver's discrete F_h (the log-det form of §3).
 
+  Both terms come from one fused pair of kernels (``neural.icnn``, the comment above
+  ``_second_order_reverse``): the Hessian kernel's forward tape gives T_θ(x_i) and H_i,
+  H_i is factored in the same kernel; after ∇V(T_θ(x_i)) is evaluated (in Python), one
+  reverse sweep over that tape carries both cotangents, u_i on T_θ(x_i) and
+  −weight C_i C_iᵀ on H_i, so neither the forward pass nor a separate map-VJP is repeated.
+
 A Hessian that is not positive definite (at a point where φ_θ is flat in some
 direction) has no log-determinant: both raise ``DivergenceError`` naming the number of
 such points and the smallest eigenvalue, never return NaN.
@@ -27,16 +33,21 @@ such points and the smallest eigenvalue, never return NaN.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
-from neural._kernels import JIT
 from neural._validate import as_points
 from neural.errors import DivergenceError
-from neural.icnn import ICNNArchitecture, _hessian, _hessian_vjp, _map_vjp, _transport_map
+from neural.icnn import (
+    _LOG_DET_PARALLEL,
+    _LOG_DET_SERIAL,
+    ICNNArchitecture,
+    _cholesky_kernel,
+    _hessian,
+    _transport_map,
+    _use_parallel,
+)
 
 __all__ = [
     "KLEstimate",
@@ -48,50 +59,22 @@ __all__ = [
 ]
 
 
-@njit(**JIT)
-def _cholesky_kernel(hessians, log_det, factors):
-    """Per point: H = R Rᵀ (R lower), log det H = 2 Σ log R_jj, factors C = R⁻ᵀ.
-
-    Returns the number of points whose H is not numerically positive definite (a
-    pivot that is not > 0, or NaN); their outputs are left unset.
-    """
-    n, d = hessians.shape[0], hessians.shape[1]
-    lower = np.zeros((d, d))
-    inverse = np.zeros((d, d))
-    failures = 0
-    for i in range(n):
-        positive = True
-        for j in range(d):
-            pivot = hessians[i, j, j]
-            for k in range(j):
-                pivot -= lower[j, k] * lower[j, k]
-            if not pivot > 0.0:
-                positive = False
-                break
-            lower[j, j] = math.sqrt(pivot)
-            for r in range(j + 1, d):
-                value = hessians[i, r, j]
-                for k in range(j):
-                    value -= lower[r, k] * lower[j, k]
-                lower[r, j] = value / lower[j, j]
-        if not positive:
-            failures += 1
-            continue
-        total = 0.0
-        for j in range(d):
-            total += math.log(lower[j, j])
-        log_det[i] = 2.0 * total
-        for column in range(d):  # R⁻¹ by forward substitution, column by column
-            inverse[column, column] = 1.0 / lower[column, column]
-            for r in range(column + 1, d):
-                value = 0.0
-                for k in range(column, r):
-                    value -= lower[r, k] * inverse[k, column]
-                inverse[r, column] = value / lower[r, r]
-        for r in range(d):
-            for c in range(d):
-                factors[i, r, c] = inverse[c, r] if c >= r else 0.0
-    return failures
+def _not_positive_definite(hessians) -> DivergenceError:
+    """The error for Hessians (n, d, d) of which some have no Cholesky factorization."""
+    n = hessians.shape[0]
+    finite = np.isfinite(hessians).all(axis=(1, 2))
+    smallest = np.full(n, -np.inf)
+    smallest[finite] = np.linalg.eigvalsh(hessians[finite])[:, 0]
+    bad = int(np.sum(smallest <= 0.0))
+    what = (
+        f"not positive definite at {bad} of {n} points"
+        if bad
+        else "too ill-conditioned to invert in floating point"
+    )
+    return DivergenceError(
+        f"the Hessian ∇²φ_θ is {what} (smallest eigenvalue {smallest.min():.3e}), so "
+        "log det ∇²φ_θ is undefined; an ICNN with strong_convexity > 0 keeps it invertible"
+    )
 
 
 def cholesky_factors(hessians) -> tuple[np.ndarray, np.ndarray]:
@@ -108,18 +91,7 @@ def cholesky_factors(hessians) -> tuple[np.ndarray, np.ndarray]:
     finite = np.isfinite(hessians).all(axis=(1, 2))
     failures = _cholesky_kernel(hessians, log_det, factors) if finite.all() else 1
     if failures or not (np.isfinite(log_det).all() and np.isfinite(factors).all()):
-        smallest = np.full(n, -np.inf)
-        smallest[finite] = np.linalg.eigvalsh(hessians[finite])[:, 0]
-        bad = int(np.sum(smallest <= 0.0))
-        what = (
-            f"not positive definite at {bad} of {n} points"
-            if bad
-            else "too ill-conditioned to invert in floating point"
-        )
-        raise DivergenceError(
-            f"the Hessian ∇²φ_θ is {what} (smallest eigenvalue {smallest.min():.3e}), so "
-            "log det ∇²φ_θ is undefined; an ICNN with strong_convexity > 0 keeps it invertible"
-        )
+        raise _not_positive_definite(hessians)
     return log_det, factors
 
 
@@ -133,6 +105,42 @@ def checked_values(function, points, name, shape) -> np.ndarray:
     return values
 
 
+@dataclass(frozen=True)
+class _HessianPass:
+    """The first kernel's results at samples x: T_θ(x) (n, d), H = ∇²φ_θ(x) = R Rᵀ, log det H,
+    R and C = R⁻ᵀ (n, d, d), and the forward tape the reverse sweep runs on."""
+
+    y: np.ndarray
+    hessians: np.ndarray
+    log_det: np.ndarray
+    lower: np.ndarray
+    factors: np.ndarray
+    tape: tuple
+
+
+def _hessian_pass(architecture, theta, x, kernels) -> _HessianPass:
+    """T_θ(x), ∇²φ_θ(x) and its factors from one forward tape; ``DivergenceError`` if some
+    ∇²φ_θ(x_i) is not positive definite."""
+    table, index = architecture.kernel_tables
+    quadratic = architecture.quadratic_matrix(theta)
+    tape, y, hessians, lower, factors, log_det, failures = kernels[0](
+        theta, table, index, x, quadratic
+    )
+    if failures:
+        raise _not_positive_definite(hessians)
+    if architecture.has_quadratic_part:
+        y += x @ quadratic  # as in transport_map, bit for bit
+    return _HessianPass(y, hessians, log_det, lower, factors, tape)
+
+
+def _quadratic_part_gradient(factor, x, cotangent, factors, second_seed) -> np.ndarray:
+    """∂/∂L of Σ_i [⟨u_i, Q x_i⟩ + β ⟨C_i C_iᵀ, Q⟩], Q = L Lᵀ + α I: (Uᵀ X + Xᵀ U + 2 β S) L,
+    S = Σ_i C_i C_iᵀ."""
+    coupling = cotangent.T @ x
+    inverse_sum = np.einsum("nik,njk->ij", factors, factors)
+    return ((coupling + coupling.T + 2.0 * second_seed * inverse_sum) @ factor).ravel()
+
+
 def score_free_gradient(
     architecture: ICNNArchitecture, theta, x, target, weight: float = 1.0, extra=None
 ):
@@ -140,18 +148,26 @@ def score_free_gradient(
 
     ``weight`` 1/n gives the batch mean of (★) (eq. 3.7's normalization); 1 the sum.
     ``extra`` (optional) maps y = T_θ(x) to a cotangent (n, d) whose term
-    Σ_i ⟨extra_i, T_θ(x_i)⟩ is differentiated in the same map-VJP (e.g. a proximal term).
-    Returns (gradient (num_params,), y (n, d), log det H (n,)). θ and x are not
+    Σ_i ⟨extra_i, T_θ(x_i)⟩ is differentiated in the same reverse sweep (e.g. a proximal
+    term). Returns (gradient (num_params,), y (n, d), log det H (n,)). θ and x are not
     validated (callers check them once); ``target`` is a ``neural.schemes.Target``.
     """
-    y = _transport_map(architecture, theta, x)
-    log_det, factors = cholesky_factors(_hessian(architecture, theta, x))
+    kernels = _LOG_DET_PARALLEL if _use_parallel(x.shape[0]) else _LOG_DET_SERIAL
+    forward = _hessian_pass(architecture, theta, x, kernels)
+    y = forward.y
     cotangent = weight * checked_values(target.grad_V, y, "target.grad_V", y.shape)
     if extra is not None:
         cotangent += extra(y)
-    gradient = _map_vjp(architecture, theta, x, cotangent)
-    gradient -= weight * _hessian_vjp(architecture, theta, x, factors)
-    return gradient, y, log_det
+    table, index = architecture.kernel_tables
+    gradient = kernels[1](
+        forward.tape, table, index, theta.size, forward.lower, forward.factors, cotangent, -weight
+    )
+    factor = architecture.quadratic_factor(theta)
+    if factor is not None:
+        gradient[-factor.size :] = _quadratic_part_gradient(
+            factor, x, cotangent, forward.factors, -weight
+        )
+    return gradient, y, forward.log_det
 
 
 @dataclass(frozen=True)

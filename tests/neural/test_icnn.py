@@ -68,7 +68,7 @@ def test_softplus_terms_are_accurate_for_all_pre_activations():
     out = np.empty((1, 2 * points))
     slope = np.empty((1, points))
     curvature = np.empty((1, points))
-    _activate(a, out, slope, curvature, np.empty(points), points, True, True)
+    _activate(a, out, slope, curvature, np.empty(points), points, True, 1)
     e = np.exp(-np.abs(pre))
     value = np.maximum(pre, 0.0) + np.log1p(e)
     sigmoid = np.where(pre >= 0.0, 1.0 / (1.0 + e), e / (1.0 + e))

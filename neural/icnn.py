@@ -593,38 +593,51 @@ def _adjoint_step(table, layer, adjoint, slope, curvature, pre, out, points, tan
 
 
 # ---------------------------------------------------------------------------
-# Third order: ∇_θ Σ_i [Σ_m α_im φ̇(x_i; c_im) + β Σ_m φ̈(x_i; c_im)], φ̈(x; c) = cᵀ∇²φ(x) c
-# (``hessian_vjp``: α = 0, β = 1; the score-free KL gradient: the fused kernels below)
+# Third order: ∇_θ Σ_i [⟨u_i, ∇φ(x_i)⟩ + β ⟨S_i, ∇²φ(x_i)⟩] for symmetric S_i
+# (``hessian_vjp``: u = 0, β = 1, S_i = C_i C_iᵀ; the score-free KL gradient:
+# u_i = weight ∇V(T(x_i)) + extra, β = −weight, S_i = ∇²φ(x_i)⁻¹)
 #
-# Each c = c_im is one direction of point i; φ̇ and φ̈ are the first and second
-# derivatives of φ along c, computed in forward mode and differentiated in reverse mode
-# (the module docstring's notation, with ȧ_m, ż_m the tangents along c_m). Only the sum
-# over m of the second derivatives is needed, so one second-order channel carries
-# t = Σ_m ä_m and ζ = Σ_m z̈_m (a forward "Laplacian" along C_i):
-#     ȧ_1,m = W0 c_m, t_1 = 0;  ż_m = s' ȧ_m,  ζ = s'' Σ_m ȧ_m² + s' t;
-#     ȧ_{l+1},m = Wz_l ż_l,m + Wx_l c_m,  t_{l+1} = Wz_l ζ_l;  φ̇_m = wᵀ ż_L,m,  Σ_m φ̈_m = wᵀ ζ_L.
-# With (Z, Ż_m, Z̈), (A, Ȧ_m, Ä) the adjoints of (z, ż_m, ζ), (a, ȧ_m, t):
-#     Ä = Z̈ s',  Ȧ_m = Ż_m s' + 2 Z̈ s'' ȧ_m,  A = Z s' + Σ_m Ż_m s'' ȧ_m + Z̈ κ,
-#     κ = s''' Σ_m ȧ_m² + s'' t,  s''' = s''(1 − 2 s');
-#     ∂/∂M_l = [A, Ȧ_1..K, Ä] B_lᵀ,  (Z, Ż_m, Z̈) below = Wz_lᵀ (A, Ȧ_m, Ä),
-#     ∂/∂w = Σ_m α_m ż_L,m + β ζ_L,
-# starting from the adjoints (0, α_m w, β w) of (z_L, ż_L,m, ζ_L). (Separate channels
-# ä_m would carry the same adjoint Ä_m = Ä for every m: its recursion and seed do not
-# depend on m, which is why one channel suffices.) A block of p points is one matrix of
-# (K + 2) p columns [primal | tangents 1..K | second order], with
-# B_l = [[z, ż_m, ζ], [x, c_m, 0], [1, 0, 0]]. Padded points have zero adjoints.
-#
-# The first-order part of this tape (primal and tangents) is the Hessian kernel's
-# forward pass when c_m = e_m. The score-free gradient (``neural.kl``) keeps that
-# tape, factors ∇²φ(x_i) = R_i R_iᵀ, and turns the tangents into the directions
-# c_im = columns of C_i = R_i⁻ᵀ by linearity, ȧ(x; C e_m) = Σ_k C_km ȧ(x; e_k) (and
-# likewise ż, c); with α_i = R_iᵀ u_i, Σ_m α_im φ̇(x_i; c_im) = ⟨u_i, ∇φ(x_i)⟩.
+# The tape holds K tangent passes along directions c_1..c_K of each point (the module
+# docstring's notation, ȧ_k, ż_k): the Hessian kernel's passes along e_1..e_d (K = d),
+# or the columns of C_i (``hessian_vjp``). With S_i = C_i G_i C_iᵀ (G = I for
+# ``hessian_vjp``; C = I, G = S for the score-free gradient), ⟨S, ∇²φ⟩ =
+# Σ_kl G_kl c_kᵀ ∇²φ c_l is the second derivative of φ along the c_k weighted by G, so
+# one second-order channel carries it in forward mode (a forward "Laplacian"):
+#     t_1 = 0,  ζ = s'' q + s' t,  q = ȧᵀ G ȧ = Σ_kl G_kl ȧ_k ȧ_l,  t_{l+1} = Wz_l ζ_l,
+#     ⟨S, ∇²φ⟩ = wᵀ ζ_L  (t = Σ_kl G_kl ä_kl, ä_kl the mixed second tangents),
+# and ⟨u, ∇φ⟩ = Σ_k ū_k φ̇_k = Σ_k ū_k wᵀ ż_L,k with ū = C⁻¹ u (= u for C = I). With
+# (Z, Ż_k, Z̈), (A, Ȧ_k, Ä) the adjoints of (z, ż_k, ζ), (a, ȧ_k, t), reverse mode gives
+#     Ä = Z̈ s',  Ȧ_k = Ż_k s' + 2 Z̈ s'' (G ȧ)_k,  A = Z s' + Σ_k Ż_k s'' ȧ_k + Z̈ κ,
+#     κ = s''' q + s'' t,  s''' = s''(1 − 2 s');
+#     ∂/∂M_l = [A, Ȧ_1..K, Ä] B_lᵀ,  (Z, Ż_k, Z̈) below = Wz_lᵀ (A, Ȧ_k, Ä),
+#     ∂/∂w = Σ_k ū_k ż_L,k + β ζ_L,
+# starting from the adjoints (0, ū_k w, β w) of (z_L, ż_L,k, ζ_L). A block of p points
+# is one matrix of (K + 2) p columns [primal | tangents 1..K | second order], with
+# B_l = [[z, ż_k, ζ], [x, c_k, 0], [1, 0, 0]]. Padded points have zero adjoints.
+# The score-free gradient runs the Hessian kernel on such a matrix (its first (K + 1) p
+# columns), factors ∇²φ(x_i), and continues on the same tape: nothing is recomputed.
 # ---------------------------------------------------------------------------
 
 
 @njit(**JIT)
-def _adjoint_activation_second(adjoint, slope, curvature, kappa, pre, out, points, directions):
-    """(A, Ȧ_m, Ä) into ``out`` from the adjoints (Z, Ż_m, Z̈) in ``adjoint`` (comment above)."""
+def _weighted_tangent(gram, a, k, directions, points, out):
+    """out = (G ȧ)_k = Σ_l G_kl ȧ_l over the points, G per point in ``gram`` (K, K, p)."""
+    for i in range(points):
+        out[i] = gram[k, 0, i] * a[points + i]
+    for l in range(1, directions):
+        first = (1 + l) * points
+        for i in range(points):
+            out[i] += gram[k, l, i] * a[first + i]
+
+
+@njit(**JIT)
+def _adjoint_activation_second(adjoint, slope, curvature, kappa, pre, out, points, directions,
+                               gram, weighted):  # fmt: skip
+    """(A, Ȧ_k, Ä) into ``out`` from the adjoints (Z, Ż_k, Z̈) in ``adjoint`` (comment above).
+
+    ``gram`` (K, K, p) holds G per point, or has no entries for G = I; ``weighted`` is
+    scratch for (G ȧ)_k.
+    """
     second = (1 + directions) * points
     for o in range(slope.shape[0]):
         g = adjoint[o]
@@ -632,29 +645,31 @@ def _adjoint_activation_second(adjoint, slope, curvature, kappa, pre, out, point
         result = out[o]
         s1 = slope[o]
         s2 = curvature[o]
-        k = kappa[o]
         for i in range(points):
             g2 = g[second + i]
-            result[i] = g[i] * s1[i] + g2 * k[i]
+            result[i] = g[i] * s1[i] + g2 * kappa[o, i]
             result[second + i] = g2 * s1[i]
-        for m in range(directions):
-            first = (1 + m) * points
+        for k in range(directions):
+            first = (1 + k) * points
+            if gram.size:
+                _weighted_tangent(gram, a, k, directions, points, weighted)
+            else:
+                weighted[:points] = a[first : first + points]
             for i in range(points):
-                da = a[first + i]
                 g1 = g[first + i]
-                result[i] += g1 * s2[i] * da
-                result[first + i] = g1 * s1[i] + 2.0 * g[second + i] * s2[i] * da
+                result[i] += g1 * s2[i] * a[first + i]
+                result[first + i] = g1 * s1[i] + 2.0 * g[second + i] * s2[i] * weighted[i]
 
 
 @njit(**JIT)
 def _adjoint_step_second(table, layer, adjoint, slope, curvature, kappa, pre, out, points,
-                         directions):  # fmt: skip
-    """(A, Ȧ_m, Ä) of hidden layer ``layer`` into ``out`` from the adjoints of its outputs."""
+                         directions, gram, weighted):  # fmt: skip
+    """(A, Ȧ_k, Ä) of hidden layer ``layer`` into ``out`` from the adjoints of its outputs."""
     unit = table[layer, _UNIT_ROW]
     rows = table[layer, _ROWS]
     _adjoint_activation_second(adjoint, slope[unit : unit + rows], curvature[unit : unit + rows],
                                kappa[unit : unit + rows], pre[unit : unit + rows], out, points,
-                               directions)  # fmt: skip
+                               directions, gram, weighted)  # fmt: skip
 
 
 @njit(**JIT)
@@ -707,14 +722,18 @@ def _forward(table, packed, inputs, pre, slope, curvature, exponentials, points,
 
 @njit(**JIT)
 def _second_order_forward(table, packed, inputs, pre, slope, curvature, kappa, points,
-                          directions):  # fmt: skip
+                          directions, gram):  # fmt: skip
     """The second-order channel t, ζ of every layer and κ (comment above) from a first-order
-    tape in K = ``directions`` directions (``_forward``): t_1 = 0, t_{l+1} = Wz_l ζ_l."""
+    tape in K = ``directions`` directions (``_forward``): t_1 = 0, t_{l+1} = Wz_l ζ_l.
+
+    ``gram`` (K, K, p) holds G per point, or has no entries for G = I.
+    """
     depth = table.shape[0]
     last = table[depth - 1]
     top_row = last[_INPUT_ROW] + last[_INPUTS]
     second = (1 + directions) * points
-    squares = np.empty(points)
+    form = np.empty(points)  # q = ȧᵀ G ȧ
+    weighted = np.empty(points)
     for layer in range(depth):
         rows = table[layer, _ROWS]
         unit = table[layer, _UNIT_ROW]
@@ -729,29 +748,33 @@ def _second_order_forward(table, packed, inputs, pre, slope, curvature, kappa, p
                       second + points)  # fmt: skip
         for o in range(rows):
             a = a_layer[o]
+            form[:] = 0.0
+            for k in range(directions):
+                first = (1 + k) * points
+                if gram.size:
+                    _weighted_tangent(gram, a, k, directions, points, weighted)
+                else:
+                    weighted[:] = a[first : first + points]
+                for i in range(points):
+                    form[i] += a[first + i] * weighted[i]
             z = inputs[following + o]
             s1 = slope[unit + o]
             s2 = curvature[unit + o]
-            k = kappa[unit + o]
-            for i in range(points):
-                squares[i] = a[points + i] * a[points + i]
-            for m in range(1, directions):
-                first = (1 + m) * points
-                for i in range(points):
-                    squares[i] += a[first + i] * a[first + i]
+            k_row = kappa[unit + o]
             for i in range(points):
                 t = a[second + i]
-                z[second + i] = s2[i] * squares[i] + s1[i] * t
-                k[i] = s2[i] * (1.0 - 2.0 * s1[i]) * squares[i] + s2[i] * t
+                z[second + i] = s2[i] * form[i] + s1[i] * t
+                k_row[i] = s2[i] * (1.0 - 2.0 * s1[i]) * form[i] + s2[i] * t
 
 
 @njit(**JIT)
 def _second_order_reverse(table, packed, inputs, pre, slope, curvature, kappa, start, count,
-                          points, directions, first_seed, second_seed, out):  # fmt: skip
-    """∂/∂(packed θ) of Σ_{i in block} Σ_m [α_im φ̇(x_i; c_im) + β φ̈(x_i; c_im)] into ``out``.
+                          points, directions, gram, first_seed, second_seed, out):  # fmt: skip
+    """∂/∂(packed θ) of Σ_{i in block} [Σ_k ū_ik φ̇(x_i; c_ik) + β ⟨S_i, ∇²φ(x_i)⟩] into ``out``.
 
-    From the second-order tape (``_forward`` then ``_second_order_forward``); α = ``first_seed``
-    (n, K), or no first-order term if it has no rows; β = ``second_seed``.
+    From the second-order tape (``_forward`` then ``_second_order_forward`` with the same
+    ``gram``); ū = ``first_seed`` (n, K), or no first-order term if it has no rows;
+    β = ``second_seed``.
     """
     depth = table.shape[0]
     _, _, _, top_row, offset_w, widest = _block_layout(table, start, start + count)
@@ -761,22 +784,23 @@ def _second_order_reverse(table, packed, inputs, pre, slope, curvature, kappa, s
     work = np.empty((3, widest, columns))
     current, following, adjoint = work[0], work[1], work[2]
     adjoint[: last[_ROWS]] = 0.0  # the rest is written before it is read
+    weighted = np.empty(points)
     top = inputs[top_row:]
-    for o in range(last[_ROWS]):  # adjoints (0, α_m w, β w) of (z_L, ż_L,m, ζ_L)
+    for o in range(last[_ROWS]):  # adjoints (0, ū_k w, β w) of (z_L, ż_L,k, ζ_L)
         w_o = packed[offset_w + o]
         adjoint[o, second : second + count] = second_seed * w_o
         total = second_seed * sum4(top[o, second:], count)
         if first_seed.shape[0] > 0:
-            for m in range(directions):
-                begin = (1 + m) * points
+            for k in range(directions):
+                begin = (1 + k) * points
                 for i in range(count):
-                    seed = first_seed[start + i, m]
+                    seed = first_seed[start + i, k]
                     adjoint[o, begin + i] = seed * w_o
                     total += seed * top[o, begin + i]
         out[offset_w + o] = total
 
     _adjoint_step_second(table, depth - 1, adjoint, slope, curvature, kappa, pre, current, points,
-                         directions)  # fmt: skip
+                         directions, gram, weighted)  # fmt: skip
     for layer in range(depth - 1, -1, -1):
         rows = table[layer, _ROWS]
         width = table[layer, _INPUTS]
@@ -789,17 +813,23 @@ def _second_order_reverse(table, packed, inputs, pre, slope, curvature, kappa, s
         _multiply(_layer_weights(table, packed, layer)[:, :prev].T, current[:rows], adjoint[:prev],
                   0, columns)  # fmt: skip
         _adjoint_step_second(table, layer - 1, adjoint, slope, curvature, kappa, pre, following,
-                             points, directions)  # fmt: skip
+                             points, directions, gram, weighted)  # fmt: skip
         current, following = following, current
 
 
 @njit(**JIT)
-def _second_order_arrays(table, start, stop, directions):
-    """Uninitialized (inputs, pre, κ) of the second-order tape of the points [start, stop)."""
+def _tape_arrays(table, start, stop, directions, second_order):
+    """Uninitialized (inputs, pre, slope, curvature) of a tape of K = ``directions`` tangent
+    passes of the points [start, stop), with room for the second-order channel if asked."""
     _, points, units, top_row, _, _ = _block_layout(table, start, stop)
-    columns = (2 + directions) * points
+    columns = (1 + directions + (1 if second_order else 0)) * points
     rows = top_row + table[table.shape[0] - 1, _ROWS]
-    return np.empty((rows, columns)), np.empty((units, columns)), np.empty((units, points))
+    return (
+        np.empty((rows, columns)),
+        np.empty((units, columns)),
+        np.empty((units, points)),
+        np.empty((units if directions else 0, points)),
+    )
 
 
 @njit(**JIT)
@@ -810,78 +840,40 @@ def _hessian_vjp_block(table, packed, x, factors, start, stop, out):
     """
     directions = factors.shape[1] // x.shape[1]
     count, points, units, _, _, _ = _block_layout(table, start, stop)
-    inputs, pre, kappa = _second_order_arrays(table, start, stop, directions)
-    slope = np.empty((units, points))
-    curvature = np.empty((units, points))
+    inputs, pre, slope, curvature = _tape_arrays(table, start, stop, directions, True)
+    kappa = np.empty((units, points))
+    identity = np.empty((0, 0, 0))
     _point_rows(table, x, factors, directions, start, count, points, inputs)
     _forward(table, packed, inputs, pre, slope, curvature, np.empty(points), points, directions,
              False)  # fmt: skip
-    _second_order_forward(table, packed, inputs, pre, slope, curvature, kappa, points, directions)
+    _second_order_forward(table, packed, inputs, pre, slope, curvature, kappa, points, directions,
+                          identity)  # fmt: skip
     _second_order_reverse(table, packed, inputs, pre, slope, curvature, kappa, start, count,
-                          points, directions, np.empty((0, directions)), 1.0, out)  # fmt: skip
+                          points, directions, identity, np.empty((0, directions)), 1.0,
+                          out)  # fmt: skip
 
 
 @njit(**JIT)
-def _change_directions(source, target, factors, start, count, points, directions):
-    """target = [primal | K tangents | 0] from the tape ``source`` (rows, (1 + K) p) along e_k:
-    the primal columns copied, tangent m = Σ_k C_km (tangent k) with C = factors[i], and the
-    second-order columns zero (padded points: zero tangents)."""
-    coefficients = np.zeros((directions, directions, points))  # C_km per point, contiguous
+def _map_and_hessian_vjp_block(table, packed, inputs, pre, slope, curvature, inverses,
+                               cotangent, second_seed, start, stop, out):  # fmt: skip
+    """∂/∂(packed θ) of Σ_{i in [start, stop)} [⟨u_i, ∇φ(x_i)⟩ + β ⟨S_i, ∇²φ(x_i)⟩].
+
+    Continues the Hessian kernel's tape of these points (``_run_block`` in mode
+    _HESSIAN on arrays from ``_tape_arrays`` with the second-order channel) in place;
+    S_i = ``inverses[i]`` (n, d, d), u = ``cotangent`` (n, d), β = ``second_seed``.
+    """
+    directions = inverses.shape[1]
+    count, points, units, _, _, _ = _block_layout(table, start, stop)
+    gram = np.zeros((directions, directions, points))  # S per point, contiguous; 0 if padded
     for i in range(count):
         for k in range(directions):
             for m in range(directions):
-                coefficients[k, m, i] = factors[start + i, k, m]
-    second = (1 + directions) * points
-    for r in range(source.shape[0]):
-        s = source[r]
-        t = target[r]
-        for i in range(points):
-            t[i] = s[i]
-        for m in range(directions):
-            first = (1 + m) * points
-            for i in range(points):
-                t[first + i] = coefficients[0, m, i] * s[points + i]
-            for k in range(1, directions):
-                tangent = (1 + k) * points
-                for i in range(points):
-                    t[first + i] += coefficients[k, m, i] * s[tangent + i]
-        t[second : second + points] = 0.0
-
-
-@njit(**JIT)
-def _map_and_hessian_vjp_block(table, packed, tape_inputs, tape_pre, slope, curvature, factors,
-                               first_seed, second_seed, start, stop, out):  # fmt: skip
-    """∂/∂(packed θ) of Σ_{i in [start, stop)} [⟨u_i, ∇φ(x_i)⟩ + β ⟨C_i C_iᵀ, ∇²φ(x_i)⟩].
-
-    From the Hessian kernel's tape of these points (``_run_block`` in mode _HESSIAN:
-    ``tape_inputs``, ``tape_pre``, ``slope``, ``curvature``), C_i = ``factors[i]`` (n, d, d)
-    and α_i = C_i⁻¹ u_i in ``first_seed`` (n, d); β = ``second_seed``. The tangents are
-    turned into the directions c_im by linearity (the comment above), not recomputed.
-    """
-    directions = factors.shape[1]
-    count, points, _, _, _, _ = _block_layout(table, start, stop)
-    inputs, pre, kappa = _second_order_arrays(table, start, stop, directions)
-    _change_directions(tape_inputs, inputs, factors, start, count, points, directions)
-    _change_directions(tape_pre, pre, factors, start, count, points, directions)
-    _second_order_forward(table, packed, inputs, pre, slope, curvature, kappa, points, directions)
+                gram[k, m, i] = inverses[start + i, k, m]
+    kappa = np.empty((units, points))
+    _second_order_forward(table, packed, inputs, pre, slope, curvature, kappa, points, directions,
+                          gram)  # fmt: skip
     _second_order_reverse(table, packed, inputs, pre, slope, curvature, kappa, start, count,
-                          points, directions, first_seed, second_seed, out)  # fmt: skip
-
-
-@njit(**JIT)
-def _first_order_arrays(table, start, stop, mode, dim):
-    """Uninitialized (inputs, pre, slope, curvature) of ``_run_block`` for the points
-    [start, stop) in ``mode`` (curvature s'' only with tangents)."""
-    _, points, units, top_row, _, _ = _block_layout(table, start, stop)
-    tangents = _tangents(mode, dim)
-    columns = (1 + tangents) * points
-    rows = top_row + table[table.shape[0] - 1, _ROWS]
-    return (
-        np.empty((rows, columns)),
-        np.empty((units, columns)),
-        np.empty((units, points)),
-        np.empty((units if tangents else 0, points)),
-    )
+                          points, directions, gram, cotangent, second_seed, out)  # fmt: skip
 
 
 @njit(**JIT)
@@ -902,7 +894,7 @@ def _run_block(table, packed, x, u, start, stop, mode, out, inputs, pre, slope, 
     _HESSIAN: T(x_i), then ∇²φ(x_i) row-major, into out[i (d + d²) : (i + 1)(d + d²)]
     (u: the directions e_1..e_d, ``_basis_directions``); _MAP_VJP: the block's ∂φ̇/∂θ
     into out in the packed layout (∂φ̇/∂M_l at M_l's offset, then ∂φ̇/∂w; ∂φ̇/∂c = 0).
-    Work arrays from ``_first_order_arrays``; after the call they hold the forward tape.
+    Work arrays from ``_tape_arrays``; after the call they hold the forward tape.
     Layer l's rows in the stacked arrays: units (``pre``, ``slope``, ``curvature``)
     from table[l, _UNIT_ROW], B_l (``inputs``) from table[l, _INPUT_ROW]; the rows
     after B_{L-1} hold [z_L, ż_L].
@@ -974,7 +966,8 @@ def _evaluate_block(table, packed, x, u, start, stop, mode, out):
     if mode == _HESSIAN_VJP:
         _hessian_vjp_block(table, packed, x, u, start, stop, out)
         return
-    inputs, pre, slope, curvature = _first_order_arrays(table, start, stop, mode, x.shape[1])
+    tangents = _tangents(mode, x.shape[1])
+    inputs, pre, slope, curvature = _tape_arrays(table, start, stop, tangents, False)
     _run_block(table, packed, x, u, start, stop, mode, out, inputs, pre, slope, curvature)
 
 
@@ -1102,13 +1095,23 @@ def _cholesky_kernel(hessians, log_det, factors):
     return failures
 
 
+@njit(**JIT)
+def _tape_shapes(table, start, stop, directions):
+    """(rows, columns) of inputs and pre, and (rows, points) of slope and curvature, of the
+    Hessian kernel's tape with the second-order channel (``_tape_arrays``)."""
+    _, points, units, top_row, _, _ = _block_layout(table, start, stop)
+    columns = (2 + directions) * points
+    return top_row + table[table.shape[0] - 1, _ROWS], units, columns, points
+
+
 def _make_log_det_kernels(parallel):
     """(forward, reverse) of the score-free KL gradient (``neural.kl``) over blocks of points.
 
-    forward: per block the Hessian kernel (``_run_block``, mode _HESSIAN),
-    whose forward tape is kept, then per point H_i (+ Q, the quadratic part) factored.
-    reverse: α_i = R_iᵀ u_i, then per block ``_map_and_hessian_vjp_block`` on the tape;
-    the block gradients are summed in block order (independent of the thread count).
+    forward: per block the Hessian kernel (``_run_block``, mode _HESSIAN) on a tape with
+    room for the second-order channel, kept in per-block buffers; then per point
+    H_i (+ Q, the quadratic part) factored, log det H_i and S_i = H_i⁻¹ = C_i C_iᵀ.
+    reverse: per block ``_map_and_hessian_vjp_block`` continues that tape; the block
+    gradients are summed in block order (independent of the thread count).
     """
     loop = prange if parallel else range
 
@@ -1121,57 +1124,74 @@ def _make_log_det_kernels(parallel):
         longest = 0
         for b in range(blocks):
             longest = max(longest, bounds[b + 1] - bounds[b])
-        _, points, units, top_row, _, _ = _block_layout(table, 0, longest)
-        rows = top_row + table[table.shape[0] - 1, _ROWS]
-        columns = (1 + dim) * points  # block b's tape: the leading columns of slice b
-        tape_inputs = np.empty((blocks, rows, columns))
-        tape_pre = np.empty((blocks, units, columns))
-        tape_slope = np.empty((blocks, units, points))
-        tape_curvature = np.empty((blocks, units, points))
+        rows, units, columns, points = _tape_shapes(table, 0, longest, dim)
+        buffers = (  # block b's arrays: the leading entries of row b, reshaped
+            np.empty((blocks, rows * columns)),
+            np.empty((blocks, units * columns)),
+            np.empty((blocks, units * points)),
+            np.empty((blocks, units * points)),
+        )
         directions = _basis_directions(n, dim)
         stride = dim + dim * dim
         outputs = np.zeros(n * stride)  # per point T, then ∇²φ row-major (mode _HESSIAN)
         hessians = np.empty((n, dim, dim))
-        lower = np.zeros((n, dim, dim))
-        factors = np.empty((n, dim, dim))
+        inverses = np.empty((n, dim, dim))
         log_det = np.empty(n)
         failures = np.zeros(blocks, dtype=np.int64)
         for b in loop(blocks):
+            inputs, pre, slope, curvature = _tape_views(buffers, b, table, bounds, dim)
             _run_block(table, packed, x, directions, bounds[b], bounds[b + 1], _HESSIAN, outputs,
-                       tape_inputs[b], tape_pre[b], tape_slope[b], tape_curvature[b])  # fmt: skip
+                       inputs, pre, slope, curvature)  # fmt: skip
+            lower = np.zeros((dim, dim))
+            factor = np.empty((dim, dim))
             for i in range(bounds[b], bounds[b + 1]):
                 row = i * stride + dim
                 for j in range(dim):
                     for k in range(dim):
                         hessians[i, j, k] = outputs[row + j * dim + k] + quadratic[j, k]
-                log_det[i] = _cholesky_point(hessians[i], lower[i], factors[i])
+                log_det[i] = _cholesky_point(hessians[i], lower, factor)
                 failures[b] += np.isnan(log_det[i])
+                for j in range(dim):  # S = C Cᵀ (a BLAS call costs more at this size)
+                    for k in range(dim):
+                        total = 0.0
+                        for m in range(dim):
+                            total += factor[j, m] * factor[k, m]
+                        inverses[i, j, k] = total
         y = np.empty((n, dim))
         for i in range(n):
             for j in range(dim):
                 y[i, j] = outputs[i * stride + j]
-        tape = (packed, tape_inputs, tape_pre, tape_slope, tape_curvature)
-        return tape, y, hessians, lower, factors, log_det, failures.sum()
+        return (packed, buffers), y, hessians, inverses, log_det, failures.sum()
 
     @njit(parallel=parallel, **JIT)
-    def reverse(tape, table, index, num_params, lower, factors, cotangent, second_seed):
-        packed, tape_inputs, tape_pre, tape_slope, tape_curvature = tape
+    def reverse(tape, table, index, num_params, inverses, cotangent, second_seed):
+        packed, buffers = tape
         n, dim = cotangent.shape
-        first_seed = np.zeros((n, dim))  # α_i = R_iᵀ u_i: Σ_m α_im c_im = C_i α_i = u_i
-        for i in range(n):
-            for m in range(dim):
-                for k in range(m, dim):
-                    first_seed[i, m] += lower[i, k, m] * cotangent[i, k]
         bounds = block_bounds(n, _BLOCK_POINTS, _LANES)
         blocks = bounds.size - 1
         results = np.zeros((blocks, packed.size))
         for b in loop(blocks):
-            _map_and_hessian_vjp_block(table, packed, tape_inputs[b], tape_pre[b], tape_slope[b],
-                                       tape_curvature[b], factors, first_seed, second_seed,
-                                       bounds[b], bounds[b + 1], results[b])  # fmt: skip
+            inputs, pre, slope, curvature = _tape_views(buffers, b, table, bounds, dim)
+            _map_and_hessian_vjp_block(table, packed, inputs, pre, slope, curvature, inverses,
+                                       cotangent, second_seed, bounds[b], bounds[b + 1],
+                                       results[b])  # fmt: skip
         return _unpack_gradient(results, index, num_params)
 
     return forward, reverse
+
+
+@njit(**JIT)
+def _tape_views(buffers, block, table, bounds, directions):
+    """Block ``block``'s (inputs, pre, slope, curvature): C-contiguous views of its buffer rows."""
+    rows, units, columns, points = _tape_shapes(table, bounds[block], bounds[block + 1],
+                                                directions)  # fmt: skip
+    inputs, pre, slope, curvature = buffers
+    return (
+        inputs[block, : rows * columns].reshape((rows, columns)),
+        pre[block, : units * columns].reshape((units, columns)),
+        slope[block, : units * points].reshape((units, points)),
+        curvature[block, : units * points].reshape((units, points)),
+    )
 
 
 _LOG_DET_SERIAL = _make_log_det_kernels(parallel=False)

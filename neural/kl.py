@@ -107,38 +107,33 @@ def checked_values(function, points, name, shape) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _HessianPass:
-    """The first kernel's results at samples x: T_θ(x) (n, d), H = ∇²φ_θ(x) = R Rᵀ, log det H,
-    R and C = R⁻ᵀ (n, d, d), and the forward tape the reverse sweep runs on."""
+    """The first kernel's results at samples x: T_θ(x) (n, d), H = ∇²φ_θ(x) (n, d, d),
+    log det H (n,), S = H⁻¹ (n, d, d), and the forward tape the reverse sweep continues."""
 
     y: np.ndarray
     hessians: np.ndarray
     log_det: np.ndarray
-    lower: np.ndarray
-    factors: np.ndarray
+    inverses: np.ndarray
     tape: tuple
 
 
 def _hessian_pass(architecture, theta, x, kernels) -> _HessianPass:
-    """T_θ(x), ∇²φ_θ(x) and its factors from one forward tape; ``DivergenceError`` if some
-    ∇²φ_θ(x_i) is not positive definite."""
+    """T_θ(x), ∇²φ_θ(x), its log det and inverse from one forward tape; ``DivergenceError``
+    if some ∇²φ_θ(x_i) is not positive definite."""
     table, index = architecture.kernel_tables
     quadratic = architecture.quadratic_matrix(theta)
-    tape, y, hessians, lower, factors, log_det, failures = kernels[0](
-        theta, table, index, x, quadratic
-    )
+    tape, y, hessians, inverses, log_det, failures = kernels[0](theta, table, index, x, quadratic)
     if failures:
         raise _not_positive_definite(hessians)
     if architecture.has_quadratic_part:
         y += x @ quadratic  # as in transport_map, bit for bit
-    return _HessianPass(y, hessians, log_det, lower, factors, tape)
+    return _HessianPass(y, hessians, log_det, inverses, tape)
 
 
-def _quadratic_part_gradient(factor, x, cotangent, factors, second_seed) -> np.ndarray:
-    """∂/∂L of Σ_i [⟨u_i, Q x_i⟩ + β ⟨C_i C_iᵀ, Q⟩], Q = L Lᵀ + α I: (Uᵀ X + Xᵀ U + 2 β S) L,
-    S = Σ_i C_i C_iᵀ."""
+def _quadratic_part_gradient(factor, x, cotangent, inverses, second_seed) -> np.ndarray:
+    """∂/∂L of Σ_i [⟨u_i, Q x_i⟩ + β ⟨S_i, Q⟩], Q = L Lᵀ + α I: (Uᵀ X + Xᵀ U + 2 β Σ_i S_i) L."""
     coupling = cotangent.T @ x
-    inverse_sum = np.einsum("nik,njk->ij", factors, factors)
-    return ((coupling + coupling.T + 2.0 * second_seed * inverse_sum) @ factor).ravel()
+    return ((coupling + coupling.T + 2.0 * second_seed * inverses.sum(axis=0)) @ factor).ravel()
 
 
 def score_free_gradient(
@@ -159,13 +154,12 @@ def score_free_gradient(
     if extra is not None:
         cotangent += extra(y)
     table, index = architecture.kernel_tables
-    gradient = kernels[1](
-        forward.tape, table, index, theta.size, forward.lower, forward.factors, cotangent, -weight
-    )
+    gradient = kernels[1](forward.tape, table, index, theta.size, forward.inverses, cotangent,
+                          -weight)  # fmt: skip
     factor = architecture.quadratic_factor(theta)
     if factor is not None:
         gradient[-factor.size :] = _quadratic_part_gradient(
-            factor, x, cotangent, forward.factors, -weight
+            factor, x, cotangent, forward.inverses, -weight
         )
     return gradient, y, forward.log_det
 

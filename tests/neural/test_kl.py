@@ -172,10 +172,15 @@ def test_cholesky_factors():
         cholesky_factors(singular)
 
 
-def test_score_free_gradient_matches_finite_differences():
-    architecture, theta, rng = _network(2, (6, 5), True, 0.1, seed=5)
-    x = rng.normal(size=(9, 2))
-    target = Target.gaussian([0.3, -0.2], [[1.0, 0.3], [0.3, 0.5]])
+@pytest.mark.parametrize(
+    ("dim", "hidden", "quadratic", "strong_convexity"),
+    [(2, (6, 5), True, 0.1), (1, (5,), False, 0.0), (5, (9, 7, 5), False, 0.0),
+     (8, (9, 8, 7, 6), True, 0.0)],
+)  # fmt: skip
+def test_score_free_gradient_matches_finite_differences(dim, hidden, quadratic, strong_convexity):
+    architecture, theta, rng = _network(dim, hidden, quadratic, strong_convexity, seed=5 + dim)
+    x = rng.normal(size=(9, dim))
+    target = Target.gaussian(rng.normal(size=dim), np.eye(dim) + 0.2 * np.ones((dim, dim)))
 
     def objective(t):
         y = transport_map(architecture, t, x)
@@ -188,6 +193,63 @@ def test_score_free_gradient_matches_finite_differences():
     scheme_gradient, g = kl_gradient(architecture, theta, x, target, kl="logdet")
     assert g is None
     np.testing.assert_allclose(scheme_gradient, gradient, rtol=1e-13, atol=1e-15)
+
+
+SCORE_FREE_HIDDEN = [(9,), (9, 6), (9, 7, 5), (9, 8, 7, 6)]  # depths 1-4, first width >= d
+
+
+@pytest.mark.parametrize("quadratic", [False, True])
+@pytest.mark.parametrize("hidden", SCORE_FREE_HIDDEN)
+@pytest.mark.parametrize("dim", [1, 2, 5, 8])
+def test_fused_score_free_gradient_matches_the_unfused_path(dim, hidden, quadratic):
+    """One Hessian tape and one reverse sweep (``score_free_gradient``) against the separate
+    public pieces: hessian, cholesky_factors, map_vjp and hessian_vjp (n = 150: two blocks,
+    the second padded), with an extra cotangent as the implicit scheme passes."""
+    architecture, theta, rng = _network(dim, hidden, quadratic, seed=20 + dim + len(hidden))
+    x = rng.normal(size=(150, dim))
+    target = Target.gaussian(rng.normal(size=dim), np.eye(dim) + 0.2 * np.ones((dim, dim)))
+    weight = 1.0 / len(x)
+    anchor = rng.normal(size=x.shape)
+
+    def extra(y):
+        return (y - anchor) / (0.7 * len(x))
+
+    gradient, y, log_det = score_free_gradient(architecture, theta, x, target, weight, extra)
+
+    expected_log_det, factors = cholesky_factors(hessian(architecture, theta, x))
+    expected_y = transport_map(architecture, theta, x)
+    cotangent = weight * target.grad_V(expected_y) + extra(expected_y)
+    expected = map_vjp(architecture, theta, x, cotangent)
+    expected -= weight * hessian_vjp(architecture, theta, x, factors)
+    np.testing.assert_array_equal(y, expected_y)
+    np.testing.assert_array_equal(log_det, expected_log_det)
+    assert np.max(np.abs(gradient - expected)) <= 1e-12 * np.max(np.abs(expected))
+
+
+def test_score_free_gradient_does_not_depend_on_the_thread_count():
+    import numba
+
+    architecture, theta, rng = _network(3, (6, 5), True, 0.1, seed=16)
+    x = rng.normal(size=(3000, 3))  # 24 blocks: the parallel kernels
+    target = Target.standard_gaussian(3)
+    results = []
+    for threads in (1, numba.config.NUMBA_NUM_THREADS):
+        numba.set_num_threads(threads)
+        try:
+            results.append(score_free_gradient(architecture, theta, x, target, 1e-3, np.sin))
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    for first, second in zip(*results, strict=True):
+        assert np.array_equal(first, second)
+
+
+def test_score_free_gradient_refuses_a_singular_hessian():
+    """w = 0 and no quadratic part: ∇²φ = 0 at every sample; a DivergenceError, never NaN."""
+    architecture, theta, rng = _network(2, (4, 3), seed=17)
+    theta[architecture.slices()["w"][0]] = 0.0
+    x = rng.normal(size=(9, 2))
+    with pytest.raises(DivergenceError, match="not positive definite at 9 of 9 points"):
+        score_free_gradient(architecture, theta, x, Target.standard_gaussian(2), 1.0 / 9)
 
 
 def test_implicit_and_explicit_logdet_gradients_match_finite_differences():

@@ -854,26 +854,16 @@ def _hessian_vjp_block(table, packed, x, factors, start, stop, out):
 
 
 @njit(**JIT)
-def _map_and_hessian_vjp_block(table, packed, inputs, pre, slope, curvature, inverses,
-                               cotangent, second_seed, start, stop, out):  # fmt: skip
-    """∂/∂(packed θ) of Σ_{i in [start, stop)} [⟨u_i, ∇φ(x_i)⟩ + β ⟨S_i, ∇²φ(x_i)⟩].
-
-    Continues the Hessian kernel's tape of these points (``_run_block`` in mode
-    _HESSIAN on arrays from ``_tape_arrays`` with the second-order channel) in place;
-    S_i = ``inverses[i]`` (n, d, d), u = ``cotangent`` (n, d), β = ``second_seed``.
-    """
-    directions = inverses.shape[1]
-    count, points, units, _, _, _ = _block_layout(table, start, stop)
-    gram = np.zeros((directions, directions, points))  # S per point, contiguous; 0 if padded
+def _point_weights(inverses, start, count, points):
+    """G = S_i = ``inverses[i]`` of the points [start, start + count) as (d, d, points),
+    contiguous over the points, 0 for padded points."""
+    dim = inverses.shape[1]
+    gram = np.zeros((dim, dim, points))
     for i in range(count):
-        for k in range(directions):
-            for m in range(directions):
+        for k in range(dim):
+            for m in range(dim):
                 gram[k, m, i] = inverses[start + i, k, m]
-    kappa = np.empty((units, points))
-    _second_order_forward(table, packed, inputs, pre, slope, curvature, kappa, points, directions,
-                          gram)  # fmt: skip
-    _second_order_reverse(table, packed, inputs, pre, slope, curvature, kappa, start, count,
-                          points, directions, gram, cotangent, second_seed, out)  # fmt: skip
+    return gram
 
 
 @njit(**JIT)
@@ -1097,21 +1087,43 @@ def _cholesky_kernel(hessians, log_det, factors):
 
 @njit(**JIT)
 def _tape_shapes(table, start, stop, directions):
-    """(rows, columns) of inputs and pre, and (rows, points) of slope and curvature, of the
-    Hessian kernel's tape with the second-order channel (``_tape_arrays``)."""
+    """(rows, units, columns, points): inputs and pre of the Hessian kernel's tape with the
+    second-order channel are (rows, columns) and (units, columns), slope, curvature and κ
+    (units, points) (``_tape_arrays``)."""
     _, points, units, top_row, _, _ = _block_layout(table, start, stop)
     columns = (2 + directions) * points
     return top_row + table[table.shape[0] - 1, _ROWS], units, columns, points
+
+
+@njit(**JIT)
+def _tape_views(buffer, table, start, stop, directions):
+    """(inputs, pre, slope, curvature, κ) of the points [start, stop): C-contiguous views of
+    consecutive parts of the 1D ``buffer``."""
+    rows, units, columns, points = _tape_shapes(table, start, stop, directions)
+    pre_start = rows * columns
+    slope_start = pre_start + units * columns
+    curvature_start = slope_start + units * points
+    kappa_start = curvature_start + units * points
+    return (
+        buffer[:pre_start].reshape((rows, columns)),
+        buffer[pre_start:slope_start].reshape((units, columns)),
+        buffer[slope_start:curvature_start].reshape((units, points)),
+        buffer[curvature_start:kappa_start].reshape((units, points)),
+        buffer[kappa_start : kappa_start + units * points].reshape((units, points)),
+    )
 
 
 def _make_log_det_kernels(parallel):
     """(forward, reverse) of the score-free KL gradient (``neural.kl``) over blocks of points.
 
     forward: per block the Hessian kernel (``_run_block``, mode _HESSIAN) on a tape with
-    room for the second-order channel, kept in per-block buffers; then per point
-    H_i (+ Q, the quadratic part) factored, log det H_i and S_i = H_i⁻¹ = C_i C_iᵀ.
-    reverse: per block ``_map_and_hessian_vjp_block`` continues that tape; the block
-    gradients are summed in block order (independent of the thread count).
+    room for the second-order channel, kept in row b of one buffer; per point H_i (+ Q,
+    the quadratic part) factored: log det H_i and S_i = H_i⁻¹ = C_i C_iᵀ; then the
+    second-order channel weighted by S_i (``_second_order_forward``), which needs no
+    cotangent. Returns (tape, T, S, log det, number of H_i not positive definite).
+    reverse: per block the reverse sweep (``_second_order_reverse``) with the cotangents
+    u_i on T and β S_i on ∇²φ, on that tape; the block gradients are summed in block order
+    (independent of the thread count).
     """
     loop = prange if parallel else range
 
@@ -1125,31 +1137,27 @@ def _make_log_det_kernels(parallel):
         for b in range(blocks):
             longest = max(longest, bounds[b + 1] - bounds[b])
         rows, units, columns, points = _tape_shapes(table, 0, longest, dim)
-        buffers = (  # block b's arrays: the leading entries of row b, reshaped
-            np.empty((blocks, rows * columns)),
-            np.empty((blocks, units * columns)),
-            np.empty((blocks, units * points)),
-            np.empty((blocks, units * points)),
-        )
+        tape = np.empty((blocks, (rows + units) * columns + 3 * units * points))
         directions = _basis_directions(n, dim)
         stride = dim + dim * dim
         outputs = np.zeros(n * stride)  # per point T, then ∇²φ row-major (mode _HESSIAN)
-        hessians = np.empty((n, dim, dim))
         inverses = np.empty((n, dim, dim))
         log_det = np.empty(n)
         failures = np.zeros(blocks, dtype=np.int64)
         for b in loop(blocks):
-            inputs, pre, slope, curvature = _tape_views(buffers, b, table, bounds, dim)
-            _run_block(table, packed, x, directions, bounds[b], bounds[b + 1], _HESSIAN, outputs,
-                       inputs, pre, slope, curvature)  # fmt: skip
+            start, stop = bounds[b], bounds[b + 1]
+            inputs, pre, slope, curvature, kappa = _tape_views(tape[b], table, start, stop, dim)
+            _run_block(table, packed, x, directions, start, stop, _HESSIAN, outputs, inputs, pre,
+                       slope, curvature)  # fmt: skip
+            hessian = np.empty((dim, dim))
             lower = np.zeros((dim, dim))
             factor = np.empty((dim, dim))
-            for i in range(bounds[b], bounds[b + 1]):
+            for i in range(start, stop):
                 row = i * stride + dim
                 for j in range(dim):
                     for k in range(dim):
-                        hessians[i, j, k] = outputs[row + j * dim + k] + quadratic[j, k]
-                log_det[i] = _cholesky_point(hessians[i], lower, factor)
+                        hessian[j, k] = outputs[row + j * dim + k] + quadratic[j, k]
+                log_det[i] = _cholesky_point(hessian, lower, factor)
                 failures[b] += np.isnan(log_det[i])
                 for j in range(dim):  # S = C Cᵀ (a BLAS call costs more at this size)
                     for k in range(dim):
@@ -1157,41 +1165,34 @@ def _make_log_det_kernels(parallel):
                         for m in range(dim):
                             total += factor[j, m] * factor[k, m]
                         inverses[i, j, k] = total
+            count, points = stop - start, slope.shape[1]
+            gram = _point_weights(inverses, start, count, points)
+            _second_order_forward(table, packed, inputs, pre, slope, curvature, kappa, points,
+                                  dim, gram)  # fmt: skip
         y = np.empty((n, dim))
         for i in range(n):
             for j in range(dim):
                 y[i, j] = outputs[i * stride + j]
-        return (packed, buffers), y, hessians, inverses, log_det, failures.sum()
+        return tape, y, inverses, log_det, failures.sum()
 
     @njit(parallel=parallel, **JIT)
-    def reverse(tape, table, index, num_params, inverses, cotangent, second_seed):
-        packed, buffers = tape
+    def reverse(tape, theta, table, index, inverses, cotangent, second_seed):
+        packed = _pack(theta, index)
         n, dim = cotangent.shape
         bounds = block_bounds(n, _BLOCK_POINTS, _LANES)
         blocks = bounds.size - 1
         results = np.zeros((blocks, packed.size))
         for b in loop(blocks):
-            inputs, pre, slope, curvature = _tape_views(buffers, b, table, bounds, dim)
-            _map_and_hessian_vjp_block(table, packed, inputs, pre, slope, curvature, inverses,
-                                       cotangent, second_seed, bounds[b], bounds[b + 1],
-                                       results[b])  # fmt: skip
-        return _unpack_gradient(results, index, num_params)
+            start, stop = bounds[b], bounds[b + 1]
+            inputs, pre, slope, curvature, kappa = _tape_views(tape[b], table, start, stop, dim)
+            count, points = stop - start, slope.shape[1]
+            gram = _point_weights(inverses, start, count, points)
+            _second_order_reverse(table, packed, inputs, pre, slope, curvature, kappa, start,
+                                  count, points, dim, gram, cotangent, second_seed,
+                                  results[b])  # fmt: skip
+        return _unpack_gradient(results, index, theta.size)
 
     return forward, reverse
-
-
-@njit(**JIT)
-def _tape_views(buffers, block, table, bounds, directions):
-    """Block ``block``'s (inputs, pre, slope, curvature): C-contiguous views of its buffer rows."""
-    rows, units, columns, points = _tape_shapes(table, bounds[block], bounds[block + 1],
-                                                directions)  # fmt: skip
-    inputs, pre, slope, curvature = buffers
-    return (
-        inputs[block, : rows * columns].reshape((rows, columns)),
-        pre[block, : units * columns].reshape((units, columns)),
-        slope[block, : units * points].reshape((units, points)),
-        curvature[block, : units * points].reshape((units, points)),
-    )
 
 
 _LOG_DET_SERIAL = _make_log_det_kernels(parallel=False)

@@ -107,27 +107,26 @@ def checked_values(function, points, name, shape) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _HessianPass:
-    """The first kernel's results at samples x: T_θ(x) (n, d), H = ∇²φ_θ(x) (n, d, d),
-    log det H (n,), S = H⁻¹ (n, d, d), and the forward tape the reverse sweep continues."""
+    """The first kernel's results at samples x: T_θ(x) (n, d), log det ∇²φ_θ(x) (n,),
+    S = ∇²φ_θ(x)⁻¹ (n, d, d), and the forward tape the reverse sweep continues."""
 
     y: np.ndarray
-    hessians: np.ndarray
     log_det: np.ndarray
     inverses: np.ndarray
-    tape: tuple
+    tape: np.ndarray
 
 
 def _hessian_pass(architecture, theta, x, kernels) -> _HessianPass:
-    """T_θ(x), ∇²φ_θ(x), its log det and inverse from one forward tape; ``DivergenceError``
+    """T_θ(x), log det ∇²φ_θ(x) and its inverse from one forward tape; ``DivergenceError``
     if some ∇²φ_θ(x_i) is not positive definite."""
     table, index = architecture.kernel_tables
     quadratic = architecture.quadratic_matrix(theta)
-    tape, y, hessians, inverses, log_det, failures = kernels[0](theta, table, index, x, quadratic)
-    if failures:
-        raise _not_positive_definite(hessians)
+    tape, y, inverses, log_det, failures = kernels[0](theta, table, index, x, quadratic)
+    if failures:  # the kernel's Hessians, bit for bit
+        raise _not_positive_definite(_hessian(architecture, theta, x))
     if architecture.has_quadratic_part:
         y += x @ quadratic  # as in transport_map, bit for bit
-    return _HessianPass(y, hessians, log_det, inverses, tape)
+    return _HessianPass(y, log_det, inverses, tape)
 
 
 def _quadratic_part_gradient(factor, x, cotangent, inverses, second_seed) -> np.ndarray:
@@ -154,8 +153,7 @@ def score_free_gradient(
     if extra is not None:
         cotangent += extra(y)
     table, index = architecture.kernel_tables
-    gradient = kernels[1](forward.tape, table, index, theta.size, forward.inverses, cotangent,
-                          -weight)  # fmt: skip
+    gradient = kernels[1](forward.tape, theta, table, index, forward.inverses, cotangent, -weight)
     factor = architecture.quadratic_factor(theta)
     if factor is not None:
         gradient[-factor.size :] = _quadratic_part_gradient(

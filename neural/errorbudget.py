@@ -7,7 +7,12 @@ mixture) this module measures, per problem and network width, with and without t
 quadratic part (``ICNN(quadratic=True)``):
 
 - ``fit``     (i) the parameterization floor: the ICNN fitted to T* directly,
-              min_θ E‖∇φ_θ − T*‖² by Adam (cosine decay) on fresh samples;
+              min_θ (1/N) Σ_i ‖∇φ_θ(x_i) − T*(x_i)‖² on a fixed sample of N = ``FIT_SAMPLES``
+              points by L-BFGS-B (the constraints Wz_l ≥ 0, w ≥ 0 as bounds). A least-squares
+              problem is bounded below, so a fixed sample is safe here (unlike the KL,
+              ``neural.schemes``), and a quasi-Newton method gets much closer to the floor
+              than Adam: on the mixture, (20, 20), 3000 iterations reach L²-UVP 0.59 %
+              where 2000 Adam steps stopped at 1.95 % (README, error budget);
 - ``logdet``  (iii) the KL minimized with the exact, score-free gradient (``neural.kl``),
               Adam with cosine decay on fresh batches of n (n = batch size);
 - ``score``   (iii) the same with the paper's self-entropic score estimate (eq. 3.7);
@@ -26,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.optimize
 
 from neural._validate import positive_int, require_generator
 from neural.diagnostics import map_error
@@ -33,12 +39,13 @@ from neural.errors import DivergenceError
 from neural.icnn import ICNN, _map_vjp, _transport_map
 from neural.kl import exact_kl
 from neural.mmd import energy_distance
-from neural.optim import Adam
 from neural.schemes import Target, make_method, run_method
 
 __all__ = [
+    "FIT_SAMPLES",
     "BudgetProblem",
     "BudgetRun",
+    "MapFit",
     "budget_figure",
     "error_budget",
     "fit_to_map",
@@ -87,18 +94,47 @@ def make_problem(name: str, ground_truth=None) -> BudgetProblem:
     raise ValueError(f"unknown problem {name!r}: 'mixture' or 'gaussianD' (e.g. gaussian8)")
 
 
-def fit_to_map(net: ICNN, sampler, true_map, steps: int, learning_rate: float, batch: int, rng):
-    """(i): θ minimizing (1/n) Σ ‖∇φ_θ(x_i) − T*(x_i)‖² by Adam with cosine decay, a fresh
-    batch of ``batch`` samples per step, projected onto the constraints. Returns θ."""
-    architecture, theta = net.architecture, np.array(net.params)
-    optimizer = Adam(learning_rate, cosine_steps=steps)
-    state = optimizer.init(theta)
-    for _ in range(steps):
-        x = sampler.sample(rng, batch)
-        residual = _transport_map(architecture, theta, x) - true_map(x)
-        gradient = _map_vjp(architecture, theta, x, (2.0 / batch) * residual)
-        theta, state = optimizer.step(theta, gradient, state, project=architecture.project)
-    return theta
+FIT_SAMPLES = 20_000
+"""Size of the fixed sample of the regression onto T* (``fit``): with at most a few thousand
+parameters, the fit's held-out error equals its training error to a few percent."""
+
+
+@dataclass(frozen=True)
+class MapFit:
+    """The regression of an ICNN onto a map: θ, the final mean squared residual on the fitting
+    sample, L-BFGS-B's iterations and its stopping message."""
+
+    params: np.ndarray
+    mean_squared_residual: float
+    iterations: int
+    message: str
+
+
+def fit_to_map(net: ICNN, sampler, true_map, steps: int, samples: int, rng) -> MapFit:
+    """(i): θ minimizing (1/N) Σ_i ‖∇φ_θ(x_i) − T*(x_i)‖² over a fixed sample x of N =
+    ``samples`` points of ``sampler``, by at most ``steps`` iterations of L-BFGS-B from
+    ``net.params``, the constrained entries (Wz_l, w) bounded below by 0."""
+    architecture = net.architecture
+    steps, samples = positive_int(steps, "steps"), positive_int(samples, "samples")
+    x = sampler.sample(require_generator(rng), samples)
+    y = np.asarray(true_map(x), dtype=np.float64)
+
+    def objective(theta):
+        residual = _transport_map(architecture, theta, x) - y
+        value = float(np.einsum("ij,ij->", residual, residual)) / samples
+        return value, _map_vjp(architecture, theta, x, (2.0 / samples) * residual)
+
+    bounds = [(0.0, None) if held else (None, None) for held in architecture.constrained_mask]
+    result = scipy.optimize.minimize(
+        objective, np.array(net.params), jac=True, method="L-BFGS-B", bounds=bounds,
+        options={"maxiter": steps, "maxcor": 30, "ftol": 0.0, "gtol": 1e-12},
+    )  # fmt: skip
+    return MapFit(
+        params=architecture.project(result.x),
+        mean_squared_residual=float(result.fun),
+        iterations=int(result.nit),
+        message=str(result.message),
+    )
 
 
 @dataclass(frozen=True)
@@ -133,7 +169,7 @@ def _evaluate(problem, net_architecture, theta, x_eval, y_eval):
 
 def _train(problem, cause, net, batch, steps, learning_rate, inner_steps, rng):
     if cause == "fit":
-        return fit_to_map(net, problem.source, problem.true_map, steps, learning_rate, batch, rng)
+        return fit_to_map(net, problem.source, problem.true_map, steps, FIT_SAMPLES, rng).params
     if cause in ("logdet", "score"):
         config = make_method("adam", kl=cause, batch_size=batch, steps=steps,
                              learning_rate=learning_rate, cosine_decay=True)  # fmt: skip
@@ -171,8 +207,10 @@ def error_budget(
 ) -> tuple[BudgetRun, ...]:
     """Every (problem, width, quadratic part, cause, batch) run; the same θ0 per (problem,
     width, quadratic part) and fresh data streams from ``seed``. ``steps`` Adam steps for
-    'fit', 'logdet' and 'score'; 'implicit' runs twice, with K' = ``inner_steps`` and
-    10 × ``inner_steps`` inner Adam steps per outer step (``IMPLICIT_OUTER_STEPS``).
+    'logdet' and 'score', L-BFGS-B iterations for 'fit' (once per configuration, on
+    ``FIT_SAMPLES`` points, whatever ``batches``); 'implicit' runs twice, with
+    K' = ``inner_steps`` and 10 × ``inner_steps`` inner Adam steps per outer step
+    (``IMPLICIT_OUTER_STEPS``).
     ``on_row(run)`` is called as each run finishes (e.g. to save it at once)."""
     unknown = set(causes) - set(CAUSES)
     if unknown:
@@ -182,7 +220,7 @@ def error_budget(
         for hidden in widths:
             for quad in quadratic:
                 for cause in causes:
-                    for batch in batches:
+                    for batch in (FIT_SAMPLES,) if cause == "fit" else batches:
                         inners = (inner_steps, 10 * inner_steps) if cause == "implicit" else (0,)
                         jobs += [(problem, hidden, quad, cause, batch, inner) for inner in inners]
     iterator = jobs

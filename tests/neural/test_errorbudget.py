@@ -29,11 +29,16 @@ def test_budget_rows_order_the_causes_on_a_gaussian_pair(tmp_path):
     """With the quadratic part, fitting T* directly is the floor the KL runs approach;
     the score-free KL beats the score estimate at the same budget."""
     rows = error_budget([make_problem("gaussian2")], widths=[(6, 6)], quadratic=[True],
-                        steps=300, batches=[300], inner_steps=20, n_eval=4000)  # fmt: skip
+                        steps=300, batches=[300], inner_steps=20, n_eval=4000,
+                        fit_samples=2000)  # fmt: skip
     by_cause = {r.cause: r for r in rows}
-    assert set(by_cause) == {"fit", "logdet", "score", "implicit K'=20", "implicit K'=200"}
+    assert set(by_cause) == {
+        "fit", "logdet", "score", "implicit K'=20", "implicit K'=200", "fit+logdet"
+    }  # fmt: skip
+    assert by_cause["fit"].batch == 2000 and by_cause["fit+logdet"].batch == 300
     assert all(r.status == "ok" and np.isfinite(r.uvp) for r in rows)
     assert by_cause["fit"].uvp < 0.05
+    assert by_cause["fit+logdet"].uvp < by_cause["score"].uvp
     assert by_cause["logdet"].uvp < by_cause["score"].uvp
     assert by_cause["logdet"].kl < by_cause["score"].kl
     text = format_budget(rows)

@@ -34,21 +34,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.optimize
 
 from neural._validate import positive_int, require_generator
 from neural.diagnostics import map_error
 from neural.errors import DivergenceError
-from neural.icnn import ICNN, _map_vjp, _transport_map
+from neural.icnn import ICNN, _transport_map
 from neural.kl import exact_kl
 from neural.mmd import energy_distance
+from neural.regression import MapFit, regress
 from neural.schemes import Target, make_method, run_method
 
 __all__ = [
     "FIT_SAMPLES",
     "BudgetProblem",
     "BudgetRun",
-    "MapFit",
     "budget_figure",
     "error_budget",
     "fit_to_map",
@@ -102,42 +101,14 @@ FIT_SAMPLES = 20_000
 parameters, the fit's held-out error equals its training error to a few percent."""
 
 
-@dataclass(frozen=True)
-class MapFit:
-    """The regression of an ICNN onto a map: θ, the final mean squared residual on the fitting
-    sample, L-BFGS-B's iterations and its stopping message."""
-
-    params: np.ndarray
-    mean_squared_residual: float
-    iterations: int
-    message: str
-
-
 def fit_to_map(net: ICNN, sampler, true_map, steps: int, samples: int, rng) -> MapFit:
     """(i): θ minimizing (1/N) Σ_i ‖∇φ_θ(x_i) − T*(x_i)‖² over a fixed sample x of N =
     ``samples`` points of ``sampler``, by at most ``steps`` iterations of L-BFGS-B from
     ``net.params``, the constrained entries (Wz_l, w) bounded below by 0."""
-    architecture = net.architecture
-    steps, samples = positive_int(steps, "steps"), positive_int(samples, "samples")
+    samples = positive_int(samples, "samples")
     x = sampler.sample(require_generator(rng), samples)
-    y = np.asarray(true_map(x), dtype=np.float64)
-
-    def objective(theta):
-        residual = _transport_map(architecture, theta, x) - y
-        value = float(np.einsum("ij,ij->", residual, residual)) / samples
-        return value, _map_vjp(architecture, theta, x, (2.0 / samples) * residual)
-
-    bounds = [(0.0, None) if held else (None, None) for held in architecture.constrained_mask]
-    result = scipy.optimize.minimize(
-        objective, np.array(net.params), jac=True, method="L-BFGS-B", bounds=bounds,
-        options={"maxiter": steps, "maxcor": 30, "ftol": 0.0, "gtol": 1e-12},
-    )  # fmt: skip
-    return MapFit(
-        params=architecture.project(result.x),
-        mean_squared_residual=float(result.fun),
-        iterations=int(result.nit),
-        message=str(result.message),
-    )
+    targets = np.asarray(true_map(x), dtype=np.float64)
+    return regress(net.architecture, net.params, x, targets, steps)
 
 
 @dataclass(frozen=True)

@@ -33,12 +33,7 @@ from neural.icnn import (
 from neural.mmd import energy_distance
 from neural.samplers import Gaussian, paper_mixture
 from neural.schemes import Target, kl_gradient
-from neural.score import (
-    _sinkhorn_parallel,
-    _sinkhorn_serial,
-    default_eps,
-    self_entropic_score,
-)
+from neural.score import _SINKHORN, default_eps, self_entropic_score
 
 
 def median_seconds(function, *args, repeats: int) -> float:
@@ -142,7 +137,8 @@ def run(quick: bool = False) -> list[tuple[str, float, float | None, float | Non
             5e-3,
         )
     )
-    for label, kernel in (("serial", _sinkhorn_serial), ("parallel", _sinkhorn_parallel)):
+    for (parallel, stored), kernel in _SINKHORN.items():
+        label = f"{'parallel' if parallel else 'serial'}, {'stored' if stored else 'computed'} K"
         rows.append(
             (
                 f"  Sinkhorn kernel only, {label}",

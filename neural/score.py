@@ -389,10 +389,10 @@ def _check_resolution(x, eps) -> None:
     """Raise if ε is below the kernel's resolution at every sample (an all-zero score); warn
     (ScoreResolutionWarning) if at some of them (their scores are 0)."""
     blind_below = _nearest_squared_distances(x) / (2.0 * _ROUNDOFF_EXPONENT)
-    blind = eps < blind_below
-    if not blind.any():
-        return
     safe = float(blind_below.max())
+    if eps >= safe:
+        return
+    blind = eps < blind_below
     if blind.all():
         raise ValueError(
             f"eps={eps:.3g} is below the kernel's resolution at every sample: "

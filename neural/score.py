@@ -78,10 +78,15 @@ _EPS_HINT = (
     "squared distance"
 )
 _STORED_MAX_POINTS = 2048
-"""Up to this many points Sinkhorn stores the kernel matrix (n² floats, 32 MiB at 2048)."""
-_PARALLEL_MIN_POINTS = {True: 64, False: 64}
-"""Fewest points at which the parallel Sinkhorn kernel is used, by stored kernel matrix
-(measured: ``validation/benchmark_neural.py``)."""
+"""Up to this many points Sinkhorn stores the kernel matrix (n² floats, 32 MiB at 2048).
+
+With the stored kernel, Sinkhorn runs serially whatever the thread count: an update is
+too short to share (at most 4·10⁶ multiply-adds). Measured on 2 cores with another
+process busy (``validation/benchmark_neural.py --threads``), the parallel kernel took
+1.3 to 3 times as long as the serial one for n = 64 to 2048, and once 800 times (n = 256,
+a worker descheduled at every update). Above the cap the rows are recomputed at every
+update, about 60 ms of exponentials at n = 4096: the parallel kernel was as fast as the
+serial one there under load (0.96-1.03) and shares the work when the cores are free."""
 
 
 class ConvergenceWarning(RuntimeWarning):
@@ -413,9 +418,8 @@ def _check_resolution(x, eps) -> None:
 def _sinkhorn(x, eps, tol, max_iter):
     """(h, residual, iterations, kernel matrix or an empty array) by the Sinkhorn kernel that
     fits n (stored kernel matrix up to ``_STORED_MAX_POINTS``) and the thread count."""
-    n = x.shape[0]
-    stored = n <= _STORED_MAX_POINTS
-    parallel = n >= _PARALLEL_MIN_POINTS[stored] and numba.get_num_threads() > 1
+    stored = x.shape[0] <= _STORED_MAX_POINTS
+    parallel = not stored and numba.get_num_threads() > 1
     return _SINKHORN[parallel, stored](x, eps, tol, max_iter)
 
 

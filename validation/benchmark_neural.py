@@ -8,6 +8,17 @@ compilation and cache loading excluded). The numpy baselines are
 Goals (DESIGN §4, on a 2-core machine): map_vjp, n = 100, 541 parameters <= 50 µs;
 score estimate for n = 100 to convergence <= 5 ms; energy distance 10⁴ × 10⁴ in
 d = 2 <= 1 s; the score-free KL gradient (DESIGN §4b) at n = 100 <= 3 map_vjp.
+
+Issue #12 (speed and threads), printed after the kernels with the issue's figures of
+before the change ("before"):
+
+- one seed of the Fig. 2 sweep, the four methods at the paper's settings, one thread:
+  CPU seconds of training <= 1.5 s, and >= 20 times faster than the reference
+  implementation (28.6 s of CPU with its autograd anomaly mode off, issue #12);
+- the 100-seed sweep with ``--workers 2`` <= 4 min (``--sweep`` runs it, ~5 min);
+- 2 threads against 1 with another process busy (the script starts one): run_method as in
+  the README's neural snippet, run_method with batches of 500 (parallel ICNN kernels) and
+  one seed of the sweep (size small); each at most 1.10 times the one-thread time.
 """
 
 from __future__ import annotations
@@ -15,13 +26,24 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
+from contextlib import contextmanager
 
 import numba
 import numpy as np
 
-from neural import ICNN
+from neural import ICNN, make_method, run_method
 from neural import _reference as reference
+from neural.benchmark import (
+    BenchmarkConfig,
+    _seed_sequences,
+    initial_network,
+    run_benchmark,
+    run_seed,
+)
 from neural.icnn import (
     _EVALUATE_PARALLEL,
     _EVALUATE_SERIAL,
@@ -169,12 +191,166 @@ def print_table(rows) -> None:
         print(f"{name:46s} {_format(fast):>12s} {slow_text:>12s} {ratio:>9s}  {goal_text}")
 
 
+REFERENCE_SECONDS = 28.6
+"""The authors' PyTorch code, one seed, four methods, one thread, anomaly mode off (issue #12)."""
+BEFORE = {
+    "seed": "5.5 s",
+    "speed-up": "5.2x",
+    "sweep": "701-785 s",
+    "threads": "25-123x",
+}
+"""Issue #12's figures of before the change (its machine; README for the same in one run)."""
+
+
+def seed_training_seconds(seed: int = 0) -> float:
+    """CPU seconds to train the four methods of one sweep seed at the paper's settings, as
+    ``run_seed`` does (without the evaluation), at the current thread count."""
+    from neural.samplers import paper_mixture
+
+    config = BenchmarkConfig()
+    source, target = paper_mixture(), Target.standard_gaussian(2)
+    init, data, _ = _seed_sequences(seed)
+    net0 = initial_network(2, config.hidden, np.random.default_rng(init), config.init)
+    begin = time.process_time()
+    for method in config.method_configs().values():
+        run_method(method, net0, source, target, np.random.default_rng(data))
+    return time.process_time() - begin
+
+
+@contextmanager
+def busy_process():
+    """Another process busy on a core for the duration (``while True: pass``)."""
+    process = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        process.kill()
+        process.wait()
+
+
+def _snippet_run():
+    """The README's neural snippet: method (a) at the paper's settings from seed 0."""
+    from neural.samplers import paper_mixture
+
+    rng = np.random.default_rng(0)
+    net0 = ICNN(dim=2, hidden=(20, 20), rng=rng)
+    run_method(make_method("implicit"), net0, paper_mixture(), Target.standard_gaussian(2), rng)
+
+
+def _batch_500_run():
+    """Method (a), 2 outer steps of 50 inner steps with batches of 500 (parallel ICNN)."""
+    from neural.samplers import paper_mixture
+
+    rng = np.random.default_rng(0)
+    net0 = ICNN(dim=2, hidden=(20, 20), rng=rng)
+    config = make_method("implicit", outer_steps=2, inner_steps=50, batch_size=500)
+    run_method(config, net0, paper_mixture(), Target.standard_gaussian(2), rng)
+
+
+def _sweep_seed_run():
+    run_seed(0, BenchmarkConfig(size="small"))
+
+
+THREAD_CASES = (
+    ("README snippet: run_method, method (a)", _snippet_run),
+    ("run_method (a), batches of 500", _batch_500_run),
+    ("one seed of the sweep, size small", _sweep_seed_run),
+)
+
+
+def thread_ratios(repeats: int) -> list[tuple[str, float, float]]:
+    """(case, median seconds with 1 thread, with 2 threads), measured alternately in this
+    process (numba.set_num_threads) while another process is busy. Needs 2 threads."""
+    rows = []
+    previous = numba.get_num_threads()
+    try:
+        with busy_process():
+            for name, case in THREAD_CASES:
+                case()  # compile and load caches
+                times = {1: [], 2: []}
+                for _ in range(repeats):
+                    for threads in (1, 2):
+                        numba.set_num_threads(threads)
+                        begin = time.perf_counter()
+                        case()
+                        times[threads].append(time.perf_counter() - begin)
+                    numba.set_num_threads(previous)
+                rows.append((name, float(np.median(times[1])), float(np.median(times[2]))))
+    finally:
+        numba.set_num_threads(previous)
+    return rows
+
+
+def sweep_seconds() -> float:
+    """Wall seconds of the 100-seed sweep with 2 workers (the README's command)."""
+    with tempfile.TemporaryDirectory() as folder:
+        begin = time.perf_counter()
+        run_benchmark(range(100), BenchmarkConfig(), folder, workers=2, progress=False,
+                      figure=False)  # fmt: skip
+        return time.perf_counter() - begin
+
+
+def _one_thread_seed_seconds() -> float:
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        seed_training_seconds()  # compile and load caches
+        return seed_training_seconds()
+    finally:
+        numba.set_num_threads(previous)
+
+
+def goal_rows(quick: bool, sweep: bool) -> list[tuple[str, str, str, str, bool | None]]:
+    """Rows (goal, measured, before, goal, met or None when not measured) of issue #12."""
+    seconds = _one_thread_seed_seconds()
+    speed_up = REFERENCE_SECONDS / seconds
+    rows = [
+        ("one seed, 4 methods, paper settings, 1 thread (CPU)", f"{seconds:.2f} s",
+         BEFORE["seed"], "<= 1.5 s", seconds <= 1.5),
+        ("  speed-up over the reference (28.6 s CPU)", f"{speed_up:.1f}x",
+         BEFORE["speed-up"], ">= 20x", speed_up >= 20.0),
+    ]  # fmt: skip
+    if sweep:
+        seconds = sweep_seconds()
+        rows.append(("100-seed sweep, --workers 2 (wall)", f"{seconds:.0f} s", BEFORE["sweep"],
+                     "<= 240 s", seconds <= 240.0))  # fmt: skip
+    else:
+        rows.append(("100-seed sweep, --workers 2 (wall)", "(--sweep)", BEFORE["sweep"],
+                     "<= 240 s", None))  # fmt: skip
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        rows.append(("2 threads / 1, another process busy", "(1 thread)", BEFORE["threads"],
+                     "<= 1.10x", None))  # fmt: skip
+        return rows
+    for name, one, two in thread_ratios(repeats=1 if quick else 3):
+        rows.append((f"2 threads / 1, busy beside: {name}", f"{two / one:.2f}x",
+                     BEFORE["threads"], "<= 1.10x", two / one <= 1.10))  # fmt: skip
+    return rows
+
+
+def print_goals(rows) -> None:
+    print()
+    print(f"issue #12 (before: the issue's figures; OMP_WAIT_POLICY="
+          f"{os.environ.get('OMP_WAIT_POLICY')})")  # fmt: skip
+    print(f"{'goal':66s} {'measured':>9s} {'before':>10s} {'goal':>9s}")
+    for name, measured, before, goal, met in rows:
+        verdict = "" if met is None else ("met" if met else "MISSED")
+        print(f"{name:66s} {measured:>9s} {before:>10s} {goal:>9s} {verdict}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument(
+        "--sweep", action="store_true", help="also time the 100-seed sweep (--workers 2)"
+    )
+    parser.add_argument(
+        "--goals-only", action="store_true", help="only the issue #12 goals, not the kernels"
+    )
     arguments = parser.parse_args(argv)
     print(machine_description())
-    print_table(run(quick=arguments.quick))
+    if not arguments.goals_only:
+        print_table(run(quick=arguments.quick))
+    print_goals(goal_rows(arguments.quick, arguments.sweep))
     print(f"load average at the end: {_load_average()}")
 
 

@@ -318,24 +318,32 @@ _SINKHORN = {
 """The Sinkhorn kernels by (parallel, stored kernel matrix)."""
 
 
+_STORED_ROW_SUMS = _make_row_sums(parallel=False, stored=True)
+
+
 @njit(**JIT)
 def _score_from_kernel(x, kernel, h, eps):
     """−(2/ε)(x_i − B(x_i)) at the samples from the stored kernel matrix K (n, n):
-    B(x_i) = Σ_j K_ij e^{h_j} x_j / Σ_j K_ij e^{h_j}."""
+    B(x_i) = Σ_j K_ij w_j x_j / Σ_j K_ij w_j, w_j = e^{h_j − max h}, by the row sums of
+    Sinkhorn's updates (x, x_t and the scale are not read with the stored kernel)."""
     n, dim = x.shape
     x_t = np.ascontiguousarray(x.T)
+    bounds = block_bounds(n, _MAX_BLOCK, 1)
     shift = h.max()
     weights = np.empty(n)
     for j in range(n):
         weights[j] = exp_nonpositive(h[j] - shift)
-    terms = np.empty(n)
-    scratch = np.empty(n)
+    total = np.empty(n)
+    _STORED_ROW_SUMS(kernel, x, x_t, 1.0, weights, bounds, total)
+    weighted_coordinate = np.empty(n)
+    moment = np.empty(n)
     out = np.empty((n, dim))
-    for i in range(n):
-        total = _weighted_sum(kernel[i], weights, terms)
-        for k in range(dim):
-            barycenter = _weighted_sum(terms, x_t[k], scratch) / total
-            out[i, k] = -(2.0 / eps) * (x[i, k] - barycenter)
+    for k in range(dim):
+        for j in range(n):
+            weighted_coordinate[j] = weights[j] * x_t[k, j]
+        _STORED_ROW_SUMS(kernel, x, x_t, 1.0, weighted_coordinate, bounds, moment)
+        for i in range(n):
+            out[i, k] = -(2.0 / eps) * (x[i, k] - moment[i] / total[i])
     return out
 
 

@@ -82,7 +82,7 @@ _STORED_MAX_POINTS = 2048
 
 With the stored kernel, Sinkhorn runs serially whatever the thread count: an update is
 too short to share (at most 4·10⁶ multiply-adds). Measured on 2 cores with another
-process busy (``validation/benchmark_neural.py --threads``), the parallel kernel took
+process busy (``python -m validation.benchmark_neural --thresholds``), the parallel kernel took
 1.3 to 3 times as long as the serial one for n = 64 to 2048, and once 800 times (n = 256,
 a worker descheduled at every update). Above the cap the rows are recomputed at every
 update, about 60 ms of exponentials at n = 4096: the parallel kernel was as fast as the

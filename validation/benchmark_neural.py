@@ -19,6 +19,9 @@ before the change ("before"):
 - 2 threads against 1 with another process busy (the script starts one): run_method as in
   the README's neural snippet, run_method with batches of 500 (parallel ICNN kernels) and
   one seed of the sweep (size small); each at most 1.10 times the one-thread time.
+
+``--thresholds`` times Sinkhorn's parallel kernels against the serial ones from n = 64 to
+4096 with another process busy: the measurements behind ``neural.score._STORED_MAX_POINTS``.
 """
 
 from __future__ import annotations
@@ -53,8 +56,9 @@ from neural.icnn import (
     map_vjp,
 )
 from neural.mmd import energy_distance
+from neural.optim import Adam
 from neural.samplers import Gaussian, paper_mixture
-from neural.schemes import Target, kl_gradient
+from neural.schemes import Target, kl_gradient, wasserstein_gradient
 from neural.score import _SINKHORN, default_eps, self_entropic_score
 
 
@@ -170,6 +174,34 @@ def run(quick: bool = False) -> list[tuple[str, float, float | None, float | Non
             )
         )
 
+    # --- the other parts of one training step at n = 100 (issue #12) ---------------
+    source = paper_mixture()
+    sample_rng = np.random.default_rng(5)
+    repeats = int(1000 * scale)
+    rows.append(
+        (
+            "one step's parts: sample the mixture, n=100",
+            median_seconds(source.sample, sample_rng, 100, repeats=repeats),
+            None,
+            None,
+        )
+    )
+    rows.append(
+        (
+            "  wasserstein_gradient (score + ∇V), n=100",
+            median_seconds(wasserstein_gradient, x, target, repeats=repeats),
+            None,
+            None,
+        )
+    )
+    adam = Adam(learning_rate=0.1)
+    gradient = map_vjp(net.architecture, net.params, x, u)
+    adam_args = (net.params, gradient, adam.init(net.params))
+    seconds = median_seconds(
+        lambda: adam.step(*adam_args, project=net.architecture.project), repeats=repeats
+    )
+    rows.append(("  Adam step with the projection", seconds, None, None))
+
     # --- energy distance, 10^4 x 10^4, d = 2 --------------------------------------
     n_eval = 10_000
     a = paper_mixture().sample(np.random.default_rng(3), n_eval)
@@ -281,6 +313,35 @@ def thread_ratios(repeats: int) -> list[tuple[str, float, float]]:
     return rows
 
 
+def sinkhorn_thread_rows(sizes=(64, 128, 256, 512, 1024, 2048, 4096), repeats: int = 3):
+    """(label, serial median [s], parallel median [s]) of every Sinkhorn kernel at each size,
+    alternately, while another process is busy: where the parallel kernel pays (the choice
+    in ``neural.score._sinkhorn``). The stored kernel is measured up to its cap only."""
+    from neural.score import _STORED_MAX_POINTS
+
+    rows = []
+    with busy_process():
+        for n in sizes:
+            x = Gaussian.standard(2).sample(np.random.default_rng(n), n)
+            eps = default_eps(x)
+            updates = max(2, min(1000, int(2e8 / n**2)))  # the whole solve at small n
+            for stored in (True, False):
+                if stored and n > _STORED_MAX_POINTS:
+                    continue
+                kernels = (_SINKHORN[False, stored], _SINKHORN[True, stored])
+                times = ([], [])
+                for kernel in kernels:
+                    kernel(x, eps, 1e-9, 1)  # compile and load caches
+                for _ in range(repeats):
+                    for kernel, measured in zip(kernels, times, strict=True):
+                        begin = time.perf_counter()
+                        kernel(x, eps, 1e-9, updates)
+                        measured.append(time.perf_counter() - begin)
+                label = f"Sinkhorn n={n}, {'stored' if stored else 'computed'} K, {updates} updates"
+                rows.append((label, float(np.median(times[0])), float(np.median(times[1]))))
+    return rows
+
+
 def sweep_seconds() -> float:
     """Wall seconds of the 100-seed sweep with 2 workers (the README's command)."""
     with tempfile.TemporaryDirectory() as folder:
@@ -346,8 +407,18 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--goals-only", action="store_true", help="only the issue #12 goals, not the kernels"
     )
+    parser.add_argument(
+        "--thresholds",
+        action="store_true",
+        help="only Sinkhorn's parallel against serial kernels, another process busy",
+    )
     arguments = parser.parse_args(argv)
     print(machine_description())
+    if arguments.thresholds:
+        print(f"{'kernel (another process busy)':52s} {'serial':>10s} {'parallel':>10s} ratio")
+        for label, serial, parallel in sinkhorn_thread_rows():
+            print(f"{label:52s} {_format(serial)} {_format(parallel)} {parallel / serial:5.2f}")
+        return
     if not arguments.goals_only:
         print_table(run(quick=arguments.quick))
     print_goals(goal_rows(arguments.quick, arguments.sweep))

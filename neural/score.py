@@ -82,11 +82,12 @@ _STORED_MAX_POINTS = 2048
 
 With the stored kernel, Sinkhorn runs serially whatever the thread count: an update is
 too short to share (at most 4·10⁶ multiply-adds). Measured on 2 cores with another
-process busy (``python -m validation.benchmark_neural --thresholds``), the parallel kernel took
-1.3 to 3 times as long as the serial one for n = 64 to 2048, and once 800 times (n = 256,
+process busy (``python -m validation.benchmark_neural --thresholds``), the parallel kernel
+took 1.9 to 24 times as long as the serial one for n = 64 to 2048 (once 800 times, n = 256:
 a worker descheduled at every update). Above the cap the rows are recomputed at every
-update, about 60 ms of exponentials at n = 4096: the parallel kernel was as fast as the
-serial one there under load (0.96-1.03) and shares the work when the cores are free."""
+update, about 60 ms of exponentials at n = 4096, and the parallel kernel is used: 0.77 to
+1.03 times the serial time there under load, and it shares the work when the cores are
+free."""
 
 
 class ConvergenceWarning(RuntimeWarning):

@@ -254,7 +254,8 @@ def sinkhorn_thread_rows(sizes=(64, 128, 256, 512, 1024, 2048, 4096), repeats: i
                         begin = time.perf_counter()
                         kernel(x, eps, 1e-9, updates)
                         measured.append(time.perf_counter() - begin)
-                label = f"Sinkhorn n={n}, {'stored' if stored else 'computed'} K, {updates} updates"
+                kind = "stored" if stored else "computed"
+                label = f"Sinkhorn n={n}, {kind} K, to 1e-9 or {updates} updates"
                 rows.append((label, float(np.median(times[0])), float(np.median(times[1]))))
     return rows
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.optimize
+from threadpoolctl import threadpool_limits
 
 from neural._validate import as_points, positive_float, positive_int
 from neural.icnn import ICNNArchitecture, _map_vjp, _transport_map
@@ -48,9 +49,16 @@ def regress(
     targets,
     max_iterations: int,
     tolerance: float = 1e-12,
+    *,
+    blas_threads: int | None = 1,
 ) -> MapFit:
     """θ minimizing (1/n) Σ_i ‖T_θ(x_i) − targets_i‖² by L-BFGS-B from θ0, until the projected
-    gradient's largest entry is at most ``tolerance`` or after ``max_iterations``."""
+    gradient's largest entry is at most ``tolerance`` or after ``max_iterations``.
+
+    ``blas_threads``: BLAS threads during the solve (None: BLAS's own default). L-BFGS-B's
+    dense products are too small for threads, which only spin: with a busy process beside,
+    300 iterations at n = 2000 took 4.7 times the wall time with OpenBLAS's 2 threads as
+    with one on 2 cores (``python -m validation.benchmark_neural --regression``)."""
     theta0 = architecture.check_params(theta0, "theta0")
     x = as_points(x, "x", dim=architecture.dim)
     targets = as_points(targets, "targets", dim=architecture.dim)
@@ -66,10 +74,11 @@ def regress(
         return value, _map_vjp(architecture, theta, x, (2.0 / n) * residual)
 
     bounds = [(0.0, None) if held else (None, None) for held in architecture.constrained_mask]
-    result = scipy.optimize.minimize(
-        objective, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
-        options={"maxiter": max_iterations, "maxcor": 30, "ftol": 0.0, "gtol": tolerance},
-    )  # fmt: skip
+    with threadpool_limits(limits=blas_threads, user_api="blas"):
+        result = scipy.optimize.minimize(
+            objective, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
+            options={"maxiter": max_iterations, "maxcor": 30, "ftol": 0.0, "gtol": tolerance},
+        )  # fmt: skip
     theta = architecture.project(result.x)
     value, gradient = objective(theta)
     return MapFit(

@@ -296,6 +296,26 @@ def goal_rows(quick: bool, sweep: bool) -> list[tuple[str, str, str, str, bool |
     return rows
 
 
+def regression_thread_rows(repeats: int = 3):
+    """(label, wall median [s] with one BLAS thread, with BLAS's default) of 300 L-BFGS-B
+    iterations of ``neural.regression.regress`` (paper network, n = 2000), alternately, while
+    another process is busy: the reason for its ``blas_threads=1``."""
+    from neural.regression import regress
+
+    net = ICNN(dim=2, hidden=(20, 20), rng=np.random.default_rng(0))
+    x = paper_mixture().sample(np.random.default_rng(1), 2000)
+    targets = 0.8 * x + 0.1 * x**2
+    times = {1: [], None: []}
+    with busy_process():
+        for _ in range(repeats):
+            for threads, measured in times.items():
+                begin = time.perf_counter()
+                regress(net.architecture, net.params, x, targets, 300, blas_threads=threads)
+                measured.append(time.perf_counter() - begin)
+    return [("regress, 300 L-BFGS-B iterations, n=2000, m=541",
+             float(np.median(times[1])), float(np.median(times[None])))]  # fmt: skip
+
+
 def print_goals(rows) -> None:
     print()
     print(f"issue #12 (before: the issue's figures; OMP_WAIT_POLICY="
@@ -320,8 +340,18 @@ def main(argv=None) -> None:
         action="store_true",
         help="only Sinkhorn's parallel against serial kernels, another process busy",
     )
+    parser.add_argument(
+        "--regression",
+        action="store_true",
+        help="only regress with one BLAS thread against BLAS's default, another process busy",
+    )
     arguments = parser.parse_args(argv)
     print(machine_description())
+    if arguments.regression:
+        print(f"{'wall time (another process busy)':52s} {'1 BLAS':>10s} {'default':>10s} ratio")
+        for label, one, default in regression_thread_rows():
+            print(f"{label:52s} {_format(one)} {_format(default)} {default / one:5.2f}")
+        return
     if arguments.thresholds:
         print(f"{'kernel (another process busy)':52s} {'serial':>10s} {'parallel':>10s} ratio")
         for label, serial, parallel in sinkhorn_thread_rows():

@@ -9,6 +9,18 @@ eq. 1.10), ``optim`` (SGD, Adam with projection), ``samplers`` (Gaussians, the
 paper's 4-mode mixture).
 """
 
+import os
+
+# Idle OpenMP workers sleep instead of spinning (the one setting of the package's threads).
+# numba's 'omp' threading layer (GNU libgomp) keeps a worker spinning for ~300 000 rounds
+# after each parallel region by default; with another process busy on the cores that
+# spinning steals the CPU the kernels need: measured on 2 cores, run_method with batches
+# of 500 (parallel ICNN kernels) took 4.3 times as long with 2 threads as with 1, and
+# 0.98 times with idle workers asleep (README, "Speed and threads"). libgomp reads the
+# variable once, when numba starts its threads (the first parallel kernel), which is after
+# this import; a value the user set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from neural.icnn import ICNN, ICNNArchitecture
 from neural.schemes import Target, make_method, run_method
 

@@ -36,6 +36,7 @@ from dataclasses import asdict
 
 from gridflow._checks import output_file, output_folder
 from gridflow._cli import USAGE_ERROR, argument_type, fail, integer
+from neural.errorbudget import CAUSES
 from neural.schemes import METHODS
 
 INTERRUPTED = 130
@@ -183,8 +184,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     budget.add_argument("--widths", type=_hidden, nargs="+", default=[(20, 20), (64, 64)])
     budget.add_argument(
-        "--causes", nargs="+", choices=["fit", "logdet", "score", "implicit"],
-        default=["fit", "logdet", "score", "implicit"],
+        "--causes", nargs="+", choices=list(CAUSES), default=list(CAUSES),
     )  # fmt: skip
     budget.add_argument(
         "--quadratic", choices=["with", "without", "both"], default="both",

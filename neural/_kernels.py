@@ -87,9 +87,9 @@ def squared_distances(point, others_t, start, stop, out):
         out[j] = 0.0
     for k in range(dim):
         coordinate = point[k]
-        row = others_t[k]
+        row = others_t[k, start:stop]  # indexed from 0, so that the loop vectorizes
         for j in range(length):
-            diff = row[start + j] - coordinate
+            diff = row[j] - coordinate
             out[j] += diff * diff
 
 

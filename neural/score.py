@@ -9,15 +9,21 @@ the symmetric Schrödinger fixed point
     f_i = −ε log Σ_j (1/n) exp((f_j − c_ij)/ε),   i = 1, ..., n.
 
 Writing h = f/ε and G_ij = c_ij/ε, the map h ↦ T(h), T(h)_i = log n − LSE_j(h_j − G_ij)
-is iterated in the log domain with the averaged update h ← ½(h + T(h)), which
-converges fast (~27 updates to 1e-9 for n = 100 Gaussian samples; the plain update
-h ← T(h) oscillates between two states for the symmetric problem). Starting from
-h = 0, every iterate satisfies |h_i| <= ½ log n (T(h)_i <= log n − h_i from the
-diagonal term, T(h)_i >= −max h), so the log-sum-exp uses the single shift max_j h_j:
-every term exp(h_j − G_ij − max h) is <= 1 and the diagonal one is >= 1/n, no
-overflow or underflow of the row sums. The residual is
-‖h − T(h)‖_∞ = max_i |log(n (π 1)_i)|, the largest relative violation of the
-marginal constraint in log scale (dimensionless).
+is iterated with the averaged update h ← ½(h + T(h)), which converges fast (~27 updates
+to 1e-9 for n = 100 Gaussian samples; the plain update h ← T(h) oscillates between two
+states for the symmetric problem). Starting from h = 0, every iterate satisfies
+|h_i| <= ½ log n (T(h)_i <= log n − h_i from the diagonal term, T(h)_i >= −max h).
+Each update computes the log-sum-exp with the single shift max_j h_j as
+
+    LSE_j(h_j − G_ij) = max h + log Σ_j K_ij exp(h_j − max h),   K_ij = exp(−G_ij),
+
+with the Gibbs kernel K ∈ [0, 1], K_ii = 1: every term is <= 1 and the diagonal one is
+>= exp(h_i − max h) >= 1/n, so the row sums neither overflow nor underflow. K does not
+change between updates: up to ``_STORED_MAX_POINTS`` samples it is computed once (its
+upper triangle, mirrored) and each update is one pass over it, n² multiply-adds and n
+exponentials instead of n² exponentials; for larger n its rows are recomputed at every
+update. The residual is ‖h − T(h)‖_∞ = max_i |log(n (π 1)_i)|, the largest relative
+violation of the marginal constraint in log scale (dimensionless).
 
 Score estimate (Remark 3.10, [Mor24]): for small ε, f ≈ −(ε/2) log ρ + const, and the
 barycentric projection of the plan, B(x_i) = Σ_j softmax_j((f_j − ½‖x_i − x_j‖²)/ε) x_j,
@@ -65,12 +71,23 @@ DEFAULT_EPS_FRACTION = 0.05
 
 _ROW_BLOCK = 32
 """Rows per parallel work item (row boundaries depend on n only)."""
+_MAX_BLOCK = 2**62
+"""A block size that makes every n one block."""
 _EPS_HINT = (
     " (the entropic regularization); pass eps=None for the default 5% of the median "
     "squared distance"
 )
-_PARALLEL_MIN_POINTS = 64
-"""Below this many points the serial Sinkhorn kernel is used (measured, benchmark_neural)."""
+_STORED_MAX_POINTS = 2048
+"""Up to this many points Sinkhorn stores the kernel matrix (n² floats, 32 MiB at 2048).
+
+With the stored kernel, Sinkhorn runs serially whatever the thread count: an update is
+too short to share (at most 4·10⁶ multiply-adds). Measured on 2 cores with another
+process busy (``python -m validation.benchmark_neural --thresholds``), the parallel kernel
+took 1.9 to 24 times as long as the serial one for n = 64 to 2048 (once 800 times, n = 256:
+a worker descheduled at every update). Above the cap the rows are recomputed at every
+update, about 60 ms of exponentials at n = 4096, and the parallel kernel is used: 0.77 to
+1.03 times the serial time there under load, and it shares the work when the cores are
+free."""
 
 
 class ConvergenceWarning(RuntimeWarning):
@@ -191,44 +208,144 @@ def _shifted_exp_sum(logits, shift, terms):
     return sum4(terms, m)
 
 
-def _make_sinkhorn(parallel):
+@njit(**JIT)
+def _kernel_row(point, x_t, scale, start, out):
+    """out[j − start] = exp(−‖point − x_j‖² · scale) (scale = 1/(2ε)) for j >= start."""
+    length = x_t.shape[1] - start
+    squared_distances(point, x_t, start, x_t.shape[1], out)
+    for j in range(length):
+        out[j] = exp_nonpositive(-(out[j] * scale))
+
+
+@njit(**JIT)
+def _kernel_matrix(x, x_t, scale):
+    """K_ij = exp(−‖x_i − x_j‖²/(2ε)) (n, n): the upper triangle, mirrored (K is symmetric)."""
+    n = x.shape[0]
+    kernel = np.empty((n, n))
+    for i in range(n):
+        kernel[i, i] = 1.0
+        _kernel_row(x[i], x_t, scale, i + 1, kernel[i, i + 1 :])
+        for j in range(i + 1, n):
+            kernel[j, i] = kernel[i, j]
+    return kernel
+
+
+@njit(**JIT)
+def _weighted_sum(values, weights, terms):
+    """terms[j] = values[j] weights[j]; returns Σ_j terms[j] in the fixed order of ``sum4``."""
+    n = values.size
+    for j in range(n):
+        terms[j] = values[j] * weights[j]
+    return sum4(terms, n)
+
+
+def _make_row_sums(parallel, stored):
+    """out_i = Σ_j K_ij w_j for every row block of ``bounds`` (in parallel over the blocks)."""
     loop = prange if parallel else range
 
     @njit(parallel=parallel, **JIT)
+    def stored_row_sums(kernel, x, x_t, scale, weights, bounds, out):
+        # K is symmetric: out_i = Σ_j w_j K_ji, a sum over the rows K_j of contiguous
+        # stretches, in the order j = 0, ..., n−1 whatever the blocks
+        n = weights.size
+        for b in loop(bounds.size - 1):
+            start, stop = bounds[b], bounds[b + 1]
+            block_out = out[start:stop]  # views indexed from 0: the loops vectorize
+            for i in range(stop - start):
+                block_out[i] = 0.0
+            for j in range(n):
+                weight = weights[j]
+                block_row = kernel[j, start:stop]
+                for i in range(stop - start):
+                    block_out[i] += weight * block_row[i]
+
+    @njit(parallel=parallel, **JIT)
+    def computed_row_sums(kernel, x, x_t, scale, weights, bounds, out):
+        n = weights.size
+        for b in loop(bounds.size - 1):
+            row = np.empty(n)
+            terms = np.empty(n)
+            for i in range(bounds[b], bounds[b + 1]):
+                _kernel_row(x[i], x_t, scale, 0, row)
+                out[i] = _weighted_sum(row, weights, terms)
+
+    return stored_row_sums if stored else computed_row_sums
+
+
+def _make_sinkhorn(parallel, stored):
+    row_sums = _make_row_sums(parallel, stored)
+    block = _ROW_BLOCK if parallel else _MAX_BLOCK  # the row sums do not depend on the blocks
+
+    @njit(**JIT)
     def sinkhorn(x, eps, tol, max_iter):
-        """Averaged symmetric log-domain Sinkhorn: returns (h, residual, iterations)."""
+        """Averaged symmetric Sinkhorn (module docstring): (h, residual, iterations, kernel
+        matrix, or an empty (0, 0) array when it is not stored)."""
         n = x.shape[0]
         x_t = np.ascontiguousarray(x.T)
         scale = 0.5 / eps
         log_n = math.log(n)
+        kernel = _kernel_matrix(x, x_t, scale) if stored else np.empty((0, 0))
         h = np.zeros(n)
-        update = np.empty(n)
-        bounds = block_bounds(n, _ROW_BLOCK, 1)
+        weights = np.empty(n)
+        sums = np.empty(n)
+        bounds = block_bounds(n, block, 1)
         residual = np.inf
         iterations = 0
         while iterations < max_iter:
-            shift = h.max()  # >= every h_j − G_ij (module docstring)
-            for b in loop(bounds.size - 1):
-                logits = np.empty(n)
-                terms = np.empty(n)
-                for i in range(bounds[b], bounds[b + 1]):
-                    _row_logits(x[i], x_t, h, scale, logits)
-                    update[i] = log_n - (shift + math.log(_shifted_exp_sum(logits, shift, terms)))
+            shift = h.max()
+            for j in range(n):
+                weights[j] = exp_nonpositive(h[j] - shift)
+            row_sums(kernel, x, x_t, scale, weights, bounds, sums)
             residual = 0.0
             for i in range(n):
-                residual = max(residual, abs(h[i] - update[i]))
+                update = log_n - (shift + math.log(sums[i]))
+                residual = max(residual, abs(h[i] - update))
+                sums[i] = update
             for i in range(n):
-                h[i] = 0.5 * (h[i] + update[i])
+                h[i] = 0.5 * (h[i] + sums[i])
             iterations += 1
             if residual <= tol:
                 break
-        return h, residual, iterations
+        return h, residual, iterations, kernel
 
     return sinkhorn
 
 
-_sinkhorn_serial = _make_sinkhorn(parallel=False)
-_sinkhorn_parallel = _make_sinkhorn(parallel=True)
+_SINKHORN = {
+    (parallel, stored): _make_sinkhorn(parallel, stored)
+    for parallel in (False, True)
+    for stored in (False, True)
+}
+"""The Sinkhorn kernels by (parallel, stored kernel matrix)."""
+
+
+_STORED_ROW_SUMS = _make_row_sums(parallel=False, stored=True)
+
+
+@njit(**JIT)
+def _score_from_kernel(x, kernel, h, eps):
+    """−(2/ε)(x_i − B(x_i)) at the samples from the stored kernel matrix K (n, n):
+    B(x_i) = Σ_j K_ij w_j x_j / Σ_j K_ij w_j, w_j = e^{h_j − max h}, by the row sums of
+    Sinkhorn's updates (x, x_t and the scale are not read with the stored kernel)."""
+    n, dim = x.shape
+    x_t = np.ascontiguousarray(x.T)
+    bounds = block_bounds(n, _MAX_BLOCK, 1)
+    shift = h.max()
+    weights = np.empty(n)
+    for j in range(n):
+        weights[j] = exp_nonpositive(h[j] - shift)
+    total = np.empty(n)
+    _STORED_ROW_SUMS(kernel, x, x_t, 1.0, weights, bounds, total)
+    weighted_coordinate = np.empty(n)
+    moment = np.empty(n)
+    out = np.empty((n, dim))
+    for k in range(dim):
+        for j in range(n):
+            weighted_coordinate[j] = weights[j] * x_t[k, j]
+        _STORED_ROW_SUMS(kernel, x, x_t, 1.0, weighted_coordinate, bounds, moment)
+        for i in range(n):
+            out[i, k] = -(2.0 / eps) * (x[i, k] - moment[i] / total[i])
+    return out
 
 
 @njit(parallel=True, **JIT)
@@ -286,10 +403,10 @@ def _check_resolution(x, eps) -> None:
     """Raise if ε is below the kernel's resolution at every sample (an all-zero score); warn
     (ScoreResolutionWarning) if at some of them (their scores are 0)."""
     blind_below = _nearest_squared_distances(x) / (2.0 * _ROUNDOFF_EXPONENT)
-    blind = eps < blind_below
-    if not blind.any():
-        return
     safe = float(blind_below.max())
+    if eps >= safe:
+        return
+    blind = eps < blind_below
     if blind.all():
         raise ValueError(
             f"eps={eps:.3g} is below the kernel's resolution at every sample: "
@@ -307,6 +424,48 @@ def _check_resolution(x, eps) -> None:
     )
 
 
+def _sinkhorn(x, eps, tol, max_iter):
+    """(h, residual, iterations, kernel matrix or an empty array) by the Sinkhorn kernel that
+    fits n (stored kernel matrix up to ``_STORED_MAX_POINTS``) and the thread count."""
+    stored = x.shape[0] <= _STORED_MAX_POINTS
+    parallel = not stored and numba.get_num_threads() > 1
+    return _SINKHORN[parallel, stored](x, eps, tol, max_iter)
+
+
+def _solve(x, eps, tol, max_iter):
+    """(SelfEntropicPotential, h, kernel matrix or an empty array) for ``self_entropic_potential``
+    and ``self_entropic_score``; warns or counts non-convergence, blaming their caller."""
+    x = as_points(x, "x", min_points=2)
+    if eps is None:
+        eps = default_eps(x)
+    else:
+        eps = positive_float(eps, "eps", hint=_EPS_HINT)
+    tol = positive_float(tol, "tol")
+    max_iter = positive_int(max_iter, "max_iter")
+    h, residual, iterations, kernel = _sinkhorn(x, eps, tol, max_iter)
+    converged = bool(residual <= tol)
+    counter = _NONCONVERGENCE_COUNT.get()
+    if not converged and counter is not None:
+        counter.runs += 1
+    elif not converged:
+        warnings.warn(
+            f"self-entropic Sinkhorn did not converge: residual {residual:.3e} > tol "
+            f"{tol:.1e} after {iterations} iterations (eps={eps:.4g}, n={x.shape[0]}); "
+            f"increase max_iter or eps, or loosen tol",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    solution = SelfEntropicPotential(
+        points=x,
+        eps=eps,
+        potential=eps * h,
+        residual=float(residual),
+        iterations=int(iterations),
+        converged=converged,
+    )
+    return solution, h, kernel
+
+
 def self_entropic_potential(
     x, eps: float | None = None, tol: float = 1e-9, max_iter: int = 1000
 ) -> SelfEntropicPotential:
@@ -320,36 +479,7 @@ def self_entropic_potential(
     reached residual (inside ``count_nonconvergence``: counts it instead), and the result
     carries ``residual`` and ``converged``.
     """
-    x = as_points(x, "x", min_points=2)
-    if eps is None:
-        eps = default_eps(x)
-    else:
-        eps = positive_float(eps, "eps", hint=_EPS_HINT)
-    tol = positive_float(tol, "tol")
-    max_iter = positive_int(max_iter, "max_iter")
-    use_parallel = x.shape[0] >= _PARALLEL_MIN_POINTS and numba.get_num_threads() > 1
-    kernel = _sinkhorn_parallel if use_parallel else _sinkhorn_serial
-    h, residual, iterations = kernel(x, eps, tol, max_iter)
-    converged = bool(residual <= tol)
-    counter = _NONCONVERGENCE_COUNT.get()
-    if not converged and counter is not None:
-        counter.runs += 1
-    elif not converged:
-        warnings.warn(
-            f"self-entropic Sinkhorn did not converge: residual {residual:.3e} > tol "
-            f"{tol:.1e} after {iterations} iterations (eps={eps:.4g}, n={x.shape[0]}); "
-            f"increase max_iter or eps, or loosen tol",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
-    return SelfEntropicPotential(
-        points=x,
-        eps=eps,
-        potential=eps * h,
-        residual=float(residual),
-        iterations=int(iterations),
-        converged=converged,
-    )
+    return _solve(x, eps, tol, max_iter)[0]
 
 
 def self_entropic_score(
@@ -377,6 +507,9 @@ def self_entropic_score(
     x = as_points(x, "x", min_points=2)
     eps = default_eps(x) if eps is None else positive_float(eps, "eps", hint=_EPS_HINT)
     _check_resolution(x, eps)
-    solution = self_entropic_potential(x, eps=eps, tol=tol, max_iter=max_iter)
-    score = solution.score()
+    solution, h, kernel = _solve(x, eps, tol, max_iter)
+    if kernel.size:  # the stored kernel matrix: B(x_i) without recomputing it
+        score = _score_from_kernel(x, kernel, h, eps)
+    else:
+        score = solution.score()
     return (score, solution) if return_info else score

@@ -129,6 +129,43 @@ def test_explicit_step_with_exact_inner_solve_is_the_natural_gradient_step_eq_3_
     assert errors[1] < 1e-2
 
 
+def test_explicit_scheme_with_exact_inner_solves_reports_the_tolerance_reached():
+    """inner_solver='lbfgs': the projected gradient each solve reports is the (gd, expl.)
+    objective's on its batch (checked by ``explicit_objective``, an independent gradient),
+    and the warm-started solves of the later steps reach the tolerance."""
+    source = Gaussian(np.array([0.5, -0.5]), np.array([[0.6, 0.25], [0.25, 0.4]]))
+    target = Target.standard_gaussian(2)
+    net = ICNN(2, (4,), np.random.default_rng(0), quadratic=True)
+    tau, tolerance = 0.1, 1e-6
+    config = make_method("explicit", inner_solver="lbfgs", outer_steps=3, inner_steps=2000,
+                         batch_size=200, tau=tau, inner_tolerance=tolerance)  # fmt: skip
+    thetas = []
+    result = run_method(config, net, source, target, np.random.default_rng(1),
+                        callback=lambda k, theta: thetas.append(np.array(theta)))  # fmt: skip
+    assert len(result.inner_solves) == 3 and result.inner_loss.shape == (3, 1)
+    assert all(fit.projected_gradient <= tolerance for fit in result.inner_solves[1:])
+    # the first batch is the first draw of the run's generator; T_0 = id
+    x = source.sample(np.random.default_rng(1), 200)
+    g = wasserstein_gradient(x, target)
+    loss, gradient = explicit_objective(net.architecture, thetas[0], x, x, g, tau)
+    held = net.architecture.constrained_mask & (thetas[0] <= 0) & (gradient > 0)
+    reported = result.inner_solves[0].projected_gradient
+    np.testing.assert_allclose(np.max(np.abs(np.where(held, 0.0, gradient))) * tau**2, reported,
+                               rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(loss, result.inner_loss[0, 0], rtol=1e-9)
+
+
+def test_exact_inner_solves_refuse_what_they_cannot_solve():
+    with pytest.raises(ValueError, match="needs kl='score'"):
+        make_method("explicit", inner_solver="lbfgs", kl="logdet")
+    with pytest.raises(ValueError, match="inner_solver must be"):
+        make_method("explicit", inner_solver="newton")
+    with pytest.raises(ValueError, match="interpolate"):
+        run_method(make_method("explicit", inner_solver="lbfgs", batch_size=100),
+                   ICNN(2, (20, 20), np.random.default_rng(0)), Gaussian.standard(2),
+                   Target.standard_gaussian(2), np.random.default_rng(0))  # fmt: skip
+
+
 def test_natural_gradient_solves_the_normal_equations_of_eq_3_4():
     architecture, theta, x, rng = _small_problem(seed=4, hidden=(4,), n=20)
     g = rng.normal(size=x.shape)

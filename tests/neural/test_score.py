@@ -157,3 +157,66 @@ def test_eps_at_the_safe_scale_resolves_every_sample():
         warnings.simplefilter("error", ScoreResolutionWarning)
         score = self_entropic_score(x, eps=smallest_safe_eps(x))
     assert np.all(np.any(score != 0.0, axis=1))
+
+
+def test_sinkhorn_kernels_agree():
+    """Stored or recomputed Gibbs kernel, serial or parallel: the same iteration."""
+    from neural.score import _SINKHORN
+
+    x = GAUSSIAN.sample(np.random.default_rng(9), 150)
+    eps = default_eps(x)
+    runs = {key: kernel(x, eps, 1e-12, 1000) for key, kernel in _SINKHORN.items()}
+    for stored in (False, True):  # the row sums do not depend on the blocks: bit for bit
+        serial, parallel = runs[False, stored], runs[True, stored]
+        np.testing.assert_array_equal(serial[0], parallel[0])
+        assert serial[1:3] == parallel[1:3]
+    stored, computed = runs[False, True], runs[False, False]
+    np.testing.assert_allclose(stored[0], computed[0], rtol=0, atol=1e-13)
+    assert stored[2] == computed[2]  # iterations
+    assert computed[3].size == 0
+    kernel = stored[3]
+    squared = np.sum((x[:, None, :] - x[None, :, :]) ** 2, axis=-1)
+    exponent = squared / (2 * eps)
+    # exp(−G) carries the rounding of G: relative error ~ G × a few ulp
+    relative = np.abs(kernel / np.exp(-exponent) - 1.0)
+    assert np.all(relative <= 1e-15 * np.maximum(exponent, 1.0))
+    np.testing.assert_array_equal(kernel, kernel.T)
+    np.testing.assert_array_equal(np.diag(kernel), 1.0)
+
+
+def test_score_from_the_stored_kernel_is_the_estimator(monkeypatch):
+    from neural import score as score_module
+
+    x = GAUSSIAN.sample(np.random.default_rng(10), 120)
+    fused, solution = self_entropic_score(x, tol=1e-12, return_info=True)
+    np.testing.assert_allclose(fused, solution.score(), rtol=1e-12, atol=1e-12)
+    monkeypatch.setattr(score_module, "_STORED_MAX_POINTS", 100)  # 120 points: recomputed rows
+    recomputed = self_entropic_score(x, tol=1e-12)
+    np.testing.assert_allclose(recomputed, fused, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("points", "stored"), [(50, True), (51, False)])
+def test_sinkhorn_runs_serially_with_the_stored_kernel(monkeypatch, points, stored):
+    """Parallel only where the rows are recomputed, and only with two threads or more."""
+    import numba
+
+    from neural import score as score_module
+
+    calls = []
+
+    def recording(key):
+        def kernel(x, eps, tol, max_iter):
+            calls.append(key)
+            return np.zeros(x.shape[0]), 0.0, 1, np.empty((0, 0))
+
+        return kernel
+
+    monkeypatch.setattr(score_module, "_STORED_MAX_POINTS", 50)
+    monkeypatch.setattr(
+        score_module, "_SINKHORN", {k: recording(k) for k in score_module._SINKHORN}
+    )
+    x = np.random.default_rng(11).standard_normal((points, 2))
+    for threads in (1, 2):
+        monkeypatch.setattr(numba, "get_num_threads", lambda threads=threads: threads)
+        self_entropic_potential(x)
+    assert calls == [(False, stored), (not stored, stored)]

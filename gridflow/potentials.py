@@ -147,6 +147,18 @@ def helmholtz_projection(problem: Problem, v, max_refinements: int = 8):
     return p, field
 
 
+def least_squares_potential(problem: Problem, v) -> np.ndarray:
+    """The potential p (N,) whose field D_h p is closest to v (n, d) cell by cell.
+
+    The unweighted normal equations (D_hᵀ D_h) p = D_hᵀ v, solved in the gauge: unlike the
+    L²(ϱ0) projection (`helmholtz_projection`), the tails weigh as much as the bulk.
+    """
+    v = problem.as_map(v, "v")
+    identity = np.broadcast_to(np.eye(problem.dim), (problem.size, problem.dim, problem.dim))
+    factorization = GaugedFactorization(problem, weight_blocks(problem, identity), ordering="mmd")
+    return factorization.solve(problem.gradient_operator.T @ v.ravel())
+
+
 def in_gauge(problem: Problem, potential) -> np.ndarray:
     """The representative of φ modulo ker D_h orthogonal to ker D_h (same map D_h φ).
 

@@ -11,8 +11,8 @@ Medians over repeats, compile time excluded (every kernel runs once before timin
   the weighted Helmholtz projection at 257², and the numba log-det gradient against numpy
   (sparse B_hᵀ) at 257²;
 - with `--groundtruth 129 257` (513 is opt-in: minutes), `python -m gridflow groundtruth` of
-  the paper's mixture at those sizes, each once in a fresh process, with its error estimate
-  and the process's peak resident memory.
+  the paper's mixture at those sizes (all the grids it solves), each once in a fresh
+  process, with its error estimate, the process's peak resident memory and processor time.
 
 Rows with a goal (issue #12) print it in the last column. `--only 1d` or `--only 2d` runs
 one half.
@@ -116,28 +116,38 @@ def rows_2d(repeats):
     return rows
 
 
+def _processor_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _timed_ground_truth(nodes: int):
     """build_ground_truth of the paper's mixture (the CLI's defaults), in this process:
-    (seconds, error estimate, peak resident memory in MiB)."""
+    (seconds, processor seconds, error estimate, peak resident memory in MiB)."""
     from gridflow.__main__ import build_ground_truth
 
-    started = time.perf_counter()
+    started, processor = time.perf_counter(), _processor_seconds()
     _, metadata = build_ground_truth("paper-mixture", nodes, 6.0, 1e-6, progress=False)
-    seconds = time.perf_counter() - started
+    seconds, processor = time.perf_counter() - started, _processor_seconds() - processor
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return seconds, metadata["error_estimate"], peak_kib / 1024
+    return seconds, processor, metadata["error_estimate"], peak_kib / 1024
 
 
 def rows_ground_truth(sizes):
-    """One fresh process per size, so that each peak memory is its own."""
+    """One fresh process per size, so that each peak memory is its own. The processor time
+    of the process is printed too: with one thread it is what an idle machine would take,
+    where the wall time of a loaded one is longer."""
+    from gridflow.__main__ import grid_cascade
+
     rows = []
     context = multiprocessing.get_context("spawn")
     for nodes in sizes:
         with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
-            seconds, estimate, peak = pool.submit(_timed_ground_truth, nodes).result()
+            seconds, processor, estimate, peak = pool.submit(_timed_ground_truth, nodes).result()
+        grids = " + ".join(f"{n}^2" for n in grid_cascade(nodes))
         label = (
-            f"ground truth {nodes}^2 (+ {(nodes - 1) // 2 + 1}^2), error estimate "
-            f"{estimate:.2e}, peak RSS {peak:.0f} MiB"
+            f"ground truth {grids}, error estimate {estimate:.2e}, peak RSS {peak:.0f} MiB, "
+            f"processor {processor:.0f} s"
         )
         rows.append((label, seconds, None, GOALS.get(f"groundtruth {nodes}")))
     return rows

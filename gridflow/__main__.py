@@ -76,8 +76,9 @@ def ground_truth_problems(source: str, nodes: int, box: float, density_floor: fl
 
 
 def build_ground_truth(source: str, nodes: int, box: float, density_floor: float, progress=True):
-    """Solve the grids of `grid_cascade` in turn, each started from the one before; return
-    the finest map and its metadata (with the seconds spent on all the grids)."""
+    """Solve the grids of `grid_cascade` in turn, each started from the map of the one
+    before when that has CASCADE_COARSEST nodes or more; return the finest map and its
+    metadata (with the seconds spent on all the grids)."""
     problems = ground_truth_problems(source, nodes, box, density_floor)
     started = time.perf_counter()
     solutions = []

@@ -27,7 +27,6 @@ from numba import njit
 from scipy import sparse
 from scipy.sparse import linalg as sparse_linalg
 
-from gridflow import operators
 from gridflow.functionals import discrete_hessian
 from gridflow.potentials import helmholtz_projection
 from gridflow.problem import Problem
@@ -187,7 +186,7 @@ def _project_2d(problem: Problem, v, active: ActiveSet, method: str) -> np.ndarr
 def _projection_potential_cvxpy(problem: Problem, v, active: ActiveSet) -> np.ndarray:
     """min ‖D_h p - v‖²_w s.t. the tangent-cone constraints of `active`, as a cvxpy program.
 
-    Posed in p with the gauge p = 0 at `operators.gauge_nodes`; rank-one points give the
+    Posed in p with the gauge p = 0 at `Problem.gauge_nodes`; rank-one points give the
     linear constraints uᵀ(H_h p)u ≥ 0, rank-zero points the second-order cones
     ‖(a - c, 2b)‖ ≤ a + c, i.e. [[a, b], [b, c]] ⪰ 0.
     """
@@ -199,7 +198,7 @@ def _projection_potential_cvxpy(problem: Problem, v, active: ActiveSet) -> np.nd
         problem.hessian_operator @ p, (problem.hessian_points.shape[0], 3), order="C"
     )
     a, b, c = hessian[:, 0], hessian[:, 1], hessian[:, 2]
-    constraints = [p[operators.gauge_nodes(problem.grid)] == 0]
+    constraints = [p[problem.gauge_nodes] == 0]
     if active.rank_one.any():
         u = active.kernel_directions[active.rank_one]
         rows = np.flatnonzero(active.rank_one)

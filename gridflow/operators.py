@@ -133,12 +133,21 @@ def kernel_basis(grid: Grid) -> np.ndarray:
     return np.stack([ones.ravel(), ((-1.0) ** (i + j)).ravel()])
 
 
-def gauge_nodes(grid: Grid) -> np.ndarray:
+def gauge_nodes(grid: Grid, anchor: int = 0) -> np.ndarray:
     """Flat indices of the nodes where φ is set to 0: one per basis vector of ker D_h.
 
-    The first node in d = 1; the first two (one of each checkerboard colour) in d = 2.
+    The node `anchor` (flat index; default the first node) in d = 1; in d = 2 also its
+    neighbour along the last axis (the other checkerboard colour), or the one before it
+    when the anchor ends its row. `Problem.gauge_nodes` anchors the gauge where ϱ0 is
+    largest, which keeps the systems solved in the gauge well conditioned.
     """
-    return np.arange(grid.dim)
+    if not 0 <= anchor < int(np.prod(grid.shape)):
+        raise ValueError(f"anchor must be a node index in [0, {np.prod(grid.shape)}), got {anchor}")
+    if grid.dim == 1:
+        return np.array([anchor])
+    last = grid.shape[-1]
+    neighbour = anchor + 1 if (anchor + 1) % last else anchor - 1
+    return np.array([anchor, neighbour])
 
 
 def potential_from_map(grid: Grid, T: np.ndarray) -> np.ndarray:

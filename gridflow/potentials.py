@@ -1,7 +1,7 @@
 """Linear algebra in the potential φ: the gauge, the metric D_hᵀ W D_h, Helmholtz projection.
 
 A map T = D_h φ determines φ up to ker D_h (constants; in d = 2 also the checkerboard
-mode). Setting φ to 0 at `operators.gauge_nodes` removes that freedom, and every
+mode). Setting φ to 0 at `Problem.gauge_nodes` removes that freedom, and every
 symmetric system in φ below is solved on the remaining nodes. Since the right-hand sides
 are gradients of functions of D_h φ, they are orthogonal to ker D_h, and the reduced
 solution solves the full singular system.
@@ -25,9 +25,7 @@ from gridflow.problem import Problem
 
 def free_nodes(problem: Problem) -> np.ndarray:
     """Flat indices of the nodes whose potential is unknown (all but the gauge nodes)."""
-    return np.setdiff1d(
-        np.arange(problem.gradient_operator.shape[1]), operators.gauge_nodes(problem.grid)
-    )
+    return np.setdiff1d(np.arange(problem.gradient_operator.shape[1]), problem.gauge_nodes)
 
 
 def weight_blocks(problem: Problem, blocks: np.ndarray) -> sparse.csr_matrix:
@@ -86,7 +84,7 @@ def _free_elimination_order(problem: Problem, ordering: str) -> np.ndarray | Non
     if ordering == "mmd":
         return None
     order = nested_dissection(problem.grid.shape)
-    return order[~np.isin(order, operators.gauge_nodes(problem.grid))]
+    return order[~np.isin(order, problem.gauge_nodes)]
 
 
 class GaugedFactorization:
@@ -147,6 +145,18 @@ def helmholtz_projection(problem: Problem, v, max_refinements: int = 8):
         if np.abs(change).max() <= 1e-13 * scale:
             break
     return p, field
+
+
+def least_squares_potential(problem: Problem, v) -> np.ndarray:
+    """The potential p (N,) whose field D_h p is closest to v (n, d) cell by cell.
+
+    The unweighted normal equations (D_hᵀ D_h) p = D_hᵀ v, solved in the gauge: unlike the
+    L²(ϱ0) projection (`helmholtz_projection`), the tails weigh as much as the bulk.
+    """
+    v = problem.as_map(v, "v")
+    identity = np.broadcast_to(np.eye(problem.dim), (problem.size, problem.dim, problem.dim))
+    factorization = GaugedFactorization(problem, weight_blocks(problem, identity), ordering="mmd")
+    return factorization.solve(problem.gradient_operator.T @ v.ravel())
 
 
 def in_gauge(problem: Problem, potential) -> np.ndarray:

@@ -246,7 +246,7 @@ def _proximal_potential_cvxpy(problem, center, tau):
         )
     phi = cp.Variable(problem.gradient_operator.shape[1])
     T, hessian = map_and_hessian_expressions(problem, phi)
-    constraints = [phi[operators.gauge_nodes(problem.grid)] == 0]
+    constraints = [phi[problem.gauge_nodes] == 0]
     if problem.dim == 1:
         log_det = cp.log(hessian[:, 0])
     else:

@@ -23,20 +23,25 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
+from scipy import interpolate, sparse
 from scipy.integrate import solve_ivp
 from tqdm import tqdm
 
-from gridflow import cones
+from gridflow import cones, operators
 from gridflow.functionals import (
     OutsideConeError,
+    discrete_hessian,
     kl_energy,
     kl_gradient,
     kl_hessian,
     weighted_curvature_bound,
 )
-from gridflow.operators import potential_from_map
-from gridflow.potentials import GaugedFactorization, helmholtz_projection, metric
+from gridflow.potentials import (
+    GaugedFactorization,
+    helmholtz_projection,
+    least_squares_potential,
+    metric,
+)
 from gridflow.problem import Problem
 from gridflow.proximal import proximal_potential, proximal_step
 from gridflow.solvers import SolverError
@@ -52,6 +57,11 @@ Hessians are ill-conditioned (λmin(H_h φ) ~ 1e-6) and Newton needs ~200 steps 
 # damped to 1/16 or less (the 2D Gaussian examples' shortest step is 1/8; the paper's mixture
 # stays at 1/32 and below, and used to spend 40 steps there before the continuation).
 STALL_STEPS = 8
+
+WARM_START_MAX_ITER = 100
+"""Newton steps allowed from `coarse_to_fine_start` before the continuation takes over. Its
+first steps are damped by the barrier in the tails (8 in a row to 1/16 or less at 129²,
+which STALL_STEPS would stop), then it converges: 18 steps in all at 129² from 65²."""
 
 
 class UnstableStepError(ValueError):
@@ -298,26 +308,40 @@ def _flow_2d(problem, potential, times, bar, max_halvings=12):
     return np.stack([problem.map_of(phi) for phi in potentials])
 
 
-def minimize(problem: Problem, *, solver: str = "newton", progress: bool = False) -> DiscreteMap:
+def minimize(
+    problem: Problem,
+    *,
+    solver: str = "newton",
+    progress: bool = False,
+    coarser: DiscreteMap | None = None,
+) -> DiscreteMap:
     """The discrete OT map: argmin_{K_h} F_h (the implicit step with τ = ∞).
 
-    In d = 2 with the Newton solver, when Newton's method started at the identity does not
-    converge (sources with near-empty regions, whose map must compress them, make the
-    barrier -log det limit its steps), the minimizer is reached by continuation in the
-    density floor instead: the problems with floors 10^{-1}, 10^{-1.5}, ... down to
-    problem.density_floor are solved in turn, each started at the previous solution, each
-    with up to CONTINUATION_MAX_ITER Newton steps.
+    In d = 2 with the Newton solver, Newton's method starts at the identity, or, given the
+    minimizer `coarser` of the same problem on a coarser grid of the same box, at its
+    prolongation (`coarse_to_fine_start`). When that does not converge (sources with
+    near-empty regions, whose map must compress them, make the barrier -log det limit its
+    steps), the minimizer is reached by continuation in the density floor instead: the
+    problems with floors 10^{-1}, 10^{-1.5}, ... down to problem.density_floor are solved in
+    turn, each started at the previous solution, each with up to CONTINUATION_MAX_ITER
+    Newton steps.
     The potential is returned at the grid nodes, flattened (reshape with grid.shape).
     """
     if problem.dim == 1:
         T = proximal_step(problem, problem.identity(), np.inf, solver=solver)
-        potential = potential_from_map(problem.grid, T)
+        potential = operators.potential_from_map(problem.grid, T)
     elif solver == "cvxpy":
         potential = proximal_potential(problem, problem.identity(), np.inf, solver=solver)
     else:
+        start, limits = problem.identity_potential(), {"max_iter": 40, "stall_steps": STALL_STEPS}
+        if coarser is not None:
+            start, limits = (
+                coarse_to_fine_start(problem, coarser),
+                {"max_iter": WARM_START_MAX_ITER},
+            )
         try:
             potential = proximal_potential(
-                problem, problem.identity(), np.inf, max_iter=40, stall_steps=STALL_STEPS
+                problem, problem.identity(), np.inf, start=start, **limits
             )
         except SolverError:
             potential = _minimize_by_floor_continuation(problem, progress)
@@ -330,6 +354,37 @@ def minimize(problem: Problem, *, solver: str = "newton", progress: bool = False
         potential=potential,
         energy=kl_energy(problem, T),
     )
+
+
+def coarse_to_fine_start(problem: Problem, coarser: DiscreteMap) -> np.ndarray:
+    """A potential strictly inside K_h of `problem` (d = 2) near the coarser grid's map.
+
+    The coarser map is averaged over the four cells around each interior node (the average
+    inside H_h = B_h D_h, which removes the cell checkerboard that H_h does not see and the
+    discrete minimizer carries), interpolated bilinearly at the cell centers, and brought
+    back to a potential φ by `least_squares_potential` (the tails count as much as the
+    bulk: they are where convexity is tight). Where H_h φ has a smallest eigenvalue
+    λ ≤ 0, the start is (1 - θ) φ + θ ½|x|², whose Hessians (1 - θ) H_h φ + θ I are
+    positive definite for θ > -λ / (1 - λ); θ is twice that.
+    """
+    if problem.dim != 2:
+        raise ValueError(f"coarse_to_fine_start is for d = 2, the problem has d = {problem.dim}")
+    if (coarser.grid.lower, coarser.grid.upper) != (problem.grid.lower, problem.grid.upper):
+        raise ValueError(
+            f"the coarser map's box {coarser.grid.lower}..{coarser.grid.upper} is not the "
+            f"problem's {problem.grid.lower}..{problem.grid.upper}"
+        )
+    cells = coarser.map.reshape(*operators.map_shape(coarser.grid), 2)
+    at_nodes = 0.25 * (cells[1:, 1:] + cells[:-1, 1:] + cells[1:, :-1] + cells[:-1, :-1])
+    interior_axes = tuple(coarser.grid.axis(k)[1:-1] for k in range(2))
+    prolonged = interpolate.RegularGridInterpolator(
+        interior_axes, at_nodes, method="linear", bounds_error=False, fill_value=None
+    )(problem.points)
+    potential = least_squares_potential(problem, prolonged)
+    hessians = discrete_hessian(problem, problem.map_of(potential))
+    smallest = float(np.linalg.eigvalsh(hessians)[:, 0].min())
+    theta = 0.0 if smallest > 0 else min(1.0, -2.0 * smallest / (1.0 - smallest))
+    return (1.0 - theta) * potential + theta * problem.identity_potential()
 
 
 def _minimize_by_floor_continuation(problem: Problem, progress: bool) -> np.ndarray:

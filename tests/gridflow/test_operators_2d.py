@@ -182,24 +182,42 @@ def test_reduced_metric_is_nonsingular(small_problem):
     """D_hᵀ W D_h is singular on all nodes (rank N - 2), definite on the free ones."""
     M = metric(small_problem).toarray()
     nodes = M.shape[0]
-    free = np.setdiff1d(np.arange(nodes), operators.gauge_nodes(small_problem.grid))
     # scale to unit diagonal as GaugedFactorization does: the weights span 1e-12..1
     scale = 1 / np.sqrt(np.diag(M))
     scaled = scale[:, None] * M * scale[None, :]
     eigenvalues = np.linalg.eigvalsh(scaled)
     assert np.sum(eigenvalues < 1e-13) == 2
-    reduced = np.linalg.eigvalsh(scaled[np.ix_(free, free)])
-    # measured 4.0e-8 (the gauge nodes sit in the tail, where w is ~1e-12 of its maximum),
-    # against 2e-16 for the two null eigenvalues of the full matrix
-    assert reduced.min() > 1e-10
+
+    def smallest_reduced_eigenvalue(gauge):
+        free = np.setdiff1d(np.arange(nodes), gauge)
+        return np.linalg.eigvalsh(scaled[np.ix_(free, free)]).min()
+
+    # measured 0.19 with the gauge at the largest weight, 4.0e-8 at the first two nodes
+    # (in the tail, where w is ~1e-12 of its maximum); 2e-16 for the full matrix's nulls
+    assert smallest_reduced_eigenvalue(small_problem.gauge_nodes) > 0.1
+    assert smallest_reduced_eigenvalue(operators.gauge_nodes(small_problem.grid)) < 1e-6
     rhs = np.random.default_rng(2).standard_normal(nodes)
     rhs -= (
         operators.kernel_basis(small_problem.grid).T
         @ np.linalg.lstsq(operators.kernel_basis(small_problem.grid).T, rhs, rcond=None)[0]
     )  # a right-hand side orthogonal to ker D_h, like D_hᵀ W v
     solution = GaugedFactorization(small_problem, metric(small_problem)).solve(rhs)
-    np.testing.assert_array_equal(solution[:2], 0.0)
+    np.testing.assert_array_equal(solution[small_problem.gauge_nodes], 0.0)
     np.testing.assert_allclose(M @ solution, rhs, atol=1e-9 * np.abs(rhs).max())
+
+
+def test_problem_gauge_sits_at_the_largest_weight(small_problem):
+    """One node of each checkerboard colour, the first where the Hessian weight m is largest."""
+    grid = small_problem.grid
+    gauge = small_problem.gauge_nodes
+    assert abs(np.linalg.det(operators.kernel_basis(grid)[:, gauge])) == pytest.approx(2.0)
+    interior = np.unravel_index(gauge[0], grid.shape)
+    flat = np.ravel_multi_index(tuple(k - 1 for k in interior), operators.hessian_shape(grid))
+    assert small_problem.hessian_weights[flat] == small_problem.hessian_weights.max()
+    # an anchor that ends its row takes the node before it as the other colour
+    np.testing.assert_array_equal(operators.gauge_nodes(grid, grid.shape[1] - 1), [8, 7])
+    with pytest.raises(ValueError, match="anchor must be a node index"):
+        operators.gauge_nodes(grid, grid.nodes.shape[0])
 
 
 def test_helmholtz_projection_recovers_a_potential_up_to_the_kernel(small_problem):
@@ -208,7 +226,7 @@ def test_helmholtz_projection_recovers_a_potential_up_to_the_kernel(small_proble
     T = small_problem.map_of(phi)
     p, projected = helmholtz_projection(small_problem, T)
     np.testing.assert_allclose(projected, T, atol=1e-10)
-    np.testing.assert_array_equal(p[operators.gauge_nodes(grid)], 0.0)
+    np.testing.assert_array_equal(p[small_problem.gauge_nodes], 0.0)
     basis = operators.kernel_basis(grid).T
     difference = phi - p
     coefficients = np.linalg.lstsq(basis, difference, rcond=None)[0]
@@ -247,7 +265,7 @@ def test_gauged_factorization_orderings_agree_with_a_dense_solve(small_problem, 
     dense = np.zeros(matrix.shape[0])
     dense[free] = np.linalg.solve(matrix.toarray()[np.ix_(free, free)], rhs[free])
     solution = potentials.GaugedFactorization(problem, matrix, ordering).solve(rhs)
-    np.testing.assert_array_equal(solution[operators.gauge_nodes(problem.grid)], 0.0)
+    np.testing.assert_array_equal(solution[problem.gauge_nodes], 0.0)
     np.testing.assert_allclose(solution, dense, rtol=0, atol=1e-9 * np.abs(dense).max())
 
 

@@ -799,7 +799,6 @@ def _algorithm2(config, inner_step, architecture, theta, sampler, rng, callback)
     shape = (config.outer_steps, config.inner_steps)
     fisher, inner_loss = np.empty(shape), np.empty(shape)
     n, dim = config.batch_size, architecture.dim
-    from_identity = config.start == "identity"
     for k in range(config.outer_steps):
         theta_k = theta
         state = optimizer.init(theta_k)
@@ -807,8 +806,8 @@ def _algorithm2(config, inner_step, architecture, theta, sampler, rng, callback)
             step = (k, j)
             try:
                 x = _batch(sampler, rng, n, dim, config.name, step)
-                anchor = None if k == 0 and from_identity else theta_k
-                y_k = x.copy() if anchor is None else transport_map(architecture, anchor, x)
+                anchor = _anchor(config, k, theta_k)
+                y_k = _anchor_map(architecture, anchor, x)
                 gradient, fisher[k, j], inner_loss[k, j] = inner_step(theta, anchor, x, y_k)
             except DivergenceError as error:
                 raise DivergenceError(f"{config.name} diverged at step {step}: {error}") from None
@@ -819,6 +818,16 @@ def _algorithm2(config, inner_step, architecture, theta, sampler, rng, callback)
         if callback is not None:
             callback(k + 1, theta)
     return fisher, inner_loss, theta
+
+
+def _anchor(config, k, theta_k):
+    """θ_k, the anchor of outer step k, or None for T̂_0 = id (k = 0, start='identity')."""
+    return None if k == 0 and config.start == "identity" else theta_k
+
+
+def _anchor_map(architecture, anchor, x) -> np.ndarray:
+    """T_k(x): the anchor's map, or x itself for T̂_0 = id (anchor None)."""
+    return x.copy() if anchor is None else transport_map(architecture, anchor, x)
 
 
 def _algorithm2_exact(config, architecture, theta, sampler, target, rng, callback):
@@ -836,8 +845,7 @@ def _algorithm2_exact(config, architecture, theta, sampler, target, rng, callbac
     for k in range(steps):
         try:
             x = _batch(sampler, rng, n, dim, config.name, k)
-            from_identity = k == 0 and config.start == "identity"
-            y_k = x.copy() if from_identity else transport_map(architecture, theta, x)
+            y_k = _anchor_map(architecture, _anchor(config, k, theta), x)
             g_k = wasserstein_gradient(y_k, target, config.score_eps)
         except DivergenceError as error:
             raise DivergenceError(f"{config.name} diverged at step {k}: {error}") from None

@@ -2,7 +2,8 @@
 
     python -m neural benchmark [--seeds 100] [--methods implicit,explicit,euclidean,adam]
                                [--size paper|small|tiny] [--workers 2] [--backend loky]
-                               [--out DIR] [--ground-truth MAP.npz] [--init normal|torch]
+                               [--out DIR] [--ground-truth MAP.npz]
+                               [--init normal|torch|anchored]
                                [--kl-reduction mean|sum] [--authors-code]
                                [--implicit-start identity|network]
                                [--explicit-start identity|network]
@@ -10,7 +11,8 @@
     python -m neural flowcheck [--cases gaussian2d mixture gaussian8] [--tau 0.25]
                                [--steps 10] [--size quick|full] [--out DIR]
     python -m neural errorbudget [--problems mixture gaussian2 gaussian8 gaussian32]
-                                 [--ground-truth truth.npz] [--widths 20,20 64,64] [--out DIR]
+                                 [--ground-truth truth.npz] [--widths 20,20 64,64]
+                                 [--inits anchored normal] [--out DIR]
 
 ``benchmark`` runs the paper's Fig. 2 sweep (``neural.benchmark.run_benchmark``):
 resumable (rerun with the same --out to continue; --force-resume across code versions),
@@ -37,6 +39,7 @@ from dataclasses import asdict
 from gridflow._checks import output_file, output_folder
 from gridflow._cli import USAGE_ERROR, argument_type, fail, integer
 from neural.errorbudget import CAUSES
+from neural.initialization import INITS
 from neural.schemes import METHODS
 
 INTERRUPTED = 130
@@ -81,7 +84,7 @@ def _hidden(text: str) -> tuple[int, ...]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from neural.benchmark import BACKENDS, INITS, SIZES, check_backend
+    from neural.benchmark import BACKENDS, SIZES, check_backend
     from neural.schemes import KL_REDUCTIONS, STARTS
 
     parser = argparse.ArgumentParser(prog="python -m neural", description=__doc__.split("\n\n")[0])
@@ -185,6 +188,10 @@ def _parser() -> argparse.ArgumentParser:
     budget.add_argument("--widths", type=_hidden, nargs="+", default=[(20, 20), (64, 64)])
     budget.add_argument(
         "--causes", nargs="+", choices=list(CAUSES), default=list(CAUSES),
+    )  # fmt: skip
+    budget.add_argument(
+        "--inits", nargs="+", choices=list(INITS), default=["anchored"],
+        help="θ0 schemes (neural.initialization; default anchored)",
     )  # fmt: skip
     budget.add_argument(
         "--quadratic", choices=["with", "without", "both"], default="both",
@@ -339,7 +346,7 @@ def _errorbudget(args, parser) -> int:
             handle.write(json.dumps(asdict(row)) + "\n")
 
     rows = error_budget(
-        problems, widths=args.widths, causes=args.causes, batches=args.batches,
+        problems, widths=args.widths, causes=args.causes, inits=args.inits, batches=args.batches,
         quadratic={"with": (True,), "without": (False,), "both": (False, True)}[args.quadratic],
         steps=args.steps, learning_rate=args.learning_rate, inner_steps=args.inner_steps,
         n_eval=args.n_eval, progress=True, on_row=save,

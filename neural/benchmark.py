@@ -49,7 +49,8 @@ import numpy as np
 
 from neural._validate import positive_int
 from neural.diagnostics import map_error
-from neural.icnn import ICNN, ICNNArchitecture
+from neural.icnn import ICNNArchitecture
+from neural.initialization import INITS, initial_network, torch_default_init
 from neural.kl import exact_kl
 from neural.mmd import energy_distance
 from neural.schemes import (
@@ -115,10 +116,6 @@ SIZES: dict[str, dict] = {
     },
 }
 """Size presets: step counts and evaluation sample size."""
-
-INITS = ("normal", "torch")
-"""θ0: 'normal' = ``ICNN`` default (every entry N(0, 0.1²), projected);
-'torch' = ``torch_default_init`` (the layer initialization of the authors' public code)."""
 
 BACKENDS = ("loky", "threading", "dask", "sequential")
 """joblib backends of the sweeps: loky (processes), threading, dask (dask.distributed),
@@ -248,45 +245,6 @@ def method_configs(size: str = "paper", methods: Sequence[str] | None = None, **
 
 
 # ---------------------------------------------------------------------------
-# Initialization
-# ---------------------------------------------------------------------------
-
-
-def torch_default_init(architecture: ICNNArchitecture, rng: np.random.Generator) -> np.ndarray:
-    """θ0 as in the authors' public code (PyTorch ``nn.Linear`` defaults, then clamping).
-
-    W0, b0, Wx_l ~ U(±1/√d); b_l ~ U(±1/√h_l); c ~ U(±1/√h_L); Wz_l, w ~ N(0, 0.1²);
-    then projected (Wz_l, w clipped at 0). Draws block by block in θ order.
-    """
-    theta = np.empty(architecture.num_params)
-    for name, (sl, _shape) in architecture.slices().items():
-        size = sl.stop - sl.start
-        if name.startswith("Wz") or name == "w":
-            theta[sl] = rng.normal(0.0, 0.1, size)
-        elif name in ("W0", "b0") or name.startswith("Wx"):
-            bound = 1.0 / np.sqrt(architecture.dim)
-            theta[sl] = rng.uniform(-bound, bound, size)
-        elif name == "c":
-            bound = 1.0 / np.sqrt(architecture.hidden[-1])
-            theta[sl] = rng.uniform(-bound, bound, size)
-        else:  # b_l, l >= 1: bias of Linear(h_l, h_{l+1})
-            layer = int(name[1:])
-            bound = 1.0 / np.sqrt(architecture.hidden[layer - 1])
-            theta[sl] = rng.uniform(-bound, bound, size)
-    return architecture.project(theta)
-
-
-def initial_network(dim: int, hidden, rng: np.random.Generator, init: str = "normal") -> ICNN:
-    """θ0 drawn with ``rng`` by the scheme ``init`` (``INITS``)."""
-    if init == "normal":
-        return ICNN(dim, hidden, rng)
-    if init == "torch":
-        architecture = ICNNArchitecture(dim, tuple(hidden))
-        return ICNN.from_architecture(architecture, torch_default_init(architecture, rng))
-    raise ValueError(f"unknown init {init!r}; choose from {', '.join(INITS)}")
-
-
-# ---------------------------------------------------------------------------
 # One seed
 # ---------------------------------------------------------------------------
 
@@ -401,7 +359,9 @@ def run_seed(seed: int, config: BenchmarkConfig) -> dict:
     dim = source.dim
     target = Target.standard_gaussian(dim)
     init_seq, data_seq, eval_seq = _seed_sequences(seed)
-    net0 = initial_network(dim, config.hidden, np.random.default_rng(init_seq), config.init)
+    net0 = initial_network(
+        dim, config.hidden, np.random.default_rng(init_seq), config.init, source=source
+    )
     x_eval, y_eval, y_floor = _eval_samples(eval_seq, config.n_eval, source, dim)
     true_map = None
     if config.ground_truth is not None:

@@ -17,15 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from neural._validate import positive_int
-from neural.benchmark import (
-    _numba_threads,
-    check_backend,
-    initial_network,
-    method_configs,
-    parallel_map,
-)
+from neural.benchmark import _numba_threads, check_backend, method_configs, parallel_map
 from neural.diagnostics import map_error
 from neural.errors import DivergenceError
+from neural.initialization import initial_network
 from neural.mmd import energy_distance
 from neural.schemes import Target, run_method
 
@@ -82,7 +77,7 @@ def _dimension_job(dim, method_name, config, seed, hidden, init, n_eval, numba_t
 def _dimension_run(dim, method_name, config, seed, hidden, init, n_eval):
     problem_seq, init_seq, data_seq, eval_seq = np.random.SeedSequence([seed, dim]).spawn(4)
     source, target, A, b, cov1 = gaussian_problem(dim, np.random.default_rng(problem_seq))
-    net0 = initial_network(dim, hidden, np.random.default_rng(init_seq), init)
+    net0 = initial_network(dim, hidden, np.random.default_rng(init_seq), init, source=source)
     eval_rng = np.random.default_rng(eval_seq)
     x_eval = source.sample(eval_rng, n_eval)
     y_eval = eval_rng.standard_normal((n_eval, dim)) @ np.linalg.cholesky(cov1).T

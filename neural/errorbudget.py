@@ -29,6 +29,7 @@ with its standard error, the energy-distance MMD to γ and the CPU time of train
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from neural._validate import positive_int, require_generator
 from neural.diagnostics import map_error
 from neural.errors import DivergenceError
 from neural.icnn import ICNN, _transport_map
+from neural.initialization import INITS, initial_network
 from neural.kl import exact_kl
 from neural.mmd import energy_distance
 from neural.regression import MapFit, regress
@@ -128,6 +130,7 @@ class BudgetRun:
     mmd: float
     seconds: float
     status: str = "ok"
+    init: str = "normal"
 
 
 def _evaluate(problem, net_architecture, theta, x_eval, y_eval):
@@ -174,6 +177,7 @@ def error_budget(
     widths: Sequence[tuple[int, ...]] = ((20, 20), (64, 64)),
     quadratic: Sequence[bool] = (False, True),
     causes: Sequence[str] = CAUSES,
+    inits: Sequence[str] = ("anchored",),
     batches: Sequence[int] = (1000,),
     steps: int = 2000,
     learning_rate: float = 0.01,
@@ -184,8 +188,9 @@ def error_budget(
     progress: bool = False,
     on_row: Callable[[BudgetRun], None] | None = None,
 ) -> tuple[BudgetRun, ...]:
-    """Every (problem, width, quadratic part, cause, batch) run; the same θ0 per (problem,
-    width, quadratic part) and fresh data streams from ``seed``. ``steps`` Adam steps for
+    """Every (problem, width, quadratic part, θ0 scheme, cause, batch) run; the same θ0 per
+    (problem, width, quadratic part, θ0 scheme: ``neural.initialization.INITS``) and fresh
+    data streams from ``seed``. ``steps`` Adam steps for
     'logdet' and 'score', L-BFGS-B iterations for 'fit' (once per configuration, on
     ``fit_samples`` points, whatever ``batches``; 'fit+logdet' both in turn); 'implicit'
     runs twice, with
@@ -195,27 +200,30 @@ def error_budget(
     unknown = set(causes) - set(CAUSES)
     if unknown:
         raise ValueError(f"unknown cause(s) {sorted(unknown)}; choose from {', '.join(CAUSES)}")
+    unknown = set(inits) - set(INITS)
+    if unknown:
+        raise ValueError(f"unknown init(s) {sorted(unknown)}; choose from {', '.join(INITS)}")
     jobs = []
     for problem in problems:
         for hidden in widths:
-            for quad in quadratic:
-                for cause in causes:
-                    for batch in (fit_samples,) if cause == "fit" else batches:
-                        inners = (inner_steps, 10 * inner_steps) if cause == "implicit" else (0,)
-                        jobs += [(problem, hidden, quad, cause, batch, inner) for inner in inners]
+            for quad, init, cause in itertools.product(quadratic, inits, causes):
+                for batch in (fit_samples,) if cause == "fit" else batches:
+                    inners = (inner_steps, 10 * inner_steps) if cause == "implicit" else (0,)
+                    jobs += [(problem, hidden, quad, init, cause, batch, i) for i in inners]
     iterator = jobs
     if progress:
         from tqdm.auto import tqdm
 
         iterator = tqdm(jobs, desc="error budget runs")
     rows = []
-    for problem, hidden, quad, cause, batch, inner in iterator:
+    for problem, hidden, quad, init, cause, batch, inner in iterator:
         eval_rng = np.random.default_rng([seed, 1])
         x_eval = problem.source.sample(eval_rng, n_eval)
         y_eval = eval_rng.standard_normal((n_eval, x_eval.shape[1])) @ np.linalg.cholesky(
             problem.target_cov
         ).T + (problem.target.mean if problem.target.mean is not None else 0.0)
-        net = ICNN(x_eval.shape[1], hidden, np.random.default_rng([seed, 2]), quadratic=quad)
+        net = initial_network(x_eval.shape[1], hidden, np.random.default_rng([seed, 2]), init,
+                              source=problem.source, quadratic=quad)  # fmt: skip
         rng = require_generator(np.random.default_rng([seed, 3]))
         label = cause if cause != "implicit" else f"implicit K'={inner}"
         start = time.process_time()
@@ -228,7 +236,9 @@ def error_budget(
             values = (error.l2, error.uvp, kl, kl_error, mmd, seconds, "ok")
         except DivergenceError as failure:
             values = (np.nan,) * 5 + (time.process_time() - start, f"diverged: {failure}")
-        rows.append(BudgetRun(problem.name, label, tuple(hidden), quad, batch, steps, *values))
+        rows.append(
+            BudgetRun(problem.name, label, tuple(hidden), quad, batch, steps, *values, init=init)
+        )
         if on_row is not None:
             on_row(rows[-1])
     return tuple(rows)
@@ -237,8 +247,8 @@ def error_budget(
 def format_budget(rows: Sequence[BudgetRun]) -> str:
     """Plain-text table of an error budget."""
     header = (
-        f"{'problem':<11} {'cause':<16} {'width':<9} {'quad':<5} {'n':>6} {'L2 err':>8} "
-        f"{'UVP %':>9} {'KL':>16} {'MMD':>8} {'CPU s':>7}"
+        f"{'problem':<11} {'cause':<16} {'width':<9} {'quad':<5} {'init':<8} {'n':>6} "
+        f"{'L2 err':>8} {'UVP %':>9} {'KL':>16} {'MMD':>8} {'CPU s':>7}"
     )
     lines = [header, "-" * len(header)]
     for r in rows:
@@ -246,10 +256,14 @@ def format_budget(rows: Sequence[BudgetRun]) -> str:
         kl = f"{r.kl:.4f} ± {r.kl_error:.1g}" if np.isfinite(r.kl) else "inf"
         lines.append(
             f"{r.problem:<11} {r.cause:<16} {width:<9} {'yes' if r.quadratic else 'no':<5} "
-            f"{r.batch:>6} {r.l2:>8.4f} {r.uvp:>9.4f} {kl:>16} {r.mmd:>8.4f} {r.seconds:>7.1f}"
-            + ("" if r.status == "ok" else f"  {r.status}")
+            f"{r.init:<8} {r.batch:>6} {r.l2:>8.4f} {r.uvp:>9.4f} {kl:>16} {r.mmd:>8.4f} "
+            f"{r.seconds:>7.1f}" + ("" if r.status == "ok" else f"  {r.status}")
         )
     return "\n".join(lines)
+
+
+def _configuration(row: BudgetRun) -> tuple[str, bool, str]:
+    return "x".join(map(str, row.hidden)), row.quadratic, row.init
 
 
 def budget_figure(rows: Sequence[BudgetRun]):
@@ -263,18 +277,18 @@ def budget_figure(rows: Sequence[BudgetRun]):
     fig, axes = plt.subplots(1, len(problems), figsize=(6 * len(problems), 4.5), squeeze=False)
     for ax, name in zip(axes[0], problems, strict=True):
         mine = [r for r in rows if r.problem == name]
-        configs = list(dict.fromkeys(("x".join(map(str, r.hidden)), r.quadratic) for r in mine))
+        configs = list(dict.fromkeys(_configuration(r) for r in mine))
         causes = list(dict.fromkeys((r.cause, r.batch) for r in mine))
         width = 0.8 / len(causes)
         for j, (cause, batch) in enumerate(causes):
             values = [
-                next((r.uvp for r in mine if ("x".join(map(str, r.hidden)), r.quadratic) == c
+                next((r.uvp for r in mine if _configuration(r) == c
                       and (r.cause, r.batch) == (cause, batch)), np.nan)
                 for c in configs
             ]  # fmt: skip
             ax.bar(np.arange(len(configs)) + j * width, values, width, label=f"{cause}, n={batch}")
         ax.set_xticks(np.arange(len(configs)) + 0.4 - width / 2)
-        ax.set_xticklabels([f"{w}{' +quad' if q else ''}" for w, q in configs], fontsize=8)
+        ax.set_xticklabels([f"{w}{' +quad' if q else ''}\n{i}" for w, q, i in configs], fontsize=8)
         ax.set(yscale="log", xlabel="ICNN width", ylabel="L²-UVP (%)", title=name)
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3, axis="y")

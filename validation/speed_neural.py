@@ -41,7 +41,9 @@ def seed_training_seconds(seed: int = 0) -> float:
     config = BenchmarkConfig()
     source, target = paper_mixture(), Target.standard_gaussian(2)
     init, data, _ = _seed_sequences(seed)
-    net0 = initial_network(2, config.hidden, np.random.default_rng(init), config.init)
+    net0 = initial_network(
+        2, config.hidden, np.random.default_rng(init), config.init, source=source
+    )
     previous = numba.get_num_threads()
     numba.set_num_threads(1)
     try:

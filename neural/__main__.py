@@ -203,6 +203,10 @@ def _parser() -> argparse.ArgumentParser:
     budget.add_argument("--inner-steps", type=_count("--inner-steps"), default=100)
     budget.add_argument("--n-eval", type=_count("--n-eval", 2), default=20000)
     budget.add_argument(
+        "--seed", type=_count("--seed", 0), default=0,
+        help="θ0, data and evaluation streams (default 0)",
+    )  # fmt: skip
+    budget.add_argument(
         "--out", type=argument_type(output_folder, "--out"), default="errorbudget",
         help="output folder, created if its parent exists (default ./errorbudget)",
     )  # fmt: skip
@@ -349,7 +353,7 @@ def _errorbudget(args, parser) -> int:
         problems, widths=args.widths, causes=args.causes, inits=args.inits, batches=args.batches,
         quadratic={"with": (True,), "without": (False,), "both": (False, True)}[args.quadratic],
         steps=args.steps, learning_rate=args.learning_rate, inner_steps=args.inner_steps,
-        n_eval=args.n_eval, progress=True, on_row=save,
+        n_eval=args.n_eval, seed=args.seed, progress=True, on_row=save,
     )  # fmt: skip
     text = format_budget(rows)
     print(text)

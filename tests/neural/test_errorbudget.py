@@ -23,6 +23,8 @@ def test_bad_problems_are_refused():
         make_problem("banana")
     with pytest.raises(ValueError, match="unknown cause"):
         error_budget([make_problem("gaussian2")], causes=["magic"])
+    with pytest.raises(ValueError, match="unknown init"):
+        error_budget([make_problem("gaussian2")], inits=["zeros"])
 
 
 def test_budget_rows_order_the_causes_on_a_gaussian_pair(tmp_path):
@@ -54,6 +56,8 @@ def test_command_refuses_bad_input_before_any_run(tmp_path, capsys):
         ["errorbudget", "--problems", "mixture", "--ground-truth", str(tmp_path / "no.npz")],
         ["errorbudget", "--problems", "gaussian2", "--steps", "0"],
         ["errorbudget", "--problems", "gaussian2", "--causes", "magic"],
+        ["errorbudget", "--problems", "gaussian2", "--inits", "zeros"],
+        ["errorbudget", "--problems", "gaussian2", "--seed", "-1"],
         ["errorbudget", "--problems", "gaussian2", "--out", str(tmp_path / "a" / "b")],
     ):
         with pytest.raises(SystemExit) as exit_:

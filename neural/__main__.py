@@ -12,7 +12,7 @@
                                [--steps 10] [--size quick|full] [--out DIR]
     python -m neural errorbudget [--problems mixture gaussian2 gaussian8 gaussian32]
                                  [--ground-truth truth.npz] [--widths 20,20 64,64]
-                                 [--inits anchored normal] [--out DIR]
+                                 [--inits normal anchored] [--out DIR]
 
 ``benchmark`` runs the paper's Fig. 2 sweep (``neural.benchmark.run_benchmark``):
 resumable (rerun with the same --out to continue; --force-resume across code versions),
@@ -190,8 +190,8 @@ def _parser() -> argparse.ArgumentParser:
         "--causes", nargs="+", choices=list(CAUSES), default=list(CAUSES),
     )  # fmt: skip
     budget.add_argument(
-        "--inits", nargs="+", choices=list(INITS), default=["anchored"],
-        help="θ0 schemes (neural.initialization; default anchored)",
+        "--inits", nargs="+", choices=list(INITS), default=["normal"],
+        help="θ0 schemes (neural.initialization; default normal)",
     )  # fmt: skip
     budget.add_argument(
         "--quadratic", choices=["with", "without", "both"], default="both",

@@ -31,6 +31,23 @@ def test_default_eps_is_five_percent_of_median_squared_distance():
     assert default_eps(x) == pytest.approx(0.05 * np.median(squared), rel=1e-14)
 
 
+def test_bucketed_median_is_numpys_median_exactly():
+    from neural.score import _median
+
+    rng = np.random.default_rng(2)
+    for size, trial in itertools.product((1, 2, 3, 4, 5, 10, 101, 4950), range(12)):
+        values = rng.standard_normal(size) ** 2 * 10.0 ** rng.integers(-3, 4)
+        if trial % 3 == 1:
+            values = np.round(values, 1)  # ties, and often many equal values
+        if trial % 4 == 2:
+            values[: size // 2 + 1] = values[0]  # the median among repeated values
+        if trial == 11:
+            values[-1] = np.inf  # an overflowed distance: the sorting fallback
+        assert _median(values) == np.median(values), (size, trial)
+    clustered = np.concatenate([np.full(3000, 1e-9), rng.random(1950) + 1e6])
+    assert _median(clustered) == np.median(clustered)  # the median bucket holds 3000 values
+
+
 def test_matches_numpy_reference():
     x = np.random.default_rng(1).standard_normal((150, 2))
     eps = default_eps(x)

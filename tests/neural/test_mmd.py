@@ -99,3 +99,18 @@ def test_energy_distance_refuses_magnitudes_whose_squares_overflow():
     x = np.array([[1e200, 0.0]])
     with pytest.raises(ValueError, match=r"x has entries of magnitude up to 1e\+200"):
         energy_distance(x, np.zeros((1, 2)))
+
+
+def test_distance_to_one_sample_is_energy_distance_bit_for_bit():
+    from neural.mmd import energy_distance_to
+
+    rng = np.random.default_rng(5)
+    y = rng.standard_normal((300, 2))
+    to_y = energy_distance_to(y)
+    for n in (1, 7, 300, 513):
+        x = rng.standard_normal((n, 2)) + 0.3
+        assert to_y(x) == energy_distance(x, y)
+    with pytest.raises(ValueError, match="x must have 2 columns"):
+        to_y(np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="y contains 1 NaN or infinite"):
+        energy_distance_to(np.array([[0.0, np.nan], [1.0, 2.0]]))

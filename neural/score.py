@@ -217,30 +217,24 @@ def _median(values):
 
 
 @njit(**JIT)
-def _median_squared_distance(x):
-    """Median of ‖x_i − x_j‖² over the pairs i < j."""
+def _pair_statistics(x):
+    """(median of ‖x_i − x_j‖² over the pairs i < j, min_{j ≠ i} ‖x_i − x_j‖² for every i)
+    from one pass over the pairs (the nearest is 0 for a repeated point)."""
     n = x.shape[0]
     x_t = np.ascontiguousarray(x.T)
     values = np.empty(n * (n - 1) // 2)
+    nearest = np.full(n, np.inf)
     position = 0
     for i in range(n - 1):
-        squared_distances(x[i], x_t, i + 1, n, values[position:])
-        position += n - 1 - i
-    return _median(values)
-
-
-@njit(**JIT)
-def _nearest_squared_distances(x):
-    """min_{j ≠ i} ‖x_i − x_j‖² for every i (0 for a repeated point)."""
-    n = x.shape[0]
-    x_t = np.ascontiguousarray(x.T)
-    out = np.empty(n)
-    row = np.empty(n)
-    for i in range(n):
-        squared_distances(x[i], x_t, 0, n, row)
-        row[i] = np.inf
-        out[i] = row.min()
-    return out
+        length = n - 1 - i
+        row = values[position : position + length]
+        squared_distances(x[i], x_t, i + 1, n, row)
+        tail = nearest[i + 1 :]
+        for j in range(length):
+            tail[j] = min(tail[j], row[j])
+        nearest[i] = min(nearest[i], row.min())
+        position += length
+    return _median(values), nearest
 
 
 @njit(**JIT)
@@ -430,8 +424,11 @@ def _score(query, support, h, eps):
 
 def default_eps(x) -> float:
     """DEFAULT_EPS_FRACTION × median of ‖x_i − x_j‖² over pairs i < j (Remark 3.10)."""
-    x = as_points(x, "x", min_points=2)
-    median = float(_median_squared_distance(x))
+    return _eps_from_median(_pair_statistics(as_points(x, "x", min_points=2))[0])
+
+
+def _eps_from_median(median) -> float:
+    median = float(median)
     if not median > 0.0:
         raise ValueError(
             "cannot choose eps from x: at least half of the pairwise distances are 0 "
@@ -449,13 +446,14 @@ def smallest_safe_eps(x) -> float:
     projection B(x_i) is x_i and the score estimate at x_i is exactly 0.
     """
     x = as_points(x, "x", min_points=2)
-    return float(_nearest_squared_distances(x).max() / (2.0 * _ROUNDOFF_EXPONENT))
+    return float(_pair_statistics(x)[1].max() / (2.0 * _ROUNDOFF_EXPONENT))
 
 
-def _check_resolution(x, eps) -> None:
+def _check_resolution(nearest, eps) -> None:
     """Raise if ε is below the kernel's resolution at every sample (an all-zero score); warn
-    (ScoreResolutionWarning) if at some of them (their scores are 0)."""
-    blind_below = _nearest_squared_distances(x) / (2.0 * _ROUNDOFF_EXPONENT)
+    (ScoreResolutionWarning) if at some of them (their scores are 0). ``nearest``: each
+    sample's squared distance to its nearest other sample."""
+    blind_below = nearest / (2.0 * _ROUNDOFF_EXPONENT)
     safe = float(blind_below.max())
     if eps >= safe:
         return
@@ -485,14 +483,19 @@ def _sinkhorn(x, eps, tol, max_iter):
     return _SINKHORN[parallel, stored](x, eps, tol, max_iter)
 
 
+def _checked_eps(x, eps):
+    """(x as checked points, ε: the given one checked or the default, the samples' squared
+    distances to their nearest other sample)."""
+    x = as_points(x, "x", min_points=2)
+    median, nearest = _pair_statistics(x)
+    eps = _eps_from_median(median) if eps is None else positive_float(eps, "eps", hint=_EPS_HINT)
+    return x, eps, nearest
+
+
 def _solve(x, eps, tol, max_iter):
     """(SelfEntropicPotential, h, kernel matrix or an empty array) for ``self_entropic_potential``
-    and ``self_entropic_score``; warns or counts non-convergence, blaming their caller."""
-    x = as_points(x, "x", min_points=2)
-    if eps is None:
-        eps = default_eps(x)
-    else:
-        eps = positive_float(eps, "eps", hint=_EPS_HINT)
+    and ``self_entropic_score`` from checked points x and ε; warns or counts non-convergence,
+    blaming their caller."""
     tol = positive_float(tol, "tol")
     max_iter = positive_int(max_iter, "max_iter")
     h, residual, iterations, kernel = _sinkhorn(x, eps, tol, max_iter)
@@ -532,6 +535,7 @@ def self_entropic_potential(
     reached residual (inside ``count_nonconvergence``: counts it instead), and the result
     carries ``residual`` and ``converged``.
     """
+    x, eps, _ = _checked_eps(x, eps)
     return _solve(x, eps, tol, max_iter)[0]
 
 
@@ -557,9 +561,8 @@ def self_entropic_score(
     An all-zero field is never a meaningful answer, hence the error; a few isolated
     samples are common at the default ε, hence only a warning.
     """
-    x = as_points(x, "x", min_points=2)
-    eps = default_eps(x) if eps is None else positive_float(eps, "eps", hint=_EPS_HINT)
-    _check_resolution(x, eps)
+    x, eps, nearest = _checked_eps(x, eps)
+    _check_resolution(nearest, eps)
     solution, h, kernel = _solve(x, eps, tol, max_iter)
     if kernel.size:  # the stored kernel matrix: B(x_i) without recomputing it
         score = _score_from_kernel(x, kernel, h, eps)

@@ -144,6 +144,20 @@ def _nearest_squared(x):
     return squared.min(axis=1)
 
 
+def test_one_pass_over_the_pairs_gives_the_median_and_every_nearest_neighbour():
+    from neural.score import _pair_statistics
+
+    rng = np.random.default_rng(9)
+    for n, d in ((2, 1), (3, 2), (100, 2), (57, 5)):
+        x = rng.standard_normal((n, d))
+        x[-1] = x[0]  # a repeated point: its nearest distance is 0
+        median, nearest = _pair_statistics(x)
+        np.testing.assert_allclose(nearest, _nearest_squared(x), rtol=1e-15, atol=0)
+        assert nearest[0] == nearest[-1] == 0.0
+        pairs = np.sum((x[:, None, :] - x[None, :, :]) ** 2, axis=-1)[np.triu_indices(n, k=1)]
+        assert median == pytest.approx(np.median(pairs), rel=1e-15)
+
+
 def test_smallest_safe_eps_is_the_roundoff_scale_of_the_farthest_nearest_neighbour():
     x = np.random.default_rng(7).standard_normal((50, 2))
     expected = _nearest_squared(x).max() / (2 * np.log(1 / np.finfo(float).eps))

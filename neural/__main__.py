@@ -334,9 +334,17 @@ def _flowcheck(args) -> int:
 def _errorbudget(args, parser) -> int:
     from pathlib import Path
 
-    from neural.errorbudget import budget_figure, error_budget, format_budget, make_problem
+    from neural.errorbudget import (
+        budget_figure,
+        check_options,
+        error_budget,
+        format_budget,
+        make_problem,
+    )
 
+    quadratic = {"with": (True,), "without": (False,), "both": (False, True)}[args.quadratic]
     try:
+        check_options(args.causes, args.inits, quadratic)
         problems = [make_problem(name, args.ground_truth) for name in args.problems]
     except (ValueError, OSError) as error:
         parser.error(str(error))
@@ -351,7 +359,7 @@ def _errorbudget(args, parser) -> int:
 
     rows = error_budget(
         problems, widths=args.widths, causes=args.causes, inits=args.inits, batches=args.batches,
-        quadratic={"with": (True,), "without": (False,), "both": (False, True)}[args.quadratic],
+        quadratic=quadratic,
         steps=args.steps, learning_rate=args.learning_rate, inner_steps=args.inner_steps,
         n_eval=args.n_eval, seed=args.seed, progress=True, on_row=save,
     )  # fmt: skip

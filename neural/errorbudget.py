@@ -56,6 +56,7 @@ __all__ = [
     "BudgetProblem",
     "BudgetRun",
     "budget_figure",
+    "check_options",
     "error_budget",
     "fit_to_map",
     "format_budget",
@@ -176,6 +177,19 @@ IMPLICIT_TAU, IMPLICIT_OUTER_STEPS = 2.0, 5
 measure the error of the inner solves."""
 
 
+def check_options(causes: Sequence[str], inits: Sequence[str], quadratic: Sequence[bool]):
+    """ValueError, before any run, for an unknown cause or θ0 scheme, or a combination that
+    cannot be built (the 'torch' θ0 has no quadratic part)."""
+    unknown = set(causes) - set(CAUSES)
+    if unknown:
+        raise ValueError(f"unknown cause(s) {sorted(unknown)}; choose from {', '.join(CAUSES)}")
+    unknown = set(inits) - set(INITS)
+    if unknown:
+        raise ValueError(f"unknown init(s) {sorted(unknown)}; choose from {', '.join(INITS)}")
+    if "torch" in inits and any(quadratic):
+        raise ValueError("the 'torch' θ0 has no quadratic part; use --quadratic without")
+
+
 def error_budget(
     problems: Sequence[BudgetProblem],
     *,
@@ -202,12 +216,7 @@ def error_budget(
     K' = ``inner_steps`` and 10 × ``inner_steps`` inner Adam steps per outer step
     (``IMPLICIT_OUTER_STEPS``).
     ``on_row(run)`` is called as each run finishes (e.g. to save it at once)."""
-    unknown = set(causes) - set(CAUSES)
-    if unknown:
-        raise ValueError(f"unknown cause(s) {sorted(unknown)}; choose from {', '.join(CAUSES)}")
-    unknown = set(inits) - set(INITS)
-    if unknown:
-        raise ValueError(f"unknown init(s) {sorted(unknown)}; choose from {', '.join(INITS)}")
+    check_options(causes, inits, quadratic)
     jobs = []
     for problem in problems:
         for hidden in widths:

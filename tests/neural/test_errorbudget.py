@@ -57,6 +57,7 @@ def test_command_refuses_bad_input_before_any_run(tmp_path, capsys):
         ["errorbudget", "--problems", "gaussian2", "--steps", "0"],
         ["errorbudget", "--problems", "gaussian2", "--causes", "magic"],
         ["errorbudget", "--problems", "gaussian2", "--inits", "zeros"],
+        ["errorbudget", "--problems", "gaussian2", "--inits", "torch", "--quadratic", "both"],
         ["errorbudget", "--problems", "gaussian2", "--seed", "-1"],
         ["errorbudget", "--problems", "gaussian2", "--out", str(tmp_path / "a" / "b")],
     ):

@@ -200,9 +200,9 @@ def _median(values):
     m = values.size
     low, high = values.min(), values.max()
     width = high - low
-    if not 0.0 < width < np.inf:  # all equal, or an infinite distance: sort them all
+    scale = _MEDIAN_BUCKETS / width if width > 0.0 else np.inf
+    if not 0.0 < scale < np.inf:  # all equal, an infinite distance, or a subnormal spread
         return np.median(values)
-    scale = _MEDIAN_BUCKETS / width
     counts = np.zeros(_MEDIAN_BUCKETS + 1, dtype=np.int64)
     bucket = np.empty(m, dtype=np.int64)
     for i in range(m):
@@ -217,9 +217,24 @@ def _median(values):
 
 
 @njit(**JIT)
+def _nearest_squared_distances(x):
+    """min_{j ≠ i} ‖x_i − x_j‖² for every i (0 for a repeated point), in O(n) memory."""
+    n = x.shape[0]
+    x_t = np.ascontiguousarray(x.T)
+    out = np.empty(n)
+    row = np.empty(n)
+    for i in range(n):
+        squared_distances(x[i], x_t, 0, n, row)
+        row[i] = np.inf
+        out[i] = row.min()
+    return out
+
+
+@njit(**JIT)
 def _pair_statistics(x):
     """(median of ‖x_i − x_j‖² over the pairs i < j, min_{j ≠ i} ‖x_i − x_j‖² for every i)
-    from one pass over the pairs (the nearest is 0 for a repeated point)."""
+    from one pass over the pairs (the nearest is 0 for a repeated point). The median needs
+    all n(n − 1)/2 values in memory; ``_nearest_squared_distances`` alone does not."""
     n = x.shape[0]
     x_t = np.ascontiguousarray(x.T)
     values = np.empty(n * (n - 1) // 2)
@@ -434,6 +449,10 @@ def _eps_from_median(median) -> float:
             "cannot choose eps from x: at least half of the pairwise distances are 0 "
             "(repeated points); pass eps explicitly"
         )
+    if median == np.inf:
+        raise ValueError(
+            "cannot choose eps from x: its squared pairwise distances overflow float64; rescale x"
+        )
     return DEFAULT_EPS_FRACTION * median
 
 
@@ -446,7 +465,7 @@ def smallest_safe_eps(x) -> float:
     projection B(x_i) is x_i and the score estimate at x_i is exactly 0.
     """
     x = as_points(x, "x", min_points=2)
-    return float(_pair_statistics(x)[1].max() / (2.0 * _ROUNDOFF_EXPONENT))
+    return float(_nearest_squared_distances(x).max() / (2.0 * _ROUNDOFF_EXPONENT))
 
 
 def _check_resolution(nearest, eps) -> None:
@@ -483,13 +502,16 @@ def _sinkhorn(x, eps, tol, max_iter):
     return _SINKHORN[parallel, stored](x, eps, tol, max_iter)
 
 
-def _checked_eps(x, eps):
-    """(x as checked points, ε: the given one checked or the default, the samples' squared
-    distances to their nearest other sample)."""
+def _checked_eps(x, eps, want_nearest: bool):
+    """(x as checked points, ε: the given one checked or the default, and with
+    ``want_nearest`` the samples' squared distances to their nearest other sample, else
+    None). The default ε's median holds all pairs in memory; a given ε needs O(n)."""
     x = as_points(x, "x", min_points=2)
-    median, nearest = _pair_statistics(x)
-    eps = _eps_from_median(median) if eps is None else positive_float(eps, "eps", hint=_EPS_HINT)
-    return x, eps, nearest
+    if eps is None:
+        median, nearest = _pair_statistics(x)
+        return x, _eps_from_median(median), nearest
+    eps = positive_float(eps, "eps", hint=_EPS_HINT)
+    return x, eps, _nearest_squared_distances(x) if want_nearest else None
 
 
 def _solve(x, eps, tol, max_iter):
@@ -535,7 +557,7 @@ def self_entropic_potential(
     reached residual (inside ``count_nonconvergence``: counts it instead), and the result
     carries ``residual`` and ``converged``.
     """
-    x, eps, _ = _checked_eps(x, eps)
+    x, eps, _ = _checked_eps(x, eps, want_nearest=False)
     return _solve(x, eps, tol, max_iter)[0]
 
 
@@ -561,7 +583,7 @@ def self_entropic_score(
     An all-zero field is never a meaningful answer, hence the error; a few isolated
     samples are common at the default ε, hence only a warning.
     """
-    x, eps, nearest = _checked_eps(x, eps)
+    x, eps, nearest = _checked_eps(x, eps, want_nearest=True)
     _check_resolution(nearest, eps)
     solution, h, kernel = _solve(x, eps, tol, max_iter)
     if kernel.size:  # the stored kernel matrix: B(x_i) without recomputing it

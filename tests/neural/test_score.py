@@ -46,6 +46,15 @@ def test_bucketed_median_is_numpys_median_exactly():
         assert _median(values) == np.median(values), (size, trial)
     clustered = np.concatenate([np.full(3000, 1e-9), rng.random(1950) + 1e6])
     assert _median(clustered) == np.median(clustered)  # the median bucket holds 3000 values
+    for tiny in ([0.0, 1e-320, 1e-320], [0.0, 5e-324, 1e-310, 2e-310]):  # 1024 / spread = inf
+        assert _median(np.array(tiny)) == np.median(tiny)
+
+
+def test_default_eps_refuses_overflowing_distances():
+    # ε would be inf and the score silently zero
+    with pytest.raises(ValueError, match="overflow float64"):
+        self_entropic_score(np.array([[1e200, 0.0], [0.0, 0.0], [1.0, 1.0]]))
+    assert default_eps(np.array([[0.0], [1e-160], [3e-160], [4e-160]])) > 0.0
 
 
 def test_matches_numpy_reference():
@@ -145,7 +154,7 @@ def _nearest_squared(x):
 
 
 def test_one_pass_over_the_pairs_gives_the_median_and_every_nearest_neighbour():
-    from neural.score import _pair_statistics
+    from neural.score import _nearest_squared_distances, _pair_statistics
 
     rng = np.random.default_rng(9)
     for n, d in ((2, 1), (3, 2), (100, 2), (57, 5)):
@@ -153,6 +162,8 @@ def test_one_pass_over_the_pairs_gives_the_median_and_every_nearest_neighbour():
         x[-1] = x[0]  # a repeated point: its nearest distance is 0
         median, nearest = _pair_statistics(x)
         np.testing.assert_allclose(nearest, _nearest_squared(x), rtol=1e-15, atol=0)
+        # the O(n)-memory pass of a given ε and smallest_safe_eps: the same values
+        np.testing.assert_array_equal(_nearest_squared_distances(x), nearest)
         assert nearest[0] == nearest[-1] == 0.0
         pairs = np.sum((x[:, None, :] - x[None, :, :]) ** 2, axis=-1)[np.triu_indices(n, k=1)]
         assert median == pytest.approx(np.median(pairs), rel=1e-15)

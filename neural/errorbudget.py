@@ -26,8 +26,8 @@ quadratic part (``ICNN(quadratic=True)``):
 
 Every configuration starts from the θ0 of each scheme of ``inits`` (``neural.initialization``,
 'normal' by default). On the paper's mixture the θ0 decides more than any cause: from the
-default draw every KL run stops on a plateau near KL 0.2, from 'anchored' units they go on
-below UVP 0.3 % (README).
+default draw every KL run stops on a plateau near KL 0.2 (UVP 1.9–3.8 %), from 'anchored'
+units they end at UVP 0.04–0.33 % (README).
 
 Each run reports ‖T_θ − T*‖ in L²(ϱ0), the L²-UVP, the exact KL (``neural.kl.exact_kl``)
 with its standard error, the energy-distance MMD to γ and the CPU time of training.
@@ -188,7 +188,9 @@ def check_options(causes: Sequence[str], inits: Sequence[str], quadratic: Sequen
     if unknown:
         raise ValueError(f"unknown init(s) {sorted(unknown)}; choose from {', '.join(INITS)}")
     if "torch" in inits and any(quadratic):
-        raise ValueError("the 'torch' θ0 has no quadratic part; use --quadratic without")
+        raise ValueError(
+            "the 'torch' θ0 has no quadratic part: choose quadratic=False (--quadratic without)"
+        )
 
 
 def error_budget(

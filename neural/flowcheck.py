@@ -32,7 +32,7 @@ import numpy as np
 from gridflow import rates
 from neural._validate import positive_float, positive_int, require_generator
 from neural.icnn import _transport_map
-from neural.initialization import initial_network
+from neural.initialization import INITS, initial_network
 from neural.kl import exact_kl, relative_entropy
 from neural.schemes import Target, make_method, run_method
 
@@ -293,6 +293,10 @@ def flow_check(
         settings = SETTINGS[size]
     else:
         raise ValueError(f"size must be one of {', '.join(SETTINGS)} or a dict, got {size!r}")
+    if settings["init"] not in INITS:
+        raise ValueError(
+            f"size['init'] must be one of {', '.join(INITS)}, got {settings['init']!r}"
+        )
     tau = positive_float(tau, "tau")
     steps = positive_int(steps, "steps")
     if isinstance(case, str):

@@ -67,7 +67,7 @@ a_l,j(p_j) = 0, layer by layer, so each softplus bends inside the data. With the
 quadratic part, w = 0 as well: T_θ0 = (1 + α) id exactly, the schemes' T̂_0 = id.
 From the default draw every unit bends near the origin with a slope of about 0.1, and the
 KL minimizations on the paper's mixture stop at plateaus (KL ≈ 0.2, UVP 2–3 %, for
-thousands of steps); from anchored units they reach UVP 0.05 to 0.3 % (README).
+thousands of steps); from anchored units they end at UVP 0.04 to 0.33 % (README).
 """
 
 from __future__ import annotations

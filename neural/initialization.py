@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from neural._validate import require_generator
 from neural.icnn import ICNN, ICNNArchitecture
 
 __all__ = ["INITS", "initial_network", "torch_default_init"]
@@ -25,6 +26,7 @@ def torch_default_init(architecture: ICNNArchitecture, rng: np.random.Generator)
     W0, b0, Wx_l ~ U(±1/√d); b_l ~ U(±1/√h_l); c ~ U(±1/√h_L); Wz_l, w ~ N(0, 0.1²);
     then projected (Wz_l, w clipped at 0). Draws block by block in θ order.
     """
+    rng = require_generator(rng)
     if architecture.quadratic:
         raise ValueError("the 'torch' initialization is the paper network's, without the "
                          "quadratic part")  # fmt: skip
@@ -57,14 +59,16 @@ def initial_network(
 ) -> ICNN:
     """θ0 drawn with ``rng`` by the scheme ``init`` (``INITS``).
 
-    'anchored' needs ``source`` (ϱ0, with ``sample(rng, n)``): one sample per hidden unit is
-    drawn from it with ``rng``, then the network. ``quadratic``: the ICNN's quadratic part
-    (not with 'torch').
+    'anchored' needs ``source`` (ϱ0, with ``sample(rng, n)`` or a callable (rng, n)): as many
+    samples as the network has hidden units are drawn from it with ``rng``, then the network,
+    each unit bending at one of them chosen at random (with replacement). ``quadratic``: the
+    ICNN's quadratic part (not with 'torch').
     """
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; choose from {', '.join(INITS)}")
+    rng = require_generator(rng)
+    architecture = ICNNArchitecture(dim, hidden, quadratic)  # checks dim and hidden
     if init == "torch":
-        architecture = ICNNArchitecture(dim, tuple(hidden), quadratic)
         return ICNN.from_architecture(architecture, torch_default_init(architecture, rng))
     anchors = None
     if init == "anchored":
@@ -72,5 +76,11 @@ def initial_network(
             raise ValueError("the 'anchored' initialization needs the source ϱ0 (source=...)")
         from neural.schemes import as_sampler
 
-        anchors = as_sampler(source)(rng, int(sum(hidden)))
-    return ICNN(dim, hidden, rng, quadratic=quadratic, anchors=anchors)
+        count = int(sum(architecture.hidden))
+        anchors = np.asarray(as_sampler(source)(rng, count), dtype=np.float64)
+        if anchors.shape != (count, architecture.dim):
+            raise ValueError(
+                f"source.sample(rng, {count}) must return shape ({count}, {architecture.dim}) "
+                f"for a network on R^{architecture.dim}, got {anchors.shape}"
+            )
+    return ICNN(architecture.dim, architecture.hidden, rng, quadratic=quadratic, anchors=anchors)

@@ -58,6 +58,8 @@ def test_flowcheck_rejects_bad_input():
         flow_check("gaussian2d", size="huge")
     with pytest.raises(ValueError, match="tau"):
         flow_check("gaussian2d", tau=-1.0)
+    with pytest.raises(ValueError, match=r"size\['init'\] must be one of normal, torch, anchored"):
+        flow_check("gaussian2d", size={"init": "bogus"})  # before the reference runs
 
 
 def test_flowcheck_command(tmp_path):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from neural import ICNN, ICNNArchitecture
+from neural import ICNN
 from neural import _reference as reference
 from neural.icnn import ANCHOR_SLOPE
 from neural.initialization import initial_network
@@ -43,9 +43,6 @@ def test_slope_sets_the_weight_norms_and_the_default_draw_is_unchanged():
     net = ICNN(2, (6, 6), np.random.default_rng(5), anchors=x, slope=2.5)
     np.testing.assert_allclose(np.linalg.norm(net.views()["W0"], axis=1), 2.5, rtol=1e-14)
     default = ICNN(2, (6, 6), np.random.default_rng(5))
-    np.testing.assert_array_equal(
-        default.params, ICNNArchitecture(2, (6, 6)).init_params(np.random.default_rng(5))
-    )
     # the anchored draw changes x-weights and biases only (and w with the quadratic part)
     changed = net.params != default.params
     views = net.architecture.views(changed)
@@ -81,6 +78,13 @@ def test_initial_network_schemes():
         initial_network(2, (5,), np.random.default_rng(0), "torch", quadratic=True)
     with pytest.raises(ValueError, match="unknown init"):
         initial_network(2, (5,), np.random.default_rng(0), "zeros")
+    for init in ("normal", "torch", "anchored"):
+        with pytest.raises(TypeError, match="hidden must be a sequence"):
+            initial_network(2, 5, np.random.default_rng(0), init, source=source)
+        with pytest.raises(TypeError, match=r"numpy\.random\.Generator"):
+            initial_network(2, (5,), 0, init, source=source)
+    with pytest.raises(ValueError, match=r"source.sample\(rng, 5\) must return shape \(5, 3\)"):
+        initial_network(3, (5,), np.random.default_rng(0), "anchored", source=source)
 
 
 def test_anchored_units_let_the_mixture_kl_run_past_the_plateau():

@@ -112,5 +112,8 @@ def test_distance_to_one_sample_is_energy_distance_bit_for_bit():
         assert to_y(x) == energy_distance(x, y)
     with pytest.raises(ValueError, match="x must have 2 columns"):
         to_y(np.zeros((4, 3)))
+    before = to_y(x)
+    y[:] = 0.0  # the caller's array changes; the cached term is of the copy
+    assert to_y(x) == before
     with pytest.raises(ValueError, match="y contains 1 NaN or infinite"):
         energy_distance_to(np.array([[0.0, np.nan], [1.0, 2.0]]))

@@ -115,5 +115,10 @@ def test_distance_to_one_sample_is_energy_distance_bit_for_bit():
     before = to_y(x)
     y[:] = 0.0  # the caller's array changes; the cached term is of the copy
     assert to_y(x) == before
+    line = rng.standard_normal((50, 1))  # d = 1: y.T is already contiguous, still copied
+    original, to_line = line.copy(), energy_distance_to(line)
+    line[:] = 0.0
+    z = rng.standard_normal((20, 1))
+    assert to_line(z) == energy_distance(z, original)
     with pytest.raises(ValueError, match="y contains 1 NaN or infinite"):
         energy_distance_to(np.array([[0.0, np.nan], [1.0, 2.0]]))

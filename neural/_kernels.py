@@ -28,6 +28,7 @@ from numba.extending import intrinsic
 __all__ = [
     "JIT",
     "block_bounds",
+    "dot4",
     "exp_nonpositive",
     "log1p_unit",
     "squared_distances",
@@ -74,6 +75,27 @@ def sum4(values, length):
         j += 4
     while j < length:
         s0 += values[j]
+        j += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(**JIT)
+def dot4(a, b):
+    """Σ_j a[j] b[j] in the fixed order of ``sum4`` (four interleaved partial sums)."""
+    length = a.size
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    j = 0
+    while j + 4 <= length:
+        s0 += a[j] * b[j]
+        s1 += a[j + 1] * b[j + 1]
+        s2 += a[j + 2] * b[j + 2]
+        s3 += a[j + 3] * b[j + 3]
+        j += 4
+    while j < length:
+        s0 += a[j] * b[j]
         j += 1
     return (s0 + s1) + (s2 + s3)
 

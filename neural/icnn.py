@@ -335,6 +335,13 @@ class ICNNArchitecture:
         mask.setflags(write=False)
         return mask
 
+    @cached_property
+    def _lower_bounds(self) -> np.ndarray:
+        """0 at the constrained entries, −inf elsewhere: the projection is a maximum with it."""
+        bounds = np.where(self.constrained_mask, 0.0, -np.inf)
+        bounds.setflags(write=False)
+        return bounds
+
     def slices(self) -> dict[str, tuple[slice, tuple[int, ...]]]:
         """Name -> (slice of θ, shape) for W0, b0, Wz1, b1, Wx1, ..., w, c."""
         return {
@@ -396,10 +403,11 @@ class ICNNArchitecture:
 
     def project(self, theta: np.ndarray) -> np.ndarray:
         """Euclidean projection of θ onto the constraint set: Wz_l, w clipped at 0 (a copy)."""
-        theta = self.check_params(theta, "theta", require_admissible=False, copy=True)
-        mask = self.constrained_mask
-        theta[mask] = np.maximum(theta[mask], 0.0)
-        return theta
+        return self._project(self.check_params(theta, "theta", require_admissible=False))
+
+    def _project(self, theta: np.ndarray) -> np.ndarray:
+        """``project`` of a checked θ (a new array; NaN stays NaN)."""
+        return np.maximum(theta, self._lower_bounds)
 
     def is_admissible(self, theta: np.ndarray) -> bool:
         """True if every Wz_l and w entry of θ is >= 0 (φ_θ is then convex in x)."""

@@ -101,6 +101,10 @@ class SGD:
     ) -> tuple[np.ndarray, SGDState]:
         """One update; returns new (params, state)."""
         params, grad = _check_step(params, grad, state, SGDState, "velocity")
+        return self._step(params, grad, state, project)
+
+    def _step(self, params, grad, state: SGDState, project) -> tuple[np.ndarray, SGDState]:
+        """``step`` for checked params and grad (the training loops check them once)."""
         velocity = self.momentum * state.velocity + grad
         updated = params - self.learning_rate * velocity
         return _apply(project, updated), SGDState(velocity=velocity, step=state.step + 1)
@@ -161,6 +165,10 @@ class Adam:
     ) -> tuple[np.ndarray, AdamState]:
         """One update; returns new (params, state)."""
         params, grad = _check_step(params, grad, state, AdamState, "first_moment")
+        return self._step(params, grad, state, project)
+
+    def _step(self, params, grad, state: AdamState, project) -> tuple[np.ndarray, AdamState]:
+        """``step`` for checked params and grad (the training loops check them once)."""
         t = state.step + 1
         first = self.beta1 * state.first_moment + (1.0 - self.beta1) * grad
         second = self.beta2 * state.second_moment + (1.0 - self.beta2) * (grad * grad)

@@ -282,8 +282,12 @@ def wasserstein_gradient(y, target, eps: float | None = None) -> np.ndarray:
     median squared distance). The estimate of ∇_W H(ρ | γ) at the points of ρ = T#ϱ0.
     Raises ``DivergenceError`` if the cloud has collapsed or ∇V is not finite.
     """
-    y = as_points(y, "y", min_points=2)
-    target = as_target(target)
+    return _wasserstein_gradient(as_points(y, "y", min_points=2), as_target(target), eps)
+
+
+def _wasserstein_gradient(y, target, eps) -> np.ndarray:
+    """``wasserstein_gradient`` at checked points y for a ``Target``; in the training loops
+    a non-finite y (a diverged map) is a ``DivergenceError`` from the score."""
     try:
         score = self_entropic_score(y, eps=eps)
     except ValueError as error:  # repeated points: the default eps is 0
@@ -327,6 +331,11 @@ def _kl_weight(reduction: str, n: int) -> float:
     return 1.0 / n if check_kl_reduction(reduction) == "mean" else 1.0
 
 
+def _checked_inputs(architecture: ICNNArchitecture, theta, x) -> tuple[np.ndarray, np.ndarray]:
+    """(θ, x) checked once as ``transport_map`` checks them, for the unchecked kernels."""
+    return architecture.check_params(theta, "theta"), as_points(x, "x", dim=architecture.dim)
+
+
 def mean_squared_norm(values) -> float:
     """(1/n) Σ_i ‖values_i‖² of an (n, d) array."""
     return float(np.einsum("ij,ij->", values, values)) / values.shape[0]
@@ -346,15 +355,14 @@ def _kl_part(architecture, theta, x, target, eps, reduction, kl, cotangent=None)
     kl='score': the KL gradient of eq. 3.7 with g = ŝ + ∇V at y; kl='logdet': the
     score-free gradient (module docstring, ``neural.kl``; g is None). ``cotangent``
     (optional) maps y (n, d) to an extra cotangent, e.g. the implicit proximal term.
+    θ and x are checked, ``target`` is a ``Target`` (callers check them once).
     """
     weight = _kl_weight(reduction, x.shape[0])
     if check_kl(kl) == "logdet":
-        gradient, y, _ = score_free_gradient(
-            architecture, theta, x, as_target(target), weight, cotangent
-        )
+        gradient, y, _ = score_free_gradient(architecture, theta, x, target, weight, cotangent)
         return gradient, y, None
-    y = transport_map(architecture, theta, x)
-    g = wasserstein_gradient(y, target, eps)
+    y = _transport_map_unchecked(architecture, theta, x)
+    g = _wasserstein_gradient(y, target, eps)
     u = weight * g if cotangent is None else weight * g + cotangent(y)
     return _map_vjp(architecture, theta, x, u), y, g
 
@@ -381,7 +389,8 @@ def kl_gradient(
     authors' public code does, see ``EuclideanGD``). Returns (gradient (num_params,),
     g (n, d), None for kl='logdet').
     """
-    gradient, _, g = _kl_part(architecture, theta, x, target, eps, reduction, kl)
+    theta, x = _checked_inputs(architecture, theta, x)
+    gradient, _, g = _kl_part(architecture, theta, x, as_target(target), eps, reduction, kl)
     return gradient, g
 
 
@@ -394,13 +403,18 @@ def explicit_objective(architecture: ICNNArchitecture, theta, x, y_previous, g_p
     Returns (L, ∇_θ L).
     """
     tau = positive_float(tau, "tau")
-    x = as_points(x, "x", dim=architecture.dim)
+    theta, x = _checked_inputs(architecture, theta, x)
     y_previous = _same_shape(y_previous, x, "y_previous")
     g_previous = _same_shape(g_previous, x, "g_previous")
-    y = transport_map(architecture, theta, x)
+    return _explicit_objective(architecture, theta, x, y_previous, g_previous, tau)
+
+
+def _explicit_objective(architecture, theta, x, y_previous, g_previous, tau):
+    """``explicit_objective`` for checked inputs."""
+    y = _transport_map_unchecked(architecture, theta, x)
     residual = g_previous + (y - y_previous) / tau
     n = x.shape[0]
-    return mean_squared_norm(residual), map_vjp(
+    return mean_squared_norm(residual), _map_vjp(
         architecture, theta, x, (2.0 / (n * tau)) * residual
     )
 
@@ -458,8 +472,14 @@ def implicit_gradient(
     Returns (∇_θ J, proximal term value, mean ‖g‖² at the current θ (NaN for 'logdet')).
     """
     tau = positive_float(tau, "tau")
-    x = as_points(x, "x", dim=architecture.dim)
+    theta, x = _checked_inputs(architecture, theta, x)
     y_previous = _same_shape(y_previous, x, "y_previous")
+    target = as_target(target)
+    return _implicit_gradient(architecture, theta, x, y_previous, target, tau, eps, reduction, kl)
+
+
+def _implicit_gradient(architecture, theta, x, y_previous, target, tau, eps, reduction, kl):
+    """``implicit_gradient`` for checked inputs and a ``Target``."""
     n = x.shape[0]
 
     def proximal_cotangent(y):
@@ -761,21 +781,21 @@ def _checked_params(theta, method, step) -> np.ndarray:
 
 def _algorithm1(config, optimizer, architecture, theta, sampler, target, rng, callback):
     """Shared loop of Algorithm 1: θ_{k+1} = optimizer step on eq. 3.7 (fresh batch per step)."""
-    project = architecture.project
+    project = architecture._project
     state = optimizer.init(theta)
     fisher = np.empty(config.steps)
     n, dim = config.batch_size, architecture.dim
     for k in range(config.steps):
         try:
             x = _batch(sampler, rng, n, dim, config.name, k)
-            gradient, g = kl_gradient(
+            gradient, _, g = _kl_part(
                 architecture, theta, x, target, config.score_eps, config.kl_reduction, config.kl
             )
             fisher[k] = _fisher(g)
         except DivergenceError as error:
             raise DivergenceError(f"{config.name} diverged at step {k}: {error}") from None
-        theta, state = optimizer.step(
-            theta, _checked_gradient(gradient, config.name, k), state, project=project
+        theta, state = optimizer._step(
+            theta, _checked_gradient(gradient, config.name, k), state, project
         )
         _checked_params(theta, config.name, k)
         if callback is not None:
@@ -791,7 +811,7 @@ def _algorithm2(config, inner_step, architecture, theta, sampler, rng, callback)
     T_k = T_θk (anchor θ_k), except T_0 = id (anchor None) with ``start='identity'``
     (eqs. 3.1, 3.2).
     """
-    project = architecture.project
+    project = architecture._project
     optimizer = Adam(
         learning_rate=config.inner_learning_rate,
         cosine_steps=config.inner_steps if config.inner_cosine_decay else None,
@@ -811,8 +831,8 @@ def _algorithm2(config, inner_step, architecture, theta, sampler, rng, callback)
                 gradient, fisher[k, j], inner_loss[k, j] = inner_step(theta, anchor, x, y_k)
             except DivergenceError as error:
                 raise DivergenceError(f"{config.name} diverged at step {step}: {error}") from None
-            theta, state = optimizer.step(
-                theta, _checked_gradient(gradient, config.name, step), state, project=project
+            theta, state = optimizer._step(
+                theta, _checked_gradient(gradient, config.name, step), state, project
             )
             _checked_params(theta, config.name, step)
         if callback is not None:
@@ -827,7 +847,7 @@ def _anchor(config, k, theta_k):
 
 def _anchor_map(architecture, anchor, x) -> np.ndarray:
     """T_k(x): the anchor's map, or x itself for T̂_0 = id (anchor None)."""
-    return x.copy() if anchor is None else transport_map(architecture, anchor, x)
+    return x.copy() if anchor is None else _transport_map_unchecked(architecture, anchor, x)
 
 
 def _algorithm2_exact(config, architecture, theta, sampler, target, rng, callback):
@@ -846,7 +866,7 @@ def _algorithm2_exact(config, architecture, theta, sampler, target, rng, callbac
         try:
             x = _batch(sampler, rng, n, dim, config.name, k)
             y_k = _anchor_map(architecture, _anchor(config, k, theta), x)
-            g_k = wasserstein_gradient(y_k, target, config.score_eps)
+            g_k = _wasserstein_gradient(y_k, target, config.score_eps)
         except DivergenceError as error:
             raise DivergenceError(f"{config.name} diverged at step {k}: {error}") from None
         fit = regress(architecture, theta, x, y_k - config.tau * g_k, config.inner_steps,
@@ -875,9 +895,9 @@ def _explicit_step(config, architecture, target):
                 architecture, theta, x, y_k, anchor_hessian(anchor, x), target, config.tau
             )
             return gradient, np.nan, proximal
-        g_k = wasserstein_gradient(y_k, target, config.score_eps)
+        g_k = _wasserstein_gradient(y_k, target, config.score_eps)
         fisher = mean_squared_norm(g_k)
-        loss, gradient = explicit_objective(architecture, theta, x, y_k, g_k, config.tau)
+        loss, gradient = _explicit_objective(architecture, theta, x, y_k, g_k, config.tau)
         return gradient, fisher, loss
 
     return inner_step
@@ -887,7 +907,7 @@ def _implicit_step(config, architecture, target):
     """(gd, impl.) inner step: the KL gradient at the current θ plus the proximal term."""
 
     def inner_step(theta, anchor, x, y_k):
-        gradient, proximal, fisher = implicit_gradient(
+        gradient, proximal, fisher = _implicit_gradient(
             architecture, theta, x, y_k, target, config.tau, config.score_eps,
             config.kl_reduction, config.kl,
         )  # fmt: skip

@@ -138,3 +138,36 @@ def test_user_error_through_the_real_command_line_has_no_traceback(tmp_path):
         "integer >= 9, got 8"
     )
     assert "Traceback" not in result.stderr
+
+
+def test_benchmark_refuses_a_before_that_is_no_checkout(tmp_path, capsys):
+    import validation.benchmark_neural as benchmark_neural
+
+    argv = ["--goals-only", "--before", str(tmp_path)]
+    status, line = exit_status_and_error(benchmark_neural.main, argv, capsys)
+    assert status == 2
+    assert "not a checkout of this project" in line
+
+
+def test_benchmark_reads_the_seconds_of_another_checkout(monkeypatch, tmp_path):
+    """--before times each checkout in a subprocess and parses speed_neural's line."""
+    import validation.benchmark_neural as benchmark_neural
+
+    seen = []
+
+    def run(command, env, **kwargs):
+        seen.append(env["PYTHONPATH"])
+        seconds = "8.00" if env["PYTHONPATH"] == str(tmp_path) else "2.00"
+        line = f"one seed, 4 methods, paper settings, 1 thread: {seconds} s CPU\n"
+        return types.SimpleNamespace(returncode=0, stdout=line, stderr="")
+
+    monkeypatch.setattr(benchmark_neural.subprocess, "run", run)
+    rows = benchmark_neural.seed_rows(quick=True, before=tmp_path)
+    assert seen[0] == str(tmp_path) and len(seen) == 2
+    assert rows[0][1] == "0.250"
+    assert rows[1][1] == "1.38 s" and rows[1][4] is True  # 5.5 s x 0.25
+    assert rows[2][1] == "20.8x" and rows[2][4] is True
+    failing = types.SimpleNamespace(returncode=1, stdout="", stderr="ImportError: no neural")
+    monkeypatch.setattr(benchmark_neural.subprocess, "run", lambda *a, **k: failing)
+    with pytest.raises(RuntimeError, match="ImportError"):
+        benchmark_neural.checkout_seed_seconds(tmp_path)

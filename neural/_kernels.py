@@ -59,45 +59,42 @@ def block_bounds(count, block, multiple):
 
 
 @njit(**JIT)
-def sum4(values, length):
-    """Σ values[:length] in a fixed order: four interleaved partial sums s0..s3, then
-    (s0 + s1) + (s2 + s3)."""
+def _four_sums(a, b, length, products):
+    """Σ_j a[j] (times b[j] if ``products``) over j < length in a fixed order: four
+    interleaved partial sums s0..s3, then (s0 + s1) + (s2 + s3)."""
     s0 = 0.0
     s1 = 0.0
     s2 = 0.0
     s3 = 0.0
     j = 0
     while j + 4 <= length:
-        s0 += values[j]
-        s1 += values[j + 1]
-        s2 += values[j + 2]
-        s3 += values[j + 3]
+        if products:
+            s0 += a[j] * b[j]
+            s1 += a[j + 1] * b[j + 1]
+            s2 += a[j + 2] * b[j + 2]
+            s3 += a[j + 3] * b[j + 3]
+        else:
+            s0 += a[j]
+            s1 += a[j + 1]
+            s2 += a[j + 2]
+            s3 += a[j + 3]
         j += 4
     while j < length:
-        s0 += values[j]
+        s0 += a[j] * b[j] if products else a[j]
         j += 1
     return (s0 + s1) + (s2 + s3)
 
 
 @njit(**JIT)
+def sum4(values, length):
+    """Σ values[:length] in the fixed order of ``_four_sums``."""
+    return _four_sums(values, values, length, False)
+
+
+@njit(**JIT)
 def dot4(a, b):
-    """Σ_j a[j] b[j] in the fixed order of ``sum4`` (four interleaved partial sums)."""
-    length = a.size
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
-    j = 0
-    while j + 4 <= length:
-        s0 += a[j] * b[j]
-        s1 += a[j + 1] * b[j + 1]
-        s2 += a[j + 2] * b[j + 2]
-        s3 += a[j + 3] * b[j + 3]
-        j += 4
-    while j < length:
-        s0 += a[j] * b[j]
-        j += 1
-    return (s0 + s1) + (s2 + s3)
+    """Σ_j a[j] b[j] in the fixed order of ``_four_sums``."""
+    return _four_sums(a, b, a.size, True)
 
 
 @njit(**JIT)

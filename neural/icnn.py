@@ -688,13 +688,20 @@ def _adjoint_step(table, layer, adjoint, slope, curvature, pre, out, points, tan
 
 @njit(**JIT)
 def _weighted_tangent(gram, a, k, directions, points, out):
-    """out = (G ȧ)_k = Σ_l G_kl ȧ_l over the points, G per point in ``gram`` (K, K, p)."""
-    for i in range(points):
-        out[i] = gram[k, 0, i] * a[points + i]
-    for l in range(1, directions):
-        first = (1 + l) * points
-        for i in range(points):
-            out[i] += gram[k, l, i] * a[first + i]
+    """out = (G ȧ)_k = Σ_l G_kl ȧ_l over the points, G per point in ``gram`` (K, K, p).
+
+    Every loop here and in the second-order kernels below runs over views indexed from 0:
+    with an offset index (a[first + i]) numba's negative-index handling keeps LLVM from
+    vectorizing them."""
+    for l in range(directions):
+        weight = gram[k, l]
+        tangent = a[(1 + l) * points : (2 + l) * points]
+        if l == 0:
+            for i in range(points):
+                out[i] = weight[i] * tangent[i]
+        else:
+            for i in range(points):
+                out[i] += weight[i] * tangent[i]
 
 
 @njit(**JIT)
@@ -709,23 +716,25 @@ def _adjoint_activation_second(adjoint, slope, curvature, kappa, pre, out, point
     for o in range(slope.shape[0]):
         g = adjoint[o]
         a = pre[o]
-        result = out[o]
-        s1 = slope[o]
-        s2 = curvature[o]
+        g0, g2 = g[:points], g[second : second + points]
+        r0, r2 = out[o, :points], out[o, second : second + points]
+        s1, s2, k_row = slope[o], curvature[o], kappa[o]
         for i in range(points):
-            g2 = g[second + i]
-            result[i] = g[i] * s1[i] + g2 * kappa[o, i]
-            result[second + i] = g2 * s1[i]
+            r0[i] = g0[i] * s1[i] + g2[i] * k_row[i]
+        for i in range(points):
+            r2[i] = g2[i] * s1[i]
         for k in range(directions):
             first = (1 + k) * points
+            g1, tangent = g[first : first + points], a[first : first + points]
+            r1 = out[o, first : first + points]
             if gram.size:
                 _weighted_tangent(gram, a, k, directions, points, weighted)
             else:
-                weighted[:points] = a[first : first + points]
+                weighted[:points] = tangent
             for i in range(points):
-                g1 = g[first + i]
-                result[i] += g1 * s2[i] * a[first + i]
-                result[first + i] = g1 * s1[i] + 2.0 * g[second + i] * s2[i] * weighted[i]
+                r0[i] += g1[i] * s2[i] * tangent[i]
+            for i in range(points):
+                r1[i] = g1[i] * s1[i] + 2.0 * g2[i] * s2[i] * weighted[i]
 
 
 @njit(**JIT)
@@ -818,20 +827,20 @@ def _second_order_forward(table, packed, inputs, pre, slope, curvature, kappa, p
             form[:] = 0.0
             for k in range(directions):
                 first = (1 + k) * points
+                tangent = a[first : first + points]
                 if gram.size:
                     _weighted_tangent(gram, a, k, directions, points, weighted)
                 else:
-                    weighted[:] = a[first : first + points]
+                    weighted[:] = tangent
                 for i in range(points):
-                    form[i] += a[first + i] * weighted[i]
-            z = inputs[following + o]
-            s1 = slope[unit + o]
-            s2 = curvature[unit + o]
-            k_row = kappa[unit + o]
+                    form[i] += tangent[i] * weighted[i]
+            t = a[second : second + points]
+            z = inputs[following + o, second : second + points]
+            s1, s2, k_row = slope[unit + o], curvature[unit + o], kappa[unit + o]
             for i in range(points):
-                t = a[second + i]
-                z[second + i] = s2[i] * form[i] + s1[i] * t
-                k_row[i] = s2[i] * (1.0 - 2.0 * s1[i]) * form[i] + s2[i] * t
+                z[i] = s2[i] * form[i] + s1[i] * t[i]
+            for i in range(points):
+                k_row[i] = s2[i] * (1.0 - 2.0 * s1[i]) * form[i] + s2[i] * t[i]
 
 
 @njit(**JIT)
@@ -1140,6 +1149,86 @@ def _cholesky_point(hessian, lower, factor):
 
 
 @njit(**JIT)
+def _cholesky_block(outputs, quadratic, start, count, points, gram, inverses, log_det):
+    """``_cholesky_point`` for the points [start, start + count) at once, each loop over the
+    points (so that it vectorizes), with the same operations in the same order: H_i = the
+    Hessian kernel's ∇²φ(x_i) (row-major after T in ``outputs``, d + d² per point) + Q;
+    S_i = C_i C_iᵀ = H_i⁻¹ into ``gram`` (d, d, points; 0 for padded points) and
+    ``inverses[i]``; log det H_i into ``log_det[i]`` (NaN where ``_cholesky_point`` gives
+    NaN, the other outputs then partial). Returns the number of NaN log-determinants."""
+    d = quadratic.shape[0]
+    stride = d + d * d
+    hessian = np.empty((d, d, count))
+    lower = np.zeros((d, d, count))
+    factor = np.zeros((d, d, count))
+    failed = np.zeros(count, dtype=np.bool_)
+    for j in range(d):
+        for k in range(d):
+            entry, shift = hessian[j, k], quadratic[j, k]
+            for i in range(count):
+                entry[i] = outputs[(start + i) * stride + d + j * d + k] + shift
+    pivot = np.empty(count)
+    value = np.empty(count)
+    for j in range(d):
+        pivot[:] = hessian[j, j]
+        for k in range(j):
+            row = lower[j, k]
+            for i in range(count):
+                pivot[i] -= row[i] * row[i]
+        diagonal = lower[j, j]
+        for i in range(count):
+            failed[i] |= not pivot[i] > 0.0
+            diagonal[i] = math.sqrt(pivot[i]) if pivot[i] > 0.0 else 1.0
+        for r in range(j + 1, d):
+            value[:] = hessian[r, j]
+            for k in range(j):
+                left, right = lower[r, k], lower[j, k]
+                for i in range(count):
+                    value[i] -= left[i] * right[i]
+            entry = lower[r, j]
+            for i in range(count):
+                entry[i] = value[i] / diagonal[i]
+    largest = np.zeros(count)
+    for column in range(d):  # R⁻¹ by forward substitution, stored transposed (C = R⁻ᵀ)
+        entry, diagonal = factor[column, column], lower[column, column]
+        for i in range(count):
+            entry[i] = 1.0 / diagonal[i]
+        for r in range(column + 1, d):
+            value[:] = 0.0
+            for k in range(column, r):
+                left, right = lower[r, k], factor[column, k]
+                for i in range(count):
+                    value[i] -= left[i] * right[i]
+            entry, diagonal = factor[column, r], lower[r, r]
+            for i in range(count):
+                entry[i] = value[i] / diagonal[i]
+        for r in range(column, d):
+            entry = factor[column, r]
+            for i in range(count):
+                largest[i] = max(largest[i], abs(entry[i]))
+    failures = 0
+    for i in range(count):
+        total = 0.0
+        for j in range(d):
+            total += math.log(lower[j, j, i])
+        finite = largest[i] <= _LARGEST_FLOAT and abs(total) <= _LARGEST_FLOAT
+        log_det[start + i] = 2.0 * total if finite and not failed[i] else np.nan
+        failures += np.isnan(log_det[start + i])
+    gram[:, :, count:] = 0.0
+    for j in range(d):
+        for k in range(d):
+            entry = gram[j, k]
+            entry[:count] = 0.0
+            for m in range(d):
+                left, right = factor[j, m], factor[k, m]
+                for i in range(count):
+                    entry[i] += left[i] * right[i]
+            for i in range(count):
+                inverses[start + i, j, k] = entry[i]
+    return failures
+
+
+@njit(**JIT)
 def _cholesky_kernel(hessians, log_det, factors):
     """log det H_i and C_i = R_i⁻ᵀ of every point (``_cholesky_point``); returns the number
     of points whose H is not numerically positive definite (their outputs are partial)."""
@@ -1216,24 +1305,10 @@ def _make_log_det_kernels(parallel):
             inputs, pre, slope, curvature, kappa = _tape_views(tape[b], table, start, stop, dim)
             _run_block(table, packed, x, directions, start, stop, _HESSIAN, outputs, inputs, pre,
                        slope, curvature)  # fmt: skip
-            hessian = np.empty((dim, dim))
-            lower = np.zeros((dim, dim))
-            factor = np.empty((dim, dim))
-            for i in range(start, stop):
-                row = i * stride + dim
-                for j in range(dim):
-                    for k in range(dim):
-                        hessian[j, k] = outputs[row + j * dim + k] + quadratic[j, k]
-                log_det[i] = _cholesky_point(hessian, lower, factor)
-                failures[b] += np.isnan(log_det[i])
-                for j in range(dim):  # S = C Cᵀ (a BLAS call costs more at this size)
-                    for k in range(dim):
-                        total = 0.0
-                        for m in range(dim):
-                            total += factor[j, m] * factor[k, m]
-                        inverses[i, j, k] = total
             count, points = stop - start, slope.shape[1]
-            gram = _point_weights(inverses, start, count, points)
+            gram = np.empty((dim, dim, points))
+            failures[b] = _cholesky_block(outputs, quadratic, start, count, points, gram,
+                                          inverses, log_det)  # fmt: skip
             _second_order_forward(table, packed, inputs, pre, slope, curvature, kappa, points,
                                   dim, gram)  # fmt: skip
         y = np.empty((n, dim))

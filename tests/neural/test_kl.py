@@ -1,5 +1,7 @@
 """The score-free KL: third-order ICNN derivatives, the quadratic part, exact KL (DESIGN §4b)."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -152,6 +154,44 @@ def test_quadratic_part_layout_and_init():
 
 
 # --------------------------------------------------------------------------- log det, exact KL
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 8])
+def test_cholesky_of_a_block_is_the_pointwise_one_bit_for_bit(d):
+    """The score-free kernel factors a block's Hessians at once (loops over the points):
+    the same log det, H⁻¹ and failures as ``_cholesky_point`` point by point, with the
+    quadratic part added, padded points zero, a point that is not positive definite NaN."""
+    from neural.icnn import _cholesky_block, _cholesky_point
+
+    rng = np.random.default_rng(d)
+    count, points, start, n = 37, 40, 5, 50
+    factors = rng.standard_normal((n, d, d))
+    hessians = factors @ factors.transpose(0, 2, 1) + 0.01 * np.eye(d)
+    hessians[start + 6] = -np.eye(d)  # not positive definite
+    hessians[start + 9, 0, 0] = np.nan
+    quadratic = 0.1 * np.eye(d)
+    stride = d + d * d
+    outputs = np.full(n * stride, np.nan)
+    for i in range(n):
+        outputs[i * stride + d : (i + 1) * stride] = (hessians[i] - quadratic).ravel()
+    gram, inverses, log_det = np.full((d, d, points), 7.0), np.zeros((n, d, d)), np.zeros(n)
+    failures = _cholesky_block(outputs, quadratic, start, count, points, gram, inverses, log_det)
+    assert failures == 2
+    lower, factor = np.zeros((d, d)), np.zeros((d, d))
+    for i in range(start, start + count):
+        h = outputs[i * stride + d : (i + 1) * stride].reshape(d, d) + quadratic
+        expected = _cholesky_point(h, lower, factor)
+        if np.isnan(expected):
+            assert np.isnan(log_det[i])
+            continue
+        assert log_det[i] == expected
+        inverse = np.zeros((d, d))  # S = C Cᵀ summed in the kernel's order
+        for j, k, m in itertools.product(range(d), range(d), range(d)):
+            inverse[j, k] += factor[j, m] * factor[k, m]
+        np.testing.assert_array_equal(inverses[i], inverse)
+        np.testing.assert_allclose(inverses[i], np.linalg.inv(h), rtol=1e-8, atol=1e-10)
+        np.testing.assert_array_equal(gram[:, :, i - start], inverses[i])
+    np.testing.assert_array_equal(gram[:, :, count:], 0.0)
 
 
 def test_cholesky_factors():

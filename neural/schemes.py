@@ -105,6 +105,7 @@ from neural._validate import (
     flag,
     positive_float,
     positive_int,
+    require_finite,
     require_generator,
 )
 from neural.errors import DivergenceError
@@ -286,11 +287,14 @@ def wasserstein_gradient(y, target, eps: float | None = None) -> np.ndarray:
 
 
 def _wasserstein_gradient(y, target, eps) -> np.ndarray:
-    """``wasserstein_gradient`` at checked points y for a ``Target``; in the training loops
-    a non-finite y (a diverged map) is a ``DivergenceError`` from the score."""
+    """``wasserstein_gradient`` at points y for a ``Target``; the training loops pass the
+    map's values unchecked, so a non-finite y (a diverged map) is a ``DivergenceError``."""
     try:
         score = self_entropic_score(y, eps=eps)
-    except ValueError as error:  # repeated points: the default eps is 0
+    except ValueError as error:  # repeated points (the default eps is 0), or a diverged map
+        if not np.isfinite(y).all():
+            count = int(np.sum(~np.isfinite(y).all(axis=1)))
+            raise DivergenceError(f"the map sent {count} of the samples to inf or NaN") from None
         raise DivergenceError(f"cannot estimate the score of the pushed samples: {error}") from None
     grad_v = np.asarray(target.grad_V(y), dtype=np.float64)
     if grad_v.shape != y.shape:
@@ -342,10 +346,12 @@ def mean_squared_norm(values) -> float:
 
 
 def _same_shape(array, x, name) -> np.ndarray:
-    """``array`` as float64 if it has the shape (n, d) of the samples x, else ValueError."""
+    """``array`` as float64 if it is finite with the shape (n, d) of the samples x, else
+    ValueError."""
     array = np.asarray(array, dtype=np.float64)
     if array.shape != x.shape:
         raise ValueError(f"{name} must have the shape {x.shape} of x, got {array.shape}")
+    require_finite(array, name)
     return array
 
 
@@ -442,8 +448,16 @@ def explicit_logdet_gradient(
             f"hessian_previous must have shape ({n}, {d}, {d}) (∇T_k at each sample), "
             f"got {hessian_previous.shape}"
         )
+    return _explicit_logdet_gradient(
+        architecture, theta, x, y_previous, hessian_previous, as_target(target), tau
+    )
+
+
+def _explicit_logdet_gradient(architecture, theta, x, y_previous, hessian_previous, target, tau):
+    """``explicit_logdet_gradient`` for checked inputs and a ``Target``."""
+    n = x.shape[0]
     _, factors = cholesky_factors(hessian_previous)
-    grad_v = checked_values(as_target(target).grad_V, y_previous, "target.grad_V", x.shape)
+    grad_v = checked_values(target.grad_V, y_previous, "target.grad_V", x.shape)
     y = _transport_map_unchecked(architecture, theta, x)
     step = y - y_previous
     gradient = _map_vjp(architecture, theta, x, (grad_v + step / tau) / n)
@@ -891,7 +905,7 @@ def _explicit_step(config, architecture, target):
 
     def inner_step(theta, anchor, x, y_k):
         if config.kl == "logdet":
-            gradient, proximal = explicit_logdet_gradient(
+            gradient, proximal = _explicit_logdet_gradient(
                 architecture, theta, x, y_k, anchor_hessian(anchor, x), target, config.tau
             )
             return gradient, np.nan, proximal

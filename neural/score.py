@@ -13,11 +13,11 @@ is the fixed point of the averaged map A(h) = ½(h + T(h)) (the plain update h �
 oscillates between two states for the symmetric problem). A's linearization is
 ½(I − P), P_ij = ∂T_i/∂h_j negated, a row-stochastic matrix similar to a positive
 semidefinite one (the Gaussian kernel is): its eigenvalues lie in [0, ½], and the plain
-averaged update h ← A(h) converges at rate ½ (~28 updates to 1e-9 for n = 100). The
+averaged update h ← A(h) converges at rate ½ (27–28 updates to 1e-9 for n = 100). The
 updates are Anderson-mixed: h ← A(h_k) − Σ_j γ_j ΔA_j over the last ``_ANDERSON_DEPTH``
 differences ΔA_j of A's values, γ the least-squares fit of the residual f_k = A(h_k) − h_k
 by the differences Δf_j of the residuals, then clipped to the box |h_i| <= ½ log n. That
-takes ~14 updates to 1e-9, and each costs ~(2 + 3·depth)·n more flops than the n² of an
+takes 14–15 updates to 1e-9, and each costs ~(2 + 3·depth)·n more flops than the n² of an
 update. Starting from h = 0, every plain iterate satisfies |h_i| <= ½ log n
 (T(h)_i <= log n − h_i from the diagonal term, T(h)_i >= −max h), so the fixed point lies
 in the box, and the clipped mixed iterates keep the bound that the log-sum-exp needs.
@@ -144,6 +144,13 @@ class ScoreResolutionWarning(RuntimeWarning):
 
 _ROUNDOFF_EXPONENT = -math.log(np.finfo(np.float64).eps)
 """log(1/ε_machine) ≈ 36.04: a kernel weight exp(−v) with v above it is below roundoff."""
+
+
+@njit(**JIT)
+def _blind_below(nearest):
+    """d_i² / (2 log(1/ε_machine)) per sample (d_i² = ``nearest``): below this ε the kernel
+    weight of x_i's nearest neighbour is below roundoff (``smallest_safe_eps``)."""
+    return nearest / (2.0 * _ROUNDOFF_EXPONENT)
 
 
 @dataclass(frozen=True)
@@ -521,10 +528,10 @@ def _default_eps_score(x, tol, max_iter):
     ``smallest_safe_eps``, residual, iterations); when the median is not in (0, inf), it
     returns there with an empty score (the caller raises)."""
     median, nearest = _pair_statistics(x)
-    safe = nearest.max() / (2.0 * _ROUNDOFF_EXPONENT)
+    safe = _blind_below(nearest).max()
     if not 0.0 < median < np.inf:
         return np.empty((0, x.shape[1])), np.empty(0), median, nearest, safe, np.inf, 0
-    eps = DEFAULT_EPS_FRACTION * median
+    eps = DEFAULT_EPS_FRACTION * median  # as _eps_from_median
     h, residual, iterations, kernel = _SERIAL_STORED_SINKHORN(x, eps, tol, max_iter)
     score = _score_from_kernel(x, kernel, h, eps)
     return score, h, median, nearest, safe, residual, iterations
@@ -585,14 +592,14 @@ def smallest_safe_eps(x) -> float:
     projection B(x_i) is x_i and the score estimate at x_i is exactly 0.
     """
     x = as_points(x, "x", min_points=2)
-    return float(_nearest_squared_distances(x).max() / (2.0 * _ROUNDOFF_EXPONENT))
+    return float(_blind_below(_nearest_squared_distances(x)).max())
 
 
 def _check_resolution(nearest, eps) -> None:
     """Raise if ε is below the kernel's resolution at every sample (an all-zero score); warn
     (ScoreResolutionWarning) if at some of them (their scores are 0). ``nearest``: each
     sample's squared distance to its nearest other sample."""
-    blind_below = nearest / (2.0 * _ROUNDOFF_EXPONENT)
+    blind_below = _blind_below(nearest)
     safe = float(blind_below.max())
     if eps >= safe:
         return
@@ -622,16 +629,22 @@ def _sinkhorn(x, eps, tol, max_iter):
     return _SINKHORN[parallel, stored](x, eps, tol, max_iter)
 
 
-def _checked_eps(x, eps, want_nearest: bool):
-    """(x as checked points, ε: the given one checked or the default, and with
-    ``want_nearest`` the samples' squared distances to their nearest other sample, else
-    None). The default ε's median holds all pairs in memory; a given ε needs O(n)."""
+def _checked_arguments(x, eps, tol, max_iter):
+    """(x, ε or None, tol, max_iter) checked in this order, before any work."""
     x = as_points(x, "x", min_points=2)
+    if eps is not None:
+        eps = positive_float(eps, "eps", hint=_EPS_HINT)
+    return x, eps, positive_float(tol, "tol"), positive_int(max_iter, "max_iter")
+
+
+def _scale(x, eps, want_nearest: bool):
+    """(ε: the given one or the default, and with ``want_nearest`` the samples' squared
+    distances to their nearest other sample, else None) for checked x. The default ε's
+    median holds all pairs in memory; a given ε needs O(n)."""
     if eps is None:
         median, nearest = _pair_statistics(x)
-        return x, _eps_from_median(median), nearest
-    eps = positive_float(eps, "eps", hint=_EPS_HINT)
-    return x, eps, _nearest_squared_distances(x) if want_nearest else None
+        return _eps_from_median(median), nearest
+    return eps, _nearest_squared_distances(x) if want_nearest else None
 
 
 def _outcome(x, eps, tol, h, residual, iterations) -> SelfEntropicPotential:
@@ -665,11 +678,6 @@ def _report_nonconvergence(x, eps, tol, residual, iterations, stacklevel=3) -> N
         )
 
 
-def _stopping_rule(tol, max_iter):
-    """(tol, max_iter) checked: a positive float and a positive integer."""
-    return positive_float(tol, "tol"), positive_int(max_iter, "max_iter")
-
-
 def self_entropic_potential(
     x, eps: float | None = None, tol: float = 1e-9, max_iter: int = 1000
 ) -> SelfEntropicPotential:
@@ -683,8 +691,8 @@ def self_entropic_potential(
     reached residual (inside ``count_nonconvergence``: counts it instead), and the result
     carries ``residual`` and ``converged``.
     """
-    x, eps, _ = _checked_eps(x, eps, want_nearest=False)
-    tol, max_iter = _stopping_rule(tol, max_iter)
+    x, eps, tol, max_iter = _checked_arguments(x, eps, tol, max_iter)
+    eps, _ = _scale(x, eps, want_nearest=False)
     h, residual, iterations, _ = _sinkhorn(x, eps, tol, max_iter)
     return _outcome(x, eps, tol, h, residual, iterations)
 
@@ -704,29 +712,26 @@ def self_entropic_score(
     Non-convergence within ``max_iter`` emits a ``ConvergenceWarning`` stating the
     residual reached; it does not raise. ``eps <= 0`` raises a ValueError.
 
-    Too small an ε (checked against each sample's nearest neighbour, see
-    ``smallest_safe_eps``): when the
-    kernel underflows at every sample, so that the estimate would be all zeros, a
-    ValueError names eps and the smallest safe scale; when it underflows at some samples
-    only (isolated points), their score is 0 and a ``ScoreResolutionWarning`` says so.
+    The arguments are checked first (x, eps, tol, max_iter), then the data: at least half
+    of the pairwise distances 0 (the default ε would be 0), and too small an ε (checked
+    against each sample's nearest neighbour, see ``smallest_safe_eps``). When the kernel
+    underflows at every sample, so that the estimate would be all zeros, a ValueError
+    names eps and the smallest safe scale; when it underflows at some samples only
+    (isolated points), their score is 0 and a ``ScoreResolutionWarning`` says so.
     An all-zero field is never a meaningful answer, hence the error; a few isolated
     samples are common at the default ε, hence only a warning.
     """
-    tol, max_iter = _stopping_rule(tol, max_iter)
-    if eps is None:
-        x = as_points(x, "x", min_points=2)
-        if x.shape[0] <= _STORED_MAX_POINTS:  # the whole estimate in one kernel call
-            score, h, median, nearest, safe, residual, iterations = _default_eps_score(
-                x, tol, max_iter
-            )
-            eps = _eps_from_median(median)
-            if eps < safe:
-                _check_resolution(nearest, eps)
-            if return_info:
-                return score, _outcome(x, eps, tol, h, residual, iterations)
-            _report_nonconvergence(x, eps, tol, residual, iterations)
-            return score
-    x, eps, nearest = _checked_eps(x, eps, want_nearest=True)
+    x, eps, tol, max_iter = _checked_arguments(x, eps, tol, max_iter)
+    if eps is None and x.shape[0] <= _STORED_MAX_POINTS:  # the estimate in one kernel call
+        score, h, median, nearest, safe, residual, iterations = _default_eps_score(x, tol, max_iter)
+        eps = _eps_from_median(median)
+        if eps < safe:
+            _check_resolution(nearest, eps)
+        if return_info:
+            return score, _outcome(x, eps, tol, h, residual, iterations)
+        _report_nonconvergence(x, eps, tol, residual, iterations)
+        return score
+    eps, nearest = _scale(x, eps, want_nearest=True)
     _check_resolution(nearest, eps)
     h, residual, iterations, kernel = _sinkhorn(x, eps, tol, max_iter)
     solution = _outcome(x, eps, tol, h, residual, iterations)

@@ -162,7 +162,8 @@ def test_benchmark_reads_the_seconds_of_another_checkout(monkeypatch, tmp_path):
         return types.SimpleNamespace(returncode=0, stdout=line, stderr="")
 
     monkeypatch.setattr(benchmark_neural.subprocess, "run", run)
-    rows = benchmark_neural.seed_rows(quick=True, before=tmp_path)
+    monkeypatch.chdir(tmp_path.parent)  # a relative checkout: the subprocess gets it absolute
+    rows = benchmark_neural.seed_rows(quick=True, before=pathlib.Path(tmp_path.name))
     assert seen[0] == str(tmp_path) and len(seen) == 2
     assert rows[0][1] == "0.250"
     assert rows[1][1] == "1.38 s" and rows[1][4] is True  # 5.5 s x 0.25

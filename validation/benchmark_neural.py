@@ -333,6 +333,7 @@ _SEED_LINE = re.compile(r"1 thread: ([0-9.]+) s CPU")
 def checkout_seed_seconds(checkout: Path) -> float:
     """CPU seconds of one seed's training by the package in ``checkout``, one thread, in a
     subprocess (``validation/speed_neural.py --seed-only`` of this checkout)."""
+    checkout = checkout.resolve()
     script = Path(__file__).with_name("speed_neural.py")
     environment = dict(os.environ, PYTHONPATH=str(checkout), NUMBA_NUM_THREADS="1",
                        OPENBLAS_NUM_THREADS="1")  # fmt: skip
@@ -455,8 +456,10 @@ def main(argv=None) -> None:
         help="only regress with one BLAS thread against BLAS's default, another process busy",
     )
     arguments = parser.parse_args(argv)
-    if arguments.before is not None and not (arguments.before / "neural").is_dir():
-        parser.error(f"--before {arguments.before}: not a checkout of this project (no neural/)")
+    if arguments.before is not None:
+        if not (arguments.before / "neural").is_dir():
+            parser.error(f"--before {arguments.before}: not a checkout of this project (no neural)")
+        arguments.before = arguments.before.resolve()  # the subprocess runs inside it
     print(machine_description())
     if arguments.regression:
         print(f"{'wall time (another process busy)':52s} {'1 BLAS':>10s} {'default':>10s} ratio")

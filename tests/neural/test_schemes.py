@@ -352,6 +352,27 @@ def test_divergence_is_reported_as_divergence_error():
         )
 
 
+def test_a_map_sent_to_infinity_is_a_divergence_naming_the_samples():
+    """The training loops pass the map's values to the score unchecked: a diverged map is a
+    DivergenceError that says so, not the score's advice about its input x."""
+    from neural.schemes import _wasserstein_gradient
+
+    y = np.random.default_rng(1).standard_normal((30, 2))
+    y[[3, 7]] = np.inf
+    with pytest.raises(DivergenceError, match="sent 2 of the samples to inf or NaN"):
+        _wasserstein_gradient(y, Target.standard_gaussian(2), None)
+
+
+@pytest.mark.parametrize("name", ["y_previous", "g_previous"])
+def test_explicit_objective_refuses_non_finite_anchors(name):
+    net = ICNN(2, (6, 5), np.random.default_rng(0))
+    x = np.random.default_rng(1).standard_normal((30, 2))
+    arrays = {"y_previous": x.copy(), "g_previous": np.zeros_like(x)}
+    arrays[name][4, 1] = np.nan
+    with pytest.raises(ValueError, match=f"{name} contains 1 NaN"):
+        explicit_objective(net.architecture, net.params, x, tau=0.4, **arrays)
+
+
 # --------------------------------------------------------------------------- bad input
 
 

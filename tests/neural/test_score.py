@@ -315,3 +315,18 @@ def test_arguments_are_checked_in_order_before_the_data(function):
         function(repeated, tol=-1.0)
     with pytest.raises(ValueError, match="cannot choose eps"):
         function(repeated)
+
+
+def test_the_default_eps_kernel_is_the_step_by_step_estimate():
+    """eps=None runs pairs, ε, Sinkhorn and the score in one kernel call: the same numbers,
+    bit for bit, as the given-ε path with default_eps(x), and the same report."""
+    x = GAUSSIAN.sample(np.random.default_rng(15), 90)
+    fused, info = self_entropic_score(x, return_info=True)
+    stepwise, expected = self_entropic_score(x, eps=default_eps(x), return_info=True)
+    np.testing.assert_array_equal(fused, stepwise)
+    np.testing.assert_array_equal(info.potential, expected.potential)
+    assert (info.eps, info.residual, info.iterations) == (
+        expected.eps,
+        expected.residual,
+        expected.iterations,
+    )

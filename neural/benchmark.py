@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -882,13 +883,21 @@ def parallel_map(function, jobs, workers: int = 1, backend: str = "loky", ordere
     with ExitStack() as stack:
         if backend == "dask":
             _enter_dask_client(stack, workers)
-        stack.enter_context(joblib.parallel_config(backend=backend, n_jobs=workers))
+        options = {"initializer": _ignore_interrupts} if backend == "loky" else {}
+        stack.enter_context(joblib.parallel_config(backend=backend, n_jobs=workers, **options))
         parallel = joblib.Parallel(return_as="generator" if ordered else "generator_unordered")
         results = parallel(joblib.delayed(function)(*job) for job in jobs)
         try:
             yield results
         finally:
             results.close()  # stops the jobs not started yet before the backend goes away
+
+
+def _ignore_interrupts() -> None:
+    """A loky worker's initializer: Ctrl-C reaches the whole process group, and only the
+    parent handles it (it stops the sweep and ends the workers). A worker interrupted in
+    loky's own code between two seeds printed loky's traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _enter_dask_client(stack: ExitStack, workers: int) -> None:

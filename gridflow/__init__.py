@@ -10,25 +10,35 @@ from gridflow.cones import project_onto_cone, project_onto_tangent_cone
 from gridflow.functionals import kl_energy, kl_gradient
 from gridflow.grid import Grid
 from gridflow.groundtruth import (
-    GroundTruthMap,
     MapFileError,
     load_map,
     quantile_map,
     save_map,
 )
-from gridflow.measures import CallableSource, GaussianMixture, LogConcaveTarget
+from gridflow.maps import AffineMap, GridMap, MapDistance, map_distance
+from gridflow.measures import (
+    CallableSource,
+    EmpiricalSource,
+    Gaussian,
+    GaussianMixture,
+    LogConcaveTarget,
+)
 from gridflow.problem import GridCutsSourceError, Problem
 from gridflow.schemes import DiscreteMap, Trajectory, UnstableStepError, minimize, solve
 from gridflow.solvers import SolverError
 
 __all__ = [
+    "AffineMap",
     "CallableSource",
     "DiscreteMap",
+    "EmpiricalSource",
+    "Gaussian",
     "GaussianMixture",
     "Grid",
     "GridCutsSourceError",
-    "GroundTruthMap",
+    "GridMap",
     "LogConcaveTarget",
+    "MapDistance",
     "MapFileError",
     "Problem",
     "SolverError",
@@ -38,6 +48,7 @@ __all__ = [
     "kl_energy",
     "kl_gradient",
     "load_map",
+    "map_distance",
     "minimize",
     "project_onto_cone",
     "project_onto_tangent_cone",

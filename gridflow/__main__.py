@@ -23,9 +23,10 @@ import time
 from tqdm import tqdm
 
 from gridflow import examples
-from gridflow._checks import open_unit_interval, output_file, positive_float
 from gridflow._cli import argument_type, fail, integer
-from gridflow.groundtruth import MAP_SUFFIX, GroundTruthMap, load_map, save_map
+from gridflow.checks import open_unit_interval, output_file, positive_float
+from gridflow.groundtruth import MAP_SUFFIX, load_map, save_map
+from gridflow.maps import GridMap
 from gridflow.schemes import minimize
 from gridflow.solvers import SolverError
 
@@ -88,7 +89,7 @@ def build_ground_truth(source: str, nodes: int, box: float, density_floor: float
         solutions.append(minimize(problem, progress=progress, coarser=coarser))
     seconds = time.perf_counter() - started
     (coarse_problem, fine_problem), (coarse, fine) = problems[-2:], solutions[-2:]
-    difference = fine_problem.norm(fine.map - GroundTruthMap.from_discrete_map(coarse)(fine.points))
+    difference = fine_problem.norm(fine.map - GridMap.from_discrete_map(coarse)(fine.points))
     metadata = {
         "source": source,
         "target": "N(0, I)",

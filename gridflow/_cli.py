@@ -2,7 +2,7 @@
 
 User errors end as argparse's do: the usage, one line `prog: error: …`, exit status 2,
 and before any long computation. The argument checks are the package's own validators
-(`gridflow._checks`), wrapped by `argument_type` so that their message reaches the user.
+(`gridflow.checks`), wrapped by `argument_type` so that their message reaches the user.
 A computation that fails for a reason the user can act on (a solver that does not
 converge) ends with one `prog: error: …` line and exit status 1. Tracebacks are for bugs.
 """

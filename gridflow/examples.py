@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gridflow.grid import Grid
-from gridflow.measures import GaussianMixture, LogConcaveTarget
+from gridflow.measures import Gaussian, GaussianMixture, LogConcaveTarget
 from gridflow.problem import Problem
 
 BOX_1D = (-6.0, 6.0)
@@ -15,17 +15,17 @@ BOX_1D = (-6.0, 6.0)
 
 def mixture_1d() -> GaussianMixture:
     """½ N(-1.5, 0.5²) + ½ N(1.5, 0.7²): mean 0, as the target's (DESIGN §3)."""
-    return GaussianMixture([0.5, 0.5], [[-1.5], [1.5]], [[[0.25]], [[0.49]]])
+    return GaussianMixture([[-1.5], [1.5]], [[[0.25]], [[0.49]]], [0.5, 0.5])
 
 
 def shifted_mixture_1d() -> GaussianMixture:
     """½ N(-1, 0.5²) + ½ N(2, 0.7²): mean 0.5, which excites the slowest (translation) mode."""
-    return GaussianMixture([0.5, 0.5], [[-1.0], [2.0]], [[[0.25]], [[0.49]]])
+    return GaussianMixture([[-1.0], [2.0]], [[[0.25]], [[0.49]]], [0.5, 0.5])
 
 
-def gaussian_source_1d() -> GaussianMixture:
+def gaussian_source_1d() -> Gaussian:
     """N(0.5, 0.8²): its OT map to N(0, 1) has slope 1.25 everywhere (a non-stiff case)."""
-    return GaussianMixture.gaussian([0.5], [[0.64]])
+    return Gaussian([0.5], [[0.64]])
 
 
 def problem_1d(nodes: int = 400, source=None, target=None, box=BOX_1D) -> Problem:
@@ -49,18 +49,18 @@ PAPER_MIXTURE_COVS = np.array(
 )
 PAPER_MIXTURE_WEIGHTS = np.array([0.3, 0.2, 0.3, 0.2])
 for _array in (PAPER_MIXTURE_MEANS, PAPER_MIXTURE_COVS, PAPER_MIXTURE_WEIGHTS):
-    _array.setflags(write=False)  # shared with neural.samplers.paper_mixture
+    _array.setflags(write=False)
 BOX_2D = (-6.0, 6.0)
 
 
 def paper_mixture() -> GaussianMixture:
-    """The paper's 4-mode Gaussian mixture in d = 2 (the source of its Fig. 2)."""
-    return GaussianMixture(PAPER_MIXTURE_WEIGHTS, PAPER_MIXTURE_MEANS, PAPER_MIXTURE_COVS)
+    """The paper's 4-mode Gaussian mixture in d = 2 (§3.4.2 (i), the source of its Fig. 2)."""
+    return GaussianMixture(PAPER_MIXTURE_MEANS, PAPER_MIXTURE_COVS, PAPER_MIXTURE_WEIGHTS)
 
 
-def gaussian_source_2d() -> GaussianMixture:
+def gaussian_source_2d() -> Gaussian:
     """N(0, [[0.6, 0.25], [0.25, 0.4]]): the 2D case with a closed-form OT map to N(0, I)."""
-    return GaussianMixture.gaussian([0.0, 0.0], [[0.6, 0.25], [0.25, 0.4]])
+    return Gaussian([0.0, 0.0], [[0.6, 0.25], [0.25, 0.4]])
 
 
 def problem_2d(nodes: int = 33, source=None, target=None, box=(-5.0, 5.0)) -> Problem:

@@ -40,6 +40,9 @@ from scipy import optimize
 from scipy.integrate import solve_ivp
 
 from gridflow import rates
+from gridflow.checks import readonly_copy
+from gridflow.maps import AffineMap
+from gridflow.measures.gaussians import Gaussian
 
 __all__ = [
     "FlowBounds",
@@ -61,102 +64,10 @@ __all__ = [
     "w2",
 ]
 
-_SYMMETRY_RTOL = 1e-10
-
-
-# ----------------------------------------------------------------------------- measures
-
-
-def _readonly(array: np.ndarray) -> np.ndarray:
-    array = np.array(array, dtype=np.float64, copy=True)
-    array.setflags(write=False)
-    return array
-
-
-@dataclass(frozen=True, eq=False)
-class Gaussian:
-    """The normal law ``N(mean, cov)`` on R^d.
-
-    mean  (d,) finite float64
-    cov   (d, d) finite, symmetric (to relative 1e-10, then symmetrized exactly) and
-          positive definite (Cholesky succeeds and the smallest eigenvalue is above
-          ``d * eps * largest``)
-
-    Stored arrays are read-only copies. Raises ValueError naming ``mean`` or ``cov``.
-    """
-
-    mean: np.ndarray
-    cov: np.ndarray
-
-    def __post_init__(self):
-        try:
-            mean = np.array(self.mean, dtype=np.float64)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"mean must be a real (d,) array: {error}") from error
-        try:
-            cov = np.array(self.cov, dtype=np.float64)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"cov must be a real (d, d) array: {error}") from error
-        if mean.ndim != 1 or mean.size == 0:
-            raise ValueError(
-                f"mean must be a 1D array of shape (d,) with d >= 1, got shape {mean.shape}"
-            )
-        dim = mean.size
-        if cov.shape != (dim, dim):
-            raise ValueError(
-                f"cov must have shape (d, d) = ({dim}, {dim}) to match mean, got {cov.shape}"
-            )
-        if not np.all(np.isfinite(mean)):
-            raise ValueError("mean must be finite (no NaN or inf)")
-        if not np.all(np.isfinite(cov)):
-            raise ValueError("cov must be finite (no NaN or inf)")
-        scale = np.max(np.abs(cov))
-        asymmetry = np.max(np.abs(cov - cov.T))
-        if asymmetry > _SYMMETRY_RTOL * scale:
-            raise ValueError(
-                f"cov must be symmetric: max |cov - cov.T| = {asymmetry:.3g} "
-                f"(relative {asymmetry / scale:.3g}); symmetrize it, e.g. (cov + cov.T) / 2"
-            )
-        cov = 0.5 * (cov + cov.T)
-        eigenvalues = np.linalg.eigvalsh(cov)
-        if eigenvalues[0] <= dim * np.finfo(np.float64).eps * max(eigenvalues[-1], 0.0):
-            raise ValueError(
-                f"cov must be positive definite: its smallest eigenvalue is "
-                f"{eigenvalues[0]:.3g} (largest {eigenvalues[-1]:.3g})"
-            )
-        try:
-            np.linalg.cholesky(cov)
-        except np.linalg.LinAlgError as error:
-            raise ValueError(f"cov must be positive definite (Cholesky failed: {error})") from error
-        object.__setattr__(self, "mean", _readonly(mean))
-        object.__setattr__(self, "cov", _readonly(cov))
-
-    @property
-    def dim(self) -> int:
-        """Dimension d."""
-        return self.mean.size
-
-    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        """``size`` samples as an (size, d) array, drawn with ``rng``."""
-        if not isinstance(rng, np.random.Generator):
-            raise ValueError("rng must be a numpy.random.Generator")
-        factor = np.linalg.cholesky(self.cov)
-        return self.mean + rng.standard_normal((int(size), self.dim)) @ factor.T
-
-    def log_density(self, points) -> np.ndarray:
-        """Log density at ``points`` (n, d) -> (n,)."""
-        points = np.atleast_2d(np.asarray(points, dtype=np.float64))
-        if points.shape[1] != self.dim:
-            raise ValueError(f"points must have shape (n, {self.dim}), got {points.shape}")
-        factor = np.linalg.cholesky(self.cov)
-        whitened = scipy.linalg.solve_triangular(factor, (points - self.mean).T, lower=True)
-        log_det = 2.0 * np.sum(np.log(np.diag(factor)))
-        return -0.5 * (np.sum(whitened**2, axis=0) + log_det + self.dim * np.log(2.0 * np.pi))
-
 
 def _check_gaussian(value, name: str) -> Gaussian:
     if not isinstance(value, Gaussian):
-        raise ValueError(f"{name} must be a gridflow.gaussian.Gaussian, got {type(value).__name__}")
+        raise ValueError(f"{name} must be a gridflow.Gaussian, got {type(value).__name__}")
     return value
 
 
@@ -188,7 +99,7 @@ def _spd_power(matrix: np.ndarray, power: float) -> np.ndarray:
 # -------------------------------------------------------------------- OT, W2 and KL
 
 
-def ot_map(source: Gaussian, target: Gaussian) -> tuple[np.ndarray, np.ndarray]:
+def ot_map(source: Gaussian, target: Gaussian) -> AffineMap:
     """Brenier map between Gaussians: ``T*(x) = A x + b``.
 
     ``A = Sigma0^{-1/2} (Sigma0^{1/2} Gamma Sigma0^{1/2})^{1/2} Sigma0^{-1/2}`` is symmetric
@@ -201,7 +112,7 @@ def ot_map(source: Gaussian, target: Gaussian) -> tuple[np.ndarray, np.ndarray]:
     middle = _spd_power(root @ target.cov @ root, 0.5)
     matrix = _symmetric(inverse_root @ middle @ inverse_root)
     offset = target.mean - matrix @ source.mean
-    return matrix, offset
+    return AffineMap(matrix, offset)
 
 
 def w2(source: Gaussian, target: Gaussian) -> float:
@@ -499,18 +410,18 @@ def _affine_trajectory(source, target, times, matrices, offsets, info) -> Gaussi
         ]
     )
     return GaussianFlow(
-        times=_readonly(times),
-        A=_readonly(matrices),
-        b=_readonly(offsets),
-        kl=_readonly(kl_values),
-        map_error=_readonly(errors),
-        mean=_readonly(means),
-        cov=_readonly(covs),
+        times=readonly_copy(times),
+        A=readonly_copy(matrices),
+        b=readonly_copy(offsets),
+        kl=readonly_copy(kl_values),
+        map_error=readonly_copy(errors),
+        mean=readonly_copy(means),
+        cov=readonly_copy(covs),
         kl_min=0.0,
         initial_gap=kl(source, target),
         lam=lambda_convexity(target),
-        ot_A=_readonly(optimal_matrix),
-        ot_b=_readonly(optimal_offset),
+        ot_A=readonly_copy(optimal_matrix),
+        ot_b=readonly_copy(optimal_offset),
         source=source,
         target=target,
         solver_info=info,

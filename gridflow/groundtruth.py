@@ -16,21 +16,22 @@ import json
 import os
 import pathlib
 import tempfile
-from dataclasses import dataclass
 
 import numpy as np
 from scipy import interpolate, special
 
 from gridflow import operators
-from gridflow._checks import as_finite_array, as_points, output_file
+from gridflow.checks import as_finite_array, as_points, output_file
 from gridflow.grid import Grid
-from gridflow.measures import GaussianMixture, LogConcaveTarget
+from gridflow.maps import GridMap
+from gridflow.measures import Gaussian, GaussianMixture, LogConcaveTarget, as_target
 
 
 def quantile_map(source: GaussianMixture, target: LogConcaveTarget, x) -> np.ndarray:
-    """T*(x) = G⁻¹(F0(x)) at points x (n, 1), shape (n, 1)."""
-    if not isinstance(source, GaussianMixture) or source.dim != 1:
-        raise ValueError("quantile_map needs a one-dimensional GaussianMixture source")
+    """T*(x) = G⁻¹(F0(x)) at points x (n, 1), shape (n, 1): the OT map in d = 1."""
+    if not isinstance(source, (Gaussian, GaussianMixture)) or source.dim != 1:
+        raise ValueError("quantile_map needs a one-dimensional Gaussian or GaussianMixture source")
+    target = as_target(target)
     x = as_points(x, "x", 1)[:, 0]
     lower = source.cdf(x)
     upper = source.sf(x)
@@ -61,51 +62,6 @@ def _tabulated_quantiles(target: LogConcaveTarget, nodes: int = 400_001):
 
 
 FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class GroundTruthMap:
-    """A discrete OT map loaded from a file: T at arbitrary points by interpolation.
-
-    `map` (n, d) holds T at the cell centers `points` of `grid`; calling the object
-    interpolates it (piecewise-linearly on the cell-center grid, second-order accurate like
-    the discretization) at points (k, d) inside the grid's box; points outside raise.
-    `metadata` holds the source, target, density floor, energy and error estimates.
-    """
-
-    grid: Grid
-    points: np.ndarray
-    map: np.ndarray
-    potential: np.ndarray
-    weights: np.ndarray
-    metadata: dict
-
-    @classmethod
-    def from_discrete_map(cls, discrete_map, metadata: dict | None = None) -> GroundTruthMap:
-        """The interpolating map of a `DiscreteMap` (from `minimize`), without a file."""
-        return cls(
-            grid=discrete_map.grid,
-            points=discrete_map.points,
-            map=discrete_map.map,
-            potential=np.asarray(discrete_map.potential).reshape(discrete_map.grid.shape),
-            weights=discrete_map.weights,
-            metadata=dict(metadata or {}),
-        )
-
-    def __call__(self, x) -> np.ndarray:
-        x = as_points(x, "x", self.grid.dim)
-        outside = np.any((x < np.array(self.grid.lower)) | (x > np.array(self.grid.upper)), axis=1)
-        if outside.any():
-            raise ValueError(
-                f"{int(outside.sum())} of the {len(x)} points lie outside the map's box "
-                f"{self.grid.lower}..{self.grid.upper}"
-            )
-        centers = tuple(np.unique(self.points[:, k]) for k in range(self.grid.dim))
-        values = self.map.reshape(*(c.size for c in centers), self.grid.dim)
-        interpolator = interpolate.RegularGridInterpolator(
-            centers, values, method="linear", bounds_error=False, fill_value=None
-        )
-        return interpolator(x)
 
 
 class MapFileError(ValueError):
@@ -154,7 +110,7 @@ def save_map(path, discrete_map, metadata: dict | None = None) -> None:
     os.replace(temporary, path)
 
 
-def load_map(path) -> GroundTruthMap:
+def load_map(path) -> GridMap:
     """Read a map written by `save_map`; the result evaluates T at points, m(x) (k, d).
 
     The file is read eagerly without pickles and checked: every array present, with the
@@ -195,7 +151,7 @@ def load_map(path) -> GroundTruthMap:
     weights = values["weights"]
     if np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-9:
         raise MapFileError(f"{path}: weights must be >= 0 and sum to 1, got sum {weights.sum()}")
-    return GroundTruthMap(grid=grid, metadata=metadata, **values)
+    return GridMap(grid=grid, metadata=metadata, **values)
 
 
 def _read_archive(path: pathlib.Path) -> dict:

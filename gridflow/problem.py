@@ -20,9 +20,9 @@ import numpy as np
 from scipy import sparse
 
 from gridflow import operators
-from gridflow._checks import open_unit_interval, summable
+from gridflow.checks import open_unit_interval, summable
 from gridflow.grid import Grid
-from gridflow.measures import LogConcaveTarget, as_source
+from gridflow.measures import LogConcaveTarget, as_source, as_target
 
 DEFAULT_MAX_CUT_MASS = 1e-6
 DENSITY_FLOOR = 1e-12
@@ -37,12 +37,12 @@ class Problem:
     """Transport the source density on `grid` to `target` (DESIGN §3, §6).
 
     source: a density callable points (n, d) -> (n,) (unnormalized), or a source object
-        such as `measures.GaussianMixture`.
+        such as `GaussianMixture`.
     max_cut_mass: the largest ϱ0 mass the box may leave out; a larger cut raises
         `GridCutsSourceError` (the discrete problem would silently be another one). The cut
         is the source's `mass_outside`: exact for a `GaussianMixture`; for a density
         callable, a quadrature on a larger box that sees only the mass within it (see
-        `measures.CallableSource`, whose `support` argument declares where the mass lies).
+        `CallableSource`, whose `support` argument declares where the mass lies).
     density_floor: ϱ0 is floored at density_floor × its maximum on the grid (see above).
     """
 
@@ -64,8 +64,11 @@ class Problem:
     def __post_init__(self):
         if not isinstance(self.grid, Grid):
             raise TypeError("grid must be a gridflow.Grid")
-        if not isinstance(self.target, LogConcaveTarget):
-            raise TypeError("target must be a gridflow.LogConcaveTarget")
+        object.__setattr__(self, "target", as_target(self.target))
+        if self.target.grad_V is None:
+            raise ValueError(
+                "the grid solver needs the target's grad_V; give it to LogConcaveTarget"
+            )
         if self.target.dim != self.grid.dim:
             raise ValueError(f"target has dimension {self.target.dim}, the grid {self.grid.dim}")
         open_unit_interval(self.density_floor, "density_floor")

@@ -5,8 +5,8 @@
 
 Modules: ``icnn`` (potential, map, parameter-VJP of the map, Hessian),
 ``score`` (self-entropic score estimator, Remark 3.10), ``mmd`` (energy distance,
-eq. 1.10), ``optim`` (SGD, Adam with projection), ``samplers`` (Gaussians, the
-paper's 4-mode mixture).
+eq. 1.10), ``optim`` (SGD, Adam with projection). Sources and targets are the laws of
+``gridflow.measures``, shared with the grid solver.
 """
 
 import os
@@ -22,6 +22,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from neural.icnn import ICNN, ICNNArchitecture
-from neural.schemes import Target, make_method, run_method
+from neural.schemes import make_method, run_method
 
-__all__ = ["ICNN", "ICNNArchitecture", "Target", "make_method", "run_method"]
+__all__ = ["ICNN", "ICNNArchitecture", "make_method", "run_method"]

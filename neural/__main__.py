@@ -36,8 +36,8 @@ import sys
 import time
 from dataclasses import asdict
 
-from gridflow._checks import output_file, output_folder
 from gridflow._cli import USAGE_ERROR, argument_type, fail, integer
+from gridflow.checks import output_file, output_folder
 from neural.errorbudget import CAUSES
 from neural.initialization import INITS
 from neural.schemes import METHODS

@@ -14,6 +14,7 @@ import numbers
 import numpy as np
 from numba import njit
 
+from gridflow.checks import positive_int, require_generator  # noqa: F401 (shared checks)
 from neural._kernels import JIT
 
 _FLOAT64 = np.dtype(np.float64)
@@ -79,15 +80,6 @@ def as_points(value, name: str, dim: int | None = None, min_points: int = 1) -> 
     return points
 
 
-def positive_int(value, name: str) -> int:
-    """``value`` as a positive Python int; TypeError for non-integers, ValueError if < 1."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive integer, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value}")
-    return int(value)
-
-
 def positive_float(value, name: str, allow_zero: bool = False, hint: str = "") -> float:
     """``value`` as a finite float > 0 (or >= 0 with allow_zero); ``hint`` ends the message."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -107,13 +99,3 @@ def flag(value, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {value!r}")
     return bool(value)
-
-
-def require_generator(rng, name: str = "rng") -> np.random.Generator:
-    """``rng`` if it is a numpy Generator, else a TypeError with the fix."""
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(
-            f"{name} must be a numpy.random.Generator, got {type(rng).__name__}; "
-            f"pass e.g. {name}=np.random.default_rng(seed)"
-        )
-    return rng

@@ -23,7 +23,7 @@ the next run. A sweep holds an flock on its directory (a second one is refused),
 Ctrl-C ends it with ``SweepInterrupted`` saying how many seeds the file keeps.
 
 Ground truth. With ``ground_truth=PATH.npz`` the sweep also reports ‖T_θ − T*‖ in
-L²(ϱ0) and the L²-UVP (``neural.diagnostics.map_error``) against
+L²(ϱ0) and the L²-UVP (``gridflow.map_distance``) against
 ``gridflow.load_map(PATH)``. The file is checked before any training
 (``check_ground_truth``): dimension 2, the source and target its metadata record
 (``GROUND_TRUTH_SOURCE``, ``GROUND_TRUTH_TARGET``), and a box that holds every seed's
@@ -48,8 +48,9 @@ from pathlib import Path
 
 import numpy as np
 
+from gridflow import LogConcaveTarget
+from gridflow.maps import map_distance
 from neural._validate import positive_int
-from neural.diagnostics import map_error
 from neural.icnn import ICNNArchitecture
 from neural.initialization import INITS, initial_network, torch_default_init
 from neural.kl import exact_kl
@@ -61,7 +62,6 @@ from neural.schemes import (
     EuclideanAdam,
     EuclideanGD,
     MethodConfig,
-    Target,
     check_kl_reduction,
     run_method,
 )
@@ -353,12 +353,12 @@ def run_seed(seed: int, config: BenchmarkConfig) -> dict:
     "mmd", "seconds", "error", "score_warnings" (Sinkhorn runs that stopped at max_iter),
     and "l2", "uvp" with a ground truth}}}
     """
-    from neural.samplers import paper_mixture
+    from gridflow.examples import paper_mixture
 
     seed = _seed(seed)
     source = paper_mixture()
     dim = source.dim
-    target = Target.standard_gaussian(dim)
+    target = LogConcaveTarget.standard_gaussian(dim)
     init_seq, data_seq, eval_seq = _seed_sequences(seed)
     net0 = initial_network(
         dim, config.hidden, np.random.default_rng(init_seq), config.init, source=source
@@ -393,7 +393,7 @@ def run_seed(seed: int, config: BenchmarkConfig) -> dict:
             entry["mmd"] = mmd_to_target(pushed)
             entry["kl"], entry["kl_error"] = _exact_kl(result, source, target, x_eval)
             if true_map is not None:
-                error = map_error(lambda _x, p=pushed: p, true_map, x_eval, np.eye(dim))
+                error = map_distance(lambda _x, p=pushed: p, true_map, x_eval, np.eye(dim))
                 entry["l2"], entry["uvp"] = error.l2, error.uvp
         except DivergenceError as error:
             entry["status"], entry["error"] = "diverged", str(error)
@@ -542,7 +542,7 @@ def _write_json(path: Path, record: dict) -> None:
 
 def _create_directory(out: Path) -> None:
     """Create ``out`` (with its parents); SweepSetupError if it cannot be written."""
-    from gridflow._checks import writable_folder
+    from gridflow.checks import writable_folder
 
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -939,7 +939,7 @@ def _check_ground_truth_covers(config: BenchmarkConfig, seeds) -> None:
     """SweepSetupError before any training if a seed's evaluation samples leave T*'s box."""
     if config.ground_truth is None:
         return
-    from neural.samplers import paper_mixture
+    from gridflow.examples import paper_mixture
 
     true_map = check_ground_truth(config.ground_truth)
     source = paper_mixture()

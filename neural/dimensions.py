@@ -16,13 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gridflow import LogConcaveTarget
+from gridflow.maps import map_distance
 from neural._validate import positive_int
 from neural.benchmark import _numba_threads, check_backend, method_configs, parallel_map
-from neural.diagnostics import map_error
 from neural.errors import DivergenceError
 from neural.initialization import initial_network
 from neural.mmd import energy_distance
-from neural.schemes import Target, run_method
+from neural.schemes import run_method
 
 __all__ = ["DimensionResult", "dimension_study", "format_dimension_table", "gaussian_problem"]
 
@@ -32,10 +33,9 @@ def gaussian_problem(dim: int, rng: np.random.Generator):
 
     Source N(m0, Σ0), target N(0, Γ): m0 ~ N(0, ½² I); Σ0, Γ = Q diag(λ) Qᵀ with Q
     a random rotation and log λ uniform in [log ½, log 2]. Returns
-    (source sampler, Target, A, b, Γ) with T*(x) = A x + b.
+    (source, target, A, b, Γ) with T*(x) = A x + b.
     """
-    from gridflow import gaussian
-    from neural.samplers import Gaussian
+    from gridflow import Gaussian, gaussian
 
     dim = positive_int(dim, "dim")
 
@@ -51,7 +51,7 @@ def gaussian_problem(dim: int, rng: np.random.Generator):
     cov1 = random_spd()
     source = Gaussian(m0, cov0)
     A, b = gaussian.ot_map(gaussian.Gaussian(m0, cov0), gaussian.Gaussian(np.zeros(dim), cov1))
-    return source, Target.gaussian(np.zeros(dim), cov1), A, b, cov1
+    return source, LogConcaveTarget.gaussian(np.zeros(dim), cov1), A, b, cov1
 
 
 @dataclass(frozen=True)
@@ -88,14 +88,14 @@ def _dimension_run(dim, method_name, config, seed, hidden, init, n_eval):
     def identity(x):
         return x
 
-    initial = map_error(net0.map, true_map, x_eval, cov1)
-    ident = map_error(identity, true_map, x_eval, cov1)
+    initial = map_distance(net0.map, true_map, x_eval, cov1)
+    ident = map_distance(identity, true_map, x_eval, cov1)
     start = time.perf_counter()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             result = run_method(config, net0, source, target, np.random.default_rng(data_seq))
-        error = map_error(result.map, true_map, x_eval, cov1)
+        error = map_distance(result.map, true_map, x_eval, cov1)
         mmd = energy_distance(result.map(x_eval), y_eval)
         status, l2, uvp = "ok", error.l2, error.uvp
     except DivergenceError:
@@ -130,7 +130,7 @@ def dimension_study(
 
     One problem per dimension (``gaussian_problem``, seeded by (seed, d)), shared by the
     methods, with the same θ0 and batches for every method. Reports the L² error and
-    L²-UVP (``map_error``) of the trained map, of θ0 and of the identity, and the MMD.
+    L²-UVP (``map_distance``) of the trained map, of θ0 and of the identity, and the MMD.
     """
     dims = [positive_int(d, "dims") for d in dims]
     configs = method_configs(size, methods)

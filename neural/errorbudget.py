@@ -42,15 +42,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gridflow import LogConcaveTarget
+from gridflow.maps import map_distance
 from neural._validate import positive_int, require_generator
-from neural.diagnostics import map_error
 from neural.errors import DivergenceError
 from neural.icnn import ICNN, _transport_map
 from neural.initialization import INITS, initial_network
 from neural.kl import exact_kl
 from neural.mmd import energy_distance
 from neural.regression import MapFit, regress
-from neural.schemes import Target, make_method, run_method
+from neural.schemes import make_method, run_method
 
 __all__ = [
     "FIT_SAMPLES",
@@ -67,11 +68,11 @@ __all__ = [
 
 @dataclass(frozen=True, eq=False)
 class BudgetProblem:
-    """ϱ0 (samples and density), γ (a ``Target``), the exact T*, and γ's covariance."""
+    """ϱ0 (samples and density), γ (a ``LogConcaveTarget``), the exact T*, and γ's covariance."""
 
     name: str
     source: object
-    target: Target
+    target: LogConcaveTarget
     true_map: Callable[[np.ndarray], np.ndarray]
     target_cov: np.ndarray
 
@@ -81,8 +82,8 @@ def make_problem(name: str, ground_truth=None) -> BudgetProblem:
     ``neural.benchmark.check_ground_truth``) or 'gaussianD' (the dimension study's random
     pair in d = D, ``neural.dimensions.gaussian_problem``)."""
     if name == "mixture":
+        from gridflow.examples import paper_mixture
         from neural.benchmark import check_ground_truth
-        from neural.samplers import paper_mixture
 
         if ground_truth is None:
             raise ValueError(
@@ -91,7 +92,7 @@ def make_problem(name: str, ground_truth=None) -> BudgetProblem:
             )
         true_map = check_ground_truth(ground_truth)  # the mixture's map, or ValueError
         return BudgetProblem(
-            name, paper_mixture(), Target.standard_gaussian(2), true_map, np.eye(2)
+            name, paper_mixture(), LogConcaveTarget.standard_gaussian(2), true_map, np.eye(2)
         )
     if name.startswith("gaussian") and name[len("gaussian") :].isdigit():
         from neural.dimensions import gaussian_problem
@@ -142,7 +143,7 @@ class BudgetRun:
 
 def _evaluate(problem, net_architecture, theta, x_eval, y_eval):
     trained = lambda x: _transport_map(net_architecture, theta, x)  # noqa: E731
-    error = map_error(trained, problem.true_map, x_eval, problem.target_cov)
+    error = map_distance(trained, problem.true_map, x_eval, problem.target_cov)
     try:
         kl = exact_kl(net_architecture, theta, problem.source, problem.target, x_eval)
         kl_value, kl_error = kl.value, kl.standard_error

@@ -29,12 +29,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gridflow import rates
+from gridflow import LogConcaveTarget, rates
 from neural._validate import positive_float, positive_int, require_generator
 from neural.icnn import _transport_map
 from neural.initialization import INITS, initial_network
 from neural.kl import exact_kl, relative_entropy
-from neural.schemes import Target, make_method, run_method
+from neural.schemes import make_method, run_method
 
 __all__ = [
     "CASES",
@@ -67,12 +67,12 @@ class Reference:
 
 @dataclass(frozen=True, eq=False)
 class Case:
-    """A problem: ϱ0 (with a density and samples), γ (a ``Target`` with V, log Z, λ), and a
-    builder ``reference(tau, steps) -> Reference``."""
+    """A problem: ϱ0 (with a density and samples), γ (a ``LogConcaveTarget`` with V, log Z,
+    λ), and a builder ``reference(tau, steps) -> Reference``."""
 
     name: str
     source: object
-    target: Target
+    target: LogConcaveTarget
     reference: Callable[[float, int], Reference]
 
 
@@ -80,7 +80,7 @@ def _everywhere(x):
     return np.ones(len(x), dtype=bool)
 
 
-def _gaussian_case(name: str, source, target: Target) -> Case:
+def _gaussian_case(name: str, source, target: LogConcaveTarget) -> Case:
     from gridflow import gaussian
 
     pair = (gaussian.Gaussian(source.mean, source.cov), gaussian.Gaussian(target.mean, target.cov))
@@ -98,11 +98,11 @@ def _gaussian_case(name: str, source, target: Target) -> Case:
 
 def _mixture_case(nodes: int, box: float, density_floor: float) -> Case:
     from gridflow import Grid, LogConcaveTarget, Problem, examples, solve
-    from gridflow.groundtruth import GroundTruthMap
-    from neural.samplers import paper_mixture
+    from gridflow.examples import paper_mixture
+    from gridflow.maps import GridMap
 
     source = paper_mixture()
-    target = Target.standard_gaussian(2)
+    target = LogConcaveTarget.standard_gaussian(2)
 
     def reference(tau, steps):
         grid = Grid(lower=[-box] * 2, upper=[box] * 2, shape=[nodes, nodes])
@@ -110,7 +110,7 @@ def _mixture_case(nodes: int, box: float, density_floor: float) -> Case:
         problem = Problem(grid, examples.paper_mixture(), target, density_floor=density_floor)
         trajectory = solve(problem, scheme="implicit", tau=tau, steps=steps)
         interpolants = [
-            GroundTruthMap(grid, trajectory.points, trajectory.maps[k], np.zeros(grid.shape),
+            GridMap(grid, trajectory.points, trajectory.maps[k], np.zeros(grid.shape),
                            trajectory.weights, {})
             for k in range(steps + 1)
         ]  # fmt: skip
@@ -144,11 +144,11 @@ def make_case(name: str, *, nodes: int = 65, box: float = 6.0, density_floor: fl
     steps); the sizes of ``SETTINGS`` use 1e-4 at 33², 1e-5 from 65². The floor changes
     the source by its floored mass (recorded in the label: 0.06 % at 65² with 1e-5), which
     shows in the reference KL once it is below about 1e-3."""
-    from neural.samplers import Gaussian
+    from gridflow import Gaussian
 
     if name == "gaussian2d":
         source = Gaussian(np.zeros(2), np.array([[0.6, 0.25], [0.25, 0.4]]))
-        return _gaussian_case(name, source, Target.standard_gaussian(2))
+        return _gaussian_case(name, source, LogConcaveTarget.standard_gaussian(2))
     if name == "gaussian8":
         from neural.dimensions import gaussian_problem
 

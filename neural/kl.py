@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gridflow.measures import as_target
 from neural._validate import as_points
 from neural.errors import DivergenceError
 from neural.icnn import (
@@ -144,7 +145,7 @@ def score_free_gradient(
     ``extra`` (optional) maps y = T_θ(x) to a cotangent (n, d) whose term
     Σ_i ⟨extra_i, T_θ(x_i)⟩ is differentiated in the same reverse sweep (e.g. a proximal
     term). Returns (gradient (num_params,), y (n, d), log det H (n,)). θ and x are not
-    validated (callers check them once); ``target`` is a ``neural.schemes.Target``.
+    validated (callers check them once); ``target`` is a ``gridflow.LogConcaveTarget``.
     """
     kernels = _LOG_DET_PARALLEL if _use_parallel(x.shape[0]) else _LOG_DET_SERIAL
     forward = _hessian_pass(architecture, theta, x, kernels)
@@ -179,18 +180,18 @@ def _check_densities(source, target) -> None:
     if not callable(getattr(source, "log_density", None)):
         raise TypeError(
             "the exact KL needs the source density: source must have log_density(x) -> (n,) "
-            f"(e.g. neural.samplers.GaussianMixture), got {type(source).__name__}"
+            f"(e.g. gridflow.GaussianMixture), got {type(source).__name__}"
         )
-    if target.V is None or target.log_normalizer is None:
+    if target.log_normalizer is None:
         raise ValueError(
-            f"the exact KL needs V and log Z_γ of the target; {target.name} lacks "
-            + ("V" if target.V is None else "log_normalizer")
+            f"the exact KL needs log Z_γ of the target; {target.name} lacks log_normalizer "
+            f"(give it to LogConcaveTarget)"
         )
 
 
 def relative_entropy(source, target, x, y, log_det) -> KLEstimate:
     """(★) from its pieces at samples x (n, d) of ϱ0: the map's values y = T(x) (n, d) and
-    log det ∇T(x) (n,); ``source`` has ``log_density``, ``target`` (a ``Target``) V and
+    log det ∇T(x) (n,); ``source`` has ``log_density``, ``target`` (a ``LogConcaveTarget``) V and
     log Z_γ. The identity map is y = x, log_det = 0."""
     _check_densities(source, target)
     x = as_points(x, "x", min_points=2)
@@ -216,13 +217,9 @@ def relative_entropy(source, target, x, y, log_det) -> KLEstimate:
 def exact_kl(architecture: ICNNArchitecture, theta, source, target, x) -> KLEstimate:
     """H(T_θ#ϱ0 | γ) by (★) on samples x (n, d) of ϱ0, with its standard error.
 
-    source  ϱ0 with ``log_density(x) -> (n,)`` (``neural.samplers.Gaussian``,
-            ``GaussianMixture``)
-    target  γ with V and log Z_γ known (``Target.gaussian``, gridflow's
-            ``LogConcaveTarget``; see ``neural.schemes.as_target``)
+    source  ϱ0 with ``log_density(x) -> (n,)`` (``gridflow.Gaussian``, ``GaussianMixture``)
+    target  γ with log Z_γ known (a ``gridflow.LogConcaveTarget`` or ``gridflow.Gaussian``)
     """
-    from neural.schemes import as_target  # schemes builds on this module
-
     target = as_target(target)
     theta = architecture.check_params(theta, "theta")
     x = as_points(x, "x", dim=architecture.dim, min_points=2)

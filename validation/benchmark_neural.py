@@ -50,6 +50,8 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from gridflow import Gaussian, LogConcaveTarget
+from gridflow.examples import paper_mixture
 from neural import ICNN
 from neural import _reference as reference
 from neural.benchmark import (
@@ -69,8 +71,7 @@ from neural.icnn import (
 from neural.kl import _hessian_pass, cholesky_factors
 from neural.mmd import energy_distance
 from neural.optim import Adam
-from neural.samplers import Gaussian, paper_mixture
-from neural.schemes import Target, kl_gradient, wasserstein_gradient
+from neural.schemes import kl_gradient, wasserstein_gradient
 from neural.score import _SINKHORN, default_eps, self_entropic_score
 from validation.speed_neural import GOAL, busy_process, seed_training_seconds, thread_ratios
 
@@ -167,7 +168,7 @@ def run(quick: bool = False) -> list[tuple[str, float, float | None, float | Non
         rows.append((f"map_vjp n=256 kernel, {label}", seconds, None, None))
     # the score-free KL gradient (DESIGN §4b): goal <= 3 map_vjp of this run
     architecture, theta = net.architecture, net.params
-    target = Target.standard_gaussian(2)
+    target = LogConcaveTarget.standard_gaussian(2)
     kl_args = (architecture, theta, x, target, None, "mean", "logdet")
     seconds = median_seconds(kl_gradient, *kl_args, repeats=repeats // 5)
     rows.append(("score-free KL gradient n=100 (kl='logdet')", seconds, None, 3 * vjp_method))

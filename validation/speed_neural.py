@@ -27,9 +27,10 @@ from functools import partial
 import numba
 import numpy as np
 
-from neural import ICNN, Target, make_method, run_method
+from gridflow import LogConcaveTarget
+from gridflow.examples import paper_mixture
+from neural import ICNN, make_method, run_method
 from neural.benchmark import BenchmarkConfig, _seed_sequences, initial_network, run_seed
-from neural.samplers import paper_mixture
 
 GOAL = 1.10
 """Largest allowed ratio of the 2-thread time to the 1-thread time."""
@@ -39,7 +40,7 @@ def seed_training_seconds(seed: int = 0) -> float:
     """CPU seconds to train the four methods of one sweep seed at the paper's settings, as
     ``run_seed`` does (without the evaluation), with one numba thread (caches warmed first)."""
     config = BenchmarkConfig()
-    source, target = paper_mixture(), Target.standard_gaussian(2)
+    source, target = paper_mixture(), LogConcaveTarget.standard_gaussian(2)
     init, data, _ = _seed_sequences(seed)
     anchors = {"source": source} if config.init == "anchored" else {}  # older versions: none
     net0 = initial_network(2, config.hidden, np.random.default_rng(init), config.init, **anchors)
@@ -74,7 +75,7 @@ def _implicit_run(outer_steps: int, inner_steps: int, batch_size: int) -> None:
     config = make_method(
         "implicit", outer_steps=outer_steps, inner_steps=inner_steps, batch_size=batch_size
     )
-    run_method(config, net0, paper_mixture(), Target.standard_gaussian(2), rng)
+    run_method(config, net0, paper_mixture(), LogConcaveTarget.standard_gaussian(2), rng)
 
 
 def cases(quick: bool) -> tuple[tuple[str, Callable[[], None]], ...]:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from gridflow import (
-    GaussianMixture,
+    Gaussian,
     Grid,
     LogConcaveTarget,
     Problem,
@@ -34,7 +34,7 @@ NODES = 13  # a node at 0 on each axis; every cvxpy solve takes ~0.05 s
 def problem():
     return Problem(
         Grid([-5.0, -5.0], [5.0, 5.0], [NODES, NODES]),
-        GaussianMixture.gaussian([0.0, 0.0], S0),
+        Gaussian([0.0, 0.0], S0),
         LogConcaveTarget.gaussian([0.0, 0.0], np.eye(2)),
     )
 

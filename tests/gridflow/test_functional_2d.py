@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gridflow import (
-    GaussianMixture,
+    Gaussian,
     Grid,
     GridCutsSourceError,
     LogConcaveTarget,
@@ -36,7 +36,7 @@ FD_STEP = 1e-6  # central differences: truncation ~1e-12, roundoff ~eps |F| / st
 def standard_problem(nodes, box=5.0, target=None):
     return Problem(
         Grid([-box, -box], [box, box], [nodes, nodes]),
-        GaussianMixture.gaussian([0.0, 0.0], S0),
+        Gaussian([0.0, 0.0], S0),
         LogConcaveTarget.gaussian([0.0, 0.0], np.eye(2)) if target is None else target,
     )
 
@@ -45,7 +45,7 @@ def skewed_problem(target=None):
     """The standard source on a non-square, off-center box: h0 = 1.05, h1 = 1.1875."""
     return Problem(
         Grid([-5.0, -4.5], [5.5, 5.0], [11, 9]),
-        GaussianMixture.gaussian([0.0, 0.0], S0),
+        Gaussian([0.0, 0.0], S0),
         LogConcaveTarget.gaussian([0.0, 0.0], np.eye(2)) if target is None else target,
     )
 
@@ -265,7 +265,7 @@ def test_grid_that_cuts_the_source_is_refused():
     with pytest.raises(GridCutsSourceError):
         Problem(
             Grid([-5.0, -1.5], [5.0, 5.0], [17, 17]),
-            GaussianMixture.gaussian([0.0, 0.0], S0),
+            Gaussian([0.0, 0.0], S0),
             LogConcaveTarget.gaussian([0.0, 0.0], np.eye(2)),
         )
     assert standard_problem(17).size == 16 * 16

@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from gridflow import GaussianMixture, Grid, LogConcaveTarget, Problem, examples, minimize
+from gridflow import Gaussian, Grid, LogConcaveTarget, Problem, examples, minimize
 from gridflow.proximal import _euclidean_hessian, newton_matrix_2d, proximal_potential
 from gridflow.schemes import STALL_STEPS, _minimize_by_floor_continuation
 from gridflow.solvers import SolverError
@@ -20,7 +20,7 @@ from gridflow.solvers import SolverError
 @pytest.fixture(scope="module")
 def skewed_problem():
     grid = Grid([-4.0, -3.5], [4.5, 3.0], [10, 9])
-    source = GaussianMixture.gaussian([0.2, -0.1], [[0.6, 0.25], [0.25, 0.4]])
+    source = Gaussian([0.2, -0.1], [[0.6, 0.25], [0.25, 0.4]])
     target = LogConcaveTarget.gaussian([0.3, 0.0], [[1.0, 0.3], [0.3, 0.8]])
     return Problem(grid, source, target)
 

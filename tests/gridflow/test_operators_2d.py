@@ -11,7 +11,7 @@ import pytest
 from scipy import linalg
 
 from gridflow import (
-    GaussianMixture,
+    Gaussian,
     Grid,
     LogConcaveTarget,
     Problem,
@@ -174,7 +174,7 @@ def test_gauge_nodes_pin_the_kernel():
 @pytest.fixture(scope="module")
 def small_problem():
     grid = Grid([-4.0, -3.5], [4.5, 3.0], [10, 9])
-    source = GaussianMixture.gaussian([0.2, -0.1], [[0.6, 0.25], [0.25, 0.4]])
+    source = Gaussian([0.2, -0.1], [[0.6, 0.25], [0.25, 0.4]])
     return Problem(grid, source, LogConcaveTarget.gaussian([0.0, 0.0], np.eye(2)))
 
 

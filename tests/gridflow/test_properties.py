@@ -208,7 +208,7 @@ def test_map_file_with_replaced_arrays_loads_or_raises_map_file_error(
 )
 def test_gaussian_mixture_is_valid_or_refused(weights, means, sd):
     try:
-        mixture = GaussianMixture(weights, means, sd * np.ones((max(weights.size, 1), 1, 1)))
+        mixture = GaussianMixture(means, sd * np.ones((max(weights.size, 1), 1, 1)), weights)
     except PACKAGE_ERRORS:
         return
     assert _finite(mixture.weights, mixture.means, mixture.covs)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gridflow import (
-    GaussianMixture,
+    Gaussian,
     Grid,
     LogConcaveTarget,
     Problem,
@@ -31,7 +31,7 @@ ROUNDOFF = 1e-13  # slack for "nonincreasing": energies are O(0.1) sums of O(n) 
 def standard_problem(nodes):
     return Problem(
         Grid([-5.0, -5.0], [5.0, 5.0], [nodes, nodes]),
-        GaussianMixture.gaussian([0.0, 0.0], S0),
+        Gaussian([0.0, 0.0], S0),
         LogConcaveTarget.gaussian([0.0, 0.0], np.eye(2)),
     )
 

@@ -14,7 +14,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from gridflow import gaussian
+from gridflow import LogConcaveTarget, gaussian
+from gridflow.examples import paper_mixture
 from neural.benchmark import (
     PAPER_RESULTS,
     BenchmarkConfig,
@@ -32,8 +33,7 @@ from neural.diagnostics import map_error
 from neural.dimensions import dimension_study, gaussian_problem
 from neural.icnn import ICNN, ICNNArchitecture
 from neural.kl import exact_kl
-from neural.samplers import paper_mixture
-from neural.schemes import Target, run_method
+from neural.schemes import run_method
 
 REPO = Path(__file__).parents[2]
 TINY = BenchmarkConfig(size="tiny")
@@ -200,7 +200,7 @@ def test_records_do_not_depend_on_the_numba_thread_count():
 
     def trained(method):
         net0 = ICNN(2, (20, 20), np.random.default_rng(0))
-        target = Target.standard_gaussian(2)
+        target = LogConcaveTarget.standard_gaussian(2)
         return run_method(method, net0, paper_mixture(), target, np.random.default_rng(1)).params
 
     if numba.config.NUMBA_NUM_THREADS < 2:
@@ -234,7 +234,7 @@ def test_seed_records_hold_the_exact_kl_of_each_trained_map():
     entry = record["methods"]["adam"]
     # recompute: the same θ0, batches and evaluation samples as run_seed (seed 5)
     init_seq, data_seq, eval_seq = np.random.SeedSequence(5).spawn(3)
-    source, target = paper_mixture(), Target.standard_gaussian(2)
+    source, target = paper_mixture(), LogConcaveTarget.standard_gaussian(2)
     net0 = ICNN(2, config.hidden, np.random.default_rng(init_seq))
     result = run_method(
         config.method_configs()["adam"], net0, source, target, np.random.default_rng(data_seq)

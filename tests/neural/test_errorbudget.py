@@ -71,9 +71,9 @@ def test_command_refuses_bad_input_before_any_run(tmp_path, capsys):
 def test_fit_to_map_recovers_a_realizable_map_and_respects_the_constraints():
     """T* = ∇φ_θ* of the same architecture: from a perturbed θ*, L-BFGS-B drives the residual
     to roundoff level, and the fitted θ is admissible (Wz_l, w >= 0)."""
+    from gridflow import Gaussian
     from neural import ICNN
     from neural.errorbudget import fit_to_map
-    from neural.samplers import Gaussian
 
     truth = ICNN(2, (5, 5), np.random.default_rng(0), quadratic=True)
     start = ICNN.from_architecture(
@@ -96,9 +96,9 @@ def test_fit_to_map_recovers_a_realizable_map_and_respects_the_constraints():
 
 
 def test_fit_to_map_refuses_bad_sizes():
+    from gridflow import Gaussian
     from neural import ICNN
     from neural.errorbudget import fit_to_map
-    from neural.samplers import Gaussian
 
     net = ICNN(2, (3,), np.random.default_rng(0))
     for steps, samples in ((0, 10), (5, 0)):

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
+from gridflow.examples import paper_mixture
 from neural import ICNN
 from neural import _reference as reference
 from neural.icnn import ANCHOR_SLOPE
 from neural.initialization import initial_network
-from neural.samplers import paper_mixture
 
 
 @pytest.mark.parametrize(
@@ -90,10 +90,11 @@ def test_initial_network_schemes():
 def test_anchored_units_let_the_mixture_kl_run_past_the_plateau():
     """The finding behind the option: 1000 score-free Adam steps on the paper's mixture end
     near KL 0.05 from anchored units, on the plateau near 0.25 from the default draw."""
+    from gridflow import LogConcaveTarget
     from neural.kl import exact_kl
-    from neural.schemes import Target, make_method, run_method
+    from neural.schemes import make_method, run_method
 
-    source, target = paper_mixture(), Target.standard_gaussian(2)
+    source, target = paper_mixture(), LogConcaveTarget.standard_gaussian(2)
     x_eval = source.sample(np.random.default_rng(1), 5000)
     config = make_method("adam", kl="logdet", batch_size=500, steps=1000, learning_rate=0.01,
                          cosine_decay=True)  # fmt: skip

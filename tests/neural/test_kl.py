@@ -5,7 +5,8 @@ import itertools
 import numpy as np
 import pytest
 
-from gridflow import gaussian
+from gridflow import Gaussian, LogConcaveTarget, gaussian
+from gridflow.examples import paper_mixture
 from neural.errors import DivergenceError
 from neural.icnn import (
     ICNN,
@@ -17,9 +18,7 @@ from neural.icnn import (
     transport_map,
 )
 from neural.kl import cholesky_factors, exact_kl, relative_entropy, score_free_gradient
-from neural.samplers import Gaussian, paper_mixture
 from neural.schemes import (
-    Target,
     explicit_logdet_gradient,
     implicit_gradient,
     kl_gradient,
@@ -220,7 +219,9 @@ def test_cholesky_factors():
 def test_score_free_gradient_matches_finite_differences(dim, hidden, quadratic, strong_convexity):
     architecture, theta, rng = _network(dim, hidden, quadratic, strong_convexity, seed=5 + dim)
     x = rng.normal(size=(9, dim))
-    target = Target.gaussian(rng.normal(size=dim), np.eye(dim) + 0.2 * np.ones((dim, dim)))
+    target = LogConcaveTarget.gaussian(
+        rng.normal(size=dim), np.eye(dim) + 0.2 * np.ones((dim, dim))
+    )
 
     def objective(t):
         y = transport_map(architecture, t, x)
@@ -247,7 +248,9 @@ def test_fused_score_free_gradient_matches_the_unfused_path(dim, hidden, quadrat
     the second padded), with an extra cotangent as the implicit scheme passes."""
     architecture, theta, rng = _network(dim, hidden, quadratic, seed=20 + dim + len(hidden))
     x = rng.normal(size=(150, dim))
-    target = Target.gaussian(rng.normal(size=dim), np.eye(dim) + 0.2 * np.ones((dim, dim)))
+    target = LogConcaveTarget.gaussian(
+        rng.normal(size=dim), np.eye(dim) + 0.2 * np.ones((dim, dim))
+    )
     weight = 1.0 / len(x)
     anchor = rng.normal(size=x.shape)
 
@@ -271,7 +274,7 @@ def test_score_free_gradient_does_not_depend_on_the_thread_count():
 
     architecture, theta, rng = _network(3, (6, 5), True, 0.1, seed=16)
     x = rng.normal(size=(3000, 3))  # 24 blocks: the parallel kernels
-    target = Target.standard_gaussian(3)
+    target = LogConcaveTarget.standard_gaussian(3)
     results = []
     for threads in (1, numba.config.NUMBA_NUM_THREADS):
         numba.set_num_threads(threads)
@@ -289,13 +292,13 @@ def test_score_free_gradient_refuses_a_singular_hessian():
     theta[architecture.slices()["w"][0]] = 0.0
     x = rng.normal(size=(9, 2))
     with pytest.raises(DivergenceError, match="not positive definite at 9 of 9 points"):
-        score_free_gradient(architecture, theta, x, Target.standard_gaussian(2), 1.0 / 9)
+        score_free_gradient(architecture, theta, x, LogConcaveTarget.standard_gaussian(2), 1.0 / 9)
 
 
 def test_implicit_and_explicit_logdet_gradients_match_finite_differences():
     architecture, theta, rng = _network(2, (5, 5), True, 0.1, seed=6)
     x = rng.normal(size=(8, 2))
-    target = Target.standard_gaussian(2)
+    target = LogConcaveTarget.standard_gaussian(2)
     tau = 0.4
     y_previous = x + 0.1 * rng.normal(size=x.shape)
     a = rng.normal(size=(8, 2, 2))
@@ -346,7 +349,7 @@ def test_exact_kl_of_affine_maps_matches_the_gaussian_closed_form():
     m0, mg = rng.normal(size=d), rng.normal(size=d)
     s0 = np.cov(rng.normal(size=(d, 10))) + 0.5 * np.eye(d)
     cov_g = np.cov(rng.normal(size=(d, 10))) + 0.5 * np.eye(d)
-    source, target = Gaussian(m0, s0), Target.gaussian(mg, cov_g)
+    source, target = Gaussian(m0, s0), LogConcaveTarget.gaussian(mg, cov_g)
     estimate = exact_kl(architecture, theta, source, target, source.sample(rng, 20000))
     closed = gaussian.kl(
         gaussian.Gaussian(matrix @ m0, matrix @ s0 @ matrix), gaussian.Gaussian(mg, cov_g)
@@ -371,7 +374,7 @@ def test_exact_kl_vanishes_pointwise_at_the_ot_map():
         architecture,
         theta,
         Gaussian(np.zeros(d), s0),
-        Target.gaussian(np.zeros(d), cov_g),
+        LogConcaveTarget.gaussian(np.zeros(d), cov_g),
         rng.normal(size=(500, d)),
     )
     assert abs(estimate.value) < 1e-10 and estimate.standard_error < 1e-10
@@ -381,10 +384,9 @@ def test_exact_kl_needs_densities():
     architecture, theta = _affine_network(np.eye(2), 0.0, 2)
     x = np.random.default_rng(0).normal(size=(10, 2))
     with pytest.raises(TypeError, match="log_density"):
-        exact_kl(architecture, theta, lambda rng, n: x, Target.standard_gaussian(2), x)
-    no_v = Target(grad_V=lambda y: y)
-    with pytest.raises(ValueError, match="lacks V"):
-        exact_kl(architecture, theta, Gaussian.standard(2), no_v, x)
+        exact_kl(architecture, theta, lambda rng, n: x, LogConcaveTarget.standard_gaussian(2), x)
+    with pytest.raises(TypeError, match="V must be a callable"):  # a target always has V
+        LogConcaveTarget(V=None, grad_V=lambda y: y, dim=2)
 
 
 # --------------------------------------------------------------------------- schemes
@@ -398,7 +400,7 @@ def test_every_method_runs_score_free(method):
         {"steps": 4} if method in ("adam", "euclidean") else {"outer_steps": 2, "inner_steps": 3}
     )
     config = make_method(method, kl="logdet", batch_size=16, **sizes)
-    result = run_method(config, net, paper_mixture(), Target.standard_gaussian(2), rng)
+    result = run_method(config, net, paper_mixture(), LogConcaveTarget.standard_gaussian(2), rng)
     assert np.isnan(result.fisher).all()
     assert result.network.is_admissible()
     assert not np.array_equal(result.params, result.initial_params)
@@ -417,7 +419,7 @@ def test_score_free_training_reaches_a_gaussian_ot_map():
     net = ICNN(2, (8, 8), rng, quadratic=True)
     config = make_method("implicit", kl="logdet", outer_steps=8, inner_steps=40, tau=1.0,
                          inner_learning_rate=0.02, batch_size=200)  # fmt: skip
-    result = run_method(config, net, source, Target.standard_gaussian(2), rng)
+    result = run_method(config, net, source, LogConcaveTarget.standard_gaussian(2), rng)
     x = source.sample(rng, 4000)
     error = result.map(x) - (x @ a_star.T + b_star)
     uvp = 100 * np.mean(np.sum(error**2, 1)) / 2.0
@@ -433,7 +435,11 @@ def test_singular_hessian_is_a_divergence_error():
     config = make_method("implicit", kl="logdet", outer_steps=1, inner_steps=2, batch_size=8)
     with pytest.raises(DivergenceError, match=r"implicit diverged at step \(0, 0\).*not positive"):
         run_method(
-            config, net.with_params(theta), paper_mixture(), Target.standard_gaussian(2), rng
+            config,
+            net.with_params(theta),
+            paper_mixture(),
+            LogConcaveTarget.standard_gaussian(2),
+            rng,
         )
     with pytest.raises(ValueError, match="kl must be 'score'"):
         make_method("adam", kl="entropy")
@@ -442,7 +448,7 @@ def test_singular_hessian_is_a_divergence_error():
 def test_shapes_are_checked_before_any_kernel_runs():
     architecture, theta, rng = _network(2, (4,), True, 0.1, seed=14)
     x = rng.normal(size=(10, 2))
-    target = Target.standard_gaussian(2)
+    target = LogConcaveTarget.standard_gaussian(2)
     for wrong in (np.ones((4, 2, 2)), np.ones((40, 2, 2)), np.ones((10, 2))):
         with pytest.raises(ValueError, match="hessian_previous must have shape"):
             explicit_logdet_gradient(architecture, theta, x, x, wrong, target, 0.5)
@@ -462,11 +468,13 @@ def test_shapes_are_checked_before_any_kernel_runs():
 
 
 def test_exact_kl_needs_the_target_normalizer():
-    architecture, theta = _affine_network(np.eye(2), 0.0, 2)
-    x = np.random.default_rng(0).normal(size=(10, 2))
-    no_log_z = Target(grad_V=lambda y: y, V=lambda y: 0.5 * np.sum(y * y, axis=1))
+    architecture, theta = _affine_network(np.eye(3), 0.0, 3)
+    x = np.random.default_rng(0).normal(size=(10, 3))
+    no_log_z = LogConcaveTarget(  # in d > 2 log Z is not computed by quadrature
+        V=lambda y: 0.5 * np.sum(y * y, axis=1), grad_V=lambda y: y, dim=3
+    )
     with pytest.raises(ValueError, match="lacks log_normalizer"):
-        exact_kl(architecture, theta, Gaussian.standard(2), no_log_z, x)
+        exact_kl(architecture, theta, Gaussian.standard(3), no_log_z, x)
 
 
 def test_hessian_vjp_does_not_depend_on_the_thread_count():

@@ -4,11 +4,13 @@ import numpy as np
 import pytest
 from scipy.optimize import least_squares
 
+from gridflow import Gaussian, LogConcaveTarget
+from gridflow.examples import paper_mixture
+from gridflow.measures import as_target
 from neural import ICNN, ICNNArchitecture
 from neural.benchmark import initial_network
 from neural.icnn import map_vjp, transport_map
 from neural.mmd import energy_distance
-from neural.samplers import Gaussian, paper_mixture
 from neural.schemes import (
     METHODS,
     DivergenceError,
@@ -16,8 +18,6 @@ from neural.schemes import (
     EuclideanGD,
     ExplicitScheme,
     ImplicitScheme,
-    Target,
-    as_target,
     explicit_objective,
     implicit_gradient,
     kl_gradient,
@@ -51,7 +51,7 @@ def _small_problem(seed=0, hidden=(3,), n=30, scale=0.5):
 
 def test_kl_gradient_is_eq_3_7():
     architecture, theta, x, _ = _small_problem()
-    target = Target.standard_gaussian(2)
+    target = LogConcaveTarget.standard_gaussian(2)
     gradient, g = kl_gradient(architecture, theta, x, target)
     y = transport_map(architecture, theta, x)
     np.testing.assert_allclose(g, wasserstein_gradient(y, target), rtol=0, atol=0)
@@ -76,7 +76,7 @@ def test_explicit_objective_gradient_matches_finite_differences():
 
 def test_implicit_gradient_is_kl_gradient_plus_proximal_gradient():
     architecture, theta, x, rng = _small_problem(seed=2)
-    target = Target.standard_gaussian(2)
+    target = LogConcaveTarget.standard_gaussian(2)
     y_previous = transport_map(architecture, theta, x) + 0.1 * rng.normal(size=x.shape)
     tau = 0.4
     gradient, proximal, fisher = implicit_gradient(architecture, theta, x, y_previous, target, tau)
@@ -102,7 +102,7 @@ def test_explicit_step_with_exact_inner_solve_is_the_natural_gradient_step_eq_3_
     """
     architecture, theta, x, _ = _small_problem(seed=3, hidden=(3,), n=30)
     y_k = transport_map(architecture, theta, x)
-    g = wasserstein_gradient(y_k, Target.standard_gaussian(2))
+    g = wasserstein_gradient(y_k, LogConcaveTarget.standard_gaussian(2))
     direction = natural_gradient(architecture, theta, x, g)
     n = len(x)
     errors = []
@@ -134,7 +134,7 @@ def test_explicit_scheme_with_exact_inner_solves_reports_the_tolerance_reached()
     objective's on its batch (checked by ``explicit_objective``, an independent gradient),
     and the warm-started solves of the later steps reach the tolerance."""
     source = Gaussian(np.array([0.5, -0.5]), np.array([[0.6, 0.25], [0.25, 0.4]]))
-    target = Target.standard_gaussian(2)
+    target = LogConcaveTarget.standard_gaussian(2)
     net = ICNN(2, (4,), np.random.default_rng(0), quadratic=True)
     tau, tolerance = 0.1, 1e-6
     config = make_method("explicit", inner_solver="lbfgs", outer_steps=3, inner_steps=2000,
@@ -163,7 +163,7 @@ def test_exact_inner_solves_refuse_what_they_cannot_solve():
     with pytest.raises(ValueError, match="interpolate"):
         run_method(make_method("explicit", inner_solver="lbfgs", batch_size=100),
                    ICNN(2, (20, 20), np.random.default_rng(0)), Gaussian.standard(2),
-                   Target.standard_gaussian(2), np.random.default_rng(0))  # fmt: skip
+                   LogConcaveTarget.standard_gaussian(2), np.random.default_rng(0))  # fmt: skip
 
 
 def test_natural_gradient_solves_the_normal_equations_of_eq_3_4():
@@ -207,7 +207,9 @@ DESCENT = {
 def test_each_method_moves_the_pushforward_towards_the_target(name, paper_setting):
     source, net, x_eval, y_eval = paper_setting
     config = make_method(name, batch_size=50, **DESCENT[name])
-    result = run_method(config, net, source, Target.standard_gaussian(2), np.random.default_rng(1))
+    result = run_method(
+        config, net, source, LogConcaveTarget.standard_gaussian(2), np.random.default_rng(1)
+    )
     before = energy_distance(net.map(x_eval), y_eval)
     after = energy_distance(result.map(x_eval), y_eval)
     assert result.network.is_admissible()
@@ -226,7 +228,7 @@ def test_same_seed_gives_bit_identical_results(name):
     source = paper_mixture()
     net = ICNN(2, (6, 5), np.random.default_rng(2))
     config = make_method(name, **TINY[name])
-    target = Target.standard_gaussian(2)
+    target = LogConcaveTarget.standard_gaussian(2)
     first = run_method(config, net, source, target, np.random.default_rng(7))
     second = run_method(config, net, source, target, np.random.default_rng(7))
     third = run_method(config, net, source, target, np.random.default_rng(8))
@@ -243,7 +245,7 @@ def test_callback_sees_every_outer_step():
         config,
         net,
         paper_mixture(),
-        Target.standard_gaussian(2),
+        LogConcaveTarget.standard_gaussian(2),
         np.random.default_rng(0),
         callback=lambda k, theta: seen.append((k, theta.copy())),
     )
@@ -255,7 +257,7 @@ def test_callback_sees_every_outer_step():
 @pytest.mark.parametrize("name", ["explicit", "implicit"])
 def test_start_identity_anchors_the_first_step_at_the_identity(name):
     """start='identity': the first outer step moves from T̂_0 = id (eqs. 3.1, 3.2)."""
-    source, target = paper_mixture(), Target.standard_gaussian(2)
+    source, target = paper_mixture(), LogConcaveTarget.standard_gaussian(2)
     net = ICNN(2, (6, 5), np.random.default_rng(0))
     config = make_method(name, outer_steps=1, inner_steps=1, batch_size=30, start="identity")
     result = run_method(config, net, source, target, np.random.default_rng(3))
@@ -275,7 +277,7 @@ def test_start_identity_anchors_the_first_step_at_the_identity(name):
 def test_inner_losses_at_the_start_of_each_outer_step(start):
     """At inner step 0 θ = θ_k: the proximal term vanishes (implicit, k >= 1, and k = 0 from
     T_θ0), and the explicit objective equals the mean ‖g^k‖² (k >= 1)."""
-    source, target = paper_mixture(), Target.standard_gaussian(2)
+    source, target = paper_mixture(), LogConcaveTarget.standard_gaussian(2)
     net = ICNN(2, (6, 5), np.random.default_rng(0))
     common = {"outer_steps": 3, "inner_steps": 2, "batch_size": 30, "start": start}
     implicit = run_method(
@@ -294,7 +296,7 @@ def test_inner_losses_at_the_start_of_each_outer_step(start):
 
 def test_implicit_gradient_with_summed_kl_weighs_the_kl_n_times():
     architecture, theta, x, rng = _small_problem(seed=5)
-    target = Target.standard_gaussian(2)
+    target = LogConcaveTarget.standard_gaussian(2)
     y_previous = transport_map(architecture, theta, x) + 0.1 * rng.normal(size=x.shape)
     mean, proximal, _ = implicit_gradient(architecture, theta, x, y_previous, target, 0.4)
     summed, proximal_sum, _ = implicit_gradient(
@@ -307,7 +309,7 @@ def test_implicit_gradient_with_summed_kl_weighs_the_kl_n_times():
 
 def test_shapes_of_the_frozen_arrays_are_checked():
     architecture, theta, x, _ = _small_problem()
-    target = Target.standard_gaussian(2)
+    target = LogConcaveTarget.standard_gaussian(2)
     y = transport_map(architecture, theta, x)
     with pytest.raises(ValueError, match="g_previous"):
         explicit_objective(architecture, theta, x, y, y[:1], 0.4)
@@ -316,9 +318,9 @@ def test_shapes_of_the_frozen_arrays_are_checked():
     with pytest.raises(ValueError, match="y_previous"):
         implicit_gradient(architecture, theta, x, y[:1], target, 0.4)
     with pytest.raises(ValueError, match=r"dimension|shape"):
-        Target.standard_gaussian(3).grad_V(y)
+        LogConcaveTarget.standard_gaussian(3).grad_V(y)
     with pytest.raises(ValueError, match=r"dimension|shape"):
-        Target.gaussian([0.0, 1.0, 0.0], np.eye(3)).V(y)
+        LogConcaveTarget.gaussian([0.0, 1.0, 0.0], np.eye(3)).V(y)
 
 
 def test_any_sampler_and_gridflow_target():
@@ -328,7 +330,9 @@ def test_any_sampler_and_gridflow_target():
     gridflow_target = LogConcaveTarget.gaussian(mean, cov)
     ours = as_target(gridflow_target)
     y = np.random.default_rng(0).normal(size=(7, 2))
-    np.testing.assert_allclose(ours.grad_V(y), Target.gaussian(mean, cov).grad_V(y), rtol=1e-12)
+    np.testing.assert_allclose(
+        ours.grad_V(y), LogConcaveTarget.gaussian(mean, cov).grad_V(y), rtol=1e-12
+    )
     np.testing.assert_allclose(
         as_target(Gaussian(mean, cov)).grad_V(y), -Gaussian(mean, cov).score(y), rtol=1e-12
     )
@@ -348,7 +352,11 @@ def test_divergence_is_reported_as_divergence_error():
     net = ICNN(2, (6, 5), np.random.default_rng(0))
     with pytest.raises(DivergenceError, match="euclidean"):
         run_method(
-            config, net, paper_mixture(), Target.standard_gaussian(2), np.random.default_rng(0)
+            config,
+            net,
+            paper_mixture(),
+            LogConcaveTarget.standard_gaussian(2),
+            np.random.default_rng(0),
         )
 
 
@@ -360,7 +368,7 @@ def test_a_map_sent_to_infinity_is_a_divergence_naming_the_samples():
     y = np.random.default_rng(1).standard_normal((30, 2))
     y[[3, 7]] = np.inf
     with pytest.raises(DivergenceError, match="sent 2 of the samples to inf or NaN"):
-        _wasserstein_gradient(y, Target.standard_gaussian(2), None)
+        _wasserstein_gradient(y, LogConcaveTarget.standard_gaussian(2), None)
 
 
 @pytest.mark.parametrize("name", ["y_previous", "g_previous"])
@@ -412,7 +420,7 @@ def test_unknown_method_and_options():
             "newton",
             ICNN(2, (3,), np.random.default_rng(0)),
             paper_mixture(),
-            Target.standard_gaussian(2),
+            LogConcaveTarget.standard_gaussian(2),
             np.random.default_rng(0),
         )
     with pytest.raises(TypeError, match="no option"):
@@ -422,7 +430,7 @@ def test_unknown_method_and_options():
 def test_bad_arguments_of_run_method():
     net = ICNN(2, (3,), np.random.default_rng(0))
     config = make_method("adam", **TINY["adam"])
-    target = Target.standard_gaussian(2)
+    target = LogConcaveTarget.standard_gaussian(2)
     with pytest.raises(TypeError, match="initial must be an ICNN"):
         run_method(config, net.params, paper_mixture(), target, np.random.default_rng(0))
     with pytest.raises(TypeError, match="source"):

@@ -6,8 +6,8 @@ import warnings
 import numpy as np
 import pytest
 
+from gridflow import Gaussian
 from neural import _reference as reference
-from neural.samplers import Gaussian
 from neural.score import (
     ConvergenceWarning,
     ScoreResolutionWarning,

@@ -42,14 +42,16 @@ def test_a_wait_policy_set_by_the_user_is_kept():
 
 _TRAIN = """
 import numpy as np
-from neural import ICNN, Target, make_method, run_method
-from neural.samplers import paper_mixture
+from gridflow import LogConcaveTarget
+from neural import ICNN, make_method, run_method
+from gridflow.examples import paper_mixture
 rng = np.random.default_rng(0)
 for name in ("implicit", "explicit", "euclidean", "adam"):
     algorithm2 = name in ("implicit", "explicit")
     short = {"outer_steps": 1, "inner_steps": 2} if algorithm2 else {"steps": 2}
     config = make_method(name, **short)
-    run_method(config, ICNN(2, (20, 20), rng), paper_mixture(), Target.standard_gaussian(2), rng)
+    target = LogConcaveTarget.standard_gaussian(2)
+    run_method(config, ICNN(2, (20, 20), rng), paper_mixture(), target, rng)
 print("libgomp" in open("/proc/self/maps").read())
 """
 

@@ -1,7 +1,12 @@
-"""Argument validation shared by the package: every failure names the argument and the fix."""
+"""Argument checks shared by both packages: every failure names the argument and the fix.
+
+A wrong kind of object (not a number, not a Generator) is a ``TypeError``, a wrong value
+or shape a ``ValueError``; the command lines turn both into one ``error:`` line.
+"""
 
 from __future__ import annotations
 
+import numbers
 import pathlib
 import tempfile
 
@@ -23,9 +28,14 @@ def as_points(value, name: str, dim: int) -> np.ndarray:
     array = as_finite_array(value, name)
     if dim == 1 and array.ndim == 1:
         array = array[:, None]
-    if array.ndim != 2 or array.shape[1] != dim:
+    if array.ndim != 2:
         raise ValueError(
             f"{name} must be an array of points of shape (n, {dim}), got {array.shape}"
+        )
+    if array.shape[1] != dim:
+        raise ValueError(
+            f"{name} must have {dim} columns (the dimension), got shape {array.shape}; "
+            f"pass points of shape (n, {dim})"
         )
     return array
 
@@ -122,3 +132,29 @@ def output_folder(value, name: str) -> pathlib.Path:
         return writable_folder(folder, name)
     writable_folder(folder.parent, f"{name} (the parent of {str(folder)!r}, which is created)")
     return folder
+
+
+def readonly_copy(value) -> np.ndarray:
+    """A float64 copy of ``value`` that cannot be written to (for frozen dataclasses)."""
+    array = np.array(value, dtype=np.float64, copy=True)
+    array.setflags(write=False)
+    return array
+
+
+def positive_int(value, name: str) -> int:
+    """``value`` as a positive Python int; TypeError for non-integers, ValueError if < 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+    return int(value)
+
+
+def require_generator(rng, name: str = "rng") -> np.random.Generator:
+    """``rng`` if it is a numpy Generator, else a TypeError with the fix."""
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            f"{name} must be a numpy.random.Generator, got {type(rng).__name__}; "
+            f"pass e.g. {name}=np.random.default_rng(seed)"
+        )
+    return rng

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from neural.samplers import Gaussian, GaussianMixture, paper_mixture
+from gridflow import Gaussian, GaussianMixture
+from gridflow.examples import paper_mixture
 
 
 def test_paper_mixture_parameters():

@@ -1,0 +1,60 @@
+"""Grid maps: the interpolant of a discrete map T_h = D_h φ of the grid solver."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import interpolate
+
+from gridflow.checks import as_points
+from gridflow.grid import Grid
+
+__all__ = ["GridMap"]
+
+
+@dataclass(frozen=True)
+class GridMap:
+    """A discrete map of the grid solver as a map of points: T at any point of its box.
+
+    ``map`` (n, d) holds T at the cell centers ``points`` of ``grid``; calling the object
+    interpolates it (piecewise-linearly on the cell-center grid, second-order accurate like
+    the discretization, docs/mathematics.md) at points (k, d) inside the grid's box; points
+    outside raise. ``potential`` holds φ at the grid's nodes (grid.shape) when known (the
+    discrete OT map and ground-truth files), else None; ``weights`` the cell masses of ϱ0;
+    ``metadata`` what a ground-truth file records (source, target, floor, error estimates).
+    """
+
+    grid: Grid
+    points: np.ndarray
+    map: np.ndarray
+    potential: np.ndarray | None
+    weights: np.ndarray
+    metadata: dict
+
+    @classmethod
+    def from_discrete_map(cls, discrete_map, metadata: dict | None = None) -> GridMap:
+        """The interpolating map of a `DiscreteMap` (from `minimize`), without a file."""
+        return cls(
+            grid=discrete_map.grid,
+            points=discrete_map.points,
+            map=discrete_map.map,
+            potential=np.asarray(discrete_map.potential).reshape(discrete_map.grid.shape),
+            weights=discrete_map.weights,
+            metadata=dict(metadata or {}),
+        )
+
+    def __call__(self, x) -> np.ndarray:
+        x = as_points(x, "x", self.grid.dim)
+        outside = np.any((x < np.array(self.grid.lower)) | (x > np.array(self.grid.upper)), axis=1)
+        if outside.any():
+            raise ValueError(
+                f"{int(outside.sum())} of the {len(x)} points lie outside the map's box "
+                f"{self.grid.lower}..{self.grid.upper}"
+            )
+        centers = tuple(np.unique(self.points[:, k]) for k in range(self.grid.dim))
+        values = self.map.reshape(*(c.size for c in centers), self.grid.dim)
+        interpolator = interpolate.RegularGridInterpolator(
+            centers, values, method="linear", bounds_error=False, fill_value=None
+        )
+        return interpolator(x)

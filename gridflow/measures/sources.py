@@ -1,0 +1,174 @@
+"""Sources ϱ0 known by a density or by samples only, and how each solver takes a source.
+
+The grid solver needs ``density(points) -> (n,)`` (unnormalized is fine) and
+``mass_outside(lower, upper)``: ``Gaussian`` and ``GaussianMixture`` compute that mass
+exactly, ``CallableSource`` wraps a user's density function and estimates it by quadrature
+on a larger box (``as_source``). The neural solver needs ``sample(rng, n) -> (n, d)``:
+every law here has it, ``EmpiricalSource`` draws from a data array (``as_sampler``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from gridflow.checks import (
+    as_finite_array,
+    as_points,
+    positive_int,
+    require_generator,
+    summable,
+)
+
+__all__ = ["CallableSource", "EmpiricalSource", "as_sampler", "as_source"]
+
+
+@dataclass(frozen=True)
+class CallableSource:
+    """A user density `function(points (n, d)) -> (n,)`, unnormalized, nonnegative.
+
+    What the cut-mass check (`mass_outside`) sees: the density is integrated by the
+    midpoint rule on a larger box, `nodes_per_axis` cells per axis on the grid's box and as
+    many on each margin (150 in d = 2). The larger box is `support` when it is given (a box
+    (lower, upper) that holds all of ϱ0's mass; the margins then reach it), else the box
+    three times as wide per axis as the grid's. Mass beyond that larger box is not seen:
+    a source with mass far from the grid passes the check unless `support` declares it.
+    """
+
+    function: Callable[[np.ndarray], np.ndarray]
+    dim: int
+    nodes_per_axis: int = 400
+    support: tuple | None = None
+
+    def __post_init__(self):
+        if self.support is not None:
+            lower, upper = (np.atleast_1d(as_finite_array(v, "support")) for v in self.support)
+            if lower.shape != (self.dim,) or upper.shape != (self.dim,):
+                raise ValueError(
+                    f"support must be a box (lower, upper) of two length-{self.dim} sequences, "
+                    f"got shapes {lower.shape} and {upper.shape}"
+                )
+            if np.any(lower >= upper):
+                raise ValueError(f"support needs lower < upper, got {lower} and {upper}")
+            object.__setattr__(self, "support", (tuple(lower), tuple(upper)))
+
+    def density(self, points) -> np.ndarray:
+        points = as_points(points, "points", self.dim)
+        values = np.asarray(self.function(points), dtype=np.float64).reshape(-1)
+        if values.shape != (points.shape[0],):
+            raise ValueError(
+                f"the source density must return one value per point, got shape {values.shape}"
+            )
+        if not np.all(np.isfinite(values)) or np.any(values < 0):
+            raise ValueError("the source density returned negative, NaN or infinite values")
+        return values
+
+    def checked_box(self, lower, upper) -> tuple[np.ndarray, np.ndarray]:
+        """The box on which `mass_outside(lower, upper)` integrates the density."""
+        lower, upper = np.asarray(lower, float), np.asarray(upper, float)
+        if self.support is None:
+            return lower - (upper - lower), upper + (upper - lower)
+        return np.minimum(self.support[0], lower), np.maximum(self.support[1], upper)
+
+    def mass_check_description(self, lower, upper) -> str:
+        """What `mass_outside` checks, for error messages."""
+        outer_lower, outer_upper = self.checked_box(lower, upper)
+        declared = "the declared support" if self.support is not None else "3× the grid box"
+        return (
+            f"midpoint rule on {np.round(outer_lower, 3).tolist()}..."
+            f"{np.round(outer_upper, 3).tolist()} ({declared}); mass beyond it is not seen, "
+            f"declare it with CallableSource(..., support=(lower, upper))"
+        )
+
+    def mass_outside(self, lower, upper) -> float:
+        """ϱ0 mass outside the box [lower, upper] relative to its mass on `checked_box`."""
+        lower, upper = np.asarray(lower, float), np.asarray(upper, float)
+        outer_lower, outer_upper = self.checked_box(lower, upper)
+        per_axis = self.nodes_per_axis if self.dim == 1 else min(self.nodes_per_axis, 150)
+        axes, widths, inside = [], [], []
+        for k in range(self.dim):
+            breaks = [outer_lower[k], lower[k], upper[k], outer_upper[k]]
+            pieces = [
+                np.linspace(a, b, per_axis + 1) for a, b in itertools.pairwise(breaks) if b > a
+            ]
+            edges = np.unique(np.concatenate(pieces))
+            centers = 0.5 * (edges[1:] + edges[:-1])
+            axes.append(centers)
+            widths.append(np.diff(edges))
+            inside.append((centers > lower[k]) & (centers < upper[k]))
+        mesh = np.meshgrid(*axes, indexing="ij")
+        cell_volume = np.prod(np.meshgrid(*widths, indexing="ij"), axis=0)
+        values = self.density(np.stack([m.ravel() for m in mesh], axis=1)).reshape(mesh[0].shape)
+        (masses,) = summable(values * cell_volume)
+        total = masses.sum()
+        if total <= 0:
+            raise ValueError("the source density vanishes on and around the grid box")
+        return float(max(total - masses[np.ix_(*inside)].sum(), 0.0) / total)
+
+
+@dataclass(frozen=True, eq=False)
+class EmpiricalSource:
+    """ϱ0 known by samples only: the empirical measure of ``samples`` (N, d).
+
+    ``sample(rng, n)`` draws n rows with replacement (uniform indices from rng). There is no
+    density: the grid solver refuses it; the neural solver's score-free gradient and the
+    score estimate need samples only.
+    """
+
+    samples: np.ndarray
+
+    def __post_init__(self):
+        samples = as_finite_array(self.samples, "samples")
+        if samples.ndim != 2 or samples.shape[0] < 1 or samples.shape[1] < 1:
+            raise ValueError(
+                f"samples must be an (N, d) array of points, got shape {samples.shape}; "
+                f"a one-dimensional data set x is x[:, None]"
+            )
+        samples = np.array(samples, dtype=np.float64, copy=True)
+        samples.setflags(write=False)
+        object.__setattr__(self, "samples", samples)
+
+    @property
+    def dim(self) -> int:
+        """Dimension d."""
+        return self.samples.shape[1]
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """n rows of ``samples`` drawn uniformly with replacement (n, d)."""
+        rng = require_generator(rng)
+        n = positive_int(n, "n")
+        return self.samples[rng.integers(0, self.samples.shape[0], size=n)]
+
+
+def as_source(source, dim: int):
+    """The grid solver's source: an object with ``density`` and ``mass_outside``, or a
+    plain density callable points (n, d) -> (n,) (wrapped in a ``CallableSource``)."""
+    if hasattr(source, "density") and hasattr(source, "mass_outside"):
+        if source.dim != dim:
+            raise ValueError(f"source has dimension {source.dim}, the grid has {dim}")
+        return source
+    if isinstance(source, EmpiricalSource):
+        raise TypeError(
+            "the grid solver needs a source density; an EmpiricalSource has samples only"
+        )
+    if callable(source):
+        return CallableSource(source, dim)
+    raise TypeError("source must be a density callable points (n, d) -> (n,) or a source object")
+
+
+def as_sampler(source) -> Callable[[np.random.Generator, int], np.ndarray]:
+    """The neural solver's source: (rng, n) -> (n, d) samples of ϱ0, from an object with
+    ``sample(rng, n)`` (every law of ``gridflow.measures``) or a callable (rng, n)."""
+    sample = getattr(source, "sample", None)
+    if callable(sample):
+        return sample
+    if callable(source):
+        return source
+    raise TypeError(
+        "source must have a method sample(rng, n) -> (n, d) (e.g. gridflow.GaussianMixture, "
+        f"gridflow.EmpiricalSource) or be a callable (rng, n) -> (n, d); got "
+        f"{type(source).__name__}"
+    )

@@ -1,0 +1,257 @@
+"""Log-concave targets γ ∝ exp(−V): the one target type of both solvers (paper §1.3).
+
+``LogConcaveTarget`` holds V, ∇V and what is known about them: the Hessian ∇²V, the
+convexity modulus λ of V (Theorem 2.13's rate 2λ; known for Gaussians, given by the user
+otherwise, and required only where a statement needs it), log Z = log ∫ exp(−V) (the
+exact KL), and for Gaussian targets the mean and covariance (the L²-UVP, samples of γ).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import integrate, special
+
+from gridflow.checks import as_points, positive_int
+from gridflow.measures.gaussians import Gaussian
+
+__all__ = ["LogConcaveTarget", "as_target", "check_growth"]
+
+GROWTH_RADIUS = 1e3
+GROWTH_DIRECTIONS = 64
+
+
+def check_growth(V, dim: int) -> None:
+    """Refuse a V under which exp(−V) is not integrable, as far as a cheap probe can tell.
+
+    For convex V, exp(−V) is integrable iff V(r u) → ∞ as r → ∞ in every direction u, and
+    by convexity V(r u) ≥ V(0) + (r / R)(V(R u) − V(0)) for r ≥ R. Checked: V(0) is finite
+    and V(R u) > V(0) at R = GROWTH_RADIUS for the 2 axis directions (d = 1) or
+    GROWTH_DIRECTIONS unit vectors (d = 2). That refuses V constant or linear, or constant
+    along a line; a V growing only between the probed directions is not seen here.
+    """
+    if dim == 1:
+        directions = np.array([[1.0], [-1.0]])
+    elif dim == 2:
+        angles = 2 * np.pi * np.arange(GROWTH_DIRECTIONS) / GROWTH_DIRECTIONS
+        directions = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+        directions[np.abs(directions) < 1e-12] = 0.0  # the axes exactly
+    else:
+        return  # no probe in d > 2: the caller vouches for V
+    probe = np.vstack([np.zeros((1, dim)), GROWTH_RADIUS * directions])
+    with np.errstate(over="ignore"):
+        values = np.asarray(V(probe), dtype=np.float64).reshape(-1)
+    if values.shape != (probe.shape[0],):
+        raise ValueError(f"V must return one value per point (n,), got shape {values.shape}")
+    if not np.isfinite(values[0]):
+        raise ValueError(f"V(0) must be finite, got {values[0]}")
+    rise = values[1:] - values[0]
+    flat = ~(rise > 1e-9 * (1.0 + abs(values[0])))  # NaN counts as flat
+    if flat.any():
+        u = directions[np.argmax(flat)]
+        raise ValueError(
+            f"exp(-V) is not integrable (or numerically flat): V does not grow along the direction "
+            f"u = {np.round(u, 3).tolist()} (V({GROWTH_RADIUS:g} u) - V(0) = "
+            f"{rise[np.argmax(flat)]:.3g}); γ ∝ exp(-V) needs V → ∞ in every direction "
+            f"(e.g. V(y) = |y|²/2 for N(0, I))"
+        )
+
+
+def _rounded(array: np.ndarray) -> list:
+    """``array`` rounded to 3 decimals as nested lists, for names (no overflow near 1e308)."""
+    small = np.abs(array) < 1e300
+    with np.errstate(over="ignore"):
+        return np.where(small, np.round(np.where(small, array, 0.0), 3), array).tolist()
+
+
+@dataclass(frozen=True, eq=False)
+class LogConcaveTarget:
+    """γ ∝ exp(−V) with V convex: the target of KL(· | γ).
+
+    V(points (n, d)) -> (n,) and grad_V(points) -> (n, d). Optional:
+    lam               the convexity modulus λ ≥ 0 of V (None: unknown; the rate checks of
+                      Theorem 2.13 need it)
+    hess_V            points -> (n, d, d) (else central differences of grad_V)
+    expected_V_cvxpy  (T, weights) -> a convex cvxpy expression of Σ_i w_i V(T_i) for a
+                      cvxpy expression T (n, d): the grid solver's cvxpy reference
+    log_normalizer    log ∫ exp(−V) (else computed by quadrature in d ≤ 2; unknown in d > 2)
+    mean, cov         γ's moments, set by ``gaussian``
+
+    exp(−V) must be integrable: a V that does not grow in some direction is refused
+    (``check_growth``), and so is a V whose quadrature diverges (d ≤ 2).
+    """
+
+    V: Callable[[np.ndarray], np.ndarray]
+    grad_V: Callable[[np.ndarray], np.ndarray] | None = None
+    lam: float | None = None
+    dim: int = 1
+    hess_V: Callable[[np.ndarray], np.ndarray] | None = None
+    expected_V_cvxpy: Callable | None = None
+    log_normalizer: float | None = None
+    name: str = "log-concave target"
+    mean: np.ndarray | None = field(default=None, repr=False)
+    cov: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if not callable(self.V):
+            raise TypeError(f"V must be a callable points (n, d) -> (n,), got {self.V!r}")
+        for name in ("grad_V", "hess_V", "expected_V_cvxpy"):
+            value = getattr(self, name)
+            if value is not None and not callable(value):
+                raise TypeError(f"{name} must be None or a callable, got {value!r}")
+        if self.lam is not None:
+            lam = float(self.lam)
+            if not np.isfinite(lam) or lam < 0:
+                raise ValueError(
+                    f"lam (the convexity modulus of V) must be finite and >= 0, got {lam}"
+                )
+            object.__setattr__(self, "lam", lam)
+        if isinstance(self.dim, bool) or int(self.dim) != self.dim or self.dim < 1:
+            raise ValueError(f"dim must be an integer >= 1, got {self.dim!r}")
+        object.__setattr__(self, "dim", int(self.dim))
+        check_growth(self.V, self.dim)
+        if self.log_normalizer is None:
+            if self.dim <= 2:
+                object.__setattr__(self, "log_normalizer", self._log_normalizer_by_quadrature())
+        elif not np.isfinite(float(self.log_normalizer)):
+            raise ValueError(f"log_normalizer must be finite, got {self.log_normalizer!r}")
+
+    @classmethod
+    def gaussian(cls, mean, cov) -> LogConcaveTarget:
+        """γ = N(mean, cov): V(y) = ½ (y − m)ᵀ cov⁻¹ (y − m), λ = 1 / λmax(cov)."""
+        law = Gaussian(np.atleast_1d(mean), np.atleast_2d(cov))
+        mean, cov, precision, dim = law.mean, law.cov, law._precision, law.dim
+        standard = bool(np.all(mean == 0.0) and np.all(cov == np.eye(dim)))
+        eigenvalues = np.linalg.eigvalsh(cov)
+        if not eigenvalues.min() > 1.0 / np.finfo(np.float64).max:
+            raise ValueError(
+                f"cov's smallest eigenvalue {eigenvalues.min():.3g} is too small: its inverse "
+                f"(the precision) overflows float64"
+            )
+
+        def centered(y):
+            y = as_points(y, "y", dim)
+            return y if standard else y - mean
+
+        def V(y):
+            c = centered(y)
+            return 0.5 * np.einsum("ni,ij,nj->n", c, precision, c)
+
+        def grad_V(y):
+            return np.array(centered(y), copy=True) if standard else centered(y) @ precision
+
+        def hess_V(y):
+            return np.broadcast_to(precision, (len(y), dim, dim)).copy()
+
+        precision_root = np.linalg.cholesky(precision)
+
+        def expected_V_cvxpy(T, weights):
+            import cvxpy as cp  # cvxpy loads in about a second: only where the reference runs
+
+            scaled = cp.multiply(np.sqrt(weights)[:, None], T - mean[None, :]) @ precision_root
+            return 0.5 * cp.sum_squares(scaled)
+
+        return cls(
+            V=V,
+            grad_V=grad_V,
+            lam=1.0 / eigenvalues.max(),
+            dim=dim,
+            hess_V=hess_V,
+            expected_V_cvxpy=expected_V_cvxpy,
+            log_normalizer=0.5 * float(dim * np.log(2.0 * np.pi) + np.sum(np.log(eigenvalues))),
+            name=f"N(0, I_{dim})" if standard else f"N({_rounded(mean)}, {_rounded(cov)})",
+            mean=mean,
+            cov=cov,
+        )
+
+    @classmethod
+    def standard_gaussian(cls, dim: int) -> LogConcaveTarget:
+        """γ = N(0, I_d), ∇V(y) = y (the paper's target with d = 2)."""
+        dim = positive_int(dim, "dim")
+        return cls.gaussian(np.zeros(dim), np.eye(dim))
+
+    @classmethod
+    def quartic(cls) -> LogConcaveTarget:
+        """γ ∝ exp(−y⁴/4) on R: log-concave but not strongly (λ = 0)."""
+
+        def expected_V_cvxpy(T, weights):
+            import cvxpy as cp  # as in ``gaussian``
+
+            return cp.sum(cp.multiply(weights[:, None], cp.power(T, 4))) / 4
+
+        return cls(
+            V=lambda y: as_points(y, "points", 1)[:, 0] ** 4 / 4,
+            grad_V=lambda y: as_points(y, "points", 1) ** 3,
+            lam=0.0,
+            hess_V=lambda y: 3 * as_points(y, "points", 1)[:, :, None] ** 2,
+            expected_V_cvxpy=expected_V_cvxpy,
+            log_normalizer=float(np.log(2 * special.gamma(0.25) * 4 ** (0.25) / 4)),
+            name="exp(-y^4/4)",
+        )
+
+    @property
+    def is_gaussian(self) -> bool:
+        """Whether γ is a Gaussian with known mean and covariance."""
+        return self.mean is not None and self.cov is not None
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """n samples of γ (n, d); Gaussian targets only."""
+        if not self.is_gaussian:
+            raise ValueError(f"samples of γ are drawn for Gaussian targets only, not {self.name}")
+        return Gaussian(self.mean, self.cov).sample(rng, n)
+
+    def hessian(self, points) -> np.ndarray:
+        """∇²V at points (n, d, d): ``hess_V``, or central differences of ``grad_V``."""
+        points = as_points(points, "points", self.dim)
+        if self.hess_V is not None:
+            return np.asarray(self.hess_V(points), dtype=np.float64)
+        step = 1e-5 * (1 + np.abs(points).max())
+        columns = []
+        for k in range(self.dim):
+            shift = np.zeros(self.dim)
+            shift[k] = step
+            columns.append((self.grad_V(points + shift) - self.grad_V(points - shift)) / (2 * step))
+        return np.stack(columns, axis=2)
+
+    def _log_normalizer_by_quadrature(self) -> float:
+        """log ∫ exp(−V) by scipy's quad/dblquad; a quadrature warning or a non-finite result
+        (exp(−V) not integrable, or too slowly decaying for the quadrature) raises."""
+
+        def integrand(*y):
+            return float(np.exp(-self.V(np.array([y[::-1]]))[0]))
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", integrate.IntegrationWarning)
+            warnings.filterwarnings("ignore", "overflow encountered in exp", RuntimeWarning)
+            try:
+                if self.dim == 1:
+                    value, _ = integrate.quad(integrand, -np.inf, np.inf, epsabs=0, epsrel=1e-12)
+                else:
+                    value, _ = integrate.dblquad(integrand, -np.inf, np.inf, -np.inf, np.inf)
+            except integrate.IntegrationWarning as warning:
+                raise ValueError(
+                    f"the log-normalizer log ∫ exp(-V) could not be computed ({warning}): "
+                    f"exp(-V) must be integrable (V must grow at least linearly in every "
+                    f"direction); if it is, pass log_normalizer explicitly"
+                ) from None
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(
+                f"∫ exp(-V) = {value!r} is not a finite positive number: exp(-V) must be "
+                f"integrable (V must grow at least linearly in every direction)"
+            )
+        return float(np.log(value))
+
+
+def as_target(target) -> LogConcaveTarget:
+    """The ``LogConcaveTarget`` of ``target``: itself, or N(mean, cov) for a ``Gaussian``."""
+    if isinstance(target, LogConcaveTarget):
+        return target
+    if isinstance(target, Gaussian):
+        return LogConcaveTarget.gaussian(target.mean, target.cov)
+    raise TypeError(
+        "target must be a gridflow.LogConcaveTarget (e.g. LogConcaveTarget.gaussian(mean, cov)) "
+        f"or a gridflow.Gaussian, got {type(target).__name__}"
+    )

@@ -22,8 +22,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 from scipy import sparse
+from scipy.linalg import eigvalsh_tridiagonal
+from scipy.sparse.linalg import eigsh
 
 from gridflow.operators import block_diagonal, hessian_shape, map_shape
+from gridflow.potentials import free_nodes, metric
 from gridflow.problem import Problem
 
 
@@ -227,14 +230,8 @@ def weighted_curvature_bound(problem: Problem, T) -> float:
     """L(T) = λmax(W^{-1/2} ∇²F_h(T) W^{-1/2}) on the maps of K_h's span: the explicit
     scheme's step must be < 2/L. In d = 2, the generalized eigenvalue problem
     (D_hᵀ ∇²F_h D_h) p = L (D_hᵀ W D_h) p in the gauge."""
-    from scipy.linalg import eigvalsh_tridiagonal
-
     hessian = kl_hessian(problem, T)
     if problem.dim == 2:
-        from scipy.sparse.linalg import eigsh
-
-        from gridflow.potentials import free_nodes, metric
-
         G, free = problem.gradient_operator, free_nodes(problem)
         stiffness = (G.T @ hessian @ G).tocsr()[free][:, free]
         mass = metric(problem)[free][:, free]

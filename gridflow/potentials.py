@@ -40,6 +40,19 @@ def metric(problem: Problem) -> sparse.csr_matrix:
     return weight_blocks(problem, problem.weights[:, None, None] * identity)
 
 
+def metric_factorization(problem: Problem) -> GaugedFactorization:
+    """The factorization of D_hᵀ W D_h in the gauge, computed once per problem.
+
+    In SuperLU's minimum-degree order: the metric's stencil reaches one node, and the
+    nested dissection made for the Newton matrix's two gives its factor 20% more entries.
+    """
+    cached = problem.derived.get("metric_factorization")
+    if cached is None:
+        cached = GaugedFactorization(problem, metric(problem), ordering="mmd")
+        problem.derived["metric_factorization"] = cached
+    return cached
+
+
 ORDERINGS = ("nested-dissection", "mmd")
 
 
@@ -139,7 +152,7 @@ def helmholtz_projection(problem: Problem, v, max_refinements: int = 8):
     scale = 1.0 + np.abs(v).max()
     for _ in range(max_refinements + 1):
         rhs = problem.gradient_operator.T @ (problem.weights[:, None] * (v - field)).ravel()
-        correction = problem.metric_factorization.solve(rhs)
+        correction = metric_factorization(problem).solve(rhs)
         change = problem.map_of(correction)
         p, field = p + correction, field + change
         if np.abs(change).max() <= 1e-13 * scale:

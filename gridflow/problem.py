@@ -44,6 +44,8 @@ class Problem:
         callable, a quadrature on a larger box that sees only the mass within it (see
         `CallableSource`, whose `support` argument declares where the mass lies).
     density_floor: ϱ0 is floored at density_floor × its maximum on the grid (see above).
+    derived: quantities computed from the problem once, on first use, by the modules that
+        need them (the metric's factorization, `potentials.metric_factorization`).
     """
 
     grid: Grid
@@ -60,6 +62,7 @@ class Problem:
     hessian_operator: sparse.csr_matrix = field(init=False, repr=False)
     map_hessian_operator: sparse.csr_matrix = field(init=False, repr=False)
     floored_mass: float = field(init=False, repr=False)
+    derived: dict = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self):
         if not isinstance(self.grid, Grid):
@@ -139,21 +142,6 @@ class Problem:
         )
         anchor = np.ravel_multi_index(tuple(k + 1 for k in interior), self.grid.shape)
         return operators.gauge_nodes(self.grid, int(anchor))
-
-    @property
-    def metric_factorization(self):
-        """The factorization of D_hᵀ W D_h in the gauge (computed once, on first use).
-
-        In SuperLU's minimum-degree order: the metric's stencil reaches one node, and the
-        nested dissection made for the Newton matrix's two gives its factor 20% more entries.
-        """
-        cached = self.__dict__.get("_metric_factorization")
-        if cached is None:
-            from gridflow.potentials import GaugedFactorization, metric
-
-            cached = GaugedFactorization(self, metric(self), ordering="mmd")
-            object.__setattr__(self, "_metric_factorization", cached)
-        return cached
 
     def identity_potential(self) -> np.ndarray:
         """φ_0 = ½|x|² at the grid nodes: D_h φ_0 = id exactly (the cell centers)."""

@@ -25,7 +25,7 @@ measures Remark 3.11's causes against exact maps (``neural.errorbudget``).
 
 A user error (a bad argument, a ground truth of another problem, an output folder that
 cannot be written or is locked by a running sweep) ends with one line ``… error: …`` and
-exit status 2 before any training (``gridflow._cli``). Tracebacks are for bugs.
+exit status 2 before any training (``gridflow.cli``). Tracebacks are for bugs.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import sys
 import time
 from dataclasses import asdict
 
-from gridflow._cli import USAGE_ERROR, argument_type, fail, integer
+from gridflow.cli import USAGE_ERROR, argument_type, fail, integer
 from gridflow.checks import output_file, output_folder
 from neural.errorbudget import CAUSES
 from neural.initialization import INITS

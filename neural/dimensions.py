@@ -2,7 +2,7 @@
 
 ``gaussian_problem(d, rng)`` draws a random pair (any d) with its OT map
 (``gridflow.gaussian``); ``dimension_study`` trains every method on d = 2, 8, 32 and
-reports the L² error, the L²-UVP (``neural.diagnostics``) and the MMD of the trained maps
+reports the L² error, the L²-UVP (``gridflow.map_distance``) and the MMD of the trained maps
 next to those of θ0 and of the identity.
 """
 

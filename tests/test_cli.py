@@ -9,6 +9,7 @@ import types
 import pytest
 
 import gridflow.__main__ as gridflow_cli
+import gridflow.groundtruth.build
 import validation.__main__ as validation_cli
 from gridflow import SolverError, load_map
 
@@ -20,7 +21,7 @@ def no_solving(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("minimize was called before the arguments were checked")
 
-    monkeypatch.setattr(gridflow_cli, "minimize", refuse)
+    monkeypatch.setattr(gridflow.groundtruth.build, "minimize", refuse)
 
 
 def exit_status_and_error(main, argv, capsys):
@@ -77,7 +78,7 @@ def test_groundtruth_solver_failure_is_one_line_with_status_1(tmp_path, capsys, 
     def fail(*args, **kwargs):
         raise SolverError("minimize: the continuation failed; a larger density_floor helps")
 
-    monkeypatch.setattr(gridflow_cli, "minimize", fail)
+    monkeypatch.setattr(gridflow.groundtruth.build, "minimize", fail)
     argv = ["groundtruth", "--quiet", "--nodes", "9", "--out", str(tmp_path / "m.npz")]
     status, line = exit_status_and_error(gridflow_cli.main, argv, capsys)
     assert status == 1

@@ -15,8 +15,8 @@ import json
 import sys
 import time
 
-from gridflow._cli import argument_type
 from gridflow.checks import output_folder
+from gridflow.cli import argument_type
 from validation import gaussian_checks, grid1d_checks, grid2d_checks, neural_checks
 
 SUITES = {

@@ -15,7 +15,6 @@ import tempfile
 import numpy as np
 
 from gridflow import gaussian, load_map, minimize, save_map, solve
-from gridflow.__main__ import build_ground_truth
 from gridflow.cones import project_onto_tangent_cone
 from gridflow.examples import (
     degenerate_potential,
@@ -24,6 +23,7 @@ from gridflow.examples import (
     quadratic_energy_descent,
 )
 from gridflow.functionals import discrete_hessian, kl_gradient
+from gridflow.groundtruth import build_ground_truth
 from validation.plotting import convergence_figure, figure_file, pyplot
 from validation.report import Check
 from validation.statements import (

@@ -42,7 +42,9 @@ def _target_variance(target_cov, dim: int) -> float:
     elif cov.shape == (dim, dim):
         variance = float(np.trace(cov))
     else:
-        raise ValueError(f"target_cov must have shape ({dim}, {dim}) or be a number, got {cov.shape}")
+        raise ValueError(
+            f"target_cov must have shape ({dim}, {dim}) or be a number, got {cov.shape}"
+        )
     if not (np.isfinite(variance) and variance > 0.0):
         raise ValueError(f"the target variance (trace of target_cov) must be > 0, got {variance}")
     return variance

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from gridflow import examples, schemes
-from gridflow.__main__ import grid_cascade, ground_truth_problems
 from gridflow.functionals import discrete_hessian, kl_energy
+from gridflow.groundtruth import grid_cascade, ground_truth_problems
 from gridflow.schemes import coarse_to_fine_start, minimize
 
 

@@ -1,4 +1,4 @@
-"""The Fig. 2 sweep: map-error hook, resumability, determinism, command line, dimension study."""
+"""The Fig. 2 sweep: resumability, determinism, command line, dimension study."""
 
 import json
 import os
@@ -29,7 +29,6 @@ from neural.benchmark import (
     summarize,
     torch_default_init,
 )
-from neural.diagnostics import map_error
 from neural.dimensions import dimension_study, gaussian_problem
 from neural.icnn import ICNN, ICNNArchitecture
 from neural.kl import exact_kl
@@ -65,54 +64,6 @@ def _strip_seconds(record):
 
 
 # --------------------------------------------------------------------------- map error
-
-
-@pytest.fixture(scope="module")
-def gaussian_pair():
-    m0, s0 = np.array([0.5, -1.0]), np.array([[0.6, 0.25], [0.25, 0.4]])
-    m1, s1 = np.array([-0.2, 0.3]), np.array([[1.5, -0.3], [-0.3, 0.7]])
-    g0, g1 = gaussian.Gaussian(m0, s0), gaussian.Gaussian(m1, s1)
-    A, b = gaussian.ot_map(g0, g1)
-    x = g0.sample(np.random.default_rng(0), 200_000)
-    return g0, g1, A, b, x
-
-
-def test_map_error_is_zero_for_the_closed_form_map(gaussian_pair):
-    _, g1, A, b, x = gaussian_pair
-
-    def true_map(points):
-        return points @ A.T + b
-
-    error = map_error(true_map, true_map, x, g1.cov)
-    assert error.l2 == 0.0 and error.uvp == 0.0 and error.n == len(x)
-    shift = np.array([0.3, -0.4])
-    shifted = map_error(lambda p: true_map(p) + shift, true_map, x, g1.cov)
-    assert shifted.l2 == pytest.approx(0.5, rel=1e-12)
-    assert shifted.uvp == pytest.approx(100 * 0.25 / np.trace(g1.cov), rel=1e-12)
-
-
-def test_map_error_of_the_identity_matches_the_gaussian_closed_form(gaussian_pair):
-    g0, g1, A, b, x = gaussian_pair
-    error = map_error(lambda p: p, lambda p: p @ A.T + b, x, g1.cov)
-    exact = gaussian.map_error(g0, g1, np.eye(2), np.zeros(2))  # squared, closed form
-    assert error.l2_squared == pytest.approx(exact, rel=0.02)  # Monte Carlo, n = 2e5
-    assert error.uvp == pytest.approx(100 * exact / np.trace(g1.cov), rel=0.02)
-
-
-def test_map_error_rejects_bad_input(gaussian_pair):
-    _, g1, _, _, x = gaussian_pair
-
-    def identity(p):
-        return p
-
-    with pytest.raises(ValueError, match="target_cov"):
-        map_error(identity, identity, x[:10], np.eye(3))
-    with pytest.raises(ValueError, match="variance"):
-        map_error(identity, identity, x[:10], np.zeros((2, 2)))
-    with pytest.raises(ValueError, match="trained_map must return shape"):
-        map_error(lambda p: p[:, :1], identity, x[:10], g1.cov)
-    with pytest.raises(TypeError, match="callables"):
-        map_error(None, identity, x[:10], g1.cov)
 
 
 # --------------------------------------------------------------------------- configuration

@@ -15,7 +15,7 @@ import argparse
 import sys
 
 from gridflow.checks import open_unit_interval, output_file, positive_float
-from gridflow.cli import argument_type, fail
+from gridflow.cli import argument_type, fail, number
 from gridflow.groundtruth import (
     MAP_SUFFIX,
     MIN_NODES,
@@ -50,14 +50,14 @@ def parser() -> argparse.ArgumentParser:
     )
     ground.add_argument(
         "--box",
-        type=argument_type(positive_float, "box"),
+        type=argument_type(number(positive_float), "box"),
         default=6.0,
         help="half-width of the square box; it must hold all but 1e-6 of the source mass "
         "(default 6)",
     )
     ground.add_argument(
         "--density-floor",
-        type=argument_type(open_unit_interval, "density floor"),
+        type=argument_type(number(open_unit_interval), "density floor"),
         default=1e-6,
         help="floor of the source density relative to its maximum, in (0, 1) (default 1e-6)",
     )

@@ -6,46 +6,101 @@ or shape a ``ValueError``; the command lines turn both into one ``error:`` line.
 
 from __future__ import annotations
 
+import math
 import numbers
 import pathlib
 import tempfile
 
 import numpy as np
+from numba import njit
+
+_FLOAT64 = np.dtype(np.float64)
+
+
+def as_float_array(value, name: str) -> np.ndarray:
+    """``value`` as a C-contiguous float64 array; TypeError if it is not real numbers."""
+    if type(value) is np.ndarray and value.dtype is _FLOAT64 and value.flags.c_contiguous:
+        return value  # the common case, checked first: these checks run in inner loops
+    array = np.asarray(value)
+    if array.dtype == object or not (
+        np.issubdtype(array.dtype, np.floating)
+        or np.issubdtype(array.dtype, np.integer)
+        or array.dtype == np.bool_
+    ):
+        raise TypeError(
+            f"{name} must be an array of real numbers, got dtype {array.dtype}; "
+            f"pass a float64 numpy array"
+        )
+    return np.ascontiguousarray(array, dtype=np.float64)
+
+
+@njit(cache=True, nogil=True)
+def _all_finite(array):
+    """Whether every entry is finite; one compiled pass (np.isfinite(a).all() allocates a
+    temporary and costs microseconds on the small arrays of the training loops)."""
+    for value in array.flat:
+        if not math.isfinite(value):
+            return False
+    return True
+
+
+def require_finite(array: np.ndarray, name: str) -> None:
+    """ValueError naming ``name`` if the float64 ``array`` holds NaN or infinite entries."""
+    if not _all_finite(array):
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        hint = " (e.g. x = x[np.isfinite(x).all(axis=1)])" if np.ndim(array) == 2 else ""
+        raise ValueError(
+            f"{name} contains {bad} NaN or infinite entries; remove or replace them "
+            f"before calling{hint}"
+        )
 
 
 def as_finite_array(value, name: str, *, ndim: int | None = None) -> np.ndarray:
-    """`value` as a float64 array, refusing NaN/inf and (optionally) the wrong number of axes."""
-    array = np.asarray(value, dtype=np.float64)
+    """``value`` as a finite float64 array (and with ``ndim`` axes, if given)."""
+    array = as_float_array(value, name)
     if ndim is not None and array.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} axes, got shape {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains NaN or infinite values")
+    require_finite(array, name)
     return array
 
 
-def as_points(value, name: str, dim: int) -> np.ndarray:
-    """An (n, dim) float64 array of points; a 1D array is accepted when dim == 1."""
-    array = as_finite_array(value, name)
-    if dim == 1 and array.ndim == 1:
-        array = array[:, None]
-    if array.ndim != 2:
+def as_points(value, name: str, dim: int | None = None, min_points: int = 1) -> np.ndarray:
+    """A finite (n, d) float64 array of points with n >= min_points (and d == dim if given).
+
+    Points are always two-dimensional arrays, with one exception: in d = 1 a vector of n
+    numbers is read as n points (there is no other reading of it).
+    """
+    points = as_float_array(value, name)
+    if dim == 1 and points.ndim == 1:
+        points = points[:, None]
+    shape = points.shape
+    if len(shape) != 2:
+        hint = " (a single point must be passed as shape (1, d))" if len(shape) == 1 else ""
         raise ValueError(
-            f"{name} must be an array of points of shape (n, {dim}), got {array.shape}"
+            f"{name} must be a 2-D array of points with shape (n, d), got shape {shape}{hint}"
         )
-    if array.shape[1] != dim:
+    if dim is not None and shape[1] != dim:
         raise ValueError(
-            f"{name} must have {dim} columns (the dimension), got shape {array.shape}; "
+            f"{name} must have {dim} columns (the dimension), got shape {shape}; "
             f"pass points of shape (n, {dim})"
         )
-    return array
+    if shape[1] < 1:
+        raise ValueError(f"{name} must have at least one column, got shape {shape}")
+    if shape[0] < min_points:
+        raise ValueError(f"{name} must hold at least {min_points} point(s), got shape {shape}")
+    require_finite(points, name)
+    return points
 
 
 def as_float(value, name: str) -> float:
-    """float(value), or a ValueError naming `name` when it is not a number."""
+    """``value`` as a float; TypeError if it is not a real number (text is parsed by the
+    command lines, ``gridflow.cli.number``, not here)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
     try:
         return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    except OverflowError:  # an integer beyond the float range
+        return math.inf
 
 
 def summable(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -58,12 +113,14 @@ def summable(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     return tuple(array / scale for array in arrays)
 
 
-def positive_float(value, name: str, *, allow_inf: bool = False) -> float:
-    """A float > 0 (and finite unless `allow_inf`)."""
+def positive_float(value, name: str, allow_zero: bool = False, hint: str = "") -> float:
+    """``value`` as a finite float > 0 (or >= 0 with allow_zero); ``hint`` ends the message."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}{hint}")
     number = as_float(value, name)
-    if np.isnan(number) or number <= 0 or (np.isinf(number) and not allow_inf):
-        bound = "in (0, inf]" if allow_inf else "finite and > 0"
-        raise ValueError(f"{name} must be {bound}, got {value!r}")
+    if not math.isfinite(number) or number < 0.0 or (number == 0.0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}{hint}")
     return number
 
 
@@ -158,3 +215,10 @@ def require_generator(rng, name: str = "rng") -> np.random.Generator:
             f"pass e.g. {name}=np.random.default_rng(seed)"
         )
     return rng
+
+
+def flag(value, name: str) -> bool:
+    """``value`` as a bool if it is True or False (numpy's too), else TypeError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)

@@ -43,3 +43,18 @@ def integer(text, name: str, minimum: int, odd: bool = False) -> int:
         kind = "an odd integer" if odd else "an integer"
         raise ValueError(f"{name} must be {kind} >= {minimum}, got {value}")
     return value
+
+
+def number(check):
+    """A check of numbers (``gridflow.checks``) as a check of command-line text: the text is
+    parsed as a float first, and text that is not a number is refused by name."""
+
+    def parse(text, name: str, *args):
+        try:
+            value = float(str(text))
+        except ValueError:
+            raise ValueError(f"{name} must be a number, got {text!r}") from None
+        return check(value, name, *args)
+
+    parse.__name__ = getattr(check, "__name__", "number")
+    return parse

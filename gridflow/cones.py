@@ -73,9 +73,11 @@ def isotonic_regression(values, weights, imposed):
     return result
 
 
-def _check_method(method: str):
+def check_method(method: str) -> str:
+    """``method`` if it is one of METHODS (the projection's solvers), else ValueError."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    return method
 
 
 def _check_tolerance(tolerance) -> float:
@@ -139,7 +141,7 @@ def smallest_eigenvalues(problem: Problem, T) -> np.ndarray:
 
 def project_onto_cone(problem: Problem, v, method: str = "fast") -> np.ndarray:
     """proj_{K_h}(v) in ‖·‖_w: the nearest discrete gradient of a convex potential."""
-    _check_method(method)
+    check_method(method)
     v = problem.as_map(v, "v")
     everywhere = np.ones(problem.hessian_points.shape[0], dtype=bool)
     if problem.dim == 2:
@@ -154,7 +156,7 @@ def project_onto_tangent_cone(
     problem: Problem, T, v, activity_tolerance=DEFAULT_ACTIVITY_TOLERANCE, method: str = "fast"
 ) -> np.ndarray:
     """proj_{Tan_T K_h}(v) in ‖·‖_w (the projection of (cons.gf) and eq. (2.3))."""
-    _check_method(method)
+    check_method(method)
     v = problem.as_map(v, "v")
     active = active_set(problem, T, activity_tolerance)
     if problem.dim == 2:
@@ -190,7 +192,7 @@ def _projection_potential_cvxpy(problem: Problem, v, active: ActiveSet) -> np.nd
     linear constraints uᵀ(H_h p)u ≥ 0, rank-zero points the second-order cones
     ‖(a - c, 2b)‖ ≤ a + c, i.e. [[a, b], [b, c]] ⪰ 0.
     """
-    import cvxpy as cp
+    import cvxpy as cp  # loads in about a second: imported where a reference solve runs
 
     p = cp.Variable(problem.gradient_operator.shape[1])
     field = cp.reshape(problem.gradient_operator @ p, problem.points.shape, order="C")
@@ -227,7 +229,7 @@ def _weighted_projection_cvxpy(problem: Problem, v, imposed) -> np.ndarray:
     solution is accurate to the square root of its duality gap only; `polish_on_active_set`
     makes it exact and certifies it by the KKT conditions.
     """
-    import cvxpy as cp
+    import cvxpy as cp  # loads in about a second: imported where a reference solve runs
 
     order = ordering_matrix(problem.size)[np.flatnonzero(imposed)]
     scaled_weights = problem.weights / problem.weights.max()

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gridflow import cones, functionals, potentials
 from gridflow.grid import Grid
 from gridflow.measures import Gaussian, GaussianMixture, LogConcaveTarget
 from gridflow.problem import Problem
@@ -110,8 +111,6 @@ def quadratic_energy_descent(problem: Problem, matrix, tau: float, steps: int, i
     `degenerate_potential` (default), the update T - τAT is not a gradient field where
     A does not commute with the Hessian, and leaves K_h; the projected scheme stays in it.
     """
-    from gridflow import cones, functionals, potentials
-
     matrix = np.asarray(matrix, dtype=np.float64)
     T = problem.map_of(degenerate_potential(problem) if initial is None else initial)
     maps, unprojected, helmholtz = [T], [], []

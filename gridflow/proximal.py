@@ -236,7 +236,7 @@ def _proximal_potential_cvxpy(problem, center, tau):
     -2 log t_j with the second-order cone ‖(a - c, 2b, 2t_j)‖ ≤ a + c (DESIGN §3), which
     at the optimum makes t_j² = ac - b².
     """
-    import cvxpy as cp
+    import cvxpy as cp  # loads in about a second: imported where a reference solve runs
 
     target = problem.target
     if target.expected_V_cvxpy is None:

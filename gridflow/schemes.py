@@ -160,7 +160,7 @@ def solve(
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
     tau, steps = _check_steps(tau, steps)
-    cones._check_method(projection)
+    cones.check_method(projection)
     cones._check_tolerance(activity_tolerance)
     T0, potential = _initial_state(problem, initial)
     times = tau * np.arange(steps + 1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 DEFAULT_SOLVER = "CLARABEL"
 DEFAULT_TOLERANCE = 1e-9
 
@@ -29,8 +31,6 @@ def solve_cvxpy(problem, what: str, tolerance: float = DEFAULT_TOLERANCE, relaxa
     asked again with the tolerance relaxed tenfold, at most `relaxations` times; the
     tolerance reached is returned with the value, and any other status raises.
     """
-    import warnings
-
     status = None
     for attempt in range(relaxations + 1):
         attempt_tolerance = tolerance * 10.0**attempt
@@ -55,7 +55,7 @@ def map_and_hessian_expressions(problem, potential):
 
     s = 1 in d = 1, and the columns (a, b, c) of [[a, b], [b, c]] in d = 2.
     """
-    import cvxpy as cp
+    import cvxpy as cp  # loads in about a second: imported where a reference solve runs
 
     entries = 1 if problem.dim == 1 else 3
     T = cp.reshape(problem.gradient_operator @ potential, problem.points.shape, order="C")

@@ -36,8 +36,8 @@ import sys
 import time
 from dataclasses import asdict
 
-from gridflow.cli import USAGE_ERROR, argument_type, fail, integer
 from gridflow.checks import output_file, output_folder
+from gridflow.cli import USAGE_ERROR, argument_type, fail, integer
 from neural.errorbudget import CAUSES
 from neural.initialization import INITS
 from neural.schemes import METHODS

@@ -49,8 +49,8 @@ from pathlib import Path
 import numpy as np
 
 from gridflow import LogConcaveTarget
+from gridflow.checks import positive_int
 from gridflow.maps import map_distance
-from neural._validate import positive_int
 from neural.icnn import ICNNArchitecture
 from neural.initialization import INITS, initial_network, torch_default_init
 from neural.kl import exact_kl

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from gridflow import LogConcaveTarget
+from gridflow.checks import positive_int
 from gridflow.maps import map_distance
-from neural._validate import positive_int
 from neural.benchmark import _numba_threads, check_backend, method_configs, parallel_map
 from neural.errors import DivergenceError
 from neural.initialization import initial_network

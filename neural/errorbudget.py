@@ -43,8 +43,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from gridflow import LogConcaveTarget
+from gridflow.checks import positive_int, require_generator
 from gridflow.maps import map_distance
-from neural._validate import positive_int, require_generator
 from neural.errors import DivergenceError
 from neural.icnn import ICNN, _transport_map
 from neural.initialization import INITS, initial_network

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gridflow import LogConcaveTarget, rates
-from neural._validate import positive_float, positive_int, require_generator
+from gridflow.checks import positive_float, positive_int, require_generator
 from neural.icnn import _transport_map
 from neural.initialization import INITS, initial_network
 from neural.kl import exact_kl, relative_entropy

@@ -81,8 +81,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from neural._kernels import JIT, block_bounds, exp_nonpositive, log1p_unit, sum4
-from neural._validate import (
+from gridflow.checks import (
     as_float_array,
     as_points,
     flag,
@@ -91,6 +90,7 @@ from neural._validate import (
     require_finite,
     require_generator,
 )
+from neural._kernels import JIT, block_bounds, exp_nonpositive, log1p_unit, sum4
 
 __all__ = [
     "ICNN",

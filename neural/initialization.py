@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from neural._validate import require_generator
+from gridflow.checks import require_generator
 from neural.icnn import ICNN, ICNNArchitecture
 
 __all__ = ["INITS", "initial_network", "torch_default_init"]

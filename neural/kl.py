@@ -37,8 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gridflow.checks import as_points
 from gridflow.measures import as_target
-from neural._validate import as_points
 from neural.errors import DivergenceError
 from neural.icnn import (
     _LOG_DET_PARALLEL,

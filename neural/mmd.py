@@ -23,8 +23,8 @@ from collections.abc import Callable
 import numpy as np
 from numba import njit, prange
 
+from gridflow.checks import as_points
 from neural._kernels import JIT, squared_distances, sum4
-from neural._validate import as_points
 
 __all__ = ["energy_distance", "energy_distance_to"]
 

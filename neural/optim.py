@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from neural._validate import as_float_array, positive_float, positive_int, require_finite
+from gridflow.checks import as_float_array, positive_float, positive_int, require_finite
 
 __all__ = ["SGD", "Adam", "AdamState", "SGDState"]
 

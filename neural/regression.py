@@ -16,7 +16,7 @@ import numpy as np
 import scipy.optimize
 from threadpoolctl import threadpool_limits
 
-from neural._validate import as_points, positive_float, positive_int
+from gridflow.checks import as_points, positive_float, positive_int
 from neural.icnn import ICNNArchitecture, _map_vjp, _transport_map
 
 __all__ = ["MapFit", "projected_gradient_norm", "regress"]

@@ -99,8 +99,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from gridflow.measures import as_sampler, as_target
-from neural._validate import (
+from gridflow.checks import (
     as_points,
     flag,
     positive_float,
@@ -108,6 +107,7 @@ from neural._validate import (
     require_finite,
     require_generator,
 )
+from gridflow.measures import as_sampler, as_target
 from neural.errors import DivergenceError
 from neural.icnn import (
     ICNN,

@@ -58,6 +58,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from gridflow.checks import as_points, positive_float, positive_int
 from neural._kernels import (
     JIT,
     block_bounds,
@@ -66,7 +67,6 @@ from neural._kernels import (
     squared_distances,
     sum4,
 )
-from neural._validate import as_points, positive_float, positive_int
 
 __all__ = [
     "DEFAULT_EPS_FRACTION",

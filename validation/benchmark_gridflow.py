@@ -36,6 +36,7 @@ import numpy as np
 from gridflow.cones import project_onto_cone
 from gridflow.examples import paper_mixture, problem_1d, problem_2d
 from gridflow.functionals import log_det_gradient, log_det_gradient_1d
+from gridflow.groundtruth import build_ground_truth, grid_cascade
 from gridflow.potentials import (
     GaugedFactorization,
     helmholtz_projection,
@@ -134,7 +135,6 @@ def _processor_seconds() -> float:
 def _timed_ground_truth(nodes: int):
     """build_ground_truth of the paper's mixture (the CLI's defaults), in this process:
     (seconds, processor seconds, error estimate, peak resident memory in MiB)."""
-    from gridflow.groundtruth import build_ground_truth
 
     started, processor = time.perf_counter(), _processor_seconds()
     _, metadata = build_ground_truth("paper-mixture", nodes, 6.0, 1e-6, progress=False)
@@ -158,7 +158,6 @@ def rows_ground_truth(sizes):
     """One fresh process per size, so that each peak memory is its own. The processor time
     of the process is printed too: with one thread it is what an idle machine would take,
     where the wall time of a loaded one is longer."""
-    from gridflow.groundtruth import grid_cascade
 
     rows = []
     context = multiprocessing.get_context("spawn")

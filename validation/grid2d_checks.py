@@ -42,7 +42,7 @@ SIZES = {
 def exact_map(points):
     source = gaussian_source_2d()
     A, b = gaussian.ot_map(
-        gaussian.Gaussian(source.means[0], source.covs[0]), gaussian.Gaussian([0, 0], np.eye(2))
+        source, gaussian.Gaussian([0, 0], np.eye(2))
     )
     return points @ A.T + b
 

@@ -17,7 +17,14 @@ ROOT = pathlib.Path(__file__).parents[1]
 
 # Public names and the page that documents each (pdoc anchors a member by its name).
 PUBLIC = {
-    "gridflow.html": ["GaussianMixture", "LogConcaveTarget", "Grid", "Problem", "solve", "minimize"],
+    "gridflow.html": [
+        "GaussianMixture",
+        "LogConcaveTarget",
+        "Grid",
+        "Problem",
+        "solve",
+        "minimize",
+    ],
     "gridflow/gaussian.html": ["Gaussian", "ot_map", "constrained_flow"],
     "neural.html": ["ICNN", "make_method", "run_method"],
 }

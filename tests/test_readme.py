@@ -47,3 +47,10 @@ def test_docs_python_blocks_run(page, tmp_path, monkeypatch):
 def test_python_blocks_are_marked_to_run_or_skip(path):
     infos = {info for info, _ in python_blocks(path)}
     assert infos <= INFO_STRINGS, f"unknown info strings {infos - INFO_STRINGS} in {path.name}"
+
+
+def test_skipped_blocks_are_found_and_not_run(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("```python\nx = 1\n```\n\n```python skip\nraise SystemExit('ran')\n```\n")
+    assert [info for info, _ in python_blocks(page)] == ["python", "python skip"]
+    run_blocks(page)  # the skipped block would raise

@@ -15,7 +15,7 @@ BOX_1D = (-6.0, 6.0)
 
 
 def mixture_1d() -> GaussianMixture:
-    """½ N(-1.5, 0.5²) + ½ N(1.5, 0.7²): mean 0, as the target's (DESIGN §3)."""
+    """½ N(-1.5, 0.5²) + ½ N(1.5, 0.7²): mean 0, as the target's (docs/validation.md)."""
     return GaussianMixture([[-1.5], [1.5]], [[[0.25]], [[0.49]]], [0.5, 0.5])
 
 
@@ -38,7 +38,7 @@ def problem_1d(nodes: int = 400, source=None, target=None, box=BOX_1D) -> Proble
     )
 
 
-# The paper's 4-mode source (§3.4, DESIGN §4): means, covariances and weights.
+# The paper's 4-mode source (§3.4.2, docs/mathematics.md, 'The paper's experiment'): means, covariances and weights.
 PAPER_MIXTURE_MEANS = 2.0 * np.array([[-1.0, -1.0], [-0.5, 1.0], [1.0, -1.5], [1.0, 1.0]])
 PAPER_MIXTURE_COVS = np.array(
     [

@@ -2,7 +2,7 @@
 
 F(T) = KL(T#ϱ0 | γ) = ∫ ϱ0 log ϱ0 - ∫ ϱ0 log det DT + ∫ V(T) dϱ0 + log Z_γ (the
 Lagrangian form: the density of T#ϱ0 at T(x) is ϱ0(x) / det DT(x)). Discretized
-(DESIGN §3) with the quadratures w and m of `Problem`:
+(docs/mathematics.md, 'The discrete relative entropy') with the quadratures w and m of `Problem`:
 
     F_h(T) = Σ_i w_i V(T_i) - Σ_j m_j log det (B_h T)_j + Σ_j m_j log ϱ0_j + log Z_γ,
 

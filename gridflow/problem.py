@@ -34,7 +34,7 @@ class GridCutsSourceError(ValueError):
 
 @dataclass(frozen=True)
 class Problem:
-    """Transport the source density on `grid` to `target` (DESIGN §3, §6).
+    """Transport the source density on `grid` to `target` (docs/mathematics.md, 'Unknowns, weights and norm').
 
     source: a density callable points (n, d) -> (n,) (unnormalized), or a source object
         such as `GaussianMixture`.

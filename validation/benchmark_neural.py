@@ -32,7 +32,8 @@ before the change ("before"):
   at most 1.10 times the one-thread time.
 
 ``--thresholds`` times Sinkhorn's parallel kernels against the serial ones from n = 64 to
-4096 with another process busy: the measurements behind ``neural.score._STORED_MAX_POINTS``.
+4096 with another process busy: the measurements behind
+``neural.score.estimator.STORED_MAX_POINTS``.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ from neural.mmd import energy_distance
 from neural.optim import Adam
 from neural.samplers import Gaussian, paper_mixture
 from neural.schemes import Target, kl_gradient, wasserstein_gradient
-from neural.score import _SINKHORN, default_eps, self_entropic_score
+from neural.score import default_eps, self_entropic_score
+from neural.score.sinkhorn import SINKHORN
 from validation.speed_neural import GOAL, busy_process, seed_training_seconds, thread_ratios
 
 
@@ -215,7 +217,7 @@ def run(quick: bool = False) -> list[tuple[str, float, float | None, float | Non
             5e-3,
         )
     )
-    for (parallel, stored), kernel in _SINKHORN.items():
+    for (parallel, stored), kernel in SINKHORN.items():
         label = f"{'parallel' if parallel else 'serial'}, {'stored' if stored else 'computed'} K"
         rows.append(
             (
@@ -289,8 +291,8 @@ BEFORE = {
 def sinkhorn_thread_rows(sizes=(64, 128, 256, 512, 1024, 2048, 4096), repeats: int = 3):
     """(label, serial median [s], parallel median [s]) of every Sinkhorn kernel at each size,
     alternately, while another process is busy: where the parallel kernel pays (the choice
-    in ``neural.score._sinkhorn``). The stored kernel is measured up to its cap only."""
-    from neural.score import _STORED_MAX_POINTS
+    in ``neural.score.estimator``). The stored kernel is measured up to its cap only."""
+    from neural.score.estimator import STORED_MAX_POINTS
 
     rows = []
     with busy_process():
@@ -299,9 +301,9 @@ def sinkhorn_thread_rows(sizes=(64, 128, 256, 512, 1024, 2048, 4096), repeats: i
             eps = default_eps(x)
             updates = max(2, min(1000, int(2e8 / n**2)))  # the whole solve at small n
             for stored in (True, False):
-                if stored and n > _STORED_MAX_POINTS:
+                if stored and n > STORED_MAX_POINTS:
                     continue
-                kernels = (_SINKHORN[False, stored], _SINKHORN[True, stored])
+                kernels = (SINKHORN[False, stored], SINKHORN[True, stored])
                 times = ([], [])
                 for kernel in kernels:
                     kernel(x, eps, 1e-9, 1)  # compile and load caches

@@ -4,9 +4,9 @@
     net = ICNN(dim=2, hidden=(20, 20), rng=np.random.default_rng(0))
 
 Modules: ``icnn`` (potential, map, parameter-VJP of the map, Hessian),
-``score`` (self-entropic score estimator, Remark 3.10), ``mmd`` (energy distance,
-eq. 1.10), ``optim`` (SGD, Adam with projection), ``samplers`` (Gaussians, the
-paper's 4-mode mixture).
+``score`` (self-entropic score estimator, Remark 3.10), ``training`` (the paper's
+schemes, the KL, optimizers), ``mmd`` (energy distance, eq. 1.10), ``samplers``
+(Gaussians, the paper's 4-mode mixture).
 """
 
 import os
@@ -22,6 +22,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from neural.icnn import ICNN, ICNNArchitecture
-from neural.schemes import Target, make_method, run_method
+from neural.training import make_method, run_method
+from neural.training.targets import Target
 
 __all__ = ["ICNN", "ICNNArchitecture", "Target", "make_method", "run_method"]

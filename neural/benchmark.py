@@ -50,22 +50,16 @@ import numpy as np
 
 from neural._validate import positive_int
 from neural.diagnostics import map_error
+from neural.errors import DivergenceError
 from neural.icnn import ICNNArchitecture
 from neural.initialization import INITS, initial_network, torch_default_init
-from neural.kl import exact_kl
 from neural.mmd import energy_distance_to
-from neural.schemes import (
-    METHODS,
-    STARTS,
-    DivergenceError,
-    EuclideanAdam,
-    EuclideanGD,
-    MethodConfig,
-    Target,
-    check_kl_reduction,
-    run_method,
-)
 from neural.score import count_nonconvergence
+from neural.training.gradients import check_kl_reduction
+from neural.training.kl import exact_kl
+from neural.training.methods import METHODS, STARTS, EuclideanAdam, EuclideanGD, MethodConfig
+from neural.training.run import run_method
+from neural.training.targets import Target
 
 __all__ = [
     "BACKENDS",

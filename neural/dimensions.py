@@ -22,7 +22,8 @@ from neural.diagnostics import map_error
 from neural.errors import DivergenceError
 from neural.initialization import initial_network
 from neural.mmd import energy_distance
-from neural.schemes import Target, run_method
+from neural.training.run import run_method
+from neural.training.targets import Target
 
 __all__ = ["DimensionResult", "dimension_study", "format_dimension_table", "gaussian_problem"]
 

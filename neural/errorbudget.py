@@ -47,10 +47,12 @@ from neural.diagnostics import map_error
 from neural.errors import DivergenceError
 from neural.icnn import ICNN, _transport_map
 from neural.initialization import INITS, initial_network
-from neural.kl import exact_kl
 from neural.mmd import energy_distance
-from neural.regression import MapFit, regress
-from neural.schemes import Target, make_method, run_method
+from neural.training.kl import exact_kl
+from neural.training.methods import make_method
+from neural.training.regression import MapFit, regress
+from neural.training.run import run_method
+from neural.training.targets import Target
 
 __all__ = [
     "FIT_SAMPLES",

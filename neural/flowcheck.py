@@ -33,8 +33,10 @@ from gridflow import rates
 from neural._validate import positive_float, positive_int, require_generator
 from neural.icnn import _transport_map
 from neural.initialization import INITS, initial_network
-from neural.kl import exact_kl, relative_entropy
-from neural.schemes import Target, make_method, run_method
+from neural.training.kl import exact_kl, relative_entropy
+from neural.training.methods import make_method
+from neural.training.run import run_method
+from neural.training.targets import Target
 
 __all__ = [
     "CASES",

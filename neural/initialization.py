@@ -74,7 +74,7 @@ def initial_network(
     if init == "anchored":
         if source is None:
             raise ValueError("the 'anchored' initialization needs the source ϱ0 (source=...)")
-        from neural.schemes import as_sampler
+        from neural.training.targets import as_sampler
 
         count = int(sum(architecture.hidden))
         anchors = np.asarray(as_sampler(source)(rng, count), dtype=np.float64)

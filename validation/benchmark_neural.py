@@ -67,13 +67,14 @@ from neural.icnn import (
     map_vjp,
     transport_map,
 )
-from neural.kl import _hessian_pass, cholesky_factors
 from neural.mmd import energy_distance
-from neural.optim import Adam
 from neural.samplers import Gaussian, paper_mixture
-from neural.schemes import Target, kl_gradient, wasserstein_gradient
 from neural.score import default_eps, self_entropic_score
 from neural.score.sinkhorn import SINKHORN
+from neural.training.gradients import kl_gradient, wasserstein_gradient
+from neural.training.kl import cholesky_factors, hessian_pass
+from neural.training.optim import Adam
+from neural.training.targets import Target
 from validation.speed_neural import GOAL, busy_process, seed_training_seconds, thread_ratios
 
 
@@ -173,8 +174,8 @@ def run(quick: bool = False) -> list[tuple[str, float, float | None, float | Non
     kl_args = (architecture, theta, x, target, None, "mean", "logdet")
     seconds = median_seconds(kl_gradient, *kl_args, repeats=repeats // 5)
     rows.append(("score-free KL gradient n=100 (kl='logdet')", seconds, None, 3 * vjp_method))
-    forward = _hessian_pass(architecture, theta, x, _LOG_DET_SERIAL)
-    seconds = median_seconds(_hessian_pass, architecture, theta, x, _LOG_DET_SERIAL,
+    forward = hessian_pass(architecture, theta, x, _LOG_DET_SERIAL)
+    seconds = median_seconds(hessian_pass, architecture, theta, x, _LOG_DET_SERIAL,
                              repeats=repeats // 5)  # fmt: skip
     rows.append(("  kernel 1: Hessian tape, T, log det, H⁻¹", seconds, None, None))
     reverse_args = (forward.tape, theta, table, index, forward.inverses, u, -0.01)
@@ -403,9 +404,9 @@ def goal_rows(
 
 def regression_thread_rows(repeats: int = 3):
     """(label, wall median [s] with one BLAS thread, with BLAS's default) of 300 L-BFGS-B
-    iterations of ``neural.regression.regress`` (paper network, n = 2000), alternately, while
-    another process is busy: the reason for its ``blas_threads=1``."""
-    from neural.regression import regress
+    iterations of ``neural.training.regression.regress`` (paper network, n = 2000),
+    alternately, while another process is busy: the reason for its ``blas_threads=1``."""
+    from neural.training.regression import regress
 
     net = ICNN(dim=2, hidden=(20, 20), rng=np.random.default_rng(0))
     x = paper_mixture().sample(np.random.default_rng(1), 2000)

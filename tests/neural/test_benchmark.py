@@ -31,9 +31,10 @@ from neural.benchmark import (
 from neural.diagnostics import map_error
 from neural.dimensions import dimension_study, gaussian_problem
 from neural.icnn import ICNN, ICNNArchitecture
-from neural.kl import exact_kl
 from neural.samplers import paper_mixture
-from neural.schemes import Target, run_method
+from neural.training import run_method
+from neural.training.kl import exact_kl
+from neural.training.targets import Target
 
 REPO = Path(__file__).parents[2]
 TINY = BenchmarkConfig(size="tiny")

@@ -48,12 +48,15 @@ from neural.icnn import (
     _transport_map,
     _use_parallel,
 )
+from neural.training.targets import as_target
 
 __all__ = [
+    "HessianPass",
     "KLEstimate",
     "checked_values",
     "cholesky_factors",
     "exact_kl",
+    "hessian_pass",
     "relative_entropy",
     "score_free_gradient",
 ]
@@ -106,7 +109,7 @@ def checked_values(function, points, name, shape) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _HessianPass:
+class HessianPass:
     """The first kernel's results at samples x: T_θ(x) (n, d), log det ∇²φ_θ(x) (n,),
     S = ∇²φ_θ(x)⁻¹ (n, d, d), and the forward tape the reverse sweep continues."""
 
@@ -116,7 +119,7 @@ class _HessianPass:
     tape: np.ndarray
 
 
-def _hessian_pass(architecture, theta, x, kernels) -> _HessianPass:
+def hessian_pass(architecture, theta, x, kernels) -> HessianPass:
     """T_θ(x), log det ∇²φ_θ(x) and its inverse from one forward tape; ``DivergenceError``
     if some ∇²φ_θ(x_i) is not positive definite."""
     table, index = architecture.kernel_tables
@@ -126,7 +129,7 @@ def _hessian_pass(architecture, theta, x, kernels) -> _HessianPass:
         raise _not_positive_definite(_hessian(architecture, theta, x))
     if architecture.has_quadratic_part:
         y += x @ quadratic  # as in transport_map, bit for bit
-    return _HessianPass(y, log_det, inverses, tape)
+    return HessianPass(y, log_det, inverses, tape)
 
 
 def _quadratic_part_gradient(factor, x, cotangent, inverses, second_seed) -> np.ndarray:
@@ -144,10 +147,10 @@ def score_free_gradient(
     ``extra`` (optional) maps y = T_θ(x) to a cotangent (n, d) whose term
     Σ_i ⟨extra_i, T_θ(x_i)⟩ is differentiated in the same reverse sweep (e.g. a proximal
     term). Returns (gradient (num_params,), y (n, d), log det H (n,)). θ and x are not
-    validated (callers check them once); ``target`` is a ``neural.schemes.Target``.
+    validated (callers check them once); ``target`` is a ``neural.training.targets.Target``.
     """
     kernels = _LOG_DET_PARALLEL if _use_parallel(x.shape[0]) else _LOG_DET_SERIAL
-    forward = _hessian_pass(architecture, theta, x, kernels)
+    forward = hessian_pass(architecture, theta, x, kernels)
     y = forward.y
     cotangent = weight * checked_values(target.grad_V, y, "target.grad_V", y.shape)
     if extra is not None:
@@ -219,10 +222,8 @@ def exact_kl(architecture: ICNNArchitecture, theta, source, target, x) -> KLEsti
     source  ϱ0 with ``log_density(x) -> (n,)`` (``neural.samplers.Gaussian``,
             ``GaussianMixture``)
     target  γ with V and log Z_γ known (``Target.gaussian``, gridflow's
-            ``LogConcaveTarget``; see ``neural.schemes.as_target``)
+            ``LogConcaveTarget``; see ``neural.training.targets.as_target``)
     """
-    from neural.schemes import as_target  # schemes builds on this module
-
     target = as_target(target)
     theta = architecture.check_params(theta, "theta")
     x = as_points(x, "x", dim=architecture.dim, min_points=2)

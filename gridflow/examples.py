@@ -38,7 +38,8 @@ def problem_1d(nodes: int = 400, source=None, target=None, box=BOX_1D) -> Proble
     )
 
 
-# The paper's 4-mode source (§3.4.2, docs/mathematics.md, 'The paper's experiment'): means, covariances and weights.
+# The paper's 4-mode source (§3.4.2; docs/mathematics.md, 'The paper's experiment'):
+# means, covariances and weights.
 PAPER_MIXTURE_MEANS = 2.0 * np.array([[-1.0, -1.0], [-0.5, 1.0], [1.0, -1.5], [1.0, 1.0]])
 PAPER_MIXTURE_COVS = np.array(
     [

@@ -1,8 +1,8 @@
 """Closed forms for Gaussians: OT map, W2, KL, and the exact Gaussian constrained flow.
 
-Notation (docs/mathematics.md, 'Exact Gaussian flow'): source ``rho0 = N(m0, Sigma0)``, target ``gamma = N(m_gamma, Gamma)``,
-``V(y) = 1/2 (y - m_gamma)^T Gamma^{-1} (y - m_gamma)``, so ``gamma`` is lam-log-concave with
-``lam = 1 / lambda_max(Gamma)``. The lifted functional is ``F(T) = KL(T#rho0 | gamma)``,
+Notation (docs/mathematics.md, 'Exact Gaussian flow'): source ``rho0 = N(m0, Sigma0)``,
+target ``gamma = N(m_gamma, Gamma)``, ``V(y) = 1/2 (y - m_gamma)^T Gamma^{-1} (y - m_gamma)``,
+so ``gamma`` is lam-log-concave with ``lam = 1 / lambda_max(Gamma)``. The lifted functional is ``F(T) = KL(T#rho0 | gamma)``,
 ``F* = 0`` at the OT map ``T*``.
 
 Constrained gradient flow (cons.gf) of Definition 2.6 for this F. Starting from
@@ -339,7 +339,8 @@ def constrained_flow(
 ) -> GaussianFlow:
     """Solve (cons.gf) for ``F(T) = KL(T#source | target)`` exactly, from ``T_0 = id``.
 
-    ODE (the module docstring): ``dA/dt = S``, ``db/dt = r - S m0``, ``A(0) = I``, ``b(0) = 0``, where
+    ODE (module docstring): ``dA/dt = S``, ``db/dt = r - S m0``, ``A(0) = I``, ``b(0) = 0``,
+    where
     ``S (x - m0) + r`` is the tangent-cone projection of ``-grad F(T_t)`` — the L2(rho0)
     Helmholtz projection (Remark 2.9) of :func:`velocity` via :func:`helmholtz_projection`,
     since ``A_t`` is interior to the cone. Integrated by scipy ``solve_ivp`` (``method``,

@@ -4,9 +4,9 @@
     net = ICNN(dim=2, hidden=(20, 20), rng=np.random.default_rng(0))
 
 Modules: ``icnn`` (potential, map, parameter-VJP of the map, Hessian),
-``score`` (self-entropic score estimator, Remark 3.10), ``mmd`` (energy distance,
-eq. 1.10), ``optim`` (SGD, Adam with projection). Sources and targets are the laws of
-``gridflow.measures``, shared with the grid solver.
+``score`` (self-entropic score estimator, Remark 3.10), ``training`` (the paper's
+schemes, the KL, optimizers), ``mmd`` (energy distance, eq. 1.10). Sources, targets and
+maps are those of ``gridflow.measures`` and ``gridflow.maps``, shared with the grid solver.
 """
 
 import os
@@ -22,6 +22,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from neural.icnn import ICNN, ICNNArchitecture
-from neural.schemes import make_method, run_method
+from neural.training import make_method, run_method
 
 __all__ = ["ICNN", "ICNNArchitecture", "make_method", "run_method"]

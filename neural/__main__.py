@@ -40,7 +40,7 @@ from gridflow.checks import output_file, output_folder
 from gridflow.cli import USAGE_ERROR, argument_type, fail, integer
 from neural.errorbudget import CAUSES
 from neural.initialization import INITS
-from neural.schemes import METHODS
+from neural.training.methods import METHODS
 
 INTERRUPTED = 130
 """Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
@@ -85,7 +85,8 @@ def _hidden(text: str) -> tuple[int, ...]:
 
 def _parser() -> argparse.ArgumentParser:
     from neural.benchmark import BACKENDS, SIZES, check_backend
-    from neural.schemes import KL_REDUCTIONS, STARTS
+    from neural.training.gradients import KL_REDUCTIONS
+    from neural.training.methods import STARTS
 
     parser = argparse.ArgumentParser(prog="python -m neural", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)

@@ -3,7 +3,7 @@
 Fig. 2 (paper §3.4.2): source ϱ0 = the 4-mode mixture (``samplers.paper_mixture``),
 target γ = N(0, I_2), ICNN with two hidden layers of 20 (m = 541), methods
 (a) implicit, (b) explicit (Algorithm 2), (c) Euclidean GD, (d) Adam (Algorithm 1) with
-the paper's hyperparameters (``neural.schemes``), metric: energy-distance MMD
+the paper's hyperparameters (``neural.training``), metric: energy-distance MMD
 (V-statistic without ½, ``neural.mmd.energy_distance``) between T_θ#ϱ0 and γ with
 n_eval = 10 000 samples per side, over 100 seeds.
 
@@ -28,7 +28,7 @@ L²(ϱ0) and the L²-UVP (``gridflow.map_distance``) against
 (``check_ground_truth``): dimension 2, the source and target its metadata record
 (``GROUND_TRUTH_SOURCE``, ``GROUND_TRUTH_TARGET``), and a box that holds every seed's
 evaluation samples. Every record also holds the exact KL of each trained map
-(``neural.kl.exact_kl``, the mixture's density being known) with its standard error.
+(``neural.training.kl.exact_kl``, the mixture's density being known) with its standard error.
 
 The dimension study (Gaussian pairs, ``neural.dimensions``) and the flow check
 (``neural.flowcheck``) are modules of their own.
@@ -51,21 +51,15 @@ import numpy as np
 from gridflow import LogConcaveTarget
 from gridflow.checks import positive_int
 from gridflow.maps import map_distance
+from neural.errors import DivergenceError
 from neural.icnn import ICNNArchitecture
 from neural.initialization import INITS, initial_network, torch_default_init
-from neural.kl import exact_kl
 from neural.mmd import energy_distance_to
-from neural.schemes import (
-    METHODS,
-    STARTS,
-    DivergenceError,
-    EuclideanAdam,
-    EuclideanGD,
-    MethodConfig,
-    check_kl_reduction,
-    run_method,
-)
 from neural.score import count_nonconvergence
+from neural.training.gradients import check_kl_reduction
+from neural.training.kl import exact_kl
+from neural.training.methods import METHODS, STARTS, EuclideanAdam, EuclideanGD, MethodConfig
+from neural.training.run import run_method
 
 __all__ = [
     "BACKENDS",
@@ -254,7 +248,7 @@ def method_configs(size: str = "paper", methods: Sequence[str] | None = None, **
 class BenchmarkConfig:
     """What a sweep runs; stored as config.json next to the results.
 
-    methods       method names (``neural.schemes.METHODS``)
+    methods       method names (``neural.training.METHODS``)
     size          ``SIZES`` key: paper | small | tiny
     hidden        ICNN hidden widths
     init          θ0 scheme (``INITS``)
@@ -262,7 +256,7 @@ class BenchmarkConfig:
                   for the KL θ-gradient of methods (a), (c), (d)
     implicit_start, explicit_start  'identity' (T̂_0 = id, eqs. 3.1, 3.2; default) or
                   'network' (T_θ0): the map the first outer step of each Algorithm 2
-                  scheme moves from (``neural.schemes`` docstring)
+                  scheme moves from (``neural.training`` docstring)
     n_eval        samples per side for the MMD (default: the size's)
     ground_truth  optional path of a ``gridflow.save_map`` file (T* for map errors) of
                   the sweep's problem, checked on construction (``check_ground_truth``)
@@ -403,7 +397,7 @@ def run_seed(seed: int, config: BenchmarkConfig) -> dict:
 
 
 def _exact_kl(result, source, target, x_eval) -> tuple[float | None, float | None]:
-    """The exact KL of a trained map and its standard error (``neural.kl.exact_kl``), or
+    """The exact KL of a trained map and its standard error (``neural.training.kl.exact_kl``), or
     (None, None) where its Hessian is singular at an evaluation sample (KL = +∞)."""
     try:
         estimate = exact_kl(result.architecture, result.params, source, target, x_eval)
@@ -735,7 +729,7 @@ def summarize(records: dict[int, dict], methods: Iterable[str]) -> tuple[MethodS
 
 def format_table(summary: Sequence[MethodSummary]) -> str:
     """Plain-text table: MMD (mean ± std, median, worst), diverged runs, s/seed vs the
-    paper's MMD; the mean exact KL of the trained maps (``neural.kl``; its count of maps with
+    paper's MMD; the mean exact KL of the trained maps (``neural.training.kl``; its count of maps with
     a singular Hessian, KL = ∞, in brackets when there are any); with a ground truth, the
     mean L²(ϱ0) error and L²-UVP (%)."""
     with_uvp = any(row.uvp_mean is not None for row in summary)

@@ -23,7 +23,7 @@ from neural.benchmark import _numba_threads, check_backend, method_configs, para
 from neural.errors import DivergenceError
 from neural.initialization import initial_network
 from neural.mmd import energy_distance
-from neural.schemes import run_method
+from neural.training.run import run_method
 
 __all__ = ["DimensionResult", "dimension_study", "format_dimension_table", "gaussian_problem"]
 

@@ -10,11 +10,11 @@ quadratic part (``ICNN(quadratic=True)``):
               min_θ (1/N) Σ_i ‖∇φ_θ(x_i) − T*(x_i)‖² on a fixed sample of N = ``FIT_SAMPLES``
               points by L-BFGS-B (the constraints Wz_l ≥ 0, w ≥ 0 as bounds). A least-squares
               problem is bounded below, so a fixed sample is safe here (unlike the KL,
-              ``neural.schemes``), and a quasi-Newton method gets much closer to the floor
+              ``neural.training``), and a quasi-Newton method gets much closer to the floor
               than Adam: on the mixture, (20, 20), from the default θ0, 2000 iterations
               reach L²-UVP 0.35 % where 2000 Adam steps stopped at 1.95 %, and from
               anchored units 0.045 % (README, error budget);
-- ``logdet``  (iii) the KL minimized with the exact, score-free gradient (``neural.kl``),
+- ``logdet``  (iii) the KL minimized with the exact, score-free gradient (``neural.training.kl``),
               Adam with cosine decay on fresh batches of n (n = batch size);
 - ``score``   (iii) the same with the paper's self-entropic score estimate (eq. 3.7);
 - ``implicit`` (ii) Algorithm 2's implicit scheme (score-free KL), K = 5 steps of τ = 2,
@@ -29,7 +29,7 @@ Every configuration starts from the θ0 of each scheme of ``inits`` (``neural.in
 default draw every KL run stops on a plateau near KL 0.2 (UVP 1.9–3.8 %), from 'anchored'
 units they end at UVP 0.04–0.33 % (README).
 
-Each run reports ‖T_θ − T*‖ in L²(ϱ0), the L²-UVP, the exact KL (``neural.kl.exact_kl``)
+Each run reports ‖T_θ − T*‖ in L²(ϱ0), the L²-UVP, the exact KL (``neural.training.kl.exact_kl``)
 with its standard error, the energy-distance MMD to γ and the CPU time of training.
 """
 
@@ -48,10 +48,11 @@ from gridflow.maps import map_distance
 from neural.errors import DivergenceError
 from neural.icnn import ICNN, _transport_map
 from neural.initialization import INITS, initial_network
-from neural.kl import exact_kl
 from neural.mmd import energy_distance
-from neural.regression import MapFit, regress
-from neural.schemes import make_method, run_method
+from neural.training.kl import exact_kl
+from neural.training.methods import make_method
+from neural.training.regression import MapFit, regress
+from neural.training.run import run_method
 
 __all__ = [
     "FIT_SAMPLES",

@@ -7,13 +7,13 @@ The same problem, the same step τ and number of steps K, both started at T̂_0 
   paper's mixture the grid solver's implicit scheme on an N × N grid
   (``gridflow.solve``), its maps interpolated at the samples and its KL the discrete F_h;
 - the neural schemes of Algorithm 2 (implicit and explicit; score or score-free KL,
-  ``neural.schemes``), with an ICNN that has the quadratic part (``quadratic=True``) so
+  ``neural.training``), with an ICNN that has the quadratic part (``quadratic=True``) so
   that the anchor T̂_0 = id and the Gaussian maps are representable, and θ0 sample-anchored
   (``neural.initialization``): every hidden unit bends at a sample of ϱ0 and T_θ0 = id
   exactly. From the 'normal' θ0 (``SETTINGS[...]["init"]``) the mixture's neural KL lags
   the reference from the first step and levels off near 0.2 (README).
 
-Per outer step k: the exact KL H(T_θk#ϱ0 | γ) of the neural map (``neural.kl.exact_kl``,
+Per outer step k: the exact KL H(T_θk#ϱ0 | γ) of the neural map (``neural.training.kl.exact_kl``,
 Monte Carlo with its standard error), the reference's KL, and ‖T_θk − T_ref,k‖ in L²(ϱ0).
 Rates: the decay rate of the KL fitted by least squares on log KL over the steps where
 the reference KL exceeds ``noise_factor`` times the Monte Carlo standard error, for the
@@ -33,8 +33,9 @@ from gridflow import LogConcaveTarget, rates
 from gridflow.checks import positive_float, positive_int, require_generator
 from neural.icnn import _transport_map
 from neural.initialization import INITS, initial_network
-from neural.kl import exact_kl, relative_entropy
-from neural.schemes import make_method, run_method
+from neural.training.kl import exact_kl, relative_entropy
+from neural.training.methods import make_method
+from neural.training.run import run_method
 
 __all__ = [
     "CASES",
@@ -174,7 +175,7 @@ VARIANTS = (
     ("explicit", "logdet"),
     ("explicit", "score"),
 )
-"""(method, kl) run by default (``neural.schemes``)."""
+"""(method, kl) run by default (``neural.training``)."""
 
 
 @dataclass(frozen=True)

@@ -1102,7 +1102,7 @@ _EVALUATE_PARALLEL = _make_evaluate(parallel=True)
 
 
 # ---------------------------------------------------------------------------
-# The log-determinant (DESIGN §4b, ``neural.kl``): ∇²φ(x_i) = R_i R_iᵀ, log det, C_i = R_i⁻ᵀ,
+# The log-determinant (DESIGN §4b, ``neural.training.kl``): ∇²φ(x_i) = R_i R_iᵀ, log det, C_i = R_i⁻ᵀ,
 # and the fused kernels of the score-free KL gradient. They live here, with the block
 # kernels they call, because numba's cache tracks only the file that defines a kernel.
 # ---------------------------------------------------------------------------
@@ -1270,7 +1270,7 @@ def _tape_views(buffer, table, start, stop, directions):
 
 
 def _make_log_det_kernels(parallel):
-    """(forward, reverse) of the score-free KL gradient (``neural.kl``) over blocks of points.
+    """(forward, reverse) of the score-free KL gradient (``neural.training.kl``) over blocks of points.
 
     forward: per block the Hessian kernel (``_run_block``, mode _HESSIAN) on a tape with
     room for the second-order channel, kept in row b of one buffer; per point H_i (+ Q,
@@ -1466,7 +1466,7 @@ def hessian_vjp(architecture: ICNNArchitecture, theta, x, factors) -> np.ndarray
     The θ-VJP of the Hessian with the symmetric cotangents S_i = C_i C_iᵀ, i.e. the
     gradient of Σ_i Σ_m c_imᵀ ∇²φ_θ(x_i) c_im with the columns c_im of C_i frozen.
     With C_i C_iᵀ = H_i⁻¹ it is Σ_i tr(H_i⁻¹ ∂_θ H_i) = ∇_θ Σ_i log det H_i, the
-    score-free part of the KL gradient (DESIGN §4b, ``neural.kl``). Third-order
+    score-free part of the KL gradient (DESIGN §4b, ``neural.training.kl``). Third-order
     backpropagation (the comment above ``_hessian_vjp_block``).
     """
     _check_architecture(architecture)

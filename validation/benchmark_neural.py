@@ -32,7 +32,8 @@ before the change ("before"):
   at most 1.10 times the one-thread time.
 
 ``--thresholds`` times Sinkhorn's parallel kernels against the serial ones from n = 64 to
-4096 with another process busy: the measurements behind ``neural.score._STORED_MAX_POINTS``.
+4096 with another process busy: the measurements behind
+``neural.score.estimator.STORED_MAX_POINTS``.
 """
 
 from __future__ import annotations
@@ -68,11 +69,12 @@ from neural.icnn import (
     map_vjp,
     transport_map,
 )
-from neural.kl import _hessian_pass, cholesky_factors
 from neural.mmd import energy_distance
-from neural.optim import Adam
-from neural.schemes import kl_gradient, wasserstein_gradient
-from neural.score import _SINKHORN, default_eps, self_entropic_score
+from neural.score import default_eps, self_entropic_score
+from neural.score.sinkhorn import SINKHORN
+from neural.training.gradients import kl_gradient, wasserstein_gradient
+from neural.training.kl import cholesky_factors, hessian_pass
+from neural.training.optim import Adam
 from validation.speed_neural import GOAL, busy_process, seed_training_seconds, thread_ratios
 
 
@@ -172,8 +174,8 @@ def run(quick: bool = False) -> list[tuple[str, float, float | None, float | Non
     kl_args = (architecture, theta, x, target, None, "mean", "logdet")
     seconds = median_seconds(kl_gradient, *kl_args, repeats=repeats // 5)
     rows.append(("score-free KL gradient n=100 (kl='logdet')", seconds, None, 3 * vjp_method))
-    forward = _hessian_pass(architecture, theta, x, _LOG_DET_SERIAL)
-    seconds = median_seconds(_hessian_pass, architecture, theta, x, _LOG_DET_SERIAL,
+    forward = hessian_pass(architecture, theta, x, _LOG_DET_SERIAL)
+    seconds = median_seconds(hessian_pass, architecture, theta, x, _LOG_DET_SERIAL,
                              repeats=repeats // 5)  # fmt: skip
     rows.append(("  kernel 1: Hessian tape, T, log det, H⁻¹", seconds, None, None))
     reverse_args = (forward.tape, theta, table, index, forward.inverses, u, -0.01)
@@ -216,7 +218,7 @@ def run(quick: bool = False) -> list[tuple[str, float, float | None, float | Non
             5e-3,
         )
     )
-    for (parallel, stored), kernel in _SINKHORN.items():
+    for (parallel, stored), kernel in SINKHORN.items():
         label = f"{'parallel' if parallel else 'serial'}, {'stored' if stored else 'computed'} K"
         rows.append(
             (
@@ -290,8 +292,8 @@ BEFORE = {
 def sinkhorn_thread_rows(sizes=(64, 128, 256, 512, 1024, 2048, 4096), repeats: int = 3):
     """(label, serial median [s], parallel median [s]) of every Sinkhorn kernel at each size,
     alternately, while another process is busy: where the parallel kernel pays (the choice
-    in ``neural.score._sinkhorn``). The stored kernel is measured up to its cap only."""
-    from neural.score import _STORED_MAX_POINTS
+    in ``neural.score.estimator``). The stored kernel is measured up to its cap only."""
+    from neural.score.estimator import STORED_MAX_POINTS
 
     rows = []
     with busy_process():
@@ -300,9 +302,9 @@ def sinkhorn_thread_rows(sizes=(64, 128, 256, 512, 1024, 2048, 4096), repeats: i
             eps = default_eps(x)
             updates = max(2, min(1000, int(2e8 / n**2)))  # the whole solve at small n
             for stored in (True, False):
-                if stored and n > _STORED_MAX_POINTS:
+                if stored and n > STORED_MAX_POINTS:
                     continue
-                kernels = (_SINKHORN[False, stored], _SINKHORN[True, stored])
+                kernels = (SINKHORN[False, stored], SINKHORN[True, stored])
                 times = ([], [])
                 for kernel in kernels:
                     kernel(x, eps, 1e-9, 1)  # compile and load caches
@@ -402,9 +404,9 @@ def goal_rows(
 
 def regression_thread_rows(repeats: int = 3):
     """(label, wall median [s] with one BLAS thread, with BLAS's default) of 300 L-BFGS-B
-    iterations of ``neural.regression.regress`` (paper network, n = 2000), alternately, while
-    another process is busy: the reason for its ``blas_threads=1``."""
-    from neural.regression import regress
+    iterations of ``neural.training.regression.regress`` (paper network, n = 2000),
+    alternately, while another process is busy: the reason for its ``blas_threads=1``."""
+    from neural.training.regression import regress
 
     net = ICNN(dim=2, hidden=(20, 20), rng=np.random.default_rng(0))
     x = paper_mixture().sample(np.random.default_rng(1), 2000)

@@ -31,8 +31,8 @@ from neural.benchmark import (
 )
 from neural.dimensions import dimension_study, gaussian_problem
 from neural.icnn import ICNN, ICNNArchitecture
-from neural.kl import exact_kl
-from neural.schemes import run_method
+from neural.training import run_method
+from neural.training.kl import exact_kl
 
 REPO = Path(__file__).parents[2]
 TINY = BenchmarkConfig(size="tiny")

@@ -91,8 +91,8 @@ def test_anchored_units_let_the_mixture_kl_run_past_the_plateau():
     """The finding behind the option: 1000 score-free Adam steps on the paper's mixture end
     near KL 0.05 from anchored units, on the plateau near 0.25 from the default draw."""
     from gridflow import LogConcaveTarget
-    from neural.kl import exact_kl
-    from neural.schemes import make_method, run_method
+    from neural.training import make_method, run_method
+    from neural.training.kl import exact_kl
 
     source, target = paper_mixture(), LogConcaveTarget.standard_gaussian(2)
     x_eval = source.sample(np.random.default_rng(1), 5000)

@@ -17,14 +17,9 @@ from neural.icnn import (
     potential,
     transport_map,
 )
-from neural.kl import cholesky_factors, exact_kl, relative_entropy, score_free_gradient
-from neural.schemes import (
-    explicit_logdet_gradient,
-    implicit_gradient,
-    kl_gradient,
-    make_method,
-    run_method,
-)
+from neural.training import make_method, run_method
+from neural.training.gradients import explicit_logdet_gradient, implicit_gradient, kl_gradient
+from neural.training.kl import cholesky_factors, exact_kl, relative_entropy, score_free_gradient
 
 
 def _network(dim, hidden, quadratic=False, strong_convexity=0.0, seed=0, scale=0.3):

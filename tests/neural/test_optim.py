@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from neural import ICNNArchitecture
-from neural.optim import SGD, Adam, AdamState
+from neural.training.optim import SGD, Adam, AdamState
 
 
 def test_sgd_step_by_hand():

@@ -9,22 +9,24 @@ from gridflow.examples import paper_mixture
 from gridflow.measures import as_target
 from neural import ICNN, ICNNArchitecture
 from neural.benchmark import initial_network
+from neural.errors import DivergenceError
 from neural.icnn import map_vjp, transport_map
 from neural.mmd import energy_distance
-from neural.schemes import (
+from neural.training import (
     METHODS,
-    DivergenceError,
     EuclideanAdam,
     EuclideanGD,
     ExplicitScheme,
     ImplicitScheme,
+    make_method,
+    run_method,
+)
+from neural.training.gradients import (
     explicit_objective,
     implicit_gradient,
     kl_gradient,
-    make_method,
     map_jacobian,
     natural_gradient,
-    run_method,
     wasserstein_gradient,
 )
 
@@ -363,12 +365,12 @@ def test_divergence_is_reported_as_divergence_error():
 def test_a_map_sent_to_infinity_is_a_divergence_naming_the_samples():
     """The training loops pass the map's values to the score unchecked: a diverged map is a
     DivergenceError that says so, not the score's advice about its input x."""
-    from neural.schemes import _wasserstein_gradient
+    from neural.training.gradients import wasserstein_gradient_unchecked
 
     y = np.random.default_rng(1).standard_normal((30, 2))
     y[[3, 7]] = np.inf
     with pytest.raises(DivergenceError, match="sent 2 of the samples to inf or NaN"):
-        _wasserstein_gradient(y, LogConcaveTarget.standard_gaussian(2), None)
+        wasserstein_gradient_unchecked(y, LogConcaveTarget.standard_gaussian(2), None)
 
 
 @pytest.mark.parametrize("name", ["y_previous", "g_previous"])

@@ -32,7 +32,7 @@ def test_default_eps_is_five_percent_of_median_squared_distance():
 
 
 def test_bucketed_median_is_numpys_median_exactly():
-    from neural.score import _median
+    from neural.score.pairs import _median
 
     rng = np.random.default_rng(2)
     for size, trial in itertools.product((1, 2, 3, 4, 5, 10, 101, 4950), range(12)):
@@ -90,7 +90,7 @@ def test_anderson_mixing_halves_the_updates_and_keeps_the_fixed_point():
 
 
 def test_anderson_coefficients_are_the_least_squares_fit():
-    from neural.score import _anderson_coefficients
+    from neural.score.sinkhorn import _anderson_coefficients
 
     rng = np.random.default_rng(13)
     for count in (1, 2, 4):
@@ -187,16 +187,16 @@ def _nearest_squared(x):
 
 
 def test_one_pass_over_the_pairs_gives_the_median_and_every_nearest_neighbour():
-    from neural.score import _nearest_squared_distances, _pair_statistics
+    from neural.score.pairs import nearest_squared_distances, pair_statistics
 
     rng = np.random.default_rng(9)
     for n, d in ((2, 1), (3, 2), (100, 2), (57, 5)):
         x = rng.standard_normal((n, d))
         x[-1] = x[0]  # a repeated point: its nearest distance is 0
-        median, nearest = _pair_statistics(x)
+        median, nearest = pair_statistics(x)
         np.testing.assert_allclose(nearest, _nearest_squared(x), rtol=1e-15, atol=0)
         # the O(n)-memory pass of a given ε and smallest_safe_eps: the same values
-        np.testing.assert_array_equal(_nearest_squared_distances(x), nearest)
+        np.testing.assert_array_equal(nearest_squared_distances(x), nearest)
         assert nearest[0] == nearest[-1] == 0.0
         pairs = np.sum((x[:, None, :] - x[None, :, :]) ** 2, axis=-1)[np.triu_indices(n, k=1)]
         assert median == pytest.approx(np.median(pairs), rel=1e-15)
@@ -236,11 +236,11 @@ def test_eps_at_the_safe_scale_resolves_every_sample():
 
 def test_sinkhorn_kernels_agree():
     """Stored or recomputed Gibbs kernel, serial or parallel: the same iteration."""
-    from neural.score import _SINKHORN
+    from neural.score.sinkhorn import SINKHORN
 
     x = GAUSSIAN.sample(np.random.default_rng(9), 150)
     eps = default_eps(x)
-    runs = {key: kernel(x, eps, 1e-12, 1000) for key, kernel in _SINKHORN.items()}
+    runs = {key: kernel(x, eps, 1e-12, 1000) for key, kernel in SINKHORN.items()}
     for stored in (False, True):  # the row sums do not depend on the blocks: bit for bit
         serial, parallel = runs[False, stored], runs[True, stored]
         np.testing.assert_array_equal(serial[0], parallel[0])
@@ -260,12 +260,12 @@ def test_sinkhorn_kernels_agree():
 
 
 def test_score_from_the_stored_kernel_is_the_estimator(monkeypatch):
-    from neural import score as score_module
+    from neural.score import estimator as score_module
 
     x = GAUSSIAN.sample(np.random.default_rng(10), 120)
     fused, solution = self_entropic_score(x, tol=1e-12, return_info=True)
     np.testing.assert_allclose(fused, solution.score(), rtol=1e-12, atol=1e-12)
-    monkeypatch.setattr(score_module, "_STORED_MAX_POINTS", 100)  # 120 points: recomputed rows
+    monkeypatch.setattr(score_module, "STORED_MAX_POINTS", 100)  # 120 points: recomputed rows
     recomputed = self_entropic_score(x, tol=1e-12)
     np.testing.assert_allclose(recomputed, fused, rtol=1e-12, atol=1e-12)
 
@@ -275,7 +275,7 @@ def test_sinkhorn_runs_serially_with_the_stored_kernel(monkeypatch, points, stor
     """Parallel only where the rows are recomputed, and only with two threads or more."""
     import numba
 
-    from neural import score as score_module
+    from neural.score import estimator as score_module
 
     calls = []
 
@@ -286,10 +286,8 @@ def test_sinkhorn_runs_serially_with_the_stored_kernel(monkeypatch, points, stor
 
         return kernel
 
-    monkeypatch.setattr(score_module, "_STORED_MAX_POINTS", 50)
-    monkeypatch.setattr(
-        score_module, "_SINKHORN", {k: recording(k) for k in score_module._SINKHORN}
-    )
+    monkeypatch.setattr(score_module, "STORED_MAX_POINTS", 50)
+    monkeypatch.setattr(score_module, "SINKHORN", {k: recording(k) for k in score_module.SINKHORN})
     x = np.random.default_rng(11).standard_normal((points, 2))
     for threads in (1, 2):
         monkeypatch.setattr(numba, "get_num_threads", lambda threads=threads: threads)

@@ -101,9 +101,9 @@ class SGD:
     ) -> tuple[np.ndarray, SGDState]:
         """One update; returns new (params, state)."""
         params, grad = _check_step(params, grad, state, SGDState, "velocity")
-        return self._step(params, grad, state, project)
+        return self.step_unchecked(params, grad, state, project)
 
-    def _step(self, params, grad, state: SGDState, project) -> tuple[np.ndarray, SGDState]:
+    def step_unchecked(self, params, grad, state: SGDState, project) -> tuple[np.ndarray, SGDState]:
         """``step`` for checked params and grad (the training loops check them once)."""
         velocity = self.momentum * state.velocity + grad
         updated = params - self.learning_rate * velocity
@@ -165,9 +165,11 @@ class Adam:
     ) -> tuple[np.ndarray, AdamState]:
         """One update; returns new (params, state)."""
         params, grad = _check_step(params, grad, state, AdamState, "first_moment")
-        return self._step(params, grad, state, project)
+        return self.step_unchecked(params, grad, state, project)
 
-    def _step(self, params, grad, state: AdamState, project) -> tuple[np.ndarray, AdamState]:
+    def step_unchecked(
+        self, params, grad, state: AdamState, project
+    ) -> tuple[np.ndarray, AdamState]:
         """``step`` for checked params and grad (the training loops check them once)."""
         t = state.step + 1
         first = self.beta1 * state.first_moment + (1.0 - self.beta1) * grad

@@ -51,10 +51,12 @@ from neural.icnn import (
 )
 
 __all__ = [
+    "HessianPass",
     "KLEstimate",
     "checked_values",
     "cholesky_factors",
     "exact_kl",
+    "hessian_pass",
     "relative_entropy",
     "score_free_gradient",
 ]
@@ -107,7 +109,7 @@ def checked_values(function, points, name, shape) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _HessianPass:
+class HessianPass:
     """The first kernel's results at samples x: T_θ(x) (n, d), log det ∇²φ_θ(x) (n,),
     S = ∇²φ_θ(x)⁻¹ (n, d, d), and the forward tape the reverse sweep continues."""
 
@@ -117,7 +119,7 @@ class _HessianPass:
     tape: np.ndarray
 
 
-def _hessian_pass(architecture, theta, x, kernels) -> _HessianPass:
+def hessian_pass(architecture, theta, x, kernels) -> HessianPass:
     """T_θ(x), log det ∇²φ_θ(x) and its inverse from one forward tape; ``DivergenceError``
     if some ∇²φ_θ(x_i) is not positive definite."""
     table, index = architecture.kernel_tables
@@ -127,7 +129,7 @@ def _hessian_pass(architecture, theta, x, kernels) -> _HessianPass:
         raise _not_positive_definite(_hessian(architecture, theta, x))
     if architecture.has_quadratic_part:
         y += x @ quadratic  # as in transport_map, bit for bit
-    return _HessianPass(y, log_det, inverses, tape)
+    return HessianPass(y, log_det, inverses, tape)
 
 
 def _quadratic_part_gradient(factor, x, cotangent, inverses, second_seed) -> np.ndarray:
@@ -148,7 +150,7 @@ def score_free_gradient(
     validated (callers check them once); ``target`` is a ``gridflow.LogConcaveTarget``.
     """
     kernels = _LOG_DET_PARALLEL if _use_parallel(x.shape[0]) else _LOG_DET_SERIAL
-    forward = _hessian_pass(architecture, theta, x, kernels)
+    forward = hessian_pass(architecture, theta, x, kernels)
     y = forward.y
     cotangent = weight * checked_values(target.grad_V, y, "target.grad_V", y.shape)
     if extra is not None:

@@ -1,0 +1,144 @@
+"""Training an ICNN map with one of the paper's methods: ``run_method`` and its result.
+
+``run_method(config, initial, source, target, rng)`` checks its inputs once and runs
+Algorithm 1 (``neural.training.algorithm1``: methods (c), (d)) or Algorithm 2
+(``neural.training.algorithm2``: methods (a), (b)) with the configuration of
+``neural.training.methods``; the outcome is a ``SchemeResult``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from gridflow.checks import require_generator
+from gridflow.measures import as_sampler, as_target
+from neural.icnn import ICNN, ICNNArchitecture, transport_map
+from neural.training.algorithm1 import run_algorithm1
+from neural.training.algorithm2 import run_algorithm2
+from neural.training.methods import (
+    METHODS,
+    EuclideanAdam,
+    EuclideanGD,
+    ExplicitScheme,
+    ImplicitScheme,
+    MethodConfig,
+    make_method,
+)
+from neural.training.regression import MapFit
+
+__all__ = ["SchemeResult", "run_method"]
+
+
+@dataclass(frozen=True, eq=False)
+class SchemeResult:
+    """Outcome of one run (Algorithm 1 or 2).
+
+    method          method name
+    config          the method configuration used
+    architecture    ICNN architecture of θ
+    initial_params  θ_0
+    params          θ_K (admissible: projected after every update)
+    fisher          mean ‖ŝ + ∇V‖² on each batch (an estimate of the relative Fisher
+                    information of T_θ#ϱ0 w.r.t. γ): Algorithm 1 (steps,) at θ_0..θ_{K−1};
+                    Algorithm 2 (K, K'): implicit at the inner iterates, explicit at the
+                    anchor T_k (θ_k, or ϱ0 itself for k = 0 with start='identity');
+                    NaN with kl='logdet' (no score is estimated)
+    inner_loss      Algorithm 2 (K, K') before each inner update: explicit, the (gd, expl.)
+                    objective (kl='score') or its proximal term (kl='logdet'); implicit,
+                    the proximal term (1/(2τ))(1/n)Σ‖T_θ − T_θk‖²; None for Algorithm 1;
+                    explicit with inner_solver='lbfgs': (K, 1), the objective at the
+                    solution
+    inner_solves    explicit with inner_solver='lbfgs': the K regressions
+                    (``neural.training.regression.MapFit``: residual, projected gradient reached,
+                    iterations); None otherwise
+    """
+
+    method: str
+    config: MethodConfig
+    architecture: ICNNArchitecture
+    initial_params: np.ndarray
+    params: np.ndarray
+    fisher: np.ndarray
+    inner_loss: np.ndarray | None = None
+    inner_solves: tuple[MapFit, ...] | None = None
+
+    @property
+    def network(self) -> ICNN:
+        """The trained network (ICNN with θ_K)."""
+        return ICNN.from_architecture(self.architecture, self.params)
+
+    def map(self, x) -> np.ndarray:
+        """T_θK(x) for points x (n, d)."""
+        return transport_map(self.architecture, self.params, x)
+
+
+def _initial(initial) -> tuple[ICNNArchitecture, np.ndarray]:
+    """(architecture, a copy of θ_0) of an ICNN, else TypeError."""
+    if isinstance(initial, ICNN):
+        return initial.architecture, np.array(initial.params)
+    raise TypeError(
+        "initial must be an ICNN (e.g. ICNN(dim=2, hidden=(20, 20), rng=rng)), "
+        f"got {type(initial).__name__}"
+    )
+
+
+def run_method(
+    config: MethodConfig,
+    initial: ICNN,
+    source,
+    target,
+    rng: np.random.Generator,
+    *,
+    callback: Callable[[int, np.ndarray], None] | None = None,
+) -> SchemeResult:
+    """Train T_θ = ∇φ_θ from ``initial`` with one of the paper's methods (Algorithms 1, 2).
+
+    config    EuclideanGD | EuclideanAdam | ExplicitScheme | ImplicitScheme (or a name:
+              the paper's configuration, ``make_method``)
+    initial   ICNN giving the architecture and θ_0
+    source    ϱ0: an object with ``sample(rng, n)`` or a callable (rng, n) -> (n, d)
+    target    γ ∝ exp(−V): ``Target``, gridflow.LogConcaveTarget, or a Gaussian (``as_target``)
+    rng       numpy Generator for the batches (the only randomness)
+    callback  called as callback(k, θ_k) after each outer step (Algorithm 1: every step)
+
+    Raises ``DivergenceError`` if the iterates become non-finite or the samples collapse.
+    """
+    if isinstance(config, str):
+        config = make_method(config)
+    if not isinstance(config, (EuclideanGD, EuclideanAdam, ExplicitScheme, ImplicitScheme)):
+        raise TypeError(
+            "config must be EuclideanGD, EuclideanAdam, ExplicitScheme, ImplicitScheme or a "
+            f"method name ({', '.join(METHODS)}); got {type(config).__name__}"
+        )
+    architecture, theta0 = _initial(initial)
+    sampler = as_sampler(source)
+    target = as_target(target)
+    rng = require_generator(rng)
+    if callback is not None and not callable(callback):
+        raise TypeError("callback must be None or a callable (k, theta) -> None")
+    theta = theta0.copy()
+    inner_solves = None
+    if isinstance(config, (EuclideanGD, EuclideanAdam)):
+        fisher, inner, theta = run_algorithm1(
+            config, architecture, theta, sampler, target, rng, callback
+        )
+    else:
+        fisher, inner, theta, inner_solves = run_algorithm2(
+            config, architecture, theta, sampler, target, rng, callback
+        )
+    for array in (theta0, theta, fisher, inner):
+        if array is not None:
+            array.setflags(write=False)
+    return SchemeResult(
+        method=config.name,
+        config=config,
+        architecture=architecture,
+        initial_params=theta0,
+        params=theta,
+        fisher=fisher,
+        inner_loss=inner,
+        inner_solves=inner_solves,
+    )

@@ -2,8 +2,8 @@
 
 Notation (docs/mathematics.md, 'Exact Gaussian flow'): source ``rho0 = N(m0, Sigma0)``,
 target ``gamma = N(m_gamma, Gamma)``, ``V(y) = 1/2 (y - m_gamma)^T Gamma^{-1} (y - m_gamma)``,
-so ``gamma`` is lam-log-concave with ``lam = 1 / lambda_max(Gamma)``. The lifted functional is ``F(T) = KL(T#rho0 | gamma)``,
-``F* = 0`` at the OT map ``T*``.
+so ``gamma`` is lam-log-concave with ``lam = 1 / lambda_max(Gamma)``. The lifted functional
+is ``F(T) = KL(T#rho0 | gamma)``, ``F* = 0`` at the OT map ``T*``.
 
 Constrained gradient flow (cons.gf) of Definition 2.6 for this F. Starting from
 ``T_0 = id``, the flow stays affine, ``T_t(x) = A_t x + b_t`` with ``A_t`` symmetric

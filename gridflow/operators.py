@@ -1,4 +1,6 @@
-"""Finite-difference operators of the discretization (docs/mathematics.md, 'The grid discretization'), for d = 1 and d = 2.
+"""Finite-difference operators of the discretization, for d = 1 and d = 2.
+
+The discretization is docs/mathematics.md, 'The grid discretization'.
 
 The potential φ lives at the grid nodes. The map T = D_h φ lives at the cell centers
 (the midpoints in d = 1), and the discrete Hessian H_h φ at the interior nodes.

@@ -34,7 +34,9 @@ class GridCutsSourceError(ValueError):
 
 @dataclass(frozen=True)
 class Problem:
-    """Transport the source density on `grid` to `target` (docs/mathematics.md, 'Unknowns, weights and norm').
+    """Transport the source density on `grid` to `target`.
+
+    The unknowns, weights and norm are docs/mathematics.md, 'Unknowns, weights and norm'.
 
     source: a density callable points (n, d) -> (n,) (unnormalized), or a source object
         such as `GaussianMixture`.

@@ -233,8 +233,8 @@ def _proximal_potential_cvxpy(problem, center, tau):
     """The proximal step as one conic program in φ (gauge: φ = 0 at the gauge nodes).
 
     d = 1: -m_j log((D_h φ)_{j+1} - (D_h φ)_j) / h). d = 2: -log det [[a, b], [b, c]] is
-    -2 log t_j with the second-order cone ‖(a - c, 2b, 2t_j)‖ ≤ a + c (docs/mathematics.md, 'The discrete relative entropy'), which
-    at the optimum makes t_j² = ac - b².
+    -2 log t_j with the second-order cone ‖(a - c, 2b, 2t_j)‖ ≤ a + c, which at the optimum
+    makes t_j² = ac - b² (docs/mathematics.md, 'The discrete relative entropy').
     """
     import cvxpy as cp  # loads in about a second: imported where a reference solve runs
 

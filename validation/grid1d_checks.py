@@ -1,8 +1,8 @@
 """Validation of the 1D grid solver: grid convergence, Theorem 2.13, Propositions 3.1, 3.3.
 
 Each check runs the discrete problem (docs/mathematics.md, 'The grid discretization') and
-measures a paper statement against the discrete minimizer T_h* (computed by Newton's method to roundoff), or against the
-exact quantile map for grid convergence.
+measures a paper statement against the discrete minimizer T_h* (computed by Newton's method
+to roundoff), or against the exact quantile map for grid convergence.
 """
 
 from __future__ import annotations

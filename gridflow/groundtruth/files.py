@@ -108,7 +108,14 @@ def load_map(path) -> GridMap:
     weights = values["weights"]
     if np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-9:
         raise MapFileError(f"{path}: weights must be >= 0 and sum to 1, got sum {weights.sum()}")
-    return GridMap(grid=grid, metadata=metadata, **values)
+    return GridMap(
+        grid=grid,
+        points=values["points"],
+        map=values["map"],
+        nodal_potential=values["potential"],
+        weights=values["weights"],
+        metadata=metadata,
+    )
 
 
 def _read_archive(path: pathlib.Path) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,22 +14,23 @@ from gridflow.grid import Grid
 __all__ = ["GridMap"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class GridMap:
     """A discrete map of the grid solver as a map of points: T at any point of its box.
 
     ``map`` (n, d) holds T at the cell centers ``points`` of ``grid``; calling the object
     interpolates it (piecewise-linearly on the cell-center grid, second-order accurate like
     the discretization, docs/mathematics.md) at points (k, d) inside the grid's box; points
-    outside raise. ``potential`` holds φ at the grid's nodes (grid.shape) when known (the
-    discrete OT map and ground-truth files), else None; ``weights`` the cell masses of ϱ0;
-    ``metadata`` what a ground-truth file records (source, target, floor, error estimates).
+    outside raise. ``nodal_potential`` holds φ at the grid's nodes (grid.shape) when known
+    (the discrete OT map and ground-truth files), else None, and ``potential(x)``
+    interpolates it; ``weights`` are the cell masses of ϱ0; ``metadata`` what a ground-truth
+    file records (source, target, floor, error estimates).
     """
 
     grid: Grid
     points: np.ndarray
     map: np.ndarray
-    potential: np.ndarray | None
+    nodal_potential: np.ndarray | None
     weights: np.ndarray
     metadata: dict
 
@@ -39,12 +41,17 @@ class GridMap:
             grid=discrete_map.grid,
             points=discrete_map.points,
             map=discrete_map.map,
-            potential=np.asarray(discrete_map.potential).reshape(discrete_map.grid.shape),
+            nodal_potential=np.asarray(discrete_map.potential).reshape(discrete_map.grid.shape),
             weights=discrete_map.weights,
             metadata=dict(metadata or {}),
         )
 
-    def __call__(self, x) -> np.ndarray:
+    @property
+    def dim(self) -> int:
+        """Dimension d."""
+        return self.grid.dim
+
+    def _inside(self, x) -> np.ndarray:
         x = as_points(x, "x", self.grid.dim)
         outside = np.any((x < np.array(self.grid.lower)) | (x > np.array(self.grid.upper)), axis=1)
         if outside.any():
@@ -52,9 +59,25 @@ class GridMap:
                 f"{int(outside.sum())} of the {len(x)} points lie outside the map's box "
                 f"{self.grid.lower}..{self.grid.upper}"
             )
+        return x
+
+    @functools.cached_property
+    def _map_interpolator(self):
         centers = tuple(np.unique(self.points[:, k]) for k in range(self.grid.dim))
         values = self.map.reshape(*(c.size for c in centers), self.grid.dim)
-        interpolator = interpolate.RegularGridInterpolator(
+        return interpolate.RegularGridInterpolator(
             centers, values, method="linear", bounds_error=False, fill_value=None
         )
-        return interpolator(x)
+
+    def __call__(self, x) -> np.ndarray:
+        """T(x) at points x (k, d) inside the box -> (k, d)."""
+        return self._map_interpolator(self._inside(x))
+
+    def potential(self, x) -> np.ndarray:
+        """φ(x) at points x (k, d) inside the box -> (k,): φ interpolated multilinearly
+        between the grid's nodes (its gradient is T only up to the discretization's error)."""
+        if self.nodal_potential is None:
+            raise ValueError("this grid map carries no potential (a trajectory's map)")
+        axes = tuple(self.grid.axis(k) for k in range(self.grid.dim))
+        interpolator = interpolate.RegularGridInterpolator(axes, self.nodal_potential)
+        return interpolator(self._inside(x))

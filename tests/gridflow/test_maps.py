@@ -99,3 +99,20 @@ def test_map_distance_takes_the_variance_of_a_gaussian_target(gaussian_pair):
     by_matrix = map_distance(lambda p: p, T, x, g1.cov)
     by_law = map_distance(lambda p: p, T, x, g1)
     assert by_matrix == by_law
+
+
+def test_grid_map_potential_interpolates_the_nodal_potential():
+    problem = examples.problem_2d(17)
+    ot = minimize(problem)
+    T = GridMap.from_discrete_map(ot)
+    nodes = problem.grid.nodes
+    np.testing.assert_allclose(T.potential(nodes), ot.potential.reshape(-1), rtol=0, atol=1e-12)
+    x = problem.points[::7]  # at cell centers, T = D_h φ is the gradient of φ's interpolant
+    step = 1e-6
+    slopes = [
+        (T.potential(x + step * e) - T.potential(x - step * e)) / (2 * step) for e in np.eye(2)
+    ]
+    np.testing.assert_allclose(np.stack(slopes, axis=1), T(x), rtol=0, atol=1e-7)
+    trajectory_map = GridMap(T.grid, T.points, T.map, None, T.weights, {})
+    with pytest.raises(ValueError, match="no potential"):
+        trajectory_map.potential(x)

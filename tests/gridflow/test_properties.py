@@ -170,7 +170,7 @@ def test_damaged_map_file_loads_or_raises_map_file_error(saved_bytes, tmp_path, 
     except MapFileError as error:
         assert str(path) in str(error)
         return
-    assert _finite(loaded.map, loaded.points, loaded.weights, loaded.potential)
+    assert _finite(loaded.map, loaded.points, loaded.weights, loaded.nodal_potential)
 
 
 @SETTINGS

@@ -52,10 +52,6 @@ import numpy as np
 
 from neural import ICNN
 from neural import _reference as reference
-from neural.benchmark import (
-    BenchmarkConfig,
-    run_benchmark,
-)
 from neural.icnn import (
     _EVALUATE_PARALLEL,
     _EVALUATE_SERIAL,
@@ -72,6 +68,7 @@ from neural.optim import Adam
 from neural.samplers import Gaussian, paper_mixture
 from neural.schemes import Target, kl_gradient, wasserstein_gradient
 from neural.score import _SINKHORN, default_eps, self_entropic_score
+from neural.studies.sweep import BenchmarkConfig, run_benchmark
 from validation.speed_neural import GOAL, busy_process, seed_training_seconds, thread_ratios
 
 

@@ -5,8 +5,8 @@ import pytest
 from scipy.optimize import least_squares
 
 from neural import ICNN, ICNNArchitecture
-from neural.benchmark import initial_network
 from neural.icnn import map_vjp, transport_map
+from neural.initialization import initial_network
 from neural.mmd import energy_distance
 from neural.samplers import Gaussian, paper_mixture
 from neural.schemes import (

@@ -41,6 +41,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from neural._validate import positive_int, require_generator
 from neural.diagnostics import map_error
@@ -50,7 +51,10 @@ from neural.initialization import INITS, initial_network
 from neural.kl import exact_kl
 from neural.mmd import energy_distance
 from neural.regression import MapFit, regress
+from neural.samplers import paper_mixture
 from neural.schemes import Target, make_method, run_method
+from neural.studies.dimensions import gaussian_problem
+from neural.studies.sweep.config import check_ground_truth
 
 __all__ = [
     "FIT_SAMPLES",
@@ -78,12 +82,9 @@ class BudgetProblem:
 
 def make_problem(name: str, ground_truth=None) -> BudgetProblem:
     """'mixture' (the paper's, against the ground-truth file, checked to be the mixture's by
-    ``neural.benchmark.check_ground_truth``) or 'gaussianD' (the dimension study's random
-    pair in d = D, ``neural.dimensions.gaussian_problem``)."""
+    ``neural.studies.sweep.check_ground_truth``) or 'gaussianD' (the dimension study's
+    random pair in d = D, ``neural.studies.dimensions.gaussian_problem``)."""
     if name == "mixture":
-        from neural.benchmark import check_ground_truth
-        from neural.samplers import paper_mixture
-
         if ground_truth is None:
             raise ValueError(
                 "the mixture's error budget needs a ground-truth map: "
@@ -94,8 +95,6 @@ def make_problem(name: str, ground_truth=None) -> BudgetProblem:
             name, paper_mixture(), Target.standard_gaussian(2), true_map, np.eye(2)
         )
     if name.startswith("gaussian") and name[len("gaussian") :].isdigit():
-        from neural.dimensions import gaussian_problem
-
         dim = positive_int(int(name[len("gaussian") :]), "dimension")
         problem_seq = np.random.SeedSequence([0, dim]).spawn(4)[0]  # the dimension study's pair
         source, target, matrix, offset, cov = gaussian_problem(
@@ -229,8 +228,6 @@ def error_budget(
                     jobs += [(problem, hidden, quad, init, cause, batch, i) for i in inners]
     iterator = jobs
     if progress:
-        from tqdm.auto import tqdm
-
         iterator = tqdm(jobs, desc="error budget runs")
     rows = []
     for problem, hidden, quad, init, cause, batch, inner in iterator:
@@ -285,6 +282,7 @@ def _configuration(row: BudgetRun) -> tuple[str, bool, str]:
 
 def budget_figure(rows: Sequence[BudgetRun]):
     """L²-UVP of every run (log scale), one panel per problem, grouped by configuration."""
+    # start-up time: matplotlib takes about 0.3 s to import, and only the figure needs it
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,4 +1,4 @@
-"""The neural schemes checked step by step against a reference scheme (DESIGN §4b).
+"""The neural schemes checked step by step against a reference scheme.
 
 The same problem, the same step τ and number of steps K, both started at T̂_0 = id:
 
@@ -29,12 +29,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gridflow import rates
+from gridflow import Grid, LogConcaveTarget, Problem, examples, gaussian, rates, solve
+from gridflow.groundtruth import GroundTruthMap
 from neural._validate import positive_float, positive_int, require_generator
 from neural.icnn import _transport_map
 from neural.initialization import INITS, initial_network
 from neural.kl import exact_kl, relative_entropy
+from neural.samplers import Gaussian, paper_mixture
 from neural.schemes import Target, make_method, run_method
+from neural.studies.dimensions import gaussian_problem
 
 __all__ = [
     "CASES",
@@ -81,8 +84,6 @@ def _everywhere(x):
 
 
 def _gaussian_case(name: str, source, target: Target) -> Case:
-    from gridflow import gaussian
-
     pair = (gaussian.Gaussian(source.mean, source.cov), gaussian.Gaussian(target.mean, target.cov))
 
     def reference(tau, steps):
@@ -97,10 +98,6 @@ def _gaussian_case(name: str, source, target: Target) -> Case:
 
 
 def _mixture_case(nodes: int, box: float, density_floor: float) -> Case:
-    from gridflow import Grid, LogConcaveTarget, Problem, examples, solve
-    from gridflow.groundtruth import GroundTruthMap
-    from neural.samplers import paper_mixture
-
     source = paper_mixture()
     target = Target.standard_gaussian(2)
 
@@ -133,7 +130,7 @@ def _mixture_case(nodes: int, box: float, density_floor: float) -> Case:
 CASES = ("gaussian2d", "mixture", "gaussian8")
 """Built-in cases: the 2D Gaussian pair of ``gridflow.examples.gaussian_source_2d`` →
 N(0, I); the paper's mixture → N(0, I); a random Gaussian pair in d = 8
-(``neural.dimensions.gaussian_problem``, seed 0)."""
+(``neural.studies.dimensions.gaussian_problem``, seed 0)."""
 
 
 def make_case(name: str, *, nodes: int = 65, box: float = 6.0, density_floor: float = 1e-5) -> Case:
@@ -144,14 +141,10 @@ def make_case(name: str, *, nodes: int = 65, box: float = 6.0, density_floor: fl
     steps); the sizes of ``SETTINGS`` use 1e-4 at 33², 1e-5 from 65². The floor changes
     the source by its floored mass (recorded in the label: 0.06 % at 65² with 1e-5), which
     shows in the reference KL once it is below about 1e-3."""
-    from neural.samplers import Gaussian
-
     if name == "gaussian2d":
         source = Gaussian(np.zeros(2), np.array([[0.6, 0.25], [0.25, 0.4]]))
         return _gaussian_case(name, source, Target.standard_gaussian(2))
     if name == "gaussian8":
-        from neural.dimensions import gaussian_problem
-
         source, target, *_ = gaussian_problem(8, np.random.default_rng(0))
         return _gaussian_case(name, source, target)
     if name == "mixture":
@@ -372,6 +365,7 @@ def format_flowcheck(check: FlowCheck) -> str:
 def flowcheck_figure(checks: Sequence[FlowCheck]):
     """KL vs step (log scale; shaded: ± 2 Monte Carlo standard errors) and map distance vs
     step, one row per case."""
+    # start-up time: matplotlib takes about 0.3 s to import, and only the figure needs it
     import matplotlib
 
     matplotlib.use("Agg")

@@ -14,14 +14,14 @@
                                  [--ground-truth truth.npz] [--widths 20,20 64,64]
                                  [--inits normal anchored] [--out DIR]
 
-``benchmark`` runs the paper's Fig. 2 sweep (``neural.benchmark.run_benchmark``):
+``benchmark`` runs the paper's Fig. 2 sweep (``neural.studies.sweep.run_benchmark``):
 resumable (rerun with the same --out to continue; --force-resume across code versions),
 parallel over seeds, prints the table next to the paper's numbers and writes
 DIR/{results.jsonl, config.json, table.txt, fig2.png}. Ctrl-C stops it with status 130,
 saying how many seeds are kept. ``dimensions`` runs the Gaussian → Gaussian study. ``flowcheck``
 compares the neural schemes step by step with the reference schemes
-(``neural.flowcheck``) and writes DIR/{flowcheck.txt, flowcheck.png}. ``errorbudget``
-measures Remark 3.11's causes against exact maps (``neural.errorbudget``).
+(``neural.studies.flowcheck``) and writes DIR/{flowcheck.txt, flowcheck.png}. ``errorbudget``
+measures Remark 3.11's causes against exact maps (``neural.studies.errorbudget``).
 
 A user error (a bad argument, a ground truth of another problem, an output folder that
 cannot be written or is locked by a running sweep) ends with one line ``… error: …`` and
@@ -35,12 +35,36 @@ import json
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 from gridflow.checks import output_file, output_folder
 from gridflow.cli import USAGE_ERROR, argument_type, fail, integer
-from neural.errorbudget import CAUSES
 from neural.initialization import INITS
-from neural.training.methods import METHODS
+from neural.studies.dimensions import dimension_study, format_dimension_table, write_dimension_rows
+from neural.studies.errorbudget import (
+    CAUSES,
+    budget_figure,
+    check_options,
+    error_budget,
+    format_budget,
+    make_problem,
+)
+from neural.studies.flowcheck import CASES, SETTINGS, flow_check, flowcheck_figure, format_flowcheck
+from neural.studies.sweep import (
+    BACKENDS,
+    SIZES,
+    BenchmarkConfig,
+    SweepInterrupted,
+    SweepSetupError,
+    check_backend,
+    format_references,
+    format_table,
+    run_benchmark,
+)
+from neural.studies.sweep.parallel import is_interrupt
+from neural.training import METHODS
+from neural.training.gradients import KL_REDUCTIONS
+from neural.training.methods import STARTS
 
 INTERRUPTED = 130
 """Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
@@ -84,10 +108,6 @@ def _hidden(text: str) -> tuple[int, ...]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from neural.benchmark import BACKENDS, SIZES, check_backend
-    from neural.training.gradients import KL_REDUCTIONS
-    from neural.training.methods import STARTS
-
     parser = argparse.ArgumentParser(prog="python -m neural", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -163,8 +183,6 @@ def _parser() -> argparse.ArgumentParser:
         help="optional JSON file for the rows (ending in .json, in an existing folder)",
     )
 
-    from neural.flowcheck import CASES, SETTINGS
-
     flow = commands.add_parser(
         "flowcheck", help="neural schemes against the reference schemes, step by step"
     )
@@ -215,15 +233,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _benchmark(args) -> int:
-    from neural.benchmark import (
-        BenchmarkConfig,
-        SweepInterrupted,
-        SweepSetupError,
-        format_references,
-        format_table,
-        run_benchmark,
-    )
-
     given = {
         "init": args.init,
         "kl_reduction": args.kl_reduction,
@@ -279,9 +288,6 @@ def _benchmark(args) -> int:
 
 
 def _dimensions(args) -> int:
-    from neural.benchmark import _interrupted
-    from neural.dimensions import dimension_study, format_dimension_table
-
     try:
         rows = dimension_study(
             args.dims,
@@ -296,27 +302,18 @@ def _dimensions(args) -> int:
             progress=True,
         )
     except BaseException as error:
-        if not _interrupted(error):
+        if not is_interrupt(error):
             raise
         print("\ninterrupted: no rows were written", file=sys.stderr)
         return INTERRUPTED
     print(format_dimension_table(rows))
     if args.out:
-        with open(args.out, "w", encoding="utf-8") as handle:
-            rows_json = [
-                {key: None if value != value else value for key, value in asdict(row).items()}
-                for row in rows
-            ]  # NaN (diverged) -> null: strict JSON
-            json.dump(rows_json, handle, indent=1, allow_nan=False)
+        write_dimension_rows(rows, args.out)
         print(f"rows: {args.out}")
     return 0
 
 
 def _flowcheck(args) -> int:
-    from pathlib import Path
-
-    from neural.flowcheck import flow_check, flowcheck_figure, format_flowcheck
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     checks = []
@@ -333,16 +330,6 @@ def _flowcheck(args) -> int:
 
 
 def _errorbudget(args, parser) -> int:
-    from pathlib import Path
-
-    from neural.errorbudget import (
-        budget_figure,
-        check_options,
-        error_budget,
-        format_budget,
-        make_problem,
-    )
-
     quadratic = {"with": (True,), "without": (False,), "both": (False, True)}[args.quadratic]
     try:
         check_options(args.causes, args.inits, quadratic)

@@ -55,10 +55,6 @@ from gridflow import Gaussian, LogConcaveTarget
 from gridflow.examples import paper_mixture
 from neural import ICNN
 from neural import _reference as reference
-from neural.benchmark import (
-    BenchmarkConfig,
-    run_benchmark,
-)
 from neural.icnn import (
     _EVALUATE_PARALLEL,
     _EVALUATE_SERIAL,
@@ -71,7 +67,9 @@ from neural.icnn import (
 )
 from neural.mmd import energy_distance
 from neural.score import default_eps, self_entropic_score
+from neural.score.estimator import STORED_MAX_POINTS
 from neural.score.sinkhorn import SINKHORN
+from neural.studies.sweep import BenchmarkConfig, run_benchmark
 from neural.training.gradients import kl_gradient, wasserstein_gradient
 from neural.training.kl import cholesky_factors, hessian_pass
 from neural.training.optim import Adam
@@ -293,7 +291,6 @@ def sinkhorn_thread_rows(sizes=(64, 128, 256, 512, 1024, 2048, 4096), repeats: i
     """(label, serial median [s], parallel median [s]) of every Sinkhorn kernel at each size,
     alternately, while another process is busy: where the parallel kernel pays (the choice
     in ``neural.score.estimator``). The stored kernel is measured up to its cap only."""
-    from neural.score.estimator import STORED_MAX_POINTS
 
     rows = []
     with busy_process():

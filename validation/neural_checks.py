@@ -1,7 +1,7 @@
 """The neural solver against the reference schemes: the rate regression check (DESIGN §4b).
 
 For each case (a 2D Gaussian pair, the paper's mixture), the neural implicit scheme with
-the score-free KL gradient (``neural.flowcheck``) runs with the same τ and number of
+the score-free KL gradient (``neural.studies.flowcheck``) runs with the same τ and number of
 steps as the reference implicit scheme (exact for the Gaussian pair, the grid solver's for
 the mixture), both from T̂_0 = id. Its KL decay rate, fitted over the steps where the
 reference KL exceeds 10 times the Monte Carlo error of the neural KL, must lie within 25 %
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pathlib
 
-from neural.flowcheck import flow_check, flowcheck_figure
+from neural.studies.flowcheck import flow_check, flowcheck_figure
 from validation.plotting import figure_file, pyplot
 from validation.report import Check
 

@@ -30,7 +30,14 @@ import numpy as np
 from gridflow import LogConcaveTarget
 from gridflow.examples import paper_mixture
 from neural import ICNN, make_method, run_method
-from neural.benchmark import BenchmarkConfig, _seed_sequences, initial_network, run_seed
+
+try:
+    from neural.initialization import initial_network
+    from neural.studies.sweep import BenchmarkConfig, run_seed
+    from neural.studies.sweep.seed import seed_sequences
+except ImportError:  # an older checkout, timed through PYTHONPATH (module docstring)
+    from neural.benchmark import BenchmarkConfig, initial_network, run_seed
+    from neural.benchmark import _seed_sequences as seed_sequences
 
 GOAL = 1.10
 """Largest allowed ratio of the 2-thread time to the 1-thread time."""
@@ -41,7 +48,7 @@ def seed_training_seconds(seed: int = 0) -> float:
     ``run_seed`` does (without the evaluation), with one numba thread (caches warmed first)."""
     config = BenchmarkConfig()
     source, target = paper_mixture(), LogConcaveTarget.standard_gaussian(2)
-    init, data, _ = _seed_sequences(seed)
+    init, data, _ = seed_sequences(seed)
     anchors = {"source": source} if config.init == "anchored" else {}  # older versions: none
     net0 = initial_network(2, config.hidden, np.random.default_rng(init), config.init, **anchors)
     previous = numba.get_num_threads()

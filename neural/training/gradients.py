@@ -278,7 +278,7 @@ def explicit_logdet_gradient(
 def explicit_logdet_gradient_unchecked(
     architecture, theta, x, y_previous, hessian_previous, target, tau
 ):
-    """``explicit_logdet_gradient`` for checked inputs and a ``Target``."""
+    """``explicit_logdet_gradient`` for checked inputs and a ``LogConcaveTarget``."""
     n = x.shape[0]
     _, factors = cholesky_factors(hessian_previous)
     grad_v = checked_values(target.grad_V, y_previous, "target.grad_V", x.shape)
@@ -321,7 +321,7 @@ def implicit_gradient(
 def implicit_gradient_unchecked(
     architecture, theta, x, y_previous, target, tau, eps, reduction, kl
 ):
-    """``implicit_gradient`` for checked inputs and a ``Target``."""
+    """``implicit_gradient`` for checked inputs and a ``LogConcaveTarget``."""
     n = x.shape[0]
 
     def proximal_cotangent(y):

@@ -4,7 +4,7 @@ One sample x (n, d), fixed targets z (n, d): the problem is bounded below (by 0)
 the KL (``neural.training.algorithm2``, module docstring) it can be solved on a fixed sample to a
 stated tolerance. L-BFGS-B handles the ICNN's constraints Wz_l ≥ 0, w ≥ 0 exactly, as
 bounds. Used for the parameterization floor of the error budget (regression onto T*,
-``neural.errorbudget``) and for the exact inner solves of the explicit scheme (regression
+``neural.studies.errorbudget``) and for the exact inner solves of the explicit scheme (regression
 onto T_k − τ g^k, ``neural.training.methods.ExplicitScheme`` with ``inner_solver='lbfgs'``).
 """
 

@@ -16,7 +16,10 @@ import pytest
 
 from gridflow import LogConcaveTarget, gaussian
 from gridflow.examples import paper_mixture
-from neural.benchmark import (
+from neural.icnn import ICNN, ICNNArchitecture
+from neural.initialization import torch_default_init
+from neural.studies.dimensions import dimension_study, gaussian_problem
+from neural.studies.sweep import (
     PAPER_RESULTS,
     BenchmarkConfig,
     SweepInterrupted,
@@ -27,10 +30,7 @@ from neural.benchmark import (
     run_benchmark,
     run_seed,
     summarize,
-    torch_default_init,
 )
-from neural.dimensions import dimension_study, gaussian_problem
-from neural.icnn import ICNN, ICNNArchitecture
 from neural.training import run_method
 from neural.training.kl import exact_kl
 
@@ -126,7 +126,7 @@ def test_torch_default_init_is_admissible_and_bounded():
 
 
 def test_methods_of_a_seed_share_theta0_and_the_batch_stream(monkeypatch):
-    import neural.benchmark as benchmark
+    import neural.studies.sweep.seed as sweep_seed
 
     seen = {}
 
@@ -134,7 +134,7 @@ def test_methods_of_a_seed_share_theta0_and_the_batch_stream(monkeypatch):
         seen[method.name] = (np.array(initial.params), source.sample(rng, 5))
         return run_method(method, initial, source, target, np.random.default_rng(0))
 
-    monkeypatch.setattr(benchmark, "run_method", spy)
+    monkeypatch.setattr(sweep_seed, "run_method", spy)
     run_seed(7, TINY)
     (theta0, batch), *others = seen.values()
     assert len(seen) == 4
@@ -178,7 +178,7 @@ def test_seed_records_are_deterministic_and_share_theta0():
 
 
 def test_seed_records_hold_the_exact_kl_of_each_trained_map():
-    from neural.benchmark import _eval_samples
+    from neural.studies.sweep.seed import eval_samples
 
     config = BenchmarkConfig(size="tiny", methods=("adam",))
     record = run_seed(5, config)
@@ -190,7 +190,7 @@ def test_seed_records_hold_the_exact_kl_of_each_trained_map():
     result = run_method(
         config.method_configs()["adam"], net0, source, target, np.random.default_rng(data_seq)
     )
-    x_eval, _, _ = _eval_samples(eval_seq, config.n_eval, source, 2)
+    x_eval, _, _ = eval_samples(eval_seq, config.n_eval, source, 2)
     estimate = exact_kl(result.architecture, result.params, source, target, x_eval)
     assert (entry["kl"], entry["kl_error"]) == (estimate.value, estimate.standard_error)
     assert 0 < entry["kl_error"] < entry["kl"]
@@ -263,11 +263,11 @@ def test_resume_after_killing_a_running_sweep(tmp_path):
 
 
 def test_a_second_sweep_on_the_same_directory_is_refused(tmp_path):
-    import neural.benchmark as benchmark
+    from neural.studies.sweep.store import locked
 
     out = tmp_path / "sweep"
     run_benchmark([0], QUICK, out, progress=False, figure=False)
-    with benchmark._locked(out), pytest.raises(RuntimeError, match="another sweep"):
+    with locked(out), pytest.raises(RuntimeError, match="another sweep"):
         run_benchmark([0, 1], QUICK, out, progress=False, figure=False)
     (out / "config.json").unlink()
     with pytest.raises(ValueError, match=r"no config\.json"):
@@ -337,10 +337,10 @@ def test_an_interrupt_inside_compiled_code_ends_the_sweep_as_an_interrupt(
 ):
     """A SIGINT during a numba call surfaces as a SystemError whose context is the
     KeyboardInterrupt: the sweep reports it as an interrupt; other SystemErrors pass on."""
-    import neural.benchmark as benchmark
+    import neural.studies.sweep.seed as sweep_seed
     from neural.__main__ import main
 
-    real_run_seed = benchmark.run_seed
+    real_run_seed = sweep_seed.run_seed
 
     def interrupted_at_seed_1(seed, config):
         if seed == 1:
@@ -350,7 +350,7 @@ def test_an_interrupt_inside_compiled_code_ends_the_sweep_as_an_interrupt(
                 raise SystemError("<numba function> returned a result with an exception set")  # noqa: B904 - as numba does
         return real_run_seed(seed, config)
 
-    monkeypatch.setattr(benchmark, "run_seed", interrupted_at_seed_1)
+    monkeypatch.setattr(sweep_seed, "run_seed", interrupted_at_seed_1)
     out = tmp_path / "sweep"
     with pytest.raises(SweepInterrupted) as caught:
         run_benchmark([0, 1, 2], QUICK, out, progress=False)
@@ -365,7 +365,7 @@ def test_an_interrupt_inside_compiled_code_ends_the_sweep_as_an_interrupt(
     def bug(seed, config):
         raise SystemError("a bug")
 
-    monkeypatch.setattr(benchmark, "run_seed", bug)
+    monkeypatch.setattr(sweep_seed, "run_seed", bug)
     with pytest.raises(SystemError, match="a bug"):
         run_benchmark([5], QUICK, out, progress=False)
 
@@ -377,10 +377,10 @@ def test_score_warnings_do_not_mix_between_threads(monkeypatch):
     converged) while the other seed is inside its own count (a barrier), then train."""
     import threading
 
-    import neural.benchmark as benchmark
+    import neural.studies.sweep.seed as sweep_seed
     from neural.score import self_entropic_potential
 
-    real_run_method = benchmark.run_method
+    real_run_method = sweep_seed.run_method
     barrier = None
 
     def spy(method, initial, source, target, rng):
@@ -394,7 +394,7 @@ def test_score_warnings_do_not_mix_between_threads(monkeypatch):
             barrier.wait(timeout=30)
         return real_run_method(method, initial, source, target, rng)
 
-    monkeypatch.setattr(benchmark, "run_method", spy)
+    monkeypatch.setattr(sweep_seed, "run_method", spy)
     config = BenchmarkConfig(size="tiny", methods=("adam",), n_eval=50)
     serial = run_benchmark([0, 1], config, progress=False)
     counts = [serial.records[seed]["methods"]["adam"]["score_warnings"] for seed in (0, 1)]
@@ -437,7 +437,7 @@ def test_distributed_backend_gives_the_loky_records():
 def test_config_records_the_code_version_and_a_resume_across_versions_is_refused(
     tmp_path, monkeypatch
 ):
-    import neural.benchmark as benchmark
+    import neural.studies.sweep.store as store
 
     out = tmp_path / "sweep"
     run_benchmark([0], QUICK, out, progress=False, figure=False)
@@ -447,7 +447,7 @@ def test_config_records_the_code_version_and_a_resume_across_versions_is_refused
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
     assert code["commit"] == (head.stdout.strip() if head.returncode == 0 else None)
     other = {"version": "9.9.9", "commit": "0" * 40}
-    monkeypatch.setattr(benchmark, "code_version", lambda: other)
+    monkeypatch.setattr(store, "code_version", lambda: other)
     with pytest.raises(SweepSetupError, match=r"mix results of two code versions.*--force-resume"):
         run_benchmark([0, 1], QUICK, out, progress=False, figure=False)
     from neural.__main__ import main
@@ -504,7 +504,7 @@ def _map_file(path, *, box=6.0, dim=2, **metadata):
 
 
 def test_fig2_labels_legend_integer_counts_size_and_overflow():
-    from neural.benchmark import histogram_figure
+    from neural.studies.sweep import histogram_figure
 
     values = {"explicit": [0.01, 0.02, 0.02, 0.2, 0.5, None], "adam": [0.03, 0.031, 0.04, 0.05]}
     records = {
@@ -548,12 +548,12 @@ def test_ground_truth_map_errors(tmp_path):
 
 def _forbid_training(monkeypatch):
     """From now on, fail the test if a scheme starts training."""
-    import neural.benchmark as benchmark
+    import neural.studies.sweep.seed as sweep_seed
 
     def refuse(*args, **kwargs):
         raise AssertionError("a method was trained before the sweep was checked")
 
-    monkeypatch.setattr(benchmark, "run_method", refuse)
+    monkeypatch.setattr(sweep_seed, "run_method", refuse)
 
 
 @pytest.fixture
@@ -676,14 +676,14 @@ def test_benchmark_user_errors_are_one_line_before_any_work(case, tmp_path, monk
 
 
 def test_a_sweep_on_a_locked_folder_is_one_error_line(tmp_path, monkeypatch):
-    import neural.benchmark as benchmark
     from neural.__main__ import main
+    from neural.studies.sweep.store import locked
 
     out = tmp_path / "sweep"
     run_benchmark([0], QUICK, out, progress=False, figure=False)
     _forbid_training(monkeypatch)
     argv = ["benchmark", "--size", "tiny", "--methods", "explicit,adam", "--seeds", "2"]
-    with benchmark._locked(out):
+    with locked(out):
         status, line = _cli_error(main, [*argv, "--out", str(out), "--no-progress"])
     assert status == 2 and f"another sweep is writing into {out}" in line
     assert len(_lines(out)) == 1
@@ -704,7 +704,7 @@ def test_a_sweep_on_a_locked_folder_is_one_error_line(tmp_path, monkeypatch):
 def test_dimensions_user_errors_are_one_line_before_any_work(
     arguments, expected, tmp_path, monkeypatch
 ):
-    import neural.dimensions as dimensions
+    import neural.studies.dimensions as dimensions
     from neural.__main__ import main
 
     monkeypatch.setattr(dimensions, "run_method", None)  # any training fails with TypeError

@@ -1,9 +1,9 @@
-"""The error budget of Remark 3.11 (neural.errorbudget)."""
+"""The error budget of Remark 3.11 (neural.studies.errorbudget)."""
 
 import numpy as np
 import pytest
 
-from neural.errorbudget import budget_figure, error_budget, format_budget, make_problem
+from neural.studies.errorbudget import budget_figure, error_budget, format_budget, make_problem
 
 
 def test_gaussian_problem_matches_the_dimension_study():
@@ -73,7 +73,7 @@ def test_fit_to_map_recovers_a_realizable_map_and_respects_the_constraints():
     to roundoff level, and the fitted θ is admissible (Wz_l, w >= 0)."""
     from gridflow import Gaussian
     from neural import ICNN
-    from neural.errorbudget import fit_to_map
+    from neural.studies.errorbudget import fit_to_map
 
     truth = ICNN(2, (5, 5), np.random.default_rng(0), quadratic=True)
     start = ICNN.from_architecture(
@@ -98,7 +98,7 @@ def test_fit_to_map_recovers_a_realizable_map_and_respects_the_constraints():
 def test_fit_to_map_refuses_bad_sizes():
     from gridflow import Gaussian
     from neural import ICNN
-    from neural.errorbudget import fit_to_map
+    from neural.studies.errorbudget import fit_to_map
 
     net = ICNN(2, (3,), np.random.default_rng(0))
     for steps, samples in ((0, 10), (5, 0)):

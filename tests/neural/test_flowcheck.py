@@ -1,4 +1,4 @@
-"""The neural schemes against the reference schemes (neural.flowcheck, #10 item 5)."""
+"""The neural schemes against the reference schemes (neural.studies.flowcheck, #10 item 5)."""
 
 import subprocess
 import sys
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gridflow import gaussian
-from neural.flowcheck import flow_check, flowcheck_figure, format_flowcheck, make_case
+from neural.studies.flowcheck import flow_check, flowcheck_figure, format_flowcheck, make_case
 
 REPO = Path(__file__).parents[2]
 

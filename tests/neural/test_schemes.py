@@ -8,9 +8,9 @@ from gridflow import Gaussian, LogConcaveTarget
 from gridflow.examples import paper_mixture
 from gridflow.measures import as_target
 from neural import ICNN, ICNNArchitecture
-from neural.benchmark import initial_network
 from neural.errors import DivergenceError
 from neural.icnn import map_vjp, transport_map
+from neural.initialization import initial_network
 from neural.mmd import energy_distance
 from neural.training import (
     METHODS,

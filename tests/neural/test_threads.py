@@ -11,7 +11,7 @@ REPO = Path(__file__).parents[2]
 
 _REPORT = """
 import os, sys
-import neural.benchmark, neural.training  # every kernel module, nothing run yet
+import neural.studies.sweep, neural.training  # every kernel module, nothing run yet
 maps = open("/proc/self/maps").read() if os.path.exists("/proc/self/maps") else ""
 print(os.environ.get("OMP_WAIT_POLICY"), "libgomp" in maps)
 """

@@ -1,4 +1,4 @@
-"""The neural schemes checked step by step against a reference scheme (DESIGN §4b).
+"""The neural schemes checked step by step against a reference scheme.
 
 The same problem, the same step τ and number of steps K, both started at T̂_0 = id:
 
@@ -29,13 +29,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gridflow import LogConcaveTarget, rates
+from gridflow import Gaussian, Grid, LogConcaveTarget, Problem, examples, gaussian, rates, solve
 from gridflow.checks import positive_float, positive_int, require_generator
+from gridflow.examples import paper_mixture
+from gridflow.maps import GridMap
+from gridflow.measures import as_target
 from neural.icnn import _transport_map
 from neural.initialization import INITS, initial_network
+from neural.studies.dimensions import gaussian_problem
+from neural.training import make_method, run_method
 from neural.training.kl import exact_kl, relative_entropy
-from neural.training.methods import make_method
-from neural.training.run import run_method
 
 __all__ = [
     "CASES",
@@ -46,6 +49,8 @@ __all__ = [
     "flow_check",
     "flowcheck_figure",
     "format_flowcheck",
+    "gaussian_case",
+    "grid_case",
     "make_case",
 ]
 
@@ -81,10 +86,13 @@ def _everywhere(x):
     return np.ones(len(x), dtype=bool)
 
 
-def _gaussian_case(name: str, source, target: LogConcaveTarget) -> Case:
-    from gridflow import gaussian
-
-    pair = (gaussian.Gaussian(source.mean, source.cov), gaussian.Gaussian(target.mean, target.cov))
+def gaussian_case(name: str, source: Gaussian, target) -> Case:
+    """A Gaussian source and target in any d: the reference is the exact implicit scheme
+    (``gridflow.gaussian.implicit_scheme``)."""
+    target = as_target(target)
+    if not isinstance(source, Gaussian) or not target.is_gaussian:
+        raise TypeError("a Gaussian case needs a gridflow.Gaussian source and a Gaussian target")
+    pair = (source, Gaussian(target.mean, target.cov))
 
     def reference(tau, steps):
         scheme = gaussian.implicit_scheme(*pair, tau, steps)
@@ -97,24 +105,25 @@ def _gaussian_case(name: str, source, target: LogConcaveTarget) -> Case:
     return Case(name, source, target, reference)
 
 
-def _mixture_case(nodes: int, box: float, density_floor: float) -> Case:
-    from gridflow import Grid, LogConcaveTarget, Problem, examples, solve
-    from gridflow.examples import paper_mixture
-    from gridflow.maps import GridMap
-
-    source = paper_mixture()
-    target = LogConcaveTarget.standard_gaussian(2)
+def grid_case(
+    name: str, source, target, *, nodes: int = 65, box: float = 6.0, density_floor: float = 1e-5
+) -> Case:
+    """Any source with a density and samples and any target, in d = 1 or 2: the reference is
+    the grid's implicit scheme on [−box, box]^d with ``nodes`` nodes per axis
+    (``gridflow.solve``; ``make_case`` says how to choose the density floor)."""
+    target = as_target(target)
+    nodes = positive_int(nodes, "nodes")
+    box = positive_float(box, "box")
+    density_floor = positive_float(density_floor, "density_floor")
+    grid = Grid(lower=[-box] * target.dim, upper=[box] * target.dim, shape=[nodes] * target.dim)
 
     def reference(tau, steps):
-        grid = Grid(lower=[-box] * 2, upper=[box] * 2, shape=[nodes, nodes])
-        target = LogConcaveTarget.gaussian([0.0, 0.0], np.eye(2))
-        problem = Problem(grid, examples.paper_mixture(), target, density_floor=density_floor)
+        problem = Problem(grid, source, target, density_floor=density_floor)
         trajectory = solve(problem, scheme="implicit", tau=tau, steps=steps)
         interpolants = [
-            GridMap(grid, trajectory.points, trajectory.maps[k], np.zeros(grid.shape),
-                           trajectory.weights, {})
+            GridMap(grid, trajectory.points, trajectory.maps[k], None, trajectory.weights, {})
             for k in range(steps + 1)
-        ]  # fmt: skip
+        ]
 
         def maps(k, x):
             return interpolants[k](x)
@@ -123,18 +132,20 @@ def _mixture_case(nodes: int, box: float, density_floor: float) -> Case:
             return np.all(np.abs(x) <= box, axis=1)
 
         label = (
-            f"grid implicit scheme, {nodes}² nodes, density floor {density_floor:g} "
+            f"grid implicit scheme, {nodes}{'²' if target.dim == 2 else ''} nodes, density floor "
+            f"{density_floor:g} "
             f"(floored mass {problem.floored_mass:.2g})"
         )
         return Reference(label, np.array(trajectory.energy), maps, domain)
 
-    return Case("mixture", source, target, reference)
+    return Case(name, source, target, reference)
 
 
 CASES = ("gaussian2d", "mixture", "gaussian8")
 """Built-in cases: the 2D Gaussian pair of ``gridflow.examples.gaussian_source_2d`` →
 N(0, I); the paper's mixture → N(0, I); a random Gaussian pair in d = 8
-(``neural.dimensions.gaussian_problem``, seed 0)."""
+(``neural.studies.dimensions.gaussian_problem``, seed 0). Any other problem:
+``gaussian_case`` or ``grid_case``."""
 
 
 def make_case(name: str, *, nodes: int = 65, box: float = 6.0, density_floor: float = 1e-5) -> Case:
@@ -145,21 +156,15 @@ def make_case(name: str, *, nodes: int = 65, box: float = 6.0, density_floor: fl
     steps); the sizes of ``SETTINGS`` use 1e-4 at 33², 1e-5 from 65². The floor changes
     the source by its floored mass (recorded in the label: 0.06 % at 65² with 1e-5), which
     shows in the reference KL once it is below about 1e-3."""
-    from gridflow import Gaussian
-
     if name == "gaussian2d":
-        source = Gaussian(np.zeros(2), np.array([[0.6, 0.25], [0.25, 0.4]]))
-        return _gaussian_case(name, source, LogConcaveTarget.standard_gaussian(2))
+        return gaussian_case(name, examples.gaussian_source_2d(), Gaussian.standard(2))
     if name == "gaussian8":
-        from neural.dimensions import gaussian_problem
-
         source, target, *_ = gaussian_problem(8, np.random.default_rng(0))
-        return _gaussian_case(name, source, target)
+        return gaussian_case(name, source, target)
     if name == "mixture":
-        return _mixture_case(
-            positive_int(nodes, "nodes"),
-            positive_float(box, "box"),
-            positive_float(density_floor, "density_floor"),
+        target = LogConcaveTarget.standard_gaussian(2)
+        return grid_case(
+            name, paper_mixture(), target, nodes=nodes, box=box, density_floor=density_floor
         )
     raise ValueError(f"unknown case {name!r}; choose from {', '.join(CASES)}")
 
@@ -373,6 +378,7 @@ def format_flowcheck(check: FlowCheck) -> str:
 def flowcheck_figure(checks: Sequence[FlowCheck]):
     """KL vs step (log scale; shaded: ± 2 Monte Carlo standard errors) and map distance vs
     step, one row per case."""
+    # start-up time: matplotlib takes about 0.3 s to import, and only the figure needs it
     import matplotlib
 
     matplotlib.use("Agg")

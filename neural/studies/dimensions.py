@@ -2,30 +2,43 @@
 
 ``gaussian_problem(d, rng)`` draws a random pair (any d) with its OT map
 (``gridflow.gaussian``); ``dimension_study`` trains every method on d = 2, 8, 32 and
-reports the L² error, the L²-UVP (``gridflow.map_distance``) and the MMD of the trained maps
-next to those of θ0 and of the identity.
+reports the L² error, the L²-UVP (``gridflow.map_distance``) and the MMD (eq. 1.10) of the
+trained maps next to those of θ0 and of the identity.
 """
 
 from __future__ import annotations
 
-import os
+import json
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from gridflow import LogConcaveTarget
+from gridflow import Gaussian, LogConcaveTarget, gaussian
 from gridflow.checks import positive_int
 from gridflow.maps import map_distance
-from neural.benchmark import _numba_threads, check_backend, method_configs, parallel_map
 from neural.errors import DivergenceError
 from neural.initialization import initial_network
 from neural.mmd import energy_distance
-from neural.training.run import run_method
+from neural.studies.sweep.config import method_configs
+from neural.studies.sweep.parallel import (
+    check_backend,
+    parallel_map,
+    threads_per_worker,
+    using_numba_threads,
+)
+from neural.training import run_method
 
-__all__ = ["DimensionResult", "dimension_study", "format_dimension_table", "gaussian_problem"]
+__all__ = [
+    "DimensionResult",
+    "dimension_study",
+    "format_dimension_table",
+    "gaussian_problem",
+    "write_dimension_rows",
+]
 
 
 def gaussian_problem(dim: int, rng: np.random.Generator):
@@ -35,8 +48,6 @@ def gaussian_problem(dim: int, rng: np.random.Generator):
     a random rotation and log λ uniform in [log ½, log 2]. Returns
     (source, target, A, b, Γ) with T*(x) = A x + b.
     """
-    from gridflow import Gaussian, gaussian
-
     dim = positive_int(dim, "dim")
 
     def random_spd():
@@ -70,7 +81,7 @@ class DimensionResult:
 
 
 def _dimension_job(dim, method_name, config, seed, hidden, init, n_eval, numba_threads):
-    with _numba_threads(numba_threads):
+    with using_numba_threads(numba_threads):
         return _dimension_run(dim, method_name, config, seed, hidden, init, n_eval)
 
 
@@ -137,7 +148,7 @@ def dimension_study(
     n_eval = positive_int(n_eval, "n_eval")
     workers = positive_int(workers, "workers")
     backend = check_backend(backend)
-    numba_threads = max(1, (os.cpu_count() or 1) // workers)
+    numba_threads = threads_per_worker(workers)
     jobs = [
         (d, name, config, int(seed), tuple(hidden), init, n_eval, numba_threads)
         for d in dims
@@ -145,8 +156,6 @@ def dimension_study(
     ]
     with parallel_map(_dimension_job, jobs, workers, backend) as results:
         if progress:
-            from tqdm.auto import tqdm
-
             results = tqdm(results, total=len(jobs), desc="runs")
         return tuple(results)
 
@@ -164,3 +173,14 @@ def format_dimension_table(results: Sequence[DimensionResult]) -> str:
             f"{r.uvp_initial:>8.2f} {r.uvp_identity:>8.2f} {r.mmd:>8.4f} {r.seconds:>6.1f}"
         )
     return "\n".join(lines)
+
+
+def write_dimension_rows(rows: Sequence[DimensionResult], path) -> None:
+    """Write the rows of a dimension study to ``path`` as strict JSON (a diverged run's NaN
+    as null)."""
+    with open(path, "w", encoding="utf-8") as handle:
+        rows_json = [
+            {key: None if value != value else value for key, value in asdict(row).items()}
+            for row in rows
+        ]  # NaN (diverged) -> null: strict JSON
+        json.dump(rows_json, handle, indent=1, allow_nan=False)

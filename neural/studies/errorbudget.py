@@ -41,18 +41,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from gridflow import LogConcaveTarget
 from gridflow.checks import positive_int, require_generator
+from gridflow.examples import paper_mixture
 from gridflow.maps import map_distance
+from gridflow.measures import as_target
 from neural.errors import DivergenceError
 from neural.icnn import ICNN, _transport_map
 from neural.initialization import INITS, initial_network
 from neural.mmd import energy_distance
+from neural.studies.dimensions import gaussian_problem
+from neural.studies.sweep.config import check_ground_truth
+from neural.training import make_method, run_method
 from neural.training.kl import exact_kl
-from neural.training.methods import make_method
 from neural.training.regression import MapFit, regress
-from neural.training.run import run_method
 
 __all__ = [
     "FIT_SAMPLES",
@@ -69,23 +73,29 @@ __all__ = [
 
 @dataclass(frozen=True, eq=False)
 class BudgetProblem:
-    """ϱ0 (samples and density), γ (a ``LogConcaveTarget``), the exact T*, and γ's covariance."""
+    """ϱ0 (samples and density), γ (a ``LogConcaveTarget`` or ``Gaussian``), the exact T*
+    (any map of ``gridflow.maps``: a ground truth's ``GridMap``, a Gaussian pair's
+    ``AffineMap``), and γ's covariance (the UVP's scale; by default the target's own)."""
 
     name: str
     source: object
     target: LogConcaveTarget
     true_map: Callable[[np.ndarray], np.ndarray]
-    target_cov: np.ndarray
+    target_cov: np.ndarray | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "target", as_target(self.target))
+        if self.target_cov is None:
+            if not self.target.is_gaussian:
+                raise ValueError("give target_cov: the target's covariance is not known")
+            object.__setattr__(self, "target_cov", self.target.cov)
 
 
 def make_problem(name: str, ground_truth=None) -> BudgetProblem:
     """'mixture' (the paper's, against the ground-truth file, checked to be the mixture's by
-    ``neural.benchmark.check_ground_truth``) or 'gaussianD' (the dimension study's random
-    pair in d = D, ``neural.dimensions.gaussian_problem``)."""
+    ``neural.studies.sweep.check_ground_truth``) or 'gaussianD' (the dimension study's
+    random pair in d = D, ``neural.studies.dimensions.gaussian_problem``)."""
     if name == "mixture":
-        from gridflow.examples import paper_mixture
-        from neural.benchmark import check_ground_truth
-
         if ground_truth is None:
             raise ValueError(
                 "the mixture's error budget needs a ground-truth map: "
@@ -96,8 +106,6 @@ def make_problem(name: str, ground_truth=None) -> BudgetProblem:
             name, paper_mixture(), LogConcaveTarget.standard_gaussian(2), true_map, np.eye(2)
         )
     if name.startswith("gaussian") and name[len("gaussian") :].isdigit():
-        from neural.dimensions import gaussian_problem
-
         dim = positive_int(int(name[len("gaussian") :]), "dimension")
         problem_seq = np.random.SeedSequence([0, dim]).spawn(4)[0]  # the dimension study's pair
         source, target, matrix, offset, cov = gaussian_problem(
@@ -231,8 +239,6 @@ def error_budget(
                     jobs += [(problem, hidden, quad, init, cause, batch, i) for i in inners]
     iterator = jobs
     if progress:
-        from tqdm.auto import tqdm
-
         iterator = tqdm(jobs, desc="error budget runs")
     rows = []
     for problem, hidden, quad, init, cause, batch, inner in iterator:
@@ -287,6 +293,7 @@ def _configuration(row: BudgetRun) -> tuple[str, bool, str]:
 
 def budget_figure(rows: Sequence[BudgetRun]):
     """L²-UVP of every run (log scale), one panel per problem, grouped by configuration."""
+    # start-up time: matplotlib takes about 0.3 s to import, and only the figure needs it
     import matplotlib
 
     matplotlib.use("Agg")

@@ -3,7 +3,7 @@
     from neural import ICNN
     net = ICNN(dim=2, hidden=(20, 20), rng=np.random.default_rng(0))
 
-Modules: ``icnn`` (potential, map, parameter-VJP of the map, Hessian),
+Modules: ``network`` (the ICNN: potential, map, parameter-VJP of the map, Hessian),
 ``score`` (self-entropic score estimator, Remark 3.10), ``training`` (the paper's
 schemes, the KL, optimizers), ``mmd`` (energy distance, eq. 1.10). Sources, targets and
 maps are those of ``gridflow.measures`` and ``gridflow.maps``, shared with the grid solver.
@@ -21,7 +21,7 @@ import os
 # this import; a value the user set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from neural.icnn import ICNN, ICNNArchitecture
+from neural.network import ICNN, ICNNArchitecture
 from neural.training import make_method, run_method
 
 __all__ = ["ICNN", "ICNNArchitecture", "make_method", "run_method"]

@@ -39,7 +39,7 @@ from dataclasses import asdict
 from gridflow.checks import output_file, output_folder
 from gridflow.cli import USAGE_ERROR, argument_type, fail, integer
 from neural.errorbudget import CAUSES
-from neural.initialization import INITS
+from neural.network.initialization import INITS
 from neural.training.methods import METHODS
 
 INTERRUPTED = 130
@@ -192,7 +192,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     budget.add_argument(
         "--inits", nargs="+", choices=list(INITS), default=["normal"],
-        help="θ0 schemes (neural.initialization; default normal)",
+        help="θ0 schemes (neural.network.initialization; default normal)",
     )  # fmt: skip
     budget.add_argument(
         "--quadratic", choices=["with", "without", "both"], default="both",

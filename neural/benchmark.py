@@ -52,9 +52,9 @@ from gridflow import LogConcaveTarget
 from gridflow.checks import positive_int
 from gridflow.maps import map_distance
 from neural.errors import DivergenceError
-from neural.icnn import ICNNArchitecture
-from neural.initialization import INITS, initial_network, torch_default_init
 from neural.mmd import energy_distance_to
+from neural.network import ICNNArchitecture
+from neural.network.initialization import INITS, initial_network, torch_default_init
 from neural.score import count_nonconvergence
 from neural.training.gradients import check_kl_reduction
 from neural.training.kl import exact_kl

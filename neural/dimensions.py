@@ -21,8 +21,8 @@ from gridflow.checks import positive_int
 from gridflow.maps import map_distance
 from neural.benchmark import _numba_threads, check_backend, method_configs, parallel_map
 from neural.errors import DivergenceError
-from neural.initialization import initial_network
 from neural.mmd import energy_distance
+from neural.network.initialization import initial_network
 from neural.training.run import run_method
 
 __all__ = ["DimensionResult", "dimension_study", "format_dimension_table", "gaussian_problem"]

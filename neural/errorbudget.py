@@ -46,9 +46,10 @@ from gridflow import LogConcaveTarget
 from gridflow.checks import positive_int, require_generator
 from gridflow.maps import map_distance
 from neural.errors import DivergenceError
-from neural.icnn import ICNN, _transport_map
-from neural.initialization import INITS, initial_network
 from neural.mmd import energy_distance
+from neural.network import ICNN
+from neural.network.functions import transport_map_unchecked as _transport_map
+from neural.network.initialization import INITS, initial_network
 from neural.training.kl import exact_kl
 from neural.training.methods import make_method
 from neural.training.regression import MapFit, regress

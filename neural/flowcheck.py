@@ -31,8 +31,8 @@ import numpy as np
 
 from gridflow import LogConcaveTarget, rates
 from gridflow.checks import positive_float, positive_int, require_generator
-from neural.icnn import _transport_map
-from neural.initialization import INITS, initial_network
+from neural.network.functions import transport_map_unchecked as _transport_map
+from neural.network.initialization import INITS, initial_network
 from neural.training.kl import exact_kl, relative_entropy
 from neural.training.methods import make_method
 from neural.training.run import run_method

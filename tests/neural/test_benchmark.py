@@ -30,7 +30,7 @@ from neural.benchmark import (
     torch_default_init,
 )
 from neural.dimensions import dimension_study, gaussian_problem
-from neural.icnn import ICNN, ICNNArchitecture
+from neural.network import ICNN, ICNNArchitecture
 from neural.training import run_method
 from neural.training.kl import exact_kl
 

@@ -10,8 +10,8 @@ from gridflow.measures import as_target
 from neural import ICNN, ICNNArchitecture
 from neural.benchmark import initial_network
 from neural.errors import DivergenceError
-from neural.icnn import map_vjp, transport_map
 from neural.mmd import energy_distance
+from neural.network import map_vjp, transport_map
 from neural.training import (
     METHODS,
     EuclideanAdam,

@@ -79,6 +79,7 @@ worse. For a smooth, unimodal source the default draw is better: on the d = 8 Ga
 of the dimension study the KL runs from anchored units end about 4 times farther from T*,
 the regression onto T* 20 times (README, error budget)."""
 
+
 @njit(**JIT)
 def _count_violations(theta, constrained):
     """(non-finite entries, negative entries where ``constrained``) of θ, in one pass."""

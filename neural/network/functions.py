@@ -50,7 +50,9 @@ def use_parallel(num_points: int) -> bool:
 
 
 def evaluate(architecture, theta, x, u, mode, parallel=None):
-    """The flat output of a kernel mode (``_evaluate_block``); inputs unchecked (u = x if unused).
+    """The flat output of a kernel mode (``neural.network.kernels``); inputs unchecked.
+
+    u is the cotangent or the flattened factors of the mode (x where the mode uses none).
 
     ``parallel`` None chooses by the number of points (``use_parallel``).
     """

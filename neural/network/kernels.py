@@ -33,7 +33,7 @@ Why one file of about 1000 lines: numba's cache (``cache=True``) keys a compiled
 the source file that defines it, while the compiled code contains every kernel it calls.
 A kernel whose callee lives in another file keeps running the old callee from the cache
 after that file is edited (measured with numba 0.68: caller and callee in two modules,
-the callee's constant changed, the reloaded caller returned the old result). The block
+the callee's body edited, the reloaded caller returned the old result). The block
 kernels below call one another (the Hessian-VJP and log-det kernels continue the
 first-order tape), so they share this file; the shared helpers of ``neural._kernels``
 are the only callees elsewhere. Public names here are the ones other modules use.
@@ -745,7 +745,9 @@ def _make_evaluate(parallel):
 
 
 EVALUATE_SERIAL = _make_evaluate(parallel=False)
+"""evaluate(θ, table, index, x, u, mode) over the blocks of points in turn."""
 EVALUATE_PARALLEL = _make_evaluate(parallel=True)
+"""``EVALUATE_SERIAL`` with the blocks in parallel (the same results, bit for bit)."""
 
 
 # ---------------------------------------------------------------------------
@@ -986,4 +988,6 @@ def _make_log_det_kernels(parallel):
 
 
 LOG_DET_SERIAL = _make_log_det_kernels(parallel=False)
+"""(forward, reverse) of the score-free KL gradient over the blocks of points in turn."""
 LOG_DET_PARALLEL = _make_log_det_kernels(parallel=True)
+"""``LOG_DET_SERIAL`` with the blocks in parallel (the same results, bit for bit)."""

@@ -39,7 +39,7 @@ from pathlib import Path
 
 from gridflow.checks import output_file, output_folder
 from gridflow.cli import USAGE_ERROR, argument_type, fail, integer
-from neural.initialization import INITS
+from neural.network.initialization import INITS
 from neural.studies.dimensions import dimension_study, format_dimension_table, write_dimension_rows
 from neural.studies.errorbudget import (
     CAUSES,
@@ -210,7 +210,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     budget.add_argument(
         "--inits", nargs="+", choices=list(INITS), default=["normal"],
-        help="θ0 schemes (neural.initialization; default normal)",
+        help="θ0 schemes (neural.network.initialization; default normal)",
     )  # fmt: skip
     budget.add_argument(
         "--quadratic", choices=["with", "without", "both"], default="both",

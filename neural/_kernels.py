@@ -1,9 +1,9 @@
 """numba building blocks shared by the ICNN, score and MMD kernels.
 
-- ``JIT``: the compile options of every kernel (DESIGN §7): cached, no fastmath, so
-  no sum is reassociated and no multiply-add is fused; the loop vectorizer still
-  widens loops whose iterations are independent, which leaves every result the
-  same sequence of IEEE operations as written.
+- ``JIT``: the compile options of every kernel (docs/mathematics.md, 'Numerical
+  conventions'): cached, no fastmath, so no sum is reassociated and no multiply-add is
+  fused; the loop vectorizer still widens loops whose iterations are independent, which
+  leaves every result the same sequence of IEEE operations as written.
 - ``block_bounds``: split n points (or rows) into blocks whose boundaries depend on
   n only, so that per-block partial sums, added in block order, give results that
   do not depend on the number of threads.
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 JIT = {"cache": True, "fastmath": False, "error_model": "numpy", "nogil": True}
-"""Options of every numba kernel of the package (DESIGN §7)."""
+"""Options of every numba kernel of the package (docs/mathematics.md, 'Numerical conventions')."""
 
 
 # --------------------------------------------------------------------------- blocks and sums

@@ -2,7 +2,8 @@
 
 With the kernel k(x, y) = −‖x − y‖, eq. (1.10) is
 MMD_k(ϱ, γ) = ½ ∬ k d(ϱ − γ) d(ϱ − γ) = E‖X − Y‖ − ½ E‖X − X'‖ − ½ E‖Y − Y'‖.
-The paper's figures report the plain V-statistic without the ½ (DESIGN §4):
+The paper's figures report the plain V-statistic without the ½ (docs/mathematics.md,
+'Energy distance'):
 
     energy_distance(x, y) = 2 mean_ij ‖x_i − y_j‖ − mean_ij ‖x_i − x_j‖ − mean_ij ‖y_i − y_j‖
 

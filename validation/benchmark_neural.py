@@ -3,11 +3,13 @@
 Run ``python -m validation.benchmark_neural`` (``--quick`` for fewer repetitions).
 Every timing is the median over repeated calls after a warm-up call (numba
 compilation and cache loading excluded). The numpy baselines are
-``neural/_reference.py`` (the implementations the tests also compare against).
+``neural/network/reference.py`` and ``neural/reference.py`` (the implementations the tests
+also compare against).
 
-Goals (DESIGN §4, on a 2-core machine): map_vjp, n = 100, 541 parameters <= 50 µs;
+Goals (docs/performance.md, 'Kernel goals'; a 2-core machine): map_vjp, n = 100, 541
+parameters <= 50 µs;
 score estimate for n = 100 to convergence <= 5 ms; energy distance 10⁴ × 10⁴ in
-d = 2 <= 1 s; the score-free KL gradient (DESIGN §4b) at n = 100 <= 3 map_vjp.
+d = 2 <= 1 s; the score-free KL gradient at n = 100 <= 3 map_vjp.
 
 The last goal is a ratio, so it is also measured as one: the score-free gradient and
 map_vjp are called alternately, and the row "alternating with map_vjp" gives the median
@@ -53,19 +55,11 @@ import numpy as np
 
 from gridflow import Gaussian, LogConcaveTarget
 from gridflow.examples import paper_mixture
-from neural import ICNN
-from neural import _reference as reference
-from neural.icnn import (
-    _EVALUATE_PARALLEL,
-    _EVALUATE_SERIAL,
-    _LOG_DET_SERIAL,
-    _MAP_VJP,
-    hessian,
-    hessian_vjp,
-    map_vjp,
-    transport_map,
-)
+from neural import ICNN, reference
 from neural.mmd import energy_distance
+from neural.network import hessian, hessian_vjp, map_vjp, transport_map
+from neural.network import reference as network_reference
+from neural.network.kernels import EVALUATE_PARALLEL, EVALUATE_SERIAL, LOG_DET_SERIAL, MAP_VJP
 from neural.score import default_eps, self_entropic_score
 from neural.score.estimator import STORED_MAX_POINTS
 from neural.score.sinkhorn import SINKHORN
@@ -148,36 +142,36 @@ def run(quick: bool = False) -> list[tuple[str, float, float | None, float | Non
     x = paper_mixture().sample(rng, 100)
     u = rng.standard_normal((100, 2)) / 100
     table, index = net.architecture.kernel_tables
-    kernel_args = (net.params, table, index, x, u, _MAP_VJP)
+    kernel_args = (net.params, table, index, x, u, MAP_VJP)
     repeats = int(3000 * scale)
     vjp_numpy = median_seconds(
-        reference.icnn_map_vjp, net.architecture, net.params, x, u, repeats=repeats // 5
+        network_reference.icnn_map_vjp, net.architecture, net.params, x, u, repeats=repeats // 5
     )
     vjp_method = median_seconds(net.map_vjp, x, u, repeats=repeats)
     rows.append(("map_vjp n=100, m=541 (net.map_vjp, checked)", vjp_method, vjp_numpy, 50e-6))
     vjp_function = median_seconds(map_vjp, net.architecture, net.params, x, u, repeats=repeats)
     rows.append(("  map_vjp(architecture, θ, x, u), checks θ", vjp_function, vjp_numpy, 50e-6))
-    seconds = median_seconds(_EVALUATE_SERIAL, *kernel_args, repeats=repeats)
+    seconds = median_seconds(EVALUATE_SERIAL, *kernel_args, repeats=repeats)
     rows.append(("  kernel only (serial: n = 100 is one block)", seconds, vjp_numpy, 50e-6))
     # two blocks: the size from which net.map_vjp runs the parallel kernel
     x_256 = paper_mixture().sample(rng, 256)
     u_256 = rng.standard_normal((256, 2)) / 256
-    for label, kernel in (("serial", _EVALUATE_SERIAL), ("parallel", _EVALUATE_PARALLEL)):
-        args = (net.params, table, index, x_256, u_256, _MAP_VJP)
+    for label, kernel in (("serial", EVALUATE_SERIAL), ("parallel", EVALUATE_PARALLEL)):
+        args = (net.params, table, index, x_256, u_256, MAP_VJP)
         seconds = median_seconds(kernel, *args, repeats=repeats // 2)
         rows.append((f"map_vjp n=256 kernel, {label}", seconds, None, None))
-    # the score-free KL gradient (DESIGN §4b): goal <= 3 map_vjp of this run
+    # the score-free KL gradient: goal <= 3 map_vjp of this run
     architecture, theta = net.architecture, net.params
     target = LogConcaveTarget.standard_gaussian(2)
     kl_args = (architecture, theta, x, target, None, "mean", "logdet")
     seconds = median_seconds(kl_gradient, *kl_args, repeats=repeats // 5)
     rows.append(("score-free KL gradient n=100 (kl='logdet')", seconds, None, 3 * vjp_method))
-    forward = hessian_pass(architecture, theta, x, _LOG_DET_SERIAL)
-    seconds = median_seconds(hessian_pass, architecture, theta, x, _LOG_DET_SERIAL,
+    forward = hessian_pass(architecture, theta, x, LOG_DET_SERIAL)
+    seconds = median_seconds(hessian_pass, architecture, theta, x, LOG_DET_SERIAL,
                              repeats=repeats // 5)  # fmt: skip
     rows.append(("  kernel 1: Hessian tape, T, log det, H⁻¹", seconds, None, None))
     reverse_args = (forward.tape, theta, table, index, forward.inverses, u, -0.01)
-    seconds = median_seconds(_LOG_DET_SERIAL[1], *reverse_args, repeats=repeats // 5)
+    seconds = median_seconds(LOG_DET_SERIAL[1], *reverse_args, repeats=repeats // 5)
     rows.append(("  kernel 2: one reverse sweep, both cotangents", seconds, None, None))
     unfused_args = (architecture, theta, x, target, 0.01)
     seconds = median_seconds(unfused_score_free_gradient, *unfused_args, repeats=repeats // 5)
@@ -193,7 +187,7 @@ def run(quick: bool = False) -> list[tuple[str, float, float | None, float | Non
     rows.append(("  alternating with map_vjp (goal 3 of its median)", score_free, None,
                  3 * vjp_alternate))  # fmt: skip
     map_numpy = median_seconds(
-        reference.icnn_map, net.architecture, net.params, x, repeats=repeats // 5
+        network_reference.icnn_map, net.architecture, net.params, x, repeats=repeats // 5
     )
     rows.append(
         ("map n=100 (net.map)", median_seconds(net.map, x, repeats=repeats), map_numpy, None)
@@ -284,7 +278,8 @@ BEFORE = {
     "sweep": "701-785 s",
     "threads": "25-123x",
 }
-"""Issue #12's figures of before the change (its machine; README for the same in one run)."""
+"""Issue #12's figures of before the change (its machine; docs/performance.md has the same
+measured in one run)."""
 
 
 def sinkhorn_thread_rows(sizes=(64, 128, 256, 512, 1024, 2048, 4096), repeats: int = 3):
@@ -317,7 +312,7 @@ def sinkhorn_thread_rows(sizes=(64, 128, 256, 512, 1024, 2048, 4096), repeats: i
 
 
 def sweep_seconds() -> float:
-    """Wall seconds of the 100-seed sweep with 2 workers (the README's command)."""
+    """Wall seconds of the 100-seed sweep with 2 workers (the command of docs/performance.md)."""
     with tempfile.TemporaryDirectory() as folder:
         begin = time.perf_counter()
         run_benchmark(range(100), BenchmarkConfig(), folder, workers=2, progress=False,

@@ -1,4 +1,6 @@
-"""The neural solver against the reference schemes: the rate regression check (DESIGN §4b).
+"""The neural solver against the reference schemes: the rate regression check.
+
+The check is docs/mathematics.md, 'Checking against a reference'.
 
 For each case (a 2D Gaussian pair, the paper's mixture), the neural implicit scheme with
 the score-free KL gradient (``neural.studies.flowcheck``) runs with the same τ and number of

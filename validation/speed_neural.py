@@ -32,7 +32,7 @@ from gridflow.examples import paper_mixture
 from neural import ICNN, make_method, run_method
 
 try:
-    from neural.initialization import initial_network
+    from neural.network.initialization import initial_network
     from neural.studies.sweep import BenchmarkConfig, run_seed
     from neural.studies.sweep.seed import seed_sequences
 except ImportError:  # an older checkout, timed through PYTHONPATH (module docstring)

@@ -21,8 +21,8 @@ from gridflow import Gaussian, LogConcaveTarget, gaussian
 from gridflow.checks import positive_int
 from gridflow.maps import map_distance
 from neural.errors import DivergenceError
-from neural.initialization import initial_network
 from neural.mmd import energy_distance
+from neural.network.initialization import initial_network
 from neural.studies.sweep.config import method_configs
 from neural.studies.sweep.parallel import (
     check_backend,

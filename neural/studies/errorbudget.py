@@ -13,7 +13,7 @@ quadratic part (``ICNN(quadratic=True)``):
               ``neural.training``), and a quasi-Newton method gets much closer to the floor
               than Adam: on the mixture, (20, 20), from the default θ0, 2000 iterations
               reach L²-UVP 0.35 % where 2000 Adam steps stopped at 1.95 %, and from
-              anchored units 0.045 % (README, error budget);
+              anchored units 0.045 % (docs/neural.md, 'Error budget');
 - ``logdet``  (iii) the KL minimized with the exact, score-free gradient (``neural.training.kl``),
               Adam with cosine decay on fresh batches of n (n = batch size);
 - ``score``   (iii) the same with the paper's self-entropic score estimate (eq. 3.7);
@@ -24,10 +24,11 @@ quadratic part (``ICNN(quadratic=True)``):
               far below ``logdet`` in KL and in L² error, the KL runs are held back by
               where their optimization ends (the basin), not by the class or the samples.
 
-Every configuration starts from the θ0 of each scheme of ``inits`` (``neural.initialization``,
-'normal' by default). On the paper's mixture the θ0 decides more than any cause: from the
-default draw every KL run stops on a plateau near KL 0.2 (UVP 1.9–3.8 %), from 'anchored'
-units they end at UVP 0.04–0.33 % (README).
+Every configuration starts from the θ0 of each scheme of ``inits``
+(``neural.network.initialization``, 'normal' by default). On the paper's mixture the θ0
+decides more than any cause: from the default draw every KL run stops on a plateau near KL
+0.2 (UVP 1.9–3.8 %), from 'anchored' units they end at UVP 0.04–0.33 % (docs/neural.md,
+'Error budget').
 
 Each run reports ‖T_θ − T*‖ in L²(ϱ0), the L²-UVP, the exact KL (``neural.training.kl.exact_kl``)
 with its standard error, the energy-distance MMD to γ and the CPU time of training.
@@ -49,9 +50,10 @@ from gridflow.examples import paper_mixture
 from gridflow.maps import map_distance
 from gridflow.measures import as_target
 from neural.errors import DivergenceError
-from neural.icnn import ICNN, _transport_map
-from neural.initialization import INITS, initial_network
 from neural.mmd import energy_distance
+from neural.network import ICNN
+from neural.network.functions import transport_map_unchecked
+from neural.network.initialization import INITS, initial_network
 from neural.studies.dimensions import gaussian_problem
 from neural.studies.sweep.config import check_ground_truth
 from neural.training import make_method, run_method
@@ -151,7 +153,7 @@ class BudgetRun:
 
 
 def _evaluate(problem, net_architecture, theta, x_eval, y_eval):
-    trained = lambda x: _transport_map(net_architecture, theta, x)  # noqa: E731
+    trained = lambda x: transport_map_unchecked(net_architecture, theta, x)  # noqa: E731
     error = map_distance(trained, problem.true_map, x_eval, problem.target_cov)
     try:
         kl = exact_kl(net_architecture, theta, problem.source, problem.target, x_eval)
@@ -221,7 +223,7 @@ def error_budget(
     on_row: Callable[[BudgetRun], None] | None = None,
 ) -> tuple[BudgetRun, ...]:
     """Every (problem, width, quadratic part, θ0 scheme, cause, batch) run; the same θ0 per
-    (problem, width, quadratic part, θ0 scheme: ``neural.initialization.INITS``) and fresh
+    (problem, width, quadratic part, θ0 scheme: ``neural.network.initialization.INITS``) and fresh
     data streams from ``seed``. ``steps`` Adam steps for
     'logdet' and 'score', L-BFGS-B iterations for 'fit' (once per configuration, on
     ``fit_samples`` points, whatever ``batches``; 'fit+logdet' both in turn); 'implicit'

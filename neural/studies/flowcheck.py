@@ -9,9 +9,9 @@ The same problem, the same step τ and number of steps K, both started at T̂_0 
 - the neural schemes of Algorithm 2 (implicit and explicit; score or score-free KL,
   ``neural.training``), with an ICNN that has the quadratic part (``quadratic=True``) so
   that the anchor T̂_0 = id and the Gaussian maps are representable, and θ0 sample-anchored
-  (``neural.initialization``): every hidden unit bends at a sample of ϱ0 and T_θ0 = id
+  (``neural.network.initialization``): every hidden unit bends at a sample of ϱ0 and T_θ0 = id
   exactly. From the 'normal' θ0 (``SETTINGS[...]["init"]``) the mixture's neural KL lags
-  the reference from the first step and levels off near 0.2 (README).
+  the reference from the first step and levels off near 0.2 (docs/neural.md).
 
 Per outer step k: the exact KL H(T_θk#ϱ0 | γ) of the neural map (``neural.training.kl.exact_kl``,
 Monte Carlo with its standard error), the reference's KL, and ‖T_θk − T_ref,k‖ in L²(ϱ0).
@@ -34,8 +34,8 @@ from gridflow.checks import positive_float, positive_int, require_generator
 from gridflow.examples import paper_mixture
 from gridflow.maps import GridMap
 from gridflow.measures import as_target
-from neural.icnn import _transport_map
-from neural.initialization import INITS, initial_network
+from neural.network.functions import transport_map_unchecked
+from neural.network.initialization import INITS, initial_network
 from neural.studies.dimensions import gaussian_problem
 from neural.training import make_method, run_method
 from neural.training.kl import exact_kl, relative_entropy
@@ -249,7 +249,9 @@ def _run_variant(case, reference, variant, tau, steps, settings, x_eval, rng):
         exact_kl(net.architecture, theta, case.source, case.target, x_eval) for theta in iterates
     ]
     distances = [0.0] + [
-        _distance(reference, k + 1, _transport_map(net.architecture, theta, x_eval), x_eval)
+        _distance(
+            reference, k + 1, transport_map_unchecked(net.architecture, theta, x_eval), x_eval
+        )
         for k, theta in enumerate(iterates)
     ]
     return NeuralTrajectory(

@@ -28,7 +28,7 @@ discrete trajectory follows the flow from id whatever the network's initial map,
 with the default initialization is nearly constant (a collapsed cloud, far from any
 finite-KL state). ``start='network'`` anchors the first step at T_θ0 (Algorithm 2 read
 literally). The authors' public code anchors its explicit scheme at the identity and its
-implicit one at T_θ0. The effect of the anchor over seeds is measured in the README
+implicit one at T_θ0. The effect of the anchor over seeds is measured in docs/neural.md
 (neural benchmark).
 """
 
@@ -37,8 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from neural.errors import DivergenceError
-from neural.icnn import _hessian
-from neural.icnn import _transport_map as _transport_map_unchecked
+from neural.network.functions import hessian_unchecked, transport_map_unchecked
 from neural.training.batches import checked_gradient, checked_params, draw_batch
 from neural.training.gradients import (
     explicit_logdet_gradient_unchecked,
@@ -112,7 +111,7 @@ def _anchor(config, k, theta_k):
 
 def _anchor_map(architecture, anchor, x) -> np.ndarray:
     """T_k(x): the anchor's map, or x itself for T̂_0 = id (anchor None)."""
-    return x.copy() if anchor is None else _transport_map_unchecked(architecture, anchor, x)
+    return x.copy() if anchor is None else transport_map_unchecked(architecture, anchor, x)
 
 
 def _exact_explicit_loop(config, architecture, theta, sampler, target, rng, callback):
@@ -152,7 +151,7 @@ def _explicit_step(config, architecture, target):
     def anchor_hessian(anchor, x):
         if anchor is None:  # T_0 = id
             return np.broadcast_to(np.eye(x.shape[1]), (x.shape[0], x.shape[1], x.shape[1]))
-        return _hessian(architecture, anchor, x)
+        return hessian_unchecked(architecture, anchor, x)
 
     def inner_step(theta, anchor, x, y_k):
         if config.kl == "logdet":

@@ -8,7 +8,7 @@ at the pushed samples y_i = T_θ(x_i) is estimated by
 with ŝ_θ the self-entropic score of the cloud (y_1, ..., y_n) (Remark 3.10,
 ``neural.score.self_entropic_score``). Every loss below is a mean over n fresh
 samples x_i ~ ϱ0 and has a gradient of the form ∇_θ Σ_i ⟨u_i, T_θ(x_i)⟩ with a cotangent
-u computed outside the network, so ``neural.icnn.map_vjp`` is the one derivative used:
+u computed outside the network, so ``neural.network.map_vjp`` is the one derivative used:
 
 - Algorithm 1, (eucl.gd) / eq. 3.7: ∇_θ F ≈ (1/n) Σ_i g_iᵀ ∇_θ T_θ(x_i), u_i = g_i / n
   (``kl_gradient``).
@@ -66,13 +66,13 @@ import numpy as np
 from gridflow.checks import as_points, positive_float, require_finite
 from gridflow.measures import as_target
 from neural.errors import DivergenceError
-from neural.icnn import (
-    ICNNArchitecture,
-    _hessian_vjp,
-    _map_vjp,
+from neural.network.architecture import ICNNArchitecture
+from neural.network.functions import (
+    hessian_vjp_unchecked,
     map_vjp,
+    map_vjp_unchecked,
+    transport_map_unchecked,
 )
-from neural.icnn import _transport_map as _transport_map_unchecked
 from neural.score import self_entropic_score
 from neural.training.kl import checked_values, cholesky_factors, score_free_gradient
 
@@ -189,10 +189,10 @@ def kl_part_gradient(architecture, theta, x, target, eps, reduction, kl, cotange
     if check_kl(kl) == "logdet":
         gradient, y, _ = score_free_gradient(architecture, theta, x, target, weight, cotangent)
         return gradient, y, None
-    y = _transport_map_unchecked(architecture, theta, x)
+    y = transport_map_unchecked(architecture, theta, x)
     g = wasserstein_gradient_unchecked(y, target, eps)
     u = weight * g if cotangent is None else weight * g + cotangent(y)
-    return _map_vjp(architecture, theta, x, u), y, g
+    return map_vjp_unchecked(architecture, theta, x, u), y, g
 
 
 def fisher_estimate(g) -> float:
@@ -239,10 +239,10 @@ def explicit_objective(architecture: ICNNArchitecture, theta, x, y_previous, g_p
 
 def explicit_objective_unchecked(architecture, theta, x, y_previous, g_previous, tau):
     """``explicit_objective`` for checked inputs."""
-    y = _transport_map_unchecked(architecture, theta, x)
+    y = transport_map_unchecked(architecture, theta, x)
     residual = g_previous + (y - y_previous) / tau
     n = x.shape[0]
-    return mean_squared_norm(residual), _map_vjp(
+    return mean_squared_norm(residual), map_vjp_unchecked(
         architecture, theta, x, (2.0 / (n * tau)) * residual
     )
 
@@ -282,10 +282,10 @@ def explicit_logdet_gradient_unchecked(
     n = x.shape[0]
     _, factors = cholesky_factors(hessian_previous)
     grad_v = checked_values(target.grad_V, y_previous, "target.grad_V", x.shape)
-    y = _transport_map_unchecked(architecture, theta, x)
+    y = transport_map_unchecked(architecture, theta, x)
     step = y - y_previous
-    gradient = _map_vjp(architecture, theta, x, (grad_v + step / tau) / n)
-    gradient -= _hessian_vjp(architecture, theta, x, factors) / n
+    gradient = map_vjp_unchecked(architecture, theta, x, (grad_v + step / tau) / n)
+    gradient -= hessian_vjp_unchecked(architecture, theta, x, factors) / n
     return gradient, mean_squared_norm(step) / (2.0 * tau)
 
 

@@ -1,4 +1,6 @@
-"""The relative entropy of an ICNN map by the change of variables (DESIGN §4b).
+"""The relative entropy of an ICNN map by the change of variables.
+
+The derivation is docs/mathematics.md, 'The exact KL and the score-free gradient'.
 
 For T_θ = ∇φ_θ with φ_θ strictly convex, the pushforward T_θ#ϱ0 has the density
 ϱ0(x) / det ∇²φ_θ(x) at y = T_θ(x), so the relative entropy (eq. 1.8) is
@@ -20,7 +22,7 @@ For T_θ = ∇φ_θ with φ_θ strictly convex, the pushforward T_θ#ϱ0 has the
   C_i = R_i⁻ᵀ of the Cholesky factorization H_i = R_i R_iᵀ (C_i C_iᵀ = H_i⁻¹). It is
   the sample version of the grid solver's discrete F_h (the log-det form of §3).
 
-  Both terms come from one fused pair of kernels (``neural.icnn``, the comment above
+  Both terms come from one fused pair of kernels (``neural.network.kernels``, the comment above
   ``_second_order_reverse``): the Hessian kernel's forward tape gives T_θ(x_i) and H_i,
   H_i is factored in the same kernel; after ∇V(T_θ(x_i)) is evaluated (in Python), one
   reverse sweep over that tape carries both cotangents, u_i on T_θ(x_i) and
@@ -40,15 +42,9 @@ import numpy as np
 from gridflow.checks import as_points
 from gridflow.measures import as_target
 from neural.errors import DivergenceError
-from neural.icnn import (
-    _LOG_DET_PARALLEL,
-    _LOG_DET_SERIAL,
-    ICNNArchitecture,
-    _cholesky_kernel,
-    _hessian,
-    _transport_map,
-    _use_parallel,
-)
+from neural.network.architecture import ICNNArchitecture
+from neural.network.functions import hessian_unchecked, transport_map_unchecked, use_parallel
+from neural.network.kernels import LOG_DET_PARALLEL, LOG_DET_SERIAL, cholesky_kernel
 
 __all__ = [
     "HessianPass",
@@ -92,7 +88,7 @@ def cholesky_factors(hessians) -> tuple[np.ndarray, np.ndarray]:
     n, d = hessians.shape[:2]
     log_det, factors = np.empty(n), np.empty((n, d, d))
     finite = np.isfinite(hessians).all(axis=(1, 2))
-    failures = _cholesky_kernel(hessians, log_det, factors) if finite.all() else 1
+    failures = cholesky_kernel(hessians, log_det, factors) if finite.all() else 1
     if failures or not (np.isfinite(log_det).all() and np.isfinite(factors).all()):
         raise _not_positive_definite(hessians)
     return log_det, factors
@@ -126,7 +122,7 @@ def hessian_pass(architecture, theta, x, kernels) -> HessianPass:
     quadratic = architecture.quadratic_matrix(theta)
     tape, y, inverses, log_det, failures = kernels[0](theta, table, index, x, quadratic)
     if failures:  # the kernel's Hessians, bit for bit
-        raise _not_positive_definite(_hessian(architecture, theta, x))
+        raise _not_positive_definite(hessian_unchecked(architecture, theta, x))
     if architecture.has_quadratic_part:
         y += x @ quadratic  # as in transport_map, bit for bit
     return HessianPass(y, log_det, inverses, tape)
@@ -149,7 +145,7 @@ def score_free_gradient(
     term). Returns (gradient (num_params,), y (n, d), log det H (n,)). θ and x are not
     validated (callers check them once); ``target`` is a ``gridflow.LogConcaveTarget``.
     """
-    kernels = _LOG_DET_PARALLEL if _use_parallel(x.shape[0]) else _LOG_DET_SERIAL
+    kernels = LOG_DET_PARALLEL if use_parallel(x.shape[0]) else LOG_DET_SERIAL
     forward = hessian_pass(architecture, theta, x, kernels)
     y = forward.y
     cotangent = weight * checked_values(target.grad_V, y, "target.grad_V", y.shape)
@@ -226,5 +222,6 @@ def exact_kl(architecture: ICNNArchitecture, theta, source, target, x) -> KLEsti
     theta = architecture.check_params(theta, "theta")
     x = as_points(x, "x", dim=architecture.dim, min_points=2)
     _check_densities(source, target)
-    log_det, _ = cholesky_factors(_hessian(architecture, theta, x))
-    return relative_entropy(source, target, x, _transport_map(architecture, theta, x), log_det)
+    log_det, _ = cholesky_factors(hessian_unchecked(architecture, theta, x))
+    y = transport_map_unchecked(architecture, theta, x)
+    return relative_entropy(source, target, x, y, log_det)

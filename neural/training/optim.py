@@ -125,7 +125,7 @@ class Adam:
 
     ``cosine_steps`` T (optional): the learning rate of step t = 1, ..., T is
     learning_rate · ½(1 + cos(π t/T)) (cosine decay; the last step's rate is 0, so it leaves
-    the parameters as they are: the figures in the README were measured with this form).
+    the parameters as they are: the figures in docs/neural.md were measured with this form).
     """
 
     learning_rate: float = 1e-3

@@ -17,7 +17,8 @@ import scipy.optimize
 from threadpoolctl import threadpool_limits
 
 from gridflow.checks import as_points, positive_float, positive_int
-from neural.icnn import ICNNArchitecture, _map_vjp, _transport_map
+from neural.network.architecture import ICNNArchitecture
+from neural.network.functions import map_vjp_unchecked, transport_map_unchecked
 
 __all__ = ["MapFit", "projected_gradient_norm", "regress"]
 
@@ -69,9 +70,9 @@ def regress(
     n = x.shape[0]
 
     def objective(theta):
-        residual = _transport_map(architecture, theta, x) - targets
+        residual = transport_map_unchecked(architecture, theta, x) - targets
         value = float(np.einsum("ij,ij->", residual, residual)) / n
-        return value, _map_vjp(architecture, theta, x, (2.0 / n) * residual)
+        return value, map_vjp_unchecked(architecture, theta, x, (2.0 / n) * residual)
 
     bounds = [(0.0, None) if held else (None, None) for held in architecture.constrained_mask]
     with threadpool_limits(limits=blas_threads, user_api="blas"):

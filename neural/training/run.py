@@ -15,7 +15,7 @@ import numpy as np
 
 from gridflow.checks import require_generator
 from gridflow.measures import as_sampler, as_target
-from neural.icnn import ICNN, ICNNArchitecture, transport_map
+from neural.network import ICNN, ICNNArchitecture, transport_map
 from neural.training.algorithm1 import run_algorithm1
 from neural.training.algorithm2 import run_algorithm2
 from neural.training.methods import (

@@ -16,8 +16,8 @@ import pytest
 
 from gridflow import LogConcaveTarget, gaussian
 from gridflow.examples import paper_mixture
-from neural.icnn import ICNN, ICNNArchitecture
-from neural.initialization import torch_default_init
+from neural.network import ICNN, ICNNArchitecture
+from neural.network.initialization import torch_default_init
 from neural.studies.dimensions import dimension_study, gaussian_problem
 from neural.studies.sweep import (
     PAPER_RESULTS,

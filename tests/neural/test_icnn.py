@@ -4,18 +4,9 @@ import numpy as np
 import pytest
 
 from neural import ICNN, ICNNArchitecture
-from neural import _reference as reference
-from neural.icnn import (
-    _MAP_VJP,
-    _activate,
-    _evaluate,
-    _pack,
-    _transport_map,
-    hessian,
-    map_vjp,
-    potential,
-    transport_map,
-)
+from neural.network import hessian, map_vjp, potential, reference, transport_map
+from neural.network.functions import evaluate, transport_map_unchecked
+from neural.network.kernels import MAP_VJP, activate, pack
 
 ARCHITECTURES = [
     (1, (3,)),
@@ -48,7 +39,7 @@ def test_packed_layout_holds_every_parameter_once():
     table, index = architecture.kernel_tables
     assert np.array_equal(np.sort(index[index >= 0]), np.arange(architecture.num_params))
     theta = np.arange(1.0, architecture.num_params + 1.0)
-    packed = _pack(theta, index)
+    packed = pack(theta, index)
     named = architecture.views(theta)
     rows, inputs, prev, offset = table[1, :4]  # layer 1: Wz1 (2, 5), Wx1 (2, 3), b1 (2,)
     assert (rows, inputs, prev) == (4, 8 + 4, 8)
@@ -68,7 +59,7 @@ def test_softplus_terms_are_accurate_for_all_pre_activations():
     out = np.empty((1, 2 * points))
     slope = np.empty((1, points))
     curvature = np.empty((1, points))
-    _activate(a, out, slope, curvature, np.empty(points), points, True, 1)
+    activate(a, out, slope, curvature, np.empty(points), points, True, 1)
     e = np.exp(-np.abs(pre))
     value = np.maximum(pre, 0.0) + np.log1p(e)
     sigmoid = np.where(pre >= 0.0, 1.0 / (1.0 + e), e / (1.0 + e))
@@ -140,7 +131,7 @@ def test_map_vjp_matches_finite_differences(dim, hidden):
 
     def objective(parameters):
         # the unchecked map: θ ± step may leave the constraint set at clipped entries
-        return np.sum(u * _transport_map(architecture, parameters, x))
+        return np.sum(u * transport_map_unchecked(architecture, parameters, x))
 
     step = 1e-6
     finite_difference = np.empty(architecture.num_params)
@@ -195,10 +186,10 @@ def test_unconstrained_parameters_can_make_the_potential_nonconvex():
 
 def test_parallel_and_serial_kernels_agree_bit_for_bit():
     architecture, theta, x, u = _setup(2, (20, 20), n=300)
-    serial = _evaluate(architecture, theta, x, u, _MAP_VJP, parallel=False)
-    parallel = _evaluate(architecture, theta, x, u, _MAP_VJP, parallel=True)
+    serial = evaluate(architecture, theta, x, u, MAP_VJP, parallel=False)
+    parallel = evaluate(architecture, theta, x, u, MAP_VJP, parallel=True)
     assert np.array_equal(serial, parallel)
-    assert np.array_equal(parallel, _evaluate(architecture, theta, x, u, _MAP_VJP, parallel=True))
+    assert np.array_equal(parallel, evaluate(architecture, theta, x, u, MAP_VJP, parallel=True))
 
 
 def test_same_seed_gives_bit_identical_parameters():
@@ -312,3 +303,14 @@ class TestBadInput:
             ICNN(2, (3,), rng=0)
         with pytest.raises(TypeError, match="exactly one of rng"):
             ICNN(2, (3,))
+
+
+def test_a_network_is_a_map_of_the_family():
+    """net(x) is T_θ(x), so an ICNN goes wherever a map does (gridflow.map_distance)."""
+    from gridflow import AffineMap, map_distance
+
+    net = ICNN(2, (5, 4), np.random.default_rng(3), quadratic=True)
+    x = np.random.default_rng(4).normal(size=(50, 2))
+    np.testing.assert_array_equal(net(x), net.map(x))
+    distance = map_distance(net, AffineMap.identity(2), x, np.eye(2))
+    assert distance.l2_squared == np.mean(np.sum((net.map(x) - x) ** 2, axis=1))

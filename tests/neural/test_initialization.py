@@ -1,13 +1,13 @@
-"""θ0 schemes: the sample-anchored initialization (neural.icnn, neural.initialization)."""
+"""θ0 schemes: the sample-anchored initialization (neural.network.architecture, .initialization)."""
 
 import numpy as np
 import pytest
 
 from gridflow.examples import paper_mixture
 from neural import ICNN
-from neural import _reference as reference
-from neural.icnn import ANCHOR_SLOPE
-from neural.initialization import initial_network
+from neural.network import reference
+from neural.network.architecture import ANCHOR_SLOPE
+from neural.network.initialization import initial_network
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The score-free KL: third-order ICNN derivatives, the quadratic part, exact KL (DESIGN §4b)."""
+"""The score-free KL: third-order ICNN derivatives, the quadratic part, the exact KL."""
 
 import itertools
 
@@ -8,7 +8,7 @@ import pytest
 from gridflow import Gaussian, LogConcaveTarget, gaussian
 from gridflow.examples import paper_mixture
 from neural.errors import DivergenceError
-from neural.icnn import (
+from neural.network import (
     ICNN,
     ICNNArchitecture,
     hessian,
@@ -153,9 +153,9 @@ def test_quadratic_part_layout_and_init():
 @pytest.mark.parametrize("d", [1, 2, 3, 8])
 def test_cholesky_of_a_block_is_the_pointwise_one_bit_for_bit(d):
     """The score-free kernel factors a block's Hessians at once (loops over the points):
-    the same log det, H⁻¹ and failures as ``_cholesky_point`` point by point, with the
+    the same log det, H⁻¹ and failures as ``cholesky_point`` point by point, with the
     quadratic part added, padded points zero, a point that is not positive definite NaN."""
-    from neural.icnn import _cholesky_block, _cholesky_point
+    from neural.network.kernels import cholesky_block, cholesky_point
 
     rng = np.random.default_rng(d)
     count, points, start, n = 37, 40, 5, 50
@@ -169,12 +169,12 @@ def test_cholesky_of_a_block_is_the_pointwise_one_bit_for_bit(d):
     for i in range(n):
         outputs[i * stride + d : (i + 1) * stride] = (hessians[i] - quadratic).ravel()
     gram, inverses, log_det = np.full((d, d, points), 7.0), np.zeros((n, d, d)), np.zeros(n)
-    failures = _cholesky_block(outputs, quadratic, start, count, points, gram, inverses, log_det)
+    failures = cholesky_block(outputs, quadratic, start, count, points, gram, inverses, log_det)
     assert failures == 2
     lower, factor = np.zeros((d, d)), np.zeros((d, d))
     for i in range(start, start + count):
         h = outputs[i * stride + d : (i + 1) * stride].reshape(d, d) + quadratic
-        expected = _cholesky_point(h, lower, factor)
+        expected = cholesky_point(h, lower, factor)
         if np.isnan(expected):
             assert np.isnan(log_det[i])
             continue

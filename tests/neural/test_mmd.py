@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from neural import _reference as reference
+from neural import reference
 from neural.mmd import energy_distance
 
 

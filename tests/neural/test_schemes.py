@@ -9,9 +9,9 @@ from gridflow.examples import paper_mixture
 from gridflow.measures import as_target
 from neural import ICNN, ICNNArchitecture
 from neural.errors import DivergenceError
-from neural.icnn import map_vjp, transport_map
-from neural.initialization import initial_network
 from neural.mmd import energy_distance
+from neural.network import map_vjp, transport_map
+from neural.network.initialization import initial_network
 from neural.training import (
     METHODS,
     EuclideanAdam,

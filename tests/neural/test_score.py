@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gridflow import Gaussian
-from neural import _reference as reference
+from neural import reference
 from neural.score import (
     ConvergenceWarning,
     ScoreResolutionWarning,

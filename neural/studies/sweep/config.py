@@ -15,8 +15,8 @@ import numpy as np
 
 from gridflow import MapFileError, load_map
 from gridflow.checks import positive_int
-from neural.icnn import ICNNArchitecture
-from neural.initialization import INITS
+from neural.network import ICNNArchitecture
+from neural.network.initialization import INITS
 from neural.studies.sweep.errors import SweepSetupError
 from neural.training import METHODS
 from neural.training.gradients import check_kl_reduction

@@ -20,8 +20,8 @@ from gridflow import LogConcaveTarget
 from gridflow.examples import paper_mixture
 from gridflow.maps import map_distance
 from neural.errors import DivergenceError
-from neural.initialization import initial_network
 from neural.mmd import energy_distance_to
+from neural.network.initialization import initial_network
 from neural.score import count_nonconvergence
 from neural.studies.sweep.config import BenchmarkConfig, check_covers, check_ground_truth
 from neural.studies.sweep.parallel import using_numba_threads

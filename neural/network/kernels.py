@@ -1,34 +1,8 @@
-"""Input convex neural networks (ICNN, paper §3.4) with hand-written derivatives.
+"""numba kernels of the ICNN (paper §3.4): first-order passes (potential, map, map VJP,
+Hessian), the second-order channel (Hessian VJP) and the fused log-det kernels.
 
-The potential (paper §3.4, DESIGN §4), for an input x in R^d and hidden widths
-(h_1, ..., h_L):
-
-    a_1 = W0 x + b0,                          z_1 = s(a_1)
-    a_{l+1} = Wz_l z_l + b_l + Wx_l x,        z_{l+1} = s(a_{l+1}),   l = 1, ..., L-1
-    φ_θ(x) = wᵀ z_L + c
-
-with s the softplus. φ_θ is convex in x when every Wz_l ≥ 0 and w ≥ 0 (softplus is
-convex and nondecreasing, nonnegative sums of convex functions are convex), so
-T_θ = ∇_x φ_θ is the gradient of a convex function, an element of the cone
-K_{ϱ0} of the paper's (nat.gf) parameterization (§3.2). The paper's network,
-d = 2 and two hidden layers of 20, has m = 541 parameters (§3.4.2 (ii)); there is
-no extra linear or quadratic term in x.
-
-Optional strongly convex quadratic part (DESIGN §4b; not in the paper):
-
-    φ_θ(x) = ICNN_θ(x) + ½ xᵀ (L Lᵀ + α I) x
-
-with L (d, d) learnable (``quadratic=True``; initialized to the identity, so that
-T_θ0 is (1 + α) id plus the small initial ICNN map) and α >= 0 fixed
-(``strong_convexity``). Every linear map x ↦ A x with A ≻ α I is then within reach of the
-network (with an offset from the ICNN part, the Gaussian OT maps), and ∇²φ_θ ⪰ α I is
-invertible when α > 0. With both off (the default) φ_θ is
-the paper's network.
-
-All parameters live in one flat float64 vector θ, in the order
-W0 (h_1, d), b0 (h_1), then for l = 1, ..., L-1: Wz_l (h_{l+1}, h_l), b_l (h_{l+1}),
-Wx_l (h_{l+1}, d), then w (h_L), c (1), then L (d, d) with the quadratic part;
-matrices row-major. ``views(θ)`` gives the named blocks.
+The network and its parameter layout are those of ``neural.network.architecture``; the
+kernels read θ through the packed tables of ``ICNNArchitecture.kernel_tables``.
 
 Derivatives are written by hand and compiled with numba:
 - map T_θ(x) = ∇_x φ_θ(x): reverse mode, g_L = w ⊙ s'(a_L),
@@ -50,71 +24,51 @@ Derivatives are written by hand and compiled with numba:
   directions u = e_k.
 
 One numba kernel runs these passes for all four quantities (the comment above the
-kernels gives their matrix form). It works on blocks of points, in parallel for
-more than one block (n > ``_BLOCK_POINTS``); the parameter gradient is summed per block
+first-order kernels gives their matrix form). It works on blocks of points, in parallel for
+more than one block (n > ``BLOCK_POINTS``); the parameter gradient is summed per block
 (blocks depend on n only) and the block sums are added in block order, so results
 do not depend on the number of threads (bit for bit).
 
-Initialization (the paper does not specify it; the project's convention): every
-entry of θ drawn from N(0, 0.1²) with the given ``numpy.random.Generator``, then
-projected onto the constraint set (Wz_l ≥ 0 and w ≥ 0 clipped at 0).
-
-Sample-anchored initialization (an option, ``ICNN(..., anchors=samples)``; not in the
-paper): after the default draw, every hidden unit j of layer l gets x-weights
-slope · u_j with u_j uniform on the unit sphere, and the bias that makes its whole
-pre-activation vanish at an anchor p_j drawn from the given points (samples of ϱ0):
-a_l,j(p_j) = 0, layer by layer, so each softplus bends inside the data. With the
-quadratic part, w = 0 as well: T_θ0 = (1 + α) id exactly, the schemes' T̂_0 = id.
-From the default draw every unit bends near the origin with a slope of about 0.1, and the
-KL minimizations on the paper's mixture stop at plateaus (KL ≈ 0.2, UVP 2–3 %, for
-thousands of steps); from anchored units they end at UVP 0.04 to 0.33 % (README).
+Why one file of about 1000 lines: numba's cache (``cache=True``) keys a compiled kernel on
+the source file that defines it, while the compiled code contains every kernel it calls.
+A kernel whose callee lives in another file keeps running the old callee from the cache
+after that file is edited (measured with numba 0.68: caller and callee in two modules,
+the callee's body edited, the reloaded caller returned the old result). The block
+kernels below call one another (the Hessian-VJP and log-det kernels continue the
+first-order tape), so they share this file; the shared helpers of ``neural._kernels``
+are the only callees elsewhere. Public names here are the ones other modules use.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import cached_property
 
-import numba
 import numpy as np
 from numba import njit, prange
 
-from gridflow.checks import (
-    as_float_array,
-    as_points,
-    flag,
-    positive_float,
-    positive_int,
-    require_finite,
-    require_generator,
-)
 from neural._kernels import JIT, block_bounds, exp_nonpositive, log1p_unit, sum4
 
 __all__ = [
-    "ICNN",
-    "ICNNArchitecture",
-    "LayerParams",
-    "hessian",
-    "hessian_vjp",
-    "map_vjp",
-    "potential",
-    "transport_map",
+    "BLOCK_POINTS",
+    "EVALUATE_PARALLEL",
+    "EVALUATE_SERIAL",
+    "HESSIAN",
+    "HESSIAN_VJP",
+    "LANES",
+    "LARGEST_FLOAT",
+    "LOG_DET_PARALLEL",
+    "LOG_DET_SERIAL",
+    "MAP",
+    "MAP_VJP",
+    "POTENTIAL",
+    "activate",
+    "cholesky_block",
+    "cholesky_kernel",
+    "cholesky_point",
+    "pack",
 ]
 
-INIT_STD = 0.1
-"""Standard deviation of the initial parameters (entries N(0, INIT_STD²), then projected)."""
-
-ANCHOR_SLOPE = 5.0
-"""Norm of every hidden unit's x-weights in the sample-anchored initialization (1/length:
-its softplus bends over about 1/ANCHOR_SLOPE). Chosen on the paper's mixture (modes of
-standard deviations 0.2 to 0.7), where slopes 5 and 8 trained best and 3, 2 and 1 gradually
-worse. For a smooth, unimodal source the default draw is better: on the d = 8 Gaussian pair
-of the dimension study the KL runs from anchored units end about 4 times farther from T*,
-the regression onto T* 20 times (README, error budget)."""
-
-_BLOCK_POINTS = 128
+BLOCK_POINTS = 128
 """Points are processed in contiguous blocks of about this many (boundaries depend on n only).
 
 128 keeps the schemes' batches (n = 100) in one block, run serially: each block has
@@ -123,322 +77,15 @@ two of 50 on one core, and a parallel region on a busy 2-core machine can wait a
 scheduler time slice (milliseconds) for its second thread. Measured on this machine
 (one core busy): map_vjp at n = 256 takes ~145 µs serially, ~95 µs in parallel."""
 
-_LANES = 4
+LANES = 4
 """Vector width (float64 lanes of AVX2) to which the kernels pad units and points."""
 
-
-# ---------------------------------------------------------------------------
-# Architecture and parameter layout
-# ---------------------------------------------------------------------------
-
-
-_LARGEST_FLOAT = float(np.finfo(np.float64).max)
-
-
-@njit(**JIT)
-def _count_violations(theta, constrained):
-    """(non-finite entries, negative entries where ``constrained``) of θ, in one pass."""
-    nonfinite = 0
-    negative = 0
-    for k in range(theta.size):  # branch-free, so that the loop vectorizes
-        value = theta[k]
-        nonfinite += not (abs(value) <= _LARGEST_FLOAT)  # NaN and ±inf
-        negative += constrained[k] and value < 0.0
-    return nonfinite, negative
-
-
-@dataclass(frozen=True)
-class LayerParams:
-    """Views of one layer's parameters: a = weight_z z_prev + bias + weight_x x.
-
-    ``weight_z`` is None for the first layer (a_1 = W0 x + b0, weight_x = W0).
-    """
-
-    weight_z: np.ndarray | None
-    weight_x: np.ndarray
-    bias: np.ndarray
-
-
-def _hidden_output(layers: Sequence[LayerParams], x: np.ndarray) -> np.ndarray:
-    """z of the last of ``layers`` at points x (n, d), in numpy (for the initialization)."""
-    z = None
-    for layer in layers:
-        a = x @ layer.weight_x.T + layer.bias
-        if layer.weight_z is not None:
-            a += z @ layer.weight_z.T
-        z = np.logaddexp(0.0, a)
-    return z
-
-
-@dataclass(frozen=True)
-class ICNNArchitecture:
-    """Input dimension and hidden widths of an ICNN; owns the layout of θ.
-
-    dim               input dimension d >= 1
-    hidden            widths (h_1, ..., h_L), depth L >= 1, every h_l >= 1
-    quadratic         add ½ xᵀ L Lᵀ x with a learnable L (d, d) (module docstring)
-    strong_convexity  α >= 0: add ½ α ‖x‖² (fixed), so that ∇²φ ⪰ α I
-    """
-
-    dim: int
-    hidden: tuple[int, ...]
-    quadratic: bool = False
-    strong_convexity: float = 0.0
-
-    def __post_init__(self):
-        positive_int(self.dim, "dim")
-        object.__setattr__(self, "quadratic", flag(self.quadratic, "quadratic"))
-        object.__setattr__(
-            self,
-            "strong_convexity",
-            positive_float(self.strong_convexity, "strong_convexity", allow_zero=True),
-        )
-        if isinstance(self.hidden, (int, np.integer)) or not hasattr(self.hidden, "__len__"):
-            raise TypeError(
-                f"hidden must be a sequence of layer widths, e.g. (20, 20), got {self.hidden!r}"
-            )
-        if len(self.hidden) < 1:
-            raise ValueError("hidden must list at least one layer width, e.g. (20, 20)")
-        widths = tuple(positive_int(h, "hidden widths") for h in self.hidden)
-        object.__setattr__(self, "dim", int(self.dim))
-        object.__setattr__(self, "hidden", widths)
-
-    @property
-    def depth(self) -> int:
-        """Number of hidden layers L."""
-        return len(self.hidden)
-
-    @cached_property
-    def widths(self) -> np.ndarray:
-        """int64 array (d, h_1, ..., h_L)."""
-        return np.array((self.dim, *self.hidden), dtype=np.int64)
-
-    @cached_property
-    def _blocks(self) -> tuple[tuple[str, int, tuple[int, ...]], ...]:
-        """(name, offset, shape) of every parameter block, in θ order."""
-        blocks = []
-        offset = 0
-
-        def add(name, shape):
-            nonlocal offset
-            blocks.append((name, offset, shape))
-            offset += int(np.prod(shape))
-
-        add("W0", (self.hidden[0], self.dim))
-        add("b0", (self.hidden[0],))
-        for layer in range(1, self.depth):
-            add(f"Wz{layer}", (self.hidden[layer], self.hidden[layer - 1]))
-            add(f"b{layer}", (self.hidden[layer],))
-            add(f"Wx{layer}", (self.hidden[layer], self.dim))
-        add("w", (self.hidden[-1],))
-        add("c", (1,))
-        if self.quadratic:
-            add("L", (self.dim, self.dim))
-        return tuple(blocks)
-
-    @cached_property
-    def num_params(self) -> int:
-        """Length m of θ (541 for dim 2, hidden (20, 20))."""
-        _, offset, shape = self._blocks[-1]
-        return offset + int(np.prod(shape))
-
-    @property
-    def has_quadratic_part(self) -> bool:
-        """Whether φ_θ has the term ½ xᵀ (L Lᵀ + α I) x (L learnable, or α > 0)."""
-        return self.quadratic or self.strong_convexity > 0.0
-
-    def quadratic_factor(self, theta: np.ndarray) -> np.ndarray | None:
-        """The learnable L (d, d) of ½ xᵀ L Lᵀ x (a view of θ), None without it."""
-        if not self.quadratic:
-            return None
-        start = self.num_params - self.dim * self.dim
-        return theta[start:].reshape(self.dim, self.dim)
-
-    def quadratic_matrix(self, theta: np.ndarray) -> np.ndarray:
-        """Q = L Lᵀ + α I (d, d), the Hessian of the quadratic part (0 without it)."""
-        factor = self.quadratic_factor(theta)
-        matrix = np.zeros((self.dim, self.dim)) if factor is None else factor @ factor.T
-        if self.strong_convexity:
-            matrix.ravel()[:: self.dim + 1] += self.strong_convexity  # the diagonal
-        return matrix
-
-    @staticmethod
-    def _layer_names(layer: int) -> tuple[str | None, str, str]:
-        """Names of (Wz, Wx, b) of hidden layer ``layer`` = 0, ..., L-1 (no Wz for layer 0)."""
-        if layer == 0:
-            return None, "W0", "b0"
-        return f"Wz{layer}", f"Wx{layer}", f"b{layer}"
-
-    @cached_property
-    def layout(self) -> np.ndarray:
-        """int64 offsets in θ: per hidden layer (Wz or -1, Wx, b), then w, c."""
-        offsets = {name: offset for name, offset, _ in self._blocks}
-        layout = []
-        for layer in range(self.depth):
-            layout += [offsets.get(name, -1) for name in self._layer_names(layer)]
-        layout += [offsets["w"], offsets["c"]]
-        return np.array(layout, dtype=np.int64)
-
-    @cached_property
-    def kernel_tables(self) -> tuple[np.ndarray, np.ndarray]:
-        """(table, index): the padded per-layer matrices the numba kernels work with.
-
-        Hidden layer l = 0, ..., L-1 is M_l = [Wz_l | Wx_l | b_l] (no Wz for l = 0)
-        zero-padded to ``rows`` = h_{l+1} and ``inputs`` = prev + (d + 1) columns,
-        with ``prev`` = h_l (0 for l = 0), each rounded up to a multiple of
-        ``_LANES``. table[l] = (rows, inputs, prev, offset, unit_row, input_row):
-        offset is where M_l (row-major) starts in the packed vector, unit_row and
-        input_row where layer l's units and its input matrix B_l start in the
-        kernels' stacked work arrays. After the M_l come w (padded to the last
-        layer's rows) and c. index[j] is the θ index of packed entry j, or -1 for
-        padding (packed[j] = 0).
-        """
-        dim = self.dim
-
-        def padded(count):
-            return -(-count // _LANES) * _LANES
-
-        def indices(offset, shape):
-            return offset + np.arange(int(np.prod(shape))).reshape(shape)
-
-        table, pieces, offset, unit_row, input_row = [], [], 0, 0, 0
-        for layer in range(self.depth):
-            off_z, off_x, off_b = self.layout[3 * layer : 3 * layer + 3]
-            rows, prev = self.hidden[layer], (self.hidden[layer - 1] if layer > 0 else 0)
-            prev_padded = padded(prev)
-            block = np.full((padded(rows), prev_padded + padded(dim + 1)), -1, dtype=np.int64)
-            if layer > 0:
-                block[:rows, :prev] = indices(off_z, (rows, prev))
-            block[:rows, prev_padded : prev_padded + dim] = indices(off_x, (rows, dim))
-            block[:rows, prev_padded + dim] = indices(off_b, (rows,))
-            table.append((*block.shape, prev_padded, offset, unit_row, input_row))
-            pieces.append(block.ravel())
-            offset += block.size
-            unit_row += block.shape[0]
-            input_row += block.shape[1]
-        w = np.full(padded(self.hidden[-1]), -1, dtype=np.int64)
-        w[: self.hidden[-1]] = indices(self.layout[-2], (self.hidden[-1],))
-        pieces += [w, self.layout[-1:]]
-        table = np.array(table, dtype=np.int64)
-        index = np.concatenate(pieces)
-        table.setflags(write=False)
-        index.setflags(write=False)
-        return table, index
-
-    @cached_property
-    def constrained_mask(self) -> np.ndarray:
-        """Boolean mask of the entries constrained to be >= 0 (every Wz_l and w)."""
-        mask = np.zeros(self.num_params, dtype=bool)
-        for name, offset, shape in self._blocks:
-            if name.startswith("Wz") or name == "w":
-                mask[offset : offset + int(np.prod(shape))] = True
-        mask.setflags(write=False)
-        return mask
-
-    @cached_property
-    def _lower_bounds(self) -> np.ndarray:
-        """0 at the constrained entries, −inf elsewhere: the projection is a maximum with it."""
-        bounds = np.where(self.constrained_mask, 0.0, -np.inf)
-        bounds.setflags(write=False)
-        return bounds
-
-    def slices(self) -> dict[str, tuple[slice, tuple[int, ...]]]:
-        """Name -> (slice of θ, shape) for W0, b0, Wz1, b1, Wx1, ..., w, c."""
-        return {
-            name: (slice(offset, offset + int(np.prod(shape))), shape)
-            for name, offset, shape in self._blocks
-        }
-
-    def views(self, theta: np.ndarray) -> dict[str, np.ndarray]:
-        """Named reshaped views into θ (writeable iff θ is; c has shape (1,))."""
-        theta = self.check_params(theta, "theta", require_admissible=False, copy=False)
-        return {name: theta[sl].reshape(shape) for name, (sl, shape) in self.slices().items()}
-
-    def layers(self, theta: np.ndarray) -> list[LayerParams]:
-        """Per hidden layer views (weight_z, weight_x, bias) into θ."""
-        named = self.views(theta)
-        result = []
-        for layer in range(self.depth):
-            weight_z, weight_x, bias = self._layer_names(layer)
-            result.append(LayerParams(named.get(weight_z), named[weight_x], named[bias]))
-        return result
-
-    def init_params(
-        self, rng: np.random.Generator, anchors=None, slope: float | None = None
-    ) -> np.ndarray:
-        """Initial θ: entries N(0, INIT_STD²) drawn from ``rng``, then projected; L = I.
-
-        With ``anchors`` (points (m, d), e.g. samples of ϱ0): the sample-anchored
-        initialization of the module docstring, every hidden unit bending at one of them,
-        with x-weights of norm ``slope`` (default ``ANCHOR_SLOPE``).
-        """
-        rng = require_generator(rng)
-        if anchors is None and slope is not None:
-            raise TypeError("slope is the sample-anchored initialization's; pass anchors too")
-        theta = self.project(rng.normal(0.0, INIT_STD, size=self.num_params))
-        factor = self.quadratic_factor(theta)
-        if factor is not None:
-            factor[...] = np.eye(self.dim)
-        if anchors is not None:
-            self._anchor_units(theta, rng, anchors, ANCHOR_SLOPE if slope is None else slope)
-        return theta
-
-    def _anchor_units(self, theta, rng, anchors, slope) -> None:
-        """Make every hidden unit of θ bend at an anchor (in place; module docstring)."""
-        anchors = as_points(anchors, "anchors", dim=self.dim)
-        slope = positive_float(slope, "slope")
-        layers = self.layers(theta)
-        for index, layer in enumerate(layers):
-            width = layer.bias.shape[0]
-            directions = rng.standard_normal((width, self.dim))
-            layer.weight_x[...] = slope * directions / np.linalg.norm(directions, axis=1)[:, None]
-            at = anchors[rng.integers(anchors.shape[0], size=width)]
-            pre_activation = np.einsum("jk,jk->j", layer.weight_x, at)
-            if layer.weight_z is not None:
-                below = _hidden_output(layers[:index], at)
-                pre_activation += np.einsum("jk,jk->j", layer.weight_z, below)
-            layer.bias[...] = -pre_activation
-        if self.quadratic:
-            self.views(theta)["w"][...] = 0.0
-
-    def project(self, theta: np.ndarray) -> np.ndarray:
-        """Euclidean projection of θ onto the constraint set: Wz_l, w clipped at 0 (a copy)."""
-        return self._project(self.check_params(theta, "theta", require_admissible=False))
-
-    def _project(self, theta: np.ndarray) -> np.ndarray:
-        """``project`` of a checked θ (a new array; NaN stays NaN)."""
-        return np.maximum(theta, self._lower_bounds)
-
-    def is_admissible(self, theta: np.ndarray) -> bool:
-        """True if every Wz_l and w entry of θ is >= 0 (φ_θ is then convex in x)."""
-        theta = self.check_params(theta, "theta", require_admissible=False, copy=False)
-        return bool(np.all(theta[self.constrained_mask] >= 0.0))
-
-    def check_params(
-        self, theta, name: str = "theta", require_admissible: bool = True, copy: bool = False
-    ) -> np.ndarray:
-        """θ as a finite float64 vector of length num_params (admissible if required)."""
-        array = as_float_array(theta, name)
-        if array.ndim != 1 or array.shape[0] != self.num_params:
-            raise ValueError(
-                f"{name} must be a flat vector of {self.num_params} parameters for "
-                f"dim={self.dim}, hidden={self.hidden}; got shape {array.shape}"
-            )
-        nonfinite, negative = _count_violations(array, self.constrained_mask)
-        if nonfinite:
-            require_finite(array, name)  # raises, with the package's message
-        if require_admissible and negative:
-            raise ValueError(
-                f"{name} violates the ICNN constraints (Wz_l >= 0 and w >= 0): {negative} "
-                f"negative constrained entries; project it first with project({name})"
-            )
-        if copy and array is theta:
-            array = array.copy()
-        return array
+LARGEST_FLOAT = float(np.finfo(np.float64).max)
+"""The largest finite float64 (|v| <= it is false for NaN and ±inf)."""
 
 
 # ---------------------------------------------------------------------------
-# numba kernels (unchecked: the public functions below validate their inputs)
+# First order (unchecked: the functions of ``neural.network.functions`` validate the inputs)
 #
 # Hidden layer l = 0, ..., L-1 computes a_{l+1} from the packed matrix
 # M_l = [Wz_l | Wx_l | b_l] (no Wz for l = 0, where Wx_0 = W0) and, for a block of
@@ -455,17 +102,17 @@ class ICNNArchitecture:
 # [x, e_1..e_d], [1, 0..0]] and adjoints [P_1..P_d, Q] (Q does not depend on the
 # direction), so that T = Σ_l Wx_lᵀ Q_{l+1} and ∇²φ e_k = Σ_l Wx_lᵀ P_{k, l+1}.
 #
-# Unit counts are zero-padded to multiples of _LANES and a block's points to a
-# multiple of _LANES, so every inner loop runs over whole vector lanes. Padded units
+# Unit counts are zero-padded to multiples of LANES and a block's points to a
+# multiple of LANES, so every inner loop runs over whole vector lanes. Padded units
 # have zero weights; padded points have x = u = 0, hence P = 0 and ż = 0, so they
 # add exact zeros to the gradient, and their outputs are not stored. Arrays are
 # unit-major (units, points); inner loops run over points, contiguous and
 # vectorized, with no sum reassociated (fastmath=False).
 # ---------------------------------------------------------------------------
 
-_POTENTIAL, _MAP, _MAP_VJP, _HESSIAN, _HESSIAN_VJP = 0, 1, 2, 3, 4
-"""Kernel modes; _MAP_VJP carries the tangent pass along u, _HESSIAN the d tangent passes
-along e_1..e_d (output per point: T, then ∇²φ row-major), _HESSIAN_VJP first and second
+POTENTIAL, MAP, MAP_VJP, HESSIAN, HESSIAN_VJP = 0, 1, 2, 3, 4
+"""Kernel modes; MAP_VJP carries the tangent pass along u, HESSIAN the d tangent passes
+along e_1..e_d (output per point: T, then ∇²φ row-major), HESSIAN_VJP first and second
 tangents along the columns of factors C (u = C flattened)."""
 
 _ROWS, _INPUTS, _PREV, _OFFSET, _UNIT_ROW, _INPUT_ROW = 0, 1, 2, 3, 4, 5
@@ -473,7 +120,7 @@ _ROWS, _INPUTS, _PREV, _OFFSET, _UNIT_ROW, _INPUT_ROW = 0, 1, 2, 3, 4, 5
 
 
 @njit(**JIT)
-def _pack(theta, index):
+def pack(theta, index):
     """The packed weights: packed[j] = θ[index[j]], 0 where index[j] = -1 (padding)."""
     packed = np.zeros(index.size)
     for j in range(index.size):
@@ -508,7 +155,7 @@ def _multiply(weights, source, target, begin, end):
     loads and stores of the target.
     """
     rows, inner = weights.shape
-    for r in range(0, rows, _LANES):
+    for r in range(0, rows, LANES):
         t0 = target[r]
         t1 = target[r + 1]
         t2 = target[r + 2]
@@ -518,7 +165,7 @@ def _multiply(weights, source, target, begin, end):
             t1[i] = 0.0
             t2[i] = 0.0
             t3[i] = 0.0
-        for c in range(0, inner, _LANES):
+        for c in range(0, inner, LANES):
             s0 = source[c]
             s1 = source[c + 1]
             s2 = source[c + 2]
@@ -557,7 +204,7 @@ def _block_layout(table, start, stop):
     offset of w in the packed weights, widest layer (rows or inputs))."""
     depth = table.shape[0]
     count = stop - start
-    points = (count + _LANES - 1) // _LANES * _LANES
+    points = (count + LANES - 1) // LANES * LANES
     last = table[depth - 1]
     widest = 0
     for layer in range(depth):
@@ -584,7 +231,7 @@ def _softplus_row(a, z, exponentials, points, want_value):
 
 
 @njit(**JIT)
-def _activate(pre, out, slope, curvature, exponentials, points, want_value, tangents):
+def activate(pre, out, slope, curvature, exponentials, points, want_value, tangents):
     """Softplus terms of a layer from its pre-activations ``pre`` (rows, columns).
 
     With e = exp(−|a|): s(a) = max(a, 0) + log1p(e) into the primal columns of
@@ -791,7 +438,7 @@ def _forward(table, packed, inputs, pre, slope, curvature, exponentials, points,
         _multiply(_layer_weights(table, packed, layer), _layer_inputs(table, inputs, layer),
                   pre[unit : unit + rows], 0, columns)  # fmt: skip
         want_value = layer < depth - 1 or value_of_last
-        _activate(pre[unit : unit + rows], inputs[following : following + rows],
+        activate(pre[unit : unit + rows], inputs[following : following + rows],
                   slope[unit : unit + rows], curvature[unit : unit + rows], exponentials, points,
                   want_value, tangents)  # fmt: skip
 
@@ -944,10 +591,10 @@ def _point_weights(inverses, start, count, points):
 
 @njit(**JIT)
 def _tangents(mode, dim):
-    """Number of tangent passes of a first-order mode: 1 (_MAP_VJP), d (_HESSIAN), else 0."""
-    if mode == _MAP_VJP:
+    """Number of tangent passes of a first-order mode: 1 (MAP_VJP), d (HESSIAN), else 0."""
+    if mode == MAP_VJP:
         return 1
-    if mode == _HESSIAN:
+    if mode == HESSIAN:
         return dim
     return 0
 
@@ -956,9 +603,9 @@ def _tangents(mode, dim):
 def _run_block(table, packed, x, u, start, stop, mode, out, inputs, pre, slope, curvature):
     """Points x[start:stop] through the network, results into the flat array ``out``.
 
-    mode _POTENTIAL: φ(x_i) into out[i]; _MAP: T(x_i) into out[i d : (i + 1) d];
-    _HESSIAN: T(x_i), then ∇²φ(x_i) row-major, into out[i (d + d²) : (i + 1)(d + d²)]
-    (u: the directions e_1..e_d, ``_basis_directions``); _MAP_VJP: the block's ∂φ̇/∂θ
+    mode POTENTIAL: φ(x_i) into out[i]; MAP: T(x_i) into out[i d : (i + 1) d];
+    HESSIAN: T(x_i), then ∇²φ(x_i) row-major, into out[i (d + d²) : (i + 1)(d + d²)]
+    (u: the directions e_1..e_d, ``_basis_directions``); MAP_VJP: the block's ∂φ̇/∂θ
     into out in the packed layout (∂φ̇/∂M_l at M_l's offset, then ∂φ̇/∂w; ∂φ̇/∂c = 0).
     Work arrays from ``_tape_arrays``; after the call they hold the forward tape.
     Layer l's rows in the stacked arrays: units (``pre``, ``slope``, ``curvature``)
@@ -972,10 +619,10 @@ def _run_block(table, packed, x, u, start, stop, mode, out, inputs, pre, slope, 
     last = table[depth - 1]
     _point_rows(table, x, u, tangents, start, count, points, inputs)
     _forward(table, packed, inputs, pre, slope, curvature, np.empty(points), points, tangents,
-             mode == _POTENTIAL)  # fmt: skip
+             mode == POTENTIAL)  # fmt: skip
 
     top = inputs[top_row:]
-    if mode == _POTENTIAL:
+    if mode == POTENTIAL:
         for i in range(count):
             out[start + i] = packed[offset_w + last[_ROWS]]  # c
         for o in range(last[_ROWS]):
@@ -987,12 +634,12 @@ def _run_block(table, packed, x, u, start, stop, mode, out, inputs, pre, slope, 
     work = np.empty((3, widest, columns))
     current, following, adjoint = work[0], work[1], work[2]
     q_start = tangents * points
-    stride = dim + dim * dim if mode == _HESSIAN else dim
+    stride = dim + dim * dim if mode == HESSIAN else dim
     # adjoint of z_L from φ̇ = wᵀ ż_L (and φ = wᵀ z_L): [0, w]
     for o in range(last[_ROWS]):
         adjoint[o, :q_start] = 0.0
         adjoint[o, q_start : q_start + points] = packed[offset_w + o]
-        if mode == _MAP_VJP:  # ∂φ̇/∂w = Σ_i ż_L
+        if mode == MAP_VJP:  # ∂φ̇/∂w = Σ_i ż_L
             out[offset_w + o] = sum4(top[o, points:], points)
     _adjoint_step(table, depth - 1, adjoint, slope, curvature, pre, current, points, tangents)
     for layer in range(depth - 1, -1, -1):
@@ -1001,17 +648,17 @@ def _run_block(table, packed, x, u, start, stop, mode, out, inputs, pre, slope, 
         prev = table[layer, _PREV]
         offset = table[layer, _OFFSET]
         pq = current[:rows]
-        if mode == _MAP_VJP:  # ∂φ̇/∂M_l = [P, Q] B_lᵀ
+        if mode == MAP_VJP:  # ∂φ̇/∂M_l = [P, Q] B_lᵀ
             gradient = out[offset : offset + rows * width].reshape((rows, width))
             np.dot(pq, _layer_inputs(table, inputs, layer).T, gradient)
             if layer == 0:
                 break
             needed = prev  # only Wzᵀ [P, Q]
         else:
-            needed = prev + _LANES * ((dim + _LANES - 1) // _LANES)  # and Wxᵀ [P, Q]
+            needed = prev + LANES * ((dim + LANES - 1) // LANES)  # and Wxᵀ [P, Q]
         _multiply(_layer_weights(table, packed, layer)[:, :needed].T, pq, adjoint[:needed], 0,
                   columns)  # fmt: skip
-        if mode != _MAP_VJP:  # T += Wxᵀ Q, ∇²φ e_k += Wxᵀ P_k
+        if mode != MAP_VJP:  # T += Wxᵀ Q, ∇²φ e_k += Wxᵀ P_k
             for j in range(dim):
                 row = adjoint[prev + j]
                 for i in range(count):
@@ -1028,8 +675,8 @@ def _run_block(table, packed, x, u, start, stop, mode, out, inputs, pre, slope, 
 
 @njit(**JIT)
 def _evaluate_block(table, packed, x, u, start, stop, mode, out):
-    """``_run_block`` with its own work arrays; _HESSIAN_VJP: ``_hessian_vjp_block``."""
-    if mode == _HESSIAN_VJP:
+    """``_run_block`` with its own work arrays; HESSIAN_VJP: ``_hessian_vjp_block``."""
+    if mode == HESSIAN_VJP:
         _hessian_vjp_block(table, packed, x, u, start, stop, out)
         return
     tangents = _tangents(mode, x.shape[1])
@@ -1050,9 +697,9 @@ def _basis_directions(n, dim):
 @njit(**JIT)
 def _output_size(mode, n, dim):
     """Length of the flat output of a mode without parameter gradient."""
-    if mode == _POTENTIAL:
+    if mode == POTENTIAL:
         return n
-    if mode == _HESSIAN:
+    if mode == HESSIAN:
         return n * (dim + dim * dim)
     return n * dim
 
@@ -1079,11 +726,11 @@ def _make_evaluate(parallel):
     @njit(parallel=parallel, **JIT)
     def evaluate(theta, table, index, x, u, mode):
         n, dim = x.shape
-        packed = _pack(theta, index)
-        bounds = block_bounds(n, _BLOCK_POINTS, _LANES)
+        packed = pack(theta, index)
+        bounds = block_bounds(n, BLOCK_POINTS, LANES)
         blocks = bounds.size - 1
-        directions = _basis_directions(n, dim) if mode == _HESSIAN else u
-        if mode == _MAP_VJP or mode == _HESSIAN_VJP:  # one packed gradient per block
+        directions = _basis_directions(n, dim) if mode == HESSIAN else u
+        if mode == MAP_VJP or mode == HESSIAN_VJP:  # one packed gradient per block
             results = np.zeros((blocks, packed.size))
             for b in loop(blocks):
                 _evaluate_block(table, packed, x, directions, bounds[b], bounds[b + 1], mode,
@@ -1097,19 +744,21 @@ def _make_evaluate(parallel):
     return evaluate
 
 
-_EVALUATE_SERIAL = _make_evaluate(parallel=False)
-_EVALUATE_PARALLEL = _make_evaluate(parallel=True)
+EVALUATE_SERIAL = _make_evaluate(parallel=False)
+"""evaluate(θ, table, index, x, u, mode) over the blocks of points in turn."""
+EVALUATE_PARALLEL = _make_evaluate(parallel=True)
+"""``EVALUATE_SERIAL`` with the blocks in parallel (the same results, bit for bit)."""
 
 
 # ---------------------------------------------------------------------------
-# The log-determinant (DESIGN §4b, ``neural.training.kl``): ∇²φ(x_i) = R_i R_iᵀ, log det, C_i = R_i⁻ᵀ,
+# The log-determinant (``neural.training.kl``): ∇²φ(x_i) = R_i R_iᵀ, log det, C_i = R_i⁻ᵀ,
 # and the fused kernels of the score-free KL gradient. They live here, with the block
 # kernels they call, because numba's cache tracks only the file that defines a kernel.
 # ---------------------------------------------------------------------------
 
 
 @njit(**JIT)
-def _cholesky_point(hessian, lower, factor):
+def cholesky_point(hessian, lower, factor):
     """H = R Rᵀ (R lower, into ``lower``) and C = R⁻ᵀ (upper, into ``factor``) of one (d, d) H.
 
     Returns log det H = 2 Σ_j log R_jj, or NaN if H is not numerically positive definite
@@ -1143,18 +792,18 @@ def _cholesky_point(hessian, lower, factor):
             factor[column, r] = 0.0
         for r in range(column, d):
             largest = max(largest, abs(factor[column, r]))
-    if not (largest <= _LARGEST_FLOAT and abs(total) <= _LARGEST_FLOAT):
+    if not (largest <= LARGEST_FLOAT and abs(total) <= LARGEST_FLOAT):
         return np.nan
     return 2.0 * total
 
 
 @njit(**JIT)
-def _cholesky_block(outputs, quadratic, start, count, points, gram, inverses, log_det):
-    """``_cholesky_point`` for the points [start, start + count) at once, each loop over the
+def cholesky_block(outputs, quadratic, start, count, points, gram, inverses, log_det):
+    """``cholesky_point`` for the points [start, start + count) at once, each loop over the
     points (so that it vectorizes), with the same operations in the same order: H_i = the
     Hessian kernel's ∇²φ(x_i) (row-major after T in ``outputs``, d + d² per point) + Q;
     S_i = C_i C_iᵀ = H_i⁻¹ into ``gram`` (d, d, points; 0 for padded points) and
-    ``inverses[i]``; log det H_i into ``log_det[i]`` (NaN where ``_cholesky_point`` gives
+    ``inverses[i]``; log det H_i into ``log_det[i]`` (NaN where ``cholesky_point`` gives
     NaN, the other outputs then partial). Returns the number of NaN log-determinants."""
     d = quadratic.shape[0]
     stride = d + d * d
@@ -1211,7 +860,7 @@ def _cholesky_block(outputs, quadratic, start, count, points, gram, inverses, lo
         total = 0.0
         for j in range(d):
             total += math.log(lower[j, j, i])
-        finite = largest[i] <= _LARGEST_FLOAT and abs(total) <= _LARGEST_FLOAT
+        finite = largest[i] <= LARGEST_FLOAT and abs(total) <= LARGEST_FLOAT
         log_det[start + i] = 2.0 * total if finite and not failed[i] else np.nan
         failures += np.isnan(log_det[start + i])
     gram[:, :, count:] = 0.0
@@ -1229,14 +878,14 @@ def _cholesky_block(outputs, quadratic, start, count, points, gram, inverses, lo
 
 
 @njit(**JIT)
-def _cholesky_kernel(hessians, log_det, factors):
-    """log det H_i and C_i = R_i⁻ᵀ of every point (``_cholesky_point``); returns the number
+def cholesky_kernel(hessians, log_det, factors):
+    """log det H_i and C_i = R_i⁻ᵀ of every point (``cholesky_point``); returns the number
     of points whose H is not numerically positive definite (their outputs are partial)."""
     n, d = hessians.shape[0], hessians.shape[1]
     lower = np.zeros((d, d))
     failures = 0
     for i in range(n):
-        log_det[i] = _cholesky_point(hessians[i], lower, factors[i])
+        log_det[i] = cholesky_point(hessians[i], lower, factors[i])
         failures += np.isnan(log_det[i])
     return failures
 
@@ -1270,9 +919,10 @@ def _tape_views(buffer, table, start, stop, directions):
 
 
 def _make_log_det_kernels(parallel):
-    """(forward, reverse) of the score-free KL gradient (``neural.training.kl``) over blocks of points.
+    """(forward, reverse) of the score-free KL gradient (``neural.training.kl``) over blocks
+    of points.
 
-    forward: per block the Hessian kernel (``_run_block``, mode _HESSIAN) on a tape with
+    forward: per block the Hessian kernel (``_run_block``, mode HESSIAN) on a tape with
     room for the second-order channel, kept in row b of one buffer; per point H_i (+ Q,
     the quadratic part) factored: log det H_i and S_i = H_i⁻¹ = C_i C_iᵀ; then the
     second-order channel weighted by S_i (``_second_order_forward``), which needs no
@@ -1286,8 +936,8 @@ def _make_log_det_kernels(parallel):
     @njit(parallel=parallel, **JIT)
     def forward(theta, table, index, x, quadratic):
         n, dim = x.shape
-        packed = _pack(theta, index)
-        bounds = block_bounds(n, _BLOCK_POINTS, _LANES)
+        packed = pack(theta, index)
+        bounds = block_bounds(n, BLOCK_POINTS, LANES)
         blocks = bounds.size - 1
         longest = 0
         for b in range(blocks):
@@ -1296,18 +946,18 @@ def _make_log_det_kernels(parallel):
         tape = np.empty((blocks, (rows + units) * columns + 3 * units * points))
         directions = _basis_directions(n, dim)
         stride = dim + dim * dim
-        outputs = np.zeros(n * stride)  # per point T, then ∇²φ row-major (mode _HESSIAN)
+        outputs = np.zeros(n * stride)  # per point T, then ∇²φ row-major (mode HESSIAN)
         inverses = np.empty((n, dim, dim))
         log_det = np.empty(n)
         failures = np.zeros(blocks, dtype=np.int64)
         for b in loop(blocks):
             start, stop = bounds[b], bounds[b + 1]
             inputs, pre, slope, curvature, kappa = _tape_views(tape[b], table, start, stop, dim)
-            _run_block(table, packed, x, directions, start, stop, _HESSIAN, outputs, inputs, pre,
+            _run_block(table, packed, x, directions, start, stop, HESSIAN, outputs, inputs, pre,
                        slope, curvature)  # fmt: skip
             count, points = stop - start, slope.shape[1]
             gram = np.empty((dim, dim, points))
-            failures[b] = _cholesky_block(outputs, quadratic, start, count, points, gram,
+            failures[b] = cholesky_block(outputs, quadratic, start, count, points, gram,
                                           inverses, log_det)  # fmt: skip
             _second_order_forward(table, packed, inputs, pre, slope, curvature, kappa, points,
                                   dim, gram)  # fmt: skip
@@ -1319,9 +969,9 @@ def _make_log_det_kernels(parallel):
 
     @njit(parallel=parallel, **JIT)
     def reverse(tape, theta, table, index, inverses, cotangent, second_seed):
-        packed = _pack(theta, index)
+        packed = pack(theta, index)
         n, dim = cotangent.shape
-        bounds = block_bounds(n, _BLOCK_POINTS, _LANES)
+        bounds = block_bounds(n, BLOCK_POINTS, LANES)
         blocks = bounds.size - 1
         results = np.zeros((blocks, packed.size))
         for b in loop(blocks):
@@ -1337,300 +987,7 @@ def _make_log_det_kernels(parallel):
     return forward, reverse
 
 
-_LOG_DET_SERIAL = _make_log_det_kernels(parallel=False)
-_LOG_DET_PARALLEL = _make_log_det_kernels(parallel=True)
-
-
-def _use_parallel(num_points: int) -> bool:
-    """Parallel kernels when there are at least two blocks of points and two threads."""
-    return num_points > _BLOCK_POINTS and numba.get_num_threads() > 1
-
-
-def _evaluate(architecture, theta, x, u, mode, parallel=None):
-    """The flat output of a kernel mode (``_evaluate_block``); inputs unchecked (u = x if unused).
-
-    ``parallel`` None chooses by the number of points (``_use_parallel``).
-    """
-    if parallel is None:
-        parallel = _use_parallel(x.shape[0])
-    kernel = _EVALUATE_PARALLEL if parallel else _EVALUATE_SERIAL
-    table, index = architecture.kernel_tables
-    return kernel(theta, table, index, x, u, mode)
-
-
-# Unchecked versions of the public functions (θ, x, u already validated; θ may be
-# outside the constraint set, e.g. for finite differences).
-
-
-def _potential(architecture, theta, x):
-    values = _evaluate(architecture, theta, x, x, _POTENTIAL)
-    if architecture.has_quadratic_part:
-        values += 0.5 * np.einsum("ij,jk,ik->i", x, architecture.quadratic_matrix(theta), x)
-    return values
-
-
-def _transport_map(architecture, theta, x):
-    values = _evaluate(architecture, theta, x, x, _MAP).reshape(x.shape)
-    if architecture.has_quadratic_part:
-        values += x @ architecture.quadratic_matrix(theta)  # Q symmetric
-    return values
-
-
-def _map_vjp(architecture, theta, x, u):
-    """With the quadratic part: ∂/∂L Σ_i u_iᵀ L Lᵀ x_i = (Uᵀ X + Xᵀ U) L."""
-    gradient = _evaluate(architecture, theta, x, u, _MAP_VJP)
-    factor = architecture.quadratic_factor(theta)
-    if factor is not None:
-        coupling = u.T @ x
-        gradient[-factor.size :] = ((coupling + coupling.T) @ factor).ravel()
-    return gradient
-
-
-def _hessian_vjp(architecture, theta, x, factors):
-    """∇_θ Σ_i tr(C_iᵀ ∇²φ(x_i) C_i) for factors C (n, d, K); with L: 2 Σ_i C_i C_iᵀ L."""
-    n, dim, directions = factors.shape
-    flat = np.ascontiguousarray(factors.reshape(n, dim * directions))
-    gradient = _evaluate(architecture, theta, x, flat, _HESSIAN_VJP)
-    factor = architecture.quadratic_factor(theta)
-    if factor is not None:
-        cotangent = np.einsum("nik,njk->ij", factors, factors)
-        gradient[-factor.size :] = (2.0 * cotangent @ factor).ravel()
-    return gradient
-
-
-def _hessian(architecture, theta, x):
-    """∇²φ(x_i) from the d tangent passes along e_1..e_d, run at once (plus Q)."""
-    n, dim = x.shape
-    out = _evaluate(architecture, theta, x, x, _HESSIAN).reshape(n, dim + dim * dim)
-    hessians = np.ascontiguousarray(out[:, dim:].reshape(n, dim, dim))
-    if architecture.has_quadratic_part:
-        hessians += architecture.quadratic_matrix(theta)
-    return hessians
-
-
-# ---------------------------------------------------------------------------
-# Pure functions on (architecture, θ, x)
-# ---------------------------------------------------------------------------
-
-
-def _check_architecture(architecture):
-    if not isinstance(architecture, ICNNArchitecture):
-        raise TypeError(
-            f"architecture must be an ICNNArchitecture, got {type(architecture).__name__}"
-        )
-
-
-def _check_cotangent(u, x, architecture):
-    u = as_points(u, "u", dim=architecture.dim)
-    if u.shape != x.shape:
-        raise ValueError(
-            f"u must have the shape of x, {x.shape} (one cotangent per point), got {u.shape}"
-        )
-    return u
-
-
-def potential(architecture: ICNNArchitecture, theta, x) -> np.ndarray:
-    """φ_θ(x_i) for points x (n, d) -> (n,) (paper §3.4, the ICNN potential)."""
-    _check_architecture(architecture)
-    theta = architecture.check_params(theta, "theta")
-    x = as_points(x, "x", dim=architecture.dim)
-    return _potential(architecture, theta, x)
-
-
-def transport_map(architecture: ICNNArchitecture, theta, x) -> np.ndarray:
-    """T_θ(x_i) = ∇_x φ_θ(x_i) for points x (n, d) -> (n, d) (the map of §3.2, §3.4)."""
-    _check_architecture(architecture)
-    theta = architecture.check_params(theta, "theta")
-    x = as_points(x, "x", dim=architecture.dim)
-    return _transport_map(architecture, theta, x)
-
-
-def map_vjp(architecture: ICNNArchitecture, theta, x, u) -> np.ndarray:
-    """∇_θ Σ_i ⟨u_i, T_θ(x_i)⟩ -> (num_params,) for points x and cotangents u, both (n, d).
-
-    The gradient of every loss of paper §3.4.1 (eq. 3.7 and the (gd, expl.),
-    (gd, impl.) objectives) is of this form, with u computed outside the network
-    (e.g. u_i = (ŝ(T(x_i)) + ∇V(T(x_i))) / n for eq. 3.7). Exact (second-order
-    reverse mode), see the module docstring.
-    """
-    _check_architecture(architecture)
-    theta = architecture.check_params(theta, "theta")
-    x = as_points(x, "x", dim=architecture.dim)
-    u = _check_cotangent(u, x, architecture)
-    return _map_vjp(architecture, theta, x, u)
-
-
-def hessian_vjp(architecture: ICNNArchitecture, theta, x, factors) -> np.ndarray:
-    """∇_θ Σ_i ⟨C_i C_iᵀ, ∇²φ_θ(x_i)⟩ -> (num_params,), for points x (n, d), factors (n, d, K).
-
-    The θ-VJP of the Hessian with the symmetric cotangents S_i = C_i C_iᵀ, i.e. the
-    gradient of Σ_i Σ_m c_imᵀ ∇²φ_θ(x_i) c_im with the columns c_im of C_i frozen.
-    With C_i C_iᵀ = H_i⁻¹ it is Σ_i tr(H_i⁻¹ ∂_θ H_i) = ∇_θ Σ_i log det H_i, the
-    score-free part of the KL gradient (DESIGN §4b, ``neural.training.kl``). Third-order
-    backpropagation (the comment above ``_hessian_vjp_block``).
-    """
-    _check_architecture(architecture)
-    theta = architecture.check_params(theta, "theta")
-    x = as_points(x, "x", dim=architecture.dim)
-    factors = as_float_array(factors, "factors")
-    if factors.ndim != 3 or factors.shape[:2] != x.shape or factors.shape[2] < 1:
-        raise ValueError(
-            f"factors must have shape ({x.shape[0]}, {x.shape[1]}, K), K >= 1 (one (d, K) "
-            f"factor per point), got {factors.shape}"
-        )
-    require_finite(factors, "factors")
-    return _hessian_vjp(architecture, theta, x, factors)
-
-
-def hessian(architecture: ICNNArchitecture, theta, x) -> np.ndarray:
-    """∇²_x φ_θ(x_i) for points x (n, d) -> (n, d, d), positive semidefinite for admissible θ."""
-    _check_architecture(architecture)
-    theta = architecture.check_params(theta, "theta")
-    x = as_points(x, "x", dim=architecture.dim)
-    return _hessian(architecture, theta, x)
-
-
-# ---------------------------------------------------------------------------
-# The network object
-# ---------------------------------------------------------------------------
-
-
-class ICNN:
-    """An ICNN potential φ_θ with fixed, admissible parameters (paper §3.4).
-
-    ICNN(dim, hidden, rng) draws θ with ``rng`` (see ``INIT_STD``);
-    ICNN(dim, hidden, rng, anchors=samples) with every hidden unit bending at one of the
-    samples (the sample-anchored initialization of the module docstring; ``slope``,
-    default ``ANCHOR_SLOPE``);
-    ICNN(dim, hidden, params=θ) uses the given θ, which must satisfy the
-    constraints (project it first with ``ICNN.project`` / ``architecture.project``).
-    ``quadratic`` and ``strong_convexity`` add ½ xᵀ(L Lᵀ + α I)x (module docstring).
-    The parameters are a read-only copy; ``with_params`` returns a new network.
-
-    Example (DESIGN §6)::
-
-        net = ICNN(dim=2, hidden=(20, 20), rng=np.random.default_rng(0))
-        net.num_params  # 541
-        net.potential(x)  # (n,)
-        net.map(x)  # (n, d)
-        net.map_vjp(x, u)  # (541,)
-    """
-
-    __slots__ = ("_params", "architecture")
-
-    def __init__(
-        self,
-        dim: int,
-        hidden,
-        rng: np.random.Generator | None = None,
-        *,
-        params=None,
-        quadratic: bool = False,
-        strong_convexity: float = 0.0,
-        anchors=None,
-        slope: float | None = None,
-    ):
-        if hasattr(hidden, "__iter__"):
-            hidden = tuple(hidden)
-        architecture = ICNNArchitecture(dim, hidden, quadratic, strong_convexity)
-        if (rng is None) == (params is None):
-            raise TypeError(
-                "ICNN needs exactly one of rng (a numpy.random.Generator, to draw θ) "
-                "or params (a flat parameter vector)"
-            )
-        if params is None:
-            theta = architecture.init_params(rng, anchors, slope)
-        elif anchors is not None or slope is not None:
-            raise TypeError("anchors and slope initialize θ; they cannot go with params")
-        else:
-            theta = architecture.check_params(params, "params").copy()
-        theta.setflags(write=False)
-        object.__setattr__(self, "architecture", architecture)
-        object.__setattr__(self, "_params", theta)
-
-    def __setattr__(self, name, value):
-        raise AttributeError("ICNN is immutable; use with_params(theta) for new parameters")
-
-    def __repr__(self) -> str:
-        extra = ""
-        if self.architecture.quadratic:
-            extra += ", quadratic=True"
-        if self.architecture.strong_convexity:
-            extra += f", strong_convexity={self.architecture.strong_convexity}"
-        return f"ICNN(dim={self.dim}, hidden={self.hidden}{extra}, num_params={self.num_params})"
-
-    @classmethod
-    def from_architecture(cls, architecture: ICNNArchitecture, params) -> ICNN:
-        """A network with the given architecture and (admissible) parameters."""
-        _check_architecture(architecture)
-        return cls(
-            architecture.dim,
-            architecture.hidden,
-            params=params,
-            quadratic=architecture.quadratic,
-            strong_convexity=architecture.strong_convexity,
-        )
-
-    @property
-    def dim(self) -> int:
-        return self.architecture.dim
-
-    @property
-    def hidden(self) -> tuple[int, ...]:
-        return self.architecture.hidden
-
-    @property
-    def num_params(self) -> int:
-        return self.architecture.num_params
-
-    @property
-    def params(self) -> np.ndarray:
-        """The flat float64 parameter vector θ (read-only)."""
-        return self._params
-
-    def views(self) -> dict[str, np.ndarray]:
-        """Named read-only views of θ: W0, b0, Wz1, b1, Wx1, ..., w, c."""
-        return self.architecture.views(self._params)
-
-    @property
-    def layers(self) -> list[LayerParams]:
-        """Per hidden layer read-only views (weight_z, weight_x, bias)."""
-        return self.architecture.layers(self._params)
-
-    def with_params(self, theta) -> ICNN:
-        """A new network with the same architecture and parameters θ (checked, copied)."""
-        return ICNN.from_architecture(self.architecture, theta)
-
-    def project(self, theta) -> np.ndarray:
-        """Projection of θ onto the constraint set (Wz_l, w clipped at 0), a new vector."""
-        return self.architecture.project(theta)
-
-    def is_admissible(self, theta=None) -> bool:
-        """Whether θ (default: this network's parameters) satisfies Wz_l >= 0, w >= 0."""
-        return self.architecture.is_admissible(self._params if theta is None else theta)
-
-    def _points(self, x) -> np.ndarray:
-        # the parameters were checked at construction and are read-only
-        return as_points(x, "x", dim=self.architecture.dim)
-
-    def potential(self, x) -> np.ndarray:
-        """φ_θ(x_i) -> (n,)."""
-        return _potential(self.architecture, self._params, self._points(x))
-
-    def map(self, x) -> np.ndarray:
-        """T_θ(x_i) = ∇_x φ_θ(x_i) -> (n, d)."""
-        return _transport_map(self.architecture, self._params, self._points(x))
-
-    def map_vjp(self, x, u) -> np.ndarray:
-        """∇_θ Σ_i ⟨u_i, T_θ(x_i)⟩ -> (num_params,)."""
-        x = self._points(x)
-        u = _check_cotangent(u, x, self.architecture)
-        return _map_vjp(self.architecture, self._params, x, u)
-
-    def hessian(self, x) -> np.ndarray:
-        """∇²_x φ_θ(x_i) -> (n, d, d)."""
-        return _hessian(self.architecture, self._params, self._points(x))
-
-    def hessian_vjp(self, x, factors) -> np.ndarray:
-        """∇_θ Σ_i ⟨C_i C_iᵀ, ∇²φ_θ(x_i)⟩ -> (num_params,) (``neural.icnn.hessian_vjp``)."""
-        return hessian_vjp(self.architecture, self._params, x, factors)
+LOG_DET_SERIAL = _make_log_det_kernels(parallel=False)
+"""(forward, reverse) of the score-free KL gradient over the blocks of points in turn."""
+LOG_DET_PARALLEL = _make_log_det_kernels(parallel=True)
+"""``LOG_DET_SERIAL`` with the blocks in parallel (the same results, bit for bit)."""

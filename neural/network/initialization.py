@@ -2,7 +2,7 @@
 
 - 'normal'    the project's convention, ``ICNN`` default: every entry N(0, 0.1²), projected;
 - 'torch'     ``torch_default_init``, the layer initialization of the authors' public code;
-- 'anchored'  the sample-anchored initialization (``neural.icnn`` module docstring): every
+- 'anchored'  the sample-anchored initialization (``neural.network.architecture``): every
               hidden unit bends at a sample of ϱ0, with x-weights of norm ``ANCHOR_SLOPE``;
               with the quadratic part, T_θ0 = id exactly.
 """
@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from gridflow.checks import require_generator
-from neural.icnn import ICNN, ICNNArchitecture
+from neural.network.architecture import ICNNArchitecture
+from neural.network.icnn import ICNN
 
 __all__ = ["INITS", "initial_network", "torch_default_init"]
 

@@ -1,0 +1,170 @@
+"""The ICNN object (paper §3.4): an architecture with fixed, admissible parameters θ.
+
+The potential, its map and their derivatives are the functions of
+``neural.network.functions``; the layout of θ, θ0 and the projection those of
+``neural.network.architecture``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gridflow.checks import as_points
+from neural.network.architecture import ICNNArchitecture, LayerParams
+from neural.network.functions import (
+    check_architecture,
+    check_cotangent,
+    hessian_unchecked,
+    hessian_vjp,
+    map_vjp_unchecked,
+    potential_unchecked,
+    transport_map_unchecked,
+)
+
+__all__ = ["ICNN"]
+
+
+class ICNN:
+    """An ICNN potential φ_θ with fixed, admissible parameters (paper §3.4).
+
+    ICNN(dim, hidden, rng) draws θ with ``rng`` (see ``INIT_STD``);
+    ICNN(dim, hidden, rng, anchors=samples) with every hidden unit bending at one of the
+    samples (the sample-anchored initialization of ``neural.network.architecture``; ``slope``,
+    default ``ANCHOR_SLOPE``);
+    ICNN(dim, hidden, params=θ) uses the given θ, which must satisfy the
+    constraints (project it first with ``ICNN.project`` / ``architecture.project``).
+    ``quadratic`` and ``strong_convexity`` add ½ xᵀ(L Lᵀ + α I)x
+    (``neural.network.architecture``).
+    The parameters are a read-only copy; ``with_params`` returns a new network.
+
+    Example::
+
+        net = ICNN(dim=2, hidden=(20, 20), rng=np.random.default_rng(0))
+        net.num_params  # 541
+        net.potential(x)  # (n,)
+        net.map(x)  # (n, d)
+        net.map_vjp(x, u)  # (541,)
+    """
+
+    __slots__ = ("_params", "architecture")
+
+    def __init__(
+        self,
+        dim: int,
+        hidden,
+        rng: np.random.Generator | None = None,
+        *,
+        params=None,
+        quadratic: bool = False,
+        strong_convexity: float = 0.0,
+        anchors=None,
+        slope: float | None = None,
+    ):
+        if hasattr(hidden, "__iter__"):
+            hidden = tuple(hidden)
+        architecture = ICNNArchitecture(dim, hidden, quadratic, strong_convexity)
+        if (rng is None) == (params is None):
+            raise TypeError(
+                "ICNN needs exactly one of rng (a numpy.random.Generator, to draw θ) "
+                "or params (a flat parameter vector)"
+            )
+        if params is None:
+            theta = architecture.init_params(rng, anchors, slope)
+        elif anchors is not None or slope is not None:
+            raise TypeError("anchors and slope initialize θ; they cannot go with params")
+        else:
+            theta = architecture.check_params(params, "params").copy()
+        theta.setflags(write=False)
+        object.__setattr__(self, "architecture", architecture)
+        object.__setattr__(self, "_params", theta)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("ICNN is immutable; use with_params(theta) for new parameters")
+
+    def __repr__(self) -> str:
+        extra = ""
+        if self.architecture.quadratic:
+            extra += ", quadratic=True"
+        if self.architecture.strong_convexity:
+            extra += f", strong_convexity={self.architecture.strong_convexity}"
+        return f"ICNN(dim={self.dim}, hidden={self.hidden}{extra}, num_params={self.num_params})"
+
+    @classmethod
+    def from_architecture(cls, architecture: ICNNArchitecture, params) -> ICNN:
+        """A network with the given architecture and (admissible) parameters."""
+        check_architecture(architecture)
+        return cls(
+            architecture.dim,
+            architecture.hidden,
+            params=params,
+            quadratic=architecture.quadratic,
+            strong_convexity=architecture.strong_convexity,
+        )
+
+    @property
+    def dim(self) -> int:
+        return self.architecture.dim
+
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        return self.architecture.hidden
+
+    @property
+    def num_params(self) -> int:
+        return self.architecture.num_params
+
+    @property
+    def params(self) -> np.ndarray:
+        """The flat float64 parameter vector θ (read-only)."""
+        return self._params
+
+    def views(self) -> dict[str, np.ndarray]:
+        """Named read-only views of θ: W0, b0, Wz1, b1, Wx1, ..., w, c."""
+        return self.architecture.views(self._params)
+
+    @property
+    def layers(self) -> list[LayerParams]:
+        """Per hidden layer read-only views (weight_z, weight_x, bias)."""
+        return self.architecture.layers(self._params)
+
+    def with_params(self, theta) -> ICNN:
+        """A new network with the same architecture and parameters θ (checked, copied)."""
+        return ICNN.from_architecture(self.architecture, theta)
+
+    def project(self, theta) -> np.ndarray:
+        """Projection of θ onto the constraint set (Wz_l, w clipped at 0), a new vector."""
+        return self.architecture.project(theta)
+
+    def is_admissible(self, theta=None) -> bool:
+        """Whether θ (default: this network's parameters) satisfies Wz_l >= 0, w >= 0."""
+        return self.architecture.is_admissible(self._params if theta is None else theta)
+
+    def _points(self, x) -> np.ndarray:
+        # the parameters were checked at construction and are read-only
+        return as_points(x, "x", dim=self.architecture.dim)
+
+    def potential(self, x) -> np.ndarray:
+        """φ_θ(x_i) -> (n,)."""
+        return potential_unchecked(self.architecture, self._params, self._points(x))
+
+    def map(self, x) -> np.ndarray:
+        """T_θ(x_i) = ∇_x φ_θ(x_i) -> (n, d)."""
+        return transport_map_unchecked(self.architecture, self._params, self._points(x))
+
+    def __call__(self, x) -> np.ndarray:
+        """T_θ(x) = ∇_x φ_θ(x): a network is a map of the family of ``gridflow.maps``."""
+        return self.map(x)
+
+    def map_vjp(self, x, u) -> np.ndarray:
+        """∇_θ Σ_i ⟨u_i, T_θ(x_i)⟩ -> (num_params,)."""
+        x = self._points(x)
+        u = check_cotangent(u, x, self.architecture)
+        return map_vjp_unchecked(self.architecture, self._params, x, u)
+
+    def hessian(self, x) -> np.ndarray:
+        """∇²_x φ_θ(x_i) -> (n, d, d)."""
+        return hessian_unchecked(self.architecture, self._params, self._points(x))
+
+    def hessian_vjp(self, x, factors) -> np.ndarray:
+        """∇_θ Σ_i ⟨C_i C_iᵀ, ∇²φ_θ(x_i)⟩ -> (num_params,) (``functions.hessian_vjp``)."""
+        return hessian_vjp(self.architecture, self._params, x, factors)

@@ -13,11 +13,26 @@ __all__ = ["AffineMap"]
 
 @dataclass(frozen=True, eq=False)
 class AffineMap:
-    """T(x) = matrix x + offset on R^d.
+    """The affine map T(x) = A x + b on R^d.
 
-    matrix (d, d) and offset (d,), finite; stored as read-only copies. The map is the
-    gradient of the convex potential ½ xᵀ A x + bᵀ x when A is symmetric positive
-    semidefinite (``potential``). ``A, b = affine_map`` unpacks it.
+    Parameters
+    ----------
+    matrix : array_like, shape (d, d)
+        A, finite.
+    offset : array_like, shape (d,)
+        b, finite.
+
+    Notes
+    -----
+    The map is the gradient of the convex potential ½ xᵀ A x + bᵀ x when A is symmetric
+    positive semidefinite (``potential``). ``A, b = affine_map`` unpacks it. Stored arrays
+    are read-only copies.
+
+    Examples
+    --------
+    >>> T = AffineMap([[2.0, 0.0], [0.0, 1.0]], [0.0, 1.0])
+    >>> T(np.array([[1.0, 1.0]]))
+    array([[2., 2.]])
     """
 
     matrix: np.ndarray

@@ -56,11 +56,30 @@ def map_distance(
     source_samples,
     target_cov,
 ) -> MapDistance:
-    """Distance of a map to a reference T* in L²(ϱ0), and the L²-UVP.
+    """The distance of a map to a reference T* in L²(ϱ0), and the L²-UVP.
 
-    trained_map, true_map  callables (n, d) -> (n, d) (any map of the family)
-    source_samples         x_i ~ ϱ0, (n, d)
-    target_cov             γ's covariance (d, d), its trace, or a Gaussian target or law
+    Parameters
+    ----------
+    trained_map, true_map : callable
+        Points (n, d) -> (n, d): any map of the family (``AffineMap``, ``GridMap``, an
+        ``ICNN``) or a function.
+    source_samples : array_like, shape (n, d)
+        Samples x_i of ϱ0.
+    target_cov : array_like or float or Gaussian or LogConcaveTarget
+        γ's covariance (d, d), its trace, or a Gaussian target or law (its covariance).
+
+    Returns
+    -------
+    MapDistance
+        sqrt(mean_i ‖T(x_i) − T*(x_i)‖²), its square, the UVP in % and n.
+
+    Raises
+    ------
+    ValueError
+        For samples that are not (n, d), a map that returns another shape, or a target
+        variance that is not positive.
+    TypeError
+        When a map is not callable.
     """
     x = as_finite_array(source_samples, "source_samples")
     if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:

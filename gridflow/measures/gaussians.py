@@ -71,13 +71,31 @@ def _covariance(cov, dim: int, name: str = "cov") -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class Gaussian:
-    """The normal law N(mean, cov) on R^d.
+    """The normal law N(mean, cov) on R^d: a source of both solvers, and a target.
 
-    mean  (d,) finite
-    cov   (d, d) finite, symmetric (to relative 1e-10, then symmetrized exactly) and
-          positive definite (smallest eigenvalue above ``d * eps * largest``)
+    Parameters
+    ----------
+    mean : array_like, shape (d,)
+        Finite mean.
+    cov : array_like, shape (d, d)
+        Finite covariance, symmetric to relative 1e-10 (then symmetrized exactly) and
+        positive definite (smallest eigenvalue above ``d * eps * largest``).
 
-    Stored arrays are read-only copies. Raises ValueError naming ``mean`` or ``cov``.
+    Raises
+    ------
+    ValueError
+        Naming ``mean`` or ``cov`` and what is wrong with it.
+
+    Notes
+    -----
+    Stored arrays are read-only copies. Wherever a target is expected, a Gaussian stands
+    for ``LogConcaveTarget.gaussian(mean, cov)``.
+
+    Examples
+    --------
+    >>> law = Gaussian([0.0, 1.0], [[1.0, 0.2], [0.2, 0.5]])
+    >>> law.sample(np.random.default_rng(0), 3).shape
+    (3, 2)
     """
 
     mean: np.ndarray
@@ -199,13 +217,34 @@ def _mixture_weights(weights, count: int) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class GaussianMixture:
-    """Σ_k weights[k] N(means[k], covs[k]) on R^d.
+    """The mixture Σ_k weights[k] N(means[k], covs[k]) on R^d.
 
-    means    (K, d) (a (K,) array in d = 1)
-    covs     (K, d, d) (a (K,) array of variances in d = 1), each a valid ``Gaussian`` cov
-    weights  (K,), >= 0, summing to 1 within 1e-12 (refused otherwise, with the fix)
+    Parameters
+    ----------
+    means : array_like, shape (K, d)
+        The components' means (a (K,) array in d = 1).
+    covs : array_like, shape (K, d, d)
+        The components' covariances, each a valid ``Gaussian`` covariance (a (K,) array of
+        variances in d = 1).
+    weights : array_like, shape (K,)
+        Nonnegative, summing to 1 within 1e-12.
 
-    ``components`` holds the K ``Gaussian`` laws. Stored arrays are read-only copies.
+    Raises
+    ------
+    ValueError
+        For a shape that does not match, a covariance that is not symmetric positive
+        definite, or weights that do not sum to 1 (the message gives the fix).
+
+    Notes
+    -----
+    The argument order is that of POT and OTT. ``components`` holds the K ``Gaussian``
+    laws; stored arrays are read-only copies.
+
+    Examples
+    --------
+    >>> mixture = GaussianMixture([[-1.0], [1.0]], [0.25, 0.25], [0.5, 0.5])
+    >>> float(mixture.cdf(0.0)[()])
+    0.5
     """
 
     means: np.ndarray

@@ -69,19 +69,42 @@ def _rounded(array: np.ndarray) -> list:
 
 @dataclass(frozen=True, eq=False)
 class LogConcaveTarget:
-    """γ ∝ exp(−V) with V convex: the target of KL(· | γ).
+    """γ ∝ exp(−V) with V convex: the target of KL(· | γ) for both solvers.
 
-    V(points (n, d)) -> (n,) and grad_V(points) -> (n, d). Optional:
-    lam               the convexity modulus λ ≥ 0 of V (None: unknown; the rate checks of
-                      Theorem 2.13 need it)
-    hess_V            points -> (n, d, d) (else central differences of grad_V)
-    expected_V_cvxpy  (T, weights) -> a convex cvxpy expression of Σ_i w_i V(T_i) for a
-                      cvxpy expression T (n, d): the grid solver's cvxpy reference
-    log_normalizer    log ∫ exp(−V) (else computed by quadrature in d ≤ 2; unknown in d > 2)
-    mean, cov         γ's moments, set by ``gaussian``
+    Parameters
+    ----------
+    V : callable
+        Points (n, d) -> (n,).
+    grad_V : callable, optional
+        Points (n, d) -> (n, d); both solvers need it to run.
+    lam : float, optional
+        The convexity modulus λ ≥ 0 of V; None when unknown (the rate 2λ of Theorem 2.13
+        is then not checked).
+    dim : int
+        The dimension d (default 1).
+    hess_V : callable, optional
+        Points -> (n, d, d); else central differences of ``grad_V``.
+    expected_V_cvxpy : callable, optional
+        (T, weights) -> a convex cvxpy expression of Σ_i w_i V(T_i) for a cvxpy expression
+        T (n, d): the grid solver's cvxpy reference needs it.
+    log_normalizer : float, optional
+        log ∫ exp(−V); else computed by quadrature in d ≤ 2 (unknown in d > 2).
+    name : str
+        For tables and messages.
+    mean, cov : ndarray, optional
+        γ's moments, set by ``gaussian``.
 
-    exp(−V) must be integrable: a V that does not grow in some direction is refused
-    (``check_growth``), and so is a V whose quadrature diverges (d ≤ 2).
+    Raises
+    ------
+    ValueError
+        When exp(−V) is not integrable: a V that does not grow in some direction
+        (``check_growth``), or whose quadrature diverges (d ≤ 2).
+
+    Examples
+    --------
+    >>> target = LogConcaveTarget.gaussian([0.0, 0.0], [[2.0, 0.0], [0.0, 1.0]])
+    >>> target.lam
+    0.5
     """
 
     V: Callable[[np.ndarray], np.ndarray]

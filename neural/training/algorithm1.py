@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from neural.errors import DivergenceError
-from neural.training.batches import checked_gradient, checked_params, draw_batch
+from neural.training.batches import checked_step, draw_batch
 from neural.training.gradients import fisher_estimate, kl_part_gradient
 from neural.training.methods import EuclideanGD
 from neural.training.optim import SGD, Adam
@@ -44,10 +44,7 @@ def run_algorithm1(config, architecture, theta, sampler, target, rng, callback):
             fisher[k] = fisher_estimate(g)
         except DivergenceError as error:
             raise DivergenceError(f"{config.name} diverged at step {k}: {error}") from None
-        theta, state = optimizer.step_unchecked(
-            theta, checked_gradient(gradient, config.name, k), state, project
-        )
-        checked_params(theta, config.name, k)
+        theta, state = checked_step(optimizer, theta, gradient, state, project, config.name, k)
         if callback is not None:
             callback(k + 1, theta)
     return fisher, None, theta

@@ -38,7 +38,7 @@ import numpy as np
 
 from neural.errors import DivergenceError
 from neural.network.functions import hessian_unchecked, transport_map_unchecked
-from neural.training.batches import checked_gradient, checked_params, draw_batch
+from neural.training.batches import checked_params, checked_step, draw_batch
 from neural.training.gradients import (
     explicit_logdet_gradient_unchecked,
     explicit_objective_unchecked,
@@ -95,10 +95,9 @@ def _adam_loop(config, inner_step, architecture, theta, sampler, rng, callback):
                 gradient, fisher[k, j], inner_loss[k, j] = inner_step(theta, anchor, x, y_k)
             except DivergenceError as error:
                 raise DivergenceError(f"{config.name} diverged at step {step}: {error}") from None
-            theta, state = optimizer.step_unchecked(
-                theta, checked_gradient(gradient, config.name, step), state, project
+            theta, state = checked_step(
+                optimizer, theta, gradient, state, project, config.name, step
             )
-            checked_params(theta, config.name, step)
         if callback is not None:
             callback(k + 1, theta)
     return fisher, inner_loss, theta

@@ -11,7 +11,7 @@ import numpy as np
 
 from neural.errors import DivergenceError
 
-__all__ = ["checked_gradient", "checked_params", "draw_batch"]
+__all__ = ["checked_gradient", "checked_params", "checked_step", "draw_batch"]
 
 
 def draw_batch(sampler, rng, n, dim, method, step) -> np.ndarray:
@@ -36,3 +36,12 @@ def checked_params(theta, method, step) -> np.ndarray:
     if not np.isfinite(theta).all():
         raise DivergenceError(f"{method} diverged at step {step}: non-finite parameters")
     return theta
+
+
+def checked_step(optimizer, theta, gradient, state, project, method, step):
+    """One optimizer update from a finite gradient to finite parameters (the loops of both
+    algorithms), else ``DivergenceError`` naming the method and the step."""
+    theta, state = optimizer.step_unchecked(
+        theta, checked_gradient(gradient, method, step), state, project
+    )
+    return checked_params(theta, method, step), state

@@ -37,8 +37,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from gridflow.checks import output_file, output_folder
-from gridflow.cli import USAGE_ERROR, argument_type, fail, integer
+from gridflow.checks import output_file, output_folder, positive_float
+from gridflow.cli import USAGE_ERROR, argument_type, fail, integer, number
 from neural.network.initialization import INITS
 from neural.studies.dimensions import dimension_study, format_dimension_table, write_dimension_rows
 from neural.studies.errorbudget import (
@@ -78,16 +78,6 @@ def _methods(text: str) -> tuple[str, ...]:
             f"unknown method(s) {unknown}; choose from {', '.join(METHODS)} (comma separated)"
         )
     return names
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not (value > 0.0 and value < float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return value
 
 
 def _count(name: str, minimum: int = 1):
@@ -187,7 +177,10 @@ def _parser() -> argparse.ArgumentParser:
         "flowcheck", help="neural schemes against the reference schemes, step by step"
     )
     flow.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
-    flow.add_argument("--tau", type=_positive_float, default=0.25, help="step τ of both schemes")
+    flow.add_argument(
+        "--tau", type=argument_type(number(positive_float), "--tau"), default=0.25,
+        help="step τ of both schemes (default 0.25)",
+    )  # fmt: skip
     flow.add_argument("--steps", type=_count("steps"), default=10, help="number of outer steps K")
     flow.add_argument("--size", choices=tuple(SETTINGS), default="quick")
     flow.add_argument(
@@ -218,7 +211,10 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     budget.add_argument("--batches", type=_count("--batches", 2), nargs="+", default=[1000])
     budget.add_argument("--steps", type=_count("--steps"), default=2000)
-    budget.add_argument("--learning-rate", type=_positive_float, default=0.01)
+    budget.add_argument(
+        "--learning-rate", type=argument_type(number(positive_float), "--learning-rate"),
+        default=0.01, help="Adam's learning rate of the KL runs (default 0.01)",
+    )  # fmt: skip
     budget.add_argument("--inner-steps", type=_count("--inner-steps"), default=100)
     budget.add_argument("--n-eval", type=_count("--n-eval", 2), default=20000)
     budget.add_argument(

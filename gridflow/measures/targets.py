@@ -220,6 +220,23 @@ class LogConcaveTarget:
         """Whether γ is a Gaussian with known mean and covariance."""
         return self.mean is not None and self.cov is not None
 
+    def log_density(self, y) -> np.ndarray:
+        """log γ(y) = −V(y) − log Z at points y (n, d) -> (n,); needs ``log_normalizer``."""
+        if self.log_normalizer is None:
+            raise ValueError(f"log γ needs log Z; {self.name} lacks log_normalizer")
+        y = as_points(y, "y", self.dim)
+        return -np.asarray(self.V(y), dtype=np.float64).reshape(-1) - self.log_normalizer
+
+    def density(self, y) -> np.ndarray:
+        """γ(y) = exp(−V(y)) / Z at points y (n, d) -> (n,)."""
+        return np.exp(self.log_density(y))
+
+    def score(self, y) -> np.ndarray:
+        """∇ log γ = −∇V at points y (n, d) -> (n, d)."""
+        if self.grad_V is None:
+            raise ValueError(f"the score of γ needs grad_V; {self.name} lacks it")
+        return -np.asarray(self.grad_V(as_points(y, "y", self.dim)), dtype=np.float64)
+
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """n samples of γ (n, d); Gaussian targets only."""
         if not self.is_gaussian:

@@ -113,3 +113,21 @@ def test_mixture_labels_are_the_draws_of_generator_choice():
         mask = labels == index
         blas[mask] = component.mean + z[mask] @ component._cholesky.T
     np.testing.assert_allclose(samples, blas, rtol=0, atol=4 * np.finfo(float).eps * 8)
+
+
+def test_a_gaussian_target_has_the_laws_density_score_and_samples():
+    """LogConcaveTarget.gaussian(m, Σ) and Gaussian(m, Σ) are one law, seen as a target or
+    as a source: the same log-density, score and samples."""
+    from gridflow import LogConcaveTarget
+
+    mean, cov = np.array([0.5, -1.0]), np.array([[1.5, 0.3], [0.3, 0.7]])
+    law, target = Gaussian(mean, cov), LogConcaveTarget.gaussian(mean, cov)
+    y = law.sample(np.random.default_rng(0), 50)
+    np.testing.assert_allclose(target.log_density(y), law.log_density(y), rtol=1e-13)
+    np.testing.assert_allclose(target.score(y), law.score(y), rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(target.density(y), law.density(y), rtol=1e-12)
+    np.testing.assert_array_equal(
+        target.sample(np.random.default_rng(1), 5), law.sample(np.random.default_rng(1), 5)
+    )
+    with pytest.raises(ValueError, match="Gaussian targets only"):
+        LogConcaveTarget.quartic().sample(np.random.default_rng(0), 3)

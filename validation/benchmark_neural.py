@@ -64,7 +64,7 @@ from neural.score import default_eps, self_entropic_score
 from neural.score.estimator import STORED_MAX_POINTS
 from neural.score.sinkhorn import SINKHORN
 from neural.studies.sweep import BenchmarkConfig, run_benchmark
-from neural.training.gradients import kl_gradient, wasserstein_gradient
+from neural.training.gradients import kl_parameter_gradient, wasserstein_gradient
 from neural.training.kl import cholesky_factors, hessian_pass
 from neural.training.optim import Adam
 from validation.speed_neural import GOAL, busy_process, seed_training_seconds, thread_ratios
@@ -164,7 +164,7 @@ def run(quick: bool = False) -> list[tuple[str, float, float | None, float | Non
     architecture, theta = net.architecture, net.params
     target = LogConcaveTarget.standard_gaussian(2)
     kl_args = (architecture, theta, x, target, None, "mean", "logdet")
-    seconds = median_seconds(kl_gradient, *kl_args, repeats=repeats // 5)
+    seconds = median_seconds(kl_parameter_gradient, *kl_args, repeats=repeats // 5)
     rows.append(("score-free KL gradient n=100 (kl='logdet')", seconds, None, 3 * vjp_method))
     forward = hessian_pass(architecture, theta, x, LOG_DET_SERIAL)
     seconds = median_seconds(hessian_pass, architecture, theta, x, LOG_DET_SERIAL,
@@ -182,7 +182,7 @@ def run(quick: bool = False) -> list[tuple[str, float, float | None, float | Non
     seconds = median_seconds(hessian, architecture, theta, x, repeats=repeats // 5)
     rows.append(("  of which hessian", seconds, None, None))
     score_free, vjp_alternate = alternating_medians(
-        lambda: kl_gradient(*kl_args), lambda: net.map_vjp(x, u), repeats
+        lambda: kl_parameter_gradient(*kl_args), lambda: net.map_vjp(x, u), repeats
     )
     rows.append(("  alternating with map_vjp (goal 3 of its median)", score_free, None,
                  3 * vjp_alternate))  # fmt: skip

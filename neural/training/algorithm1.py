@@ -2,7 +2,7 @@
 
 Method (c), ``EuclideanGD``: θ ← proj(θ − η ∇_θ F); method (d), ``EuclideanAdam``: the
 same gradient fed to Adam (not a discretization of a flow, paper §3.4.2 (iii)). ∇_θ F is
-``neural.training.gradients.kl_gradient`` (the score, eq. 3.7, or the score-free form) on
+``neural.training.gradients.kl_parameter_gradient`` (the score, eq. 3.7, or the score-free form) on
 a fresh batch per step; every update is followed by the projection onto the constraint
 set (Wz_l ≥ 0, w ≥ 0, ``ICNNArchitecture.project``). Algorithm 1 has no anchor: it
 starts at T_θ0.

@@ -11,7 +11,7 @@ samples x_i ~ ϱ0 and has a gradient of the form ∇_θ Σ_i ⟨u_i, T_θ(x_i)�
 u computed outside the network, so ``neural.network.map_vjp`` is the one derivative used:
 
 - Algorithm 1, (eucl.gd) / eq. 3.7: ∇_θ F ≈ (1/n) Σ_i g_iᵀ ∇_θ T_θ(x_i), u_i = g_i / n
-  (``kl_gradient``).
+  (``kl_parameter_gradient``).
 - Algorithm 2, (gd, expl.) (empirical form of eq. 3.1, paper §3.4.1):
       min_θ (1/n) Σ_i ‖ g^k_i + (T_θ(x_i) − T_θk(x_i)) / τ ‖²,
   g^k the Wasserstein gradient at the frozen iterate θ_k, recomputed on the fresh
@@ -88,7 +88,7 @@ __all__ = [
     "fisher_estimate",
     "implicit_gradient",
     "implicit_gradient_unchecked",
-    "kl_gradient",
+    "kl_parameter_gradient",
     "kl_part_gradient",
     "map_jacobian",
     "mean_squared_norm",
@@ -200,7 +200,7 @@ def fisher_estimate(g) -> float:
     return np.nan if g is None else mean_squared_norm(g)
 
 
-def kl_gradient(
+def kl_parameter_gradient(
     architecture: ICNNArchitecture,
     theta,
     x,
@@ -306,7 +306,7 @@ def implicit_gradient(
 
     the first term's gradient by eq. 3.7 at the current θ (``reduction='sum'``: without
     its 1/n, as in the authors' public code; the proximal term stays a mean, so this
-    weighs the KL n times more, an effective step n τ); ``kl`` as in ``kl_gradient``.
+    weighs the KL n times more, an effective step n τ); ``kl`` as in ``kl_parameter_gradient``.
     Returns (∇_θ J, proximal term value, mean ‖g‖² at the current θ (NaN for 'logdet')).
     """
     tau = positive_float(tau, "tau")

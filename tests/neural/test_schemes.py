@@ -24,7 +24,7 @@ from neural.training import (
 from neural.training.gradients import (
     explicit_objective,
     implicit_gradient,
-    kl_gradient,
+    kl_parameter_gradient,
     map_jacobian,
     natural_gradient,
     wasserstein_gradient,
@@ -54,11 +54,11 @@ def _small_problem(seed=0, hidden=(3,), n=30, scale=0.5):
 def test_kl_gradient_is_eq_3_7():
     architecture, theta, x, _ = _small_problem()
     target = LogConcaveTarget.standard_gaussian(2)
-    gradient, g = kl_gradient(architecture, theta, x, target)
+    gradient, g = kl_parameter_gradient(architecture, theta, x, target)
     y = transport_map(architecture, theta, x)
     np.testing.assert_allclose(g, wasserstein_gradient(y, target), rtol=0, atol=0)
     np.testing.assert_allclose(gradient, map_vjp(architecture, theta, x, g) / len(x), rtol=1e-14)
-    summed, _ = kl_gradient(architecture, theta, x, target, reduction="sum")
+    summed, _ = kl_parameter_gradient(architecture, theta, x, target, reduction="sum")
     np.testing.assert_allclose(summed, len(x) * gradient, rtol=1e-12)
 
 
@@ -82,7 +82,7 @@ def test_implicit_gradient_is_kl_gradient_plus_proximal_gradient():
     y_previous = transport_map(architecture, theta, x) + 0.1 * rng.normal(size=x.shape)
     tau = 0.4
     gradient, proximal, fisher = implicit_gradient(architecture, theta, x, y_previous, target, tau)
-    kl, g = kl_gradient(architecture, theta, x, target)
+    kl, g = kl_parameter_gradient(architecture, theta, x, target)
     assert fisher == pytest.approx(np.mean(np.sum(g**2, axis=1)), rel=1e-12)
 
     def prox(t):
@@ -304,7 +304,7 @@ def test_implicit_gradient_with_summed_kl_weighs_the_kl_n_times():
     summed, proximal_sum, _ = implicit_gradient(
         architecture, theta, x, y_previous, target, 0.4, reduction="sum"
     )
-    kl, _ = kl_gradient(architecture, theta, x, target)
+    kl, _ = kl_parameter_gradient(architecture, theta, x, target)
     np.testing.assert_allclose(summed - mean, (len(x) - 1) * kl, rtol=1e-10, atol=1e-14)
     assert proximal_sum == proximal
 

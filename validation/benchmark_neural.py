@@ -67,6 +67,7 @@ from neural.studies.sweep import BenchmarkConfig, run_benchmark
 from neural.training.gradients import kl_parameter_gradient, wasserstein_gradient
 from neural.training.kl import cholesky_factors, hessian_pass
 from neural.training.optim import Adam
+from neural.training.regression import regress
 from validation.speed_neural import GOAL, busy_process, seed_training_seconds, thread_ratios
 
 
@@ -398,7 +399,6 @@ def regression_thread_rows(repeats: int = 3):
     """(label, wall median [s] with one BLAS thread, with BLAS's default) of 300 L-BFGS-B
     iterations of ``neural.training.regression.regress`` (paper network, n = 2000),
     alternately, while another process is busy: the reason for its ``blas_threads=1``."""
-    from neural.training.regression import regress
 
     net = ICNN(dim=2, hidden=(20, 20), rng=np.random.default_rng(0))
     x = paper_mixture().sample(np.random.default_rng(1), 2000)

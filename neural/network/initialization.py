@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from gridflow.checks import require_generator
+from gridflow.measures import as_sampler
 from neural.network.architecture import ICNNArchitecture
 from neural.network.icnn import ICNN
 
@@ -75,8 +76,6 @@ def initial_network(
     if init == "anchored":
         if source is None:
             raise ValueError("the 'anchored' initialization needs the source ϱ0 (source=...)")
-        from gridflow.measures import as_sampler
-
         count = int(sum(architecture.hidden))
         anchors = np.asarray(as_sampler(source)(rng, count), dtype=np.float64)
         if anchors.shape != (count, architecture.dim):

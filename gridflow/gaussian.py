@@ -102,6 +102,25 @@ def _spd_power(matrix: np.ndarray, power: float) -> np.ndarray:
 def ot_map(source: Gaussian, target: Gaussian) -> AffineMap:
     """Brenier map between Gaussians: ``T*(x) = A x + b``.
 
+    Parameters
+    ----------
+    source : Gaussian
+        The source N(m0, Sigma0).
+    target : Gaussian
+        The target N(m_gamma, Gamma), of the same dimension.
+
+    Returns
+    -------
+    AffineMap
+        ``T*``; it unpacks as ``A, b``.
+
+    Raises
+    ------
+    ValueError
+        If `source` or `target` is not a `gridflow.Gaussian`, or their dimensions differ.
+
+    Notes
+    -----
     ``A = Sigma0^{-1/2} (Sigma0^{1/2} Gamma Sigma0^{1/2})^{1/2} Sigma0^{-1/2}`` is symmetric
     positive definite with ``A Sigma0 A = Gamma``, and ``b = m_gamma - A m0``. ``T*`` is the
     minimizer of F on the cone (the limit of the flow, Thm 2.13).
@@ -118,6 +137,25 @@ def ot_map(source: Gaussian, target: Gaussian) -> AffineMap:
 def w2(source: Gaussian, target: Gaussian) -> float:
     """Wasserstein-2 distance W2(source, target) — the distance, *not* its square.
 
+    Parameters
+    ----------
+    source : Gaussian
+        The source N(m0, Sigma0).
+    target : Gaussian
+        The target N(m1, Sigma1), of the same dimension.
+
+    Returns
+    -------
+    float
+        W2(source, target).
+
+    Raises
+    ------
+    ValueError
+        If `source` or `target` is not a `gridflow.Gaussian`, or their dimensions differ.
+
+    Notes
+    -----
     ``W2^2 = |m0 - m1|^2 + tr(Sigma0 + Sigma1 - 2 (Sigma0^{1/2} Sigma1 Sigma0^{1/2})^{1/2})``
     (Bures–Wasserstein formula).
     """
@@ -162,8 +200,23 @@ def _kl_moments(mean, cov, target_mean, target_factor) -> float:
 def kl(source: Gaussian, target: Gaussian) -> float:
     """Relative entropy KL(source | target) = H(source | target) of eq. (1.8).
 
-    ``1/2 [tr(Gamma^{-1} Sigma) + (m_gamma - mu)^T Gamma^{-1} (m_gamma - mu) - d
-    + log det Gamma - log det Sigma]`` for source ``N(mu, Sigma)``, target ``N(m_gamma, Gamma)``.
+    Parameters
+    ----------
+    source : Gaussian
+        The source N(mu, Sigma).
+    target : Gaussian
+        The target N(m_gamma, Gamma), of the same dimension.
+
+    Returns
+    -------
+    float
+        ``1/2 [tr(Gamma^{-1} Sigma) + (m_gamma - mu)^T Gamma^{-1} (m_gamma - mu) - d
+        + log det Gamma - log det Sigma]``.
+
+    Raises
+    ------
+    ValueError
+        If `source` or `target` is not a `gridflow.Gaussian`, or their dimensions differ.
     """
     source, target = _check_pair(source, target)
     return _kl_moments(source.mean, source.cov, target.mean, np.linalg.cholesky(target.cov))
@@ -339,17 +392,43 @@ def constrained_flow(
 ) -> GaussianFlow:
     """Solve (cons.gf) for ``F(T) = KL(T#source | target)`` exactly, from ``T_0 = id``.
 
+    Parameters
+    ----------
+    source : Gaussian
+        The source rho0 = N(m0, Sigma0).
+    target : Gaussian
+        The target gamma, of the same dimension.
+    times : array_like
+        Nonempty, finite, nonnegative, strictly increasing. The flow always starts from the
+        identity at ``t = 0`` whether or not ``times[0] == 0``.
+    rtol, atol : float, default 1e-11, 1e-13
+        Tolerances of scipy's ``solve_ivp``.
+    method : str, default "DOP853"
+        The ``solve_ivp`` method.
+
+    Returns
+    -------
+    GaussianFlow
+        ``T_t`` at ``times``.
+
+    Raises
+    ------
+    ValueError
+        If `source` or `target` is not a `gridflow.Gaussian`, their dimensions differ, or
+        `times` is invalid.
+    RuntimeError
+        If ``solve_ivp`` fails.
+
+    Notes
+    -----
     ODE (module docstring): ``dA/dt = S``, ``db/dt = r - S m0``, ``A(0) = I``, ``b(0) = 0``,
-    where
-    ``S (x - m0) + r`` is the tangent-cone projection of ``-grad F(T_t)`` — the L2(rho0)
-    Helmholtz projection (Remark 2.9) of :func:`velocity` via :func:`helmholtz_projection`,
+    where ``S (x - m0) + r`` is the tangent-cone projection of ``-grad F(T_t)`` — the
+    L2(rho0) Helmholtz projection (Remark 2.9) of `velocity` via `helmholtz_projection`,
     since ``A_t`` is interior to the cone. Integrated by scipy ``solve_ivp`` (``method``,
     ``rtol``, ``atol``); the state is symmetrized at each evaluation.
 
-    ``times``: nonempty, finite, nonnegative, strictly increasing; the flow always starts
-    from the identity at ``t = 0`` whether or not ``times[0] == 0``.
     Thm 2.13 (iii) / Cor 2.17 (ii): ``F(T_t) -> 0`` at least like ``exp(-2 lam t)``; see
-    :func:`bounds`.
+    `bounds`.
     """
     source, target = _check_pair(source, target)
     times = _check_times(times)
@@ -434,15 +513,44 @@ def implicit_scheme(
 ) -> GaussianFlow:
     """The implicit scheme (3.2) for ``F(T) = KL(T#source | target)``, exactly, from ``T_0 = id``.
 
+    Parameters
+    ----------
+    source : Gaussian
+        The source rho0 = N(m0, Sigma0).
+    target : Gaussian
+        The target gamma, of the same dimension.
+    tau : float
+        The step, finite and > 0.
+    steps : int
+        The number of steps, a positive integer.
+    xtol : float, default 1e-13
+        The tolerance of scipy's ``root`` (hybrid Powell).
+
+    Returns
+    -------
+    GaussianFlow
+        ``T_k`` at ``times = k tau``; the residual reached is in
+        ``solver_info['residual']``.
+
+    Raises
+    ------
+    ValueError
+        If `source` or `target` is not a `gridflow.Gaussian`, their dimensions differ, or
+        `tau` or `steps` is invalid.
+    RuntimeError
+        If a step does not converge, or reaches a root whose matrix is not positive
+        definite.
+
+    Notes
+    -----
     Each proximal step ``T_{k+1} = argmin_K F(T) + ||T - T_k||^2 / (2 tau)`` stays affine
     with a symmetric positive definite matrix, interior to the cone, so its optimality
-    condition is the backward Euler step of the flow's ODE (``constrained_flow``):
+    condition is the backward Euler step of the flow's ODE (`constrained_flow`):
     ``(A_{k+1} - A_k) / tau = S(A_{k+1}, b_{k+1})``, ``(b_{k+1} - b_k) / tau = r - S m0``
-    (``S``, ``r``: the Helmholtz projection of :func:`velocity`). Solved by scipy's
-    ``root`` (hybrid Powell, ``xtol``) from ``T_k``; that equation also has roots with
-    indefinite matrices (outside the cone), so a root whose matrix is not positive
-    definite raises RuntimeError. The residual reached is in ``solver_info['residual']``.
-    Returned as a ``GaussianFlow`` at ``times = k tau``.
+    (``S``, ``r``: the Helmholtz projection of `velocity`). Solved by scipy's ``root``
+    (hybrid Powell, ``xtol``) from ``T_k``; that equation also has roots with indefinite
+    matrices (outside the cone), so a root whose matrix is not positive definite raises
+    RuntimeError.
     """
     source, target = _check_pair(source, target)
     tau = float(tau)

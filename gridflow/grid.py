@@ -13,6 +13,24 @@ SUPPORTED_DIMENSIONS = (1, 2)
 class Grid:
     """Uniform grid of `shape` nodes on the box [lower, upper] (both ends are nodes).
 
+    Parameters
+    ----------
+    lower : sequence of float
+        The box's lower corner, one finite entry per dimension.
+    upper : sequence of float
+        The box's upper corner, finite and > `lower` in every dimension.
+    shape : sequence of int
+        Nodes per axis, integers >= 4. The dimension (the length of the three) is 1 or 2.
+
+    Raises
+    ------
+    ValueError
+        If the three lengths differ, the dimension is not 1 or 2, `lower` or `upper` is not
+        finite or `lower` >= `upper` somewhere, `shape` holds a non-integer or a value < 4,
+        or the spacing is not finite and > 0 (the box's width overflows).
+
+    Examples
+    --------
     >>> Grid(lower=[-6.0], upper=[6.0], shape=[401]).spacing
     (0.03,)
     """

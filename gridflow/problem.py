@@ -36,18 +36,45 @@ class GridCutsSourceError(ValueError):
 class Problem:
     """Transport the source density on `grid` to `target`.
 
-    The unknowns, weights and norm are docs/mathematics.md, 'Unknowns, weights and norm'.
-
-    source: a density callable points (n, d) -> (n,) (unnormalized), or a source object
-        such as `GaussianMixture`.
-    max_cut_mass: the largest ϱ0 mass the box may leave out; a larger cut raises
+    Parameters
+    ----------
+    grid : Grid
+        The grid of the discrete problem.
+    source : callable or source object
+        A density callable points (n, d) -> (n,) (unnormalized), or a source object such as
+        `GaussianMixture`.
+    target : LogConcaveTarget
+        The target γ (a `Gaussian` is accepted, through `as_target`); the grid solver needs
+        its `grad_V`.
+    max_cut_mass : float, default DEFAULT_MAX_CUT_MASS
+        The largest ϱ0 mass the box may leave out, in [0, 1); a larger cut raises
         `GridCutsSourceError` (the discrete problem would silently be another one). The cut
         is the source's `mass_outside`: exact for a `GaussianMixture`; for a density
         callable, a quadrature on a larger box that sees only the mass within it (see
         `CallableSource`, whose `support` argument declares where the mass lies).
-    density_floor: ϱ0 is floored at density_floor × its maximum on the grid (see above).
-    derived: quantities computed from the problem once, on first use, by the modules that
-        need them (the metric's factorization, `potentials.metric_factorization`).
+    density_floor : float, default DENSITY_FLOOR
+        ϱ0 is floored at density_floor × its maximum on the grid (see Notes), in (0, 1).
+
+    Attributes
+    ----------
+    derived : dict
+        Quantities computed from the problem once, on first use, by the modules that need
+        them (the metric's factorization, `potentials.metric_factorization`).
+
+    Raises
+    ------
+    TypeError
+        If `grid` is not a `gridflow.Grid`.
+    ValueError
+        If the target has no `grad_V`, its dimension is not the grid's, `density_floor` is
+        not in (0, 1) or `max_cut_mass` not in [0, 1).
+    GridCutsSourceError
+        If the box leaves out more than `max_cut_mass` of the source mass, or the source
+        density vanishes at every grid point.
+
+    Notes
+    -----
+    The unknowns, weights and norm are docs/mathematics.md, 'Unknowns, weights and norm'.
     """
 
     grid: Grid

@@ -72,9 +72,25 @@ class UnstableStepError(ValueError):
 class Trajectory:
     """Maps T_k at the evaluation points along a scheme, with their energies F_h(T_k).
 
-    points (n, d), weights (n,), times (K + 1,), maps (K + 1, n, d), energy (K + 1,),
-    active (K + 1,): the number of Hessian points where the convexity constraint is
-    active (within the activity tolerance).
+    Attributes
+    ----------
+    scheme : str
+        The scheme run ("implicit", "explicit" or "flow").
+    tau : float
+        The step size.
+    points : numpy.ndarray
+        The evaluation points, (n, d).
+    weights : numpy.ndarray
+        The weights of ϱ0 at the points, (n,).
+    times : numpy.ndarray
+        The times k τ, (K + 1,).
+    maps : numpy.ndarray
+        The maps T_k at the points, (K + 1, n, d).
+    energy : numpy.ndarray
+        F_h(T_k), (K + 1,).
+    active : numpy.ndarray
+        The number of Hessian points where the convexity constraint is active (within the
+        activity tolerance), (K + 1,).
     """
 
     scheme: str
@@ -94,7 +110,23 @@ class Trajectory:
 
 @dataclass(frozen=True)
 class DiscreteMap:
-    """The discrete OT map T_h* = argmin_{K_h} F_h, with its potential at the grid nodes."""
+    """The discrete OT map T_h* = argmin_{K_h} F_h, with its potential at the grid nodes.
+
+    Attributes
+    ----------
+    grid : Grid
+        The grid of the problem solved.
+    points : numpy.ndarray
+        The evaluation points, (n, d).
+    weights : numpy.ndarray
+        The weights of ϱ0 at the points, (n,).
+    map : numpy.ndarray
+        T_h* at the points, (n, d).
+    potential : numpy.ndarray
+        Its potential at the grid nodes, flattened (reshape with grid.shape).
+    energy : float
+        F_h(T_h*).
+    """
 
     grid: object
     points: np.ndarray
@@ -153,9 +185,38 @@ def solve(
 ) -> Trajectory:
     """Run `scheme` for `steps` steps of size `tau` from `initial` (default: the identity).
 
-    step_solver ("newton" | "cvxpy") solves the implicit scheme's proximal steps;
-    projection ("fast" | "cvxpy") computes the explicit scheme's and the flow's projections;
-    activity_tolerance is the tangent cone's threshold (see `cones.active_constraints`).
+    Parameters
+    ----------
+    problem : Problem
+        The discrete problem.
+    scheme : {"implicit", "explicit", "flow"}, default "implicit"
+        The scheme to run.
+    tau : float, default 0.5
+        The step size, finite and > 0.
+    steps : int, default 10
+        The number of steps, an integer >= 1.
+    initial : numpy.ndarray, optional
+        T_0 at the evaluation points, (n, d); default: the identity. In d = 2 it must be a
+        discrete gradient field D_h φ (build it as ``problem.map_of(potential)``).
+    step_solver : {"newton", "cvxpy"}, default "newton"
+        Solves the implicit scheme's proximal steps.
+    projection : {"fast", "cvxpy"}, default "fast"
+        Computes the explicit scheme's and the flow's projections.
+    activity_tolerance : float, default cones.DEFAULT_ACTIVITY_TOLERANCE
+        The tangent cone's threshold (see `cones.active_constraints`).
+    progress : bool, default False
+        Show a progress bar.
+
+    Returns
+    -------
+    Trajectory
+        The maps T_k at the times k τ, with their energies F_h(T_k).
+
+    Raises
+    ------
+    ValueError
+        If `scheme` is unknown, `tau` or `steps` is invalid, or, in d = 2, `initial` is not
+        a discrete gradient field.
     """
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
@@ -317,15 +378,33 @@ def minimize(
 ) -> DiscreteMap:
     """The discrete OT map: argmin_{K_h} F_h (the implicit step with τ = ∞).
 
-    In d = 2 with the Newton solver, Newton's method starts at the identity, or, given the
-    minimizer `coarser` of the same problem on a coarser grid of the same box, at its
-    prolongation (`coarse_to_fine_start`). When that does not converge (sources with
-    near-empty regions, whose map must compress them, make the barrier -log det limit its
-    steps), the minimizer is reached by continuation in the density floor instead: the
-    problems with floors 10^{-1}, 10^{-1.5}, ... down to problem.density_floor are solved in
-    turn, each started at the previous solution, each with up to CONTINUATION_MAX_ITER
-    Newton steps.
-    The potential is returned at the grid nodes, flattened (reshape with grid.shape).
+    Parameters
+    ----------
+    problem : Problem
+        The discrete problem.
+    solver : {"newton", "cvxpy"}, default "newton"
+        The solver of the proximal step.
+    progress : bool, default False
+        Show a progress bar (for the continuation in the density floor).
+    coarser : DiscreteMap, optional
+        The minimizer of the same problem on a coarser grid of the same box, to start
+        Newton's method from (d = 2, Newton solver).
+
+    Returns
+    -------
+    DiscreteMap
+        The map at the evaluation points and its potential at the grid nodes, flattened
+        (reshape with grid.shape).
+
+    Notes
+    -----
+    In d = 2 with the Newton solver, Newton's method starts at the identity, or, given
+    `coarser`, at its prolongation (`coarse_to_fine_start`). When that does not converge
+    (sources with near-empty regions, whose map must compress them, make the barrier
+    -log det limit its steps), the minimizer is reached by continuation in the density floor
+    instead: the problems with floors 10^{-1}, 10^{-1.5}, ... down to problem.density_floor
+    are solved in turn, each started at the previous solution, each with up to
+    CONTINUATION_MAX_ITER Newton steps.
     """
     if problem.dim == 1:
         T = proximal_step(problem, problem.identity(), np.inf, solver=solver)

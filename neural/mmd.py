@@ -110,11 +110,27 @@ def _checked(points, name: str, dim: int | None = None) -> np.ndarray:
 
 
 def energy_distance(x, y) -> float:
-    """2 mean‖x_i − y_j‖ − mean‖x_i − x_j‖ − mean‖y_i − y_j‖ for x (n, d), y (m, d).
+    """2 mean‖x_i − y_j‖ − mean‖x_i − x_j‖ − mean‖y_i − y_j‖.
 
     The V-statistic of the energy distance (twice eq. 1.10 with k = −‖x − y‖ at the
     empirical measures), as reported in the paper's Fig. 2. Streams over pairs.
-    Refused (ValueError): NaN/inf, and entries so large that squared distances overflow.
+
+    Parameters
+    ----------
+    x : array_like
+        Samples, (n, d).
+    y : array_like
+        Samples, (m, d).
+
+    Returns
+    -------
+    float
+        The energy distance of the two empirical measures.
+
+    Raises
+    ------
+    ValueError
+        On NaN/inf, and entries so large that squared distances overflow.
     """
     x = _checked(x, "x")
     y = _checked(y, "y", dim=x.shape[1])

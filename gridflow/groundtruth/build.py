@@ -78,9 +78,39 @@ def ground_truth_problems(source: str, nodes: int, box: float, density_floor: fl
 
 
 def build_ground_truth(source: str, nodes: int, box: float, density_floor: float, progress=True):
-    """Solve the grids of `grid_cascade` in turn, each started from the map of the one
-    before when that has CASCADE_COARSEST nodes or more; return the finest map and its
-    metadata (with the seconds spent on all the grids)."""
+    """Solve the grids of `grid_cascade` in turn and return the finest map.
+
+    Each grid is started from the map of the one before when that has CASCADE_COARSEST
+    nodes or more.
+
+    Parameters
+    ----------
+    source : {"paper-mixture", "gaussian"}
+        The source ϱ0 (a key of SOURCES); the target is N(0, I).
+    nodes : int
+        Nodes per axis of the finest grid: an odd integer >= MIN_NODES.
+    box : float
+        The box is [-box, box]², box > 0.
+    density_floor : float
+        The problems' density floor, in (0, 1).
+    progress : bool, default True
+        Show progress bars.
+
+    Returns
+    -------
+    fine : DiscreteMap
+        The map on the finest grid.
+    metadata : dict
+        What was solved, the difference to the map of the coarser grid and the error
+        estimate made from it, and the seconds spent on all the grids.
+
+    Raises
+    ------
+    ValueError
+        On bad input, before any solve.
+    GridCutsSourceError
+        If the box cuts more than the allowed source mass.
+    """
     problems = ground_truth_problems(source, nodes, box, density_floor)
     started = time.perf_counter()
     solutions = []

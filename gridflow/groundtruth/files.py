@@ -32,13 +32,30 @@ _ARRAYS = ("lower", "upper", "shape", "points", "weights", "map", "potential", "
 def save_map(path, discrete_map, metadata: dict | None = None) -> None:
     """Write a `DiscreteMap` (from `minimize`) to a .npz file readable with numpy alone.
 
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The file to write. It must end in .npz (unlike np.savez, nothing is appended: the
+        file has exactly the name given, the one `load_map` reads) and its folder must
+        exist and be writable.
+    discrete_map : DiscreteMap
+        The map to save; it must be finite.
+    metadata : dict, optional
+        More entries for the JSON metadata.
+
+    Raises
+    ------
+    ValueError
+        If `path` or its folder fails the checks above, or the map is not finite; all are
+        checked before anything is written.
+
+    Notes
+    -----
     Arrays: lower, upper, shape (the grid), points, weights, map, potential (at the nodes,
     grid.shape), and metadata: a JSON string (format_version, energy, and what is given).
 
-    `path` must end in .npz (unlike np.savez, nothing is appended: the file has exactly
-    the name given, the one `load_map` reads) and its folder must exist and be writable;
-    both are checked, and the map must be finite, before anything is written. The file is
-    written under a temporary name and then renamed, so it is never left half written.
+    The file is written under a temporary name and then renamed, so it is never left half
+    written.
     """
     path = output_file(path, "path", MAP_SUFFIX)
     grid = discrete_map.grid
@@ -68,13 +85,31 @@ def save_map(path, discrete_map, metadata: dict | None = None) -> None:
 
 
 def load_map(path) -> GridMap:
-    """Read a map written by `save_map`; the result evaluates T at points, m(x) (k, d).
+    """Read a map written by `save_map`.
 
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The file. The name is used as given (save_map writes exactly that name, ending in
+        .npz).
+
+    Returns
+    -------
+    GridMap
+        The map; it evaluates T at points, m(x) (k, d).
+
+    Raises
+    ------
+    MapFileError
+        If the file is not a map written by `save_map` (a missing, truncated or damaged
+        file, a .npy file, an unrelated .npz) or fails the checks below; the message names
+        the file.
+
+    Notes
+    -----
     The file is read eagerly without pickles and checked: every array present, with the
     shapes the grid implies, finite values, cell centers that are the grid's, weights a
-    probability vector, and the format version. Anything else (a missing, truncated or
-    damaged file, a .npy file, an unrelated .npz) raises `MapFileError` naming the file.
-    The name is used as given (save_map writes exactly that name, ending in .npz).
+    probability vector, and the format version.
     """
     path = pathlib.Path(path)
     arrays = _read_archive(path)

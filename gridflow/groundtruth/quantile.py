@@ -18,7 +18,27 @@ __all__ = ["quantile_map"]
 
 
 def quantile_map(source: GaussianMixture, target: LogConcaveTarget, x) -> np.ndarray:
-    """T*(x) = G⁻¹(F0(x)) at points x (n, 1), shape (n, 1): the OT map in d = 1."""
+    """T*(x) = G⁻¹(F0(x)): the OT map in d = 1.
+
+    Parameters
+    ----------
+    source : Gaussian or GaussianMixture
+        ϱ0, one-dimensional.
+    target : LogConcaveTarget
+        γ (a `Gaussian` is accepted, through `as_target`).
+    x : array_like
+        Points, (n, 1).
+
+    Returns
+    -------
+    numpy.ndarray
+        T*(x), shape (n, 1).
+
+    Raises
+    ------
+    ValueError
+        If `source` is not a one-dimensional `Gaussian` or `GaussianMixture`.
+    """
     if not isinstance(source, (Gaussian, GaussianMixture)) or source.dim != 1:
         raise ValueError("quantile_map needs a one-dimensional Gaussian or GaussianMixture source")
     target = as_target(target)

@@ -27,23 +27,48 @@ __all__ = ["ICNN"]
 class ICNN:
     """An ICNN potential φ_θ with fixed, admissible parameters (paper §3.4).
 
-    ICNN(dim, hidden, rng) draws θ with ``rng`` (see ``INIT_STD``);
-    ICNN(dim, hidden, rng, anchors=samples) with every hidden unit bending at one of the
-    samples (the sample-anchored initialization of ``neural.network.architecture``; ``slope``,
-    default ``ANCHOR_SLOPE``);
-    ICNN(dim, hidden, params=θ) uses the given θ, which must satisfy the
-    constraints (project it first with ``ICNN.project`` / ``architecture.project``).
-    ``quadratic`` and ``strong_convexity`` add ½ xᵀ(L Lᵀ + α I)x
-    (``neural.network.architecture``).
-    The parameters are a read-only copy; ``with_params`` returns a new network.
+    Give exactly one of `rng` and `params`. The parameters are a read-only copy;
+    `with_params` returns a new network.
 
-    Example::
+    Parameters
+    ----------
+    dim : int
+        The dimension d of the points x.
+    hidden : int or sequence of int
+        The widths of the hidden layers.
+    rng : numpy.random.Generator, optional
+        Draws θ (see ``INIT_STD``).
+    params : array_like, optional
+        The flat parameter vector θ, which must satisfy the constraints (project it first
+        with `ICNN.project` / ``architecture.project``); it is checked and copied.
+    quadratic : bool, default False
+        Add ½ xᵀL Lᵀx (``neural.network.architecture``).
+    strong_convexity : float, default 0.0
+        α >= 0: add ½ α|x|² (``neural.network.architecture``); with `quadratic`, the two
+        add ½ xᵀ(L Lᵀ + α I)x.
+    anchors : array_like, optional
+        Samples (with `rng`): every hidden unit bends at one of them (the sample-anchored
+        initialization of ``neural.network.architecture``).
+    slope : float, optional
+        The slope of the sample-anchored initialization; default ``ANCHOR_SLOPE``.
 
-        net = ICNN(dim=2, hidden=(20, 20), rng=np.random.default_rng(0))
-        net.num_params  # 541
-        net.potential(x)  # (n,)
-        net.map(x)  # (n, d)
-        net.map_vjp(x, u)  # (541,)
+    Raises
+    ------
+    TypeError
+        If not exactly one of `rng` and `params` is given, or `anchors` or `slope` goes
+        with `params`.
+    ValueError
+        If `params` does not fit the architecture or the constraints.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> net = ICNN(dim=2, hidden=(20, 20), rng=np.random.default_rng(0))
+    >>> net.num_params
+    541
+    >>> x = np.zeros((5, 2))
+    >>> net.potential(x).shape, net.map(x).shape, net.map_vjp(x, x).shape
+    ((5,), (5, 2), (541,))
     """
 
     __slots__ = ("_params", "architecture")
@@ -91,7 +116,19 @@ class ICNN:
 
     @classmethod
     def from_architecture(cls, architecture: ICNNArchitecture, params) -> ICNN:
-        """A network with the given architecture and (admissible) parameters."""
+        """A network with the given architecture and (admissible) parameters.
+
+        Parameters
+        ----------
+        architecture : ICNNArchitecture
+            The architecture.
+        params : array_like
+            The flat parameter vector θ, admissible (checked and copied).
+
+        Returns
+        -------
+        ICNN
+        """
         check_architecture(architecture)
         return cls(
             architecture.dim,
@@ -103,14 +140,17 @@ class ICNN:
 
     @property
     def dim(self) -> int:
+        """The dimension d of the points."""
         return self.architecture.dim
 
     @property
     def hidden(self) -> tuple[int, ...]:
+        """The widths of the hidden layers."""
         return self.architecture.hidden
 
     @property
     def num_params(self) -> int:
+        """The length of θ."""
         return self.architecture.num_params
 
     @property
@@ -128,15 +168,46 @@ class ICNN:
         return self.architecture.layers(self._params)
 
     def with_params(self, theta) -> ICNN:
-        """A new network with the same architecture and parameters θ (checked, copied)."""
+        """A new network with the same architecture and parameters θ (checked, copied).
+
+        Parameters
+        ----------
+        theta : array_like
+            The flat parameter vector, admissible.
+
+        Returns
+        -------
+        ICNN
+        """
         return ICNN.from_architecture(self.architecture, theta)
 
     def project(self, theta) -> np.ndarray:
-        """Projection of θ onto the constraint set (Wz_l, w clipped at 0), a new vector."""
+        """Projection of θ onto the constraint set (Wz_l, w clipped at 0).
+
+        Parameters
+        ----------
+        theta : array_like
+            A flat parameter vector.
+
+        Returns
+        -------
+        numpy.ndarray
+            The projection, a new vector.
+        """
         return self.architecture.project(theta)
 
     def is_admissible(self, theta=None) -> bool:
-        """Whether θ (default: this network's parameters) satisfies Wz_l >= 0, w >= 0."""
+        """Whether θ satisfies Wz_l >= 0, w >= 0.
+
+        Parameters
+        ----------
+        theta : array_like, optional
+            A flat parameter vector; default: this network's parameters.
+
+        Returns
+        -------
+        bool
+        """
         return self.architecture.is_admissible(self._params if theta is None else theta)
 
     def _points(self, x) -> np.ndarray:
@@ -144,27 +215,102 @@ class ICNN:
         return as_points(x, "x", dim=self.architecture.dim)
 
     def potential(self, x) -> np.ndarray:
-        """φ_θ(x_i) -> (n,)."""
+        """φ_θ(x_i).
+
+        Parameters
+        ----------
+        x : array_like
+            Points, (n, d).
+
+        Returns
+        -------
+        numpy.ndarray
+            φ_θ(x_i), (n,).
+        """
         return potential_unchecked(self.architecture, self._params, self._points(x))
 
     def map(self, x) -> np.ndarray:
-        """T_θ(x_i) = ∇_x φ_θ(x_i) -> (n, d)."""
+        """T_θ(x_i) = ∇_x φ_θ(x_i).
+
+        Parameters
+        ----------
+        x : array_like
+            Points, (n, d).
+
+        Returns
+        -------
+        numpy.ndarray
+            T_θ(x_i), (n, d).
+        """
         return transport_map_unchecked(self.architecture, self._params, self._points(x))
 
     def __call__(self, x) -> np.ndarray:
-        """T_θ(x) = ∇_x φ_θ(x): a network is a map of the family of ``gridflow.maps``."""
+        """T_θ(x) = ∇_x φ_θ(x): a network is a map of the family of ``gridflow.maps``.
+
+        Parameters
+        ----------
+        x : array_like
+            Points, (n, d).
+
+        Returns
+        -------
+        numpy.ndarray
+            T_θ(x_i), (n, d) (the same as `map`).
+        """
         return self.map(x)
 
     def map_vjp(self, x, u) -> np.ndarray:
-        """∇_θ Σ_i ⟨u_i, T_θ(x_i)⟩ -> (num_params,)."""
+        """∇_θ Σ_i ⟨u_i, T_θ(x_i)⟩.
+
+        Parameters
+        ----------
+        x : array_like
+            Points, (n, d).
+        u : array_like
+            The cotangents, one per point, of the shape of x, (n, d).
+
+        Returns
+        -------
+        numpy.ndarray
+            The gradient, (num_params,).
+
+        Raises
+        ------
+        ValueError
+            If `u` does not have the shape of `x`.
+        """
         x = self._points(x)
         u = check_cotangent(u, x, self.architecture)
         return map_vjp_unchecked(self.architecture, self._params, x, u)
 
     def hessian(self, x) -> np.ndarray:
-        """∇²_x φ_θ(x_i) -> (n, d, d)."""
+        """∇²_x φ_θ(x_i).
+
+        Parameters
+        ----------
+        x : array_like
+            Points, (n, d).
+
+        Returns
+        -------
+        numpy.ndarray
+            The Hessians, (n, d, d).
+        """
         return hessian_unchecked(self.architecture, self._params, self._points(x))
 
     def hessian_vjp(self, x, factors) -> np.ndarray:
-        """∇_θ Σ_i ⟨C_i C_iᵀ, ∇²φ_θ(x_i)⟩ -> (num_params,) (``functions.hessian_vjp``)."""
+        """∇_θ Σ_i ⟨C_i C_iᵀ, ∇²φ_θ(x_i)⟩ (``functions.hessian_vjp``).
+
+        Parameters
+        ----------
+        x : array_like
+            Points, (n, d).
+        factors : array_like
+            The factors C_i, (n, d, K).
+
+        Returns
+        -------
+        numpy.ndarray
+            The gradient, (num_params,).
+        """
         return hessian_vjp(self.architecture, self._params, x, factors)

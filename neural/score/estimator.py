@@ -140,21 +140,50 @@ def self_entropic_score(
     *,
     return_info: bool = False,
 ):
-    """Score estimate ∇log ρ(x_i) ≈ −(2/ε)(x_i − B(x_i)) from samples x (n, d) (Remark 3.10).
+    """Score estimate ∇log ρ(x_i) ≈ −(2/ε)(x_i − B(x_i)) from samples x (Remark 3.10).
 
-    Returns the (n, d) estimate, or ``(score, potential)`` with the
-    ``SelfEntropicPotential`` (residual, iterations, converged) if ``return_info``.
-    Non-convergence within ``max_iter`` emits a ``ConvergenceWarning`` stating the
-    residual reached; it does not raise. ``eps <= 0`` raises a ValueError.
+    Parameters
+    ----------
+    x : array_like
+        Samples, (n, d).
+    eps : float, optional
+        The scale ε > 0; default: chosen from the samples' pairwise distances.
+    tol : float, default 1e-9
+        The Sinkhorn iteration's tolerance.
+    max_iter : int, default 1000
+        The most Sinkhorn iterations.
+    return_info : bool, default False
+        Also return the ``SelfEntropicPotential``.
 
+    Returns
+    -------
+    score : numpy.ndarray
+        The estimate, (n, d).
+    potential : SelfEntropicPotential
+        Only if ``return_info``: residual, iterations, converged.
+
+    Raises
+    ------
+    ValueError
+        If ``eps <= 0`` or another argument is invalid; if at least half of the pairwise
+        distances are 0 (the default ε would be 0); if the kernel underflows at every
+        sample (the message names eps and the smallest safe scale).
+
+    Warns
+    -----
+    ConvergenceWarning
+        Non-convergence within ``max_iter``, stating the residual reached; it does not
+        raise.
+    ScoreResolutionWarning
+        The kernel underflows at some samples only (isolated points): their score is 0.
+
+    Notes
+    -----
     The arguments are checked first (x, eps, tol, max_iter), then the data: at least half
-    of the pairwise distances 0 (the default ε would be 0), and too small an ε (checked
-    against each sample's nearest neighbour, see ``smallest_safe_eps``). When the kernel
-    underflows at every sample, so that the estimate would be all zeros, a ValueError
-    names eps and the smallest safe scale; when it underflows at some samples only
-    (isolated points), their score is 0 and a ``ScoreResolutionWarning`` says so.
-    An all-zero field is never a meaningful answer, hence the error; a few isolated
-    samples are common at the default ε, hence only a warning.
+    of the pairwise distances 0, and too small an ε (checked against each sample's nearest
+    neighbour, see ``smallest_safe_eps``). When the kernel underflows at every sample, the
+    estimate would be all zeros: an all-zero field is never a meaningful answer, hence the
+    error; a few isolated samples are common at the default ε, hence only a warning.
     """
     x, eps, tol, max_iter = _checked_arguments(x, eps, tol, max_iter)
     if eps is None and x.shape[0] <= STORED_MAX_POINTS:  # the estimate in one kernel call

@@ -213,10 +213,32 @@ def relative_entropy(source, target, x, y, log_det) -> KLEstimate:
 
 
 def exact_kl(architecture: ICNNArchitecture, theta, source, target, x) -> KLEstimate:
-    """H(T_θ#ϱ0 | γ) by (★) on samples x (n, d) of ϱ0, with its standard error.
+    """H(T_θ#ϱ0 | γ) by (★) (the module docstring) on samples of ϱ0, with its standard error.
 
-    source  ϱ0 with ``log_density(x) -> (n,)`` (``gridflow.Gaussian``, ``GaussianMixture``)
-    target  γ with log Z_γ known (a ``gridflow.LogConcaveTarget`` or ``gridflow.Gaussian``)
+    Parameters
+    ----------
+    architecture : ICNNArchitecture
+        The architecture of θ.
+    theta : array_like
+        The flat parameter vector θ, admissible.
+    source : object
+        ϱ0 with ``log_density(x) -> (n,)`` (``gridflow.Gaussian``, ``GaussianMixture``).
+    target : gridflow.LogConcaveTarget or gridflow.Gaussian
+        γ with log Z_γ known.
+    x : array_like
+        Samples of ϱ0, (n, d), n >= 2.
+
+    Returns
+    -------
+    KLEstimate
+        ``value`` ± ``standard_error``.
+
+    Raises
+    ------
+    TypeError
+        If `source` has no ``log_density``.
+    ValueError
+        If the target lacks log Z_γ, or θ or x is invalid.
     """
     target = as_target(target)
     theta = architecture.check_params(theta, "theta")

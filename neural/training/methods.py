@@ -202,8 +202,27 @@ METHODS: dict[str, type] = {
 
 
 def make_method(name: str, **overrides) -> MethodConfig:
-    """The paper's configuration of method ``name`` (implicit, explicit, euclidean, adam),
-    with fields replaced by ``overrides`` (e.g. ``steps=10``)."""
+    """The paper's configuration of method ``name``, with fields replaced by ``overrides``.
+
+    Parameters
+    ----------
+    name : {"implicit", "explicit", "euclidean", "adam"}
+        The method.
+    **overrides
+        Fields of its configuration to replace (e.g. ``steps=10``).
+
+    Returns
+    -------
+    MethodConfig
+        An ImplicitScheme, ExplicitScheme, EuclideanGD or EuclideanAdam.
+
+    Raises
+    ------
+    ValueError
+        If `name` is not a method.
+    TypeError
+        If an override is not a field of the method's configuration.
+    """
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
     cls = METHODS[name]

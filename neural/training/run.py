@@ -36,24 +36,32 @@ __all__ = ["SchemeResult", "run_method"]
 class SchemeResult:
     """Outcome of one run (Algorithm 1 or 2).
 
-    method          method name
-    config          the method configuration used
-    architecture    ICNN architecture of θ
-    initial_params  θ_0
-    params          θ_K (admissible: projected after every update)
-    fisher          mean ‖ŝ + ∇V‖² on each batch (an estimate of the relative Fisher
-                    information of T_θ#ϱ0 w.r.t. γ): Algorithm 1 (steps,) at θ_0..θ_{K−1};
-                    Algorithm 2 (K, K'): implicit at the inner iterates, explicit at the
-                    anchor T_k (θ_k, or ϱ0 itself for k = 0 with start='identity');
-                    NaN with kl='logdet' (no score is estimated)
-    inner_loss      Algorithm 2 (K, K') before each inner update: explicit, the (gd, expl.)
-                    objective (kl='score') or its proximal term (kl='logdet'); implicit,
-                    the proximal term (1/(2τ))(1/n)Σ‖T_θ − T_θk‖²; None for Algorithm 1;
-                    explicit with inner_solver='lbfgs': (K, 1), the objective at the
-                    solution
-    inner_solves    explicit with inner_solver='lbfgs': the K regressions
-                    (``neural.training.regression.MapFit``: residual, projected gradient reached,
-                    iterations); None otherwise
+    Attributes
+    ----------
+    method : str
+        The method name.
+    config : MethodConfig
+        The method configuration used.
+    architecture : ICNNArchitecture
+        The ICNN architecture of θ.
+    initial_params : numpy.ndarray
+        θ_0.
+    params : numpy.ndarray
+        θ_K (admissible: projected after every update).
+    fisher : numpy.ndarray
+        Mean ‖ŝ + ∇V‖² on each batch (an estimate of the relative Fisher information of
+        T_θ#ϱ0 w.r.t. γ): Algorithm 1 (steps,) at θ_0..θ_{K−1}; Algorithm 2 (K, K'):
+        implicit at the inner iterates, explicit at the anchor T_k (θ_k, or ϱ0 itself for
+        k = 0 with start='identity'); NaN with kl='logdet' (no score is estimated).
+    inner_loss : numpy.ndarray or None
+        Algorithm 2 (K, K') before each inner update: explicit, the (gd, expl.) objective
+        (kl='score') or its proximal term (kl='logdet'); implicit, the proximal term
+        (1/(2τ))(1/n)Σ‖T_θ − T_θk‖²; None for Algorithm 1; explicit with
+        inner_solver='lbfgs': (K, 1), the objective at the solution.
+    inner_solves : tuple of MapFit or None
+        Explicit with inner_solver='lbfgs': the K regressions
+        (``neural.training.regression.MapFit``: residual, projected gradient reached,
+        iterations); None otherwise.
     """
 
     method: str
@@ -71,7 +79,18 @@ class SchemeResult:
         return ICNN.from_architecture(self.architecture, self.params)
 
     def map(self, x) -> np.ndarray:
-        """T_θK(x) for points x (n, d)."""
+        """T_θK(x).
+
+        Parameters
+        ----------
+        x : array_like
+            Points, (n, d).
+
+        Returns
+        -------
+        numpy.ndarray
+            T_θK(x), (n, d).
+        """
         return transport_map(self.architecture, self.params, x)
 
 
@@ -96,15 +115,32 @@ def run_method(
 ) -> SchemeResult:
     """Train T_θ = ∇φ_θ from ``initial`` with one of the paper's methods (Algorithms 1, 2).
 
-    config    EuclideanGD | EuclideanAdam | ExplicitScheme | ImplicitScheme (or a name:
-              the paper's configuration, ``make_method``)
-    initial   ICNN giving the architecture and θ_0
-    source    ϱ0: an object with ``sample(rng, n)`` or a callable (rng, n) -> (n, d)
-    target    γ ∝ exp(−V): ``Target``, gridflow.LogConcaveTarget, or a Gaussian (``as_target``)
-    rng       numpy Generator for the batches (the only randomness)
-    callback  called as callback(k, θ_k) after each outer step (Algorithm 1: every step)
+    Parameters
+    ----------
+    config : EuclideanGD, EuclideanAdam, ExplicitScheme, ImplicitScheme or str
+        The method's configuration, or a name: the paper's configuration (`make_method`).
+    initial : ICNN
+        Gives the architecture and θ_0.
+    source : object or callable
+        ϱ0: an object with ``sample(rng, n)`` or a callable (rng, n) -> (n, d).
+    target : Target, gridflow.LogConcaveTarget or Gaussian
+        γ ∝ exp(−V) (``as_target``).
+    rng : numpy.random.Generator
+        Draws the batches (the only randomness).
+    callback : callable, optional
+        Called as callback(k, θ_k) after each outer step (Algorithm 1: every step).
 
-    Raises ``DivergenceError`` if the iterates become non-finite or the samples collapse.
+    Returns
+    -------
+    SchemeResult
+        θ_K, the trained network (``.network``) and the run's records.
+
+    Raises
+    ------
+    TypeError
+        If `config` is not a configuration or a method name, or `callback` is not callable.
+    DivergenceError
+        If the iterates become non-finite or the samples collapse.
     """
     if isinstance(config, str):
         config = make_method(config)

@@ -583,7 +583,7 @@ def test_implicit_step_minimizes_the_proximal_objective():
 
     def objective(matrix, offset):
         pushed = gaussian.Gaussian(matrix @ source.mean + offset, matrix @ source.cov @ matrix)
-        distance = gaussian._map_error(source, matrix, offset, *identity)
+        distance = gaussian.closed_forms._map_error(source, matrix, offset, *identity)
         return gaussian.kl(pushed, target) + distance / (2 * tau)
 
     best = objective(step.A[1], step.b[1])

@@ -17,9 +17,11 @@ import sys
 from gridflow.checks import open_unit_interval, output_file, positive_float
 from gridflow.cli import argument_type, fail, number
 from gridflow.groundtruth import (
+    DEFAULT_BOX,
     MAP_SUFFIX,
     MIN_NODES,
-    SOURCES,
+    SOURCE_NAMES,
+    TARGET_NAMES,
     build_ground_truth,
     check_nodes,
     ground_truth_problems,
@@ -36,12 +38,25 @@ def parser() -> argparse.ArgumentParser:
     commands = main_parser.add_subparsers(dest="command", required=True)
     ground = commands.add_parser(
         "groundtruth",
-        help="build and save a 2D ground-truth OT map",
-        description="Build a 2D ground-truth OT map (the discrete minimizer of F_h) and save "
-        "it with its estimated error. Grids coarser than the source's features (e.g. --nodes "
-        "below 65 for paper-mixture) give large error estimates, stated in the output.",
+        help="build and save a ground-truth OT map (d = 1 or 2)",
+        description="Build a ground-truth OT map (the discrete minimizer of F_h) of any source "
+        "and target, and save it with its estimated error and the problem it solves. Grids "
+        "coarser than the source's features (e.g. --nodes below 65 for paper-mixture) give "
+        "large error estimates, stated in the output.",
     )
-    ground.add_argument("--source", choices=sorted(SOURCES), default="paper-mixture")
+    ground.add_argument(
+        "--source",
+        default="paper-mixture",
+        help=f"the source ϱ0: {' or '.join(sorted(SOURCE_NAMES))}, or a Gaussian mixture file "
+        '(JSON: {"means": [[...]], "covs": [[[...]]], "weights": [...]}); its dimension, 1 or '
+        "2, is the problem's (default paper-mixture)",
+    )
+    ground.add_argument(
+        "--target",
+        default="standard",
+        help=f"the target γ: {' or '.join(sorted(TARGET_NAMES))} (N(0, I)), or a Gaussian file "
+        '(JSON: {"mean": [...], "cov": [[...]]}) (default standard)',
+    )
     ground.add_argument(
         "--nodes",
         type=argument_type(check_nodes),
@@ -51,9 +66,9 @@ def parser() -> argparse.ArgumentParser:
     ground.add_argument(
         "--box",
         type=argument_type(number(positive_float), "box"),
-        default=6.0,
-        help="half-width of the square box; it must hold all but 1e-6 of the source mass "
-        "(default 6)",
+        default=None,
+        help="half-width of the box [-BOX, BOX]^d; it must hold all but 1e-6 of the source's "
+        f"and the target's mass (default {DEFAULT_BOX:g})",
     )
     ground.add_argument(
         "--density-floor",
@@ -75,12 +90,19 @@ def main(argv=None) -> int:
     main_parser = parser()
     args = main_parser.parse_args(argv)
     try:
-        ground_truth_problems(args.source, args.nodes, args.box, args.density_floor)
+        problems = ground_truth_problems(
+            args.source, args.target, args.nodes, args.box, args.density_floor
+        )
     except ValueError as error:
         main_parser.error(str(error))
     try:
         fine, metadata = build_ground_truth(
-            args.source, args.nodes, args.box, args.density_floor, progress=not args.quiet
+            problems[-1].source,
+            problems[-1].target,
+            args.nodes,
+            (problems[-1].grid.lower, problems[-1].grid.upper),
+            args.density_floor,
+            progress=not args.quiet,
         )
     except SolverError as error:
         fail(main_parser, error)
@@ -90,7 +112,8 @@ def main(argv=None) -> int:
         fail(main_parser, error)
     loaded = load_map(args.out)
     print(
-        f"wrote {args.out}: {args.source} -> N(0, I) on {loaded.grid.shape} nodes, "
+        f"wrote {args.out}: {args.source} -> {problems[-1].target.name} on "
+        f"{loaded.grid.shape} nodes, "
         f"F_h = {loaded.metadata['energy']:.6f}, estimated L2(rho0) error "
         f"{metadata['error_estimate']:.2e} (difference to the {metadata['coarser_shape']} "
         f"grid {metadata['difference_to_coarser']:.2e}), {metadata['seconds']:.1f} s"

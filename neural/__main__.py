@@ -49,7 +49,14 @@ from neural.studies.errorbudget import (
     format_budget,
     make_problem,
 )
-from neural.studies.flowcheck import CASES, SETTINGS, flow_check, flowcheck_figure, format_flowcheck
+from neural.studies.flowcheck import (
+    CASES,
+    SETTINGS,
+    case_from_file,
+    flow_check,
+    flowcheck_figure,
+    format_flowcheck,
+)
 from neural.studies.sweep import (
     BACKENDS,
     SIZES,
@@ -176,7 +183,14 @@ def _parser() -> argparse.ArgumentParser:
     flow = commands.add_parser(
         "flowcheck", help="neural schemes against the reference schemes, step by step"
     )
-    flow.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
+    flow.add_argument(
+        "--cases", nargs="+", choices=CASES, default=None,
+        help=f"built-in cases (default all: {', '.join(CASES)}; none with --ground-truth)",
+    )  # fmt: skip
+    flow.add_argument(
+        "--ground-truth", default=None, metavar="MAP.npz",
+        help="also check the problem this ground-truth file records (gridflow.save_map)",
+    )  # fmt: skip
     flow.add_argument(
         "--tau", type=argument_type(number(positive_float), "--tau"), default=0.25,
         help="step τ of both schemes (default 0.25)",
@@ -191,7 +205,8 @@ def _parser() -> argparse.ArgumentParser:
     budget = commands.add_parser("errorbudget", help="Remark 3.11's three causes, measured")
     budget.add_argument(
         "--problems", nargs="+", default=["mixture", "gaussian2", "gaussian8", "gaussian32"],
-        help="'mixture' (needs --ground-truth) and/or gaussianD (the dimension study's pair)",
+        help="'mixture' (the paper's; needs --ground-truth), 'file' (the problem that "
+        "--ground-truth records) and/or gaussianD (the dimension study's pair)",
     )  # fmt: skip
     budget.add_argument(
         "--ground-truth", default=None,
@@ -309,16 +324,27 @@ def _dimensions(args) -> int:
     return 0
 
 
-def _flowcheck(args) -> int:
+def _flowcheck(args, parser) -> int:
+    cases = args.cases if args.cases is not None else [] if args.ground_truth else list(CASES)
+    if args.ground_truth:
+        settings = SETTINGS[args.size]
+        try:  # a damaged file, or one that does not record its problem
+            case = case_from_file(
+                args.ground_truth, nodes=settings["nodes"], density_floor=settings["density_floor"]
+            )
+        except (ValueError, TypeError, KeyError) as error:
+            parser.error(f"--ground-truth: {error}")
+        cases = [*cases, case]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     checks = []
-    for case in args.cases:
+    for case in cases:
         start = time.perf_counter()
         check = flow_check(case, tau=args.tau, steps=args.steps, size=args.size)
         checks.append(check)
         print(format_flowcheck(check))
-        print(f"({case}: {time.perf_counter() - start:.1f} s)\n", flush=True)
+        name = case if isinstance(case, str) else case.name
+        print(f"({name}: {time.perf_counter() - start:.1f} s)\n", flush=True)
     (out / "flowcheck.txt").write_text("\n\n".join(format_flowcheck(c) for c in checks) + "\n")
     flowcheck_figure(checks).savefig(out / "flowcheck.png", dpi=120)
     print(f"wrote {out / 'flowcheck.txt'} and {out / 'flowcheck.png'}")
@@ -363,7 +389,7 @@ def main(argv=None) -> int:
     if args.command == "benchmark":
         return _benchmark(args)
     if args.command == "flowcheck":
-        return _flowcheck(args)
+        return _flowcheck(args, parser)
     return _dimensions(args)
 
 

@@ -137,7 +137,7 @@ def _timed_ground_truth(nodes: int):
     (seconds, processor seconds, error estimate, peak resident memory in MiB)."""
 
     started, processor = time.perf_counter(), _processor_seconds()
-    _, metadata = build_ground_truth("paper-mixture", nodes, 6.0, 1e-6, progress=False)
+    _, metadata = build_ground_truth("paper-mixture", "standard", nodes, 6.0, 1e-6, progress=False)
     seconds, processor = time.perf_counter() - started, _processor_seconds() - processor
     return seconds, processor, metadata["error_estimate"], _peak_resident_mib()
 

@@ -41,9 +41,7 @@ SIZES = {
 
 def exact_map(points):
     source = gaussian_source_2d()
-    A, b = gaussian.ot_map(
-        source, gaussian.Gaussian([0, 0], np.eye(2))
-    )
+    A, b = gaussian.ot_map(source, gaussian.Gaussian([0, 0], np.eye(2)))
     return points @ A.T + b
 
 
@@ -249,7 +247,9 @@ def ground_truth_check(nodes, outdir) -> list[Check]:
     setting = "paper 4-mode mixture → N(0, I), [-6, 6]², density floor 1e-6"
     if nodes is None:
         return [Check("ground truth", setting, "run --size full", "exported", "n/a")]
-    fine, metadata = build_ground_truth("paper-mixture", nodes, 6.0, 1e-6, progress=False)
+    fine, metadata = build_ground_truth(
+        "paper-mixture", "standard", nodes, 6.0, 1e-6, progress=False
+    )
     path = pathlib.Path(outdir) / f"ground_truth_paper_mixture_{nodes}.npz"
     save_map(path, fine, metadata)
     loaded = load_map(path)

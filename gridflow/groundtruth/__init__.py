@@ -1,29 +1,56 @@
 """Ground-truth maps: exact ones (the 1D quantile map), computed ones (the grid solver's
-discrete OT map with its error estimate), and the map files that carry them."""
+discrete OT map with its error estimate), the map files that carry them, and the problem
+each file records (its source and target, rebuilt by whoever reads the file)."""
 
 from gridflow.groundtruth.build import (
     CASCADE_COARSEST,
+    DEFAULT_BOX,
     MIN_NODES,
-    SOURCES,
+    TARGET_MAX_CUT_MASS,
     build_ground_truth,
     check_nodes,
+    check_target_mass,
     grid_cascade,
     ground_truth_problems,
 )
 from gridflow.groundtruth.files import MAP_SUFFIX, MapFileError, load_map, save_map
+from gridflow.groundtruth.problems import (
+    SOURCE_NAMES,
+    TARGET_NAMES,
+    problem_of,
+    read_source,
+    read_target,
+    same_law,
+    source_from_spec,
+    source_spec,
+    target_from_spec,
+    target_spec,
+)
 from gridflow.groundtruth.quantile import quantile_map
 
 __all__ = [
     "CASCADE_COARSEST",
+    "DEFAULT_BOX",
     "MAP_SUFFIX",
     "MIN_NODES",
-    "SOURCES",
+    "SOURCE_NAMES",
+    "TARGET_MAX_CUT_MASS",
+    "TARGET_NAMES",
     "MapFileError",
     "build_ground_truth",
     "check_nodes",
+    "check_target_mass",
     "grid_cascade",
     "ground_truth_problems",
     "load_map",
+    "problem_of",
     "quantile_map",
+    "read_source",
+    "read_target",
+    "same_law",
     "save_map",
+    "source_from_spec",
+    "source_spec",
+    "target_from_spec",
+    "target_spec",
 ]

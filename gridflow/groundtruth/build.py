@@ -10,28 +10,36 @@ on started from the coarser grid's map instead of the continuation in the densit
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
+import numpy as np
 from tqdm import tqdm
 
-from gridflow import examples
 from gridflow.checks import open_unit_interval, positive_float
 from gridflow.cli import integer
+from gridflow.grid import Grid
+from gridflow.groundtruth.problems import read_source, read_target, source_spec, target_spec
 from gridflow.maps import GridMap
+from gridflow.measures import Gaussian
+from gridflow.problem import Problem
 from gridflow.schemes import minimize
 
 __all__ = [
     "CASCADE_COARSEST",
+    "DEFAULT_BOX",
     "MIN_NODES",
-    "SOURCES",
+    "TARGET_MAX_CUT_MASS",
     "build_ground_truth",
     "check_nodes",
+    "check_target_mass",
     "grid_cascade",
     "ground_truth_problems",
 ]
 
-SOURCES = {"paper-mixture": examples.paper_mixture, "gaussian": examples.gaussian_source_2d}
+DEFAULT_BOX = 6.0
+"""Half-width of the grid's box when neither the command nor the source gives one."""
+TARGET_MAX_CUT_MASS = 1e-6
+"""The largest target mass the box may leave out (as the source's ``max_cut_mass``)."""
 MIN_NODES = 9
 """The smallest --nodes: the coarse grid (nodes - 1) / 2 + 1 must have 5 nodes per axis."""
 CASCADE_COARSEST = 65
@@ -57,27 +65,65 @@ def grid_cascade(nodes: int) -> list[int]:
     return sizes[::-1]
 
 
-def ground_truth_problems(source: str, nodes: int, box: float, density_floor: float):
-    """The `Problem`s of `grid_cascade(nodes)`, coarsest first, the finest last; raises
-    ValueError (before any solve) on bad input.
+def _box(box, source, dim: int) -> tuple[list[float], list[float]]:
+    """(lower, upper) of the grid: ``box`` as a half-width (the box [-box, box]^d), as
+    (lower, upper), or None for the source's own box (a density given on a grid) or
+    [-6, 6]^d."""
+    if box is None:
+        own = getattr(source, "box", None)
+        if own is not None:
+            return [float(v) for v in own[0]], [float(v) for v in own[1]]
+        box = DEFAULT_BOX
+    if np.ndim(box) == 0:
+        half = positive_float(box, "box")
+        return [-half] * dim, [half] * dim
+    lower, upper = (np.atleast_1d(np.asarray(v, dtype=float)) for v in box)
+    if lower.shape != (dim,) or upper.shape != (dim,) or not np.all(lower < upper):
+        raise ValueError(f"box must be a half-width or (lower, upper) in d = {dim}, got {box!r}")
+    return lower.tolist(), upper.tolist()
 
-    A box that cuts more than the allowed source mass raises `GridCutsSourceError`.
+
+def ground_truth_problems(source, target, nodes: int, box, density_floor: float):
+    """The `Problem`s of `grid_cascade(nodes)`, coarsest first, the finest last.
+
+    ``source`` and ``target`` are built-in names, files or objects (``read_source``,
+    ``read_target``); the dimension is the source's (1 or 2). Raises ValueError before any
+    solve on bad input, `GridCutsSourceError` if the box cuts more than the allowed source
+    mass, and ValueError if it cuts more than TARGET_MAX_CUT_MASS of the target's.
     """
-    if source not in SOURCES:
-        raise ValueError(f"source must be one of {sorted(SOURCES)}, got {source!r}")
+    source = read_source(source)
+    dim = int(source.dim)
+    if dim not in (1, 2):
+        raise ValueError(f"the grid solver works in d = 1 and 2, the source has d = {dim}")
+    target = read_target(target, dim)
     nodes = check_nodes(nodes)
-    box = positive_float(box, "box")
+    lower, upper = _box(box, source, dim)
     density_floor = open_unit_interval(density_floor, "density_floor")
+    check_target_mass(target, lower, upper)
     return [
-        dataclasses.replace(
-            examples.problem_2d(grid_nodes, source=SOURCES[source](), box=(-box, box)),
-            density_floor=density_floor,
-        )
+        Problem(Grid(lower, upper, [grid_nodes] * dim), source, target, density_floor=density_floor)
         for grid_nodes in grid_cascade(nodes)
     ]
 
 
-def build_ground_truth(source: str, nodes: int, box: float, density_floor: float, progress=True):
+def check_target_mass(target, lower, upper) -> float:
+    """The target's mass outside the box, if it is known (Gaussian targets: exact per axis,
+    a union bound in d = 2); ValueError above TARGET_MAX_CUT_MASS: the grid's maps would
+    have to leave their box to reach γ."""
+    if not target.is_gaussian:
+        return float("nan")
+    mass = Gaussian(target.mean, target.cov).mass_outside(lower, upper)
+    if mass > TARGET_MAX_CUT_MASS:
+        raise ValueError(
+            f"the box {lower}..{upper} leaves out {mass:.2g} of the target's mass (at most "
+            f"{TARGET_MAX_CUT_MASS:g}): choose a larger --box"
+        )
+    return mass
+
+
+def build_ground_truth(
+    source, target, nodes: int, box=None, density_floor: float = 1e-6, progress=True
+):
     """Solve the grids of `grid_cascade` in turn and return the finest map.
 
     Each grid is started from the map of the one before when that has CASCADE_COARSEST
@@ -85,12 +131,17 @@ def build_ground_truth(source: str, nodes: int, box: float, density_floor: float
 
     Parameters
     ----------
-    source : {"paper-mixture", "gaussian"}
-        The source ϱ0 (a key of SOURCES); the target is N(0, I).
+    source : str or path or source object
+        The source ϱ0: a key of ``SOURCE_NAMES``, a mixture's JSON file, or an object of
+        ``gridflow.measures`` (``read_source``); its dimension (1 or 2) is the problem's.
+    target : str or path or LogConcaveTarget
+        The target γ: a key of ``TARGET_NAMES``, a Gaussian's JSON file, or a target or
+        Gaussian object (``read_target``).
     nodes : int
         Nodes per axis of the finest grid: an odd integer >= MIN_NODES.
-    box : float
-        The box is [-box, box]², box > 0.
+    box : float or (lower, upper) or None
+        A half-width (the box [-box, box]^d), the box's corners, or None: the source's
+        own box if it has one (a density given on a grid), else [-6, 6]^d.
     density_floor : float
         The problems' density floor, in (0, 1).
     progress : bool, default True
@@ -111,7 +162,7 @@ def build_ground_truth(source: str, nodes: int, box: float, density_floor: float
     GridCutsSourceError
         If the box cuts more than the allowed source mass.
     """
-    problems = ground_truth_problems(source, nodes, box, density_floor)
+    problems = ground_truth_problems(source, target, nodes, box, density_floor)
     started = time.perf_counter()
     solutions = []
     for problem in tqdm(problems, desc="grids", disable=not progress):
@@ -122,10 +173,10 @@ def build_ground_truth(source: str, nodes: int, box: float, density_floor: float
     (coarse_problem, fine_problem), (coarse, fine) = problems[-2:], solutions[-2:]
     difference = fine_problem.norm(fine.map - GridMap.from_discrete_map(coarse)(fine.points))
     metadata = {
-        "source": source,
-        "target": "N(0, I)",
-        "box": [-box, box],
-        "density_floor": density_floor,
+        "source": source_spec(fine_problem.source),
+        "target": target_spec(fine_problem.target),
+        "box": [list(fine_problem.grid.lower), list(fine_problem.grid.upper)],
+        "density_floor": fine_problem.density_floor,
         "floored_mass": fine_problem.floored_mass,
         "coarser_shape": list(coarse_problem.grid.shape),
         "difference_to_coarser": difference,

@@ -37,6 +37,7 @@ with its standard error, the energy-distance MMD to γ and the CPU time of train
 from __future__ import annotations
 
 import itertools
+import pathlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ from tqdm.auto import tqdm
 from gridflow import LogConcaveTarget
 from gridflow.checks import positive_int, require_generator
 from gridflow.examples import paper_mixture
+from gridflow.groundtruth import MapFileError, load_map, problem_of
 from gridflow.maps import map_distance
 from gridflow.measures import as_target
 from neural.errors import DivergenceError
@@ -70,6 +72,7 @@ __all__ = [
     "fit_to_map",
     "format_budget",
     "make_problem",
+    "problem_from_file",
 ]
 
 
@@ -93,10 +96,34 @@ class BudgetProblem:
             object.__setattr__(self, "target_cov", self.target.cov)
 
 
+def problem_from_file(path) -> BudgetProblem:
+    """The problem a ground-truth file records (its source and target, rebuilt from its
+    metadata: ``gridflow.groundtruth.problem_of``), graded against the file's map."""
+    try:
+        true_map = load_map(path)
+    except MapFileError as error:
+        raise MapFileError(f"ground truth: {error}") from None
+    try:
+        source, target = problem_of(true_map.metadata, true_map.dim)
+    except (ValueError, TypeError, KeyError) as error:
+        raise ValueError(f"ground truth {path}: {error}") from None
+    if not target.is_gaussian:
+        raise ValueError(
+            f"ground truth {path}: the UVP needs the target's covariance, and {target.name} "
+            f"is not Gaussian; build a BudgetProblem with target_cov"
+        )
+    return BudgetProblem(pathlib.Path(path).stem, source, target, true_map)
+
+
 def make_problem(name: str, ground_truth=None) -> BudgetProblem:
     """'mixture' (the paper's, against the ground-truth file, checked to be the mixture's by
-    ``neural.studies.sweep.check_ground_truth``) or 'gaussianD' (the dimension study's
-    random pair in d = D, ``neural.studies.dimensions.gaussian_problem``)."""
+    ``neural.studies.sweep.check_ground_truth``), 'file' (the problem the ground-truth file
+    records, ``problem_from_file``) or 'gaussianD' (the dimension study's random pair in
+    d = D, ``neural.studies.dimensions.gaussian_problem``)."""
+    if name == "file":
+        if ground_truth is None:
+            raise ValueError("the problem 'file' is the one of --ground-truth: give the file")
+        return problem_from_file(ground_truth)
     if name == "mixture":
         if ground_truth is None:
             raise ValueError(
@@ -114,7 +141,9 @@ def make_problem(name: str, ground_truth=None) -> BudgetProblem:
             dim, np.random.default_rng(problem_seq)
         )
         return BudgetProblem(name, source, target, lambda x: x @ matrix.T + offset, cov)
-    raise ValueError(f"unknown problem {name!r}: 'mixture' or 'gaussianD' (e.g. gaussian8)")
+    raise ValueError(
+        f"unknown problem {name!r}: 'mixture', 'file' or 'gaussianD' (e.g. gaussian8)"
+    )
 
 
 FIT_SAMPLES = 20_000

@@ -23,6 +23,7 @@ implicit scheme's own per-step contraction makes its rate smaller than the flow'
 
 from __future__ import annotations
 
+import pathlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ import numpy as np
 from gridflow import Gaussian, Grid, LogConcaveTarget, Problem, examples, gaussian, rates, solve
 from gridflow.checks import positive_float, positive_int, require_generator
 from gridflow.examples import paper_mixture
+from gridflow.groundtruth import load_map, problem_of
 from gridflow.maps import GridMap
 from gridflow.measures import as_target
 from neural.network.functions import transport_map_unchecked
@@ -46,6 +48,7 @@ __all__ = [
     "FlowCheck",
     "NeuralTrajectory",
     "Reference",
+    "case_from_file",
     "flow_check",
     "flowcheck_figure",
     "format_flowcheck",
@@ -139,6 +142,24 @@ def grid_case(
         return Reference(label, np.array(trajectory.energy), maps, domain)
 
     return Case(name, source, target, reference)
+
+
+def case_from_file(path, *, nodes: int = 65, density_floor: float = 1e-5) -> Case:
+    """The problem a ground-truth file records (``gridflow.groundtruth.problem_of``): a
+    ``gaussian_case`` when both laws are Gaussian, else a ``grid_case`` on the file's box."""
+    true_map = load_map(path)
+    source, target = problem_of(true_map.metadata, true_map.dim)
+    name = pathlib.Path(path).stem
+    if isinstance(source, Gaussian) and target.is_gaussian:
+        return gaussian_case(name, source, target)
+    lower, upper = np.array(true_map.grid.lower), np.array(true_map.grid.upper)
+    if not np.allclose(lower, -upper):
+        raise ValueError(
+            f"ground truth {path}: the flow check's grid box is symmetric, the file's is not"
+        )
+    return grid_case(
+        name, source, target, nodes=nodes, box=float(upper.max()), density_floor=density_floor
+    )
 
 
 CASES = ("gaussian2d", "mixture", "gaussian8")

@@ -24,7 +24,7 @@ def test_grid_cascade_halves_down_to_the_coarsest_resolved_grid():
     assert grid_cascade(129) == [65, 129]
     assert grid_cascade(513) == [65, 129, 257, 513]
     assert grid_cascade(131) == [66, 131]  # an even grid has no nested halving
-    problems = ground_truth_problems("gaussian", 257, 6.0, 1e-6)
+    problems = ground_truth_problems("gaussian", "standard", 257, 6.0, 1e-6)
     assert [p.grid.shape for p in problems] == [(65, 65), (129, 129), (257, 257)]
 
 

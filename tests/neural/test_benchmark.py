@@ -583,7 +583,9 @@ def test_ground_truth_built_for_the_gaussian_source_is_refused(tmp_path, capsys,
     from gridflow import save_map
     from neural.__main__ import main
 
-    fine, metadata = gridflow_cli.build_ground_truth("gaussian", 9, 6.0, 1e-6, progress=False)
+    fine, metadata = gridflow_cli.build_ground_truth(
+        "gaussian", "standard", 9, 6.0, 1e-6, progress=False
+    )
     save_map(tmp_path / "gaussian.npz", fine, metadata)
     out = tmp_path / "sweep"
     argv = ["benchmark", "--size", "tiny", "--seeds", "1", "--out", str(out), "--no-progress"]

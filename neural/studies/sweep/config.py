@@ -15,6 +15,13 @@ import numpy as np
 
 from gridflow import MapFileError, load_map
 from gridflow.checks import positive_int
+from gridflow.groundtruth import (
+    read_source,
+    read_target,
+    same_law,
+    source_from_spec,
+    target_from_spec,
+)
 from neural.network import ICNNArchitecture
 from neural.network.initialization import INITS
 from neural.studies.sweep.errors import SweepSetupError
@@ -47,9 +54,15 @@ SIZES: dict[str, dict] = {
 """Size presets: step counts and evaluation sample size."""
 
 GROUND_TRUTH_SOURCE = "paper-mixture"
-GROUND_TRUTH_TARGET = "N(0, I)"
-"""The source and target a ground-truth file of the Fig. 2 sweep must record in its metadata
-(as written by ``python -m gridflow groundtruth --source paper-mixture``)."""
+GROUND_TRUTH_TARGET = "standard"
+"""The source and target of the Fig. 2 sweep (``gridflow.groundtruth.SOURCE_NAMES``,
+``TARGET_NAMES``): a ground-truth file must record this problem in its metadata (as written
+by ``python -m gridflow groundtruth --source paper-mixture``)."""
+
+
+def _recorded(value) -> str:
+    """A law recorded in a map file, for messages: its name, or its specification's kind."""
+    return repr(value) if isinstance(value, str) else repr(value.get("kind", value))
 
 
 def check_ground_truth(path):
@@ -57,9 +70,10 @@ def check_ground_truth(path):
 
     Refuses (ValueError naming the file and what differs) a file that is missing or damaged
     (``gridflow.MapFileError``), of another dimension than 2, or whose metadata do not
-    record the sweep's source (``GROUND_TRUTH_SOURCE``) and target (``GROUND_TRUTH_TARGET``):
-    a map of another problem would give meaningless map errors. Whether its box covers the
-    evaluation samples depends on the seeds (``run_benchmark`` checks it before training).
+    record the sweep's source and target (``GROUND_TRUTH_SOURCE``, ``GROUND_TRUTH_TARGET``;
+    the file's problem is rebuilt from its metadata and compared to the last bit): a map of
+    another problem would give meaningless map errors. Whether its box covers the evaluation
+    samples depends on the seeds (``run_benchmark`` checks it before training).
     """
     try:
         true_map = load_map(path)
@@ -71,11 +85,24 @@ def check_ground_truth(path):
             f"ground truth {path}: a map in dimension {true_map.grid.dim}, the sweep is in "
             f"dimension 2; {fix}"
         )
-    for key, wanted in (("source", GROUND_TRUTH_SOURCE), ("target", GROUND_TRUTH_TARGET)):
+    wanted = {
+        "source": read_source(GROUND_TRUTH_SOURCE),
+        "target": read_target(GROUND_TRUTH_TARGET, 2),
+    }
+    for key, law in wanted.items():
         recorded = true_map.metadata.get(key)
-        if recorded != wanted:
-            what = "records no " + key if recorded is None else f"is a map with {key} {recorded!r}"
-            raise ValueError(f"ground truth {path} {what}, the sweep's {key} is {wanted!r}; {fix}")
+        if recorded is None:
+            raise ValueError(f"ground truth {path} records no {key}; {fix}")
+        try:
+            rebuilt = (source_from_spec(recorded) if key == "source"
+                       else target_from_spec(recorded, 2))  # fmt: skip
+        except (ValueError, TypeError, KeyError):
+            rebuilt = None
+        if rebuilt is None or not same_law(rebuilt, law):
+            raise ValueError(
+                f"ground truth {path} is a map with {key} {_recorded(recorded)}, not the "
+                f"sweep's {key} {GROUND_TRUTH_SOURCE if key == 'source' else 'N(0, I)'}; {fix}"
+            )
     return true_map
 
 

@@ -21,6 +21,7 @@ from gridflow.measures import (
     EmpiricalSource,
     Gaussian,
     GaussianMixture,
+    GridDensity,
     LogConcaveTarget,
 )
 from gridflow.problem import GridCutsSourceError, Problem
@@ -36,6 +37,7 @@ __all__ = [
     "GaussianMixture",
     "Grid",
     "GridCutsSourceError",
+    "GridDensity",
     "GridMap",
     "LogConcaveTarget",
     "MapDistance",

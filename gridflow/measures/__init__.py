@@ -2,10 +2,12 @@
 
 ``Gaussian`` and ``GaussianMixture`` serve as sources of either solver (density, mass
 outside a box, samples, log-density, score); ``CallableSource`` is a density given by a
-function, ``EmpiricalSource`` a data array; ``LogConcaveTarget`` is the one target type.
+function, ``GridDensity`` a density given on a regular grid (an image),
+``EmpiricalSource`` a data array; ``LogConcaveTarget`` is the one target type.
 """
 
 from gridflow.measures.gaussians import Gaussian, GaussianMixture
+from gridflow.measures.grid_density import GridDensity
 from gridflow.measures.sources import CallableSource, EmpiricalSource, as_sampler, as_source
 from gridflow.measures.targets import LogConcaveTarget, as_target, check_growth
 
@@ -14,6 +16,7 @@ __all__ = [
     "EmpiricalSource",
     "Gaussian",
     "GaussianMixture",
+    "GridDensity",
     "LogConcaveTarget",
     "as_sampler",
     "as_source",

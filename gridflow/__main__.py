@@ -26,9 +26,19 @@ from gridflow.groundtruth import (
     check_nodes,
     ground_truth_problems,
     load_map,
+    read_source,
     save_map,
 )
 from gridflow.solvers import SolverError
+
+
+def _source_box(bounds):
+    """--source-box XMIN XMAX [YMIN YMAX] as GridDensity's box ((lower...), (upper...))."""
+    if bounds is None:
+        return None
+    if len(bounds) not in (2, 4):
+        raise ValueError(f"--source-box takes XMIN XMAX or XMIN XMAX YMIN YMAX, got {bounds}")
+    return tuple(bounds[0::2]), tuple(bounds[1::2])
 
 
 def parser() -> argparse.ArgumentParser:
@@ -50,6 +60,15 @@ def parser() -> argparse.ArgumentParser:
         help=f"the source ϱ0: {' or '.join(sorted(SOURCE_NAMES))}, or a Gaussian mixture file "
         '(JSON: {"means": [[...]], "covs": [[[...]]], "weights": [...]}); its dimension, 1 or '
         "2, is the problem's (default paper-mixture)",
+    )
+    ground.add_argument(
+        "--source-box",
+        type=float,
+        nargs="+",
+        metavar="BOUND",
+        default=None,
+        help="the box a density file (.npy) covers: XMIN XMAX in d = 1, XMIN XMAX YMIN YMAX "
+        "in d = 2 (a .npz may store it as 'box')",
     )
     ground.add_argument(
         "--target",
@@ -91,7 +110,11 @@ def main(argv=None) -> int:
     args = main_parser.parse_args(argv)
     try:
         problems = ground_truth_problems(
-            args.source, args.target, args.nodes, args.box, args.density_floor
+            read_source(args.source, _source_box(args.source_box)),
+            args.target,
+            args.nodes,
+            args.box,
+            args.density_floor,
         )
     except ValueError as error:
         main_parser.error(str(error))

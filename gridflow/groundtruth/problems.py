@@ -17,8 +17,17 @@ from __future__ import annotations
 import json
 import pathlib
 
+import numpy as np
+
 from gridflow import examples
-from gridflow.measures import Gaussian, GaussianMixture, LogConcaveTarget, as_target
+from gridflow.measures import (
+    Gaussian,
+    GaussianMixture,
+    GridDensity,
+    LogConcaveTarget,
+    as_target,
+)
+from gridflow.measures.grid_density import SPEC_KIND as GRID_DENSITY_KIND
 
 __all__ = [
     "SOURCE_NAMES",
@@ -68,9 +77,11 @@ def _law(build, path, what: str, *arguments):
         raise ValueError(f"{what} file {str(path)!r}: {error}") from None
 
 
-def read_source(source):
+def read_source(source, box=None):
     """The source named by ``source``: a built-in name (``SOURCE_NAMES``), a Gaussian
-    mixture's JSON file, or an object of ``gridflow.measures`` (returned as it is)."""
+    mixture's JSON file, a density on a grid (.npy with ``box``, or .npz holding ``density``
+    and optionally ``box``: ``GridDensity.from_file``), or an object of ``gridflow.measures``
+    (returned as it is)."""
     if not isinstance(source, (str, pathlib.Path)):
         return source
     if str(source) in SOURCE_NAMES:
@@ -78,12 +89,13 @@ def read_source(source):
     path = pathlib.Path(source)
     if path.suffix == ".json":
         record = _read_json(path, "source", ("means", "covs", "weights"))
-        return _law(
-            GaussianMixture, path, "source", *(record[k] for k in ("means", "covs", "weights"))
-        )
+        fields = (record["means"], record["covs"], record["weights"])
+        return _law(GaussianMixture, path, "source", *fields)
+    if path.suffix in (".npy", ".npz"):
+        return GridDensity.from_file(path, box)
     raise ValueError(
-        f"source must be one of {sorted(SOURCE_NAMES)} or a mixture file ending in .json, "
-        f"got {str(source)!r}"
+        f"source must be one of {sorted(SOURCE_NAMES)}, a mixture file ending in .json or a "
+        f"density file ending in .npy or .npz, got {str(source)!r}"
     )
 
 
@@ -120,6 +132,8 @@ def source_spec(source) -> dict:
             "covs": source.covs.tolist(),
             "weights": source.weights.tolist(),
         }
+    if isinstance(source, GridDensity):
+        return {**source.spec, "values": source.values.tolist()}
     return {"kind": "unrecorded", "type": type(source).__name__, "dim": int(source.dim)}
 
 
@@ -143,6 +157,8 @@ def source_from_spec(spec):
         return Gaussian(spec["mean"], spec["cov"])
     if kind == "gaussian-mixture":
         return GaussianMixture(spec["means"], spec["covs"], spec["weights"])
+    if kind == GRID_DENSITY_KIND:
+        return GridDensity.from_spec(spec, np.asarray(spec["values"], dtype=np.float64))
     if kind == "unrecorded":
         raise ValueError(
             f"the source ({spec.get('type')}) was given as Python code and is not recorded; "

@@ -1,17 +1,20 @@
 """Both command lines: a user error is one `error: …` line and exit status 2, before any work."""
 
+import json
 import pathlib
 import re
 import subprocess
 import sys
 import types
 
+import numpy as np
 import pytest
 
 import gridflow.__main__ as gridflow_cli
 import gridflow.groundtruth.build
 import validation.__main__ as validation_cli
 from gridflow import SolverError, load_map
+from gridflow.groundtruth import problem_of
 
 
 @pytest.fixture
@@ -46,7 +49,7 @@ GROUNDTRUTH_ERRORS = {
     "floor zero": (["--density-floor", "0"], r"density floor must be in \(0, 1\)"),
     "floor one": (["--density-floor", "1"], r"density floor must be in \(0, 1\)"),
     "floor text": (["--density-floor", "tiny"], "must be a number"),
-    "unknown source": (["--source", "uniform"], "invalid choice"),
+    "unknown source": (["--source", "uniform"], "source must be one of"),
     "wrong suffix": (["--out", "{tmp}/map.npy"], r"must end in \.npz"),
     "no suffix": (["--out", "{tmp}/map"], r"must end in \.npz"),
     "missing folder": (["--out", "{tmp}/missing/map.npz"], "does not exist"),
@@ -92,6 +95,74 @@ def test_groundtruth_on_a_coarse_grid_writes_a_loadable_map(tmp_path, capsys):
     loaded = load_map(out)
     assert loaded.grid.shape == (17, 17)
     assert loaded.metadata["coarser_shape"] == [9, 9]
+    assert "wrote" in capsys.readouterr().out
+
+
+PROBLEM_FILE_ERRORS = {
+    "source file missing": (["--source", "{tmp}/missing.json"], "does not exist|No such file"),
+    "source not JSON": (["--source", "{tmp}/garbage.json"], "not valid JSON"),
+    "source lacks a key": (["--source", "{tmp}/no_weights.json"], r"lacks the keys \['weights'\]"),
+    "source cov not SPD": (["--source", "{tmp}/not_spd.json"], "positive definite"),
+    "source of another kind": (["--source", "{tmp}/mix.txt"], "ending in .json"),
+    "density without its box": (["--source", "{tmp}/density.npy"], "box"),
+    "density negative": (["--source", "{tmp}/negative.npy", "--source-box", "-6", "6", "-6", "6"],
+                         "negative"),
+    "density box cut": (["--source", "{tmp}/density.npy", "--source-box", "-6", "6", "-6", "6",
+                         "--box", "1"], "leaves out"),
+    "source box count": (["--source", "{tmp}/density.npy", "--source-box", "-6", "6", "1"],
+                         "XMIN XMAX"),
+    "target lacks a key": (["--target", "{tmp}/no_cov.json"], r"lacks the keys \['cov'\]"),
+    "target dimension": (["--target", "{tmp}/target_1d.json"], "dimension 1, the source 2"),
+    "target cut by the box": (["--target", "{tmp}/far_target.json"], "target's mass"),
+}  # fmt: skip
+
+
+def _problem_files(tmp_path):
+    mix = {"means": [[-1.0, 0.0], [1.0, 0.0]], "covs": [[[0.3, 0.0], [0.0, 0.3]]] * 2,
+           "weights": [0.5, 0.5]}  # fmt: skip
+    files = {
+        "garbage.json": "{means: [",
+        "no_weights.json": json.dumps({k: mix[k] for k in ("means", "covs")}),
+        "not_spd.json": json.dumps({**mix, "covs": [[[1.0, 2.0], [2.0, 1.0]]] * 2}),
+        "mix.txt": json.dumps(mix),
+        "no_cov.json": json.dumps({"mean": [0.0, 0.0]}),
+        "target_1d.json": json.dumps({"mean": [0.0], "cov": [[1.0]]}),
+        "far_target.json": json.dumps({"mean": [5.5, 0.0], "cov": [[1.0, 0.0], [0.0, 1.0]]}),
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    x = np.linspace(-6, 6, 41)
+    density = np.exp(-0.5 * (x[:, None] ** 2 + x[None, :] ** 2))
+    np.save(tmp_path / "density.npy", density)
+    np.save(tmp_path / "negative.npy", density - 0.5)
+
+
+@pytest.mark.parametrize("case", PROBLEM_FILE_ERRORS)
+def test_groundtruth_problem_file_errors(case, tmp_path, capsys, no_solving):
+    """Every bad source or target file is one error line naming it, exit 2, before solving."""
+    _problem_files(tmp_path)
+    arguments, expected = PROBLEM_FILE_ERRORS[case]
+    argv = ["groundtruth", "--quiet", "--nodes", "9", "--out", str(tmp_path / "map.npz")]
+    argv += [a.format(tmp=tmp_path) for a in arguments]
+    status, line = exit_status_and_error(gridflow_cli.main, argv, capsys)
+    assert status == 2 and re.search(expected, line), line
+    assert not (tmp_path / "map.npz").exists()
+
+
+def test_groundtruth_of_a_density_file_records_its_problem(tmp_path, capsys):
+    _problem_files(tmp_path)
+    target_2d = {"mean": [0.5, 0.0], "cov": [[1.0, 0.0], [0.0, 1.2]]}
+    (tmp_path / "target_2d.json").write_text(json.dumps(target_2d))
+    out = tmp_path / "truth.npz"
+    argv = ["groundtruth", "--quiet", "--nodes", "17", "--out", str(out),
+            "--source", str(tmp_path / "density.npy"), "--source-box", "-6", "6", "-6", "6",
+            "--target", str(tmp_path / "target_2d.json")]  # fmt: skip
+    assert gridflow_cli.main(argv) == 0
+    truth = load_map(out)
+    source, target = problem_of(truth.metadata, 2)
+    np.testing.assert_array_equal(source.values, np.load(tmp_path / "density.npy"))
+    np.testing.assert_array_equal(target.cov, target_2d["cov"])
+    assert truth.grid.lower == (-6.0, -6.0)  # the density's own box
     assert "wrote" in capsys.readouterr().out
 
 

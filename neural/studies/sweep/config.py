@@ -100,8 +100,8 @@ def check_ground_truth(path):
             rebuilt = None
         if rebuilt is None or not same_law(rebuilt, law):
             raise ValueError(
-                f"ground truth {path} is a map with {key} {_recorded(recorded)}, not the "
-                f"sweep's {key} {GROUND_TRUTH_SOURCE if key == 'source' else 'N(0, I)'}; {fix}"
+                f"ground truth {path} is a map with {key} {_recorded(recorded)}, the sweep's "
+                f"{key} is {GROUND_TRUTH_SOURCE if key == 'source' else 'N(0, I)'!r}; {fix}"
             )
     return true_map
 

@@ -1,0 +1,65 @@
+"""The neural studies take the problem from a ground-truth file, never from a second
+description of it (issue 19, item 3)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from gridflow import GaussianMixture, save_map
+from gridflow.groundtruth import build_ground_truth, read_source, same_law
+from neural.studies.errorbudget import error_budget, make_problem
+from neural.studies.flowcheck import case_from_file
+from neural.studies.sweep.config import check_ground_truth
+
+MIXTURE = {"means": [[-1.0, 0.5], [1.0, -0.5]],
+           "covs": [[[0.3, 0.05], [0.05, 0.4]], [[0.4, 0.0], [0.0, 0.3]]],
+           "weights": [0.4, 0.6]}  # fmt: skip
+
+
+def _ground_truth(tmp_path, source, target="standard", name="truth.npz"):
+    fine, metadata = build_ground_truth(source, target, 9, 6.0, 1e-6, progress=False)
+    save_map(tmp_path / name, fine, metadata)
+    return tmp_path / name
+
+
+def test_the_sweep_accepts_a_ground_truth_of_its_problem(tmp_path):
+    truth = check_ground_truth(_ground_truth(tmp_path, "paper-mixture"))
+    assert truth.grid.shape == (9, 9)
+
+
+def test_the_sweep_refuses_a_ground_truth_of_another_mixture(tmp_path):
+    (tmp_path / "mix.json").write_text(json.dumps(MIXTURE))
+    path = _ground_truth(tmp_path, tmp_path / "mix.json")
+    with pytest.raises(ValueError, match="source 'gaussian-mixture', the sweep's source"):
+        check_ground_truth(path)
+
+
+def test_the_error_budget_and_the_flow_check_rebuild_the_files_problem(tmp_path):
+    (tmp_path / "mix.json").write_text(json.dumps(MIXTURE))
+    path = _ground_truth(tmp_path, tmp_path / "mix.json")
+    mixture = read_source(tmp_path / "mix.json")
+    problem = make_problem("file", path)
+    assert isinstance(problem.source, GaussianMixture) and same_law(problem.source, mixture)
+    np.testing.assert_array_equal(problem.target_cov, np.eye(2))
+    rows = error_budget([problem], widths=[(4,)], quadratic=[True], causes=["logdet"],
+                        steps=5, n_eval=500)  # fmt: skip
+    assert rows[0].problem == "truth" and np.isfinite(rows[0].uvp)
+    case = case_from_file(path, nodes=17, density_floor=1e-4)
+    assert same_law(case.source, mixture) and case.target.is_gaussian
+    assert case.reference(0.5, 1).label.startswith("grid implicit scheme, 17² nodes")
+
+
+def test_a_gaussian_pairs_file_gives_the_exact_reference(tmp_path):
+    (tmp_path / "target.json").write_text(
+        json.dumps({"mean": [0.2, 0.0], "cov": [[1.1, 0.0], [0.0, 0.9]]})
+    )
+    path = _ground_truth(tmp_path, "gaussian", tmp_path / "target.json")
+    case = case_from_file(path)
+    assert case.reference(0.5, 2).label == "exact implicit scheme (Gaussian)"
+    np.testing.assert_array_equal(case.target.cov, target["cov"])
+
+
+def test_the_problem_file_needs_its_file():
+    with pytest.raises(ValueError, match="give the file"):
+        make_problem("file")

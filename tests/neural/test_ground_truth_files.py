@@ -51,9 +51,8 @@ def test_the_error_budget_and_the_flow_check_rebuild_the_files_problem(tmp_path)
 
 
 def test_a_gaussian_pairs_file_gives_the_exact_reference(tmp_path):
-    (tmp_path / "target.json").write_text(
-        json.dumps({"mean": [0.2, 0.0], "cov": [[1.1, 0.0], [0.0, 0.9]]})
-    )
+    target = {"mean": [0.2, 0.0], "cov": [[1.1, 0.0], [0.0, 0.9]]}
+    (tmp_path / "target.json").write_text(json.dumps(target))
     path = _ground_truth(tmp_path, "gaussian", tmp_path / "target.json")
     case = case_from_file(path)
     assert case.reference(0.5, 2).label == "exact implicit scheme (Gaussian)"

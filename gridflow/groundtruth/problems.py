@@ -9,7 +9,9 @@ the file instead of being told it again.
 Files a user writes:
 
 - a Gaussian mixture source, JSON: ``{"means": [[...], ...], "covs": [[[...]]], "weights": [...]}``
-- a Gaussian target, JSON: ``{"mean": [...], "cov": [[...]]}``
+- a Gaussian target, JSON: ``{"mean": [...], "cov": [[...]]}``, or any built-in target as
+  its specification (``LogConcaveTarget.spec``), e.g. ``{"kind": "gaussian_logcosh",
+  "mean": [...], "cov": [[...]], "weight": 1.0}``
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ __all__ = [
 SOURCE_NAMES = {"paper-mixture": examples.paper_mixture, "gaussian": examples.gaussian_source_2d}
 """Built-in sources: the paper's 4-mode mixture, and the 2D Gaussian of the README's tour."""
 
-TARGET_NAMES = {"standard": LogConcaveTarget.standard_gaussian}
-"""Built-in targets, each a function of the dimension: 'standard' is N(0, I)."""
+TARGET_NAMES = {"standard": LogConcaveTarget.standard_gaussian, "logcosh": LogConcaveTarget.logcosh}
+"""Built-in targets, each a function of the dimension: 'standard' is N(0, I); 'logcosh' is
+γ ∝ exp(−½‖y‖² − Σ log cosh y_i), non-Gaussian with λ = 1."""
 
 _LEGACY = {"N(0, I)": "standard"}
 """Target names recorded by map files of version 0.1 (their sources are built-in names)."""
@@ -108,8 +111,12 @@ def read_target(target, dim: int) -> LogConcaveTarget:
         target = TARGET_NAMES[str(target)](dim)
     elif pathlib.Path(target).suffix == ".json":
         path = pathlib.Path(target)
-        record = _read_json(path, "target", ("mean", "cov"))
-        target = _law(LogConcaveTarget.gaussian, path, "target", record["mean"], record["cov"])
+        record = _read_json(path, "target", ())
+        if "kind" in record:  # any built-in target, as its specification
+            target = _law(LogConcaveTarget.from_spec, path, "target", record)
+        else:
+            record = _read_json(path, "target", ("mean", "cov"))
+            target = _law(LogConcaveTarget.gaussian, path, "target", record["mean"], record["cov"])
     else:
         raise ValueError(
             f"target must be one of {sorted(TARGET_NAMES)} or a Gaussian file ending in .json, "

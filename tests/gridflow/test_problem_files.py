@@ -101,3 +101,15 @@ def test_a_ground_truth_records_its_problem_and_matches_the_closed_form(tmp_path
     # measured 0.163, 0.031, 7.1e-3, 3.0e-3 at 17², 33², 65², 129² (docs/groundtruth.md)
     assert error < 0.035
     assert 0.5 < metadata["error_estimate"] / error < 2.0  # the two-grid estimate: 0.044
+
+
+def test_a_non_gaussian_target_by_name_or_by_its_specification(tmp_path):
+    by_name = read_target("logcosh", 2)
+    assert not by_name.is_gaussian and by_name.lam == 1.0
+    spec = LogConcaveTarget.gaussian_logcosh([0.1, 0.0], [[1.0, 0.0], [0.0, 0.5]]).spec
+    by_file = read_target(_write(tmp_path / "t.json", spec), 2)
+    assert same_law(by_file, LogConcaveTarget.from_spec(spec))
+    with pytest.raises(ValueError, match=str(tmp_path / "t.json")):
+        read_target(_write(tmp_path / "t.json", {"kind": "uniform"}), 2)
+    fine, metadata = build_ground_truth("gaussian", "logcosh", 9, 6.0, 1e-6, progress=False)
+    assert metadata["target"] == {"kind": "logcosh", "dim": 2}

@@ -3,7 +3,7 @@
 The check is docs/mathematics.md, 'Checking against a reference'.
 
 For each case (a 2D Gaussian pair, the paper's mixture, and the shifted Gaussian source to
-the non-Gaussian γ ∝ exp(-|y|²/2 - Σ log cosh y_i) of ``grid2d_checks``), the neural
+the non-Gaussian γ ∝ exp(-‖y‖²/2 - Σ log cosh y_i) of ``grid2d_checks``), the neural
 implicit scheme with the score-free KL gradient (``neural.studies.flowcheck``) runs with the
 same τ and number of steps as the reference implicit scheme (exact for the Gaussian pair,
 the grid solver's for the others), both from T̂_0 = id. Its KL decay rate, fitted over the

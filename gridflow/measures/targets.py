@@ -294,7 +294,7 @@ class LogConcaveTarget:
         target = cls.gaussian_logcosh(np.zeros(dim), np.eye(dim), 1.0)
         return replace(
             target,
-            name=f"exp(-|y|²/2 - Σ log cosh y_i), d = {dim}",
+            name=f"exp(-‖y‖²/2 - Σ log cosh y_i), d = {dim}",
             spec={"kind": "logcosh", "dim": dim},
         )
 

@@ -41,9 +41,13 @@ def test_a_mixture_file_and_a_gaussian_file_are_read_exactly(tmp_path):
 
 BAD_FILES = {
     "not JSON": ("{means: 1", "not valid JSON"),
-    "missing key": (json.dumps({"means": [[0.0]], "covs": [[[1.0]]]}), r"lacks the keys \['weights'\]"),
+    "missing key": (
+        json.dumps({"means": [[0.0]], "covs": [[[1.0]]]}), r"lacks the keys \['weights'\]"
+    ),
     "wrong shapes": (json.dumps({**MIXTURE, "weights": [1.0]}), "weights must have shape"),
-    "not SPD": (json.dumps({**MIXTURE, "covs": [[[1.0, 2.0], [2.0, 1.0]]] * 2}), "positive definite"),
+    "not SPD": (
+        json.dumps({**MIXTURE, "covs": [[[1.0, 2.0], [2.0, 1.0]]] * 2}), "positive definite"
+    ),
     "weights": (json.dumps({**MIXTURE, "weights": [0.5, 0.6]}), "sum to 1"),
     "a list": ("[1, 2]", "JSON object"),
 }  # fmt: skip
@@ -64,7 +68,7 @@ def test_bad_targets_are_refused(tmp_path):
         read_target(_write(tmp_path / "t.json", {"mean": [0.0, 0.0]}), 2)
     with pytest.raises(ValueError, match="dimension 1, the source 2"):
         read_target(_write(tmp_path / "t.json", {"mean": [0.0], "cov": [[1.0]]}), 2)
-    with pytest.raises(ValueError, match="ending in .json"):
+    with pytest.raises(ValueError, match=r"ending in \.json"):
         read_target("uniform", 2)
 
 
@@ -111,5 +115,5 @@ def test_a_non_gaussian_target_by_name_or_by_its_specification(tmp_path):
     assert same_law(by_file, LogConcaveTarget.from_spec(spec))
     with pytest.raises(ValueError, match=str(tmp_path / "t.json")):
         read_target(_write(tmp_path / "t.json", {"kind": "uniform"}), 2)
-    fine, metadata = build_ground_truth("gaussian", "logcosh", 9, 6.0, 1e-6, progress=False)
+    _, metadata = build_ground_truth("gaussian", "logcosh", 9, 6.0, 1e-6, progress=False)
     assert metadata["target"] == {"kind": "logcosh", "dim": 2}

@@ -141,9 +141,7 @@ def make_problem(name: str, ground_truth=None) -> BudgetProblem:
             dim, np.random.default_rng(problem_seq)
         )
         return BudgetProblem(name, source, target, lambda x: x @ matrix.T + offset, cov)
-    raise ValueError(
-        f"unknown problem {name!r}: 'mixture', 'file' or 'gaussianD' (e.g. gaussian8)"
-    )
+    raise ValueError(f"unknown problem {name!r}: 'mixture', 'file' or 'gaussianD' (e.g. gaussian8)")
 
 
 FIT_SAMPLES = 20_000

@@ -62,3 +62,26 @@ def test_a_gaussian_pairs_file_gives_the_exact_reference(tmp_path):
 def test_the_problem_file_needs_its_file():
     with pytest.raises(ValueError, match="give the file"):
         make_problem("file")
+
+
+def test_flowcheck_command_runs_the_files_problem(tmp_path, capsys):
+    from neural.__main__ import main
+
+    path = _ground_truth(tmp_path, "gaussian")
+    out = tmp_path / "check"
+    argv = ["flowcheck", "--ground-truth", str(path), "--size", "tiny", "--steps", "3"]
+    assert main([*argv, "--tau", "0.5", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "exact implicit scheme (Gaussian)" in printed and "(truth:" in printed
+    assert (out / "flowcheck.txt").is_file()
+
+
+def test_flowcheck_command_refuses_a_file_that_does_not_say_its_problem(tmp_path, capsys):
+    from neural.__main__ import main
+
+    (tmp_path / "not_a_map.npz").write_bytes(b"junk")
+    with pytest.raises(SystemExit) as caught:
+        main(["flowcheck", "--ground-truth", str(tmp_path / "not_a_map.npz"), "--out",
+              str(tmp_path / "check")])  # fmt: skip
+    assert caught.value.code == 2 and not (tmp_path / "check").exists()
+    assert "--ground-truth" in capsys.readouterr().err

@@ -19,11 +19,15 @@ from gridflow.cli import argument_type, fail, number
 from gridflow.groundtruth import (
     DEFAULT_BOX,
     MAP_SUFFIX,
+    MAX_FLOORED_MASS,
+    MAX_RELATIVE_ERROR,
     MIN_NODES,
     SOURCE_NAMES,
     TARGET_NAMES,
+    accuracy_problems,
     build_ground_truth,
     check_nodes,
+    floor_problems,
     ground_truth_problems,
     load_map,
     read_source,
@@ -101,6 +105,14 @@ def parser() -> argparse.ArgumentParser:
         default="ground_truth.npz",
         help="the map file to write, ending in .npz, in an existing writable folder",
     )
+    ground.add_argument(
+        "--force",
+        action="store_true",
+        help="write a ground truth that cannot grade anything (its density floor replaces "
+        f"more than {MAX_FLOORED_MASS:g} of the source, or its estimated error exceeds "
+        f"{MAX_RELATIVE_ERROR:.0%}% of the map's spread), with the reasons in its metadata "
+        "('warnings'), which the neural studies refuse",
+    )
     ground.add_argument("--quiet", action="store_true", help="no progress display")
     return main_parser
 
@@ -118,6 +130,9 @@ def main(argv=None) -> int:
         )
     except ValueError as error:
         main_parser.error(str(error))
+    refusals = floor_problems(problems[-1])
+    if refusals and not args.force:
+        main_parser.error(f"{refusals[0]}; or --force to write it anyway, marked")
     try:
         fine, metadata = build_ground_truth(
             problems[-1].source,
@@ -129,6 +144,11 @@ def main(argv=None) -> int:
         )
     except SolverError as error:
         fail(main_parser, error)
+    refusals += accuracy_problems(metadata)
+    if refusals and not args.force:
+        fail(main_parser, f"the ground truth is not written: {refusals[0]}; or --force")
+    if refusals:
+        metadata["warnings"] = refusals
     try:
         save_map(args.out, fine, metadata)
     except ValueError as error:  # the folder went away during the solve
@@ -140,6 +160,7 @@ def main(argv=None) -> int:
         f"F_h = {loaded.metadata['energy']:.6f}, estimated L2(rho0) error "
         f"{metadata['error_estimate']:.2e} (difference to the {metadata['coarser_shape']} "
         f"grid {metadata['difference_to_coarser']:.2e}), {metadata['seconds']:.1f} s"
+        + "".join(f"\nWARNING (recorded in the file): {reason}" for reason in refusals)
     )
     return 0
 

@@ -291,7 +291,7 @@ def _benchmark(args) -> int:
         f"{len(results.records)} seeds ({len(results.ran)} run now, {len(results.skipped)} "
         f"resumed from {results.directory}), wall time {wall:.1f} s"
     )
-    print(format_table(results.summary))
+    print(format_table(results.summary, results.config.truth_error()))
     print(format_references(results.records))
     if results.figure is not None:
         print(f"figure: {results.figure}")

@@ -89,13 +89,30 @@ def test_groundtruth_solver_failure_is_one_line_with_status_1(tmp_path, capsys, 
 
 
 def test_groundtruth_on_a_coarse_grid_writes_a_loadable_map(tmp_path, capsys):
-    """--nodes 17 solves the 9² and 17² problems (17² failed before #11)."""
+    """--nodes 17 solves the 9² and 17² problems (17² failed before #11). Its estimated
+    error, 6.5, is most of the map's spread: the file is written only with --force, and
+    says so in its metadata."""
     out = tmp_path / "truth.npz"
-    assert gridflow_cli.main(["groundtruth", "--quiet", "--nodes", "17", "--out", str(out)]) == 0
+    argv = ["groundtruth", "--quiet", "--nodes", "17", "--out", str(out)]
+    status, line = exit_status_and_error(gridflow_cli.main, argv, capsys)
+    assert status == 1 and "not written" in line and "more --nodes" in line
+    assert not out.exists()
+    assert gridflow_cli.main([*argv, "--force"]) == 0
     loaded = load_map(out)
     assert loaded.grid.shape == (17, 17)
     assert loaded.metadata["coarser_shape"] == [9, 9]
-    assert "wrote" in capsys.readouterr().out
+    assert "does not resolve" in loaded.metadata["warnings"][0]
+    printed = capsys.readouterr().out
+    assert "wrote" in printed and "WARNING" in printed
+
+
+def test_groundtruth_refuses_a_floor_that_replaces_the_source(tmp_path, capsys, no_solving):
+    """--box 1000: the density floor replaced the whole source (floored mass 1.0); the file
+    graded an untrained network at UVP 0.0064 % before."""
+    argv = ["groundtruth", "--quiet", "--nodes", "33", "--box", "1000", "--out",
+            str(tmp_path / "map.npz")]  # fmt: skip
+    status, line = exit_status_and_error(gridflow_cli.main, argv, capsys)
+    assert status == 2 and "density floor replaces" in line and "--force" in line
 
 
 PROBLEM_FILE_ERRORS = {

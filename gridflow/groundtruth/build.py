@@ -27,11 +27,15 @@ from gridflow.schemes import minimize
 __all__ = [
     "CASCADE_COARSEST",
     "DEFAULT_BOX",
+    "MAX_FLOORED_MASS",
+    "MAX_RELATIVE_ERROR",
     "MIN_NODES",
     "TARGET_MAX_CUT_MASS",
+    "accuracy_problems",
     "build_ground_truth",
     "check_nodes",
     "check_target_mass",
+    "floor_problems",
     "grid_cascade",
     "ground_truth_problems",
 ]
@@ -40,6 +44,12 @@ DEFAULT_BOX = 6.0
 """Half-width of the grid's box when neither the command nor the source gives one."""
 TARGET_MAX_CUT_MASS = 1e-6
 """The largest target mass the box may leave out (as the source's ``max_cut_mass``)."""
+MAX_FLOORED_MASS = 1e-3
+"""The largest share of the source mass the density floor may replace in a ground truth
+(the paper's mixture at [-6, 6]², floor 1e-6: 6e-5)."""
+MAX_RELATIVE_ERROR = 0.1
+"""The largest two-grid error estimate of a ground truth, relative to the map's spread
+sqrt(Σ w_i |T_i − T̄|²) (the paper's mixture: 20 % at 33², 1.8 % at 65², 0.35 % at 129²)."""
 MIN_NODES = 9
 """The smallest --nodes: the coarse grid (nodes - 1) / 2 + 1 must have 5 nodes per axis."""
 CASCADE_COARSEST = 65
@@ -172,6 +182,7 @@ def build_ground_truth(
     seconds = time.perf_counter() - started
     (coarse_problem, fine_problem), (coarse, fine) = problems[-2:], solutions[-2:]
     difference = fine_problem.norm(fine.map - GridMap.from_discrete_map(coarse)(fine.points))
+    centered = fine.map - fine_problem.weights @ fine.map
     metadata = {
         "source": source_spec(fine_problem.source),
         "target": target_spec(fine_problem.target),
@@ -181,6 +192,34 @@ def build_ground_truth(
         "coarser_shape": list(coarse_problem.grid.shape),
         "difference_to_coarser": difference,
         "error_estimate": difference / 3.0,
+        "map_spread": float(np.sqrt(fine_problem.weights @ np.sum(centered**2, axis=1))),
         "seconds": seconds,
     }
     return fine, metadata
+
+
+def floor_problems(problem) -> list[str]:
+    """Why a ground truth of ``problem`` would be meaningless before it is solved: a density
+    floor that replaces more than MAX_FLOORED_MASS of the source (a box far larger than the
+    source, or a floor too high), as a list of reasons (empty when there are none)."""
+    if problem.floored_mass > MAX_FLOORED_MASS:
+        return [
+            f"the density floor replaces {problem.floored_mass:.2g} of the source's mass (at "
+            f"most {MAX_FLOORED_MASS:g}): the box is too large for the source, or the floor too "
+            f"high; choose a smaller --box or --density-floor"
+        ]
+    return []
+
+
+def accuracy_problems(metadata: dict) -> list[str]:
+    """Why a solved ground truth is meaningless: a two-grid error estimate above
+    MAX_RELATIVE_ERROR of the map's spread (the grid does not resolve the source), as a list
+    of reasons (empty when there are none)."""
+    relative = metadata["error_estimate"] / metadata["map_spread"]
+    if not relative <= MAX_RELATIVE_ERROR:
+        return [
+            f"its estimated error {metadata['error_estimate']:.3g} is {relative:.0%} of the "
+            f"map's spread {metadata['map_spread']:.3g} (at most {MAX_RELATIVE_ERROR:.0%}): the "
+            f"grid does not resolve the problem; choose more --nodes"
+        ]
+    return []

@@ -48,7 +48,15 @@ from tqdm.auto import tqdm
 from gridflow import LogConcaveTarget
 from gridflow.checks import positive_int, require_generator
 from gridflow.examples import paper_mixture
-from gridflow.groundtruth import MapFileError, load_map, problem_of
+from gridflow.groundtruth import (
+    RESOLUTION_FACTOR,
+    MapFileError,
+    check_usable,
+    load_map,
+    problem_of,
+    resolved,
+    truth_error,
+)
 from gridflow.maps import map_distance
 from gridflow.measures import as_target
 from neural.errors import DivergenceError
@@ -104,6 +112,7 @@ def problem_from_file(path) -> BudgetProblem:
     except MapFileError as error:
         raise MapFileError(f"ground truth: {error}") from None
     try:
+        check_usable(true_map.metadata, path)
         source, target = problem_of(true_map.metadata, true_map.dim)
     except (ValueError, TypeError, KeyError) as error:
         raise ValueError(f"ground truth {path}: {error}") from None
@@ -177,6 +186,8 @@ class BudgetRun:
     seconds: float
     status: str = "ok"
     init: str = "normal"
+    truth_error: float = 0.0
+    """T*'s own error in L²(ϱ0) (the ground truth's estimate; 0 for a closed form)."""
 
 
 def _evaluate(problem, net_architecture, theta, x_eval, y_eval):
@@ -291,7 +302,17 @@ def error_budget(
         except DivergenceError as failure:
             values = (np.nan,) * 5 + (time.process_time() - start, f"diverged: {failure}")
         rows.append(
-            BudgetRun(problem.name, label, tuple(hidden), quad, batch, steps, *values, init=init)
+            BudgetRun(
+                problem.name,
+                label,
+                tuple(hidden),
+                quad,
+                batch,
+                steps,
+                *values,
+                init=init,
+                truth_error=truth_error(problem.true_map),
+            )
         )
         if on_row is not None:
             on_row(rows[-1])
@@ -311,7 +332,15 @@ def format_budget(rows: Sequence[BudgetRun]) -> str:
         lines.append(
             f"{r.problem:<11} {r.cause:<16} {width:<9} {'yes' if r.quadratic else 'no':<5} "
             f"{r.init:<8} {r.batch:>6} {r.l2:>8.4f} {r.uvp:>9.4f} {kl:>16} {r.mmd:>8.4f} "
-            f"{r.seconds:>7.1f}" + ("" if r.status == "ok" else f"  {r.status}")
+            f"{r.seconds:>7.1f}"
+            + ("" if r.status == "ok" else f"  {r.status}")
+            + ("" if resolved(r.l2, r.truth_error) else "  *")
+        )
+    unresolved = {r.problem: r.truth_error for r in rows if not resolved(r.l2, r.truth_error)}
+    for problem, error in unresolved.items():
+        lines.append(
+            f"* {problem}: below {RESOLUTION_FACTOR:g} × the ground truth's estimated error "
+            f"{error:.2g}: not resolved, the distance is the ground truth's as much"
         )
     return "\n".join(lines)
 

@@ -85,3 +85,42 @@ def test_flowcheck_command_refuses_a_file_that_does_not_say_its_problem(tmp_path
               str(tmp_path / "check")])  # fmt: skip
     assert caught.value.code == 2 and not (tmp_path / "check").exists()
     assert "--ground-truth" in capsys.readouterr().err
+
+
+def _forced_ground_truth(tmp_path):
+    """A 9² ground truth of the paper's mixture (estimated error 46.5, the map's spread
+    about 1.4), written with --force as the command does."""
+    fine, metadata = build_ground_truth("paper-mixture", "standard", 9, 6.0, 1e-6, progress=False)
+    from gridflow.groundtruth import accuracy_problems
+
+    metadata["warnings"] = accuracy_problems(metadata)
+    assert metadata["warnings"]
+    save_map(tmp_path / "forced.npz", fine, metadata)
+    return tmp_path / "forced.npz"
+
+
+def test_every_study_refuses_a_ground_truth_written_with_force(tmp_path):
+    path = _forced_ground_truth(tmp_path)
+    for read in (check_ground_truth, lambda p: make_problem("file", p), case_from_file):
+        with pytest.raises(ValueError, match="written with --force and cannot grade"):
+            read(path)
+
+
+def test_tables_mark_distances_the_ground_truth_does_not_resolve():
+    from neural.studies.errorbudget import BudgetRun, format_budget
+    from neural.studies.sweep.summary import MethodSummary, format_table
+
+    rows = [
+        BudgetRun(
+            "mine", cause, (4,), True, 100, 10, l2, 0.1, 0.0, 0.0, 0.0, 1.0, truth_error=0.01
+        )
+        for cause, l2 in (("logdet", 0.02), ("score", 0.5))
+    ]
+    text = format_budget(rows).splitlines()
+    assert text[2].endswith("*") and not text[3].endswith("*")  # 0.02 < 3 × 0.01 <= 0.5
+    assert "not resolved" in text[-1] and "0.01" in text[-1]
+    row = MethodSummary(method="adam", runs=1, diverged=0, mean=0.01, std=0.0, median=0.01,
+                        worst=0.01, best=0.01, seconds=1.0, paper_mean=None, paper_std=None,
+                        l2_mean=0.02, uvp_mean=0.02)  # fmt: skip
+    assert format_table((row,), truth_error=0.01).splitlines()[2].endswith("*")
+    assert "*" not in format_table((row,), truth_error=0.001)

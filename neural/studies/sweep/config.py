@@ -16,11 +16,13 @@ import numpy as np
 from gridflow import MapFileError, load_map
 from gridflow.checks import positive_int
 from gridflow.groundtruth import (
+    check_usable,
     read_source,
     read_target,
     same_law,
     source_from_spec,
     target_from_spec,
+    truth_error,
 )
 from neural.network import ICNNArchitecture
 from neural.network.initialization import INITS
@@ -80,6 +82,7 @@ def check_ground_truth(path):
     except MapFileError as error:
         raise MapFileError(f"ground truth: {error}") from None
     fix = f"build it with: python -m gridflow groundtruth --source {GROUND_TRUTH_SOURCE}"
+    check_usable(true_map.metadata, path)
     if true_map.grid.dim != 2:
         raise ValueError(
             f"ground truth {path}: a map in dimension {true_map.grid.dim}, the sweep is in "
@@ -214,6 +217,10 @@ class BenchmarkConfig:
         if self.ground_truth is not None:
             object.__setattr__(self, "ground_truth", str(self.ground_truth))
             check_ground_truth(self.ground_truth)
+
+    def truth_error(self) -> float:
+        """The ground truth's own estimated error in L²(ϱ0) (0 without a ground truth)."""
+        return 0.0 if self.ground_truth is None else truth_error(load_map(self.ground_truth))
 
     def method_configs(self) -> dict[str, MethodConfig]:
         """{name: configuration} at this size (``kl_reduction`` set where it applies)."""

@@ -173,7 +173,8 @@ def _sweep(seeds, config, directory, done, workers, backend, numba_threads, prog
     summary = summarize(selected, config.methods)
     figure_path = None
     if directory is not None:
-        text = format_table(summary) + "\n" + format_references(selected) + "\n"
+        text = format_table(summary, config.truth_error()) + "\n" + format_references(selected)
+        text += "\n"
         (directory / "table.txt").write_text(text)
         if figure:
             figure_path = directory / "fig2.png"

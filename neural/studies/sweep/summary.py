@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gridflow.groundtruth import RESOLUTION_FACTOR, resolved
 from neural.training import METHODS
 
 __all__ = [
@@ -99,11 +100,12 @@ def summarize(records: dict[int, dict], methods: Iterable[str]) -> tuple[MethodS
     return tuple(summary)
 
 
-def format_table(summary: Sequence[MethodSummary]) -> str:
+def format_table(summary: Sequence[MethodSummary], truth_error: float = 0.0) -> str:
     """Plain-text table: MMD (mean ± std, median, worst), diverged runs, s/seed vs the
     paper's MMD; the mean exact KL of the trained maps (``neural.training.kl``; its count of
     maps with a singular Hessian, KL = ∞, in brackets when there are any); with a ground
-    truth, the mean L²(ϱ0) error and L²-UVP (%)."""
+    truth, the mean L²(ϱ0) error and L²-UVP (%), marked * where the error is below
+    ``RESOLUTION_FACTOR`` times ``truth_error``, the ground truth's own (not resolved)."""
     with_uvp = any(row.uvp_mean is not None for row in summary)
     with_kl = any(row.kl_mean is not None for row in summary)
     header = (
@@ -127,7 +129,14 @@ def format_table(summary: Sequence[MethodSummary]) -> str:
         if with_uvp:
             for value in (row.l2_mean, row.uvp_mean):
                 line += f" {value:>8.4f}" if value is not None else f" {'-':>8}"
+            if row.l2_mean is not None and not resolved(row.l2_mean, truth_error):
+                line += " *"
         lines.append(line)
+    if any(row.l2_mean is not None and not resolved(row.l2_mean, truth_error) for row in summary):
+        lines.append(
+            f"* below {RESOLUTION_FACTOR:g} × the ground truth's estimated error "
+            f"{truth_error:.2g}: not resolved, the distance is the ground truth's as much"
+        )
     return "\n".join(lines)
 
 

@@ -111,9 +111,7 @@ def test_tables_mark_distances_the_ground_truth_does_not_resolve():
     from neural.studies.sweep.summary import MethodSummary, format_table
 
     rows = [
-        BudgetRun(
-            "mine", cause, (4,), True, 100, 10, l2, 0.1, 0.0, 0.0, 0.0, 1.0, truth_error=0.01
-        )
+        BudgetRun("mine", cause, (4,), True, 100, 10, l2, 0.1, 0.0, 0.0, 0.0, 1.0, truth_error=0.01)
         for cause, l2 in (("logdet", 0.02), ("score", 0.5))
     ]
     text = format_budget(rows).splitlines()

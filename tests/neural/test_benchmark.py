@@ -766,3 +766,21 @@ def test_sweep_results_as_before_the_faster_score(seed):
     record = run_seed(seed, BenchmarkConfig(size="small"))
     for name, before in MMD_BEFORE_THE_STORED_KERNEL[seed].items():
         assert abs(record["methods"][name]["mmd"] - before) <= 1e-6, name
+
+
+def test_a_resume_against_a_replaced_ground_truth_is_refused(tmp_path):
+    """config.json records the ground truth's content hash with its path: a file replaced
+    under the same name would mix seeds graded against two different T* in one table."""
+    from neural.studies.sweep.store import file_sha256, prepare_directory
+
+    path = _map_file(tmp_path / "truth.npz")
+    config = BenchmarkConfig(size="tiny", methods=("adam",), ground_truth=path)
+    out = tmp_path / "sweep"
+    out.mkdir()
+    prepare_directory(out, config)
+    stored = json.loads((out / "config.json").read_text())
+    assert stored["ground_truth_sha256"] == file_sha256(path)
+    prepare_directory(out, config)  # the same file: the sweep resumes
+    _map_file(path, box=7.0)  # another T* under the same name
+    with pytest.raises(SweepSetupError, match="ground_truth_sha256"):
+        prepare_directory(out, config)

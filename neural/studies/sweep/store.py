@@ -9,6 +9,7 @@ version too unless forced. A sweep holds an flock on its folder (``locked``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -114,6 +115,15 @@ def code_version() -> dict:
     return {"version": version, "commit": _git_commit(CHECKOUT / "neural")}
 
 
+def file_sha256(path) -> str:
+    """The SHA-256 of a file's bytes, as hex (a ground truth's identity across resumes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _differences(stored, wanted, prefix: str = "") -> list[str]:
     """'key (stored a, requested b)' for every leaf where two JSON objects differ."""
     lines = []
@@ -144,12 +154,15 @@ def create_directory(out: Path) -> None:
 
 
 def prepare_directory(out: Path, config: BenchmarkConfig, force_resume: bool = False) -> None:
-    """Check (or write) config.json in ``out`` (a locked sweep only): the configuration and
-    the code version (``code_version``). Refuses (``SweepSetupError``) results without a
-    configuration, another configuration, and results of another code version unless
+    """Check (or write) config.json in ``out`` (a locked sweep only): the configuration, the
+    ground truth's content hash and the code version (``code_version``). Refuses
+    (``SweepSetupError``) results without a configuration, another configuration (a ground
+    truth replaced under the same name is one), and results of another code version unless
     ``force_resume`` (then recorded under "forced_resumes")."""
     path = out / CONFIG_FILE
     wanted = json.loads(json.dumps(config.to_json()))
+    if config.ground_truth is not None:  # the file's content, not only its name
+        wanted["ground_truth_sha256"] = file_sha256(config.ground_truth)
     code = code_version()
     if not path.exists():
         if (out / RESULTS_FILE).exists():

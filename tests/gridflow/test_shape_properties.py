@@ -53,31 +53,6 @@ TRAJECTORY_1D = solve(PROBLEM_1D, steps=2)
 TRAJECTORY_2D = solve(examples.problem_2d(9), steps=1)
 
 
-def wrong_shapes(shape, vector_is_column=False):
-    """Shapes other than `shape` (n, d): the classic mistakes and random ones.
-
-    With `vector_is_column` (functions that read a vector (n,) as the column (n, 1) in
-    d = 1, e.g. maps and points) the vector (n,) is left out in d = 1.
-    """
-    n, d = shape
-    classic = [
-        (n,),
-        (n, n),
-        (d, n),
-        (n + 1, d),
-        (n - 1, d),
-        (0, d),
-        (n, d + 1),
-        (n, 0),
-        (n, d, 1),
-        (1, n, d),
-        (),
-    ]
-    random = st.lists(st.integers(0, n + 2), min_size=0, max_size=3).map(tuple)
-    excluded = {shape} | ({(n,)} if vector_is_column and d == 1 else set())
-    return st.one_of(st.sampled_from(classic), random).filter(lambda s: s not in excluded)
-
-
 def values(shape, seed=0):
     return np.random.default_rng(seed).normal(size=shape)
 
@@ -92,7 +67,7 @@ def near_identity(problem, data):
 
 @SETTINGS
 @given(problem=PROBLEMS, data=st.data())
-def test_norm_and_inner_refuse_every_other_shape(problem, data):
+def test_norm_and_inner_refuse_every_other_shape(wrong_shapes, problem, data):
     shape = data.draw(wrong_shapes(problem.points.shape))
     right = values(problem.points.shape)
     with pytest.raises(REFUSED):
@@ -126,7 +101,7 @@ def test_norm_of_a_broadcast_difference_is_refused_with_the_fix():
 
 @SETTINGS
 @given(trajectory=st.sampled_from([TRAJECTORY_1D, TRAJECTORY_2D]), data=st.data())
-def test_trajectory_errors_refuse_a_reference_of_another_shape(trajectory, data):
+def test_trajectory_errors_refuse_a_reference_of_another_shape(wrong_shapes, trajectory, data):
     shape = data.draw(wrong_shapes(trajectory.points.shape))
     with pytest.raises(REFUSED, match="reference"):
         trajectory.errors(values(shape))
@@ -141,7 +116,7 @@ def test_trajectory_errors_accept_a_reference_of_the_shape_of_points(trajectory,
 
 @SETTINGS
 @given(data=st.data())
-def test_trajectory_and_discrete_map_refuse_inconsistent_fields(data):
+def test_trajectory_and_discrete_map_refuse_inconsistent_fields(wrong_shapes, data):
     n, d = TRAJECTORY_1D.points.shape
     shape = data.draw(wrong_shapes((n, d)))
     fields = {f: getattr(TRAJECTORY_1D, f) for f in Trajectory.__dataclass_fields__}
@@ -162,7 +137,7 @@ def test_trajectory_and_discrete_map_refuse_inconsistent_fields(data):
 
 @SETTINGS
 @given(problem=PROBLEMS, data=st.data())
-def test_functionals_and_projections_refuse_maps_of_another_shape(problem, data):
+def test_functionals_and_projections_refuse_maps_of_another_shape(wrong_shapes, problem, data):
     shape = data.draw(wrong_shapes(problem.points.shape, vector_is_column=True))
     T = near_identity(problem, data)
     wrong = values(shape)
@@ -262,7 +237,7 @@ def test_point_maps_accept_points_of_their_dimension(dim, data):
 
 @SETTINGS
 @given(data=st.data())
-def test_grid_map_refuses_fields_that_do_not_fit_its_grid(data):
+def test_grid_map_refuses_fields_that_do_not_fit_its_grid(wrong_shapes, data):
     n, d = OT_1D.points.shape
     field = data.draw(st.sampled_from(["points", "map", "weights", "nodal_potential"]))
     right = {
@@ -286,7 +261,7 @@ def test_grid_map_refuses_fields_that_do_not_fit_its_grid(data):
 
 @SETTINGS
 @given(dim=st.sampled_from([1, 2]), data=st.data())
-def test_map_distance_refuses_samples_and_map_values_of_another_shape(dim, data):
+def test_map_distance_refuses_samples_and_map_values_of_another_shape(wrong_shapes, dim, data):
     shape = data.draw(point_shapes(dim, wrong=True))
     identity = AffineMap.identity(dim)
     with pytest.raises(REFUSED):
@@ -303,7 +278,7 @@ def test_map_distance_refuses_samples_and_map_values_of_another_shape(dim, data)
 
 @SETTINGS
 @given(dim=st.sampled_from([1, 2]), data=st.data())
-def test_gaussian_map_error_and_velocity_check_the_affine_shapes(dim, data):
+def test_gaussian_map_error_and_velocity_check_the_affine_shapes(wrong_shapes, dim, data):
     source, target = Gaussian(np.zeros(dim), np.eye(dim)), Gaussian(np.ones(dim), 2 * np.eye(dim))
     matrix, offset = 1.5 * np.eye(dim), np.zeros(dim)
     for function in (map_error, velocity):
@@ -326,7 +301,9 @@ def test_gaussian_map_error_and_velocity_check_the_affine_shapes(dim, data):
 
 @SETTINGS
 @given(data=st.data())
-def test_save_map_refuses_a_map_whose_arrays_do_not_fit_its_grid(tmp_path_factory, data):
+def test_save_map_refuses_a_map_whose_arrays_do_not_fit_its_grid(
+    wrong_shapes, tmp_path_factory, data
+):
     n, d = OT_1D.points.shape
     field = data.draw(st.sampled_from(["points", "map", "weights", "potential"]))
     wrong_shape = data.draw(

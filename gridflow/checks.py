@@ -133,9 +133,14 @@ def as_node_values(value, grid_shape: tuple[int, ...], name: str) -> np.ndarray:
     return array.reshape(size)
 
 
-def check_map_on_points(points, weights, values, owner: str) -> tuple[int, int]:
-    """(n, d) for points (n, d) of an object ``owner``, with weights (n,) and, unless None,
-    the values (n, d) of a map at them; ValueError naming the field otherwise."""
+def check_map_on_points(
+    points, weights, values, owner: str, shape: tuple[int, int] | None = None
+) -> tuple[int, int]:
+    """(n, d) for points (n, d) of an object ``owner`` (exactly ``shape`` if given: the cell
+    centers of its grid), with weights (n,) and, unless None, the values (n, d) of a map at
+    them; ValueError naming the field otherwise."""
+    if shape is not None:
+        points = as_shaped_array(points, shape, f"{owner}.points", " (the grid's cell centers)")
     points = as_float_array(points, f"{owner}.points")
     if points.ndim != 2 or points.shape[1] < 1:
         raise ValueError(f"{owner}.points must have shape (n, d), got {points.shape}")

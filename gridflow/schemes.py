@@ -149,7 +149,8 @@ class DiscreteMap:
     energy: float
 
     def __post_init__(self):
-        check_map_on_points(self.points, self.weights, self.map, "DiscreteMap")
+        cells = (int(np.prod(operators.map_shape(self.grid))), self.grid.dim)
+        check_map_on_points(self.points, self.weights, self.map, "DiscreteMap", cells)
         as_node_values(self.potential, self.grid.shape, "DiscreteMap.potential")
 
 
@@ -470,7 +471,9 @@ def coarse_to_fine_start(problem: Problem, coarser: DiscreteMap) -> np.ndarray:
             f"the coarser map's box {coarser.grid.lower}..{coarser.grid.upper} is not the "
             f"problem's {problem.grid.lower}..{problem.grid.upper}"
         )
-    cells = coarser.map.reshape(*operators.map_shape(coarser.grid), 2)
+    shape = (int(np.prod(operators.map_shape(coarser.grid))), 2)
+    check_map_on_points(coarser.points, coarser.weights, coarser.map, "coarser", shape)
+    cells = np.asarray(coarser.map).reshape(*operators.map_shape(coarser.grid), 2)
     at_nodes = 0.25 * (cells[1:, 1:] + cells[:-1, 1:] + cells[1:, :-1] + cells[:-1, :-1])
     interior_axes = tuple(coarser.grid.axis(k)[1:-1] for k in range(2))
     prolonged = interpolate.RegularGridInterpolator(

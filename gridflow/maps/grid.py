@@ -38,13 +38,8 @@ class GridMap:
     def __post_init__(self):
         if not isinstance(self.grid, Grid):
             raise TypeError(f"grid must be a gridflow.Grid, got {type(self.grid).__name__}")
-        n, d = check_map_on_points(self.points, self.weights, self.map, "GridMap")
-        cells = int(np.prod(map_shape(self.grid)))
-        if (n, d) != (cells, self.grid.dim):
-            raise ValueError(
-                f"GridMap.points must have shape ({cells}, {self.grid.dim}) (the cell centers "
-                f"of the grid {self.grid.shape}), got {(n, d)}"
-            )
+        cells = (int(np.prod(map_shape(self.grid))), self.grid.dim)
+        check_map_on_points(self.points, self.weights, self.map, "GridMap", cells)
         if self.nodal_potential is not None:
             as_shaped_array(
                 self.nodal_potential, self.grid.shape, "GridMap.nodal_potential", " = grid.shape"

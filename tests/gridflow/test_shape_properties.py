@@ -24,6 +24,7 @@ from gridflow import (
     kl_gradient,
     map_distance,
     minimize,
+    operators,
     project_onto_cone,
     project_onto_tangent_cone,
     quantile_map,
@@ -33,6 +34,7 @@ from gridflow import (
 from gridflow.gaussian import map_error, velocity
 from gridflow.grid import Grid
 from gridflow.problem import Problem
+from gridflow.schemes import coarse_to_fine_start
 
 SETTINGS = settings(
     max_examples=30,
@@ -129,7 +131,22 @@ def test_trajectory_and_discrete_map_refuse_inconsistent_fields(wrong_shapes, da
         DiscreteMap(**{**ot, "map": values(shape)})
     with pytest.raises(REFUSED):
         DiscreteMap(**{**ot, "potential": OT_1D.potential[:-1]})
+    with pytest.raises(REFUSED, match="cell centers"):  # consistent, but not its grid's
+        DiscreteMap(**{**ot, **{f: ot[f][:-1] for f in ("points", "weights", "map")}})
     assert DiscreteMap(**ot).map is OT_1D.map
+
+
+@SETTINGS
+@given(data=st.data())
+def test_coarse_to_fine_start_refuses_a_coarser_map_of_another_shape(wrong_shapes, data):
+    grid = Grid(PROBLEM_2D.grid.lower, PROBLEM_2D.grid.upper, [5, 5])
+    points = operators.map_points(grid)
+    shape = data.draw(wrong_shapes(points.shape))
+    coarser = SimpleNamespace(grid=grid, points=points, weights=np.full(16, 1 / 16), map=points)
+    with pytest.raises(REFUSED, match="coarser"):
+        coarse_to_fine_start(PROBLEM_2D, SimpleNamespace(**{**vars(coarser), "map": values(shape)}))
+    start = coarse_to_fine_start(PROBLEM_2D, coarser)  # the identity: its potential
+    np.testing.assert_allclose(PROBLEM_2D.map_of(start), PROBLEM_2D.points, atol=1e-9)
 
 
 # --- maps at the evaluation points: kl_energy, kl_gradient, the cone projections -------

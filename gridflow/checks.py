@@ -31,7 +31,7 @@ def as_float_array(value, name: str) -> np.ndarray:
             f"{name} must be an array of real numbers, got dtype {array.dtype}; "
             f"pass a float64 numpy array"
         )
-    return np.ascontiguousarray(array, dtype=np.float64)
+    return np.asarray(array, dtype=np.float64, order="C")  # keeps 0-d (ascontiguousarray: 1-d)
 
 
 @njit(cache=True, nogil=True)
@@ -90,6 +90,64 @@ def as_points(value, name: str, dim: int | None = None, min_points: int = 1) -> 
         raise ValueError(f"{name} must hold at least {min_points} point(s), got shape {shape}")
     require_finite(points, name)
     return points
+
+
+def as_shaped_array(value, shape: tuple[int, ...], name: str, meaning: str = "") -> np.ndarray:
+    """``value`` as a float64 array of exactly ``shape``: never broadcast nor reshaped.
+
+    A vector (n,) is not taken for a column (n, 1), nor the (n, n) array that subtracting
+    one from the other gives for a field (n, 1); ``meaning`` (e.g. " = problem.points.shape")
+    follows the expected shape in the ValueError, which names ``name``.
+    """
+    array = as_float_array(value, name)
+    shape = tuple(int(size) for size in shape)
+    if array.shape == shape:
+        return array
+    hint = ""
+    if len(shape) >= 2 and shape[-1] == 1 and array.shape == shape[:-1]:
+        hint = f"; pass a column of shape {shape} (e.g. {name}[..., None]), not a vector"
+    elif len(shape) == 2 and shape[1] == 1 and array.shape == (shape[0], shape[0]):
+        hint = (
+            f" (the result of subtracting a vector {shape[:1]} from a column {shape}: "
+            f"keep both of shape {shape})"
+        )
+    elif array.shape == shape[::-1]:
+        hint = " (transposed?)"
+    raise ValueError(f"{name} must have shape {shape}{meaning}, got {array.shape}{hint}")
+
+
+def as_node_values(value, grid_shape: tuple[int, ...], name: str) -> np.ndarray:
+    """Values at the nodes of a grid, given flattened (N,) or as ``grid_shape``, as (N,).
+
+    Any other shape is refused, even of size N: a (N, 1) column broadcasts later, and a
+    transposed grid would reorder the nodes silently.
+    """
+    array = as_float_array(value, name)
+    shape = tuple(int(size) for size in grid_shape)
+    size = int(np.prod(shape))
+    if array.shape not in ((size,), shape):
+        raise ValueError(
+            f"{name} must hold one value per grid node, with shape ({size},) or the grid's "
+            f"shape {shape}, got {array.shape}"
+        )
+    return array.reshape(size)
+
+
+def check_map_on_points(
+    points, weights, values, owner: str, shape: tuple[int, int] | None = None
+) -> tuple[int, int]:
+    """(n, d) for points (n, d) of an object ``owner`` (exactly ``shape`` if given: the cell
+    centers of its grid), with weights (n,) and, unless None, the values (n, d) of a map at
+    them; ValueError naming the field otherwise."""
+    if shape is not None:
+        points = as_shaped_array(points, shape, f"{owner}.points", " (the grid's cell centers)")
+    points = as_float_array(points, f"{owner}.points")
+    if points.ndim != 2 or points.shape[1] < 1:
+        raise ValueError(f"{owner}.points must have shape (n, d), got {points.shape}")
+    as_shaped_array(weights, points.shape[:1], f"{owner}.weights", " = (n,) for points (n, d)")
+    if values is not None:
+        as_shaped_array(values, points.shape, f"{owner}.map", " = points.shape")
+    return points.shape
 
 
 def as_float(value, name: str) -> float:

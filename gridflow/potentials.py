@@ -179,6 +179,6 @@ def in_gauge(problem: Problem, potential) -> np.ndarray:
     leaves arbitrary, and the mean (φ is defined up to a constant).
     """
     basis = operators.kernel_basis(problem.grid)
-    potential = np.asarray(potential, dtype=np.float64)
+    potential = problem.as_potential(potential)
     coefficients = np.linalg.solve(basis @ basis.T, basis @ potential)  # 1 and χ overlap
     return potential - coefficients @ basis

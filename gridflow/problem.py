@@ -20,7 +20,13 @@ import numpy as np
 from scipy import sparse
 
 from gridflow import operators
-from gridflow.checks import open_unit_interval, summable
+from gridflow.checks import (
+    as_node_values,
+    as_shaped_array,
+    open_unit_interval,
+    require_finite,
+    summable,
+)
 from gridflow.grid import Grid
 from gridflow.measures import LogConcaveTarget, as_source, as_target
 
@@ -176,32 +182,43 @@ class Problem:
         """φ_0 = ½|x|² at the grid nodes: D_h φ_0 = id exactly (the cell centers)."""
         return 0.5 * np.sum(self.grid.nodes**2, axis=1)
 
+    def as_potential(self, potential, name: str = "potential") -> np.ndarray:
+        """Validate a potential at the grid nodes: (N,) or grid.shape, returned flattened (N,).
+
+        Any other shape, even of the right size (a transposed grid, a column (N, 1)), is
+        refused: reshaping it would silently reorder the nodes or broadcast later.
+        """
+        return as_node_values(potential, self.grid.shape, name)
+
     def map_of(self, potential) -> np.ndarray:
         """T = D_h φ at the evaluation points, (n, d), for φ at the grid nodes (N,)."""
-        potential = np.asarray(potential, dtype=np.float64).reshape(-1)
-        if potential.size != self.gradient_operator.shape[1]:
-            raise ValueError(
-                f"a potential has one value per grid node ({self.gradient_operator.shape[1]}), "
-                f"got {potential.size}"
-            )
-        return (self.gradient_operator @ potential).reshape(self.points.shape)
+        return (self.gradient_operator @ self.as_potential(potential)).reshape(self.points.shape)
 
-    def norm(self, field_values) -> float:
-        """‖u‖_w, the discrete L²(ϱ0) norm of a vector field (n, d)."""
-        field_values = np.asarray(field_values)
-        return float(np.sqrt(np.sum(self.weights * np.sum(field_values**2, axis=1))))
+    def _field(self, value, name: str) -> np.ndarray:
+        """A vector field at the evaluation points of exactly shape (n, d), also in d = 1."""
+        return as_shaped_array(value, self.points.shape, name, " = problem.points.shape")
+
+    def norm(self, u) -> float:
+        """‖u‖_w, the discrete L²(ϱ0) norm of a vector field (n, d).
+
+        The field must have exactly the shape (n, d) of `points`, also in d = 1 (a vector
+        (n,) is refused: subtracting one from a map (n, 1) broadcasts to (n, n)).
+        """
+        u = self._field(u, "u")
+        return float(np.sqrt(np.sum(self.weights * np.sum(u**2, axis=1))))
 
     def inner(self, u, v) -> float:
-        """⟨u, v⟩_w, the discrete L²(ϱ0) inner product."""
-        return float(np.sum(self.weights * np.sum(np.asarray(u) * np.asarray(v), axis=1)))
+        """⟨u, v⟩_w, the discrete L²(ϱ0) inner product of two fields (n, d), shaped as in
+        `norm`."""
+        u, v = self._field(u, "u"), self._field(v, "v")
+        return float(np.sum(self.weights * np.sum(u * v, axis=1)))
 
     def as_map(self, T, name: str = "T") -> np.ndarray:
-        """Validate a map given at the evaluation points: (n, d) float64, finite."""
-        T = np.asarray(T, dtype=np.float64)
+        """Validate a map given at the evaluation points: (n, d) float64, finite (in d = 1 a
+        vector (n,) is read as the column (n, 1))."""
+        T = np.asarray(T)
         if self.dim == 1 and T.ndim == 1:
             T = T[:, None]
-        if T.shape != self.points.shape:
-            raise ValueError(f"{name} must have shape {self.points.shape}, got {T.shape}")
-        if not np.all(np.isfinite(T)):
-            raise ValueError(f"{name} contains NaN or infinite values")
+        T = as_shaped_array(T, self.points.shape, name, " = problem.points.shape")
+        require_finite(T, name)
         return T

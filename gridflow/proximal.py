@@ -70,7 +70,7 @@ def proximal_potential(
     center = problem.as_map(center, "center")
     if solver == "cvxpy":
         return in_gauge(problem, _proximal_potential_cvxpy(problem, center, tau))
-    start = problem.identity_potential() if start is None else np.asarray(start, dtype=float)
+    start = problem.identity_potential() if start is None else problem.as_potential(start, "start")
     potential = _proximal_potential_newton(problem, center, tau, start, max_iter, **newton_options)
     return in_gauge(problem, potential)
 

@@ -28,6 +28,7 @@ from scipy.integrate import solve_ivp
 from tqdm import tqdm
 
 from gridflow import cones, operators
+from gridflow.checks import as_node_values, as_shaped_array, check_map_on_points
 from gridflow.functionals import (
     OutsideConeError,
     discrete_hessian,
@@ -102,9 +103,21 @@ class Trajectory:
     energy: np.ndarray
     active: np.ndarray
 
+    def __post_init__(self):
+        shape = check_map_on_points(self.points, self.weights, None, "Trajectory")
+        steps = np.shape(self.times)
+        as_shaped_array(self.maps, steps + shape, "Trajectory.maps", " = times + points shapes")
+        for name in ("energy", "active"):
+            as_shaped_array(getattr(self, name), steps, f"Trajectory.{name}", " = times.shape")
+
     def errors(self, reference) -> np.ndarray:
-        """‖T_k - reference‖_w along the trajectory (reference (n, d))."""
-        difference = self.maps - np.asarray(reference)[None]
+        """‖T_k - reference‖_w along the trajectory.
+
+        `reference` must have exactly the shape (n, d) of `points`, also in d = 1 (a vector
+        (n,) would broadcast against the maps (K + 1, n, 1)).
+        """
+        reference = as_shaped_array(reference, self.points.shape, "reference", " = points.shape")
+        difference = self.maps - reference[None]
         return np.sqrt(np.einsum("i,kid->k", self.weights, difference**2))
 
 
@@ -134,6 +147,11 @@ class DiscreteMap:
     map: np.ndarray
     potential: np.ndarray
     energy: float
+
+    def __post_init__(self):
+        cells = (int(np.prod(operators.map_shape(self.grid))), self.grid.dim)
+        check_map_on_points(self.points, self.weights, self.map, "DiscreteMap", cells)
+        as_node_values(self.potential, self.grid.shape, "DiscreteMap.potential")
 
 
 def _check_steps(tau, steps):
@@ -453,7 +471,9 @@ def coarse_to_fine_start(problem: Problem, coarser: DiscreteMap) -> np.ndarray:
             f"the coarser map's box {coarser.grid.lower}..{coarser.grid.upper} is not the "
             f"problem's {problem.grid.lower}..{problem.grid.upper}"
         )
-    cells = coarser.map.reshape(*operators.map_shape(coarser.grid), 2)
+    shape = (int(np.prod(operators.map_shape(coarser.grid))), 2)
+    check_map_on_points(coarser.points, coarser.weights, coarser.map, "coarser", shape)
+    cells = np.asarray(coarser.map).reshape(*operators.map_shape(coarser.grid), 2)
     at_nodes = 0.25 * (cells[1:, 1:] + cells[:-1, 1:] + cells[1:, :-1] + cells[:-1, :-1])
     interior_axes = tuple(coarser.grid.axis(k)[1:-1] for k in range(2))
     prolonged = interpolate.RegularGridInterpolator(

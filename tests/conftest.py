@@ -1,6 +1,41 @@
-"""Test-session settings: single-threaded BLAS (small matrices thrash on a 2-core machine)."""
+"""Test-session settings: single-threaded BLAS (small matrices thrash on a 2-core machine);
+the strategies shared by the shape property tests of both packages."""
 
 import os
 
+import pytest
+from hypothesis import strategies as st
+
 for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(variable, "1")
+
+
+def _wrong_shapes(shape, vector_is_column=False):
+    """Shapes other than `shape` (n, d): the classic mistakes and random ones.
+
+    With `vector_is_column` (functions that read a vector (n,) as the column (n, 1) in
+    d = 1, e.g. maps and points) the vector (n,) is left out in d = 1.
+    """
+    n, d = shape
+    classic = [
+        (n,),
+        (n, n),
+        (d, n),
+        (n + 1, d),
+        (n - 1, d),
+        (0, d),
+        (n, d + 1),
+        (n, 0),
+        (n, d, 1),
+        (1, n, d),
+        (),
+    ]
+    random = st.lists(st.integers(0, n + 2), min_size=0, max_size=3).map(tuple)
+    excluded = {shape} | ({(n,)} if vector_is_column and d == 1 else set())
+    return st.one_of(st.sampled_from(classic), random).filter(lambda s: s not in excluded)
+
+
+@pytest.fixture(scope="session")
+def wrong_shapes():
+    """A strategy of shapes other than (n, d): the classic mistakes and random ones."""
+    return _wrong_shapes

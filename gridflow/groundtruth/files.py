@@ -7,6 +7,7 @@ alone can read, and give it back as a `GridMap` that evaluates T at arbitrary po
 from __future__ import annotations
 
 import json
+import math
 import os
 import pathlib
 import tempfile
@@ -14,11 +15,19 @@ import tempfile
 import numpy as np
 
 from gridflow import operators
-from gridflow.checks import as_finite_array, output_file
+from gridflow.checks import (
+    as_float,
+    as_node_values,
+    as_shaped_array,
+    output_file,
+    require_finite,
+)
 from gridflow.grid import Grid
 from gridflow.maps import GridMap
 
 FORMAT_VERSION = 1
+RESERVED_METADATA = ("format_version", "energy")
+"""The metadata keys save_map writes itself: a map's metadata may not set them."""
 
 
 class MapFileError(ValueError):
@@ -41,13 +50,21 @@ def save_map(path, discrete_map, metadata: dict | None = None) -> None:
     discrete_map : DiscreteMap
         The map to save; it must be finite.
     metadata : dict, optional
-        More entries for the JSON metadata.
+        More entries for the JSON metadata, with string keys other than the ones the file
+        format writes itself (RESERVED_METADATA: format_version, energy). Values are JSON
+        values (str, int, float, bool, None, lists and dicts of them); numpy scalars are
+        converted to the Python number, bool or str they hold, numpy arrays and tuples to
+        lists.
 
     Raises
     ------
     ValueError
-        If `path` or its folder fails the checks above, or the map is not finite; all are
-        checked before anything is written.
+        If `path` or its folder fails the checks above, the map's arrays do not have the
+        shapes its grid implies or are not finite, a metadata key is reserved, or a metadata
+        number is NaN or infinite; all are checked before anything is written.
+    TypeError
+        If `metadata` is not a dict, has a key that is not a string, or holds a value that
+        JSON cannot represent (a set, bytes, a complex number, any other object).
 
     Notes
     -----
@@ -59,20 +76,28 @@ def save_map(path, discrete_map, metadata: dict | None = None) -> None:
     """
     path = output_file(path, "path", MAP_SUFFIX)
     grid = discrete_map.grid
+    cells = (int(np.prod(operators.map_shape(grid))), grid.dim)
     arrays = {
         "lower": np.array(grid.lower),
         "upper": np.array(grid.upper),
         "shape": np.array(grid.shape),
-        "points": as_finite_array(discrete_map.points, "discrete_map.points", ndim=2),
-        "weights": as_finite_array(discrete_map.weights, "discrete_map.weights", ndim=1),
-        "map": as_finite_array(discrete_map.map, "discrete_map.map", ndim=2),
-        "potential": as_finite_array(discrete_map.potential, "discrete_map.potential").reshape(
-            grid.shape
+        "points": as_shaped_array(
+            discrete_map.points, cells, "discrete_map.points", " (the grid's cell centers)"
         ),
+        "weights": as_shaped_array(discrete_map.weights, cells[:1], "discrete_map.weights"),
+        "map": as_shaped_array(discrete_map.map, cells, "discrete_map.map", " = points.shape"),
+        "potential": as_node_values(
+            discrete_map.potential, grid.shape, "discrete_map.potential"
+        ).reshape(grid.shape),
     }
-    record = {"format_version": FORMAT_VERSION, "energy": float(discrete_map.energy)}
-    record.update(metadata or {})
-    arrays["metadata"] = np.array(json.dumps(record))
+    for name in ("points", "weights", "map", "potential"):
+        require_finite(arrays[name], f"discrete_map.{name}")
+    energy = as_float(discrete_map.energy, "discrete_map.energy")
+    if not math.isfinite(energy):
+        raise ValueError(f"discrete_map.energy must be finite, got {energy}")
+    record = dict(zip(RESERVED_METADATA, (FORMAT_VERSION, energy), strict=True))
+    record.update(json_metadata(metadata))
+    arrays["metadata"] = np.array(json.dumps(record, allow_nan=False))
     with tempfile.NamedTemporaryFile(dir=path.parent, suffix=MAP_SUFFIX, delete=False) as handle:
         temporary = pathlib.Path(handle.name)
         try:
@@ -82,6 +107,49 @@ def save_map(path, discrete_map, metadata: dict | None = None) -> None:
             temporary.unlink()
             raise
     os.replace(temporary, path)
+
+
+def json_metadata(metadata, reserved=RESERVED_METADATA) -> dict:
+    """``metadata`` as a dict of JSON values (see `save_map`), refusing the ``reserved`` keys."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
+    clashes = sorted(key for key in metadata if key in reserved)
+    if clashes:
+        raise ValueError(
+            f"metadata keys {clashes} are written by save_map itself (reserved: "
+            f"{sorted(reserved)}); give these entries other names"
+        )
+    return _json_value(metadata, "metadata")
+
+
+def _json_value(value, where: str):
+    """``value`` as a JSON value; numpy scalars and arrays and tuples converted (see
+    `save_map`), anything else JSON cannot hold refused naming ``where``."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biufU":
+            raise TypeError(f"{where} is a numpy array of dtype {value.dtype}, not JSON")
+        value = value.tolist()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{where} is {value}: JSON has no NaN or infinity; store e.g. None")
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_value(item, f"{where}[{index}]") for index, item in enumerate(value)]
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise TypeError(f"{where} has the key {key!r}: JSON keys must be strings")
+        return {key: _json_value(item, f"{where}[{key!r}]") for key, item in value.items()}
+    raise TypeError(
+        f"{where} has type {type(value).__name__}, which JSON cannot hold; convert it to a "
+        f"str, number, bool, None, list or dict"
+    )
 
 
 def load_map(path) -> GridMap:

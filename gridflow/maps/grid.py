@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import interpolate
 
-from gridflow.checks import as_points
+from gridflow.checks import as_node_values, as_points, as_shaped_array, check_map_on_points
 from gridflow.grid import Grid
+from gridflow.operators import map_shape
 
 __all__ = ["GridMap"]
 
@@ -34,6 +35,16 @@ class GridMap:
     weights: np.ndarray
     metadata: dict
 
+    def __post_init__(self):
+        if not isinstance(self.grid, Grid):
+            raise TypeError(f"grid must be a gridflow.Grid, got {type(self.grid).__name__}")
+        cells = (int(np.prod(map_shape(self.grid))), self.grid.dim)
+        check_map_on_points(self.points, self.weights, self.map, "GridMap", cells)
+        if self.nodal_potential is not None:
+            as_shaped_array(
+                self.nodal_potential, self.grid.shape, "GridMap.nodal_potential", " = grid.shape"
+            )
+
     @classmethod
     def from_discrete_map(cls, discrete_map, metadata: dict | None = None) -> GridMap:
         """The interpolating map of a `DiscreteMap` (from `minimize`), without a file."""
@@ -41,7 +52,9 @@ class GridMap:
             grid=discrete_map.grid,
             points=discrete_map.points,
             map=discrete_map.map,
-            nodal_potential=np.asarray(discrete_map.potential).reshape(discrete_map.grid.shape),
+            nodal_potential=as_node_values(
+                discrete_map.potential, discrete_map.grid.shape, "discrete_map.potential"
+            ).reshape(discrete_map.grid.shape),
             weights=discrete_map.weights,
             metadata=dict(metadata or {}),
         )

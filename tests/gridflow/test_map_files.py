@@ -153,3 +153,52 @@ def test_damaged_file_raises_one_error_naming_the_file(kind, saved, tmp_path):
 
 def test_map_file_error_is_a_value_error():
     assert issubclass(MapFileError, ValueError)
+
+
+@pytest.mark.parametrize("key", ["format_version", "energy"])
+def test_save_refuses_metadata_that_overwrites_a_reserved_key(tmp_path, discrete_map, key):
+    with pytest.raises(ValueError, match=rf"\['{key}'\] are written by save_map itself"):
+        save_map(tmp_path / "map.npz", discrete_map, {key: 2, "note": "x"})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_converts_numpy_metadata_to_json(tmp_path, discrete_map):
+    metadata = {
+        "count": np.int64(3),
+        "error": np.float32(0.5),
+        "converged": np.bool_(True),
+        "name": np.str_("mixture"),
+        "box": np.array([[-6.0, -6.0], [6.0, 6.0]]),
+        "shape": (33, 33),
+        "nested": {"sizes": [np.int32(9), np.int32(17)]},
+    }
+    save_map(tmp_path / "map.npz", discrete_map, metadata)
+    loaded = load_map(tmp_path / "map.npz").metadata
+    assert loaded["count"] == 3 and loaded["error"] == 0.5 and loaded["converged"] is True
+    assert loaded["name"] == "mixture" and loaded["box"] == [[-6.0, -6.0], [6.0, 6.0]]
+    assert loaded["shape"] == [33, 33] and loaded["nested"] == {"sizes": [9, 17]}
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        ({1, 2}, TypeError, r"metadata\['bad'\] has type set"),
+        (object(), TypeError, r"metadata\['bad'\] has type object"),
+        (b"bytes", TypeError, "has type bytes"),
+        (1 + 2j, TypeError, "has type complex"),
+        (np.array([1 + 1j]), TypeError, "dtype complex128"),
+        (float("nan"), ValueError, "no NaN or infinity"),
+        ([1.0, float("inf")], ValueError, r"metadata\['bad'\]\[1\] is inf"),
+        (np.array([0.0, np.nan]), ValueError, r"\[1\] is nan"),
+        ({3: "x"}, TypeError, "keys must be strings"),
+    ],
+)
+def test_save_refuses_metadata_json_cannot_hold(tmp_path, discrete_map, value, error, message):
+    with pytest.raises(error, match=message):
+        save_map(tmp_path / "map.npz", discrete_map, {"bad": value})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_refuses_metadata_that_is_not_a_dict(tmp_path, discrete_map):
+    with pytest.raises(TypeError, match="metadata must be a dict, got list"):
+        save_map(tmp_path / "map.npz", discrete_map, [("note", "x")])

@@ -206,13 +206,13 @@ def _mixture_weights(weights, count: int) -> np.ndarray:
     weights = as_finite_array(weights, "weights")
     if weights.shape != (count,):
         raise ValueError(f"weights must have shape ({count},), one per mean, got {weights.shape}")
-    if np.any(weights < 0.0) or not weights.sum() > 0.0:
+    with np.errstate(over="ignore"):  # weights near 1e308 sum to inf: refused below
+        total = weights.sum()
+    if np.any(weights < 0.0) or not total > 0.0:
         raise ValueError(f"weights must be >= 0 and not all 0, got {weights.tolist()}")
-    if not np.isclose(weights.sum(), 1.0, rtol=0.0, atol=_WEIGHTS_ATOL):
-        raise ValueError(
-            f"weights must sum to 1, got {weights.sum()!r}; pass weights / weights.sum()"
-        )
-    return weights / weights.sum()
+    if not np.isclose(total, 1.0, rtol=0.0, atol=_WEIGHTS_ATOL):
+        raise ValueError(f"weights must sum to 1, got {total!r}; pass weights / weights.sum()")
+    return weights / total
 
 
 @dataclass(frozen=True, eq=False)

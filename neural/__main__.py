@@ -434,7 +434,8 @@ def _errorbudget(args, parser) -> int:
             partial.path.unlink(missing_ok=True)
             return folder.kept()
         report = "the report folder was not changed" if folder.existed else "no report was written"
-        return f"{report}; the {count} runs measured so far are in {partial.path}"
+        runs = "1 finished run" if count == 1 else f"{count} finished runs"
+        return f"{report}; the rows of {runs} are in {partial.path}"
 
     return run_interruptible(
         lambda: _errorbudget_report(args, problems, quadratic, folder, partial.path), kept

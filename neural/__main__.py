@@ -337,9 +337,9 @@ def _sweep(args, config, seeds) -> int:
     stored = len(read_results(results.directory))
     if stored > len(results.records):
         print(
-            f"note: table.txt and fig2.png now summarize these {len(results.records)} seeds; "
-            f"{results.directory / RESULTS_FILE} holds {stored} (rerun with --first-seed and "
-            "--seeds covering them all to summarize all)"
+            f"note: table.txt and fig2.png now summarize {len(results.records)} of the {stored} "
+            f"seeds in {results.directory / RESULTS_FILE}, the ones asked for (give --first-seed "
+            "and --seeds covering them all to summarize all)"
         )
     return 0
 

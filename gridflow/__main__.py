@@ -7,7 +7,7 @@ The map and its error estimate are `gridflow.groundtruth.build_ground_truth`'s, 
 
 Every argument, the box's cut of the source mass and the output file's folder are checked
 before anything is solved; a bad one ends with `error: …` and exit status 2. An existing
---out file is replaced only with --force. The file is written whole or not at all: Ctrl-C
+--out file is replaced only with --overwrite. The file is written whole or not at all: Ctrl-C
 ends the command with one line `interrupted: …` (the file written, or not changed) and
 exit status 130.
 """
@@ -103,9 +103,11 @@ def parser() -> argparse.ArgumentParser:
         type=argument_type(output_file, "output file", MAP_SUFFIX),
         default="ground_truth.npz",
         help="the map file to write, ending in .npz, in an existing writable folder; an "
-        "existing file is replaced only with --force (default ground_truth.npz)",
+        "existing file is replaced only with --overwrite (default ground_truth.npz)",
     )
-    ground.add_argument("--force", action="store_true", help="replace the --out file if it exists")
+    ground.add_argument(
+        "--overwrite", action="store_true", help="replace the --out file if it exists"
+    )
     ground.add_argument("--quiet", action="store_true", help="no progress display")
     return main_parser
 
@@ -121,7 +123,7 @@ def main(argv=None) -> int:
             args.box,
             args.density_floor,
         )
-        out = OutputFile(args.out, "--out", args.force)
+        out = OutputFile(args.out, "--out", args.overwrite)
     except ValueError as error:
         main_parser.error(str(error))
     return run_interruptible(lambda: _build(main_parser, args, problems, out), out.kept)

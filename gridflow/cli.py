@@ -10,7 +10,7 @@ Ctrl-C ends every command with one line `interrupted: <what was kept>` on stderr
 status 130 (`run_interruptible`). Outputs are written whole or not at all: a report folder is
 built in a hidden folder beside its target and renamed into place (`ReportFolder`), a file
 under a temporary name (`OutputFile`). An output that exists is replaced only when the user
-asks with --force, and then whole: the figures of an earlier run do not remain.
+asks with --overwrite, and then whole: the figures of an earlier run do not remain.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def _creation_mode(kind: int) -> int:
 
 
 class OutputFile:
-    """A file written whole or not at all, replacing an existing one only with ``force``.
+    """A file written whole or not at all, replacing an existing one only with ``overwrite``.
 
     ``staged()`` yields a temporary path beside the file (same suffix); when the block ends
     normally it is renamed onto the file, and ``written`` becomes True. An exception or
@@ -157,13 +157,14 @@ class OutputFile:
     for the ``interrupted: …`` line.
     """
 
-    def __init__(self, path, name: str, force: bool):
+    def __init__(self, path, name: str, overwrite: bool):
         self.path = Path(path)
         self.existed = self.path.exists()
         self.written = False
-        if self.existed and not force:
+        if self.existed and not overwrite:
             raise ValueError(
-                f"{name}: {str(self.path)!r} exists; give --force to replace it, or another name"
+                f"{name}: {str(self.path)!r} exists; give --overwrite to replace it, or another "
+                "name"
             )
 
     @contextmanager
@@ -194,7 +195,7 @@ class ReportFolder:
     """A report folder written whole or not at all.
 
     ``owned`` are the names (glob patterns) of the files the command writes. A folder that
-    exists and is not empty is refused (ValueError) unless ``force``; with ``force`` it is
+    exists and is not empty is refused (ValueError) unless ``overwrite``; with ``overwrite`` it is
     replaced whole, so that no figure of an earlier run remains, but only if it holds nothing
     except ``owned`` files (never a folder of the user's other files).
 
@@ -204,7 +205,7 @@ class ReportFolder:
     exception or Ctrl-C in the block removes the new folder and leaves the target as it was.
     """
 
-    def __init__(self, path, name: str, owned: tuple[str, ...], force: bool):
+    def __init__(self, path, name: str, owned: tuple[str, ...], overwrite: bool):
         self.path = Path(path)
         self.existed = self.path.exists()
         self.written = False
@@ -212,9 +213,9 @@ class ReportFolder:
             return
         writable_folder(self.path.absolute().parent, f"{name} (the folder holding it)")
         entries = sorted(entry.name for entry in self.path.iterdir())
-        if entries and not force:
+        if entries and not overwrite:
             raise ValueError(
-                f"{name}: {str(self.path)!r} already holds {_listing(entries)}; give --force "
+                f"{name}: {str(self.path)!r} already holds {_listing(entries)}; give --overwrite "
                 "to replace it with this run's report, or another folder"
             )
         foreign = [
@@ -225,7 +226,8 @@ class ReportFolder:
         if foreign:
             raise ValueError(
                 f"{name}: {str(self.path)!r} holds {_listing(foreign)}, which this command does "
-                "not write; --force replaces only a folder of its own reports: give another folder"
+                "not write; --overwrite replaces only a folder of its own reports: give another "
+                "folder"
             )
 
     @contextmanager

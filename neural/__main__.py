@@ -26,7 +26,7 @@ measures Remark 3.11's causes against exact maps (``neural.studies.errorbudget``
 Outputs are written whole or not at all (``gridflow.cli``): the report folders of
 ``flowcheck`` and ``errorbudget`` are built beside their target and renamed into place, and
 one that holds an earlier report is replaced (whole: no stale figure remains) only with
---force; so is the --out file of ``dimensions``. Ctrl-C ends every command with one line
+--overwrite; so is the --out file of ``dimensions``. Ctrl-C ends every command with one line
 ``interrupted: …`` saying what was kept (the seeds in results.jsonl, an unchanged folder, the
 error budget's rows measured so far) and exit status 130.
 
@@ -94,7 +94,7 @@ from neural.training.methods import STARTS
 
 FLOWCHECK_FILES = ("flowcheck.txt", "flowcheck.png")
 ERRORBUDGET_FILES = ("errorbudget.txt", "errorbudget.jsonl", "errorbudget.png")
-FORCE_HELP = "replace an existing --out (whole: nothing of the earlier run remains)"
+OVERWRITE_HELP = "replace an existing --out (whole: nothing of the earlier run remains)"
 
 
 def _methods(text: str) -> tuple[str, ...]:
@@ -199,9 +199,9 @@ def _parser() -> argparse.ArgumentParser:
         type=argument_type(output_file, "output file", ".json"),
         default=None,
         help="optional JSON file for the rows (ending in .json, in an existing folder); an "
-        "existing file is replaced only with --force",
+        "existing file is replaced only with --overwrite",
     )
-    dims.add_argument("--force", action="store_true", help=FORCE_HELP)
+    dims.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
     flow = commands.add_parser(
         "flowcheck", help="neural schemes against the reference schemes, step by step"
@@ -223,9 +223,9 @@ def _parser() -> argparse.ArgumentParser:
     flow.add_argument(
         "--out", type=argument_type(report_folder, "--out"), default="flowcheck",
         help="output folder, created if its parent exists; one that holds an earlier "
-        "report is replaced only with --force (default ./flowcheck)",
+        "report is replaced only with --overwrite (default ./flowcheck)",
     )  # fmt: skip
-    flow.add_argument("--force", action="store_true", help=FORCE_HELP)
+    flow.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
     budget = commands.add_parser("errorbudget", help="Remark 3.11's three causes, measured")
     budget.add_argument(
@@ -264,10 +264,10 @@ def _parser() -> argparse.ArgumentParser:
     budget.add_argument(
         "--out", type=argument_type(report_folder, "--out"), default="errorbudget",
         help="output folder, created if its parent exists; one that holds an earlier "
-        "report is replaced only with --force (default ./errorbudget). The rows measured "
+        "report is replaced only with --overwrite (default ./errorbudget). The rows measured "
         "so far are kept in OUT-partial.jsonl beside it until the report is written",
     )  # fmt: skip
-    budget.add_argument("--force", action="store_true", help=FORCE_HELP)
+    budget.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     return parser
 
 
@@ -346,7 +346,7 @@ def _sweep(args, config, seeds) -> int:
 
 def _dimensions(args) -> int:
     try:
-        out = None if args.out is None else OutputFile(args.out, "--out", args.force)
+        out = None if args.out is None else OutputFile(args.out, "--out", args.overwrite)
     except ValueError as error:
         fail(args.parser, error, USAGE_ERROR)
     return run_interruptible(
@@ -390,7 +390,7 @@ def _flowcheck(args, parser) -> int:
             parser.error(f"--ground-truth: {error}")
         cases = [*cases, case]
     try:
-        folder = ReportFolder(args.out, "--out", FLOWCHECK_FILES, args.force)
+        folder = ReportFolder(args.out, "--out", FLOWCHECK_FILES, args.overwrite)
     except ValueError as error:
         parser.error(str(error))
     return run_interruptible(lambda: _flowcheck_report(args, cases, folder), folder.kept)
@@ -420,9 +420,9 @@ def _errorbudget(args, parser) -> int:
     try:
         check_options(args.causes, args.inits, quadratic)
         problems = [make_problem(name, args.ground_truth) for name in args.problems]
-        folder = ReportFolder(args.out, "--out", ERRORBUDGET_FILES, args.force)
+        folder = ReportFolder(args.out, "--out", ERRORBUDGET_FILES, args.overwrite)
         partial = OutputFile(
-            args.out.parent / f"{args.out.name}-partial.jsonl", "--out's rows file", args.force
+            args.out.parent / f"{args.out.name}-partial.jsonl", "--out's rows file", args.overwrite
         )
     except (ValueError, OSError) as error:
         parser.error(str(error))

@@ -61,7 +61,7 @@ GROUNDTRUTH_ERRORS = {
     "missing folder": (["--out", "{tmp}/missing/map.npz"], "does not exist"),
     "out empty": (["--out", ""], "must be a file name ending in .npz"),
     "out exists": (["--out", "{tmp}/file"], "must end in"),
-    "map exists": (["--out", "{tmp}/old.npz"], "exists; give --force to replace it"),
+    "map exists": (["--out", "{tmp}/old.npz"], "exists; give --overwrite to replace it"),
     "folder is a file": (["--out", "{tmp}/file/map.npz"], "is a file, not a folder"),
     "unwritable folder": (["--out", "/proc/map.npz"], "cannot write"),
 }
@@ -184,8 +184,8 @@ VALIDATION_ERRORS = {
     "unwritable": (["--out", "/proc/report"], "cannot write"),
     "out empty": (["--out", ""], "must name a folder"),
     "out current folder": (["--out", "."], "must name a folder"),
-    "earlier report": (["--out", "{tmp}/report"], "already holds report.json; give --force"),
-    "foreign files": (["--out", "{tmp}/report", "--force"], "holds notes.txt, which this"),
+    "earlier report": (["--out", "{tmp}/report"], "already holds report.json; give --overwrite"),
+    "foreign files": (["--out", "{tmp}/report", "--overwrite"], "holds notes.txt, which this"),
 }
 
 
@@ -280,18 +280,18 @@ def test_neural_commands_refuse_an_empty_out(argv, capsys):
     assert re.search("must (name a folder|be a file name)", line), line
 
 
-def test_existing_outputs_are_replaced_only_with_force(tmp_path, capsys):
-    """dimensions' rows file and flowcheck's folder: refused before any work without --force."""
+def test_existing_outputs_are_replaced_only_with_overwrite(tmp_path, capsys):
+    """dimensions' rows file and flowcheck's folder: refused before any work without --overwrite."""
     rows = tmp_path / "rows.json"
     rows.write_text("[]")
     argv = ["dimensions", "--dims", "2", "--out", str(rows)]
     status, line = exit_status_and_error(neural_cli.main, argv, capsys)
-    assert status == 2 and "exists; give --force" in line
+    assert status == 2 and "exists; give --overwrite" in line
     (tmp_path / "fc").mkdir()
     (tmp_path / "fc" / "flowcheck.png").write_text("an earlier figure")
     argv = ["flowcheck", "--out", str(tmp_path / "fc")]
     status, line = exit_status_and_error(neural_cli.main, argv, capsys)
-    assert status == 2 and "already holds flowcheck.png; give --force" in line
+    assert status == 2 and "already holds flowcheck.png; give --overwrite" in line
     assert rows.read_text() == "[]" and len(list(tmp_path.iterdir())) == 2
 
 
@@ -305,7 +305,7 @@ def test_a_rewritten_report_keeps_no_stale_figure(tmp_path, monkeypatch):
     report.mkdir()
     (report / "old.png").write_bytes(b"an earlier run's figure")
     (report / "report.md").write_text("earlier")
-    assert validation_cli.main(["--out", str(report), "--force"]) == 0
+    assert validation_cli.main(["--out", str(report), "--overwrite"]) == 0
     assert sorted(p.name for p in report.iterdir()) == ["new.png", "report.json", "report.md"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # no staging folder left
 
@@ -314,7 +314,7 @@ def test_a_failed_report_leaves_the_folder_as_it_was(tmp_path):
     report = tmp_path / "report"
     report.mkdir()
     (report / "old.png").write_bytes(b"old")
-    folder = ReportFolder(report, "--out", ("*.png",), force=True)
+    folder = ReportFolder(report, "--out", ("*.png",), overwrite=True)
     with pytest.raises(RuntimeError), folder.staged() as staged:
         (staged / "new.png").write_bytes(b"new")
         raise RuntimeError("a bug half way")
@@ -336,13 +336,13 @@ REPO = pathlib.Path(__file__).parents[1]
 INTERRUPTS = {
     # command, what shows that it computes, the files it must keep, its interrupted line
     "groundtruth": (
-        ["gridflow", "groundtruth", "--out", "truth.npz", "--force"],
+        ["gridflow", "groundtruth", "--out", "truth.npz", "--overwrite"],
         "grids",
         {"truth.npz": "an earlier map"},
         "truth.npz was not changed",
     ),
     "validation": (
-        ["validation", "--only", "grid1d", "--out", "report", "--force"],
+        ["validation", "--only", "grid1d", "--out", "report", "--overwrite"],
         "running grid1d checks",
         {"report/report.md": "an earlier report", "report/fig.png": "an earlier figure"},
         "the report folder report was not changed",

@@ -4,7 +4,7 @@ Prints a table (statement, setting, measured, theoretical, verdict) and writes i
 report.json and report.md beside the PNG figures in the output folder. Exits with
 status 1 when any check fails, so that it serves as a regression check, and with status 2
 (`error: …`, before any check runs) on a bad argument or an output folder that cannot be
-written or holds an earlier report (replaced only with --force).
+written or holds an earlier report (replaced only with --overwrite).
 
 The report folder is written whole or not at all (`gridflow.cli.ReportFolder`): built beside
 the target and renamed into place, so that a rewritten report keeps no figure of an earlier
@@ -31,7 +31,7 @@ SUITES = {
 }
 COLUMNS = ("statement", "setting", "measured", "theoretical", "verdict")
 REPORT_FILES = ("report.json", "report.md", "*.png")
-"""What the report folder holds (--force replaces only a folder of these)."""
+"""What the report folder holds (--overwrite replaces only a folder of these)."""
 
 
 def parse_arguments(argv):
@@ -44,10 +44,10 @@ def parse_arguments(argv):
         type=argument_type(report_folder, "output folder"),
         default="validation-report",
         help="output folder, created if its parent exists; one that holds an earlier report "
-        "is replaced whole only with --force (default: ./validation-report)",
+        "is replaced whole only with --overwrite (default: ./validation-report)",
     )
     parser.add_argument(
-        "--force",
+        "--overwrite",
         action="store_true",
         help="replace the report in --out (only report.json, report.md and figures)",
     )
@@ -62,7 +62,7 @@ def parse_arguments(argv):
     )
     arguments = parser.parse_args(argv)
     try:
-        folder = ReportFolder(arguments.out, "output folder", REPORT_FILES, arguments.force)
+        folder = ReportFolder(arguments.out, "output folder", REPORT_FILES, arguments.overwrite)
     except ValueError as error:
         parser.error(str(error))
     return arguments, folder

@@ -174,11 +174,11 @@ def _sweep(seeds, config, directory, done, workers, backend, numba_threads, prog
     figure_path = None
     if directory is not None:  # each file whole or not at all (a Ctrl-C while writing)
         text = format_table(summary) + "\n" + format_references(selected) + "\n"
-        with OutputFile(directory / "table.txt", "table", force=True).staged() as staged:
+        with OutputFile(directory / "table.txt", "table", overwrite=True).staged() as staged:
             staged.write_text(text)
         if figure:
             figure_path = directory / "fig2.png"
-            with OutputFile(figure_path, "figure", force=True).staged() as staged:
+            with OutputFile(figure_path, "figure", overwrite=True).staged() as staged:
                 histogram_figure(selected, config.methods, size=config.size).savefig(
                     staged, dpi=120
                 )

@@ -6,7 +6,10 @@ The map and its error estimate are `gridflow.groundtruth.build_ground_truth`'s, 
 `save_map`.
 
 Every argument, the box's cut of the source mass and the output file's folder are checked
-before anything is solved; a bad one ends with `error: …` and exit status 2.
+before anything is solved; a bad one ends with `error: …` and exit status 2. An existing
+--out file is replaced only with --overwrite. The file is written whole or not at all: Ctrl-C
+ends the command with one line `interrupted: …` (the file written, or not changed) and
+exit status 130.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import argparse
 import sys
 
 from gridflow.checks import open_unit_interval, output_file, positive_float
-from gridflow.cli import argument_type, fail, number
+from gridflow.cli import OutputFile, argument_type, fail, number, run_interruptible
 from gridflow.groundtruth import (
     DEFAULT_BOX,
     MAP_SUFFIX,
@@ -103,7 +106,11 @@ def parser() -> argparse.ArgumentParser:
         "--out",
         type=argument_type(output_file, "output file", MAP_SUFFIX),
         default="ground_truth.npz",
-        help="the map file to write, ending in .npz, in an existing writable folder",
+        help="the map file to write, ending in .npz, in an existing writable folder; an "
+        "existing file is replaced only with --overwrite (default ground_truth.npz)",
+    )
+    ground.add_argument(
+        "--overwrite", action="store_true", help="replace the --out file if it exists"
     )
     ground.add_argument(
         "--force",
@@ -128,11 +135,17 @@ def main(argv=None) -> int:
             args.box,
             args.density_floor,
         )
+        out = OutputFile(args.out, "--out", args.overwrite)
     except ValueError as error:
         main_parser.error(str(error))
     refusals = floor_problems(problems[-1])
     if refusals and not args.force:
         main_parser.error(f"{refusals[0]}; or --force to write it anyway, marked")
+    return run_interruptible(lambda: _build(main_parser, args, problems, out, refusals), out.kept)
+
+
+def _build(main_parser, args, problems, out: OutputFile, refusals: list[str]) -> int:
+    """Solve, save the map to ``out`` (whole or not at all) and print the result line."""
     try:
         fine, metadata = build_ground_truth(
             problems[-1].source,
@@ -150,8 +163,9 @@ def main(argv=None) -> int:
     if refusals:
         metadata["warnings"] = refusals
     try:
-        save_map(args.out, fine, metadata)
-    except ValueError as error:  # the folder went away during the solve
+        with out.staged() as staged:
+            save_map(staged, fine, metadata)
+    except (ValueError, OSError) as error:  # the folder went away during the solve
         fail(main_parser, error)
     loaded = load_map(args.out)
     print(

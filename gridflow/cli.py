@@ -5,14 +5,33 @@ and before any long computation. The argument checks are the package's own valid
 (`gridflow.checks`), wrapped by `argument_type` so that their message reaches the user.
 A computation that fails for a reason the user can act on (a solver that does not
 converge) ends with one `prog: error: …` line and exit status 1. Tracebacks are for bugs.
+
+Ctrl-C ends every command with one line `interrupted: <what was kept>` on stderr and exit
+status 130 (`run_interruptible`). Outputs are written whole or not at all: a report folder is
+built in a hidden folder beside its target and renamed into place (`ReportFolder`), a file
+under a temporary name (`OutputFile`). An output that exists is replaced only when the user
+asks with --overwrite, and then whole: the figures of an earlier run do not remain.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+from gridflow.checks import output_folder, writable_folder
 
 USAGE_ERROR = 2
 COMPUTATION_ERROR = 1
+INTERRUPTED = 130
+"""Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
 
 
 def argument_type(check, *args):
@@ -58,3 +77,192 @@ def number(check):
 
     parse.__name__ = getattr(check, "__name__", "number")
     return parse
+
+
+def named_folder(text, name: str) -> Path:
+    """An argparse check of an output folder: a name that is not empty ('' would be the
+    current folder), of a folder that is writable or can be created (`checks.output_folder`)."""
+    if not str(text).strip():
+        raise ValueError(f"{name} must name a folder, got {str(text)!r}")
+    return output_folder(str(text), name)
+
+
+def report_folder(text, name: str) -> Path:
+    """`named_folder`, and not '.' or '..': a report replaces its whole folder."""
+    if Path(str(text)).name in ("", ".", ".."):
+        raise ValueError(
+            f"{name} must name a folder for the report, e.g. 'report', got {str(text)!r} (the "
+            "report replaces the whole folder)"
+        )
+    return named_folder(text, name)
+
+
+def is_interrupt(error: BaseException) -> bool:
+    """Whether ``error`` is, or was raised while handling, a KeyboardInterrupt (a SIGINT in
+    compiled code surfaces as a SystemError whose context is the KeyboardInterrupt)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def run_interruptible(run, kept) -> int:
+    """``run()``'s exit status; after Ctrl-C (`is_interrupt`) the line ``interrupted: …``
+    with ``kept(error)`` (what the command kept) on stderr, and INTERRUPTED. The line starts
+    after a newline, which ends a progress bar's line."""
+    try:
+        return run()
+    except BaseException as error:
+        if not is_interrupt(error):
+            raise
+        print(f"\ninterrupted: {kept(error)}", file=sys.stderr, flush=True)
+        return INTERRUPTED
+
+
+@contextmanager
+def deferred_interrupts():
+    """Ctrl-C held back inside the block and delivered at its end: for the few renames that
+    put an output in place, which must all happen or none. (Signals reach the main thread
+    only; elsewhere the block runs as it is.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received and callable(previous):
+        previous(signal.SIGINT, received[-1])
+
+
+def _creation_mode(kind: int) -> int:
+    """``kind`` (0o666 for files, 0o777 for folders) less the umask: the mode ``open`` and
+    ``mkdir`` give, where ``tempfile`` gives 0o600 or 0o700."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return kind & ~umask
+
+
+class OutputFile:
+    """A file written whole or not at all, replacing an existing one only with ``overwrite``.
+
+    ``staged()`` yields a temporary path beside the file (same suffix); when the block ends
+    normally it is renamed onto the file, and ``written`` becomes True. An exception or
+    Ctrl-C in the block removes it and leaves the file as it was. ``kept()`` says which,
+    for the ``interrupted: …`` line.
+    """
+
+    def __init__(self, path, name: str, overwrite: bool):
+        self.path = Path(path)
+        self.existed = self.path.exists()
+        self.written = False
+        if self.existed and not overwrite:
+            raise ValueError(
+                f"{name}: {str(self.path)!r} exists; give --overwrite to replace it, or another "
+                "name"
+            )
+
+    @contextmanager
+    def staged(self):
+        descriptor, name = tempfile.mkstemp(
+            prefix=f".{self.path.stem}.", suffix=self.path.suffix, dir=self.path.parent
+        )
+        os.close(descriptor)
+        temporary = Path(name)
+        try:
+            yield temporary
+            os.chmod(temporary, _creation_mode(0o666))
+            with deferred_interrupts():
+                os.replace(temporary, self.path)
+                self.written = True
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    def kept(self, error=None) -> str:
+        if self.written:
+            return f"{self.path} was written"
+        if self.existed:
+            return f"{self.path} was not changed"
+        return "nothing was written"
+
+
+class ReportFolder:
+    """A report folder written whole or not at all.
+
+    ``owned`` are the names (glob patterns) of the files the command writes. A folder that
+    exists and is not empty is refused (ValueError) unless ``overwrite``; with ``overwrite`` it is
+    replaced whole, so that no figure of an earlier run remains, but only if it holds nothing
+    except ``owned`` files (never a folder of the user's other files).
+
+    ``staged()`` yields a new hidden folder beside the target to write the report into; when
+    the block ends normally the target (if any) is renamed aside, the new folder renamed in
+    and the old one removed, Ctrl-C held back meanwhile, and ``written`` becomes True. An
+    exception or Ctrl-C in the block removes the new folder and leaves the target as it was.
+    """
+
+    def __init__(self, path, name: str, owned: tuple[str, ...], overwrite: bool):
+        self.path = Path(path)
+        self.existed = self.path.exists()
+        self.written = False
+        if not self.existed:
+            return
+        writable_folder(self.path.absolute().parent, f"{name} (the folder holding it)")
+        entries = sorted(entry.name for entry in self.path.iterdir())
+        if entries and not overwrite:
+            raise ValueError(
+                f"{name}: {str(self.path)!r} already holds {_listing(entries)}; give --overwrite "
+                "to replace it with this run's report, or another folder"
+            )
+        foreign = [
+            entry
+            for entry in entries
+            if (self.path / entry).is_dir() or not any(fnmatch.fnmatch(entry, p) for p in owned)
+        ]
+        if foreign:
+            raise ValueError(
+                f"{name}: {str(self.path)!r} holds {_listing(foreign)}, which this command does "
+                "not write; --overwrite replaces only a folder of its own reports: give another "
+                "folder"
+            )
+
+    @contextmanager
+    def staged(self):
+        parent = self.path.absolute().parent
+        stage = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial", dir=parent))
+        try:
+            yield stage
+            os.chmod(stage, _creation_mode(0o777))
+            with deferred_interrupts():
+                self._swap(stage)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+
+    def _swap(self, stage: Path) -> None:
+        """The target replaced by ``stage``: the old one renamed aside first, removed last."""
+        if not self.path.exists():
+            os.rename(stage, self.path)
+            self.written = True
+            return
+        old = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".old", dir=stage.parent))
+        os.rename(self.path, old / "report")
+        os.rename(stage, self.path)
+        self.written = True
+        shutil.rmtree(old, ignore_errors=True)
+
+    def kept(self, error=None) -> str:
+        if self.written:
+            return f"the report in {self.path} is complete"
+        if self.existed:
+            return f"the report folder {self.path} was not changed"
+        return "nothing was written"
+
+
+def _listing(names, shown: int = 3) -> str:
+    """'a, b, c and 4 more' for a message."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more

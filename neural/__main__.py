@@ -17,11 +17,18 @@
 ``benchmark`` runs the paper's Fig. 2 sweep (``neural.studies.sweep.run_benchmark``):
 resumable (rerun with the same --out to continue; --force-resume across code versions),
 parallel over seeds, prints the table next to the paper's numbers and writes
-DIR/{results.jsonl, config.json, table.txt, fig2.png}. Ctrl-C stops it with status 130,
-saying how many seeds are kept. ``dimensions`` runs the Gaussian → Gaussian study. ``flowcheck``
+DIR/{results.jsonl, config.json, table.txt, fig2.png}; a run of fewer seeds than the folder
+holds says so. ``dimensions`` runs the Gaussian → Gaussian study. ``flowcheck``
 compares the neural schemes step by step with the reference schemes
 (``neural.studies.flowcheck``) and writes DIR/{flowcheck.txt, flowcheck.png}. ``errorbudget``
 measures Remark 3.11's causes against exact maps (``neural.studies.errorbudget``).
+
+Outputs are written whole or not at all (``gridflow.cli``): the report folders of
+``flowcheck`` and ``errorbudget`` are built beside their target and renamed into place, and
+one that holds an earlier report is replaced (whole: no stale figure remains) only with
+--overwrite; so is the --out file of ``dimensions``. Ctrl-C ends every command with one line
+``interrupted: …`` saying what was kept (the seeds in results.jsonl, an unchanged folder, the
+error budget's rows measured so far) and exit status 130.
 
 A user error (a bad argument, a ground truth of another problem, an output folder that
 cannot be written or is locked by a running sweep) ends with one line ``… error: …`` and
@@ -32,13 +39,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-from gridflow.checks import output_file, output_folder, positive_float
-from gridflow.cli import USAGE_ERROR, argument_type, fail, integer, number
+from gridflow.checks import output_file, positive_float
+from gridflow.cli import (
+    USAGE_ERROR,
+    OutputFile,
+    ReportFolder,
+    argument_type,
+    fail,
+    integer,
+    named_folder,
+    number,
+    report_folder,
+    run_interruptible,
+)
 from neural.network.initialization import INITS
 from neural.studies.dimensions import dimension_study, format_dimension_table, write_dimension_rows
 from neural.studies.errorbudget import (
@@ -68,13 +87,14 @@ from neural.studies.sweep import (
     format_table,
     run_benchmark,
 )
-from neural.studies.sweep.parallel import is_interrupt
+from neural.studies.sweep.store import RESULTS_FILE, read_results
 from neural.training import METHODS
 from neural.training.gradients import KL_REDUCTIONS
 from neural.training.methods import STARTS
 
-INTERRUPTED = 130
-"""Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
+FLOWCHECK_FILES = ("flowcheck.txt", "flowcheck.png")
+ERRORBUDGET_FILES = ("errorbudget.txt", "errorbudget.jsonl", "errorbudget.png")
+OVERWRITE_HELP = "replace an existing --out (whole: nothing of the earlier run remains)"
 
 
 def _methods(text: str) -> tuple[str, ...]:
@@ -131,9 +151,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--out",
-        type=argument_type(output_folder, "output folder"),
+        type=argument_type(named_folder, "output folder"),
         default="neural_benchmark",
-        help="output folder, created if its parent exists (default neural_benchmark)",
+        help="output folder, created if its parent exists; one of the same configuration is "
+        "resumed (default neural_benchmark)",
     )
     bench.add_argument(
         "--force-resume",
@@ -177,8 +198,10 @@ def _parser() -> argparse.ArgumentParser:
         "--out",
         type=argument_type(output_file, "output file", ".json"),
         default=None,
-        help="optional JSON file for the rows (ending in .json, in an existing folder)",
+        help="optional JSON file for the rows (ending in .json, in an existing folder); an "
+        "existing file is replaced only with --overwrite",
     )
+    dims.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
     flow = commands.add_parser(
         "flowcheck", help="neural schemes against the reference schemes, step by step"
@@ -198,9 +221,11 @@ def _parser() -> argparse.ArgumentParser:
     flow.add_argument("--steps", type=_count("steps"), default=10, help="number of outer steps K")
     flow.add_argument("--size", choices=tuple(SETTINGS), default="quick")
     flow.add_argument(
-        "--out", type=argument_type(output_folder, "--out"), default="flowcheck",
-        help="output folder, created if its parent exists (default ./flowcheck)",
+        "--out", type=argument_type(report_folder, "--out"), default="flowcheck",
+        help="output folder, created if its parent exists; one that holds an earlier "
+        "report is replaced only with --overwrite (default ./flowcheck)",
     )  # fmt: skip
+    flow.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
     budget = commands.add_parser("errorbudget", help="Remark 3.11's three causes, measured")
     budget.add_argument(
@@ -237,9 +262,12 @@ def _parser() -> argparse.ArgumentParser:
         help="θ0, data and evaluation streams (default 0)",
     )  # fmt: skip
     budget.add_argument(
-        "--out", type=argument_type(output_folder, "--out"), default="errorbudget",
-        help="output folder, created if its parent exists (default ./errorbudget)",
+        "--out", type=argument_type(report_folder, "--out"), default="errorbudget",
+        help="output folder, created if its parent exists; one that holds an earlier "
+        "report is replaced only with --overwrite (default ./errorbudget). The rows measured "
+        "so far are kept in OUT-partial.jsonl beside it until the report is written",
     )  # fmt: skip
+    budget.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     return parser
 
 
@@ -269,6 +297,20 @@ def _benchmark(args) -> int:
     except ValueError as error:
         fail(args.parser, error, USAGE_ERROR)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
+
+    def kept(error) -> str:  # SweepInterrupted counts the seeds; else before or after them
+        if isinstance(error, SweepInterrupted):
+            return str(error)
+        return (
+            f"the seeds that finished are in {args.out / RESULTS_FILE}; rerun the same command "
+            "to resume (and to write the table and figure)"
+        )
+
+    return run_interruptible(lambda: _sweep(args, config, seeds), kept)
+
+
+def _sweep(args, config, seeds) -> int:
+    """The sweep of ``_benchmark``, its table and references printed."""
     start = time.perf_counter()
     try:
         results = run_benchmark(
@@ -283,9 +325,6 @@ def _benchmark(args) -> int:
         )
     except SweepSetupError as error:  # refused before any seed ran
         fail(args.parser, error, USAGE_ERROR)
-    except SweepInterrupted as interrupt:
-        print(f"\ninterrupted: {interrupt}", file=sys.stderr)
-        return INTERRUPTED
     wall = time.perf_counter() - start
     print(
         f"{len(results.records)} seeds ({len(results.ran)} run now, {len(results.skipped)} "
@@ -295,32 +334,47 @@ def _benchmark(args) -> int:
     print(format_references(results.records))
     if results.figure is not None:
         print(f"figure: {results.figure}")
+    stored = len(read_results(results.directory))
+    if stored > len(results.records):
+        print(
+            f"note: table.txt and fig2.png now summarize {len(results.records)} of the {stored} "
+            f"seeds in {results.directory / RESULTS_FILE}, the ones asked for (give --first-seed "
+            "and --seeds covering them all to summarize all)"
+        )
     return 0
 
 
 def _dimensions(args) -> int:
     try:
-        rows = dimension_study(
-            args.dims,
-            args.methods,
-            size=args.size,
-            seed=args.seed,
-            hidden=args.hidden,
-            init=args.init,
-            n_eval=args.n_eval,
-            workers=args.workers,
-            backend=args.backend,
-            progress=True,
-        )
-    except BaseException as error:
-        if not is_interrupt(error):
-            raise
-        print("\ninterrupted: no rows were written", file=sys.stderr)
-        return INTERRUPTED
+        out = None if args.out is None else OutputFile(args.out, "--out", args.overwrite)
+    except ValueError as error:
+        fail(args.parser, error, USAGE_ERROR)
+    return run_interruptible(
+        lambda: _dimension_rows(args, out),
+        lambda error: "no rows were written" if out is None else out.kept(),
+    )
+
+
+def _dimension_rows(args, out: OutputFile | None) -> int:
+    """The dimension study of ``_dimensions``, its table printed and its rows written to
+    ``out`` (if given)."""
+    rows = dimension_study(
+        args.dims,
+        args.methods,
+        size=args.size,
+        seed=args.seed,
+        hidden=args.hidden,
+        init=args.init,
+        n_eval=args.n_eval,
+        workers=args.workers,
+        backend=args.backend,
+        progress=True,
+    )
     print(format_dimension_table(rows))
-    if args.out:
-        write_dimension_rows(rows, args.out)
-        print(f"rows: {args.out}")
+    if out is not None:
+        with out.staged() as staged:
+            write_dimension_rows(rows, staged)
+        print(f"rows: {out.path}")
     return 0
 
 
@@ -335,19 +389,29 @@ def _flowcheck(args, parser) -> int:
         except (ValueError, TypeError, KeyError) as error:
             parser.error(f"--ground-truth: {error}")
         cases = [*cases, case]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        folder = ReportFolder(args.out, "--out", FLOWCHECK_FILES, args.overwrite)
+    except ValueError as error:
+        parser.error(str(error))
+    return run_interruptible(lambda: _flowcheck_report(args, cases, folder), folder.kept)
+
+
+def _flowcheck_report(args, cases, folder: ReportFolder) -> int:
+    """The flow checks of ``_flowcheck``, printed and written into ``folder``."""
     checks = []
     for case in cases:
         start = time.perf_counter()
+        name = case if isinstance(case, str) else case.name
+        print(f"checking {name} ({args.size}) ...", file=sys.stderr, flush=True)
         check = flow_check(case, tau=args.tau, steps=args.steps, size=args.size)
         checks.append(check)
         print(format_flowcheck(check))
-        name = case if isinstance(case, str) else case.name
         print(f"({name}: {time.perf_counter() - start:.1f} s)\n", flush=True)
-    (out / "flowcheck.txt").write_text("\n\n".join(format_flowcheck(c) for c in checks) + "\n")
-    flowcheck_figure(checks).savefig(out / "flowcheck.png", dpi=120)
-    print(f"wrote {out / 'flowcheck.txt'} and {out / 'flowcheck.png'}")
+    with folder.staged() as staged:
+        text = "\n\n".join(format_flowcheck(c) for c in checks) + "\n"
+        (staged / "flowcheck.txt").write_text(text)
+        flowcheck_figure(checks).savefig(staged / "flowcheck.png", dpi=120)
+    print(f"wrote {folder.path / 'flowcheck.txt'} and {folder.path / 'flowcheck.png'}")
     return 0
 
 
@@ -356,14 +420,34 @@ def _errorbudget(args, parser) -> int:
     try:
         check_options(args.causes, args.inits, quadratic)
         problems = [make_problem(name, args.ground_truth) for name in args.problems]
+        folder = ReportFolder(args.out, "--out", ERRORBUDGET_FILES, args.overwrite)
+        partial = OutputFile(
+            args.out.parent / f"{args.out.name}-partial.jsonl", "--out's rows file", args.overwrite
+        )
     except (ValueError, OSError) as error:
         parser.error(str(error))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    partial = out / "errorbudget.jsonl"
-    partial.write_text("")
+    partial.path.write_text("")
 
-    def save(row):  # each run as it finishes, so that a long study keeps what it measured
+    def kept(error) -> str:  # the rows measured so far stay beside the unchanged folder
+        count = len(partial.path.read_text().splitlines()) if partial.path.exists() else 0
+        if folder.written or count == 0:
+            partial.path.unlink(missing_ok=True)
+            return folder.kept()
+        report = "the report folder was not changed" if folder.existed else "no report was written"
+        runs = "1 finished run" if count == 1 else f"{count} finished runs"
+        return f"{report}; the rows of {runs} are in {partial.path}"
+
+    return run_interruptible(
+        lambda: _errorbudget_report(args, problems, quadratic, folder, partial.path), kept
+    )
+
+
+def _errorbudget_report(args, problems, quadratic, folder: ReportFolder, partial: Path) -> int:
+    """The error budget of ``_errorbudget``: each run's row appended to ``partial`` as it
+    finishes (so that a long study keeps what it measured), the report written into
+    ``folder``, which then takes ``partial`` as its errorbudget.jsonl."""
+
+    def save(row):
         with partial.open("a") as handle:
             handle.write(json.dumps(asdict(row)) + "\n")
 
@@ -375,9 +459,12 @@ def _errorbudget(args, parser) -> int:
     )  # fmt: skip
     text = format_budget(rows)
     print(text)
-    (out / "errorbudget.txt").write_text(text + "\n")
-    budget_figure(rows).savefig(out / "errorbudget.png", dpi=120)
-    print(f"wrote {out}/errorbudget.txt, errorbudget.jsonl and errorbudget.png")
+    with folder.staged() as staged:
+        (staged / "errorbudget.txt").write_text(text + "\n")
+        budget_figure(rows).savefig(staged / "errorbudget.png", dpi=120)
+        shutil.copyfile(partial, staged / "errorbudget.jsonl")
+    partial.unlink()
+    print(f"wrote {folder.path}/errorbudget.txt, errorbudget.jsonl and errorbudget.png")
     return 0
 
 

@@ -1,10 +1,14 @@
-"""Both command lines: a user error is one `error: …` line and exit status 2, before any work."""
+"""The command lines: a user error is one `error: …` line and exit status 2, before any work;
+Ctrl-C is one `interrupted: …` line and exit status 130, and no partial output."""
 
 import json
+import os
 import pathlib
 import re
+import signal
 import subprocess
 import sys
+import time
 import types
 
 import numpy as np
@@ -12,8 +16,10 @@ import pytest
 
 import gridflow.__main__ as gridflow_cli
 import gridflow.groundtruth.build
+import neural.__main__ as neural_cli
 import validation.__main__ as validation_cli
 from gridflow import SolverError, load_map
+from gridflow.cli import ReportFolder, deferred_interrupts
 from gridflow.groundtruth import problem_of
 
 
@@ -53,6 +59,9 @@ GROUNDTRUTH_ERRORS = {
     "wrong suffix": (["--out", "{tmp}/map.npy"], r"must end in \.npz"),
     "no suffix": (["--out", "{tmp}/map"], r"must end in \.npz"),
     "missing folder": (["--out", "{tmp}/missing/map.npz"], "does not exist"),
+    "out empty": (["--out", ""], "must be a file name ending in .npz"),
+    "out exists": (["--out", "{tmp}/file"], "must end in"),
+    "map exists": (["--out", "{tmp}/old.npz"], "exists; give --overwrite to replace it"),
     "folder is a file": (["--out", "{tmp}/file/map.npz"], "is a file, not a folder"),
     "unwritable folder": (["--out", "/proc/map.npz"], "cannot write"),
 }
@@ -62,6 +71,7 @@ GROUNDTRUTH_ERRORS = {
 def test_groundtruth_user_errors(case, tmp_path, capsys, no_solving):
     arguments, expected = GROUNDTRUTH_ERRORS[case]
     (tmp_path / "file").write_text("")
+    (tmp_path / "old.npz").write_text("old")
     argv = ["groundtruth", "--quiet", "--out", str(tmp_path / "map.npz")]
     argv += [a.format(tmp=tmp_path) for a in arguments]
     status, line = exit_status_and_error(gridflow_cli.main, argv, capsys)
@@ -189,6 +199,10 @@ VALIDATION_ERRORS = {
     "missing parent": (["--out", "{tmp}/a/b"], "does not exist"),
     "out is a file": (["--out", "{tmp}/file"], "is a file, not a folder"),
     "unwritable": (["--out", "/proc/report"], "cannot write"),
+    "out empty": (["--out", ""], "must name a folder"),
+    "out current folder": (["--out", "."], "must name a folder"),
+    "earlier report": (["--out", "{tmp}/report"], "already holds report.json; give --overwrite"),
+    "foreign files": (["--out", "{tmp}/report", "--overwrite"], "holds notes.txt, which this"),
 }
 
 
@@ -196,6 +210,10 @@ VALIDATION_ERRORS = {
 def test_validation_user_errors(case, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(validation_cli, "SUITES", {})  # any suite run would fail with KeyError
     (tmp_path / "file").write_text("")
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "report.json").write_text("{}")
+    if case == "foreign files":
+        (tmp_path / "report" / "notes.txt").write_text("mine")
     arguments, expected = VALIDATION_ERRORS[case]
     argv = [a.format(tmp=tmp_path) for a in arguments]
     status, line = exit_status_and_error(validation_cli.main, argv, capsys)
@@ -261,3 +279,158 @@ def test_benchmark_reads_the_seconds_of_another_checkout(monkeypatch, tmp_path):
     monkeypatch.setattr(benchmark_neural.subprocess, "run", lambda *a, **k: failing)
     with pytest.raises(RuntimeError, match="ImportError"):
         benchmark_neural.checkout_seed_seconds(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["benchmark", "--out", ""],
+        ["flowcheck", "--out", ""],
+        ["errorbudget", "--out", ""],
+        ["flowcheck", "--out", ".."],
+        ["dimensions", "--out", ""],
+    ],
+)
+def test_neural_commands_refuse_an_empty_out(argv, capsys):
+    status, line = exit_status_and_error(neural_cli.main, argv, capsys)
+    assert status == 2
+    assert re.search("must (name a folder|be a file name)", line), line
+
+
+def test_existing_outputs_are_replaced_only_with_overwrite(tmp_path, capsys):
+    """dimensions' rows file and flowcheck's folder: refused before any work without --overwrite."""
+    rows = tmp_path / "rows.json"
+    rows.write_text("[]")
+    argv = ["dimensions", "--dims", "2", "--out", str(rows)]
+    status, line = exit_status_and_error(neural_cli.main, argv, capsys)
+    assert status == 2 and "exists; give --overwrite" in line
+    (tmp_path / "fc").mkdir()
+    (tmp_path / "fc" / "flowcheck.png").write_text("an earlier figure")
+    argv = ["flowcheck", "--out", str(tmp_path / "fc")]
+    status, line = exit_status_and_error(neural_cli.main, argv, capsys)
+    assert status == 2 and "already holds flowcheck.png; give --overwrite" in line
+    assert rows.read_text() == "[]" and len(list(tmp_path.iterdir())) == 2
+
+
+def test_a_rewritten_report_keeps_no_stale_figure(tmp_path, monkeypatch):
+    def run(size, outdir):
+        (outdir / "new.png").write_bytes(b"png")
+        return []
+
+    monkeypatch.setattr(validation_cli, "SUITES", {"gaussian": types.SimpleNamespace(run=run)})
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "old.png").write_bytes(b"an earlier run's figure")
+    (report / "report.md").write_text("earlier")
+    assert validation_cli.main(["--out", str(report), "--overwrite"]) == 0
+    assert sorted(p.name for p in report.iterdir()) == ["new.png", "report.json", "report.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # no staging folder left
+
+
+def test_a_failed_report_leaves_the_folder_as_it_was(tmp_path):
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "old.png").write_bytes(b"old")
+    folder = ReportFolder(report, "--out", ("*.png",), overwrite=True)
+    with pytest.raises(RuntimeError), folder.staged() as staged:
+        (staged / "new.png").write_bytes(b"new")
+        raise RuntimeError("a bug half way")
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]
+    assert [p.name for p in report.iterdir()] == ["old.png"]
+    assert folder.kept() == f"the report folder {report} was not changed"
+
+
+def test_ctrl_c_during_the_renames_is_delivered_after_them():
+    done = []
+    with pytest.raises(KeyboardInterrupt), deferred_interrupts():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)
+        done.append("renamed")
+    assert done == ["renamed"]
+
+
+REPO = pathlib.Path(__file__).parents[1]
+INTERRUPTS = {
+    # command, what shows that it computes, the files it must keep, its interrupted line
+    "groundtruth": (
+        ["gridflow", "groundtruth", "--out", "truth.npz", "--overwrite"],
+        "grids",
+        {"truth.npz": "an earlier map"},
+        "truth.npz was not changed",
+    ),
+    "validation": (
+        ["validation", "--only", "grid1d", "--out", "report", "--overwrite"],
+        "running grid1d checks",
+        {"report/report.md": "an earlier report", "report/fig.png": "an earlier figure"},
+        "the report folder report was not changed",
+    ),
+    "flowcheck": (
+        ["neural", "flowcheck", "--cases", "gaussian2d", "--out", "fc"],
+        "checking gaussian2d",
+        {},
+        "nothing was written",
+    ),
+    "errorbudget": (  # K' = 200 keeps its row (0.6 s), K' = 2000 (5 s) is interrupted
+        ["neural", "errorbudget", "--problems", "gaussian2", "--widths", "6,6", "--causes",
+         "implicit", "--quadratic", "without", "--inner-steps", "200", "--n-eval", "2000",
+         "--out", "eb"],
+        "eb-partial.jsonl",
+        {},
+        "no report was written; the rows of 1 finished run are in eb-partial.jsonl",
+    ),
+    "dimensions": (
+        ["neural", "dimensions", "--dims", "8", "--size", "small", "--out", "rows.json"],
+        "runs:",
+        {},
+        "nothing was written",
+    ),
+}  # fmt: skip
+
+
+def _nonempty(path: pathlib.Path) -> bool:
+    return path.is_file() and path.stat().st_size > 0
+
+
+@pytest.mark.parametrize("name", INTERRUPTS)
+def test_ctrl_c_exits_130_with_one_line_and_no_partial_output(name, tmp_path):
+    """SIGINT to the command's process group (Ctrl-C in a terminal) while it computes."""
+    command, marker, files, expected = INTERRUPTS[name]
+    work = tmp_path / "work"
+    work.mkdir()
+    for path, text in files.items():
+        (work / path).parent.mkdir(exist_ok=True)
+        (work / path).write_text(text)
+    log = tmp_path / "output.txt"
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    with log.open("w") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", *command],
+            cwd=work,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, as a terminal's foreground job
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not (marker in log.read_text() or _nonempty(work / marker)):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        time.sleep(0.3)  # inside the computation
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    output = log.read_text()
+    assert process.returncode == 130, output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+    lines = [line for line in output.splitlines() if "interrupt" in line.lower()]
+    assert lines == [f"interrupted: {expected}"], output
+    kept = {str(p.relative_to(work)) for p in work.rglob("*") if p.is_file()}
+    partial = {"eb-partial.jsonl"} if name == "errorbudget" else set()
+    assert kept == set(files) | partial
+    for path, text in files.items():
+        assert (work / path).read_text() == text

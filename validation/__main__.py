@@ -4,7 +4,12 @@ Prints a table (statement, setting, measured, theoretical, verdict) and writes i
 report.json and report.md beside the PNG figures in the output folder. Exits with
 status 1 when any check fails, so that it serves as a regression check, and with status 2
 (`error: …`, before any check runs) on a bad argument or an output folder that cannot be
-written.
+written or holds an earlier report (replaced only with --overwrite).
+
+The report folder is written whole or not at all (`gridflow.cli.ReportFolder`): built beside
+the target and renamed into place, so that a rewritten report keeps no figure of an earlier
+run. Ctrl-C ends the command with one line `interrupted: …` (the report folder was not
+changed, or nothing was written) and exit status 130.
 """
 
 from __future__ import annotations
@@ -15,8 +20,7 @@ import json
 import sys
 import time
 
-from gridflow.checks import output_folder
-from gridflow.cli import argument_type
+from gridflow.cli import ReportFolder, argument_type, report_folder, run_interruptible
 from validation import gaussian_checks, grid1d_checks, grid2d_checks, neural_checks
 
 SUITES = {
@@ -26,17 +30,26 @@ SUITES = {
     "neural": neural_checks,
 }
 COLUMNS = ("statement", "setting", "measured", "theoretical", "verdict")
+REPORT_FILES = ("report.json", "report.md", "*.png")
+"""What the report folder holds (--overwrite replaces only a folder of these)."""
 
 
 def parse_arguments(argv):
+    """The arguments, and the checked report folder (exit 2 on a bad one)."""
     parser = argparse.ArgumentParser(
         prog="python -m validation", description=__doc__.split("\n")[0]
     )
     parser.add_argument(
         "--out",
-        type=argument_type(output_folder, "output folder"),
+        type=argument_type(report_folder, "output folder"),
         default="validation-report",
-        help="output folder, created if its parent exists (default: ./validation-report)",
+        help="output folder, created if its parent exists; one that holds an earlier report "
+        "is replaced whole only with --overwrite (default: ./validation-report)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the report in --out (only report.json, report.md and figures)",
     )
     parser.add_argument(
         "--size",
@@ -47,7 +60,12 @@ def parse_arguments(argv):
     parser.add_argument(
         "--only", choices=tuple(SUITES), action="append", help="run only this suite (repeatable)"
     )
-    return parser.parse_args(argv)
+    arguments = parser.parse_args(argv)
+    try:
+        folder = ReportFolder(arguments.out, "output folder", REPORT_FILES, arguments.overwrite)
+    except ValueError as error:
+        parser.error(str(error))
+    return arguments, folder
 
 
 def table(rows) -> str:
@@ -63,9 +81,24 @@ def table(rows) -> str:
 
 
 def main(argv=None) -> int:
-    arguments = parse_arguments(argv)
-    outdir = arguments.out
-    outdir.mkdir(exist_ok=True)
+    arguments, folder = parse_arguments(argv)
+    return run_interruptible(lambda: _report(arguments, folder), folder.kept)
+
+
+def _report(arguments, folder: ReportFolder) -> int:
+    """Run the suites, print the table and write the report into ``folder``."""
+    with folder.staged() as outdir:
+        failed, figures = _write_report(arguments, outdir)
+    print(
+        f"report written to {folder.path}/report.md, report.json and {figures} figures",
+        file=sys.stderr,
+    )
+    return 1 if failed else 0
+
+
+def _write_report(arguments, outdir) -> tuple[int, int]:
+    """The suites' checks and figures, the report written into ``outdir`` (the staged
+    folder that becomes the report folder): the numbers of failed checks and of figures."""
     rows, figures, captions, timings = [], [], {}, {}
     for name in arguments.only or SUITES:
         start = time.perf_counter()
@@ -95,11 +128,7 @@ def main(argv=None) -> int:
         caption = captions.get(name, "")
         markdown += [f"![Figure {number}: {name}]({name})", "", f"*Figure {number}.* {caption}", ""]
     (outdir / "report.md").write_text("\n".join(markdown) + "\n")
-    print(
-        f"report written to {outdir}/report.md, report.json and {len(figures)} figures",
-        file=sys.stderr,
-    )
-    return 1 if failed else 0
+    return failed, len(figures)
 
 
 if __name__ == "__main__":

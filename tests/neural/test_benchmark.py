@@ -646,6 +646,21 @@ def test_command_line_benchmark_and_bad_method(tmp_path, capsys):
     assert stored["method_configs"]["explicit"]["start"] == "identity"
 
 
+def test_a_smaller_run_on_a_sweep_folder_says_what_its_table_covers(tmp_path, capsys):
+    """The table and figure summarize the seeds asked for; results.jsonl keeps every seed."""
+    from neural.__main__ import main
+
+    out = tmp_path / "sweep"
+    run_benchmark([0, 1], QUICK, out, progress=False, figure=False)
+    argv = ["benchmark", "--size", "tiny", "--seeds", "1", "--methods", "explicit,adam"]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    assert "now summarize 1 of the 2 seeds in " in capsys.readouterr().out
+    assert sorted(read_results(out)) == [0, 1]
+    assert sorted(p.name for p in out.iterdir() if p.name != ".lock") == [
+        "config.json", "fig2.png", "results.jsonl", "table.txt"
+    ]  # fmt: skip
+
+
 BENCHMARK_ERRORS = {
     "workers 0": (["--workers", "0"], "argument --workers: workers must be an integer >= 1"),
     "n-eval 0": (["--n-eval", "0"], "argument --n-eval: n-eval must be an integer >= 1"),

@@ -19,7 +19,6 @@ from gridflow.checks import positive_int
 __all__ = [
     "BACKENDS",
     "check_backend",
-    "is_interrupt",
     "parallel_map",
     "threads_per_worker",
     "using_numba_threads",
@@ -96,18 +95,6 @@ def _enter_dask_client(stack: ExitStack, workers: int) -> None:
         )
     )
     stack.enter_context(Client(cluster))
-
-
-def is_interrupt(error: BaseException) -> bool:
-    """Whether ``error`` is, or was raised while handling, a KeyboardInterrupt (a SIGINT in
-    compiled code surfaces as a SystemError whose context is the KeyboardInterrupt)."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, KeyboardInterrupt):
-            return True
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return False
 
 
 @contextmanager

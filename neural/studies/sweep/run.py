@@ -18,12 +18,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from gridflow.checks import positive_int
+from gridflow.cli import OutputFile, is_interrupt
 from gridflow.examples import paper_mixture
 from neural.studies.sweep.config import BenchmarkConfig, check_covers, check_ground_truth
 from neural.studies.sweep.errors import SweepInterrupted
 from neural.studies.sweep.parallel import (
     check_backend,
-    is_interrupt,
     parallel_map,
     threads_per_worker,
 )
@@ -172,15 +172,16 @@ def _sweep(seeds, config, directory, done, workers, backend, numba_threads, prog
     selected = {s: records[s] for s in seeds}
     summary = summarize(selected, config.methods)
     figure_path = None
-    if directory is not None:
+    if directory is not None:  # each file whole or not at all (a Ctrl-C while writing)
         text = format_table(summary, config.truth_error()) + "\n" + format_references(selected)
-        text += "\n"
-        (directory / "table.txt").write_text(text)
+        with OutputFile(directory / "table.txt", "table", overwrite=True).staged() as staged:
+            staged.write_text(text + "\n")
         if figure:
             figure_path = directory / "fig2.png"
-            histogram_figure(selected, config.methods, size=config.size).savefig(
-                figure_path, dpi=120
-            )
+            with OutputFile(figure_path, "figure", overwrite=True).staged() as staged:
+                histogram_figure(selected, config.methods, size=config.size).savefig(
+                    staged, dpi=120
+                )
     return BenchmarkResults(
         config=config,
         records=selected,

@@ -55,7 +55,7 @@ def parse_arguments(argv):
         "--size",
         choices=("quick", "full"),
         default="quick",
-        help="quick (default, ~1 minute) or full (larger grids and d = 50)",
+        help="quick (default, about 2 minutes on 2 cores) or full (larger grids and d = 50)",
     )
     parser.add_argument(
         "--only", choices=tuple(SUITES), action="append", help="run only this suite (repeatable)"

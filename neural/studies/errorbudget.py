@@ -373,7 +373,12 @@ def budget_figure(rows: Sequence[BudgetRun]):
             ax.bar(np.arange(len(configs)) + j * width, values, width, label=f"{cause}, n={batch}")
         ax.set_xticks(np.arange(len(configs)) + 0.4 - width / 2)
         ax.set_xticklabels([f"{w}{' +quad' if q else ''}\n{i}" for w, q, i in configs], fontsize=8)
-        ax.set(yscale="log", xlabel="ICNN width", ylabel="L²-UVP (%)", title=name)
+        ax.set(xlabel="ICNN width", ylabel="L²-UVP (%)", title=name)
+        if any(np.isfinite(r.uvp) and r.uvp > 0 for r in mine):
+            ax.set_yscale("log")
+        else:  # every run diverged (NaN): a log axis has nothing to scale
+            ax.text(0.5, 0.5, "no finite UVP: every run diverged", ha="center",
+                    transform=ax.transAxes)  # fmt: skip
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()

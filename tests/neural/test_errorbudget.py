@@ -105,3 +105,15 @@ def test_fit_to_map_refuses_bad_sizes():
         with pytest.raises(ValueError):
             fit_to_map(net, Gaussian.standard(2), lambda x: x, steps, samples,
                        np.random.default_rng(0))  # fmt: skip
+
+
+def test_the_figure_of_a_budget_whose_runs_all_diverged():
+    """Every UVP NaN: the panel says so instead of failing to log-scale nothing."""
+    from neural.studies.errorbudget import BudgetRun, budget_figure
+
+    nan = float("nan")
+    rows = [BudgetRun("gaussian2", "implicit K'=50", (8,), False, 100, 200, nan, nan, nan, nan,
+                      nan, 1.0, status="diverged: test")]  # fmt: skip
+    figure = budget_figure(rows)
+    texts = [t.get_text() for ax in figure.axes for t in ax.texts]
+    assert "no finite UVP: every run diverged" in texts

@@ -5,9 +5,7 @@ import pytest
 
 from gridflow import GaussianMixture, LogConcaveTarget, quantile_map
 
-SOURCE = GaussianMixture(
-    means=[[-1.0], [2.0]], covs=[[[1.0]], [[0.25]]], weights=[0.5, 0.5]
-)
+SOURCE = GaussianMixture(means=[[-1.0], [2.0]], covs=[[[1.0]], [[0.25]]], weights=[0.5, 0.5])
 
 
 def log_normal_cdf_series(z):
@@ -23,7 +21,8 @@ def log_tail_series(x, side):
     """log F0(x) (side -1) or log(1 − F0(x)) (side +1) of SOURCE, by the series."""
     means, sds = SOURCE.means[:, 0], np.sqrt(SOURCE.covs[:, 0, 0])
     z = -side * (x - means) / sds
-    return np.logaddexp(*(np.log(w) + log_normal_cdf_series(zk) for w, zk in zip(SOURCE.weights, z)))
+    terms = [np.log(w) + log_normal_cdf_series(zk) for w, zk in zip(SOURCE.weights, z, strict=True)]
+    return np.logaddexp(*terms)
 
 
 @pytest.mark.parametrize("x", [-40.0, 40.0])
@@ -45,5 +44,5 @@ def test_quantile_map_is_monotone_through_the_underflow_of_the_cdf():
 
 
 def test_quantile_map_refuses_points_beyond_a_tabulated_target_by_name():
-    with pytest.raises(ValueError, match="quantile_map: x = \\[-40.0\\].*tabulated"):
+    with pytest.raises(ValueError, match=r"quantile_map: x = \[-40.0\].*tabulated"):
         quantile_map(SOURCE, LogConcaveTarget.quartic(), np.array([[-40.0], [0.0]]))

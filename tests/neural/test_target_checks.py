@@ -24,7 +24,11 @@ def test_run_method_refuses_a_gradient_that_is_not_monotone_before_training():
     calls = []
     with pytest.raises(ValueError, match="grad_V is not monotone, so V is not convex"):
         run_method(
-            config, network, SOURCE, concave_target(), np.random.default_rng(1),
+            config,
+            network,
+            SOURCE,
+            concave_target(),
+            np.random.default_rng(1),
             callback=lambda k, theta: calls.append(k),
         )
     assert calls == []  # refused before the first step

@@ -146,19 +146,21 @@ def check_monotone_gradient(grad_V, points, name: str = "target") -> None:
     gradients = np.asarray(grad_V(points), dtype=np.float64)
     if gradients.shape != points.shape or not np.isfinite(gradients).all():
         return
-    dx = points[:, None, :] - points[None, :, :]
-    dg = gradients[:, None, :] - gradients[None, :, :]
-    inner = np.einsum("ijk,ijk->ij", dg, dx)
-    scale = np.linalg.norm(dg, axis=2) * np.linalg.norm(dx, axis=2)
-    bad = inner < -MONOTONE_TOLERANCE * scale
-    if bad.any():
-        i, j = np.argwhere(bad)[0]
-        raise ValueError(
-            f"the {name}'s grad_V is not monotone, so V is not convex: "
-            f"<grad_V(x) - grad_V(y), x - y> = {inner[i, j]:.3g} < 0 at x = "
-            f"{np.round(points[i], 3).tolist()}, y = {np.round(points[j], 3).tolist()}; "
-            f"γ ∝ exp(-V) needs a convex V (is grad_V the gradient of V, with the right sign?)"
-        )
+    for i in range(len(points) - 1):  # row by row: memory O(n d), not O(n² d)
+        dx = points[i + 1 :] - points[i]
+        dg = gradients[i + 1 :] - gradients[i]
+        inner = np.einsum("jk,jk->j", dg, dx)
+        scale = np.linalg.norm(dg, axis=1) * np.linalg.norm(dx, axis=1)
+        bad = np.flatnonzero(inner < -MONOTONE_TOLERANCE * scale)
+        if bad.size:
+            j = i + 1 + bad[0]
+            raise ValueError(
+                f"the {name}'s grad_V is not monotone, so V is not convex: "
+                f"<grad_V(x) - grad_V(y), x - y> = {inner[bad[0]]:.3g} < 0 at x = "
+                f"{np.round(points[i], 3).tolist()}, y = {np.round(points[j], 3).tolist()}; "
+                f"γ ∝ exp(-V) needs a convex V (is grad_V the gradient of V, with the right "
+                f"sign?)"
+            )
 
 
 def _rounded(array: np.ndarray) -> list:

@@ -47,6 +47,26 @@ def argument_type(check, *args):
     return convert
 
 
+class DistinctValues(argparse.Action):
+    """An argparse action refusing a value listed twice: in one ``nargs="+"`` list, or
+    across repetitions of an option that appends (pass ``append=True``). A repeated value is
+    refused rather than merged, since it is more often a typo for another value than meant."""
+
+    def __init__(self, *args, append: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.append = append
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = list(getattr(namespace, self.dest) or []) if self.append else []
+        new = list(values) if isinstance(values, list) else [values]
+        seen = []
+        for value in given + new:
+            if value in seen:
+                parser.error(f"argument {option_string}: {value!r} is listed more than once")
+            seen.append(value)
+        setattr(namespace, self.dest, seen)
+
+
 def fail(parser: argparse.ArgumentParser, message: str, status: int = COMPUTATION_ERROR):
     """Print `prog: error: message` (one line, no usage) on stderr and exit with `status`."""
     parser.exit(status, f"{parser.prog}: error: {' '.join(str(message).split())}\n")

@@ -48,6 +48,7 @@ from pathlib import Path
 from gridflow.checks import output_file, positive_float
 from gridflow.cli import (
     USAGE_ERROR,
+    DistinctValues,
     OutputFile,
     ReportFolder,
     argument_type,
@@ -70,6 +71,7 @@ from neural.studies.errorbudget import (
 )
 from neural.studies.flowcheck import (
     CASES,
+    MIN_STEPS,
     SETTINGS,
     case_from_file,
     flow_check,
@@ -90,6 +92,7 @@ from neural.studies.sweep import (
 from neural.studies.sweep.store import RESULTS_FILE, read_results
 from neural.training import METHODS
 from neural.training.gradients import KL_REDUCTIONS
+from neural.training.kl import MIN_EVAL_SAMPLES
 from neural.training.methods import STARTS
 
 FLOWCHECK_FILES = ("flowcheck.txt", "flowcheck.png")
@@ -180,18 +183,23 @@ def _parser() -> argparse.ArgumentParser:
         help="the authors' code's choices: --init torch --kl-reduction sum "
         "--implicit-start network",
     )
-    bench.add_argument("--n-eval", type=_count("n-eval"), default=None, help="MMD samples per side")
+    bench.add_argument(
+        "--n-eval", type=_count("n-eval", MIN_EVAL_SAMPLES), default=None,
+        help="MMD samples per side",
+    )  # fmt: skip
     bench.add_argument("--no-progress", action="store_true")
 
     dims = commands.add_parser("dimensions", help="Gaussian -> Gaussian in several dimensions")
     dims.set_defaults(parser=dims)
-    dims.add_argument("--dims", type=_count("dims"), nargs="+", default=[2, 8, 32])
+    dims.add_argument(
+        "--dims", type=_count("dims"), nargs="+", action=DistinctValues, default=[2, 8, 32]
+    )
     dims.add_argument("--methods", type=_methods, default=tuple(METHODS))
     dims.add_argument("--size", choices=tuple(SIZES), default="small")
     dims.add_argument("--seed", type=_count("seed", 0), default=0)
     dims.add_argument("--hidden", type=_hidden, default=(20, 20))
     dims.add_argument("--init", choices=INITS, default="normal")
-    dims.add_argument("--n-eval", type=_count("n-eval"), default=2000)
+    dims.add_argument("--n-eval", type=_count("n-eval", MIN_EVAL_SAMPLES), default=2000)
     dims.add_argument("--workers", type=_count("workers"), default=1)
     dims.add_argument("--backend", type=backend, default="loky", help=backend_help)
     dims.add_argument(
@@ -207,7 +215,7 @@ def _parser() -> argparse.ArgumentParser:
         "flowcheck", help="neural schemes against the reference schemes, step by step"
     )
     flow.add_argument(
-        "--cases", nargs="+", choices=CASES, default=None,
+        "--cases", nargs="+", choices=CASES, default=None, action=DistinctValues,
         help=f"built-in cases (default all: {', '.join(CASES)}; none with --ground-truth)",
     )  # fmt: skip
     flow.add_argument(
@@ -218,7 +226,9 @@ def _parser() -> argparse.ArgumentParser:
         "--tau", type=argument_type(number(positive_float), "--tau"), default=0.25,
         help="step τ of both schemes (default 0.25)",
     )  # fmt: skip
-    flow.add_argument("--steps", type=_count("steps"), default=10, help="number of outer steps K")
+    flow.add_argument(
+        "--steps", type=_count("steps", MIN_STEPS), default=10, help="number of outer steps K"
+    )
     flow.add_argument("--size", choices=tuple(SETTINGS), default="quick")
     flow.add_argument(
         "--out", type=argument_type(report_folder, "--out"), default="flowcheck",
@@ -230,6 +240,7 @@ def _parser() -> argparse.ArgumentParser:
     budget = commands.add_parser("errorbudget", help="Remark 3.11's three causes, measured")
     budget.add_argument(
         "--problems", nargs="+", default=["mixture", "gaussian2", "gaussian8", "gaussian32"],
+        action=DistinctValues,
         help="'mixture' (the paper's; needs --ground-truth), 'file' (the problem that "
         "--ground-truth records) and/or gaussianD (the dimension study's pair)",
     )  # fmt: skip
@@ -240,6 +251,7 @@ def _parser() -> argparse.ArgumentParser:
     budget.add_argument("--widths", type=_hidden, nargs="+", default=[(20, 20), (64, 64)])
     budget.add_argument(
         "--causes", nargs="+", choices=list(CAUSES), default=list(CAUSES),
+        action=DistinctValues,
     )  # fmt: skip
     budget.add_argument(
         "--inits", nargs="+", choices=list(INITS), default=["normal"],
@@ -256,7 +268,7 @@ def _parser() -> argparse.ArgumentParser:
         default=0.01, help="Adam's learning rate of the KL runs (default 0.01)",
     )  # fmt: skip
     budget.add_argument("--inner-steps", type=_count("--inner-steps"), default=100)
-    budget.add_argument("--n-eval", type=_count("--n-eval", 2), default=20000)
+    budget.add_argument("--n-eval", type=_count("--n-eval", MIN_EVAL_SAMPLES), default=20000)
     budget.add_argument(
         "--seed", type=_count("--seed", 0), default=0,
         help="θ0, data and evaluation streams (default 0)",

@@ -20,7 +20,13 @@ import json
 import sys
 import time
 
-from gridflow.cli import ReportFolder, argument_type, report_folder, run_interruptible
+from gridflow.cli import (
+    DistinctValues,
+    ReportFolder,
+    argument_type,
+    report_folder,
+    run_interruptible,
+)
 from validation import gaussian_checks, grid1d_checks, grid2d_checks, neural_checks
 
 SUITES = {
@@ -58,7 +64,11 @@ def parse_arguments(argv):
         help="quick (default, about 2 minutes on 2 cores) or full (larger grids and d = 50)",
     )
     parser.add_argument(
-        "--only", choices=tuple(SUITES), action="append", help="run only this suite (repeatable)"
+        "--only",
+        choices=tuple(SUITES),
+        action=DistinctValues,
+        append=True,
+        help="run only this suite (repeatable)",
     )
     arguments = parser.parse_args(argv)
     try:

@@ -9,7 +9,12 @@ function, ``GridDensity`` a density given on a regular grid (an image),
 from gridflow.measures.gaussians import Gaussian, GaussianMixture
 from gridflow.measures.grid_density import GridDensity
 from gridflow.measures.sources import CallableSource, EmpiricalSource, as_sampler, as_source
-from gridflow.measures.targets import LogConcaveTarget, as_target, check_growth
+from gridflow.measures.targets import (
+    LogConcaveTarget,
+    as_target,
+    check_growth,
+    check_monotone_gradient,
+)
 
 __all__ = [
     "CallableSource",
@@ -22,4 +27,5 @@ __all__ = [
     "as_source",
     "as_target",
     "check_growth",
+    "check_monotone_gradient",
 ]

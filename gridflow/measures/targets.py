@@ -22,10 +22,21 @@ from scipy import integrate, special
 from gridflow.checks import as_points, positive_float, positive_int
 from gridflow.measures.gaussians import Gaussian
 
-__all__ = ["LogConcaveTarget", "as_target", "check_growth", "log_cosh", "sech_squared"]
+__all__ = [
+    "LogConcaveTarget",
+    "as_target",
+    "check_growth",
+    "check_monotone_gradient",
+    "log_cosh",
+    "sech_squared",
+]
 
 GROWTH_RADIUS = 1e3
 GROWTH_DIRECTIONS = 64
+GROWTH_SEED = 0
+"""Seed of the random unit directions of ``check_growth`` in d > 2 (the probe is fixed)."""
+MONOTONE_TOLERANCE = 1e-8
+"""⟨∇V(x) − ∇V(y), x − y⟩ below −this × ‖∇V(x) − ∇V(y)‖ ‖x − y‖ is beyond rounding."""
 SPEC_KINDS = ("gaussian", "quartic", "logcosh", "gaussian_logcosh")
 """The ``kind`` of a target's ``spec``; each names the classmethod that rebuilds it."""
 TRAPEZOID_STEPS_PER_STRIP = 8
@@ -89,8 +100,10 @@ def check_growth(V, dim: int) -> None:
     For convex V, exp(−V) is integrable iff V(r u) → ∞ as r → ∞ in every direction u, and
     by convexity V(r u) ≥ V(0) + (r / R)(V(R u) − V(0)) for r ≥ R. Checked: V(0) is finite
     and V(R u) > V(0) at R = GROWTH_RADIUS for the 2 axis directions (d = 1) or
-    GROWTH_DIRECTIONS unit vectors (d = 2). That refuses V constant or linear, or constant
-    along a line; a V growing only between the probed directions is not seen here.
+    GROWTH_DIRECTIONS unit vectors (d = 2), or the 2d directions ±e_k and GROWTH_DIRECTIONS
+    random unit vectors drawn with the fixed seed GROWTH_SEED (d > 2). That refuses V constant
+    or linear, or constant along a line; a V growing only between the probed directions is
+    not seen here.
     """
     if dim == 1:
         directions = np.array([[1.0], [-1.0]])
@@ -99,7 +112,9 @@ def check_growth(V, dim: int) -> None:
         directions = np.stack([np.cos(angles), np.sin(angles)], axis=1)
         directions[np.abs(directions) < 1e-12] = 0.0  # the axes exactly
     else:
-        return  # no probe in d > 2: the caller vouches for V
+        axes = np.vstack([np.eye(dim), -np.eye(dim)])
+        random = np.random.default_rng(GROWTH_SEED).standard_normal((GROWTH_DIRECTIONS, dim))
+        directions = np.vstack([axes, random / np.linalg.norm(random, axis=1, keepdims=True)])
     probe = np.vstack([np.zeros((1, dim)), GROWTH_RADIUS * directions])
     with np.errstate(over="ignore"):
         values = np.asarray(V(probe), dtype=np.float64).reshape(-1)
@@ -117,6 +132,35 @@ def check_growth(V, dim: int) -> None:
             f"{rise[np.argmax(flat)]:.3g}); γ ∝ exp(-V) needs V → ∞ in every direction "
             f"(e.g. V(y) = |y|²/2 for N(0, I))"
         )
+
+
+def check_monotone_gradient(grad_V, points, name: str = "target") -> None:
+    """Refuse a ∇V that is visibly not monotone on ``points`` (V not convex, §1.3).
+
+    For convex V, ⟨∇V(x) − ∇V(y), x − y⟩ ≥ 0 for all x, y. Checked on every pair of the
+    points (n, d); a pair below −MONOTONE_TOLERANCE ‖∇V(x) − ∇V(y)‖ ‖x − y‖ (beyond
+    rounding) raises ValueError naming the pair. Gradients of the wrong shape or non-finite
+    are left to the callers' own checks.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    gradients = np.asarray(grad_V(points), dtype=np.float64)
+    if gradients.shape != points.shape or not np.isfinite(gradients).all():
+        return
+    for i in range(len(points) - 1):  # row by row: memory O(n d), not O(n² d)
+        dx = points[i + 1 :] - points[i]
+        dg = gradients[i + 1 :] - gradients[i]
+        inner = np.einsum("jk,jk->j", dg, dx)
+        scale = np.linalg.norm(dg, axis=1) * np.linalg.norm(dx, axis=1)
+        bad = np.flatnonzero(inner < -MONOTONE_TOLERANCE * scale)
+        if bad.size:
+            j = i + 1 + bad[0]
+            raise ValueError(
+                f"the {name}'s grad_V is not monotone, so V is not convex: "
+                f"<grad_V(x) - grad_V(y), x - y> = {inner[bad[0]]:.3g} < 0 at x = "
+                f"{np.round(points[i], 3).tolist()}, y = {np.round(points[j], 3).tolist()}; "
+                f"γ ∝ exp(-V) needs a convex V (is grad_V the gradient of V, with the right "
+                f"sign?)"
+            )
 
 
 def _rounded(array: np.ndarray) -> list:

@@ -106,6 +106,11 @@ class ICNN:
     def __setattr__(self, name, value):
         raise AttributeError("ICNN is immutable; use with_params(theta) for new parameters")
 
+    def __reduce__(self):
+        """Pickling and copying rebuild the network from (architecture, θ): the immutable
+        object cannot be filled in attribute by attribute."""
+        return (type(self).from_architecture, (self.architecture, np.array(self._params)))
+
     def __repr__(self) -> str:
         extra = ""
         if self.architecture.quadratic:

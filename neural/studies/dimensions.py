@@ -31,6 +31,7 @@ from neural.studies.sweep.parallel import (
     using_numba_threads,
 )
 from neural.training import run_method
+from neural.training.kl import check_eval_size
 
 __all__ = [
     "DimensionResult",
@@ -145,7 +146,7 @@ def dimension_study(
     """
     dims = [positive_int(d, "dims") for d in dims]
     configs = method_configs(size, methods)
-    n_eval = positive_int(n_eval, "n_eval")
+    n_eval = check_eval_size(n_eval)
     workers = positive_int(workers, "workers")
     backend = check_backend(backend)
     numba_threads = threads_per_worker(workers)

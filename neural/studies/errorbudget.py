@@ -67,7 +67,7 @@ from neural.network.initialization import INITS, initial_network
 from neural.studies.dimensions import gaussian_problem
 from neural.studies.sweep.config import check_ground_truth
 from neural.training import make_method, run_method
-from neural.training.kl import exact_kl
+from neural.training.kl import check_eval_size, exact_kl
 from neural.training.regression import MapFit, regress
 
 __all__ = [
@@ -270,6 +270,7 @@ def error_budget(
     (``IMPLICIT_OUTER_STEPS``).
     ``on_row(run)`` is called as each run finishes (e.g. to save it at once)."""
     check_options(causes, inits, quadratic)
+    n_eval = check_eval_size(n_eval)
     jobs = []
     for problem in problems:
         for hidden in widths:

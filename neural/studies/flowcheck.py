@@ -44,6 +44,8 @@ from neural.training.kl import exact_kl, relative_entropy
 
 __all__ = [
     "CASES",
+    "MIN_FIT_POINTS",
+    "MIN_STEPS",
     "VARIANTS",
     "FlowCheck",
     "NeuralTrajectory",
@@ -57,6 +59,10 @@ __all__ = [
     "make_case",
 ]
 
+MIN_FIT_POINTS = 3
+"""The fewest steps k = 0..K a decay rate is fitted over (a line through 2 points fits any)."""
+MIN_STEPS = MIN_FIT_POINTS - 1
+"""The fewest outer steps K of a flow check: K + 1 = MIN_FIT_POINTS points k = 0..K."""
 
 # ---------------------------------------------------------------------------
 # Cases and their references
@@ -329,6 +335,11 @@ def flow_check(
         )
     tau = positive_float(tau, "tau")
     steps = positive_int(steps, "steps")
+    if steps < MIN_STEPS:
+        raise ValueError(
+            f"steps must be at least {MIN_STEPS}: the KL decay rates are fitted over at least "
+            f"{MIN_FIT_POINTS} of the steps k = 0..K, got K = {steps}"
+        )
     if isinstance(case, str):
         case = make_case(case, nodes=settings["nodes"], density_floor=settings["density_floor"])
     rng = np.random.default_rng(0) if rng is None else require_generator(rng)
@@ -344,7 +355,7 @@ def flow_check(
     times = tau * np.arange(steps + 1)
 
     def rate(kl):
-        if fit_steps.size < 3:
+        if fit_steps.size < MIN_FIT_POINTS:
             return np.nan
         window = (np.inf, np.finfo(float).tiny)
         return rates.fit_log_linear(times[fit_steps], kl[fit_steps], window, relative=False).rate

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gridflow.checks import as_points
+from gridflow.checks import as_points, positive_int
 from gridflow.measures import as_target
 from neural.errors import DivergenceError
 from neural.network.architecture import ICNNArchitecture
@@ -47,8 +47,10 @@ from neural.network.functions import hessian_unchecked, transport_map_unchecked,
 from neural.network.kernels import LOG_DET_PARALLEL, LOG_DET_SERIAL, cholesky_kernel
 
 __all__ = [
+    "MIN_EVAL_SAMPLES",
     "HessianPass",
     "KLEstimate",
+    "check_eval_size",
     "checked_values",
     "cholesky_factors",
     "exact_kl",
@@ -56,6 +58,21 @@ __all__ = [
     "relative_entropy",
     "score_free_gradient",
 ]
+
+MIN_EVAL_SAMPLES = 2
+"""The fewest evaluation samples the studies' estimators need: the standard error of
+``exact_kl`` and the within-sample term of the energy distance (eq. 1.10) take pairs."""
+
+
+def check_eval_size(n_eval, name: str = "n_eval") -> int:
+    """``n_eval`` as an int >= MIN_EVAL_SAMPLES, else ValueError (TypeError if not an int)."""
+    n_eval = positive_int(n_eval, name)
+    if n_eval < MIN_EVAL_SAMPLES:
+        raise ValueError(
+            f"{name} must be at least {MIN_EVAL_SAMPLES} (the KL's standard error and the "
+            f"energy distance are estimated from pairs of samples), got {n_eval}"
+        )
+    return n_eval
 
 
 def _not_positive_definite(hessians) -> DivergenceError:

@@ -8,16 +8,18 @@ Algorithm 1 (``neural.training.algorithm1``: methods (c), (d)) or Algorithm 2
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from gridflow.checks import require_generator
-from gridflow.measures import as_sampler, as_target
+from gridflow.measures import as_sampler, as_target, check_monotone_gradient
 from neural.network import ICNN, ICNNArchitecture, transport_map
 from neural.training.algorithm1 import run_algorithm1
 from neural.training.algorithm2 import run_algorithm2
+from neural.training.batches import draw_batch
 from neural.training.methods import (
     METHODS,
     EuclideanAdam,
@@ -104,6 +106,16 @@ def _initial(initial) -> tuple[ICNNArchitecture, np.ndarray]:
     )
 
 
+def check_target_on_first_batch(config, architecture, theta0, sampler, target, rng) -> None:
+    """Refuse, before training, a ∇V that is visibly not monotone where it is first used:
+    at T_θ0(x) for the first batch x (drawn from a copy of ``rng``, so that the run's own
+    draws are unchanged)."""
+    if target.grad_V is None:
+        return
+    x = draw_batch(sampler, copy.deepcopy(rng), config.batch_size, architecture.dim, config.name, 0)
+    check_monotone_gradient(target.grad_V, transport_map(architecture, theta0, x), target.name)
+
+
 def run_method(
     config: MethodConfig,
     initial: ICNN,
@@ -139,6 +151,8 @@ def run_method(
     ------
     TypeError
         If `config` is not a configuration or a method name, or `callback` is not callable.
+    ValueError
+        If the target's ∇V is visibly not monotone on the first batch (V not convex).
     DivergenceError
         If the iterates become non-finite or the samples collapse.
     """
@@ -155,6 +169,7 @@ def run_method(
     rng = require_generator(rng)
     if callback is not None and not callable(callback):
         raise TypeError("callback must be None or a callable (k, theta) -> None")
+    check_target_on_first_batch(config, architecture, theta0, sampler, target, rng)
     theta = theta0.copy()
     inner_solves = None
     if isinstance(config, (EuclideanGD, EuclideanAdam)):

@@ -424,6 +424,22 @@ def test_flow_times_need_not_start_at_zero():
     np.testing.assert_array_equal(at_zero.A[0], np.eye(2))
 
 
+@pytest.mark.parametrize("dim", [1, 2, 3])
+def test_flow_to_t_1e8_stops_at_its_limit_and_holds_the_ot_map(dim):
+    import time
+
+    source, target = flow_setting(dim, seed=95 + dim)
+    started = time.perf_counter()
+    flow = gaussian.constrained_flow(source, target, [0.0, 1.0, 1e8])
+    assert time.perf_counter() - started < 5.0
+    optimal_matrix, optimal_offset = gaussian.ot_map(source, target)
+    np.testing.assert_array_equal(flow.A[-1], optimal_matrix)
+    np.testing.assert_array_equal(flow.b[-1], optimal_offset)
+    assert 0.0 < flow.solver_info["converged_at"] < 1e8
+    short = gaussian.constrained_flow(source, target, [0.0, 1.0])
+    np.testing.assert_allclose(flow.A[:2], short.A, rtol=1e-9)  # earlier times are integrated
+
+
 def test_flow_from_target_stays_at_identity():
     source, _ = flow_setting(3, seed=82)
     flow = gaussian.constrained_flow(source, source, np.linspace(0, 5, 6))

@@ -314,3 +314,18 @@ def test_a_network_is_a_map_of_the_family():
     np.testing.assert_array_equal(net(x), net.map(x))
     distance = map_distance(net, AffineMap.identity(2), x, np.eye(2))
     assert distance.l2_squared == np.mean(np.sum((net.map(x) - x) ** 2, axis=1))
+
+
+@pytest.mark.parametrize("options", [{}, {"quadratic": True, "strong_convexity": 0.5}])
+def test_icnn_pickles_and_deep_copies_to_bit_identical_maps(options):
+    import copy
+    import pickle
+
+    net = ICNN(2, (6, 5), np.random.default_rng(3), **options)
+    x = np.random.default_rng(4).standard_normal((30, 2))
+    for clone in (pickle.loads(pickle.dumps(net)), copy.deepcopy(net), copy.copy(net)):
+        assert isinstance(clone, ICNN) and clone.architecture == net.architecture
+        np.testing.assert_array_equal(clone.params, net.params)
+        assert not clone.params.flags.writeable
+        np.testing.assert_array_equal(clone.map(x), net.map(x))
+        np.testing.assert_array_equal(clone.potential(x), net.potential(x))

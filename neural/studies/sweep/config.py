@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from gridflow import MapFileError, load_map
-from gridflow.checks import positive_int
 from gridflow.groundtruth import (
     check_usable,
     read_source,
@@ -29,6 +28,7 @@ from neural.network.initialization import INITS
 from neural.studies.sweep.errors import SweepSetupError
 from neural.training import METHODS
 from neural.training.gradients import check_kl_reduction
+from neural.training.kl import check_eval_size
 from neural.training.methods import STARTS, EuclideanAdam, EuclideanGD, MethodConfig
 
 __all__ = [
@@ -213,7 +213,7 @@ class BenchmarkConfig:
         self.method_configs()  # validates methods and size
         if self.n_eval is None:
             object.__setattr__(self, "n_eval", SIZES[self.size]["n_eval"])
-        object.__setattr__(self, "n_eval", positive_int(self.n_eval, "n_eval"))
+        object.__setattr__(self, "n_eval", check_eval_size(self.n_eval))
         if self.ground_truth is not None:
             object.__setattr__(self, "ground_truth", str(self.ground_truth))
             check_ground_truth(self.ground_truth)

@@ -243,26 +243,25 @@ def solve(
     cones._check_tolerance(activity_tolerance)
     T0, potential = _initial_state(problem, initial)
     times = tau * np.arange(steps + 1)
-    bar = tqdm(total=steps, desc=f"{scheme} scheme", disable=not progress, leave=False)
-    if scheme == "flow" and problem.dim == 1:
-        maps = _flow_1d(problem, T0, times, projection, activity_tolerance, bar)
-    elif scheme == "flow":
-        maps = _flow_2d(problem, potential, times, bar)
-    else:
-        maps = [T0]
-        for k in range(steps):
-            if scheme == "explicit":
-                maps.append(_explicit_step(problem, maps[-1], tau, k, projection))
-            elif problem.dim == 1:
-                maps.append(proximal_step(problem, maps[-1], tau, solver=step_solver))
-            else:
-                potential = proximal_potential(
-                    problem, maps[-1], tau, solver=step_solver, start=potential
-                )
-                maps.append(problem.map_of(potential))
-            bar.update()
-        maps = np.stack(maps)
-    bar.close()
+    with tqdm(total=steps, desc=f"{scheme} scheme", disable=not progress, leave=False) as bar:
+        if scheme == "flow" and problem.dim == 1:
+            maps = _flow_1d(problem, T0, times, projection, activity_tolerance, bar)
+        elif scheme == "flow":
+            maps = _flow_2d(problem, potential, times, bar)
+        else:
+            maps = [T0]
+            for k in range(steps):
+                if scheme == "explicit":
+                    maps.append(_explicit_step(problem, maps[-1], tau, k, projection))
+                elif problem.dim == 1:
+                    maps.append(proximal_step(problem, maps[-1], tau, solver=step_solver))
+                else:
+                    potential = proximal_potential(
+                        problem, maps[-1], tau, solver=step_solver, start=potential
+                    )
+                    maps.append(problem.map_of(potential))
+                bar.update()
+            maps = np.stack(maps)
     return Trajectory(
         scheme=scheme,
         tau=tau,
@@ -490,16 +489,21 @@ def _minimize_by_floor_continuation(problem: Problem, progress: bool) -> np.ndar
     exponents = np.arange(1.0, -np.log10(problem.density_floor), 0.5)
     floors = [*(10.0**-exponents), problem.density_floor]
     potential = problem.identity_potential()
-    for floor in tqdm(floors, desc="density-floor continuation", disable=not progress):
-        stage = dataclasses.replace(problem, density_floor=floor)
-        try:
-            potential = proximal_potential(
-                stage, stage.identity(), np.inf, start=potential, max_iter=CONTINUATION_MAX_ITER
-            )
-        except SolverError as error:
-            raise SolverError(
-                f"minimize: the continuation in the density floor failed at floor {floor:.3g} "
-                f"(target {problem.density_floor:.3g}): {error}. A larger density_floor, a "
-                f"finer grid or a smaller box makes the problem easier"
-            ) from error
+    # leave=False: the bar is cleared when done, so that one of an enclosing loop (the
+    # ground truth's grids) stays the only one on the screen
+    bar = tqdm(floors, desc="density-floor continuation", disable=not progress, leave=False)
+    with bar:
+        for floor in bar:
+            stage = dataclasses.replace(problem, density_floor=floor)
+            try:
+                potential = proximal_potential(
+                    stage, stage.identity(), np.inf, start=potential,
+                    max_iter=CONTINUATION_MAX_ITER,
+                )  # fmt: skip
+            except SolverError as error:
+                raise SolverError(
+                    f"minimize: the continuation in the density floor failed at floor "
+                    f"{floor:.3g} (target {problem.density_floor:.3g}): {error}. A larger "
+                    f"density_floor, a finer grid or a smaller box makes the problem easier"
+                ) from error
     return potential

@@ -175,10 +175,11 @@ def build_ground_truth(
     problems = ground_truth_problems(source, target, nodes, box, density_floor)
     started = time.perf_counter()
     solutions = []
-    for problem in tqdm(problems, desc="grids", disable=not progress):
-        resolved = solutions and solutions[-1].grid.shape[0] >= CASCADE_COARSEST
-        coarser = solutions[-1] if resolved else None
-        solutions.append(minimize(problem, progress=progress, coarser=coarser))
+    with tqdm(problems, desc="grids", disable=not progress) as bar:  # closed before any print
+        for problem in bar:
+            resolved = solutions and solutions[-1].grid.shape[0] >= CASCADE_COARSEST
+            coarser = solutions[-1] if resolved else None
+            solutions.append(minimize(problem, progress=progress, coarser=coarser))
     seconds = time.perf_counter() - started
     (coarse_problem, fine_problem), (coarse, fine) = problems[-2:], solutions[-2:]
     difference = fine_problem.norm(fine.map - GridMap.from_discrete_map(coarse)(fine.points))

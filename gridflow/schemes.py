@@ -45,6 +45,7 @@ from gridflow.potentials import (
 )
 from gridflow.problem import Problem
 from gridflow.proximal import proximal_potential, proximal_step
+from gridflow.failures import NotLogConcaveError, matrix_failure
 from gridflow.solvers import SolverError
 
 SCHEMES = ("implicit", "explicit", "flow")
@@ -357,10 +358,17 @@ def _flow_2d(problem, potential, times, bar, max_halvings=12):
         return G.T @ (problem.weights[:, None] * kl_gradient(problem, T)).ravel()
 
     def step(phi, h):
-        hessian = G.T @ kl_hessian(problem, problem.map_of(phi)) @ G
-        factor = GaugedFactorization(problem, M + gamma * h * hessian)
-        k1 = factor.solve(-gradient(phi))
-        k2 = factor.solve(-gradient(phi + h * k1) - 2.0 * (M @ k1))
+        T = problem.map_of(phi)
+        hessian = G.T @ kl_hessian(problem, T) @ G
+        try:
+            factor = GaugedFactorization(problem, M + gamma * h * hessian)
+            k1 = factor.solve(-gradient(phi))
+            k2 = factor.solve(-gradient(phi + h * k1) - 2.0 * (M @ k1))
+        except np.linalg.LinAlgError as error:  # W = M + γh∇²F: M/(γh) plays I/τ's part
+            raise matrix_failure(
+                problem, T, gamma * h, "the flow's Rosenbrock step", str(error)
+            ) from error
+
         new = phi + h * (1.5 * k1 + 0.5 * k2)
         if not np.isfinite(kl_energy(problem, problem.map_of(new))):
             raise OutsideConeError("the step left the interior of K_h")
@@ -439,6 +447,8 @@ def minimize(
             potential = proximal_potential(
                 problem, problem.identity(), np.inf, start=start, **limits
             )
+        except NotLogConcaveError:
+            raise  # no start or continuation makes a non-convex problem convex
         except SolverError:
             potential = _minimize_by_floor_continuation(problem, progress)
     T = problem.map_of(potential)
@@ -500,6 +510,8 @@ def _minimize_by_floor_continuation(problem: Problem, progress: bool) -> np.ndar
                     stage, stage.identity(), np.inf, start=potential,
                     max_iter=CONTINUATION_MAX_ITER,
                 )  # fmt: skip
+            except NotLogConcaveError:
+                raise
             except SolverError as error:
                 raise SolverError(
                     f"minimize: the continuation in the density floor failed at floor "

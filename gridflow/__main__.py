@@ -121,7 +121,11 @@ def parser() -> argparse.ArgumentParser:
         f"{MAX_RELATIVE_ERROR:.0%}% of the map's spread), with the reasons in its metadata "
         "('warnings'), which the neural studies refuse",
     )
-    ground.add_argument("--quiet", action="store_true", help="print the result line only: no progress bars, no compile notice")
+    ground.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print the result line only: no progress bars, no compile notice",
+    )
     return main_parser
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from scipy import linalg, sparse
 
 from gridflow import operators
+from gridflow.failures import NotLogConcaveError, matrix_failure
 from gridflow.functionals import (
     OutsideConeError,
     kl_energy,
@@ -24,7 +25,6 @@ from gridflow.functionals import (
     kl_hessian,
     log_det_curvature,
 )
-from gridflow.failures import NotLogConcaveError, matrix_failure
 from gridflow.potentials import GaugedFactorization, in_gauge
 from gridflow.problem import Problem
 from gridflow.solvers import SolverError, map_and_hessian_expressions, solve_cvxpy

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from gridflow import cones, operators
 from gridflow.checks import as_node_values, as_shaped_array, check_map_on_points
+from gridflow.failures import NotLogConcaveError, matrix_failure
 from gridflow.functionals import (
     OutsideConeError,
     discrete_hessian,
@@ -45,7 +46,6 @@ from gridflow.potentials import (
 )
 from gridflow.problem import Problem
 from gridflow.proximal import proximal_potential, proximal_step
-from gridflow.failures import NotLogConcaveError, matrix_failure
 from gridflow.solvers import SolverError
 
 SCHEMES = ("implicit", "explicit", "flow")

@@ -38,7 +38,7 @@ def _quadratic_with_hessian(hess_V, dim=1, nodes=101):
 
 
 def test_a_target_that_is_not_log_concave_is_named():
-    with pytest.raises(NotLogConcaveError, match="V is not convex.*not log-concave") as caught:
+    with pytest.raises(NotLogConcaveError, match=r"V is not convex.*not log-concave") as caught:
         minimize(_double_well())
     assert isinstance(caught.value, SolverError)
     assert not isinstance(caught.value, np.linalg.LinAlgError)

@@ -26,7 +26,8 @@ def test_every_option_has_help_with_its_default(command):
         text = formatter._expand_help(action) if action.help else ""
         default = action.default
         states_default = "default" in text and (
-            not isinstance(default, (int, float, str)) or isinstance(default, bool)
+            not isinstance(default, (int, float, str))
+            or isinstance(default, bool)
             or str(default) in text
         )
         if not states_default:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from gridflow._compile_notice import silence as silence_compile_notice
 from gridflow.checks import open_unit_interval, output_file, positive_float
 from gridflow.cli import OutputFile, argument_type, fail, number, run_interruptible
 from gridflow.groundtruth import (
@@ -120,13 +121,19 @@ def parser() -> argparse.ArgumentParser:
         f"{MAX_RELATIVE_ERROR:.0%}% of the map's spread), with the reasons in its metadata "
         "('warnings'), which the neural studies refuse",
     )
-    ground.add_argument("--quiet", action="store_true", help="no progress display")
+    ground.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print the result line only: no progress bars, no compile notice",
+    )
     return main_parser
 
 
 def main(argv=None) -> int:
     main_parser = parser()
     args = main_parser.parse_args(argv)
+    if args.quiet:
+        silence_compile_notice()
     try:
         problems = ground_truth_problems(
             read_source(args.source, _source_box(args.source_box)),
@@ -168,6 +175,7 @@ def _build(main_parser, args, problems, out: OutputFile, refusals: list[str]) ->
     except (ValueError, OSError) as error:  # the folder went away during the solve
         fail(main_parser, error)
     loaded = load_map(args.out)
+    sys.stderr.flush()  # the progress bars (closed by now) end before the result line
     print(
         f"wrote {args.out}: {args.source} -> {problems[-1].target.name} on "
         f"{loaded.grid.shape} nodes, "

@@ -41,3 +41,8 @@ class FirstCompileNotice(event.Listener):
 
 LISTENER = FirstCompileNotice()
 event.register("numba:compile", LISTENER)
+
+
+def silence() -> None:
+    """No notice in this process (a command's --quiet: its result line is all it prints)."""
+    LISTENER.said = True

@@ -124,17 +124,22 @@ class GaugedFactorization:
         reduced.data *= self.scale[rows] * self.scale[reduced.indices]
         # symmetric: its CSR arrays are those of its CSC form
         scaled = sparse.csc_matrix((reduced.data, reduced.indices, reduced.indptr), reduced.shape)
-        self.factor = sparse_linalg.splu(  # a symmetric ordering and no pivoting: S is SPD
-            scaled,
-            permc_spec="MMD_AT_PLUS_A" if order is None else "NATURAL",
-            diag_pivot_thresh=0.0,
-            options={"SymmetricMode": True},
-        )
+        try:
+            self.factor = sparse_linalg.splu(  # a symmetric ordering and no pivoting: S is SPD
+                scaled,
+                permc_spec="MMD_AT_PLUS_A" if order is None else "NATURAL",
+                diag_pivot_thresh=0.0,
+                options={"SymmetricMode": True},
+            )
+        except RuntimeError as error:  # SuperLU: "Factor is exactly singular"
+            raise np.linalg.LinAlgError(f"the reduced matrix is singular ({error})") from error
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         """The solution in the gauge φ = 0 at the gauge nodes, (N,)."""
         solution = np.zeros(self.size)
         solution[self.free] = self.scale * self.factor.solve(self.scale * rhs[self.free])
+        if not np.all(np.isfinite(solution)):  # a zero pivot: the matrix is singular
+            raise np.linalg.LinAlgError("the solve is not finite: the matrix is singular")
         return solution
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from scipy import linalg, sparse
 
 from gridflow import operators
+from gridflow.failures import NotLogConcaveError, matrix_failure
 from gridflow.functionals import (
     OutsideConeError,
     kl_energy,
@@ -29,6 +30,7 @@ from gridflow.problem import Problem
 from gridflow.solvers import SolverError, map_and_hessian_expressions, solve_cvxpy
 
 STEP_SOLVERS = ("newton", "cvxpy")
+NEWTON = "Newton's method for the proximal step"
 
 
 def check_step_solver(solver: str) -> str:
@@ -112,6 +114,7 @@ def damped_newton(
     max_iter=100,
     tolerance=1e-13,
     stall_steps=None,
+    explain=None,
 ):
     """Minimize a strictly convex `value` by Newton's method with backtracking.
 
@@ -125,7 +128,17 @@ def damped_newton(
     With `stall_steps`, it gives up (SolverError) after that many consecutive steps damped
     to SHORT_STEP or less: the barrier then limits every step, and a continuation is faster.
     A negative decrement (inaccurate linear solves) is a SolverError, never convergence.
+    `explain(x, detail)` turns a failure at x (a failed linear solve, a ``LinAlgError``; a
+    negative decrement; a failed line search; a stall; no convergence) into the SolverError
+    that names its likely cause (``failures.matrix_failure``): a target that is not
+    log-concave where the map lies is reported as such, whatever the symptom.
     """
+
+    def failure(x, detail, message):
+        """The error for a failure at x: its cause in the target where one is found."""
+        cause = explain(x, detail) if explain is not None else None
+        return cause if isinstance(cause, NotLogConcaveError) else SolverError(message)
+
     x = start.copy()
     current = value(x)
     previous_norms = []
@@ -134,13 +147,20 @@ def damped_newton(
         raise OutsideConeError("the Newton start is not strictly inside K_h")
     for _ in range(max_iter):
         g = gradient(x)
-        step_direction = direction(x, g)
+        try:
+            step_direction = direction(x, g)
+        except np.linalg.LinAlgError as error:
+            if explain is None:
+                raise SolverError(f"Newton's method for the proximal step: {error}") from error
+            raise explain(x, str(error)) from error
         decrement = float(np.sum(g * step_direction))
         if decrement < -NEGATIVE_DECREMENT:  # gᵀH⁻¹g < 0 is impossible for SPD H
-            raise SolverError(
+            raise failure(  # an indefinite H where V is not convex, else roundoff
+                x,
+                f"negative Newton decrement {decrement:.3g}",
                 f"Newton's method for the proximal step: negative Newton decrement "
                 f"({decrement:.3g}), the linear solves are inaccurate; refusing to report "
-                "convergence"
+                "convergence",
             )
         norm = step_norm(step_direction)
         if norm <= tolerance * (1.0 + step_norm(x)):
@@ -157,16 +177,24 @@ def damped_newton(
                 break
             step *= 0.5
             if step < 1e-12:
-                raise SolverError("Newton's method for the proximal step: line search failed")
+                raise failure(
+                    x, "line search", "Newton's method for the proximal step: line search failed"
+                )
         x = x - step * step_direction
         current = trial_value
         short_steps = short_steps + 1 if step <= SHORT_STEP else 0
         if stall_steps is not None and short_steps >= stall_steps:
-            raise SolverError(
+            raise failure(
+                x,
+                "stalled",
                 f"Newton's method for the proximal step stalled: {short_steps} steps in a row "
-                f"damped to {SHORT_STEP} or less"
+                f"damped to {SHORT_STEP} or less",
             )
-    raise SolverError(f"Newton's method for the proximal step did not converge in {max_iter} steps")
+    raise failure(
+        x,
+        f"no convergence in {max_iter} steps",
+        f"Newton's method for the proximal step did not converge in {max_iter} steps",
+    )
 
 
 def newton_matrix_2d(problem, center, tau, T) -> sparse.csr_matrix:
@@ -195,6 +223,8 @@ def _proximal_map_newton_1d(problem, center, tau, start):
         banded = np.zeros((2, T.shape[0]))
         banded[0, 1:] = H.diagonal(1) * scale[1:] * scale[:-1]
         banded[1] = H.diagonal() * scale**2
+        if not np.all(np.isfinite(banded)):
+            raise np.linalg.LinAlgError("the Newton matrix is not finite")
         return (scale * linalg.solveh_banded(banded, scale * g[:, 0]))[:, None]
 
     return damped_newton(
@@ -203,6 +233,7 @@ def _proximal_map_newton_1d(problem, center, tau, start):
         direction,
         problem.norm,
         start,
+        explain=lambda T, detail: matrix_failure(problem, T, tau, NEWTON, detail),
     )
 
 
@@ -225,6 +256,9 @@ def _proximal_potential_newton(problem, center, tau, start, max_iter=100, **newt
         norm,
         start,
         max_iter=max_iter,
+        explain=lambda phi, detail: matrix_failure(
+            problem, problem.map_of(phi), tau, NEWTON, detail
+        ),
         **newton_options,
     )
 

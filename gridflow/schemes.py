@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from gridflow import cones, operators
 from gridflow.checks import as_node_values, as_shaped_array, check_map_on_points
+from gridflow.failures import NotLogConcaveError, matrix_failure
 from gridflow.functionals import (
     OutsideConeError,
     discrete_hessian,
@@ -243,26 +244,25 @@ def solve(
     cones._check_tolerance(activity_tolerance)
     T0, potential = _initial_state(problem, initial)
     times = tau * np.arange(steps + 1)
-    bar = tqdm(total=steps, desc=f"{scheme} scheme", disable=not progress, leave=False)
-    if scheme == "flow" and problem.dim == 1:
-        maps = _flow_1d(problem, T0, times, projection, activity_tolerance, bar)
-    elif scheme == "flow":
-        maps = _flow_2d(problem, potential, times, bar)
-    else:
-        maps = [T0]
-        for k in range(steps):
-            if scheme == "explicit":
-                maps.append(_explicit_step(problem, maps[-1], tau, k, projection))
-            elif problem.dim == 1:
-                maps.append(proximal_step(problem, maps[-1], tau, solver=step_solver))
-            else:
-                potential = proximal_potential(
-                    problem, maps[-1], tau, solver=step_solver, start=potential
-                )
-                maps.append(problem.map_of(potential))
-            bar.update()
-        maps = np.stack(maps)
-    bar.close()
+    with tqdm(total=steps, desc=f"{scheme} scheme", disable=not progress, leave=False) as bar:
+        if scheme == "flow" and problem.dim == 1:
+            maps = _flow_1d(problem, T0, times, projection, activity_tolerance, bar)
+        elif scheme == "flow":
+            maps = _flow_2d(problem, potential, times, bar)
+        else:
+            maps = [T0]
+            for k in range(steps):
+                if scheme == "explicit":
+                    maps.append(_explicit_step(problem, maps[-1], tau, k, projection))
+                elif problem.dim == 1:
+                    maps.append(proximal_step(problem, maps[-1], tau, solver=step_solver))
+                else:
+                    potential = proximal_potential(
+                        problem, maps[-1], tau, solver=step_solver, start=potential
+                    )
+                    maps.append(problem.map_of(potential))
+                bar.update()
+            maps = np.stack(maps)
     return Trajectory(
         scheme=scheme,
         tau=tau,
@@ -358,10 +358,17 @@ def _flow_2d(problem, potential, times, bar, max_halvings=12):
         return G.T @ (problem.weights[:, None] * kl_gradient(problem, T)).ravel()
 
     def step(phi, h):
-        hessian = G.T @ kl_hessian(problem, problem.map_of(phi)) @ G
-        factor = GaugedFactorization(problem, M + gamma * h * hessian)
-        k1 = factor.solve(-gradient(phi))
-        k2 = factor.solve(-gradient(phi + h * k1) - 2.0 * (M @ k1))
+        T = problem.map_of(phi)
+        hessian = G.T @ kl_hessian(problem, T) @ G
+        try:
+            factor = GaugedFactorization(problem, M + gamma * h * hessian)
+            k1 = factor.solve(-gradient(phi))
+            k2 = factor.solve(-gradient(phi + h * k1) - 2.0 * (M @ k1))
+        except np.linalg.LinAlgError as error:  # W = M + γh∇²F: M/(γh) plays I/τ's part
+            raise matrix_failure(
+                problem, T, gamma * h, "the flow's Rosenbrock step", str(error)
+            ) from error
+
         new = phi + h * (1.5 * k1 + 0.5 * k2)
         if not np.isfinite(kl_energy(problem, problem.map_of(new))):
             raise OutsideConeError("the step left the interior of K_h")
@@ -440,6 +447,8 @@ def minimize(
             potential = proximal_potential(
                 problem, problem.identity(), np.inf, start=start, **limits
             )
+        except NotLogConcaveError:
+            raise  # no start or continuation makes a non-convex problem convex
         except SolverError:
             potential = _minimize_by_floor_continuation(problem, progress)
     T = problem.map_of(potential)
@@ -490,16 +499,23 @@ def _minimize_by_floor_continuation(problem: Problem, progress: bool) -> np.ndar
     exponents = np.arange(1.0, -np.log10(problem.density_floor), 0.5)
     floors = [*(10.0**-exponents), problem.density_floor]
     potential = problem.identity_potential()
-    for floor in tqdm(floors, desc="density-floor continuation", disable=not progress):
-        stage = dataclasses.replace(problem, density_floor=floor)
-        try:
-            potential = proximal_potential(
-                stage, stage.identity(), np.inf, start=potential, max_iter=CONTINUATION_MAX_ITER
-            )
-        except SolverError as error:
-            raise SolverError(
-                f"minimize: the continuation in the density floor failed at floor {floor:.3g} "
-                f"(target {problem.density_floor:.3g}): {error}. A larger density_floor, a "
-                f"finer grid or a smaller box makes the problem easier"
-            ) from error
+    # leave=False: the bar is cleared when done, so that one of an enclosing loop (the
+    # ground truth's grids) stays the only one on the screen
+    bar = tqdm(floors, desc="density-floor continuation", disable=not progress, leave=False)
+    with bar:
+        for floor in bar:
+            stage = dataclasses.replace(problem, density_floor=floor)
+            try:
+                potential = proximal_potential(
+                    stage, stage.identity(), np.inf, start=potential,
+                    max_iter=CONTINUATION_MAX_ITER,
+                )  # fmt: skip
+            except NotLogConcaveError:
+                raise
+            except SolverError as error:
+                raise SolverError(
+                    f"minimize: the continuation in the density floor failed at floor "
+                    f"{floor:.3g} (target {problem.density_floor:.3g}): {error}. A larger "
+                    f"density_floor, a finer grid or a smaller box makes the problem easier"
+                ) from error
     return potential

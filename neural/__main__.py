@@ -97,7 +97,23 @@ from neural.training.methods import STARTS
 
 FLOWCHECK_FILES = ("flowcheck.txt", "flowcheck.png")
 ERRORBUDGET_FILES = ("errorbudget.txt", "errorbudget.jsonl", "errorbudget.png")
-OVERWRITE_HELP = "replace an existing --out (whole: nothing of the earlier run remains)"
+OVERWRITE_HELP = (
+    "replace an existing --out (whole: nothing of the earlier run remains; default: refuse)"
+)
+HELP_TEXTS = {
+    "dimensions": {
+        "--dims": "dimensions d of the Gaussian pairs (default 2 8 32)",
+        "--n-eval": "samples per side of the MMD (default 2000)",
+    },
+    "errorbudget": {
+        "--problems": "'mixture' (the paper's; needs --ground-truth), 'file' (the problem "
+        "that --ground-truth records) and/or gaussianD (the dimension study's pair; default "
+        "mixture gaussian2 gaussian8 gaussian32)",
+        "--causes": f"the causes to measure (default all: {' '.join(CAUSES)})",
+        "--n-eval": "samples of the evaluation: L² error, UVP, KL and MMD (default 20000)",
+    },
+}
+"""Help of the options whose argument lines carry no help text of their own."""
 
 
 def _methods(text: str) -> tuple[str, ...]:
@@ -194,20 +210,36 @@ def _parser() -> argparse.ArgumentParser:
     dims.add_argument(
         "--dims", type=_count("dims"), nargs="+", action=DistinctValues, default=[2, 8, 32]
     )
-    dims.add_argument("--methods", type=_methods, default=tuple(METHODS))
-    dims.add_argument("--size", choices=tuple(SIZES), default="small")
-    dims.add_argument("--seed", type=_count("seed", 0), default=0)
-    dims.add_argument("--hidden", type=_hidden, default=(20, 20))
-    dims.add_argument("--init", choices=INITS, default="normal")
+    dims.add_argument(
+        "--methods", type=_methods, default=tuple(METHODS),
+        help=f"comma-separated methods (default all: {','.join(METHODS)})",
+    )  # fmt: skip
+    dims.add_argument(
+        "--size", choices=tuple(SIZES), default="small",
+        help="training budget of every method, as in benchmark (default %(default)s)",
+    )  # fmt: skip
+    dims.add_argument(
+        "--seed", type=_count("seed", 0), default=0,
+        help="seed of the problems, θ0, batches and evaluation (default %(default)s)",
+    )  # fmt: skip
+    dims.add_argument(
+        "--hidden", type=_hidden, default=(20, 20), help="hidden widths (default 20,20)"
+    )
+    dims.add_argument(
+        "--init", choices=INITS, default="normal", help="θ0 scheme (default %(default)s)"
+    )
     dims.add_argument("--n-eval", type=_count("n-eval", MIN_EVAL_SAMPLES), default=2000)
-    dims.add_argument("--workers", type=_count("workers"), default=1)
+    dims.add_argument(
+        "--workers", type=_count("workers"), default=1,
+        help="parallel workers (default %(default)s)",
+    )  # fmt: skip
     dims.add_argument("--backend", type=backend, default="loky", help=backend_help)
     dims.add_argument(
         "--out",
         type=argument_type(output_file, "output file", ".json"),
         default=None,
         help="optional JSON file for the rows (ending in .json, in an existing folder); an "
-        "existing file is replaced only with --overwrite",
+        "existing file is replaced only with --overwrite (default: the table only)",
     )
     dims.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
@@ -220,16 +252,21 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     flow.add_argument(
         "--ground-truth", default=None, metavar="MAP.npz",
-        help="also check the problem this ground-truth file records (gridflow.save_map)",
+        help="also check the problem this ground-truth file records (gridflow.save_map; "
+        "default none)",
     )  # fmt: skip
     flow.add_argument(
         "--tau", type=argument_type(number(positive_float), "--tau"), default=0.25,
         help="step τ of both schemes (default 0.25)",
     )  # fmt: skip
     flow.add_argument(
-        "--steps", type=_count("steps", MIN_STEPS), default=10, help="number of outer steps K"
-    )
-    flow.add_argument("--size", choices=tuple(SETTINGS), default="quick")
+        "--steps", type=_count("steps", MIN_STEPS), default=10,
+        help="number of outer steps K (default %(default)s)",
+    )  # fmt: skip
+    flow.add_argument(
+        "--size", choices=tuple(SETTINGS), default="quick",
+        help="network, inner solves, samples and grid of the check (default %(default)s)",
+    )  # fmt: skip
     flow.add_argument(
         "--out", type=argument_type(report_folder, "--out"), default="flowcheck",
         help="output folder, created if its parent exists; one that holds an earlier "
@@ -246,9 +283,13 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     budget.add_argument(
         "--ground-truth", default=None,
-        help="the mixture's T*, a file of python -m gridflow groundtruth (checked first)",
+        help="the mixture's T*, a file of python -m gridflow groundtruth (checked first; "
+        "default none)",
     )  # fmt: skip
-    budget.add_argument("--widths", type=_hidden, nargs="+", default=[(20, 20), (64, 64)])
+    budget.add_argument(
+        "--widths", type=_hidden, nargs="+", default=[(20, 20), (64, 64)],
+        help="hidden widths of the ICNNs, one network per item (default 20,20 64,64)",
+    )  # fmt: skip
     budget.add_argument(
         "--causes", nargs="+", choices=list(CAUSES), default=list(CAUSES),
         action=DistinctValues,
@@ -259,15 +300,24 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     budget.add_argument(
         "--quadratic", choices=["with", "without", "both"], default="both",
-        help="ICNNs with the quadratic part ½xᵀ(LLᵀ)x, without it, or both (default)",
+        help="ICNNs with the quadratic part ½xᵀ(LLᵀ)x, without it, or both (default %(default)s)",
     )  # fmt: skip
-    budget.add_argument("--batches", type=_count("--batches", 2), nargs="+", default=[1000])
-    budget.add_argument("--steps", type=_count("--steps"), default=2000)
+    budget.add_argument(
+        "--batches", type=_count("--batches", 2), nargs="+", default=[1000],
+        help="batch sizes n of the KL runs (default 1000)",
+    )  # fmt: skip
+    budget.add_argument(
+        "--steps", type=_count("--steps"), default=2000,
+        help="optimizer steps of each run (default %(default)s)",
+    )  # fmt: skip
     budget.add_argument(
         "--learning-rate", type=argument_type(number(positive_float), "--learning-rate"),
         default=0.01, help="Adam's learning rate of the KL runs (default 0.01)",
     )  # fmt: skip
-    budget.add_argument("--inner-steps", type=_count("--inner-steps"), default=100)
+    budget.add_argument(
+        "--inner-steps", type=_count("--inner-steps"), default=100,
+        help="K' of the implicit runs, which also run 10 K' (default %(default)s)",
+    )  # fmt: skip
     budget.add_argument("--n-eval", type=_count("--n-eval", MIN_EVAL_SAMPLES), default=20000)
     budget.add_argument(
         "--seed", type=_count("--seed", 0), default=0,
@@ -280,7 +330,18 @@ def _parser() -> argparse.ArgumentParser:
         "so far are kept in OUT-partial.jsonl beside it until the report is written",
     )  # fmt: skip
     budget.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    for name, texts in HELP_TEXTS.items():
+        _add_help(commands.choices[name], texts)
     return parser
+
+
+def _add_help(parser: argparse.ArgumentParser, texts: dict[str, str]) -> None:
+    """Give the options named in ``texts`` their help where their argument line gives none
+    or one without the default."""
+    for action in parser._actions:
+        for option in action.option_strings:
+            if option in texts and "default" not in (action.help or ""):
+                action.help = texts[option]
 
 
 def _benchmark(args) -> int:

@@ -125,6 +125,24 @@ def convergence_figure(spacings, errors, title: str, outdir, name: str, caption:
         return figure_file(figure, outdir, name, caption)
 
 
+GUIDE_OFFSET = 10.0
+"""A slope guide is drawn this factor below the fitted curve: on it, it would be hidden."""
+
+
+def slope_guide(axis, times, fit, rate: float, label: str):
+    """Draw and return a dotted line decaying like exp(−rate t) on a semilog `axis`.
+
+    It runs over all of `times`, GUIDE_OFFSET below the fitted line exp(intercept − fit.rate t)
+    at the start of the fit window (`fit`, a ``gridflow.rates.RateFit``): parallel to a curve
+    that decays at `rate`, and visibly flatter or steeper than one that does not.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    anchor = np.exp(fit.intercept - fit.rate * fit.time_start) / GUIDE_OFFSET
+    values = anchor * np.exp(-rate * (times - fit.time_start))
+    (line,) = axis.semilogy(times, values, ":", color="k", lw=1.6, label=label)
+    return line
+
+
 def figure_records(*records: dict) -> dict:
     """Several `figure_file` records as one, figures in order."""
     return {

@@ -21,7 +21,7 @@ from gridflow.grid import Grid
 from gridflow.groundtruth.problems import read_source, read_target, source_spec, target_spec
 from gridflow.maps import GridMap
 from gridflow.measures import Gaussian
-from gridflow.problem import Problem
+from gridflow.problem import Problem, check_problem_memory
 from gridflow.schemes import minimize
 
 __all__ = [
@@ -110,6 +110,7 @@ def ground_truth_problems(source, target, nodes: int, box, density_floor: float)
     lower, upper = _box(box, source, dim)
     density_floor = open_unit_interval(density_floor, "density_floor")
     check_target_mass(target, lower, upper)
+    check_problem_memory(Grid(lower, upper, [nodes] * dim))  # the finest, before the coarser
     return [
         Problem(Grid(lower, upper, [grid_nodes] * dim), source, target, density_floor=density_floor)
         for grid_nodes in grid_cascade(nodes)
@@ -175,10 +176,11 @@ def build_ground_truth(
     problems = ground_truth_problems(source, target, nodes, box, density_floor)
     started = time.perf_counter()
     solutions = []
-    for problem in tqdm(problems, desc="grids", disable=not progress):
-        resolved = solutions and solutions[-1].grid.shape[0] >= CASCADE_COARSEST
-        coarser = solutions[-1] if resolved else None
-        solutions.append(minimize(problem, progress=progress, coarser=coarser))
+    with tqdm(problems, desc="grids", disable=not progress) as bar:  # closed before any print
+        for problem in bar:
+            resolved = solutions and solutions[-1].grid.shape[0] >= CASCADE_COARSEST
+            coarser = solutions[-1] if resolved else None
+            solutions.append(minimize(problem, progress=progress, coarser=coarser))
     seconds = time.perf_counter() - started
     (coarse_problem, fine_problem), (coarse, fine) = problems[-2:], solutions[-2:]
     difference = fine_problem.norm(fine.map - GridMap.from_discrete_map(coarse)(fine.points))

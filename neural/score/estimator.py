@@ -16,7 +16,12 @@ import numpy as np
 
 from gridflow.checks import as_points, positive_float, positive_int
 from neural.score.barycentric import barycentric_score, default_eps_score, score_from_kernel
-from neural.score.pairs import eps_from_median, nearest_squared_distances, pair_statistics
+from neural.score.pairs import (
+    check_pair_memory,
+    eps_from_median,
+    nearest_squared_distances,
+    pair_statistics,
+)
 from neural.score.reports import check_resolution, report_nonconvergence
 from neural.score.sinkhorn import SINKHORN
 
@@ -95,6 +100,7 @@ def _scale(x, eps, want_nearest: bool):
     distances to their nearest other sample, else None) for checked x. The default ε's
     median holds all pairs in memory; a given ε needs O(n)."""
     if eps is None:
+        check_pair_memory(x.shape[0])
         median, nearest = pair_statistics(x)
         return eps_from_median(median), nearest
     return eps, nearest_squared_distances(x) if want_nearest else None

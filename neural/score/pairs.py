@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit
 
 from gridflow.checks import as_points
+from gridflow.memory import check_memory
 from neural._kernels import JIT, squared_distances
 
 __all__ = [
@@ -130,9 +131,22 @@ def pair_statistics(x):
     return _median(values), nearest
 
 
+def check_pair_memory(n: int) -> None:
+    """InsufficientMemoryError (a ValueError), before the pass, when the n(n − 1)/2 squared
+    distances of ``pair_statistics`` would not fit in the memory available."""
+    check_memory(
+        8.0 * n * (n - 1) / 2,
+        f"the default ε of {n} samples (the median of their {n * (n - 1) // 2:.3g} pairwise "
+        f"distances)",
+        "give eps (O(n) memory) or use fewer samples",
+    )
+
+
 def default_eps(x) -> float:
     """DEFAULT_EPS_FRACTION × median of ‖x_i − x_j‖² over pairs i < j (Remark 3.10)."""
-    return eps_from_median(pair_statistics(as_points(x, "x", min_points=2))[0])
+    x = as_points(x, "x", min_points=2)
+    check_pair_memory(x.shape[0])
+    return eps_from_median(pair_statistics(x)[0])
 
 
 def eps_from_median(median) -> float:

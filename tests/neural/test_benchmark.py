@@ -533,6 +533,20 @@ def test_fig2_labels_legend_integer_counts_size_and_overflow():
     figure.canvas.draw()  # the mathtext renders
 
 
+def test_fig2_writes_out_a_mean_that_falls_in_the_overflow_bar():
+    from neural.studies.sweep import histogram_figure
+
+    values = {"euclidean": [0.7, 0.8, 0.75], "adam": [0.02, 0.03, 0.04]}
+    records = {
+        seed: {"methods": {m: {"mmd": v[seed]} for m, v in values.items()}} for seed in range(3)
+    }
+    figure = histogram_figure(records, ["euclidean", "adam"], clip=0.13)
+    beyond, within = ([t.get_text() for t in ax.texts] for ax in figure.axes)
+    assert beyond == ["ours: mean 0.75 ▸"]  # the paper's 0.1213 is within the axis
+    assert within == []
+    figure.canvas.draw()
+
+
 def test_ground_truth_map_errors(tmp_path):
     config = BenchmarkConfig(
         size="tiny", methods=("adam",), ground_truth=_map_file(tmp_path / "T.npz")

@@ -23,6 +23,7 @@ from gridflow.groundtruth import (
     target_from_spec,
     truth_error,
 )
+from gridflow.memory import check_memory
 from neural.network import ICNNArchitecture
 from neural.network.initialization import INITS
 from neural.studies.sweep.errors import SweepSetupError
@@ -161,6 +162,10 @@ def method_configs(size: str = "paper", methods: Sequence[str] | None = None, **
     return configs
 
 
+EVALUATION_DIM = 2
+"""The dimension of the sweep's problem (the paper's mixture → N(0, I₂))."""
+
+
 @dataclass(frozen=True)
 class BenchmarkConfig:
     """What a sweep runs; stored as config.json next to the results.
@@ -217,6 +222,20 @@ class BenchmarkConfig:
         if self.ground_truth is not None:
             object.__setattr__(self, "ground_truth", str(self.ground_truth))
             check_ground_truth(self.ground_truth)
+        check_memory(
+            self.evaluation_bytes(),
+            f"the evaluation of a seed on n_eval = {self.n_eval} samples per side",
+            "choose a smaller n_eval",
+        )
+
+    def evaluation_bytes(self) -> float:
+        """An estimate of the memory a seed's evaluation takes, from its sizes: the three
+        samples of ``seed.eval_samples`` and the maps of x_eval (θ0, the identity, one per
+        method), n_eval × d each, and the ICNN's passes over x_eval (about four arrays of
+        n_eval × width per hidden layer, each with its d derivatives), in float64."""
+        dim = EVALUATION_DIM
+        per_sample = dim * (3 + 2 + len(self.methods)) + 4 * sum(self.hidden) * (1 + dim)
+        return 8.0 * self.n_eval * per_sample
 
     def truth_error(self) -> float:
         """The ground truth's own estimated error in L²(ϱ0) (0 without a ground truth)."""

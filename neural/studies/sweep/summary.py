@@ -167,9 +167,10 @@ def histogram_figure(
 
     Values above ``clip`` are counted in an overflow bar right of the axis break, labelled
     "> clip" (the means and stds in the legend are of the unclipped values; diverged runs
-    are counted in the legend). ``size`` (the ``SIZES`` preset) goes into the title with
-    the number of seeds. Returns a ``matplotlib.figure.Figure`` (no pyplot state; save it
-    with ``savefig``).
+    are counted in the legend). A mean beyond ``clip`` is drawn on the overflow bar and
+    written out beside it ("ours: mean 0.75 ▸"), so that the bar does not pass for its
+    value. ``size`` (the ``SIZES`` preset) goes into the title with the number of seeds.
+    Returns a ``matplotlib.figure.Figure`` (no pyplot state; save it with ``savefig``).
     """
     # start-up time: matplotlib takes about 0.3 s to import, and only the figure needs it
     from matplotlib.figure import Figure
@@ -184,6 +185,15 @@ def histogram_figure(
 
     def position(value):  # where a mean is drawn: beyond the clip, on the overflow bar
         return value if value <= clip else 0.5 * sum(overflow)
+
+    def mark_beyond(ax, value, color, height, who):  # its value, left of the overflow bar
+        if value > clip:
+            ax.text(
+                overflow[0] - 0.5 * width, height, f"{who} mean {value:.3g} ▸", color=color,
+                ha="right", va="center", fontsize=8, fontweight="bold",
+                transform=ax.get_xaxis_transform(),
+                bbox={"facecolor": "white", "edgecolor": color, "lw": 0.6, "pad": 1.5},
+            )  # fmt: skip
 
     for ax, method in zip(axes, methods, strict=True):
         values = mmd_values(records, method)
@@ -213,6 +223,7 @@ def histogram_figure(
             label = f"ours, mean ± std: {finite.mean():.4f} ± {finite.std():.4f}"
             label += f" ({diverged} diverged)" if diverged else ""
             ax.axvline(position(finite.mean()), color="k", lw=1.2, label=label)
+            mark_beyond(ax, finite.mean(), "k", 0.82, "ours:")
         if method in PAPER_RESULTS:
             mean, std = PAPER_RESULTS[method]
             ax.axvline(
@@ -222,6 +233,7 @@ def histogram_figure(
                 lw=1.2,
                 label=f"paper, mean ± std: {mean} ± {std}",
             )
+            mark_beyond(ax, mean, "tab:red", 0.6, "paper:")
         ax.set_xlim(0.0, overflow[1] + width)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)

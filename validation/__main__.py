@@ -61,7 +61,7 @@ def parse_arguments(argv):
         "--size",
         choices=("quick", "full"),
         default="quick",
-        help="quick (default, about 2 minutes on 2 cores) or full (larger grids and d = 50)",
+        help="quick (default, 2 to 3 minutes on 2 cores) or full (larger grids and d = 50)",
     )
     parser.add_argument(
         "--only",

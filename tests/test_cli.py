@@ -84,7 +84,9 @@ def test_groundtruth_user_errors(case, tmp_path, capsys, no_solving):
 def test_groundtruth_help_states_the_minimum_nodes(capsys):
     with pytest.raises(SystemExit):
         gridflow_cli.main(["groundtruth", "--help"])
-    assert ">= 9" in capsys.readouterr().out
+    printed = " ".join(capsys.readouterr().out.split())
+    assert ">= 9" in printed
+    assert "default: the density's own box for a density file, else 6" in printed
 
 
 def test_groundtruth_solver_failure_is_one_line_with_status_1(tmp_path, capsys, monkeypatch):
@@ -138,6 +140,14 @@ PROBLEM_FILE_ERRORS = {
                          "--box", "1"], "leaves out"),
     "source box count": (["--source", "{tmp}/density.npy", "--source-box", "-6", "6", "1"],
                          "XMIN XMAX"),
+    "density empty": (["--source", "{tmp}/empty.npy", "--source-box", "-5", "5", "-5", "5"],
+                      "empty.npy.*cannot be read"),
+    "density of strings": (["--source", "{tmp}/strings.npy", "--source-box", "-5", "5", "-5", "5"],
+                           "strings.npy.*real numbers"),
+    "source box of a named source": (["--source", "gaussian", "--source-box", "-5", "5", "-5", "5"],
+                                     "--source-box is the box of a density file"),
+    "own box cuts the target": (["--source", "{tmp}/density.npy", "--source-box", "-1", "1", "-1",
+                                 "1"], "the source density's own, as no --box is given"),
     "target lacks a key": (["--target", "{tmp}/no_cov.json"], r"lacks the keys \['cov'\]"),
     "target dimension": (["--target", "{tmp}/target_1d.json"], "dimension 1, the source 2"),
     "target cut by the box": (["--target", "{tmp}/far_target.json"], "target's mass"),
@@ -162,6 +172,8 @@ def _problem_files(tmp_path):
     density = np.exp(-0.5 * (x[:, None] ** 2 + x[None, :] ** 2))
     np.save(tmp_path / "density.npy", density)
     np.save(tmp_path / "negative.npy", density - 0.5)
+    (tmp_path / "empty.npy").write_bytes(b"")
+    np.save(tmp_path / "strings.npy", ["a", "b"])
 
 
 @pytest.mark.parametrize("case", PROBLEM_FILE_ERRORS)

@@ -369,6 +369,10 @@ def _benchmark(args) -> int:
             config = BenchmarkConfig(**common, **choices)
     except ValueError as error:
         fail(args.parser, error, USAGE_ERROR)
+    try:  # the seeds to resume: a damaged line is refused before any seed runs
+        read_results(args.out)
+    except (ValueError, OSError) as error:
+        fail(args.parser, error, USAGE_ERROR)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
 
     def kept(error) -> str:  # SweepInterrupted counts the seeds; else before or after them

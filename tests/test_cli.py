@@ -16,6 +16,7 @@ import pytest
 
 import gridflow.__main__ as gridflow_cli
 import gridflow.groundtruth.build
+import gridflow.memory
 import neural.__main__ as neural_cli
 import validation.__main__ as validation_cli
 from gridflow import SolverError, load_map
@@ -291,6 +292,26 @@ def test_benchmark_reads_the_seconds_of_another_checkout(monkeypatch, tmp_path):
     monkeypatch.setattr(benchmark_neural.subprocess, "run", lambda *a, **k: failing)
     with pytest.raises(RuntimeError, match="ImportError"):
         benchmark_neural.checkout_seed_seconds(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["dimensions", "--size", "tiny", "--dims", "2", "100000", "--methods", "adam"],
+        ["errorbudget", "--problems", "gaussian100000", "--out", "{tmp}/budget"],
+    ],
+)
+def test_a_gaussian_problem_too_large_for_memory_is_refused_up_front(
+    argv, tmp_path, capsys, monkeypatch
+):
+    """d = 100000 needs 8 matrices of 74.5 GiB: refused with the estimate before numpy's
+    allocation error, and before d = 2 runs."""
+    monkeypatch.setattr(gridflow.memory, "available_memory", lambda: 16 * 2**30)
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    status, line = exit_status_and_error(neural_cli.main, argv, capsys)
+    assert status == 2 and "the Gaussian problem in d = 100000 needs about" in line, line
+    assert "GiB of memory" in line and "smaller dimension" in line
+    assert not (tmp_path / "budget").exists()
 
 
 @pytest.mark.parametrize(

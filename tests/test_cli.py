@@ -216,6 +216,10 @@ VALIDATION_ERRORS = {
     "out current folder": (["--out", "."], "must name a folder"),
     "earlier report": (["--out", "{tmp}/report"], "already holds report.json; give --overwrite"),
     "foreign files": (["--out", "{tmp}/report", "--overwrite"], "holds notes.txt, which this"),
+    "foreign files without --overwrite": (
+        ["--out", "{tmp}/report"],
+        "holds notes.txt, which this command does not write: give another folder",
+    ),
 }
 
 
@@ -225,7 +229,7 @@ def test_validation_user_errors(case, tmp_path, capsys, monkeypatch):
     (tmp_path / "file").write_text("")
     (tmp_path / "report").mkdir()
     (tmp_path / "report" / "report.json").write_text("{}")
-    if case == "foreign files":
+    if case.startswith("foreign files"):
         (tmp_path / "report" / "notes.txt").write_text("mine")
     arguments, expected = VALIDATION_ERRORS[case]
     argv = [a.format(tmp=tmp_path) for a in arguments]

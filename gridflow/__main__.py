@@ -15,6 +15,7 @@ exit status 130.
 from __future__ import annotations
 
 import argparse
+import pathlib
 import sys
 
 from gridflow._compile_notice import silence as silence_compile_notice
@@ -47,6 +48,23 @@ def _source_box(bounds):
     if len(bounds) not in (2, 4):
         raise ValueError(f"--source-box takes XMIN XMAX or XMIN XMAX YMIN YMAX, got {bounds}")
     return tuple(bounds[0::2]), tuple(bounds[1::2])
+
+
+def _read_source(name: str, source_box):
+    """The source of --source (with --source-box for a density file); ValueError naming the
+    file for anything that reading it can raise (an empty file, an array of strings...)."""
+    if source_box is not None and pathlib.Path(name).suffix not in (".npy", ".npz"):
+        raise ValueError(
+            f"--source-box is the box of a density file (.npy or .npz), and --source {name!r} "
+            "is not one: drop --source-box (use --box for the grid's box)"
+        )
+    try:
+        return read_source(name, _source_box(source_box))
+    except (ValueError, TypeError, EOFError, OSError) as error:
+        message = str(error)
+        if name not in message:
+            message = f"--source {name!r}: {message}"
+        raise ValueError(message) from error
 
 
 def parser() -> argparse.ArgumentParser:
@@ -95,7 +113,8 @@ def parser() -> argparse.ArgumentParser:
         type=argument_type(number(positive_float), "box"),
         default=None,
         help="half-width of the box [-BOX, BOX]^d; it must hold all but 1e-6 of the source's "
-        f"and the target's mass (default {DEFAULT_BOX:g})",
+        "and the target's mass (default: the density's own box for a density file, else "
+        f"{DEFAULT_BOX:g})",
     )
     ground.add_argument(
         "--density-floor",
@@ -135,12 +154,9 @@ def main(argv=None) -> int:
     if args.quiet:
         silence_compile_notice()
     try:
+        source = _read_source(args.source, args.source_box)
         problems = ground_truth_problems(
-            read_source(args.source, _source_box(args.source_box)),
-            args.target,
-            args.nodes,
-            args.box,
-            args.density_floor,
+            source, args.target, args.nodes, args.box, args.density_floor
         )
         out = OutputFile(args.out, "--out", args.overwrite)
     except ValueError as error:

@@ -233,21 +233,21 @@ class ReportFolder:
             return
         writable_folder(self.path.absolute().parent, f"{name} (the folder holding it)")
         entries = sorted(entry.name for entry in self.path.iterdir())
-        if entries and not overwrite:
-            raise ValueError(
-                f"{name}: {str(self.path)!r} already holds {_listing(entries)}; give --overwrite "
-                "to replace it with this run's report, or another folder"
-            )
         foreign = [
             entry
             for entry in entries
             if (self.path / entry).is_dir() or not any(fnmatch.fnmatch(entry, p) for p in owned)
         ]
-        if foreign:
+        if foreign:  # refused with or without --overwrite: never suggest it here
             raise ValueError(
                 f"{name}: {str(self.path)!r} holds {_listing(foreign)}, which this command does "
-                "not write; --overwrite replaces only a folder of its own reports: give another "
-                "folder"
+                "not write: give another folder (--overwrite replaces only a folder of its own "
+                "reports)"
+            )
+        if entries and not overwrite:
+            raise ValueError(
+                f"{name}: {str(self.path)!r} already holds {_listing(entries)}; give --overwrite "
+                "to replace it with this run's report, or another folder"
             )
 
     @contextmanager

@@ -60,7 +60,12 @@ from gridflow.cli import (
     run_interruptible,
 )
 from neural.network.initialization import INITS
-from neural.studies.dimensions import dimension_study, format_dimension_table, write_dimension_rows
+from neural.studies.dimensions import (
+    check_dimension_memory,
+    dimension_study,
+    format_dimension_table,
+    write_dimension_rows,
+)
 from neural.studies.errorbudget import (
     CAUSES,
     budget_figure,
@@ -369,6 +374,10 @@ def _benchmark(args) -> int:
             config = BenchmarkConfig(**common, **choices)
     except ValueError as error:
         fail(args.parser, error, USAGE_ERROR)
+    try:  # the seeds to resume: a damaged line is refused before any seed runs
+        read_results(args.out)
+    except (ValueError, OSError) as error:
+        fail(args.parser, error, USAGE_ERROR)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
 
     def kept(error) -> str:  # SweepInterrupted counts the seeds; else before or after them
@@ -419,6 +428,7 @@ def _sweep(args, config, seeds) -> int:
 
 def _dimensions(args) -> int:
     try:
+        check_dimension_memory(args.dims, args.hidden, args.n_eval, args.workers)
         out = None if args.out is None else OutputFile(args.out, "--out", args.overwrite)
     except ValueError as error:
         fail(args.parser, error, USAGE_ERROR)

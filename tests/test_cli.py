@@ -16,6 +16,7 @@ import pytest
 
 import gridflow.__main__ as gridflow_cli
 import gridflow.groundtruth.build
+import gridflow.memory
 import neural.__main__ as neural_cli
 import validation.__main__ as validation_cli
 from gridflow import SolverError, load_map
@@ -84,7 +85,9 @@ def test_groundtruth_user_errors(case, tmp_path, capsys, no_solving):
 def test_groundtruth_help_states_the_minimum_nodes(capsys):
     with pytest.raises(SystemExit):
         gridflow_cli.main(["groundtruth", "--help"])
-    assert ">= 9" in capsys.readouterr().out
+    printed = " ".join(capsys.readouterr().out.split())
+    assert ">= 9" in printed
+    assert "default: the density's own box for a density file, else 6" in printed
 
 
 def test_groundtruth_solver_failure_is_one_line_with_status_1(tmp_path, capsys, monkeypatch):
@@ -138,6 +141,14 @@ PROBLEM_FILE_ERRORS = {
                          "--box", "1"], "leaves out"),
     "source box count": (["--source", "{tmp}/density.npy", "--source-box", "-6", "6", "1"],
                          "XMIN XMAX"),
+    "density empty": (["--source", "{tmp}/empty.npy", "--source-box", "-5", "5", "-5", "5"],
+                      "empty.npy.*cannot be read"),
+    "density of strings": (["--source", "{tmp}/strings.npy", "--source-box", "-5", "5", "-5", "5"],
+                           "strings.npy.*real numbers"),
+    "source box of a named source": (["--source", "gaussian", "--source-box", "-5", "5", "-5", "5"],
+                                     "--source-box is the box of a density file"),
+    "own box cuts the target": (["--source", "{tmp}/density.npy", "--source-box", "-1", "1", "-1",
+                                 "1"], "the source density's own, as no --box is given"),
     "target lacks a key": (["--target", "{tmp}/no_cov.json"], r"lacks the keys \['cov'\]"),
     "target dimension": (["--target", "{tmp}/target_1d.json"], "dimension 1, the source 2"),
     "target cut by the box": (["--target", "{tmp}/far_target.json"], "target's mass"),
@@ -162,6 +173,8 @@ def _problem_files(tmp_path):
     density = np.exp(-0.5 * (x[:, None] ** 2 + x[None, :] ** 2))
     np.save(tmp_path / "density.npy", density)
     np.save(tmp_path / "negative.npy", density - 0.5)
+    (tmp_path / "empty.npy").write_bytes(b"")
+    np.save(tmp_path / "strings.npy", ["a", "b"])
 
 
 @pytest.mark.parametrize("case", PROBLEM_FILE_ERRORS)
@@ -203,6 +216,10 @@ VALIDATION_ERRORS = {
     "out current folder": (["--out", "."], "must name a folder"),
     "earlier report": (["--out", "{tmp}/report"], "already holds report.json; give --overwrite"),
     "foreign files": (["--out", "{tmp}/report", "--overwrite"], "holds notes.txt, which this"),
+    "foreign files without --overwrite": (
+        ["--out", "{tmp}/report"],
+        "holds notes.txt, which this command does not write: give another folder",
+    ),
 }
 
 
@@ -212,7 +229,7 @@ def test_validation_user_errors(case, tmp_path, capsys, monkeypatch):
     (tmp_path / "file").write_text("")
     (tmp_path / "report").mkdir()
     (tmp_path / "report" / "report.json").write_text("{}")
-    if case == "foreign files":
+    if case.startswith("foreign files"):
         (tmp_path / "report" / "notes.txt").write_text("mine")
     arguments, expected = VALIDATION_ERRORS[case]
     argv = [a.format(tmp=tmp_path) for a in arguments]
@@ -279,6 +296,26 @@ def test_benchmark_reads_the_seconds_of_another_checkout(monkeypatch, tmp_path):
     monkeypatch.setattr(benchmark_neural.subprocess, "run", lambda *a, **k: failing)
     with pytest.raises(RuntimeError, match="ImportError"):
         benchmark_neural.checkout_seed_seconds(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["dimensions", "--size", "tiny", "--dims", "2", "100000", "--methods", "adam"],
+        ["errorbudget", "--problems", "gaussian100000", "--out", "{tmp}/budget"],
+    ],
+)
+def test_a_gaussian_problem_too_large_for_memory_is_refused_up_front(
+    argv, tmp_path, capsys, monkeypatch
+):
+    """d = 100000 needs 8 matrices of 74.5 GiB: refused with the estimate before numpy's
+    allocation error, and before d = 2 runs."""
+    monkeypatch.setattr(gridflow.memory, "available_memory", lambda: 16 * 2**30)
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    status, line = exit_status_and_error(neural_cli.main, argv, capsys)
+    assert status == 2 and "the Gaussian problem in d = 100000 needs about" in line, line
+    assert "GiB of memory" in line and "smaller dimension" in line
+    assert not (tmp_path / "budget").exists()
 
 
 @pytest.mark.parametrize(

@@ -109,7 +109,7 @@ def ground_truth_problems(source, target, nodes: int, box, density_floor: float)
     nodes = check_nodes(nodes)
     lower, upper = _box(box, source, dim)
     density_floor = open_unit_interval(density_floor, "density_floor")
-    check_target_mass(target, lower, upper)
+    check_target_mass(target, lower, upper, _box_origin(box, source))
     check_problem_memory(Grid(lower, upper, [nodes] * dim))  # the finest, before the coarser
     return [
         Problem(Grid(lower, upper, [grid_nodes] * dim), source, target, density_floor=density_floor)
@@ -117,16 +117,25 @@ def ground_truth_problems(source, target, nodes: int, box, density_floor: float)
     ]
 
 
-def check_target_mass(target, lower, upper) -> float:
+def _box_origin(box, source) -> str:
+    """Where the grid's box comes from, for the refusals that name it."""
+    if box is not None:
+        return "the box"
+    if getattr(source, "box", None) is not None:
+        return "the box (the source density's own, as no --box is given)"
+    return f"the box (the default [-{DEFAULT_BOX:g}, {DEFAULT_BOX:g}]^d, as no --box is given)"
+
+
+def check_target_mass(target, lower, upper, origin: str = "the box") -> float:
     """The target's mass outside the box, if it is known (Gaussian targets: exact per axis,
     a union bound in d = 2); ValueError above TARGET_MAX_CUT_MASS: the grid's maps would
-    have to leave their box to reach γ."""
+    have to leave their box to reach γ. ``origin`` names the box in the message."""
     if not target.is_gaussian:
         return float("nan")
     mass = Gaussian(target.mean, target.cov).mass_outside(lower, upper)
     if mass > TARGET_MAX_CUT_MASS:
         raise ValueError(
-            f"the box {lower}..{upper} leaves out {mass:.2g} of the target's mass (at most "
+            f"{origin} {lower}..{upper} leaves out {mass:.2g} of the target's mass (at most "
             f"{TARGET_MAX_CUT_MASS:g}): choose a larger --box"
         )
     return mass

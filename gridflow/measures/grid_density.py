@@ -220,7 +220,7 @@ class GridDensity:
             loaded = np.load(path, allow_pickle=False)
         except FileNotFoundError:
             raise ValueError(f"density file {str(path)!r} does not exist") from None
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, EOFError) as error:  # EOFError: an empty file
             raise ValueError(f"density file {str(path)!r} cannot be read: {error}") from None
         if path.suffix == ".npy":
             if box is None:

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from gridflow import Gaussian, LogConcaveTarget, gaussian
 from gridflow.checks import positive_int
 from gridflow.maps import map_distance
+from gridflow.memory import check_memory
 from neural.errors import DivergenceError
 from neural.mmd import energy_distance
 from neural.network.initialization import initial_network
@@ -34,12 +35,38 @@ from neural.training import run_method
 from neural.training.kl import check_eval_size
 
 __all__ = [
+    "GAUSSIAN_MATRICES",
     "DimensionResult",
+    "check_dimension_memory",
     "dimension_study",
     "format_dimension_table",
     "gaussian_problem",
+    "gaussian_problem_memory",
     "write_dimension_rows",
 ]
+
+
+GAUSSIAN_MATRICES = 8
+"""d × d float64 matrices alive at once while a Gaussian pair and its OT map are made: the
+random rotations with their QR factors, the two covariances, the map's A and the square
+roots ``gridflow.gaussian.ot_map`` takes for the closed-form map."""
+
+
+def gaussian_problem_memory(dim: int, hidden: Sequence[int] = (), samples: int = 0) -> float:
+    """Bytes a Gaussian problem in dimension ``dim`` needs: ``GAUSSIAN_MATRICES`` d × d
+    matrices, a network of widths ``hidden`` (its parameters, gradient and two Adam moments)
+    and ``samples`` points with the network's activations."""
+    width = sum(hidden)
+    params = dim * width + width * width
+    return 8.0 * (GAUSSIAN_MATRICES * dim * dim + 4 * params + 4 * samples * (dim + width))
+
+
+def _check_gaussian_memory(dim: int, estimate: float) -> None:
+    check_memory(
+        estimate,
+        f"the Gaussian problem in d = {dim}",
+        "choose a smaller dimension (it grows as d²)",
+    )
 
 
 def gaussian_problem(dim: int, rng: np.random.Generator):
@@ -50,6 +77,7 @@ def gaussian_problem(dim: int, rng: np.random.Generator):
     (source, target, A, b, Γ) with T*(x) = A x + b.
     """
     dim = positive_int(dim, "dim")
+    _check_gaussian_memory(dim, gaussian_problem_memory(dim))  # before any d × d matrix
 
     def random_spd():
         q, r = np.linalg.qr(rng.standard_normal((dim, dim)))
@@ -125,6 +153,17 @@ def _dimension_run(dim, method_name, config, seed, hidden, init, n_eval):
     )
 
 
+def check_dimension_memory(
+    dims: Sequence[int], hidden: Sequence[int], n_eval: int, workers: int = 1
+) -> None:
+    """Refuse (InsufficientMemoryError, a ValueError) a dimension whose problem, network and
+    evaluation samples (``gaussian_problem_memory``), once per worker, exceed the memory
+    available; before anything is allocated."""
+    for dim in dims:
+        estimate = workers * gaussian_problem_memory(dim, hidden, n_eval)
+        _check_gaussian_memory(dim, estimate)
+
+
 def dimension_study(
     dims: Sequence[int] = (2, 8, 32),
     methods: Sequence[str] | None = None,
@@ -150,6 +189,7 @@ def dimension_study(
     workers = positive_int(workers, "workers")
     backend = check_backend(backend)
     numba_threads = threads_per_worker(workers)
+    check_dimension_memory(dims, hidden, n_eval, workers)
     jobs = [
         (d, name, config, int(seed), tuple(hidden), init, n_eval, numba_threads)
         for d in dims

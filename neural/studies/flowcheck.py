@@ -396,10 +396,19 @@ def format_flowcheck(check: FlowCheck) -> str:
     for j, t in enumerate(check.neural, 1):
         lines.append(f"  [{j}] " + " ".join(f"{v:.3g}" for v in t.distance))
     steps = check.fit_steps
-    fitted = f"steps {steps.min()}..{steps.max()}" if steps.size else "no steps"
+    above = f"reference KL > {check.noise_factor:g} × Monte Carlo error"
+    if steps.size < MIN_FIT_POINTS:
+        found = ", ".join(map(str, steps)) if steps.size else "none"
+        lines += [
+            f"KL decay rate: not fitted (2λ = {check.two_lambda:.3g}): a rate needs "
+            f"{MIN_FIT_POINTS} steps with {above}, this run has {steps.size} (steps: {found})",
+            "  the KL falls below the Monte Carlo error of its estimate too soon: give more "
+            "steps, a smaller τ, or a larger size (a smaller Monte Carlo error)",
+        ]
+        lines += [f"  [{j}] {t.seconds:.1f} s CPU" for j, t in enumerate(check.neural, 1)]
+        return "\n".join(lines)
     lines.append(
-        f"KL decay rate, fitted over {fitted} (reference KL > {check.noise_factor:g} × Monte "
-        "Carlo error): "
+        f"KL decay rate, fitted over steps {steps.min()}..{steps.max()} ({above}): "
         f"reference {check.reference_rate:.3g}, 2λ = {check.two_lambda:.3g}"
     )
     for j, t in enumerate(check.neural, 1):

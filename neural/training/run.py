@@ -106,6 +106,30 @@ def _initial(initial) -> tuple[ICNNArchitecture, np.ndarray]:
     )
 
 
+def check_dimensions(network_dim: int, source, target) -> None:
+    """Refuse (ValueError) a network, source and target of different dimensions, before
+    training: the source's ``dim`` when it has one, the target's when it is known (a
+    Gaussian, a built-in target, or a ``dim`` other than the default 1)."""
+    dims = {}
+    if target.mean is not None or target.spec is not None or target.dim != 1:
+        dims["the target"] = int(target.dim)
+    if getattr(source, "dim", None) is not None:
+        dims["the source"] = int(source.dim)
+    dims["the network"] = int(network_dim)
+    if len(set(dims.values())) == 1:
+        return
+    groups: dict[int, list[str]] = {}
+    for name, dim in dims.items():
+        groups.setdefault(dim, []).append(name)
+    parts = []
+    for position, (dim, names) in enumerate(groups.items()):
+        verb = "" if position else "has " if len(names) == 1 else "have "
+        parts.append(f"{' and '.join(names)} {verb}d = {dim}")
+    raise ValueError(
+        ", ".join(parts) + ": give them one dimension (the network's is ICNN(dim, ...))"
+    )
+
+
 def check_target_on_first_batch(config, architecture, theta0, sampler, target, rng) -> None:
     """Refuse, before training, a ∇V that is visibly not monotone where it is first used:
     at T_θ0(x) for the first batch x (drawn from a copy of ``rng``, so that the run's own
@@ -166,6 +190,7 @@ def run_method(
     architecture, theta0 = _initial(initial)
     sampler = as_sampler(source)
     target = as_target(target)
+    check_dimensions(architecture.dim, source, target)
     rng = require_generator(rng)
     if callback is not None and not callable(callback):
         raise TypeError("callback must be None or a callable (k, theta) -> None")

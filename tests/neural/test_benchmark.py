@@ -634,6 +634,28 @@ def test_missing_or_damaged_ground_truth_is_one_error_line(tmp_path, content, no
     assert str(path) in line
 
 
+@pytest.mark.parametrize(
+    ("line", "match"),
+    [("not json", "is not a JSON record"), ('{"seed": 0, "bogus": 1}', "is not a sweep record")],
+)
+def test_damaged_results_file_is_one_error_line(tmp_path, line, match, no_training):
+    """A results.jsonl line that is no seed's record is refused, naming the file and line,
+    before any seed runs (a KeyError in the table or a traceback before)."""
+    from neural.__main__ import main
+
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "results.jsonl").write_text(
+        '{"seed": 5, "mmd_initial": 1, "mmd_identity": 1, '
+        '"mmd_floor": 0, "methods": {}}\n' + line + "\n"
+    )
+    argv = ["benchmark", "--size", "tiny", "--seeds", "1", "--out", str(out), "--no-progress"]
+    status, error = _cli_error(main, argv)
+    assert status == 2 and f"{out / 'results.jsonl'}:2 " in error and match in error, error
+    with pytest.raises(ValueError, match=match):
+        read_results(out)
+
+
 # --------------------------------------------------------------------------- command line
 
 

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,12 @@ def test_mixture_reference_is_the_grid_scheme(tmp_path):
         assert np.all(np.isfinite(run.kl)) and np.all(run.distance[1:] > 0)
     text = format_flowcheck(check)
     assert "[1]  implicit, logdet" in text and "[2]  explicit, score" in text
+    # a KL below its Monte Carlo error from step 1 on (e.g. τ = 1e6): no rate, and why
+    rates = dict.fromkeys(check.rates, np.nan)
+    unfitted = replace(check, fit_steps=np.array([0]), reference_rate=np.nan, rates=rates)
+    text = format_flowcheck(unfitted)
+    assert "not fitted" in text and "this run has 1 (steps: 0)" in text
+    assert "more steps, a smaller τ, or a larger size" in text and "nan" not in text
     figure = flowcheck_figure([check])
     figure.savefig(tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 10_000

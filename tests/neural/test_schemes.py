@@ -1,5 +1,7 @@
 """Algorithms 1 and 2 (paper §3.4): gradients, eq. 3.4, determinism, descent, input checks."""
 
+import re
+
 import numpy as np
 import pytest
 from scipy.optimize import least_squares
@@ -447,3 +449,18 @@ def test_bad_arguments_of_run_method():
         )
     with pytest.raises(TypeError, match="config"):
         run_method(object(), net, paper_mixture(), target, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize(
+    ("source_dim", "target_dim", "message"),
+    [
+        (2, 3, "the target has d = 3, the source and the network d = 2"),
+        (3, 2, "the target and the network have d = 2, the source d = 3"),
+    ],
+)
+def test_run_method_refuses_dimensions_that_differ(source_dim, target_dim, message):
+    """Before training (it failed later with 'y must have 3 columns, got shape (20, 2)')."""
+    target = LogConcaveTarget.gaussian(np.zeros(target_dim), np.eye(target_dim))
+    net = ICNN(2, (4,), np.random.default_rng(0))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        run_method("adam", net, Gaussian.standard(source_dim), target, np.random.default_rng(0))

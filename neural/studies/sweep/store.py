@@ -196,6 +196,10 @@ def prepare_directory(out: Path, config: BenchmarkConfig, force_resume: bool = F
         _write_json(path, {**stored, "forced_resumes": [*stored.get("forced_resumes", []), code]})
 
 
+RECORD_KEYS = frozenset({"seed", "mmd_initial", "mmd_identity", "mmd_floor", "methods"})
+"""The keys of every seed's record (``run_seed``), which the table and references read."""
+
+
 def _results_path(path) -> Path:
     path = Path(path)
     return path / RESULTS_FILE if path.is_dir() else path
@@ -235,7 +239,14 @@ def read_results(path) -> dict[int, dict]:
             record = json.loads(line)
         except json.JSONDecodeError as error:
             raise ValueError(f"{path}:{number} is not a JSON record ({error})") from None
-        seed = int(record["seed"])
+        missing = RECORD_KEYS - set(record) if isinstance(record, dict) else RECORD_KEYS
+        if missing or not isinstance(record["methods"], dict) or type(record["seed"]) is not int:
+            raise ValueError(
+                f"{path}:{number} is not a sweep record (one has the keys "
+                f"{sorted(RECORD_KEYS)}, an integer seed and a dict of methods); pass another "
+                "output folder or remove that line"
+            )
+        seed = record["seed"]
         if seed in records:
             raise ValueError(f"{path}:{number}: seed {seed} appears twice")
         records[seed] = record

@@ -21,17 +21,40 @@ def as_float_array(value, name: str) -> np.ndarray:
     """``value`` as a C-contiguous float64 array; TypeError if it is not real numbers."""
     if type(value) is np.ndarray and value.dtype is _FLOAT64 and value.flags.c_contiguous:
         return value  # the common case, checked first: these checks run in inner loops
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except ValueError as error:  # numpy's "inhomogeneous shape" for nested lists
+        if "inhomogeneous" not in str(error):
+            raise
+        raise ValueError(
+            f"{name} is a ragged list (rows of different lengths); give every row the "
+            f"same number of entries"
+        ) from None
     if array.dtype == object or not (
         np.issubdtype(array.dtype, np.floating)
         or np.issubdtype(array.dtype, np.integer)
         or array.dtype == np.bool_
     ):
         raise TypeError(
-            f"{name} must be an array of real numbers, got dtype {array.dtype}; "
+            f"{name} must be an array of real numbers, got {_kind(value, array)}; "
             f"pass a float64 numpy array"
         )
     return np.asarray(array, dtype=np.float64, order="C")  # keeps 0-d (ascontiguousarray: 1-d)
+
+
+def _kind(value, array: np.ndarray) -> str:
+    """What a value that is not real numbers is, for a message: its type (str, None), or
+    for an array its dtype and for a list the type of its first entry."""
+    if value is None:
+        return "None"
+    if isinstance(value, np.ndarray):
+        return f"dtype {value.dtype}"
+    if array.ndim == 0:
+        return type(value).__name__
+    entry = array.flat[0] if array.size else None
+    entry = entry.item() if isinstance(entry, np.generic) else entry
+    entry_kind = "None" if entry is None else type(entry).__name__
+    return f"a {type(value).__name__} of {entry_kind}"
 
 
 @njit(cache=True, nogil=True)

@@ -52,6 +52,10 @@ def test_map_distance_rejects_bad_input(gaussian_pair):
         map_distance(lambda p: p[:, :1], identity, x[:10], g1.cov)
     with pytest.raises(TypeError, match="callables"):
         map_distance(None, identity, x[:10], g1.cov)
+    with pytest.raises(ValueError, match="trained_map returned NaN or inf at 10 of 10 points"):
+        map_distance(lambda p: p * np.nan, identity, x[:10], g1.cov)
+    with pytest.raises(ValueError, match="true_map returned NaN or inf at 1 of 10 points"):
+        map_distance(identity, lambda p: np.where(p == p[0], np.inf, p), x[:10], g1.cov)
 
 
 def test_affine_map_evaluates_unpacks_and_has_its_potential(gaussian_pair):

@@ -298,6 +298,17 @@ def require_generator(rng, name: str = "rng") -> np.random.Generator:
     return rng
 
 
+def require_instance(value, kind: type, name: str, hint: str = ""):
+    """``value`` if it is a ``kind``, else a TypeError naming ``name``, the type it got and,
+    as ``hint``, how to build one."""
+    if not isinstance(value, kind):
+        raise TypeError(
+            f"{name} must be a {kind.__module__.split('.')[0]}.{kind.__name__}, got "
+            f"{'None' if value is None else type(value).__name__}{hint}"
+        )
+    return value
+
+
 def flag(value, name: str) -> bool:
     """``value`` as a bool if it is True or False (numpy's too), else TypeError."""
     if not isinstance(value, (bool, np.bool_)):

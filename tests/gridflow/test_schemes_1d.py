@@ -175,3 +175,9 @@ def test_cvxpy_step_needs_a_cvxpy_form_of_v():
         proximal_step(problem, problem.identity(), 1.0, solver="cvxpy")
     # the Newton path needs only V and its gradient
     assert np.isfinite(minimize(problem).energy)
+
+
+@pytest.mark.parametrize("call", [lambda p: minimize(p), lambda p: solve(p, 0.1, 2)])
+def test_a_problem_that_is_not_a_problem_is_refused(call):
+    with pytest.raises(TypeError, match=r"problem must be a gridflow\.Problem, got None"):
+        call(None)

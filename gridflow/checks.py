@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import pathlib
 import tempfile
 
@@ -247,9 +248,20 @@ def writable_folder(value, name: str) -> pathlib.Path:
     return folder
 
 
+def as_path(value, name: str) -> pathlib.Path:
+    """``value`` as a pathlib.Path if it is a file name (a str or a path object), else a
+    TypeError naming ``name``."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(
+            f"{name} must be a file name (a str or pathlib.Path), got "
+            f"{'None' if value is None else type(value).__name__}"
+        )
+    return pathlib.Path(value)
+
+
 def output_file(value, name: str, suffix: str) -> pathlib.Path:
     """A path ending in `suffix` whose folder exists and is writable, and that is not a folder."""
-    path = pathlib.Path(value)
+    path = as_path(value, name)
     if path.name in ("", ".", ".."):
         raise ValueError(f"{name} must be a file name ending in {suffix}, got {str(value)!r}")
     if path.suffix != suffix:

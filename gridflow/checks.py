@@ -91,15 +91,17 @@ def as_finite_array(value, name: str, *, ndim: int | None = None) -> np.ndarray:
 def as_points(value, name: str, dim: int | None = None, min_points: int = 1) -> np.ndarray:
     """A finite (n, d) float64 array of points with n >= min_points (and d == dim if given).
 
-    Points are always two-dimensional arrays, with one exception: in d = 1 a vector of n
-    numbers is read as n points (there is no other reading of it).
+    Points are always two-dimensional arrays, in d = 1 too: a vector (n,) is refused (a
+    map would return (n, 1), and T(x) - x would broadcast to (n, n) silently).
     """
     points = as_float_array(value, name)
-    if dim == 1 and points.ndim == 1:
-        points = points[:, None]
     shape = points.shape
     if len(shape) != 2:
-        hint = " (a single point must be passed as shape (1, d))" if len(shape) == 1 else ""
+        hint = (
+            f" (a single point must be passed as shape (1, d); in d = 1 pass {name}[:, None])"
+            if len(shape) == 1
+            else ""
+        )
         raise ValueError(
             f"{name} must be a 2-D array of points with shape (n, d), got shape {shape}{hint}"
         )

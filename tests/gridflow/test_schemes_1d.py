@@ -135,7 +135,7 @@ def test_bad_initial_maps_are_refused(problem):
     with pytest.raises(ValueError, match="initial must have shape"):
         solve(problem, "implicit", tau=0.5, steps=1, initial=np.zeros(3))
     with pytest.raises(ValueError, match="NaN"):
-        solve(problem, "implicit", tau=0.5, steps=1, initial=np.full(problem.size, np.nan))
+        solve(problem, "implicit", tau=0.5, steps=1, initial=np.full(problem.points.shape, np.nan))
 
 
 def test_unknown_scheme_is_refused(problem):

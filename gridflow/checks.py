@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import pathlib
 import tempfile
 
@@ -21,17 +22,40 @@ def as_float_array(value, name: str) -> np.ndarray:
     """``value`` as a C-contiguous float64 array; TypeError if it is not real numbers."""
     if type(value) is np.ndarray and value.dtype is _FLOAT64 and value.flags.c_contiguous:
         return value  # the common case, checked first: these checks run in inner loops
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except ValueError as error:  # numpy's "inhomogeneous shape" for nested lists
+        if "inhomogeneous" not in str(error):
+            raise
+        raise ValueError(
+            f"{name} is a ragged list (rows of different lengths); give every row the "
+            f"same number of entries"
+        ) from None
     if array.dtype == object or not (
         np.issubdtype(array.dtype, np.floating)
         or np.issubdtype(array.dtype, np.integer)
         or array.dtype == np.bool_
     ):
         raise TypeError(
-            f"{name} must be an array of real numbers, got dtype {array.dtype}; "
+            f"{name} must be an array of real numbers, got {_kind(value, array)}; "
             f"pass a float64 numpy array"
         )
     return np.asarray(array, dtype=np.float64, order="C")  # keeps 0-d (ascontiguousarray: 1-d)
+
+
+def _kind(value, array: np.ndarray) -> str:
+    """What a value that is not real numbers is, for a message: its type (str, None), or
+    for an array its dtype and for a list the type of its first entry."""
+    if value is None:
+        return "None"
+    if isinstance(value, np.ndarray):
+        return f"dtype {value.dtype}"
+    if array.ndim == 0:
+        return type(value).__name__
+    entry = array.flat[0] if array.size else None
+    entry = entry.item() if isinstance(entry, np.generic) else entry
+    entry_kind = "None" if entry is None else type(entry).__name__
+    return f"a {type(value).__name__} of {entry_kind}"
 
 
 @njit(cache=True, nogil=True)
@@ -67,15 +91,17 @@ def as_finite_array(value, name: str, *, ndim: int | None = None) -> np.ndarray:
 def as_points(value, name: str, dim: int | None = None, min_points: int = 1) -> np.ndarray:
     """A finite (n, d) float64 array of points with n >= min_points (and d == dim if given).
 
-    Points are always two-dimensional arrays, with one exception: in d = 1 a vector of n
-    numbers is read as n points (there is no other reading of it).
+    Points are always two-dimensional arrays, in d = 1 too: a vector (n,) is refused (a
+    map would return (n, 1), and T(x) - x would broadcast to (n, n) silently).
     """
     points = as_float_array(value, name)
-    if dim == 1 and points.ndim == 1:
-        points = points[:, None]
     shape = points.shape
     if len(shape) != 2:
-        hint = " (a single point must be passed as shape (1, d))" if len(shape) == 1 else ""
+        hint = (
+            f" (a single point must be passed as shape (1, d); in d = 1 pass {name}[:, None])"
+            if len(shape) == 1
+            else ""
+        )
         raise ValueError(
             f"{name} must be a 2-D array of points with shape (n, d), got shape {shape}{hint}"
         )
@@ -224,9 +250,20 @@ def writable_folder(value, name: str) -> pathlib.Path:
     return folder
 
 
+def as_path(value, name: str) -> pathlib.Path:
+    """``value`` as a pathlib.Path if it is a file name (a str or a path object), else a
+    TypeError naming ``name``."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(
+            f"{name} must be a file name (a str or pathlib.Path), got "
+            f"{'None' if value is None else type(value).__name__}"
+        )
+    return pathlib.Path(value)
+
+
 def output_file(value, name: str, suffix: str) -> pathlib.Path:
     """A path ending in `suffix` whose folder exists and is writable, and that is not a folder."""
-    path = pathlib.Path(value)
+    path = as_path(value, name)
     if path.name in ("", ".", ".."):
         raise ValueError(f"{name} must be a file name ending in {suffix}, got {str(value)!r}")
     if path.suffix != suffix:
@@ -273,6 +310,17 @@ def require_generator(rng, name: str = "rng") -> np.random.Generator:
             f"pass e.g. {name}=np.random.default_rng(seed)"
         )
     return rng
+
+
+def require_instance(value, kind: type, name: str, hint: str = ""):
+    """``value`` if it is a ``kind``, else a TypeError naming ``name``, the type it got and,
+    as ``hint``, how to build one."""
+    if not isinstance(value, kind):
+        raise TypeError(
+            f"{name} must be a {kind.__module__.split('.')[0]}.{kind.__name__}, got "
+            f"{'None' if value is None else type(value).__name__}{hint}"
+        )
+    return value
 
 
 def flag(value, name: str) -> bool:

@@ -189,7 +189,7 @@ def kl_gradient(problem: Problem, T) -> np.ndarray:
     Raises OutsideConeError when T is not strictly inside K_h (F_h is +inf there).
     """
     T = problem.as_map(T)
-    return problem.target.grad_V(T) + log_det_gradient(problem, T) / problem.weights[:, None]
+    return problem.target.gradient(T) + log_det_gradient(problem, T) / problem.weights[:, None]
 
 
 def log_det_curvature(problem: Problem, T) -> np.ndarray:

@@ -237,11 +237,8 @@ class Problem:
         return float(np.sum(self.weights * np.sum(u * v, axis=1)))
 
     def as_map(self, T, name: str = "T") -> np.ndarray:
-        """Validate a map given at the evaluation points: (n, d) float64, finite (in d = 1 a
-        vector (n,) is read as the column (n, 1))."""
-        T = np.asarray(T)
-        if self.dim == 1 and T.ndim == 1:
-            T = T[:, None]
+        """Validate a map given at the evaluation points: (n, d) float64, finite, of exactly
+        the shape of `points`, also in d = 1 (a vector (n,) is refused, as in `norm`)."""
         T = as_shaped_array(T, self.points.shape, name, " = problem.points.shape")
         require_finite(T, name)
         return T

@@ -28,7 +28,12 @@ from scipy.integrate import solve_ivp
 from tqdm import tqdm
 
 from gridflow import cones, operators
-from gridflow.checks import as_node_values, as_shaped_array, check_map_on_points
+from gridflow.checks import (
+    as_node_values,
+    as_shaped_array,
+    check_map_on_points,
+    require_instance,
+)
 from gridflow.failures import NotLogConcaveError, matrix_failure
 from gridflow.functionals import (
     OutsideConeError,
@@ -59,6 +64,8 @@ Hessians are ill-conditioned (λmin(H_h φ) ~ 1e-6) and Newton needs ~200 steps 
 # damped to 1/16 or less (the 2D Gaussian examples' shortest step is 1/8; the paper's mixture
 # stays at 1/32 and below, and used to spend 40 steps there before the continuation).
 STALL_STEPS = 8
+
+PROBLEM_HINT = "; build one with gridflow.Problem(grid, source, target)"
 
 WARM_START_MAX_ITER = 100
 """Newton steps allowed from `coarse_to_fine_start` before the continuation takes over. Its
@@ -237,6 +244,7 @@ def solve(
         If `scheme` is unknown, `tau` or `steps` is invalid, or, in d = 2, `initial` is not
         a discrete gradient field.
     """
+    require_instance(problem, Problem, "problem", PROBLEM_HINT)
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
     tau, steps = _check_steps(tau, steps)
@@ -431,6 +439,7 @@ def minimize(
     are solved in turn, each started at the previous solution, each with up to
     CONTINUATION_MAX_ITER Newton steps.
     """
+    require_instance(problem, Problem, "problem", PROBLEM_HINT)
     if problem.dim == 1:
         T = proximal_step(problem, problem.identity(), np.inf, solver=solver)
         potential = operators.potential_from_map(problem.grid, T)

@@ -10,12 +10,9 @@ for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(variable, "1")
 
 
-def _wrong_shapes(shape, vector_is_column=False):
-    """Shapes other than `shape` (n, d): the classic mistakes and random ones.
-
-    With `vector_is_column` (functions that read a vector (n,) as the column (n, 1) in
-    d = 1, e.g. maps and points) the vector (n,) is left out in d = 1.
-    """
+def _wrong_shapes(shape):
+    """Shapes other than `shape` (n, d): the classic mistakes and random ones (the vector
+    (n,) among them, also in d = 1: points and maps are always (n, d))."""
     n, d = shape
     classic = [
         (n,),
@@ -31,8 +28,7 @@ def _wrong_shapes(shape, vector_is_column=False):
         (),
     ]
     random = st.lists(st.integers(0, n + 2), min_size=0, max_size=3).map(tuple)
-    excluded = {shape} | ({(n,)} if vector_is_column and d == 1 else set())
-    return st.one_of(st.sampled_from(classic), random).filter(lambda s: s not in excluded)
+    return st.one_of(st.sampled_from(classic), random).filter(lambda s: s != shape)
 
 
 @pytest.fixture(scope="session")

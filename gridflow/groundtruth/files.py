@@ -11,6 +11,7 @@ import math
 import os
 import pathlib
 import tempfile
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,6 +19,7 @@ from gridflow import operators
 from gridflow.checks import (
     as_float,
     as_node_values,
+    as_path,
     as_shaped_array,
     output_file,
     require_finite,
@@ -35,11 +37,13 @@ class MapFileError(ValueError):
 
 
 MAP_SUFFIX = ".npz"
+_DISCRETE_MAP_FIELDS = ("grid", "points", "weights", "map", "potential", "energy")
 _ARRAYS = ("lower", "upper", "shape", "points", "weights", "map", "potential", "metadata")
 
 
 def save_map(path, discrete_map, metadata: dict | None = None) -> None:
-    """Write a `DiscreteMap` (from `minimize`) to a .npz file readable with numpy alone.
+    """Write a `DiscreteMap` (from `minimize`) or a `GridMap` read by `load_map` to a .npz
+    file readable with numpy alone.
 
     Parameters
     ----------
@@ -47,14 +51,15 @@ def save_map(path, discrete_map, metadata: dict | None = None) -> None:
         The file to write. It must end in .npz (unlike np.savez, nothing is appended: the
         file has exactly the name given, the one `load_map` reads) and its folder must
         exist and be writable.
-    discrete_map : DiscreteMap
-        The map to save; it must be finite.
+    discrete_map : DiscreteMap or GridMap
+        The map to save; it must be finite. A `GridMap` read by `load_map` saves again
+        unchanged: its nodal potential, and the energy and metadata of its file.
     metadata : dict, optional
-        More entries for the JSON metadata, with string keys other than the ones the file
-        format writes itself (RESERVED_METADATA: format_version, energy). Values are JSON
-        values (str, int, float, bool, None, lists and dicts of them); numpy scalars are
-        converted to the Python number, bool or str they hold, numpy arrays and tuples to
-        lists.
+        More entries for the JSON metadata (after a loaded map's own), with string keys
+        other than the ones the file format writes itself (RESERVED_METADATA:
+        format_version, energy). Values are JSON values (str, int, float, bool, None,
+        lists and dicts of them); numpy scalars are converted to the Python number, bool
+        or str they hold, numpy arrays and tuples to lists.
 
     Raises
     ------
@@ -63,7 +68,8 @@ def save_map(path, discrete_map, metadata: dict | None = None) -> None:
         shapes its grid implies or are not finite, a metadata key is reserved, or a metadata
         number is NaN or infinite; all are checked before anything is written.
     TypeError
-        If `metadata` is not a dict, has a key that is not a string, or holds a value that
+        If `path` is not a file name, `discrete_map` is neither a DiscreteMap nor a GridMap,
+        `metadata` is not a dict, has a key that is not a string, or holds a value that
         JSON cannot represent (a set, bytes, a complex number, any other object).
 
     Notes
@@ -75,6 +81,7 @@ def save_map(path, discrete_map, metadata: dict | None = None) -> None:
     written.
     """
     path = output_file(path, "path", MAP_SUFFIX)
+    saved = _saved_fields(discrete_map, metadata)
     grid = discrete_map.grid
     cells = (int(np.prod(operators.map_shape(grid))), grid.dim)
     arrays = {
@@ -86,17 +93,17 @@ def save_map(path, discrete_map, metadata: dict | None = None) -> None:
         ),
         "weights": as_shaped_array(discrete_map.weights, cells[:1], "discrete_map.weights"),
         "map": as_shaped_array(discrete_map.map, cells, "discrete_map.map", " = points.shape"),
-        "potential": as_node_values(
-            discrete_map.potential, grid.shape, "discrete_map.potential"
-        ).reshape(grid.shape),
+        "potential": as_node_values(saved.potential, grid.shape, "discrete_map.potential").reshape(
+            grid.shape
+        ),
     }
     for name in ("points", "weights", "map", "potential"):
         require_finite(arrays[name], f"discrete_map.{name}")
-    energy = as_float(discrete_map.energy, "discrete_map.energy")
+    energy = as_float(saved.energy, "discrete_map.energy")
     if not math.isfinite(energy):
         raise ValueError(f"discrete_map.energy must be finite, got {energy}")
     record = dict(zip(RESERVED_METADATA, (FORMAT_VERSION, energy), strict=True))
-    record.update(json_metadata(metadata))
+    record.update(json_metadata(saved.metadata))
     arrays["metadata"] = np.array(json.dumps(record, allow_nan=False))
     with tempfile.NamedTemporaryFile(dir=path.parent, suffix=MAP_SUFFIX, delete=False) as handle:
         temporary = pathlib.Path(handle.name)
@@ -107,6 +114,47 @@ def save_map(path, discrete_map, metadata: dict | None = None) -> None:
             temporary.unlink()
             raise
     os.replace(temporary, path)
+
+
+@dataclass(frozen=True)
+class _SavedFields:
+    """What `save_map` takes from a map beyond its grid, points, weights and values."""
+
+    potential: object
+    energy: object
+    metadata: dict | None
+
+
+def _saved_fields(discrete_map, metadata) -> _SavedFields:
+    """The potential at the nodes, the energy and the metadata to save: a `DiscreteMap`'s
+    own fields, or for a `GridMap` (a loaded map) its nodal potential and the energy and
+    metadata of its file (followed by ``metadata``), so that it saves again unchanged."""
+    if isinstance(discrete_map, GridMap):
+        recorded = dict(discrete_map.metadata)
+        if discrete_map.nodal_potential is None or "energy" not in recorded:
+            raise ValueError(
+                "discrete_map is a GridMap without a nodal potential or without the energy "
+                "in its metadata (not read by load_map): save the DiscreteMap of minimize "
+                "instead"
+            )
+        energy = recorded.pop("energy")
+        recorded.pop("format_version", None)
+        if metadata is not None:
+            if not isinstance(metadata, dict):
+                raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
+            recorded.update(metadata)
+        return _SavedFields(discrete_map.nodal_potential, energy, recorded)
+    missing = [name for name in _DISCRETE_MAP_FIELDS if not hasattr(discrete_map, name)]
+    if missing:
+        raise TypeError(
+            f"discrete_map must be a DiscreteMap (from gridflow.minimize) or a GridMap (from "
+            f"gridflow.load_map), got {type(discrete_map).__name__} (it lacks {missing})"
+        )
+    if not isinstance(discrete_map.grid, Grid):
+        raise TypeError(
+            f"discrete_map.grid must be a gridflow.Grid, got {type(discrete_map.grid).__name__}"
+        )
+    return _SavedFields(discrete_map.potential, discrete_map.energy, metadata)
 
 
 def json_metadata(metadata, reserved=RESERVED_METADATA) -> dict:
@@ -168,6 +216,8 @@ def load_map(path) -> GridMap:
 
     Raises
     ------
+    TypeError
+        If `path` is not a file name (a str or pathlib.Path).
     MapFileError
         If the file is not a map written by `save_map` (a missing, truncated or damaged
         file, a .npy file, an unrelated .npz) or fails the checks below; the message names
@@ -179,7 +229,7 @@ def load_map(path) -> GridMap:
     shapes the grid implies, finite values, cell centers that are the grid's, weights a
     probability vector, and the format version.
     """
-    path = pathlib.Path(path)
+    path = as_path(path, "path")
     arrays = _read_archive(path)
     metadata = _metadata(path, arrays["metadata"])
     try:

@@ -76,8 +76,8 @@ def map_distance(
     Raises
     ------
     ValueError
-        For samples that are not (n, d), a map that returns another shape, or a target
-        variance that is not positive.
+        For samples that are not (n, d), a map that returns another shape or values that
+        are not finite, or a target variance that is not positive.
     TypeError
         When a map is not callable.
     """
@@ -93,6 +93,12 @@ def map_distance(
         value = np.asarray(function(x), dtype=np.float64)
         if value.shape != (n, d):
             raise ValueError(f"{name} must return shape ({n}, {d}), got {value.shape}")
+        bad = int(np.count_nonzero(~np.isfinite(value).all(axis=1)))
+        if bad:
+            raise ValueError(
+                f"{name} returned NaN or inf at {bad} of {n} points; a distance to a map "
+                f"that is not finite is not defined (has the map diverged?)"
+            )
         values.append(value)
     residual = values[0] - values[1]
     squared = float(np.einsum("ij,ij->", residual, residual)) / n

@@ -23,6 +23,7 @@ from scipy import special, stats
 
 from gridflow.checks import (
     as_finite_array,
+    as_float_array,
     as_points,
     positive_int,
     readonly_copy,
@@ -35,17 +36,10 @@ _SYMMETRY_RTOL = 1e-10
 _WEIGHTS_ATOL = 1e-12
 
 
-def _real_array(value, name: str, shape_text: str) -> np.ndarray:
-    try:
-        return np.array(value, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{name} must be a real {shape_text} array: {error}") from error
-
-
 def _covariance(cov, dim: int, name: str = "cov") -> np.ndarray:
     """A (dim, dim) covariance: finite, symmetric to relative 1e-10 (then symmetrized
     exactly) and positive definite (smallest eigenvalue above d · eps · largest)."""
-    cov = _real_array(cov, name, "(d, d)")
+    cov = as_float_array(cov, name)
     if cov.shape != (dim, dim):
         raise ValueError(
             f"{name} must have shape ({dim}, {dim}) to match the mean, got {cov.shape}"
@@ -105,7 +99,7 @@ class Gaussian:
     _log_normalizer: float = field(init=False, repr=False)
 
     def __post_init__(self):
-        mean = _real_array(self.mean, "mean", "(d,)")
+        mean = as_float_array(self.mean, "mean")
         if mean.ndim != 1 or mean.size == 0:
             raise ValueError(
                 f"mean must be a 1D array of shape (d,) with d >= 1, got shape {mean.shape}"

@@ -50,13 +50,13 @@ _GAUSS_NODES, _GAUSS_WEIGHTS = np.polynomial.legendre.leggauss(4)
 
 
 def _values(values) -> np.ndarray:
-    shape = np.shape(values)
+    values = as_float_array(values, "values")
+    shape = values.shape
     if len(shape) not in (1, 2):
         hint = " (a colour image: convert it to one channel first)" if len(shape) == 3 else ""
         raise ValueError(
             f"values must have shape (n1,) in d = 1 or (n1, n2) in d = 2, got shape {shape}{hint}"
         )
-    values = as_float_array(values, "values")
     if min(values.shape) < 2:
         raise ValueError(
             f"values needs at least 2 nodes per axis, got shape {values.shape}; "

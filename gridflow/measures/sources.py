@@ -44,6 +44,17 @@ class CallableSource:
     support: tuple | None = None
 
     def __post_init__(self):
+        if not callable(self.function):
+            raise TypeError(
+                f"function must be a density callable points (n, d) -> (n,), got "
+                f"{type(self.function).__name__}"
+            )
+        object.__setattr__(self, "dim", positive_int(self.dim, "dim"))
+        if positive_int(self.nodes_per_axis, "nodes_per_axis") < 2:
+            raise ValueError(
+                f"nodes_per_axis must be at least 2 (cells per axis of the mass check), "
+                f"got {self.nodes_per_axis}"
+            )
         if self.support is not None:
             lower, upper = (np.atleast_1d(as_finite_array(v, "support")) for v in self.support)
             if lower.shape != (self.dim,) or upper.shape != (self.dim,):
@@ -121,11 +132,13 @@ class EmpiricalSource:
     samples: np.ndarray
 
     def __post_init__(self):
-        samples = as_finite_array(self.samples, "samples")
-        if samples.ndim != 2 or samples.shape[0] < 1 or samples.shape[1] < 1:
+        samples = as_points(self.samples, "samples", min_points=2)
+        count, dim = samples.shape
+        if count <= dim:
             raise ValueError(
-                f"samples must be an (N, d) array of points, got shape {samples.shape}; "
-                f"a one-dimensional data set x is x[:, None]"
+                f"samples has N = {count} rows (points) in d = {dim} columns: no more points "
+                f"than dimensions, from which no map can be learned; if the points are the "
+                f"columns, pass samples.T"
             )
         samples = np.array(samples, dtype=np.float64, copy=True)
         samples.setflags(write=False)

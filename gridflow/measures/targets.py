@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy import integrate, special
 
-from gridflow.checks import as_points, positive_float, positive_int
+from gridflow.checks import as_points, as_shaped_array, positive_float, positive_int
 from gridflow.measures.gaussians import Gaussian
 
 __all__ = [
@@ -451,11 +451,24 @@ class LogConcaveTarget:
         """γ(y) = exp(−V(y)) / Z at points y (n, d) -> (n,)."""
         return np.exp(self.log_density(y))
 
+    def gradient(self, y) -> np.ndarray:
+        """∇V at points y (n, d) -> (n, d): ``grad_V``, whose output shape is checked (a
+        grad_V returning (n,) would otherwise broadcast silently)."""
+        if self.grad_V is None:
+            raise ValueError(f"∇V needs grad_V; {self.name} lacks it")
+        y = as_points(y, "y", self.dim)
+        return as_shaped_array(
+            self.grad_V(y),
+            y.shape,
+            f"{self.name}'s grad_V(y)",
+            " = y.shape: grad_V must return one gradient row (d numbers) per point",
+        )
+
     def score(self, y) -> np.ndarray:
         """∇ log γ = −∇V at points y (n, d) -> (n, d)."""
         if self.grad_V is None:
             raise ValueError(f"the score of γ needs grad_V; {self.name} lacks it")
-        return -np.asarray(self.grad_V(as_points(y, "y", self.dim)), dtype=np.float64)
+        return -self.gradient(y)
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """n samples of γ (n, d); Gaussian targets only."""
@@ -467,13 +480,18 @@ class LogConcaveTarget:
         """∇²V at points (n, d, d): ``hess_V``, or central differences of ``grad_V``."""
         points = as_points(points, "points", self.dim)
         if self.hess_V is not None:
-            return np.asarray(self.hess_V(points), dtype=np.float64)
+            n, d = points.shape
+            return as_shaped_array(
+                self.hess_V(points), (n, d, d), f"{self.name}'s hess_V(points)", " = (n, d, d)"
+            )
         step = 1e-5 * (1 + np.abs(points).max())
         columns = []
         for k in range(self.dim):
             shift = np.zeros(self.dim)
             shift[k] = step
-            columns.append((self.grad_V(points + shift) - self.grad_V(points - shift)) / (2 * step))
+            columns.append(
+                (self.gradient(points + shift) - self.gradient(points - shift)) / (2 * step)
+            )
         return np.stack(columns, axis=2)
 
     def _log_normalizer_by_quadrature(self) -> float:

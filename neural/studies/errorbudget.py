@@ -191,14 +191,16 @@ class BudgetRun:
 
 
 def _evaluate(problem, net_architecture, theta, x_eval, y_eval):
-    trained = lambda x: transport_map_unchecked(net_architecture, theta, x)  # noqa: E731
-    error = map_distance(trained, problem.true_map, x_eval, problem.target_cov)
+    pushed = transport_map_unchecked(net_architecture, theta, x_eval)
+    if not np.isfinite(pushed).all():
+        raise DivergenceError("the trained map is not finite at the evaluation samples")
+    error = map_distance(lambda _x: pushed, problem.true_map, x_eval, problem.target_cov)
     try:
         kl = exact_kl(net_architecture, theta, problem.source, problem.target, x_eval)
         kl_value, kl_error = kl.value, kl.standard_error
     except DivergenceError:
         kl_value, kl_error = np.inf, np.nan
-    return error, kl_value, kl_error, energy_distance(trained(x_eval), y_eval)
+    return error, kl_value, kl_error, energy_distance(pushed, y_eval)
 
 
 def _train(problem, cause, net, batch, steps, learning_rate, inner_steps, fit_samples, rng):

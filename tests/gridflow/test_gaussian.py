@@ -76,12 +76,16 @@ def random_pair(dim, seed):
         (np.zeros((2, 1)), np.eye(2), "mean"),  # mean not 1D
         (np.zeros(0), np.eye(0), "mean"),  # empty
         (0.0, np.eye(1), "mean"),  # scalar mean
-        (np.zeros(2), "abc", "cov"),
     ],
 )
 def test_gaussian_rejects_bad_input(mean, cov, name):
     with pytest.raises(ValueError, match=name):
         gaussian.Gaussian(mean, cov)
+
+
+def test_gaussian_rejects_text_as_the_wrong_kind():
+    with pytest.raises(TypeError, match="cov must be an array of real numbers, got str"):
+        gaussian.Gaussian(np.zeros(2), "abc")
 
 
 def test_gaussian_stores_readonly_float64_copies():

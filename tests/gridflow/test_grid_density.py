@@ -77,6 +77,7 @@ def density_1d():
         (np.ones(3), (0, np.nan), "box contains 1 NaN"),
         (np.ones(3), None, "box is required"),
         (np.ones(3), "ab", r"box must be \(\(lower"),
+        ([[1, 2], [3]], ((0, 0), (1, 1)), "values is a ragged list"),
     ],
 )
 def test_refusals(values, box, match):

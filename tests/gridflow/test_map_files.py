@@ -38,6 +38,30 @@ def test_round_trip_accepts_a_string_path(saved):
     assert load_map(str(saved)).grid.shape == (40,)
 
 
+def test_a_loaded_map_saves_again_bit_for_bit(saved, tmp_path):
+    again = tmp_path / "again.npz"
+    save_map(again, load_map(saved))
+    first, second = arrays_of(saved), arrays_of(again)
+    assert first.keys() == second.keys()
+    for name, array in first.items():
+        assert array.dtype == second[name].dtype
+        np.testing.assert_array_equal(array, second[name], strict=True)
+    save_map(again, load_map(saved), {"more": 1})
+    assert load_map(again).metadata == {**load_map(saved).metadata, "more": 1}
+
+
+@pytest.mark.parametrize("value", [np.zeros(3), None, {"map": 1}])
+def test_save_refuses_an_object_that_is_not_a_map(tmp_path, value):
+    with pytest.raises(TypeError, match=r"discrete_map must be a DiscreteMap .* or a GridMap"):
+        save_map(tmp_path / "map.npz", value)
+
+
+@pytest.mark.parametrize("call", [load_map, lambda p: save_map(p, None)])
+def test_a_path_that_is_not_a_file_name_is_refused(call):
+    with pytest.raises(TypeError, match=r"path must be a file name \(a str or pathlib.Path\), got"):
+        call(None)
+
+
 def test_save_refuses_a_name_without_the_npz_suffix(tmp_path, discrete_map):
     with pytest.raises(ValueError, match=r"must end in \.npz.*'.*x\.npz'"):
         save_map(tmp_path / "x", discrete_map)

@@ -3,7 +3,16 @@
 import numpy as np
 import pytest
 
-from gridflow import AffineMap, GridMap, examples, gaussian, map_distance, minimize
+from gridflow import (
+    AffineMap,
+    GridMap,
+    examples,
+    gaussian,
+    load_map,
+    map_distance,
+    minimize,
+    save_map,
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +61,10 @@ def test_map_distance_rejects_bad_input(gaussian_pair):
         map_distance(lambda p: p[:, :1], identity, x[:10], g1.cov)
     with pytest.raises(TypeError, match="callables"):
         map_distance(None, identity, x[:10], g1.cov)
+    with pytest.raises(ValueError, match="trained_map returned NaN or inf at 10 of 10 points"):
+        map_distance(lambda p: p * np.nan, identity, x[:10], g1.cov)
+    with pytest.raises(ValueError, match="true_map returned NaN or inf at 1 of 10 points"):
+        map_distance(identity, lambda p: np.where(p == p[0], np.inf, p), x[:10], g1.cov)
 
 
 def test_affine_map_evaluates_unpacks_and_has_its_potential(gaussian_pair):
@@ -116,3 +129,13 @@ def test_grid_map_potential_interpolates_the_nodal_potential():
     trajectory_map = GridMap(T.grid, T.points, T.map, None, T.weights, {})
     with pytest.raises(ValueError, match="no potential"):
         trajectory_map.potential(x)
+
+
+def test_maps_in_d_1_refuse_a_vector_whose_answer_would_broadcast(tmp_path):
+    """A vector (n,) gave (n, 1), and T(x) - x silently (n, n): points are (n, 1) in d = 1."""
+    saved = tmp_path / "map.npz"
+    save_map(saved, minimize(examples.problem_1d(20)))
+    for T in (AffineMap(np.eye(1), np.zeros(1)), load_map(saved)):
+        with pytest.raises(ValueError, match=r"in d = 1 pass x\[:, None\]"):
+            T(np.zeros(5))
+        assert T(np.zeros((5, 1))).shape == (5, 1)

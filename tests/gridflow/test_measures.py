@@ -88,6 +88,12 @@ def test_bad_input():
         Gaussian.standard(2).sample(np.random.default_rng(0), 0)
     with pytest.raises(ValueError, match="x must have 2 columns"):
         paper_mixture().score(np.zeros((3, 3)))
+    with pytest.raises(TypeError, match="mean must be an array of real numbers, got str"):
+        Gaussian("0", "1")
+    with pytest.raises(TypeError, match="mean must be an array of real numbers, got None"):
+        Gaussian(None, None)
+    with pytest.raises(TypeError, match="cov must be an array of real numbers, got a list of str"):
+        Gaussian([0.0], [["1"]])
 
 
 def test_mixture_labels_are_the_draws_of_generator_choice():

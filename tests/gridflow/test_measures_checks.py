@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from gridflow import CallableSource, Grid, GridCutsSourceError, LogConcaveTarget, Problem
+from gridflow import (
+    CallableSource,
+    EmpiricalSource,
+    Grid,
+    GridCutsSourceError,
+    LogConcaveTarget,
+    Problem,
+)
 
 
 def _first(points):
@@ -90,3 +97,31 @@ def test_default_cut_check_is_unchanged_and_matches_the_exact_mass():
 def test_bad_support_is_refused(support):
     with pytest.raises(ValueError, match="support"):
         CallableSource(_two_bumps, 1, support=support)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "match"),
+    [
+        ((np.ones(3), 2), {}, TypeError, "function must be a density callable"),
+        ((_two_bumps, 0), {}, ValueError, "dim must be a positive integer"),
+        ((_two_bumps, 1.5), {}, TypeError, "dim must be a positive integer"),
+        ((_two_bumps, 1), {"nodes_per_axis": 1}, ValueError, "nodes_per_axis must be at least 2"),
+    ],
+)
+def test_bad_callable_source_is_refused(args, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        CallableSource(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("samples", "match"),
+    [
+        (np.zeros((1, 2)), "at least 2 point"),
+        (np.ones((2, 100)), r"N = 2 rows \(points\) in d = 100 columns.*pass samples\.T"),
+        (np.ones((3, 3)), "no more points than dimensions"),
+        (np.zeros(5), r"shape \(n, d\)"),
+    ],
+)
+def test_bad_empirical_source_is_refused(samples, match):
+    with pytest.raises(ValueError, match=match):
+        EmpiricalSource(samples)

@@ -135,7 +135,7 @@ def test_bad_initial_maps_are_refused(problem):
     with pytest.raises(ValueError, match="initial must have shape"):
         solve(problem, "implicit", tau=0.5, steps=1, initial=np.zeros(3))
     with pytest.raises(ValueError, match="NaN"):
-        solve(problem, "implicit", tau=0.5, steps=1, initial=np.full(problem.size, np.nan))
+        solve(problem, "implicit", tau=0.5, steps=1, initial=np.full(problem.points.shape, np.nan))
 
 
 def test_unknown_scheme_is_refused(problem):
@@ -175,3 +175,9 @@ def test_cvxpy_step_needs_a_cvxpy_form_of_v():
         proximal_step(problem, problem.identity(), 1.0, solver="cvxpy")
     # the Newton path needs only V and its gradient
     assert np.isfinite(minimize(problem).energy)
+
+
+@pytest.mark.parametrize("call", [lambda p: minimize(p), lambda p: solve(p, 0.1, 2)])
+def test_a_problem_that_is_not_a_problem_is_refused(call):
+    with pytest.raises(TypeError, match=r"problem must be a gridflow\.Problem, got None"):
+        call(None)

@@ -155,7 +155,7 @@ def test_coarse_to_fine_start_refuses_a_coarser_map_of_another_shape(wrong_shape
 @SETTINGS
 @given(problem=PROBLEMS, data=st.data())
 def test_functionals_and_projections_refuse_maps_of_another_shape(wrong_shapes, problem, data):
-    shape = data.draw(wrong_shapes(problem.points.shape, vector_is_column=True))
+    shape = data.draw(wrong_shapes(problem.points.shape))
     T = near_identity(problem, data)
     wrong = values(shape)
     for call in (
@@ -178,8 +178,9 @@ def test_functionals_and_projections_accept_maps_of_the_shape_of_points(problem,
     assert kl_gradient(problem, T).shape == problem.points.shape
     assert project_onto_cone(problem, v).shape == problem.points.shape
     assert project_onto_tangent_cone(problem, T, v).shape == problem.points.shape
-    if problem.dim == 1:  # a vector (n,) is read as the column (n, 1), the same map
-        assert kl_energy(problem, T[:, 0]) == kl_energy(problem, T)
+    if problem.dim == 1:  # a vector (n,) is refused: T - step * gradient would broadcast
+        with pytest.raises(ValueError, match=r"pass a column of shape"):
+            kl_energy(problem, T[:, 0])
 
 
 # --- potentials at the grid nodes: Problem.map_of --------------------------------------
@@ -214,7 +215,7 @@ def point_shapes(dim, wrong):
     return st.one_of(
         st.sampled_from([(0, dim), (3, dim + 1), (3, dim, 1), (dim + 2, 3), ()]),
         st.integers(dim + 1, 6).map(lambda k: (dim, k)),  # transposed
-        k.map(lambda k: (k,)) if dim > 1 else st.nothing(),
+        k.map(lambda k: (k,)),  # a vector: (n, 1) out, T(x) - x would broadcast to (n, n)
     )
 
 
@@ -246,10 +247,9 @@ def test_point_maps_accept_points_of_their_dimension(dim, data):
     if dim == 1:
         exact = quantile_map(PROBLEM_1D.source, PROBLEM_1D.target, x)
         assert exact.shape == x.shape == GRID_MAP_1D(x).shape
-        # d = 1: a vector of k numbers is k points, and the answer is still a column (k, 1)
-        np.testing.assert_array_equal(
-            quantile_map(PROBLEM_1D.source, PROBLEM_1D.target, x[:, 0]), exact
-        )
+        # d = 1 too: points are a column (k, 1); a vector of k numbers is refused
+        with pytest.raises(ValueError, match=r"in d = 1 pass x\[:, None\]"):
+            quantile_map(PROBLEM_1D.source, PROBLEM_1D.target, x[:, 0])
 
 
 @SETTINGS

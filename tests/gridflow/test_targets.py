@@ -197,3 +197,18 @@ def test_the_spec_names_the_kind():
 def test_from_spec_refuses_a_bad_spec(spec, message):
     with pytest.raises(ValueError, match=message):
         LogConcaveTarget.from_spec(spec)
+
+
+def test_a_grad_v_of_the_wrong_shape_is_refused_not_broadcast():
+    target = LogConcaveTarget(
+        lambda x: 0.5 * np.sum(x**2, axis=-1), grad_V=lambda x: np.sum(x, axis=-1), dim=2
+    )
+    with pytest.raises(ValueError, match=r"grad_V\(y\) must have shape \(3, 2\) = y.shape"):
+        target.score(np.zeros((3, 2)))
+    with pytest.raises(ValueError, match=r"grad_V\(y\) must have shape"):
+        target.hessian(np.zeros((3, 2)))
+    wrong_hessian = LogConcaveTarget(
+        lambda x: 0.5 * np.sum(x**2, axis=-1), grad_V=lambda x: x, hess_V=lambda x: x, dim=2
+    )
+    with pytest.raises(ValueError, match=r"hess_V\(points\) must have shape \(3, 2, 2\)"):
+        wrong_hessian.hessian(np.zeros((3, 2)))

@@ -172,6 +172,8 @@ def test_bad_samples():
         self_entropic_score(np.zeros((1, 2)))
     with pytest.raises(ValueError, match=r"shape \(n, d\)"):
         self_entropic_score(np.zeros(5))
+    with pytest.raises(ValueError, match=r"x is a ragged list \(rows of different lengths\)"):
+        self_entropic_score([[0, 1], [2]])
     with pytest.raises(ValueError, match="pass eps explicitly"):
         self_entropic_score(np.zeros((5, 2)))
     with pytest.raises(ValueError, match="tol"):

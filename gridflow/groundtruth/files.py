@@ -6,16 +6,20 @@ alone can read, and give it back as a `GridMap` that evaluates T at arbitrary po
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import pathlib
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from gridflow import operators
+from gridflow.archives import (
+    ARCHIVE_SUFFIX,
+    json_metadata,
+    numeric_array,
+    read_archive,
+    read_record,
+    write_archive,
+)
 from gridflow.checks import (
     as_float,
     as_node_values,
@@ -36,9 +40,10 @@ class MapFileError(ValueError):
     """`load_map` cannot read the file as a gridflow map; the message names the file and why."""
 
 
-MAP_SUFFIX = ".npz"
+MAP_SUFFIX = ARCHIVE_SUFFIX
+MAP_FILE = "a map file written by gridflow.save_map"
 _DISCRETE_MAP_FIELDS = ("grid", "points", "weights", "map", "potential", "energy")
-_ARRAYS = ("lower", "upper", "shape", "points", "weights", "map", "potential", "metadata")
+_ARRAYS = ("lower", "upper", "shape", "points", "weights", "map", "potential")
 
 
 def save_map(path, discrete_map, metadata: dict | None = None) -> None:
@@ -103,17 +108,8 @@ def save_map(path, discrete_map, metadata: dict | None = None) -> None:
     if not math.isfinite(energy):
         raise ValueError(f"discrete_map.energy must be finite, got {energy}")
     record = dict(zip(RESERVED_METADATA, (FORMAT_VERSION, energy), strict=True))
-    record.update(json_metadata(saved.metadata))
-    arrays["metadata"] = np.array(json.dumps(record, allow_nan=False))
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=MAP_SUFFIX, delete=False) as handle:
-        temporary = pathlib.Path(handle.name)
-        try:
-            np.savez(handle, **arrays)
-        except BaseException:
-            handle.close()
-            temporary.unlink()
-            raise
-    os.replace(temporary, path)
+    record.update(json_metadata(saved.metadata, RESERVED_METADATA, "save_map"))
+    write_archive(path, arrays, record)
 
 
 @dataclass(frozen=True)
@@ -157,49 +153,6 @@ def _saved_fields(discrete_map, metadata) -> _SavedFields:
     return _SavedFields(discrete_map.potential, discrete_map.energy, metadata)
 
 
-def json_metadata(metadata, reserved=RESERVED_METADATA) -> dict:
-    """``metadata`` as a dict of JSON values (see `save_map`), refusing the ``reserved`` keys."""
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, dict):
-        raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
-    clashes = sorted(key for key in metadata if key in reserved)
-    if clashes:
-        raise ValueError(
-            f"metadata keys {clashes} are written by save_map itself (reserved: "
-            f"{sorted(reserved)}); give these entries other names"
-        )
-    return _json_value(metadata, "metadata")
-
-
-def _json_value(value, where: str):
-    """``value`` as a JSON value; numpy scalars and arrays and tuples converted (see
-    `save_map`), anything else JSON cannot hold refused naming ``where``."""
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind not in "biufU":
-            raise TypeError(f"{where} is a numpy array of dtype {value.dtype}, not JSON")
-        value = value.tolist()
-    elif isinstance(value, np.generic):
-        value = value.item()
-    if value is None or isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{where} is {value}: JSON has no NaN or infinity; store e.g. None")
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_json_value(item, f"{where}[{index}]") for index, item in enumerate(value)]
-    if isinstance(value, dict):
-        for key in value:
-            if not isinstance(key, str):
-                raise TypeError(f"{where} has the key {key!r}: JSON keys must be strings")
-        return {key: _json_value(item, f"{where}[{key!r}]") for key, item in value.items()}
-    raise TypeError(
-        f"{where} has type {type(value).__name__}, which JSON cannot hold; convert it to a "
-        f"str, number, bool, None, list or dict"
-    )
-
-
 def load_map(path) -> GridMap:
     """Read a map written by `save_map`.
 
@@ -230,13 +183,13 @@ def load_map(path) -> GridMap:
     probability vector, and the format version.
     """
     path = as_path(path, "path")
-    arrays = _read_archive(path)
-    metadata = _metadata(path, arrays["metadata"])
+    arrays = read_archive(path, _ARRAYS, MapFileError, MAP_FILE)
+    metadata = read_record(path, arrays, FORMAT_VERSION, MapFileError, "this gridflow")
     try:
         grid = Grid(
-            _numeric(path, arrays, "lower", 1).tolist(),
-            _numeric(path, arrays, "upper", 1).tolist(),
-            _numeric(path, arrays, "shape", 1, integer=True).tolist(),
+            numeric_array(path, arrays, "lower", 1, MapFileError).tolist(),
+            numeric_array(path, arrays, "upper", 1, MapFileError).tolist(),
+            numeric_array(path, arrays, "shape", 1, MapFileError, integer=True).tolist(),
         )
     except ValueError as error:
         raise MapFileError(f"{path}: the grid it describes is invalid: {error}") from None
@@ -249,7 +202,7 @@ def load_map(path) -> GridMap:
     }
     values = {}
     for name, shape in expected.items():
-        values[name] = _numeric(path, arrays, name, len(shape))
+        values[name] = numeric_array(path, arrays, name, len(shape), MapFileError)
         if values[name].shape != shape:
             raise MapFileError(
                 f"{path}: {name} has shape {values[name].shape}, the grid {grid.shape} implies "
@@ -269,75 +222,3 @@ def load_map(path) -> GridMap:
         weights=values["weights"],
         metadata=metadata,
     )
-
-
-def _read_archive(path: pathlib.Path) -> dict:
-    """Every array of the .npz archive at `path`, read eagerly and without pickles."""
-    if not path.is_file():
-        what = "is a folder" if path.is_dir() else "does not exist"
-        suggestion = path.with_name(path.name + MAP_SUFFIX)
-        hint = f"; did you mean {str(suggestion)!r}?" if suggestion.is_file() else ""
-        raise MapFileError(f"{path}: the map file {what}{hint}")
-    with open(path, "rb") as handle:  # numpy leaves its own handle open on damaged zips
-        try:
-            data = np.load(handle, allow_pickle=False)
-        except Exception as error:  # anything numpy's readers raise on foreign or damaged bytes
-            reason = "not a zip archive" if "pickle" in str(error) else type(error).__name__
-            raise MapFileError(
-                f"{path} is not a .npz map archive written by gridflow.save_map ({reason})"
-            ) from None
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise MapFileError(
-                f"{path} holds a single numpy array (.npy format), not a map archive (.npz) "
-                f"written by gridflow.save_map"
-            )
-        with data:
-            missing = sorted(set(_ARRAYS) - set(data.files))
-            if missing:
-                raise MapFileError(
-                    f"{path} is not a gridflow map file: it lacks the arrays {missing} "
-                    f"(has {sorted(data.files)})"
-                )
-            try:
-                return {name: data[name] for name in _ARRAYS}
-            except Exception as error:  # truncated or corrupted members fail when read
-                raise MapFileError(
-                    f"{path} is damaged (truncated or corrupted): reading it failed with "
-                    f"{type(error).__name__}"
-                ) from None
-
-
-def _metadata(path: pathlib.Path, value: np.ndarray) -> dict:
-    """The JSON record saved as a 0-d string array, with a supported format version."""
-    if value.ndim != 0 or value.dtype.kind != "U":
-        raise MapFileError(f"{path}: metadata must be a JSON string, got {value.dtype} array")
-    try:
-        metadata = json.loads(str(value))
-    except ValueError:
-        raise MapFileError(f"{path}: metadata is not valid JSON") from None
-    if not isinstance(metadata, dict):
-        raise MapFileError(f"{path}: metadata must be a JSON object")
-    if metadata.get("format_version") != FORMAT_VERSION:
-        raise MapFileError(
-            f"{path} has format version {metadata.get('format_version')!r}, this gridflow "
-            f"reads version {FORMAT_VERSION}"
-        )
-    return metadata
-
-
-def _numeric(path, arrays: dict, name: str, ndim: int, integer: bool = False) -> np.ndarray:
-    """arrays[name] as finite float64 (or int) with `ndim` axes, else MapFileError."""
-    value = arrays[name]
-    kinds = "iu" if integer else "fiu"
-    if value.dtype.kind not in kinds or value.ndim != ndim:
-        wanted = "integers" if integer else "real numbers"
-        raise MapFileError(
-            f"{path}: {name} must be an array of {wanted} with {ndim} axes, got "
-            f"{value.dtype} with shape {value.shape}"
-        )
-    if integer:
-        return value.astype(np.int64)
-    value = value.astype(np.float64)
-    if not np.all(np.isfinite(value)):
-        raise MapFileError(f"{path}: {name} holds NaN or infinite values (a damaged map)")
-    return value

@@ -21,7 +21,16 @@ import os
 # this import; a value the user set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from neural.model import NetworkFileError, NetworkMap, load
 from neural.network import ICNN, ICNNArchitecture
 from neural.training import make_method, run_method
 
-__all__ = ["ICNN", "ICNNArchitecture", "make_method", "run_method"]
+__all__ = [
+    "ICNN",
+    "ICNNArchitecture",
+    "NetworkFileError",
+    "NetworkMap",
+    "load",
+    "make_method",
+    "run_method",
+]

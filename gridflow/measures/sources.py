@@ -10,6 +10,7 @@ every law here has it, ``EmpiricalSource`` draws from a data array (``as_sampler
 from __future__ import annotations
 
 import itertools
+import pathlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ import numpy as np
 from gridflow.checks import (
     as_finite_array,
     as_points,
+    open_unit_interval,
     positive_int,
     require_generator,
     summable,
@@ -154,6 +156,73 @@ class EmpiricalSource:
         rng = require_generator(rng)
         n = positive_int(n, "n")
         return self.samples[rng.integers(0, self.samples.shape[0], size=n)]
+
+    def split(
+        self, held_out: float, rng: np.random.Generator
+    ) -> tuple[EmpiricalSource, np.ndarray]:
+        """(a source over the training rows, the held-out rows (m, d)): a random fraction
+        ``held_out`` in (0, 1) of the rows, drawn without replacement by ``rng``, is held
+        out (at least one row on each side)."""
+        rng = require_generator(rng)
+        held_out = open_unit_interval(held_out, "held_out")
+        count = self.samples.shape[0]
+        size = min(max(round(held_out * count), 1), count - 1)
+        order = rng.permutation(count)
+        return EmpiricalSource(self.samples[order[size:]]), self.samples[order[:size]]
+
+    @classmethod
+    def from_file(cls, path) -> EmpiricalSource:
+        """The samples in a data file: a .npy array (N, d), a .npz archive holding one
+        array, or a text table (.csv, comma separated, or .txt, whitespace separated; lines
+        starting with # are comments). ValueError naming the file otherwise."""
+        path = pathlib.Path(path)
+        readers = {
+            ".npy": _load_array,
+            ".npz": _load_array,
+            ".csv": _load_table,
+            ".txt": _load_table,
+        }
+        if path.suffix not in readers:
+            raise ValueError(
+                f"data file {str(path)!r} must end in .npy, .npz, .csv or .txt (N rows of d "
+                "numbers)"
+            )
+        if not path.is_file():
+            what = "is a folder" if path.is_dir() else "does not exist"
+            raise ValueError(f"data file {str(path)!r} {what}")
+        samples = readers[path.suffix](path)
+        try:
+            return cls(samples)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"data file {str(path)!r}: {error}") from None
+
+
+def _load_array(path: pathlib.Path) -> np.ndarray:
+    """The one array of a .npy file or .npz archive, read without pickles."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:  # EOFError: an empty file
+        raise ValueError(f"data file {str(path)!r} cannot be read: {error}") from None
+    if isinstance(loaded, np.ndarray):
+        return loaded
+    with loaded:
+        if len(loaded.files) != 1:
+            raise ValueError(
+                f"data file {str(path)!r} must hold exactly one array, it has {loaded.files}"
+            )
+        try:
+            return loaded[loaded.files[0]]
+        except (OSError, ValueError, EOFError) as error:
+            raise ValueError(f"data file {str(path)!r} cannot be read: {error}") from None
+
+
+def _load_table(path: pathlib.Path) -> np.ndarray:
+    """A text table of numbers, as a 2-D array."""
+    delimiter = "," if path.suffix == ".csv" else None
+    try:
+        return np.loadtxt(path, delimiter=delimiter, ndmin=2, dtype=np.float64)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"data file {str(path)!r} is not a table of numbers: {error}") from None
 
 
 def as_source(source, dim: int):

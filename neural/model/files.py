@@ -1,7 +1,7 @@
 """Network map files: an ICNN map, its target and its training record in a .npz file.
 
-The file is a ``gridflow.archives`` archive (numpy alone reads it; no pickle): one array
-``params`` (θ, float64, stored exactly) and the JSON record
+The file is a ``gridflow.archives`` archive (numpy alone reads it; no pickle): the arrays
+``params`` (θ) and ``center`` (c), float64 and stored exactly, and the JSON record
 
     {"format": "neural.NetworkMap", "format_version": 1,
      "architecture": {"dim", "hidden", "quadratic", "strong_convexity"},
@@ -41,8 +41,11 @@ class NetworkFileError(ValueError):
     why."""
 
 
-def write_network_map(path, network: ICNN, target: LogConcaveTarget, training: dict) -> None:
-    """Write φ_θ, γ and the training record to ``path`` (.npz, written whole or not at all).
+def write_network_map(
+    path, network: ICNN, target: LogConcaveTarget, training: dict, center: np.ndarray
+) -> None:
+    """Write φ_θ, γ, the training record and the center to ``path`` (.npz, written whole or
+    not at all).
 
     Raises ValueError for a target without a spec (given by Python functions: it cannot be
     rebuilt from a file), a path not ending in .npz or in a folder that cannot be written,
@@ -68,11 +71,11 @@ def write_network_map(path, network: ICNN, target: LogConcaveTarget, training: d
         "target": target.spec,
         "training": json_metadata(training, (), "NetworkMap.save"),
     }
-    write_archive(path, {"params": np.array(network.params)}, record)
+    write_archive(path, {"params": np.array(network.params), "center": np.array(center)}, record)
 
 
-def read_network_map(path) -> tuple[ICNN, LogConcaveTarget, dict]:
-    """(φ_θ, γ, training record) from a file written by ``write_network_map``.
+def read_network_map(path) -> tuple[ICNN, LogConcaveTarget, dict, np.ndarray]:
+    """(φ_θ, γ, training record, center) from a file written by ``write_network_map``.
 
     Raises
     ------
@@ -84,13 +87,14 @@ def read_network_map(path) -> tuple[ICNN, LogConcaveTarget, dict]:
         that does not rebuild.
     """
     path = as_path(path, "path")
-    arrays = read_archive(path, ("params",), NetworkFileError, _KIND)
+    arrays = read_archive(path, ("params", "center"), NetworkFileError, _KIND)
     record = read_record(path, arrays, FORMAT_VERSION, NetworkFileError, "this neural")
     if record.get("format") != FORMAT:
         raise NetworkFileError(
             f"{path} is not {_KIND} (its format is {record.get('format')!r}, not {FORMAT!r})"
         )
     params = numeric_array(path, arrays, "params", 1, NetworkFileError)
+    center = numeric_array(path, arrays, "center", 1, NetworkFileError)
     architecture = record.get("architecture")
     if not isinstance(architecture, dict) or set(architecture) != set(_ARCHITECTURE_FIELDS):
         raise NetworkFileError(
@@ -114,4 +118,8 @@ def read_network_map(path) -> tuple[ICNN, LogConcaveTarget, dict]:
     training = record.get("training")
     if not isinstance(training, dict):
         raise NetworkFileError(f"{path}: the training record must be a JSON object")
-    return network, target, training
+    if center.shape != (network.dim,):
+        raise NetworkFileError(
+            f"{path}: center has shape {center.shape}, the network's dimension is {network.dim}"
+        )
+    return network, target, training, center

@@ -1,5 +1,8 @@
 """A trained network map: T_θ = ∇φ_θ with its target γ, as a map, a bijection and a density.
 
+A map may be centered at a point c (the mean of the data it was fitted to): T(x) = ∇φ_θ(x − c),
+still the gradient of the convex function x ↦ φ_θ(x − c). Below, ∇φ_θ stands for that map.
+
 The pushforward relation T_θ#p_θ = γ defines the model density of the source that a
 network implies (the change of variables behind eq. 3.7, docs/mathematics.md):
 
@@ -16,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gridflow.checks import as_points, require_generator
+from gridflow.checks import as_points, as_shaped_array, require_finite, require_generator
 from gridflow.measures import LogConcaveTarget, as_target
 from neural.model.files import read_network_map, write_network_map
 from neural.model.inverse import INVERSE_TOLERANCE, inverse_map
@@ -40,6 +43,8 @@ class NetworkMap:
     training : dict, optional
         How the map was made (method, data, seeds, held-out scores): JSON values, saved
         with the map.
+    center : array_like, optional
+        c (d,): the map is x ↦ ∇φ_θ(x − c); default the origin.
 
     Examples
     --------
@@ -56,6 +61,7 @@ class NetworkMap:
     network: ICNN
     target: LogConcaveTarget
     training: dict = field(default_factory=dict)
+    center: np.ndarray | None = None
 
     def __post_init__(self):
         if not isinstance(self.network, ICNN):
@@ -66,24 +72,33 @@ class NetworkMap:
         if not isinstance(self.training, dict):
             raise TypeError(f"training must be a dict, got {type(self.training).__name__}")
         object.__setattr__(self, "target", target)
+        center = np.zeros(self.dim) if self.center is None else self.center
+        center = as_shaped_array(center, (self.dim,), "center", " (one coordinate per axis)")
+        require_finite(center, "center")
+        center = np.array(center)
+        center.setflags(write=False)
+        object.__setattr__(self, "center", center)
 
     @property
     def dim(self) -> int:
         """The dimension d."""
         return self.network.dim
 
+    def _centered(self, x) -> np.ndarray:
+        return as_points(x, "x", dim=self.dim) - self.center
+
     def __call__(self, x) -> np.ndarray:
-        """T_θ(x) = ∇φ_θ(x) at points x (n, d) -> (n, d)."""
-        return self.network.map(x)
+        """T_θ(x) = ∇φ_θ(x − c) at points x (n, d) -> (n, d)."""
+        return self.network.map(self._centered(x))
 
     def potential(self, x) -> np.ndarray:
-        """φ_θ(x) at points x (n, d) -> (n,)."""
-        return self.network.potential(x)
+        """φ_θ(x − c) at points x (n, d) -> (n,)."""
+        return self.network.potential(self._centered(x))
 
     def inverse(self, y, tolerance: float = INVERSE_TOLERANCE) -> np.ndarray:
         """∇φ_θ*(y): the points x (n, d) with T_θ(x) = y, to ‖T_θ(x) − y‖ ≤ tolerance ·
         max(1, ‖y‖) (``neural.model.inverse.inverse_map``)."""
-        return inverse_map(self.network, y, tolerance)
+        return inverse_map(self.network, y, tolerance) + self.center
 
     def log_density(self, x) -> np.ndarray:
         """log p_θ(x) = log γ(∇φ_θ(x)) + log det ∇²φ_θ(x) at points x (n, d) -> (n,).
@@ -91,7 +106,7 @@ class NetworkMap:
         Raises ``DivergenceError`` where ∇²φ_θ is not positive definite and ValueError if
         the target lacks log Z_γ.
         """
-        x = as_points(x, "x", dim=self.dim)
+        x = self._centered(x)
         log_det, _ = cholesky_factors(self.network.hessian(x))
         return self.target.log_density(self.network.map(x)) + log_det
 
@@ -107,7 +122,7 @@ class NetworkMap:
     def save(self, path) -> None:
         """Write the map, its target and its training record to a .npz file, whole or not
         at all (``neural.model.files``); `load` reads it back bit for bit."""
-        write_network_map(path, self.network, self.target, self.training)
+        write_network_map(path, self.network, self.target, self.training, self.center)
 
     @classmethod
     def load(cls, path) -> NetworkMap:

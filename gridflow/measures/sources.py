@@ -161,12 +161,17 @@ class EmpiricalSource:
         self, held_out: float, rng: np.random.Generator
     ) -> tuple[EmpiricalSource, np.ndarray]:
         """(a source over the training rows, the held-out rows (m, d)): a random fraction
-        ``held_out`` in (0, 1) of the rows, drawn without replacement by ``rng``, is held
-        out (at least one row on each side)."""
+        ``held_out`` in (0, 1) of the rows, drawn without replacement by ``rng``, rounded
+        to at least one row and to at most what leaves d + 1 training rows."""
         rng = require_generator(rng)
         held_out = open_unit_interval(held_out, "held_out")
-        count = self.samples.shape[0]
-        size = min(max(round(held_out * count), 1), count - 1)
+        count, dim = self.samples.shape
+        size = min(max(round(held_out * count), 1), count - dim - 1)
+        if size < 1:
+            raise ValueError(
+                f"{count} rows in d = {dim} leave none to hold out: the training rows must "
+                f"outnumber the dimensions"
+            )
         order = rng.permutation(count)
         return EmpiricalSource(self.samples[order[size:]]), self.samples[order[:size]]
 

@@ -18,7 +18,14 @@ from gridflow.groundtruth.build import (
     ground_truth_problems,
 )
 from gridflow.groundtruth.files import MAP_SUFFIX, MapFileError, load_map, save_map
-from gridflow.groundtruth.grading import RESOLUTION_FACTOR, check_usable, resolved, truth_error
+from gridflow.groundtruth.grading import (
+    RESOLUTION_FACTOR,
+    GroundTruth,
+    check_usable,
+    read_ground_truth,
+    resolved,
+    truth_error,
+)
 from gridflow.groundtruth.problems import (
     SOURCE_NAMES,
     TARGET_NAMES,
@@ -44,6 +51,7 @@ __all__ = [
     "SOURCE_NAMES",
     "TARGET_MAX_CUT_MASS",
     "TARGET_NAMES",
+    "GroundTruth",
     "MapFileError",
     "accuracy_problems",
     "build_ground_truth",
@@ -56,6 +64,7 @@ __all__ = [
     "load_map",
     "problem_of",
     "quantile_map",
+    "read_ground_truth",
     "read_source",
     "read_target",
     "resolved",

@@ -10,8 +10,21 @@ first: such a distance measures T*'s error as much as the map's.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-__all__ = ["RESOLUTION_FACTOR", "check_usable", "resolved", "truth_error"]
+from gridflow.groundtruth.files import MapFileError, load_map
+from gridflow.groundtruth.problems import problem_of
+from gridflow.maps import GridMap
+from gridflow.measures import LogConcaveTarget
+
+__all__ = [
+    "RESOLUTION_FACTOR",
+    "GroundTruth",
+    "check_usable",
+    "read_ground_truth",
+    "resolved",
+    "truth_error",
+]
 
 RESOLUTION_FACTOR = 3.0
 """A distance to T* is resolved when it is at least this many times T*'s own error."""
@@ -43,3 +56,36 @@ def resolved(distance: float, error: float) -> bool:
     if math.isnan(distance):
         return True
     return distance >= RESOLUTION_FACTOR * error
+
+
+@dataclass(frozen=True, eq=False)
+class GroundTruth:
+    """A ground-truth file read for grading: T*, the problem it solves, its own error."""
+
+    map: GridMap
+    source: object
+    target: LogConcaveTarget
+
+    @property
+    def error(self) -> float:
+        """T*'s estimated error in L²(ϱ0) (``truth_error``)."""
+        return truth_error(self.map)
+
+
+def read_ground_truth(path) -> GroundTruth:
+    """The ground truth in ``path`` with the problem its metadata record (``problem_of``).
+
+    Refuses, naming the file: a missing or damaged file (``MapFileError``), one written with
+    --force past a refusal (``check_usable``) and one that does not record its problem
+    (ValueError).
+    """
+    try:
+        true_map = load_map(path)
+    except MapFileError as error:
+        raise MapFileError(f"ground truth: {error}") from None
+    try:
+        check_usable(true_map.metadata, path)
+        source, target = problem_of(true_map.metadata, true_map.dim)
+    except (ValueError, TypeError, KeyError) as error:
+        raise ValueError(f"ground truth {path}: {error}") from None
+    return GroundTruth(true_map, source, target)

@@ -50,10 +50,7 @@ from gridflow.checks import positive_int, require_generator
 from gridflow.examples import paper_mixture
 from gridflow.groundtruth import (
     RESOLUTION_FACTOR,
-    MapFileError,
-    check_usable,
-    load_map,
-    problem_of,
+    read_ground_truth,
     resolved,
     truth_error,
 )
@@ -107,15 +104,8 @@ class BudgetProblem:
 def problem_from_file(path) -> BudgetProblem:
     """The problem a ground-truth file records (its source and target, rebuilt from its
     metadata: ``gridflow.groundtruth.problem_of``), graded against the file's map."""
-    try:
-        true_map = load_map(path)
-    except MapFileError as error:
-        raise MapFileError(f"ground truth: {error}") from None
-    try:
-        check_usable(true_map.metadata, path)
-        source, target = problem_of(true_map.metadata, true_map.dim)
-    except (ValueError, TypeError, KeyError) as error:
-        raise ValueError(f"ground truth {path}: {error}") from None
+    truth = read_ground_truth(path)
+    source, target, true_map = truth.source, truth.target, truth.map
     if not target.is_gaussian:
         raise ValueError(
             f"ground truth {path}: the UVP needs the target's covariance, and {target.name} "

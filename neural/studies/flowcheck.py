@@ -33,7 +33,7 @@ import numpy as np
 from gridflow import Gaussian, Grid, LogConcaveTarget, Problem, examples, gaussian, rates, solve
 from gridflow.checks import positive_float, positive_int, require_generator
 from gridflow.examples import paper_mixture
-from gridflow.groundtruth import check_usable, load_map, problem_of
+from gridflow.groundtruth import read_ground_truth
 from gridflow.maps import GridMap
 from gridflow.measures import as_target
 from neural.network.functions import transport_map_unchecked
@@ -153,9 +153,8 @@ def grid_case(
 def case_from_file(path, *, nodes: int = 65, density_floor: float = 1e-5) -> Case:
     """The problem a ground-truth file records (``gridflow.groundtruth.problem_of``): a
     ``gaussian_case`` when both laws are Gaussian, else a ``grid_case`` on the file's box."""
-    true_map = load_map(path)
-    check_usable(true_map.metadata, path)
-    source, target = problem_of(true_map.metadata, true_map.dim)
+    truth = read_ground_truth(path)
+    source, target, true_map = truth.source, truth.target, truth.map
     name = pathlib.Path(path).stem
     if isinstance(source, Gaussian) and target.is_gaussian:
         return gaussian_case(name, source, target)

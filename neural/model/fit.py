@@ -1,0 +1,235 @@
+"""Learning a network map from data alone: the score-free recipe with a held-out split.
+
+Given samples of ϱ0 only (no density), ``fit`` minimizes KL(T_θ#ϱ0 | γ) = KL(ϱ0 | p_θ) by
+Adam on the score-free gradient (``neural.training.kl``), which needs samples and ∇V only:
+
+1. a random fraction of the rows is held out; the map is centered at the training rows'
+   mean c (``NetworkMap``: T(x) = ∇φ_θ(x − c));
+2. θ0 is sample-anchored (every hidden unit bends at a training row, the output weights
+   w = 0), so T_θ0 is the quadratic part alone; with a Gaussian target its matrix L Lᵀ
+   starts at the OT map between the Gaussian fit N(0, Σ̂) of the centered rows and γ's
+   covariance (``gridflow.gaussian.ot_map``): training starts from the best affine map;
+3. Adam with a cosine-decayed learning rate on minibatches drawn with replacement from the
+   training rows;
+4. every ``evaluate_every`` steps the held-out negative log-likelihood −mean log p_θ is
+   measured and the θ with the smallest one is kept (early stopping: with finite data the
+   training objective keeps decreasing after the held-out one has turned).
+
+The held-out NLL minus the entropy of ϱ0 is KL(ϱ0 | p_θ) = KL(T_θ#ϱ0 | γ)
+(``neural.model.network_map``), the quantity that grades the map without a ground truth.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from gridflow import gaussian
+from gridflow.checks import open_unit_interval, positive_float, positive_int, require_generator
+from gridflow.measures import EmpiricalSource, Gaussian, LogConcaveTarget, as_target
+from neural.model.network_map import NetworkMap
+from neural.network import ICNN
+from neural.training import make_method, run_method
+
+__all__ = ["FitResult", "FitSettings", "fit"]
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """The recipe of ``fit`` (module docstring); the defaults are measured in docs/neural.md.
+
+    Attributes
+    ----------
+    hidden : tuple of int
+        Widths of the ICNN's hidden layers (it has the quadratic part).
+    anchors : int
+        Training rows the hidden units bend at (θ0).
+    steps : int
+        Adam steps.
+    batch_size : int
+        Rows per step, drawn with replacement.
+    learning_rate : float
+        Adam's initial learning rate, decayed to 0 by a cosine over the steps.
+    held_out : float
+        Fraction of the rows held out, in (0, 1).
+    evaluate_every : int
+        Steps between two held-out evaluations (and the progress bar's updates).
+    gaussian_start : bool
+        Start from the Gaussian fit's OT map (Gaussian targets; module docstring).
+    """
+
+    hidden: tuple[int, ...] = (16, 16)
+    anchors: int = 32
+    steps: int = 6000
+    batch_size: int = 500
+    learning_rate: float = 0.01
+    held_out: float = 0.15
+    evaluate_every: int = 50
+    gaussian_start: bool = True
+
+    def __post_init__(self):
+        hidden = (self.hidden,) if isinstance(self.hidden, int) else tuple(self.hidden)
+        object.__setattr__(self, "hidden", tuple(positive_int(w, "hidden") for w in hidden))
+        if not self.hidden:
+            raise ValueError("hidden must give at least one width")
+        for name in ("anchors", "steps", "batch_size", "evaluate_every"):
+            object.__setattr__(self, name, positive_int(getattr(self, name), name))
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be at least 2, got {self.batch_size}")
+        object.__setattr__(
+            self, "learning_rate", positive_float(self.learning_rate, "learning_rate")
+        )
+        object.__setattr__(self, "held_out", open_unit_interval(self.held_out, "held_out"))
+        if not isinstance(self.gaussian_start, (bool, np.bool_)):
+            raise TypeError(f"gaussian_start must be a bool, got {self.gaussian_start!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class FitResult:
+    """What ``fit`` learned and measured.
+
+    Attributes
+    ----------
+    map : NetworkMap
+        The map with the smallest held-out NLL; its ``training`` record holds the settings,
+        the data's size and these figures.
+    held_out : numpy.ndarray
+        The held-out rows (m, d).
+    held_out_nll : float
+        −mean log p_θ over them, in nats, at the kept θ.
+    best_step : int
+        The step of the kept θ (0: θ0).
+    history : numpy.ndarray
+        (evaluations, 2): step and held-out NLL at every evaluation.
+    seconds : float
+        Wall time of the training.
+    """
+
+    map: NetworkMap
+    held_out: np.ndarray
+    held_out_nll: float
+    best_step: int
+    history: np.ndarray
+    seconds: float
+
+
+def _start(data: EmpiricalSource, target: LogConcaveTarget, settings: FitSettings, rng) -> ICNN:
+    """θ0: sample-anchored, with the quadratic part at the Gaussian fit's OT map."""
+    network = ICNN(
+        data.dim,
+        settings.hidden,
+        rng=rng,
+        quadratic=True,
+        anchors=data.sample(rng, settings.anchors),
+    )
+    if not (settings.gaussian_start and target.is_gaussian):
+        return network
+    covariance = np.atleast_2d(np.cov(data.samples, rowvar=False))
+    if np.linalg.eigvalsh(covariance)[0] <= 1e-12 * np.trace(covariance):
+        raise ValueError(
+            "the data's covariance is singular (the rows lie in a lower-dimensional subspace): "
+            "no transport map to a density exists; drop the dependent columns"
+        )
+    affine = gaussian.ot_map(
+        Gaussian(np.zeros(data.dim), covariance), Gaussian(np.zeros(data.dim), target.cov)
+    )
+    theta = np.array(network.params)
+    network.architecture.quadratic_factor(theta)[...] = np.linalg.cholesky(affine.matrix)
+    return network.with_params(theta)
+
+
+def fit(
+    data,
+    target=None,
+    settings: FitSettings | None = None,
+    *,
+    rng: np.random.Generator,
+    progress: bool = False,
+) -> FitResult:
+    """Learn T_θ = ∇φ_θ pushing the data's law to γ, from the samples alone (module docstring).
+
+    Parameters
+    ----------
+    data : array_like or gridflow.EmpiricalSource
+        Samples of ϱ0, (N, d).
+    target : gridflow.LogConcaveTarget or gridflow.Gaussian, optional
+        γ; default N(0, I_d).
+    settings : FitSettings, optional
+        The recipe; default ``FitSettings()``.
+    rng : numpy.random.Generator
+        Draws the split, θ0 and the minibatches.
+    progress : bool, default False
+        Show a progress bar with the held-out NLL.
+
+    Returns
+    -------
+    FitResult
+        The map and what was measured.
+
+    Raises
+    ------
+    ValueError
+        For data of the wrong shape, non-finite, with too few rows or a singular covariance,
+        and a target of another dimension.
+    DivergenceError
+        If the training diverges (the message names the step).
+    """
+    rng = require_generator(rng)
+    source = data if isinstance(data, EmpiricalSource) else EmpiricalSource(data)
+    settings = FitSettings() if settings is None else settings
+    if not isinstance(settings, FitSettings):
+        raise TypeError(f"settings must be a FitSettings, got {type(settings).__name__}")
+    dim = source.dim
+    target = LogConcaveTarget.standard_gaussian(dim) if target is None else as_target(target)
+    if target.dim != dim:
+        raise ValueError(f"the target has d = {target.dim}, the data d = {dim}")
+    train, held_out = source.split(settings.held_out, rng)
+    center = train.samples.mean(axis=0)
+    centered = EmpiricalSource(train.samples - center)
+    network = _start(centered, target, settings, rng)
+    config = make_method(
+        "adam",
+        kl="logdet",
+        steps=settings.steps,
+        batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        cosine_decay=True,
+    )
+
+    def held_out_nll(theta) -> float:
+        model = NetworkMap(network.with_params(theta), target, center=center)
+        return model.negative_log_likelihood(held_out)
+
+    history = [(0, held_out_nll(network.params))]
+    best = [history[0][1], 0, np.array(network.params)]
+    bar = tqdm(total=settings.steps, desc="fit", disable=not progress, leave=False)
+
+    def evaluate(step, theta):
+        if step % settings.evaluate_every and step != settings.steps:
+            return
+        nll = held_out_nll(theta)
+        history.append((step, nll))
+        if nll < best[0]:
+            best[:] = [nll, step, np.array(theta)]
+        bar.update(step - bar.n)
+        bar.set_postfix_str(f"held-out NLL {nll:.4f} (best {best[0]:.4f} at step {best[1]})")
+
+    start = time.perf_counter()
+    with bar:
+        run_method(config, network, centered, target, rng, callback=evaluate)
+    seconds = time.perf_counter() - start
+    nll, step, theta = best
+    training = {
+        "method": "fit",
+        "settings": asdict(settings),
+        "rows": int(source.samples.shape[0]),
+        "held_out_rows": int(held_out.shape[0]),
+        "held_out_nll": nll,
+        "best_step": step,
+        "seconds": seconds,
+    }
+    model = NetworkMap(network.with_params(theta), target, training, center)
+    return FitResult(model, held_out, nll, step, np.array(history), seconds)

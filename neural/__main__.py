@@ -13,6 +13,9 @@
     python -m neural errorbudget [--problems mixture gaussian2 gaussian8 gaussian32]
                                  [--ground-truth truth.npz] [--widths 20,20 64,64]
                                  [--inits normal anchored] [--out DIR]
+    python -m neural fit --data data.npy [--target gauss.json] [--out map.npz]
+    python -m neural evaluate map.npz [--ground-truth truth.npz] [--data test.npy]
+                                      [--figure map.png]
 
 ``benchmark`` runs the paper's Fig. 2 sweep (``neural.studies.sweep.run_benchmark``):
 resumable (rerun with the same --out to continue; --force-resume across code versions),
@@ -21,7 +24,9 @@ DIR/{results.jsonl, config.json, table.txt, fig2.png}; a run of fewer seeds than
 holds says so. ``dimensions`` runs the Gaussian → Gaussian study. ``flowcheck``
 compares the neural schemes step by step with the reference schemes
 (``neural.studies.flowcheck``) and writes DIR/{flowcheck.txt, flowcheck.png}. ``errorbudget``
-measures Remark 3.11's causes against exact maps (``neural.studies.errorbudget``).
+measures Remark 3.11's causes against exact maps (``neural.studies.errorbudget``). ``fit``
+learns a map from a data file and saves it, ``evaluate`` measures a saved map
+(``neural.commands``).
 
 Outputs are written whole or not at all (``gridflow.cli``): the report folders of
 ``flowcheck`` and ``errorbudget`` are built beside their target and renamed into place, and
@@ -59,6 +64,8 @@ from gridflow.cli import (
     report_folder,
     run_interruptible,
 )
+from neural.commands import evaluate as evaluate_command
+from neural.commands import fit as fit_command
 from neural.network.initialization import INITS
 from neural.studies.dimensions import (
     check_dimension_memory,
@@ -335,6 +342,8 @@ def _parser() -> argparse.ArgumentParser:
         "so far are kept in OUT-partial.jsonl beside it until the report is written",
     )  # fmt: skip
     budget.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    fit_command.add_parser(commands)
+    evaluate_command.add_parser(commands)
     for name, texts in HELP_TEXTS.items():
         _add_help(commands.choices[name], texts)
     return parser
@@ -560,6 +569,10 @@ def main(argv=None) -> int:
         return _benchmark(args)
     if args.command == "flowcheck":
         return _flowcheck(args, parser)
+    if args.command == "fit":
+        return fit_command.run(args)
+    if args.command == "evaluate":
+        return evaluate_command.run(args)
     return _dimensions(args)
 
 

@@ -102,6 +102,9 @@ class FitResult:
         −mean log p_θ over them, in nats, at the kept θ.
     best_step : int
         The step of the kept θ (0: θ0).
+    gaussian_nll : float
+        The held-out NLL of the Gaussian fit N(mean, covariance) of the training rows: the
+        baseline a map must beat to have learned more than the first two moments.
     history : numpy.ndarray
         (evaluations, 2): step and held-out NLL at every evaluation.
     seconds : float
@@ -112,6 +115,7 @@ class FitResult:
     held_out: np.ndarray
     held_out_nll: float
     best_step: int
+    gaussian_nll: float
     history: np.ndarray
     seconds: float
 
@@ -222,6 +226,8 @@ def fit(
         run_method(config, network, centered, target, rng, callback=evaluate)
     seconds = time.perf_counter() - start
     nll, step, theta = best
+    fitted = Gaussian(center, np.atleast_2d(np.cov(train.samples, rowvar=False)))
+    gaussian_nll = float(-np.mean(fitted.log_density(held_out)))
     training = {
         "method": "fit",
         "settings": asdict(settings),
@@ -229,7 +235,8 @@ def fit(
         "held_out_rows": int(held_out.shape[0]),
         "held_out_nll": nll,
         "best_step": step,
+        "gaussian_nll": gaussian_nll,
         "seconds": seconds,
     }
     model = NetworkMap(network.with_params(theta), target, training, center)
-    return FitResult(model, held_out, nll, step, np.array(history), seconds)
+    return FitResult(model, held_out, nll, step, gaussian_nll, np.array(history), seconds)

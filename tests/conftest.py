@@ -35,3 +35,20 @@ def _wrong_shapes(shape):
 def wrong_shapes():
     """A strategy of shapes other than (n, d): the classic mistakes and random ones."""
     return _wrong_shapes
+
+
+@pytest.fixture
+def exit_status_and_error(capsys):
+    """Run a command's ``main(argv)``, which must exit; (its status, its one ``error:`` line),
+    asserting that it printed exactly one such line and no traceback."""
+
+    def run(main, argv, capsys=capsys):
+        with pytest.raises(SystemExit) as caught:
+            main(argv)
+        err = capsys.readouterr().err
+        error_lines = [line for line in err.splitlines() if "error:" in line]
+        assert len(error_lines) == 1, err
+        assert "Traceback" not in err
+        return caught.value.code, error_lines[0]
+
+    return run

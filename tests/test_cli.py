@@ -34,16 +34,6 @@ def no_solving(monkeypatch):
     monkeypatch.setattr(gridflow.groundtruth.build, "minimize", refuse)
 
 
-def exit_status_and_error(main, argv, capsys):
-    with pytest.raises(SystemExit) as caught:
-        main(argv)
-    err = capsys.readouterr().err
-    error_lines = [line for line in err.splitlines() if "error:" in line]
-    assert len(error_lines) == 1, err
-    assert "Traceback" not in err
-    return caught.value.code, error_lines[0]
-
-
 GROUNDTRUTH_ERRORS = {
     "nodes too small": (["--nodes", "7"], "odd integer >= 9"),
     "nodes even": (["--nodes", "32"], "odd integer >= 9"),
@@ -69,7 +59,7 @@ GROUNDTRUTH_ERRORS = {
 
 
 @pytest.mark.parametrize("case", GROUNDTRUTH_ERRORS)
-def test_groundtruth_user_errors(case, tmp_path, capsys, no_solving):
+def test_groundtruth_user_errors(case, tmp_path, capsys, no_solving, exit_status_and_error):
     arguments, expected = GROUNDTRUTH_ERRORS[case]
     (tmp_path / "file").write_text("")
     (tmp_path / "old.npz").write_text("old")
@@ -90,7 +80,9 @@ def test_groundtruth_help_states_the_minimum_nodes(capsys):
     assert "default: the density's own box for a density file, else 6" in printed
 
 
-def test_groundtruth_solver_failure_is_one_line_with_status_1(tmp_path, capsys, monkeypatch):
+def test_groundtruth_solver_failure_is_one_line_with_status_1(
+    tmp_path, capsys, monkeypatch, exit_status_and_error
+):
     def fail(*args, **kwargs):
         raise SolverError("minimize: the continuation failed; a larger density_floor helps")
 
@@ -101,7 +93,9 @@ def test_groundtruth_solver_failure_is_one_line_with_status_1(tmp_path, capsys, 
     assert "continuation failed" in line
 
 
-def test_groundtruth_on_a_coarse_grid_writes_a_loadable_map(tmp_path, capsys):
+def test_groundtruth_on_a_coarse_grid_writes_a_loadable_map(
+    tmp_path, capsys, exit_status_and_error
+):
     """--nodes 17 solves the 9² and 17² problems (17² failed before #11). Its estimated
     error, 6.5, is most of the map's spread: the file is written only with --force, and
     says so in its metadata."""
@@ -119,7 +113,9 @@ def test_groundtruth_on_a_coarse_grid_writes_a_loadable_map(tmp_path, capsys):
     assert "wrote" in printed and "WARNING" in printed
 
 
-def test_groundtruth_refuses_a_floor_that_replaces_the_source(tmp_path, capsys, no_solving):
+def test_groundtruth_refuses_a_floor_that_replaces_the_source(
+    tmp_path, capsys, no_solving, exit_status_and_error
+):
     """--box 1000: the density floor replaced the whole source (floored mass 1.0); the file
     graded an untrained network at UVP 0.0064 % before."""
     argv = ["groundtruth", "--quiet", "--nodes", "33", "--box", "1000", "--out",
@@ -178,7 +174,7 @@ def _problem_files(tmp_path):
 
 
 @pytest.mark.parametrize("case", PROBLEM_FILE_ERRORS)
-def test_groundtruth_problem_file_errors(case, tmp_path, capsys, no_solving):
+def test_groundtruth_problem_file_errors(case, tmp_path, capsys, no_solving, exit_status_and_error):
     """Every bad source or target file is one error line naming it, exit 2, before solving."""
     _problem_files(tmp_path)
     arguments, expected = PROBLEM_FILE_ERRORS[case]
@@ -224,7 +220,7 @@ VALIDATION_ERRORS = {
 
 
 @pytest.mark.parametrize("case", VALIDATION_ERRORS)
-def test_validation_user_errors(case, tmp_path, capsys, monkeypatch):
+def test_validation_user_errors(case, tmp_path, capsys, monkeypatch, exit_status_and_error):
     monkeypatch.setattr(validation_cli, "SUITES", {})  # any suite run would fail with KeyError
     (tmp_path / "file").write_text("")
     (tmp_path / "report").mkdir()
@@ -264,7 +260,7 @@ def test_user_error_through_the_real_command_line_has_no_traceback(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_benchmark_refuses_a_before_that_is_no_checkout(tmp_path, capsys):
+def test_benchmark_refuses_a_before_that_is_no_checkout(tmp_path, capsys, exit_status_and_error):
     import validation.benchmark_neural as benchmark_neural
 
     argv = ["--goals-only", "--before", str(tmp_path)]
@@ -306,7 +302,7 @@ def test_benchmark_reads_the_seconds_of_another_checkout(monkeypatch, tmp_path):
     ],
 )
 def test_a_gaussian_problem_too_large_for_memory_is_refused_up_front(
-    argv, tmp_path, capsys, monkeypatch
+    argv, tmp_path, capsys, monkeypatch, exit_status_and_error
 ):
     """d = 100000 needs 8 matrices of 74.5 GiB: refused with the estimate before numpy's
     allocation error, and before d = 2 runs."""
@@ -328,13 +324,13 @@ def test_a_gaussian_problem_too_large_for_memory_is_refused_up_front(
         ["dimensions", "--out", ""],
     ],
 )
-def test_neural_commands_refuse_an_empty_out(argv, capsys):
+def test_neural_commands_refuse_an_empty_out(argv, capsys, exit_status_and_error):
     status, line = exit_status_and_error(neural_cli.main, argv, capsys)
     assert status == 2
     assert re.search("must (name a folder|be a file name)", line), line
 
 
-def test_existing_outputs_are_replaced_only_with_overwrite(tmp_path, capsys):
+def test_existing_outputs_are_replaced_only_with_overwrite(tmp_path, capsys, exit_status_and_error):
     """dimensions' rows file and flowcheck's folder: refused before any work without --overwrite."""
     rows = tmp_path / "rows.json"
     rows.write_text("[]")

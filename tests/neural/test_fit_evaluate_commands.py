@@ -1,0 +1,150 @@
+"""python -m neural fit and evaluate: a map file from a data file, measured against a ground
+truth and data; user errors are one `error:` line with status 2 before any training."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+import neural.__main__ as neural_cli
+import neural.model.fit
+from gridflow import Gaussian, save_map
+from gridflow.groundtruth import build_ground_truth
+from neural import load
+
+SOURCE = Gaussian([0.3, -0.2], [[1.2, 0.3], [0.3, 0.7]])
+QUICK = ["--steps", "60", "--hidden", "4", "--batch-size", "100", "--no-progress"]
+
+
+@pytest.fixture
+def files(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "data.npy", SOURCE.sample(rng, 1500))
+    np.savetxt(tmp_path / "test.csv", SOURCE.sample(rng, 300), delimiter=",")
+    np.save(tmp_path / "data3.npy", rng.standard_normal((500, 3)))
+    (tmp_path / "target.json").write_text(json.dumps({"mean": [0.0, 0.0], "cov": [[2, 0], [0, 1]]}))
+    (tmp_path / "old.npz").write_text("old")
+    return tmp_path
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("fit was called before the arguments were checked")
+
+    monkeypatch.setattr(neural.model.fit, "run_method", refuse)
+
+
+def test_fit_writes_a_map_that_loads(files, capsys):
+    out = files / "map.npz"
+    argv = ["fit", "--data", str(files / "data.npy"), "--out", str(out), "--seed", "3", *QUICK]
+    assert neural_cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"wrote .*map\.npz: held-out NLL \d\.\d{4} nats on 225 rows", printed)
+    assert "the Gaussian fit's" in printed
+    model = load(out)
+    assert model.training["seed"] == 3 and model.training["data"].endswith("data.npy")
+    assert model.training["settings"]["steps"] == 60
+    assert model.target.spec == {"kind": "gaussian", "mean": [0.0, 0.0],
+                                 "cov": [[1.0, 0.0], [0.0, 1.0]]}  # fmt: skip
+    # the same command again gives the same map, to the bit
+    again = files / "again.npz"
+    assert neural_cli.main([*argv[:4], str(again), *argv[5:]]) == 0
+    x = SOURCE.sample(np.random.default_rng(1), 50)
+    assert np.array_equal(load(again)(x), model(x))
+
+
+def test_fit_to_a_target_file(files):
+    out = files / "map.npz"
+    argv = ["fit", "--data", str(files / "data.npy"), "--target", str(files / "target.json"),
+            "--out", str(out), *QUICK]  # fmt: skip
+    assert neural_cli.main(argv) == 0
+    np.testing.assert_array_equal(load(out).target.cov, [[2.0, 0.0], [0.0, 1.0]])
+
+
+FIT_ERRORS = {
+    "no data": ([], "required: --data"),
+    "missing data": (["--data", "{tmp}/missing.npy"], "does not exist"),
+    "data of another kind": (["--data", "{tmp}/target.json"], r"must end in \.npy"),
+    "target of another dimension": (
+        ["--data", "{tmp}/data3.npy", "--target", "{tmp}/target.json"],
+        "dimension 2",
+    ),
+    "unknown target": (["--data", "{tmp}/data.npy", "--target", "cauchy"], "target must be"),
+    "out exists": (["--data", "{tmp}/data.npy", "--out", "{tmp}/old.npz"], "--overwrite"),
+    "out not npz": (["--data", "{tmp}/data.npy", "--out", "{tmp}/map.pt"], r"end in \.npz"),
+    "held out 1": (["--data", "{tmp}/data.npy", "--held-out", "1"], r"\(0, 1\)"),
+    "held out text": (["--data", "{tmp}/data.npy", "--held-out", "some"], "number"),
+    "steps 0": (["--data", "{tmp}/data.npy", "--steps", "0"], ">= 1"),
+    "batch 1": (["--data", "{tmp}/data.npy", "--batch-size", "1"], ">= 2"),
+    "hidden": (["--data", "{tmp}/data.npy", "--hidden", "4,x"], "widths like"),
+    "rate": (["--data", "{tmp}/data.npy", "--learning-rate", "-1"], "> 0"),
+}
+
+
+@pytest.mark.parametrize("case", FIT_ERRORS)
+def test_fit_user_errors(case, files, no_training, exit_status_and_error):
+    arguments, expected = FIT_ERRORS[case]
+    argv = ["fit", "--out", str(files / "map.npz"), *[a.format(tmp=files) for a in arguments]]
+    status, line = exit_status_and_error(neural_cli.main, argv)
+    assert status == 2
+    assert re.search(expected, line), line
+    assert not (files / "map.npz").exists()
+
+
+@pytest.fixture
+def fitted(files):
+    argv = ["fit", "--data", str(files / "data.npy"), "--out", str(files / "map.npz"), *QUICK]
+    assert neural_cli.main(argv) == 0
+    (files / "source.json").write_text(json.dumps(
+        {"means": [SOURCE.mean.tolist()], "covs": [SOURCE.cov.tolist()], "weights": [1.0]}
+    ))  # fmt: skip
+    fine, metadata = build_ground_truth(files / "source.json", "standard", 17, 7.0, 1e-6,
+                                        progress=False)  # fmt: skip
+    save_map(files / "truth.npz", fine, metadata)
+    fine, metadata = build_ground_truth(files / "source.json", "logcosh", 17, 7.0, 1e-6,
+                                        progress=False)  # fmt: skip
+    save_map(files / "logcosh.npz", fine, metadata)
+    return files
+
+
+def test_evaluate_prints_every_figure_and_draws(fitted, capsys):
+    capsys.readouterr()
+    argv = ["evaluate", str(fitted / "map.npz"), "--ground-truth", str(fitted / "truth.npz"),
+            "--data", str(fitted / "test.csv"), "--n-eval", "2000", "--figure",
+            str(fitted / "map.png")]  # fmt: skip
+    assert neural_cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    for expected in (r"L² \d\.\d{3}e[-+]\d\d, UVP \d+\.\d{4} %", r"KL\(T#ϱ0 \| γ\) = ",
+                     "data \\(300 rows\\)", "energy distance", "figure: "):  # fmt: skip
+        assert re.search(expected, printed), (expected, printed)
+    assert (fitted / "map.png").stat().st_size > 10000
+
+
+EVALUATE_ERRORS = {
+    "nothing to compare": ([], "give --ground-truth and/or --data"),
+    "missing map": (["--data", "{tmp}/test.csv", "--map", "{tmp}/missing.npz"], "does not exist"),
+    "a ground truth as the map": (
+        ["--data", "{tmp}/test.csv", "--map", "{tmp}/truth.npz"],
+        "not a network map file",
+    ),
+    "a ground truth of another target": (["--ground-truth", "{tmp}/logcosh.npz"], "different"),
+    "data of another dimension": (["--data", "{tmp}/data3.npy"], "2 columns"),
+    "figure not a png": (["--data", "{tmp}/test.csv", "--figure", "{tmp}/old.npz"], r"\.png"),
+    "n-eval 1": (["--data", "{tmp}/test.csv", "--n-eval", "1"], ">= 2"),
+}
+
+
+@pytest.mark.parametrize("case", EVALUATE_ERRORS)
+def test_evaluate_user_errors(case, fitted, exit_status_and_error):
+    arguments, expected = EVALUATE_ERRORS[case]
+    arguments = [a.format(tmp=fitted) for a in arguments]
+    map_file = str(fitted / "map.npz")
+    if "--map" in arguments:
+        at = arguments.index("--map")
+        map_file = arguments[at + 1]
+        del arguments[at : at + 2]
+    status, line = exit_status_and_error(neural_cli.main, ["evaluate", map_file, *arguments])
+    assert status == 2
+    assert re.search(expected, line), line

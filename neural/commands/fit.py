@@ -1,4 +1,4 @@
-"""``python -m neural fit``: learn a map from a data file and save it (``neural.model.fit``)."""
+"""``python -m neural fit``: learn a map from a data file and save it (``neural.model.fitting``)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from gridflow.cli import (
 from gridflow.groundtruth.problems import TARGET_NAMES, read_target
 from gridflow.measures import EmpiricalSource
 from neural.errors import DivergenceError
-from neural.model.fit import FitSettings, fit
+from neural.model.fitting import FitSettings, fit
 
 __all__ = ["add_parser", "run"]
 

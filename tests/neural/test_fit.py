@@ -1,4 +1,4 @@
-"""Learning a map from data alone (neural.model.fit) and evaluating it
+"""Learning a map from data alone (neural.model.fitting) and evaluating it
 (neural.studies.evaluation, neural.studies.map_figure)."""
 
 import json
@@ -9,7 +9,7 @@ import pytest
 from gridflow import EmpiricalSource, Gaussian, LogConcaveTarget, gaussian, map_distance, save_map
 from gridflow.groundtruth import build_ground_truth, read_ground_truth
 from neural import ICNN, NetworkMap, load
-from neural.model.fit import FitSettings, fit
+from neural.model.fitting import FitSettings, fit
 from neural.studies.evaluation import evaluate_map, format_evaluation
 from neural.studies.map_figure import map_figure
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import neural.__main__ as neural_cli
-import neural.model.fit
+import neural.model.fitting
 from gridflow import Gaussian, save_map
 from gridflow.groundtruth import build_ground_truth
 from neural import load
@@ -33,7 +33,7 @@ def no_training(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("fit was called before the arguments were checked")
 
-    monkeypatch.setattr(neural.model.fit, "run_method", refuse)
+    monkeypatch.setattr(neural.model.fitting, "run_method", refuse)
 
 
 def test_fit_writes_a_map_that_loads(files, capsys):

@@ -35,6 +35,13 @@ INVERSE_TOLERANCE = 1e-11
 """Default tolerance of ``inverse_map``: ‖∇φ_θ(x) − y‖ ≤ tolerance · max(1, ‖y‖)."""
 _MAX_HALVINGS = 40
 _MAX_CONDITION = 1e14
+_RESOLUTION = 16 * np.finfo(np.float64).eps
+"""A Newton step below this times max(1, ‖x‖) cannot change x: x is the solution to the
+precision of its floating-point coordinates, whatever the residual."""
+_ROUNDING_FLOOR = float(np.sqrt(np.finfo(np.float64).eps))
+"""Where no step decreases ‖∇φ_θ(x) − y‖ any more (its rounding dominates), a residual below
+this times max(1, ‖y‖) is accepted: far preimages, where ∇φ_θ(x) sums terms of the size of
+‖x‖ ≫ ‖y‖ (a map nearly flat in some direction), cannot reach 1e-11 · ‖y‖."""
 """A Hessian more ill-conditioned than this gives no Newton step (φ_θ flat there)."""
 _SUFFICIENT_DECREASE = 1e-4
 
@@ -60,7 +67,10 @@ def inverse_map(
     y : array_like
         Points of the target space, (n, d).
     tolerance : float, default INVERSE_TOLERANCE
-        Stop at ‖∇φ_θ(x_i) − y_i‖ ≤ tolerance · max(1, ‖y_i‖) for every point.
+        Stop at ‖∇φ_θ(x_i) − y_i‖ ≤ tolerance · max(1, ‖y_i‖); or when the Newton step is
+        below the resolution of x_i (16 ε max(1, ‖x_i‖): x_i is then exact to rounding); or
+        when no step decreases the residual any more and it is at most √ε max(1, ‖y_i‖)
+        (the rounding of ∇φ_θ far out).
     max_iterations : int, default 100
         Newton steps at most.
 
@@ -113,10 +123,18 @@ def inverse_map(
         stuck.append(active[~invertible])
         active = active[invertible]
         direction = np.linalg.solve(hessians[invertible], g[active][:, :, None])[:, :, 0]
+        resolved = np.linalg.norm(direction, axis=1) <= _RESOLUTION * np.maximum(
+            1.0, np.linalg.norm(x[active], axis=1)
+        )
+        active = active[~resolved]
+        direction = direction[~resolved]
         x[active], g[active], moved = _backtrack(
             x[active], g[active], direction, y[active], residual
         )
-        stuck.append(active[~moved])
+        at_floor = np.linalg.norm(g[active], axis=1) <= _ROUNDING_FLOOR * np.maximum(
+            1.0, np.linalg.norm(y[active], axis=1)
+        )
+        stuck.append(active[~moved & ~at_floor])
         active = active[moved]
         active = active[np.linalg.norm(g[active], axis=1) > bound[active]]
     failed = np.concatenate([*stuck, active])

@@ -62,6 +62,14 @@ class TestInverse:
         )
         assert np.abs(model.inverse(y) - expected).max() < 1e-7
 
+    def test_a_tolerance_below_rounding_stops_at_the_rounding(self):
+        # 1e-18 · ‖y‖ is below the rounding of ∇φ_θ: the iteration stops where x no longer
+        # changes (or the residual no longer decreases), at the best x there is
+        model = _model(seed=6)
+        y = np.random.default_rng(8).standard_normal((500, 2))
+        x = model.inverse(y, tolerance=1e-18)
+        assert np.abs(model(x) - y).max() < 1e-13
+
     def test_d1_and_d5(self):
         for dim in (1, 5):
             network = _network(dim=dim, seed=dim)

@@ -34,6 +34,22 @@ def test_the_start_is_the_gaussian_fit(fitted):
     assert nll == pytest.approx(fitted.gaussian_nll, abs=1e-10)
 
 
+def test_when_the_gaussian_start_wins_it_is_refitted_on_all_rows():
+    # steps of 0.5 from the Gaussian fit only make it worse on the held-out rows
+    data = _data()
+    settings = FitSettings(hidden=(6, 6), anchors=8, steps=10, batch_size=50,
+                           learning_rate=0.5, evaluate_every=1)  # fmt: skip
+    result = fit(data, settings=settings, rng=np.random.default_rng(2))
+    assert result.best_step == 0 and result.map.training["refit_on_all_rows"]
+    fitted = Gaussian(data.mean(axis=0), np.cov(data, rowvar=False))
+    exact = gaussian.ot_map(fitted, Gaussian(np.zeros(2), np.eye(2)))
+    x = _data(100, seed=4)
+    np.testing.assert_allclose(result.map(x), exact(x), rtol=0, atol=1e-12)
+    assert not fit(data, settings=SMALL, rng=np.random.default_rng(1)).map.training[
+        "refit_on_all_rows"
+    ]
+
+
 def test_keeps_the_best_held_out_theta(fitted):
     assert fitted.held_out_nll == fitted.history[:, 1].min()
     assert fitted.best_step == fitted.history[np.argmin(fitted.history[:, 1]), 0]

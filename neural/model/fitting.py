@@ -61,6 +61,11 @@ class FitSettings:
         Steps between two held-out evaluations (and the progress bar's updates).
     gaussian_start : bool
         Start from the Gaussian fit's OT map (Gaussian targets; module docstring).
+    convexity_floor : float
+        c in [0, 1): ∇²φ_θ ⪰ c λ0 I everywhere, with λ0 the smallest eigenvalue of the
+        Gaussian fit's OT matrix (a fixed strongly convex part, ``ICNN``'s
+        strong_convexity), so that T_θ is onto and ``inverse`` and ``sample`` are defined
+        everywhere (docs/neural.md, 'Maps from data').
     """
 
     hidden: tuple[int, ...] = (16, 16)
@@ -71,6 +76,7 @@ class FitSettings:
     held_out: float = 0.15
     evaluate_every: int = 50
     gaussian_start: bool = True
+    convexity_floor: float = 0.003
 
     def __post_init__(self):
         hidden = (self.hidden,) if isinstance(self.hidden, int) else tuple(self.hidden)
@@ -85,6 +91,10 @@ class FitSettings:
             self, "learning_rate", positive_float(self.learning_rate, "learning_rate")
         )
         object.__setattr__(self, "held_out", open_unit_interval(self.held_out, "held_out"))
+        floor = positive_float(self.convexity_floor, "convexity_floor", allow_zero=True)
+        if floor >= 1.0:
+            raise ValueError(f"convexity_floor must be in [0, 1), got {floor}")
+        object.__setattr__(self, "convexity_floor", floor)
         if not isinstance(self.gaussian_start, (bool, np.bool_)):
             raise TypeError(f"gaussian_start must be a bool, got {self.gaussian_start!r}")
 
@@ -123,27 +133,43 @@ class FitResult:
     seconds: float
 
 
-def _anchored_network(data: EmpiricalSource, settings: FitSettings, rng) -> ICNN:
-    """θ0: sample-anchored units (w = 0) and the quadratic part."""
-    anchors = data.sample(rng, settings.anchors)
-    return ICNN(data.dim, settings.hidden, rng=rng, quadratic=True, anchors=anchors)
-
-
-def _with_gaussian_fit(network: ICNN, centered: np.ndarray, target: LogConcaveTarget) -> ICNN:
-    """``network`` with L Lᵀ the OT matrix from N(0, cov(centered)) to N(0, γ's covariance)."""
+def _gaussian_fit_matrix(centered: np.ndarray, target_cov: np.ndarray) -> np.ndarray:
+    """The OT matrix A0 from N(0, cov(centered)) to N(0, target_cov) (``gaussian.ot_map``)."""
     covariance = np.atleast_2d(np.cov(centered, rowvar=False))
     if np.linalg.eigvalsh(covariance)[0] <= 1e-12 * np.trace(covariance):
         raise ValueError(
             "the data's covariance is singular (the rows lie in a lower-dimensional subspace): "
             "no transport map to a density exists; drop the dependent columns"
         )
-    dim = network.dim
-    affine = gaussian.ot_map(
-        Gaussian(np.zeros(dim), covariance), Gaussian(np.zeros(dim), target.cov)
-    )
+    zero = np.zeros(covariance.shape[0])
+    return gaussian.ot_map(Gaussian(zero, covariance), Gaussian(zero, target_cov)).matrix
+
+
+def _with_quadratic(network: ICNN, matrix: np.ndarray) -> ICNN:
+    """``network`` with L Lᵀ + α I = ``matrix`` (α its strong convexity)."""
+    alpha = network.architecture.strong_convexity
     theta = np.array(network.params)
-    network.architecture.quadratic_factor(theta)[...] = np.linalg.cholesky(affine.matrix)
+    factor = np.linalg.cholesky(matrix - alpha * np.eye(network.dim))
+    network.architecture.quadratic_factor(theta)[...] = factor
     return network.with_params(theta)
+
+
+def _start(centered: EmpiricalSource, target: LogConcaveTarget, settings: FitSettings, rng):
+    """θ0 (module docstring) and whether it is the Gaussian start."""
+    scale_cov = target.cov if target.is_gaussian else np.eye(centered.dim)
+    matrix = _gaussian_fit_matrix(centered.samples, scale_cov)
+    alpha = settings.convexity_floor * float(np.linalg.eigvalsh(matrix)[0])
+    network = ICNN(
+        centered.dim,
+        settings.hidden,
+        rng=rng,
+        quadratic=True,
+        strong_convexity=alpha,
+        anchors=centered.sample(rng, settings.anchors),
+    )
+    if settings.gaussian_start and target.is_gaussian:
+        return _with_quadratic(network, matrix), True
+    return network, False
 
 
 def fit(
@@ -194,10 +220,7 @@ def fit(
     train, held_out = source.split(settings.held_out, rng)
     center = train.samples.mean(axis=0)
     centered = EmpiricalSource(train.samples - center)
-    network = _anchored_network(centered, settings, rng)
-    gaussian_start = settings.gaussian_start and target.is_gaussian
-    if gaussian_start:
-        network = _with_gaussian_fit(network, centered.samples, target)
+    network, gaussian_start = _start(centered, target, settings, rng)
     config = make_method(
         "adam",
         kl="logdet",
@@ -236,7 +259,8 @@ def fit(
     refit = gaussian_start and step == 0
     if refit:  # the Gaussian fit won: its maximum-likelihood estimate on all the rows
         center = source.samples.mean(axis=0)
-        network = _with_gaussian_fit(network, source.samples - center, target)
+        matrix = _gaussian_fit_matrix(source.samples - center, target.cov)
+        network = _with_quadratic(network, matrix)
     training = {
         "method": "fit",
         "settings": asdict(settings),

@@ -2,6 +2,7 @@
 (neural.studies.evaluation, neural.studies.map_figure)."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from gridflow import EmpiricalSource, Gaussian, LogConcaveTarget, gaussian, map_
 from gridflow.groundtruth import build_ground_truth, read_ground_truth
 from neural import ICNN, NetworkMap, load
 from neural.model.fitting import FitSettings, fit
+from neural.model.inverse import strong_convexity_modulus
 from neural.studies.evaluation import evaluate_map, format_evaluation
 from neural.studies.map_figure import map_figure
 
@@ -67,6 +69,24 @@ def test_learns_the_gaussian_map(fitted):
     distance = map_distance(fitted.map, exact, x, np.eye(2))
     # the Gaussian fit of 2550 rows alone is this close (the moments' sampling error)
     assert distance.uvp < 0.5
+
+
+def test_the_convexity_floor_makes_the_map_onto(fitted):
+    # ∇²φ_θ ⪰ c λ0 I with λ0 the Gaussian fit's smallest slope: the inverse is defined
+    # everywhere, far tails of γ included, and without the warning of a map that need not be
+    # onto
+    recorded = fitted.map.training["settings"]
+    assert recorded["convexity_floor"] == FitSettings().convexity_floor > 0
+    assert (
+        strong_convexity_modulus(fitted.map.network)
+        >= fitted.map.network.architecture.strong_convexity
+        > 0
+    )
+    far = np.array([[40.0, -40.0], [-1e3, 5.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = fitted.map.inverse(far)
+    assert np.abs(fitted.map(x) - far).max() <= 1e-11 * 1e3
 
 
 def test_is_reproducible_and_takes_a_source(fitted):

@@ -1,7 +1,8 @@
 """Network map files: an ICNN map, its target and its training record in a .npz file.
 
 The file is a ``gridflow.archives`` archive (numpy alone reads it; no pickle): the arrays
-``params`` (θ) and ``center`` (c), float64 and stored exactly, and the JSON record
+``params`` (θ), ``center`` (c) and ``offset`` (m), float64 and stored exactly, and the JSON
+record
 
     {"format": "neural.NetworkMap", "format_version": 1,
      "architecture": {"dim", "hidden", "quadratic", "strong_convexity"},
@@ -42,10 +43,15 @@ class NetworkFileError(ValueError):
 
 
 def write_network_map(
-    path, network: ICNN, target: LogConcaveTarget, training: dict, center: np.ndarray
+    path,
+    network: ICNN,
+    target: LogConcaveTarget,
+    training: dict,
+    center: np.ndarray,
+    offset: np.ndarray,
 ) -> None:
-    """Write φ_θ, γ, the training record and the center to ``path`` (.npz, written whole or
-    not at all).
+    """Write φ_θ, γ, the training record, the center and the offset to ``path`` (.npz,
+    written whole or not at all).
 
     Raises ValueError for a target without a spec (given by Python functions: it cannot be
     rebuilt from a file), a path not ending in .npz or in a folder that cannot be written,
@@ -71,11 +77,13 @@ def write_network_map(
         "target": target.spec,
         "training": json_metadata(training, (), "NetworkMap.save"),
     }
-    write_archive(path, {"params": np.array(network.params), "center": np.array(center)}, record)
+    arrays = {"params": np.array(network.params), "center": np.array(center)}
+    write_archive(path, arrays | {"offset": np.array(offset)}, record)
 
 
-def read_network_map(path) -> tuple[ICNN, LogConcaveTarget, dict, np.ndarray]:
-    """(φ_θ, γ, training record, center) from a file written by ``write_network_map``.
+def read_network_map(path) -> tuple[ICNN, LogConcaveTarget, dict, np.ndarray, np.ndarray]:
+    """(φ_θ, γ, training record, center, offset) from a file written by
+    ``write_network_map``.
 
     Raises
     ------
@@ -87,7 +95,7 @@ def read_network_map(path) -> tuple[ICNN, LogConcaveTarget, dict, np.ndarray]:
         that does not rebuild.
     """
     path = as_path(path, "path")
-    arrays = read_archive(path, ("params", "center"), NetworkFileError, _KIND)
+    arrays = read_archive(path, ("params", "center", "offset"), NetworkFileError, _KIND)
     record = read_record(path, arrays, FORMAT_VERSION, NetworkFileError, "this neural")
     if record.get("format") != FORMAT:
         raise NetworkFileError(
@@ -95,6 +103,7 @@ def read_network_map(path) -> tuple[ICNN, LogConcaveTarget, dict, np.ndarray]:
         )
     params = numeric_array(path, arrays, "params", 1, NetworkFileError)
     center = numeric_array(path, arrays, "center", 1, NetworkFileError)
+    offset = numeric_array(path, arrays, "offset", 1, NetworkFileError)
     architecture = record.get("architecture")
     if not isinstance(architecture, dict) or set(architecture) != set(_ARCHITECTURE_FIELDS):
         raise NetworkFileError(
@@ -118,8 +127,9 @@ def read_network_map(path) -> tuple[ICNN, LogConcaveTarget, dict, np.ndarray]:
     training = record.get("training")
     if not isinstance(training, dict):
         raise NetworkFileError(f"{path}: the training record must be a JSON object")
-    if center.shape != (network.dim,):
-        raise NetworkFileError(
-            f"{path}: center has shape {center.shape}, the network's dimension is {network.dim}"
-        )
-    return network, target, training, center
+    for name, value in (("center", center), ("offset", offset)):
+        if value.shape != (network.dim,):
+            raise NetworkFileError(
+                f"{path}: {name} has shape {value.shape}, the network's dimension is {network.dim}"
+            )
+    return network, target, training, center, offset

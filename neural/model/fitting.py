@@ -4,7 +4,8 @@ Given samples of ϱ0 only (no density), ``fit`` minimizes KL(T_θ#ϱ0 | γ) = KL
 Adam on the score-free gradient (``neural.training.kl``), which needs samples and ∇V only:
 
 1. a random fraction of the rows is held out; the map is centered at the training rows'
-   mean c (``NetworkMap``: T(x) = ∇φ_θ(x − c));
+   mean c, and offset by the target's mean m when it is Gaussian (``NetworkMap``:
+   T(x) = ∇φ_θ(x − c) + m; the network learns the map between the centered laws);
 2. θ0 is sample-anchored (every hidden unit bends at a training row, the output weights
    w = 0), so T_θ0 is the quadratic part alone; with a Gaussian target its matrix L Lᵀ
    starts at the OT map between the Gaussian fit N(0, Σ̂) of the centered rows and γ's
@@ -23,6 +24,7 @@ The held-out NLL minus the entropy of ϱ0 is KL(ϱ0 | p_θ) = KL(T_θ#ϱ0 | γ)
 
 from __future__ import annotations
 
+import pathlib
 import time
 from dataclasses import asdict, dataclass
 
@@ -133,14 +135,52 @@ class FitResult:
     seconds: float
 
 
+MAX_MAGNITUDE = 1e100
+"""Data beyond this are refused: the model density's terms (‖T(x)‖², log det) overflow."""
+
+
+def _covariance(samples: np.ndarray) -> np.ndarray:
+    """The rows' covariance (d, d); ValueError when it is singular (no density exists)."""
+    constant = np.flatnonzero(np.ptp(samples, axis=0) == 0.0)
+    if constant.size:
+        raise ValueError(
+            f"the data's column(s) {constant.tolist()} take a single value (or all rows are "
+            "the same): such data have no density and no transport map; drop those columns"
+        )
+    covariance = np.atleast_2d(np.cov(samples, rowvar=False))
+    scale = np.sqrt(np.diag(covariance))
+    correlation = covariance / np.outer(scale, scale)
+    if np.linalg.eigvalsh(correlation)[0] <= 1e-12:
+        raise ValueError(
+            "the data's columns are linearly dependent (the rows lie in a lower-dimensional "
+            "subspace): such data have no density and no transport map; drop the dependent "
+            "columns"
+        )
+    return covariance
+
+
+def check_data(source: EmpiricalSource) -> None:
+    """ValueError, saying what to change, for rows that ``fit`` cannot learn from: values
+    beyond ``MAX_MAGNITUDE`` or so small that their spread underflows (rescale them), and
+    constant or linearly dependent columns (drop them)."""
+    largest = float(np.abs(source.samples).max())
+    if largest > MAX_MAGNITUDE:
+        raise ValueError(
+            f"the data reach {largest:.1e}, beyond {MAX_MAGNITUDE:.0e}: rescale them (the model "
+            "density would overflow)"
+        )
+    spread = float(np.ptp(source.samples, axis=0).max())
+    if 0.0 < spread < 1.0 / MAX_MAGNITUDE:
+        raise ValueError(
+            f"the data spread over {spread:.1e} only, below {1 / MAX_MAGNITUDE:.0e}: rescale "
+            "them (their covariance underflows)"
+        )
+    _covariance(source.samples)
+
+
 def _gaussian_fit_matrix(centered: np.ndarray, target_cov: np.ndarray) -> np.ndarray:
     """The OT matrix A0 from N(0, cov(centered)) to N(0, target_cov) (``gaussian.ot_map``)."""
-    covariance = np.atleast_2d(np.cov(centered, rowvar=False))
-    if np.linalg.eigvalsh(covariance)[0] <= 1e-12 * np.trace(covariance):
-        raise ValueError(
-            "the data's covariance is singular (the rows lie in a lower-dimensional subspace): "
-            "no transport map to a density exists; drop the dependent columns"
-        )
+    covariance = _covariance(centered)
     zero = np.zeros(covariance.shape[0])
     return gaussian.ot_map(Gaussian(zero, covariance), Gaussian(zero, target_cov)).matrix
 
@@ -209,7 +249,18 @@ def fit(
         If the training diverges (the message names the step).
     """
     rng = require_generator(rng)
-    source = data if isinstance(data, EmpiricalSource) else EmpiricalSource(data)
+    if isinstance(data, (str, pathlib.Path)):
+        raise TypeError(
+            f"data must be samples (N, d) or an EmpiricalSource, got the path {str(data)!r}: "
+            "read a data file with gridflow.EmpiricalSource.from_file"
+        )
+    if not isinstance(data, EmpiricalSource):
+        try:
+            data = EmpiricalSource(data)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"data: {error}") from None
+    source = data
+    check_data(source)
     settings = FitSettings() if settings is None else settings
     if not isinstance(settings, FitSettings):
         raise TypeError(f"settings must be a FitSettings, got {type(settings).__name__}")
@@ -218,6 +269,10 @@ def fit(
     if target.dim != dim:
         raise ValueError(f"the target has d = {target.dim}, the data d = {dim}")
     train, held_out = source.split(settings.held_out, rng)
+    offset = target.mean if target.is_gaussian else np.zeros(dim)
+    centered_target = (
+        LogConcaveTarget.gaussian(np.zeros(dim), target.cov) if target.is_gaussian else target
+    )
     center = train.samples.mean(axis=0)
     centered = EmpiricalSource(train.samples - center)
     network, gaussian_start = _start(centered, target, settings, rng)
@@ -231,7 +286,7 @@ def fit(
     )
 
     def held_out_nll(theta) -> float:
-        model = NetworkMap(network.with_params(theta), target, center=center)
+        model = NetworkMap(network.with_params(theta), target, center=center, offset=offset)
         return model.negative_log_likelihood(held_out)
 
     history = [(0, held_out_nll(network.params))]
@@ -250,7 +305,7 @@ def fit(
 
     start = time.perf_counter()
     with bar:
-        run_method(config, network, centered, target, rng, callback=evaluate)
+        run_method(config, network, centered, centered_target, rng, callback=evaluate)
     seconds = time.perf_counter() - start
     nll, step, theta = best
     fitted = Gaussian(center, np.atleast_2d(np.cov(train.samples, rowvar=False)))
@@ -272,5 +327,5 @@ def fit(
         "refit_on_all_rows": refit,
         "seconds": seconds,
     }
-    model = NetworkMap(network, target, training, center)
+    model = NetworkMap(network, target, training, center, offset)
     return FitResult(model, held_out, nll, step, gaussian_nll, np.array(history), seconds)

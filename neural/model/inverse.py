@@ -35,6 +35,7 @@ INVERSE_TOLERANCE = 1e-11
 """Default tolerance of ``inverse_map``: ‖∇φ_θ(x) − y‖ ≤ tolerance · max(1, ‖y‖)."""
 _MAX_HALVINGS = 40
 _MAX_CONDITION = 1e14
+"""A Hessian more ill-conditioned than this gives no Newton step (φ_θ flat there)."""
 _RESOLUTION = 16 * np.finfo(np.float64).eps
 """A Newton step below this times max(1, ‖x‖) cannot change x: x is the solution to the
 precision of its floating-point coordinates, whatever the residual."""
@@ -42,8 +43,14 @@ _ROUNDING_FLOOR = float(np.sqrt(np.finfo(np.float64).eps))
 """Where no step decreases ‖∇φ_θ(x) − y‖ any more (its rounding dominates), a residual below
 this times max(1, ‖y‖) is accepted: far preimages, where ∇φ_θ(x) sums terms of the size of
 ‖x‖ ≫ ‖y‖ (a map nearly flat in some direction), cannot reach 1e-11 · ‖y‖."""
-"""A Hessian more ill-conditioned than this gives no Newton step (φ_θ flat there)."""
 _SUFFICIENT_DECREASE = 1e-4
+
+
+def _norms(points: np.ndarray) -> np.ndarray:
+    """‖p_i‖ per row without overflow (rows scaled by their largest entry first)."""
+    scale = np.abs(points).max(axis=1)
+    safe = np.where(scale > 0, scale, 1.0)
+    return scale * np.linalg.norm(points / safe[:, None], axis=1)
 
 
 def strong_convexity_modulus(network: ICNN) -> float:
@@ -112,8 +119,8 @@ def inverse_map(
 
     x = y.copy()
     g = residual(x, y)
-    bound = tolerance * np.maximum(1.0, np.linalg.norm(y, axis=1))
-    active = np.flatnonzero(np.linalg.norm(g, axis=1) > bound)
+    bound = tolerance * np.maximum(1.0, _norms(y))
+    active = np.flatnonzero(_norms(g) > bound)
     stuck = []
     for _ in range(max_iterations):
         if active.size == 0:
@@ -123,24 +130,20 @@ def inverse_map(
         stuck.append(active[~invertible])
         active = active[invertible]
         direction = np.linalg.solve(hessians[invertible], g[active][:, :, None])[:, :, 0]
-        resolved = np.linalg.norm(direction, axis=1) <= _RESOLUTION * np.maximum(
-            1.0, np.linalg.norm(x[active], axis=1)
-        )
+        resolved = _norms(direction) <= _RESOLUTION * np.maximum(1.0, _norms(x[active]))
         active = active[~resolved]
         direction = direction[~resolved]
         x[active], g[active], moved = _backtrack(
             x[active], g[active], direction, y[active], residual
         )
-        at_floor = np.linalg.norm(g[active], axis=1) <= _ROUNDING_FLOOR * np.maximum(
-            1.0, np.linalg.norm(y[active], axis=1)
-        )
+        at_floor = _norms(g[active]) <= _ROUNDING_FLOOR * np.maximum(1.0, _norms(y[active]))
         stuck.append(active[~moved & ~at_floor])
         active = active[moved]
-        active = active[np.linalg.norm(g[active], axis=1) > bound[active]]
+        active = active[_norms(g[active]) > bound[active]]
     failed = np.concatenate([*stuck, active])
     if failed.size == 0:
         return x
-    norms = np.linalg.norm(g[failed], axis=1)
+    norms = _norms(g[failed])
     raise NotConvergedError(
         f"∇φ_θ*(y) did not converge at {failed.size} of {y.shape[0]} points in "
         f"{max_iterations} Newton steps (worst ‖∇φ_θ(x) − y‖ = {norms.max():.3e}, at "

@@ -1,7 +1,9 @@
 """A trained network map: T_θ = ∇φ_θ with its target γ, as a map, a bijection and a density.
 
-A map may be centered at a point c (the mean of the data it was fitted to): T(x) = ∇φ_θ(x − c),
-still the gradient of the convex function x ↦ φ_θ(x − c). Below, ∇φ_θ stands for that map.
+A map may be centered at a point c (the mean of the data it was fitted to) and offset by a
+point m (the target's mean): T(x) = ∇φ_θ(x − c) + m, still the gradient of the convex
+function x ↦ φ_θ(x − c) + ⟨m, x⟩, which is the potential it reports. Below, ∇φ_θ stands
+for that map.
 
 The pushforward relation T_θ#p_θ = γ defines the model density of the source that a
 network implies (the change of variables behind eq. 3.7, docs/mathematics.md):
@@ -44,7 +46,9 @@ class NetworkMap:
         How the map was made (method, data, seeds, held-out scores): JSON values, saved
         with the map.
     center : array_like, optional
-        c (d,): the map is x ↦ ∇φ_θ(x − c); default the origin.
+        c (d,): the map is x ↦ ∇φ_θ(x − c) + m; default the origin.
+    offset : array_like, optional
+        m (d,); default the origin.
 
     Examples
     --------
@@ -62,6 +66,7 @@ class NetworkMap:
     target: LogConcaveTarget
     training: dict = field(default_factory=dict)
     center: np.ndarray | None = None
+    offset: np.ndarray | None = None
 
     def __post_init__(self):
         if not isinstance(self.network, ICNN):
@@ -72,12 +77,14 @@ class NetworkMap:
         if not isinstance(self.training, dict):
             raise TypeError(f"training must be a dict, got {type(self.training).__name__}")
         object.__setattr__(self, "target", target)
-        center = np.zeros(self.dim) if self.center is None else self.center
-        center = as_shaped_array(center, (self.dim,), "center", " (one coordinate per axis)")
-        require_finite(center, "center")
-        center = np.array(center)
-        center.setflags(write=False)
-        object.__setattr__(self, "center", center)
+        for name in ("center", "offset"):
+            value = getattr(self, name)
+            value = np.zeros(self.dim) if value is None else value
+            value = as_shaped_array(value, (self.dim,), name, " (one coordinate per axis)")
+            require_finite(value, name)
+            value = np.array(value)
+            value.setflags(write=False)
+            object.__setattr__(self, name, value)
 
     @property
     def dim(self) -> int:
@@ -88,17 +95,19 @@ class NetworkMap:
         return as_points(x, "x", dim=self.dim) - self.center
 
     def __call__(self, x) -> np.ndarray:
-        """T_θ(x) = ∇φ_θ(x − c) at points x (n, d) -> (n, d)."""
-        return self.network.map(self._centered(x))
+        """T_θ(x) = ∇φ_θ(x − c) + m at points x (n, d) -> (n, d)."""
+        return self.network.map(self._centered(x)) + self.offset
 
     def potential(self, x) -> np.ndarray:
-        """φ_θ(x − c) at points x (n, d) -> (n,)."""
-        return self.network.potential(self._centered(x))
+        """φ_θ(x − c) + ⟨m, x⟩ at points x (n, d) -> (n,)."""
+        x = as_points(x, "x", dim=self.dim)
+        return self.network.potential(x - self.center) + x @ self.offset
 
     def inverse(self, y, tolerance: float = INVERSE_TOLERANCE) -> np.ndarray:
         """∇φ_θ*(y): the points x (n, d) with T_θ(x) = y, to ‖T_θ(x) − y‖ ≤ tolerance ·
         max(1, ‖y‖) (``neural.model.inverse.inverse_map``)."""
-        return inverse_map(self.network, y, tolerance) + self.center
+        y = as_points(y, "y", dim=self.dim)
+        return inverse_map(self.network, y - self.offset, tolerance) + self.center
 
     def log_density(self, x) -> np.ndarray:
         """log p_θ(x) = log γ(∇φ_θ(x)) + log det ∇²φ_θ(x) at points x (n, d) -> (n,).
@@ -108,7 +117,7 @@ class NetworkMap:
         """
         x = self._centered(x)
         log_det, _ = cholesky_factors(self.network.hessian(x))
-        return self.target.log_density(self.network.map(x)) + log_det
+        return self.target.log_density(self.network.map(x) + self.offset) + log_det
 
     def negative_log_likelihood(self, x) -> float:
         """−(1/n) Σ_i log p_θ(x_i): the held-out NLL of data x (n, d), in nats."""
@@ -122,7 +131,7 @@ class NetworkMap:
     def save(self, path) -> None:
         """Write the map, its target and its training record to a .npz file, whole or not
         at all (``neural.model.files``); `load` reads it back bit for bit."""
-        write_network_map(path, self.network, self.target, self.training, self.center)
+        write_network_map(path, self.network, self.target, self.training, self.center, self.offset)
 
     @classmethod
     def load(cls, path) -> NetworkMap:

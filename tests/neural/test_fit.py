@@ -96,11 +96,34 @@ def test_is_reproducible_and_takes_a_source(fitted):
     assert np.array_equal(same.map.network.params, fitted.map.network.params)
 
 
+def test_a_gaussian_target_s_mean_is_the_map_s_offset():
+    # T = ∇φ_θ(x − c) + m: the network learns the centered problem, the map lands on γ
+    target = LogConcaveTarget.gaussian([3.0, -1.0], [[1.0, 0.2], [0.2, 0.5]])
+    data = _data()
+    result = fit(data, target, settings=SMALL, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(result.map.offset, [3.0, -1.0])
+    exact = gaussian.ot_map(SOURCE, Gaussian(target.mean, target.cov))
+    x = SOURCE.sample(np.random.default_rng(5), 5000)
+    assert map_distance(result.map, exact, x, target).uvp < 0.5
+    np.testing.assert_allclose(result.map(x).mean(axis=0), [3.0, -1.0], atol=0.05)
+
+
 def test_refuses_unusable_data_and_settings():
     rng = np.random.default_rng(0)
     flat = np.column_stack([_data()[:, 0], 2 * _data()[:, 0]])
-    with pytest.raises(ValueError, match="covariance is singular"):
+    with pytest.raises(ValueError, match="linearly dependent"):
         fit(flat, settings=SMALL, rng=rng)
+    same = np.tile(_data()[:1], (50, 1))
+    with pytest.raises(ValueError, match=r"column\(s\) \[0, 1\] take a single value"):
+        fit(same, settings=SMALL, rng=rng)
+    with pytest.raises(ValueError, match="rescale"):
+        fit(1e150 * _data(), settings=SMALL, rng=rng)
+    with pytest.raises(ValueError, match="rescale"):
+        fit(1e-170 * _data(), settings=SMALL, rng=rng)
+    with pytest.raises(TypeError, match=r"EmpiricalSource\.from_file"):
+        fit("data.npy", settings=SMALL, rng=rng)
+    with pytest.raises(ValueError, match=r"^data: "):
+        fit(_data()[:, 0], settings=SMALL, rng=rng)
     with pytest.raises(ValueError, match="d = 3"):
         fit(_data(), LogConcaveTarget.standard_gaussian(3), settings=SMALL, rng=rng)
     with pytest.raises(TypeError, match="FitSettings"):

@@ -142,7 +142,9 @@ class TestModelDensity:
 
 class TestFiles:
     def test_round_trip_is_bit_identical(self, tmp_path):
-        model = NetworkMap(_network(seed=2), TARGET, {"method": "test", "seed": 0}, [0.3, -0.1])
+        model = NetworkMap(
+            _network(seed=2), TARGET, {"method": "test", "seed": 0}, [0.3, -0.1], [1, 2]
+        )
         model.save(tmp_path / "map.npz")
         loaded = load(tmp_path / "map.npz")
         x = np.random.default_rng(0).standard_normal((300, 2))
@@ -154,6 +156,7 @@ class TestFiles:
         assert loaded.target.spec == TARGET.spec
         assert loaded.network.architecture == model.network.architecture
         assert np.array_equal(loaded.center, model.center)
+        assert np.array_equal(loaded.offset, model.offset)
 
     def test_non_gaussian_target_round_trip(self, tmp_path):
         model = NetworkMap(_network(), LogConcaveTarget.logcosh(2))
@@ -180,7 +183,9 @@ class TestFiles:
         with pytest.raises(NetworkFileError, match="single numpy array"):
             load(tmp_path / "array.npy")
         save_map(tmp_path / "grid.npz", minimize(examples.problem_1d(33)))
-        with pytest.raises(NetworkFileError, match=r"lacks the arrays \[.center., .params.\]"):
+        with pytest.raises(
+            NetworkFileError, match=r"lacks the arrays \[.center., .offset., .params.\]"
+        ):
             load(tmp_path / "grid.npz")
         (tmp_path / "text.npz").write_text("not a zip")
         with pytest.raises(NetworkFileError, match="not a network map file"):
@@ -240,23 +245,44 @@ class TestFiles:
         path = tmp_path / "map.npz"
         _model().save(path)
         with zipfile.ZipFile(path) as archive:
-            assert sorted(archive.namelist()) == ["center.npy", "metadata.npy", "params.npy"]
+            assert sorted(archive.namelist()) == [
+                "center.npy",
+                "metadata.npy",
+                "offset.npy",
+                "params.npy",
+            ]
         with np.load(path, allow_pickle=False) as data:
             assert json.loads(str(data["metadata"]))["format"] == "neural.NetworkMap"
 
 
-def test_a_center_shifts_every_function():
-    network, center = _network(seed=4), np.array([3.0, -1.0])
-    plain, shifted = NetworkMap(network, TARGET), NetworkMap(network, TARGET, center=center)
+def test_a_center_and_an_offset_shift_every_function():
+    network, center, offset = _network(seed=4), np.array([3.0, -1.0]), np.array([0.5, 2.0])
+    plain = NetworkMap(network, TARGET)
+    shifted = NetworkMap(network, TARGET, center=center, offset=offset)
     x = np.random.default_rng(3).standard_normal((50, 2))
-    assert np.array_equal(shifted(x), plain(x - center))
-    assert np.array_equal(shifted.potential(x), plain.potential(x - center))
-    assert np.array_equal(shifted.log_density(x), plain.log_density(x - center))
-    assert np.array_equal(shifted.inverse(x), plain.inverse(x) + center)
-    with pytest.raises(ValueError, match="center"):
-        NetworkMap(network, TARGET, center=[1.0])
-    with pytest.raises(ValueError, match="center"):
-        NetworkMap(network, TARGET, center=[np.nan, 0.0])
+    assert np.array_equal(shifted(x), plain(x - center) + offset)
+    assert np.array_equal(shifted.potential(x), plain.potential(x - center) + x @ offset)
+    expected = TARGET.log_density(plain(x - center) + offset) + (
+        plain.log_density(x - center) - TARGET.log_density(plain(x - center))
+    )
+    np.testing.assert_allclose(shifted.log_density(x), expected, rtol=0, atol=1e-12)
+    y = np.random.default_rng(4).standard_normal((50, 2))
+    assert np.array_equal(shifted.inverse(y), plain.inverse(y - offset) + center)
+    # the potential's gradient is the map, offset included (central differences)
+    h = 1e-6
+    gradient = np.stack(
+        [
+            (shifted.potential(x + h * e) - shifted.potential(x - h * e)) / (2 * h)
+            for e in np.eye(2)
+        ],
+        axis=1,
+    )
+    np.testing.assert_allclose(gradient, shifted(x), rtol=0, atol=1e-6)
+    for name in ("center", "offset"):
+        with pytest.raises(ValueError, match=name):
+            NetworkMap(network, TARGET, **{name: [1.0]})
+        with pytest.raises(ValueError, match=name):
+            NetworkMap(network, TARGET, **{name: [np.nan, 0.0]})
 
 
 def test_network_map_checks_its_parts():

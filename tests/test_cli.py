@@ -417,6 +417,14 @@ INTERRUPTS = {
         {},
         "nothing was written",
     ),
+    "fit": (
+        ["neural", "fit", "--data", "data.csv", "--steps", "100000", "--out", "map.npz",
+         "--overwrite"],
+        "data: 400 rows",
+        {"data.csv": "\n".join(f"{np.sin(k):.6f},{np.cos(3 * k):.6f}" for k in range(400)),
+         "map.npz": "an earlier map"},
+        "map.npz was not changed",
+    ),
 }  # fmt: skip
 
 

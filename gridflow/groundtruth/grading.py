@@ -83,8 +83,8 @@ def read_ground_truth(path) -> GroundTruth:
         true_map = load_map(path)
     except MapFileError as error:
         raise MapFileError(f"ground truth: {error}") from None
+    check_usable(true_map.metadata, path)  # its message names the file
     try:
-        check_usable(true_map.metadata, path)
         source, target = problem_of(true_map.metadata, true_map.dim)
     except (ValueError, TypeError, KeyError) as error:
         raise ValueError(f"ground truth {path}: {error}") from None

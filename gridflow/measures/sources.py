@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import pathlib
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from gridflow.checks import (
     as_finite_array,
+    as_path,
     as_points,
     open_unit_interval,
     positive_int,
@@ -134,6 +136,11 @@ class EmpiricalSource:
     samples: np.ndarray
 
     def __post_init__(self):
+        if np.asarray(self.samples).dtype == np.bool_:
+            raise TypeError(
+                "samples are booleans: a map is learned from real-valued rows; convert them "
+                "(samples.astype(float)) if 0 and 1 are meant as numbers"
+            )
         samples = as_points(self.samples, "samples", min_points=2)
         count, dim = samples.shape
         if count <= dim:
@@ -180,7 +187,7 @@ class EmpiricalSource:
         """The samples in a data file: a .npy array (N, d), a .npz archive holding one
         array, or a text table (.csv, comma separated, or .txt, whitespace separated; lines
         starting with # are comments). ValueError naming the file otherwise."""
-        path = pathlib.Path(path)
+        path = as_path(path, "path")
         readers = {
             ".npy": _load_array,
             ".npz": _load_array,
@@ -196,6 +203,11 @@ class EmpiricalSource:
             what = "is a folder" if path.is_dir() else "does not exist"
             raise ValueError(f"data file {str(path)!r} {what}")
         samples = readers[path.suffix](path)
+        if samples.ndim == 2 and samples.shape[0] == 1 and samples.shape[1] > 1:
+            raise ValueError(
+                f"data file {str(path)!r} holds one row of {samples.shape[1]} numbers: a data "
+                "file has one sample per row (N rows of d numbers)"
+            )
         try:
             return cls(samples)
         except (TypeError, ValueError) as error:
@@ -225,7 +237,11 @@ def _load_table(path: pathlib.Path) -> np.ndarray:
     """A text table of numbers, as a 2-D array."""
     delimiter = "," if path.suffix == ".csv" else None
     try:
-        return np.loadtxt(path, delimiter=delimiter, ndmin=2, dtype=np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # numpy only warns for a file without rows
+            return np.loadtxt(path, delimiter=delimiter, ndmin=2, dtype=np.float64)
+    except UserWarning:
+        raise ValueError(f"data file {str(path)!r} holds no rows") from None
     except (OSError, ValueError) as error:
         raise ValueError(f"data file {str(path)!r} is not a table of numbers: {error}") from None
 

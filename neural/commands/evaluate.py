@@ -11,6 +11,7 @@ from gridflow.checks import output_file
 from gridflow.cli import USAGE_ERROR, OutputFile, argument_type, fail, integer, run_interruptible
 from gridflow.groundtruth import read_ground_truth
 from gridflow.measures import EmpiricalSource
+from neural.errors import DivergenceError
 from neural.model import NetworkFileError, load
 from neural.studies.evaluation import evaluate_map, format_evaluation
 from neural.studies.map_figure import map_figure
@@ -60,7 +61,12 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    """Read and check every input, then measure, print and draw."""
+    """Read and check every input, then measure, print and draw. Ctrl-C while the inputs
+    are read ends as during the measurement: one line, status 130."""
+    return run_interruptible(lambda: _checked_run(args), lambda error: "nothing was written")
+
+
+def _checked_run(args) -> int:
     if args.ground_truth is None and args.data is None:
         fail(args.parser, "give --ground-truth and/or --data: nothing to compare with", USAGE_ERROR)
     try:
@@ -84,6 +90,8 @@ def _report(args, model, truth, data, figure: OutputFile | None) -> int:
         evaluation = evaluate_map(model, ground_truth=truth, data=data, n_eval=args.n_eval, rng=rng)
     except ValueError as error:
         fail(args.parser, error, USAGE_ERROR)
+    except DivergenceError as error:  # ∇²φ_θ not positive definite at the samples
+        fail(args.parser, error)
     print(format_evaluation(evaluation))
     if figure is not None:
         x = truth.source.sample(rng, FIGURE_SAMPLES) if truth is not None else data[:FIGURE_SAMPLES]

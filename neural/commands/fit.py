@@ -20,7 +20,7 @@ from gridflow.cli import (
 from gridflow.groundtruth.problems import TARGET_NAMES, read_target
 from gridflow.measures import EmpiricalSource
 from neural.errors import DivergenceError
-from neural.model.fitting import FitSettings, fit
+from neural.model.fitting import FitSettings, check_data, fit
 
 __all__ = ["add_parser", "run"]
 
@@ -94,9 +94,15 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    """Read and check everything, then train and write (``OutputFile``: whole or not at all)."""
+    """Read and check everything, then train and write (``OutputFile``: whole or not at all).
+    Ctrl-C while the data are read ends as during the training: one line, status 130."""
+    return run_interruptible(lambda: _checked_run(args), lambda error: "nothing was written")
+
+
+def _checked_run(args) -> int:
     try:
         data = EmpiricalSource.from_file(args.data)
+        check_data(data)
         target = read_target(args.target, data.dim)
         settings = FitSettings(
             hidden=args.hidden,

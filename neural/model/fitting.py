@@ -81,8 +81,14 @@ class FitSettings:
     convexity_floor: float = 0.003
 
     def __post_init__(self):
-        hidden = (self.hidden,) if isinstance(self.hidden, int) else tuple(self.hidden)
-        object.__setattr__(self, "hidden", tuple(positive_int(w, "hidden") for w in hidden))
+        hidden = self.hidden
+        if isinstance(hidden, (int, np.integer)) and not isinstance(hidden, bool):
+            hidden = (hidden,)
+        if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__"):
+            raise TypeError(
+                f"hidden must be a width or a sequence of widths, e.g. (16, 16), got {hidden!r}"
+            )
+        object.__setattr__(self, "hidden", tuple(positive_int(w, "hidden width") for w in hidden))
         if not self.hidden:
             raise ValueError("hidden must give at least one width")
         for name in ("anchors", "steps", "batch_size", "evaluate_every"):

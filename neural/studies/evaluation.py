@@ -120,6 +120,11 @@ def evaluate_map(
     """
     if not isinstance(model, NetworkMap):
         raise TypeError(f"model must be a NetworkMap, got {type(model).__name__}")
+    if ground_truth is not None and not isinstance(ground_truth, GroundTruth):
+        raise TypeError(
+            "ground_truth must be a GroundTruth (gridflow.groundtruth.read_ground_truth(path)), "
+            f"got {type(ground_truth).__name__}"
+        )
     rng = require_generator(rng)
     if ground_truth is None and data is None:
         raise ValueError("give a ground truth or data (or both): there is nothing to compare with")
@@ -151,7 +156,16 @@ def evaluate_map(
         pushed_from = x
     if data is not None:
         data = as_points(data, "data", dim=model.dim, min_points=MIN_EVAL_SAMPLES)
-        figures["nll"], figures["nll_standard_error"] = _mean_and_error(-model.log_density(data))
+        log_density = model.log_density(data)
+        underflow = np.flatnonzero(~np.isfinite(log_density))
+        if underflow.size:
+            raise ValueError(
+                f"the model density underflows to 0 at {underflow.size} of the {data.shape[0]} "
+                f"rows of data (e.g. row {underflow[0]}, largest entry "
+                f"{np.abs(data[underflow[0]]).max():.1e}): rows that far from the map's data "
+                "have no likelihood; remove them"
+            )
+        figures["nll"], figures["nll_standard_error"] = _mean_and_error(-log_density)
         figures["data_rows"] = data.shape[0]
         pushed_from = data if pushed_from is None else pushed_from
     if model.target.is_gaussian:

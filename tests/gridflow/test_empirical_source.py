@@ -32,6 +32,9 @@ def test_reads_every_data_format_exactly(tmp_path, suffix):
         ("nan.npy", lambda p: np.save(p, np.where(DATA > 2, np.nan, DATA)), "NaN"),
         ("wide.npy", lambda p: np.save(p, DATA.T), "pass samples.T"),
         ("objects.npy", lambda p: np.save(p, np.array([{}, {}]), allow_pickle=True), "read"),
+        ("empty.csv", lambda p: p.write_text(""), "holds no rows"),
+        ("one line.txt", lambda p: p.write_text(" ".join(["1.5"] * 50)), "one sample per row"),
+        ("flags.npy", lambda p: np.save(p, DATA > 0), "booleans"),
     ],
 )
 def test_refuses_bad_data_files_naming_them(tmp_path, name, write, message):
@@ -61,3 +64,8 @@ def test_split_keeps_a_row_on_each_side_and_checks_the_fraction():
     for fraction in (0.0, 1.0, -0.5, np.nan):
         with pytest.raises(ValueError, match="held_out"):
             source.split(fraction, np.random.default_rng(0))
+
+
+def test_a_path_of_the_wrong_kind_is_a_type_error():
+    with pytest.raises(TypeError, match="path"):
+        EmpiricalSource.from_file(None)

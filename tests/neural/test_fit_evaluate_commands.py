@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 
 import neural.__main__ as neural_cli
+import neural.commands.evaluate as evaluate_command
 import neural.model.fitting
 from gridflow import Gaussian, save_map
 from gridflow.groundtruth import build_ground_truth
 from neural import load
+from neural.errors import DivergenceError
+from neural.studies.evaluation import evaluate_map
 
 SOURCE = Gaussian([0.3, -0.2], [[1.2, 0.3], [0.3, 0.7]])
 QUICK = ["--steps", "60", "--hidden", "4", "--batch-size", "100", "--no-progress"]
@@ -25,6 +28,12 @@ def files(tmp_path):
     np.save(tmp_path / "data3.npy", rng.standard_normal((500, 3)))
     (tmp_path / "target.json").write_text(json.dumps({"mean": [0.0, 0.0], "cov": [[2, 0], [0, 1]]}))
     (tmp_path / "old.npz").write_text("old")
+    np.save(tmp_path / "repeated.npy", np.tile(SOURCE.sample(rng, 1), (100, 1)))
+    np.save(tmp_path / "huge.npy", 1e200 * SOURCE.sample(rng, 100))
+    np.save(tmp_path / "dependent.npy", np.outer(rng.standard_normal(100), [1.0, 2.0]))
+    far = SOURCE.sample(rng, 50)
+    far[7] = [1e160, 0.0]
+    np.save(tmp_path / "far.npy", far)
     return tmp_path
 
 
@@ -80,6 +89,9 @@ FIT_ERRORS = {
     "batch 1": (["--data", "{tmp}/data.npy", "--batch-size", "1"], ">= 2"),
     "hidden": (["--data", "{tmp}/data.npy", "--hidden", "4,x"], "widths like"),
     "rate": (["--data", "{tmp}/data.npy", "--learning-rate", "-1"], "> 0"),
+    "repeated rows": (["--data", "{tmp}/repeated.npy"], "take a single value"),
+    "huge values": (["--data", "{tmp}/huge.npy"], "rescale"),
+    "dependent columns": (["--data", "{tmp}/dependent.npy"], "linearly dependent"),
 }
 
 
@@ -133,6 +145,7 @@ EVALUATE_ERRORS = {
     "data of another dimension": (["--data", "{tmp}/data3.npy"], "2 columns"),
     "figure not a png": (["--data", "{tmp}/test.csv", "--figure", "{tmp}/old.npz"], r"\.png"),
     "n-eval 1": (["--data", "{tmp}/test.csv", "--n-eval", "1"], ">= 2"),
+    "a row far beyond the data": (["--data", "{tmp}/far.npy"], "underflows to 0 at 1 of the 50"),
 }
 
 
@@ -148,3 +161,21 @@ def test_evaluate_user_errors(case, fitted, exit_status_and_error):
     status, line = exit_status_and_error(neural_cli.main, ["evaluate", map_file, *arguments])
     assert status == 2
     assert re.search(expected, line), line
+
+
+def test_evaluate_reports_a_hessian_that_is_not_positive_definite_in_one_line(
+    fitted, monkeypatch, exit_status_and_error
+):
+    def diverge(*args, **kwargs):
+        raise DivergenceError("the Hessian ∇²φ_θ is not positive definite at 3 of 300 points")
+
+    monkeypatch.setattr(evaluate_command, "evaluate_map", diverge)
+    argv = ["evaluate", str(fitted / "map.npz"), "--data", str(fitted / "test.csv")]
+    status, line = exit_status_and_error(neural_cli.main, argv)
+    assert status == 1 and "not positive definite" in line
+
+
+def test_evaluate_map_takes_a_read_ground_truth(fitted):
+    with pytest.raises(TypeError, match="read_ground_truth"):
+        evaluate_map(load(fitted / "map.npz"), ground_truth=str(fitted / "truth.npz"),
+                     rng=np.random.default_rng(0))  # fmt: skip

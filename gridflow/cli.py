@@ -138,6 +138,10 @@ def run_interruptible(run, kept) -> int:
     except BaseException as error:
         if not is_interrupt(error):
             raise
+        if threading.current_thread() is threading.main_thread():
+            # a second Ctrl-C (a terminal's, or a process group's) would interrupt the exit
+            # handlers (tqdm's) with a traceback: the command has already ended
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         print(f"\ninterrupted: {kept(error)}", file=sys.stderr, flush=True)
         return INTERRUPTED
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gridflow import cones, functionals, potentials
+from gridflow.checks import as_float
 from gridflow.grid import Grid
 from gridflow.measures import Gaussian, GaussianMixture, LogConcaveTarget
 from gridflow.problem import Problem
@@ -29,10 +30,20 @@ def gaussian_source_1d() -> Gaussian:
     return Gaussian([0.5], [[0.64]])
 
 
+def _interval(box) -> tuple[float, float]:
+    """``box`` as (lower, upper): a pair of numbers, else TypeError/ValueError."""
+    if not hasattr(box, "__len__") or isinstance(box, str):
+        raise TypeError(f"box must be a pair (lower, upper) of numbers, got {box!r}")
+    if len(box) != 2:
+        raise ValueError(f"box must be a pair (lower, upper) of numbers, got {len(box)}: {box!r}")
+    return as_float(box[0], "box[0]"), as_float(box[1], "box[1]")
+
+
 def problem_1d(nodes: int = 400, source=None, target=None, box=BOX_1D) -> Problem:
     """The 1D mixture → N(0, 1) on [-6, 6] with `nodes` grid nodes."""
+    lower, upper = _interval(box)
     return Problem(
-        Grid(lower=[box[0]], upper=[box[1]], shape=[nodes]),
+        Grid(lower=[lower], upper=[upper], shape=[nodes]),
         source=mixture_1d() if source is None else source,
         target=LogConcaveTarget.gaussian([0.0], [[1.0]]) if target is None else target,
     )
@@ -67,8 +78,9 @@ def gaussian_source_2d() -> Gaussian:
 
 def problem_2d(nodes: int = 33, source=None, target=None, box=(-5.0, 5.0)) -> Problem:
     """`source` (default `gaussian_source_2d`) → N(0, I) on box² with nodes × nodes nodes."""
+    lower, upper = _interval(box)
     return Problem(
-        Grid(lower=[box[0]] * 2, upper=[box[1]] * 2, shape=[nodes, nodes]),
+        Grid(lower=[lower] * 2, upper=[upper] * 2, shape=[nodes, nodes]),
         source=gaussian_source_2d() if source is None else source,
         target=LogConcaveTarget.gaussian([0.0, 0.0], np.eye(2)) if target is None else target,
     )

@@ -15,6 +15,7 @@ cells) of mass, and the discrete problem is then exactly the one of the floored 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,6 +39,15 @@ DENSITY_FLOOR = 1e-12
 
 class GridCutsSourceError(ValueError):
     """The grid's box leaves out more source mass than the problem allows."""
+
+
+class FlooredSourceWarning(RuntimeWarning):
+    """The density floor replaces most of the source: the grid does not resolve it."""
+
+
+MOSTLY_FLOORED = 0.5
+"""A problem whose density floor replaces more than this share of the source mass solves
+the floor's problem, not the source's: it warns (``FlooredSourceWarning``)."""
 
 
 SOLVER_BYTES_PER_NODE = {1: 512, 2: 8192}
@@ -154,6 +164,15 @@ class Problem:
         if not floor > 0:
             raise GridCutsSourceError("the source density vanishes at every grid point")
         self._set("floored_mass", float(1.0 - density.sum() / np.maximum(density, floor).sum()))
+        if self.floored_mass > MOSTLY_FLOORED:
+            warnings.warn(
+                f"the density floor replaces {self.floored_mass:.3g} of the source's mass: the "
+                f"grid (spacing {min(self.grid.spacing):.3g}) does not resolve the source, or "
+                "the box is far larger than it; a map of this problem is the floor's, not the "
+                "source's. Refine the grid or shrink the box",
+                FlooredSourceWarning,
+                stacklevel=3,
+            )
         density = np.maximum(density, floor)
         hessian_density = np.maximum(hessian_density, floor)
         normalizer = density.sum() * float(np.prod(self.grid.spacing))

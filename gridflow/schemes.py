@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,7 +50,7 @@ from gridflow.potentials import (
     least_squares_potential,
     metric,
 )
-from gridflow.problem import Problem
+from gridflow.problem import FlooredSourceWarning, Problem
 from gridflow.proximal import proximal_potential, proximal_step
 from gridflow.solvers import SolverError
 
@@ -440,6 +441,8 @@ def minimize(
     CONTINUATION_MAX_ITER Newton steps.
     """
     require_instance(problem, Problem, "problem", PROBLEM_HINT)
+    if coarser is not None:
+        require_instance(coarser, DiscreteMap, "coarser", " (the minimize of a coarser grid)")
     if problem.dim == 1:
         T = proximal_step(problem, problem.identity(), np.inf, solver=solver)
         potential = operators.potential_from_map(problem.grid, T)
@@ -513,7 +516,9 @@ def _minimize_by_floor_continuation(problem: Problem, progress: bool) -> np.ndar
     bar = tqdm(floors, desc="density-floor continuation", disable=not progress, leave=False)
     with bar:
         for floor in bar:
-            stage = dataclasses.replace(problem, density_floor=floor)
+            with warnings.catch_warnings():  # the continuation's high floors are meant
+                warnings.simplefilter("ignore", FlooredSourceWarning)
+                stage = dataclasses.replace(problem, density_floor=floor)
             try:
                 potential = proximal_potential(
                     stage, stage.identity(), np.inf, start=potential,

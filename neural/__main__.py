@@ -86,6 +86,7 @@ from neural.studies.flowcheck import (
     MIN_STEPS,
     SETTINGS,
     case_from_file,
+    check_tau,
     flow_check,
     flowcheck_figure,
     format_flowcheck,
@@ -268,7 +269,7 @@ def _parser() -> argparse.ArgumentParser:
         "default none)",
     )  # fmt: skip
     flow.add_argument(
-        "--tau", type=argument_type(number(positive_float), "--tau"), default=0.25,
+        "--tau", type=argument_type(number(check_tau), "--tau"), default=0.25,
         help="step τ of both schemes (default 0.25)",
     )  # fmt: skip
     flow.add_argument(

@@ -11,6 +11,7 @@ on started from the coarser grid's map instead of the continuation in the densit
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 from tqdm import tqdm
@@ -21,7 +22,7 @@ from gridflow.grid import Grid
 from gridflow.groundtruth.problems import read_source, read_target, source_spec, target_spec
 from gridflow.maps import GridMap
 from gridflow.measures import Gaussian
-from gridflow.problem import Problem, check_problem_memory
+from gridflow.problem import FlooredSourceWarning, Problem, check_problem_memory
 from gridflow.schemes import minimize
 
 __all__ = [
@@ -111,10 +112,14 @@ def ground_truth_problems(source, target, nodes: int, box, density_floor: float)
     density_floor = open_unit_interval(density_floor, "density_floor")
     check_target_mass(target, lower, upper, _box_origin(box, source))
     check_problem_memory(Grid(lower, upper, [nodes] * dim))  # the finest, before the coarser
-    return [
-        Problem(Grid(lower, upper, [grid_nodes] * dim), source, target, density_floor=density_floor)
-        for grid_nodes in grid_cascade(nodes)
-    ]
+    with warnings.catch_warnings():  # floor_problems reports it, with --force's handling
+        warnings.simplefilter("ignore", FlooredSourceWarning)
+        return [
+            Problem(
+                Grid(lower, upper, [grid_nodes] * dim), source, target, density_floor=density_floor
+            )
+            for grid_nodes in grid_cascade(nodes)
+        ]
 
 
 def _box_origin(box, source) -> str:
@@ -204,6 +209,11 @@ def build_ground_truth(
         "difference_to_coarser": difference,
         "error_estimate": difference / 3.0,
         "map_spread": float(np.sqrt(fine_problem.weights @ np.sum(centered**2, axis=1))),
+        "target_spread": (
+            float(np.sqrt(np.trace(fine_problem.target.cov)))
+            if fine_problem.target.is_gaussian
+            else None
+        ),
         "seconds": seconds,
     }
     return fine, metadata
@@ -226,11 +236,24 @@ def accuracy_problems(metadata: dict) -> list[str]:
     """Why a solved ground truth is meaningless: a two-grid error estimate above
     MAX_RELATIVE_ERROR of the map's spread (the grid does not resolve the source), as a list
     of reasons (empty when there are none)."""
+    reasons = []
     relative = metadata["error_estimate"] / metadata["map_spread"]
     if not relative <= MAX_RELATIVE_ERROR:
-        return [
+        reasons.append(
             f"its estimated error {metadata['error_estimate']:.3g} is {relative:.0%} of the "
             f"map's spread {metadata['map_spread']:.3g} (at most {MAX_RELATIVE_ERROR:.0%}): the "
             f"grid does not resolve the problem; choose more --nodes"
-        ]
-    return []
+        )
+    # T#ϱ0 = γ: the images spread as γ does (a necessary condition the two-grid estimate
+    # cannot see: both grids miss a target far below the solver's scale alike)
+    target_spread = metadata.get("target_spread")
+    if target_spread is not None:
+        ratio = metadata["map_spread"] / target_spread
+        if not abs(ratio - 1.0) <= MAX_RELATIVE_ERROR:
+            reasons.append(
+                f"its images spread over {metadata['map_spread']:.3g} where the target spreads "
+                f"over {target_spread:.3g} (a ratio of {ratio:.3g}; a map onto the target has "
+                f"1 within {MAX_RELATIVE_ERROR:.0%}): the problem is outside the solver's scale "
+                "or the grid does not resolve it; rescale the target or choose more --nodes"
+            )
+    return reasons

@@ -55,7 +55,7 @@ _LEGACY = {"N(0, I)": "standard"}
 """Target names recorded by map files of version 0.1 (their sources are built-in names)."""
 
 
-def _read_json(path: pathlib.Path, what: str, keys: tuple[str, ...]) -> dict:
+def _read_json(path: pathlib.Path, what: str, keys: tuple[str, ...], exact: bool = False) -> dict:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
@@ -68,6 +68,12 @@ def _read_json(path: pathlib.Path, what: str, keys: tuple[str, ...]) -> dict:
     if missing:
         raise ValueError(
             f"{what} file {str(path)!r} lacks the keys {missing}; it must hold {list(keys)}"
+        )
+    unknown = sorted(set(record) - set(keys)) if exact else []
+    if unknown:
+        raise ValueError(
+            f"{what} file {str(path)!r} has unknown keys {unknown}; it holds exactly "
+            f"{list(keys)} (a misspelled key would be ignored otherwise)"
         )
     return record
 
@@ -91,7 +97,7 @@ def read_source(source, box=None):
         return SOURCE_NAMES[str(source)]()
     path = pathlib.Path(source)
     if path.suffix == ".json":
-        record = _read_json(path, "source", ("means", "covs", "weights"))
+        record = _read_json(path, "source", ("means", "covs", "weights"), exact=True)
         fields = (record["means"], record["covs"], record["weights"])
         return _law(GaussianMixture, path, "source", *fields)
     if path.suffix in (".npy", ".npz"):
@@ -115,7 +121,7 @@ def read_target(target, dim: int) -> LogConcaveTarget:
         if "kind" in record:  # any built-in target, as its specification
             target = _law(LogConcaveTarget.from_spec, path, "target", record)
         else:
-            record = _read_json(path, "target", ("mean", "cov"))
+            record = _read_json(path, "target", ("mean", "cov"), exact=True)
             target = _law(LogConcaveTarget.gaussian, path, "target", record["mean"], record["cov"])
     else:
         raise ValueError(

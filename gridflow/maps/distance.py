@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gridflow.checks import as_finite_array
+from gridflow.checks import as_finite_array, as_float_array, symmetric_positive_definite
 
 __all__ = ["MapDistance", "map_distance"]
 
@@ -36,11 +36,11 @@ def _target_variance(target_cov, dim: int) -> float:
     cov = getattr(target_cov, "cov", target_cov)  # a Gaussian law or target: its covariance
     if cov is None:
         raise ValueError("the target's covariance is not known: pass it (or its trace)")
-    cov = np.asarray(cov, dtype=np.float64)
+    cov = as_float_array(cov, "target_cov")
     if cov.ndim == 0:
         variance = float(cov)
     elif cov.shape == (dim, dim):
-        variance = float(np.trace(cov))
+        variance = float(np.trace(symmetric_positive_definite(cov, "target_cov", dim)))
     else:
         raise ValueError(
             f"target_cov must have shape ({dim}, {dim}) or be a number, got {cov.shape}"
@@ -90,7 +90,7 @@ def map_distance(
     variance = _target_variance(target_cov, d)
     values = []
     for name, function in (("trained_map", trained_map), ("true_map", true_map)):
-        value = np.asarray(function(x), dtype=np.float64)
+        value = as_float_array(function(x), f"{name}(source_samples)")
         if value.shape != (n, d):
             raise ValueError(f"{name} must return shape ({n}, {d}), got {value.shape}")
         bad = int(np.count_nonzero(~np.isfinite(value).all(axis=1)))

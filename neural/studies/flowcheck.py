@@ -168,6 +168,22 @@ def case_from_file(path, *, nodes: int = 65, density_floor: float = 1e-5) -> Cas
     )
 
 
+MAX_TAU = 1e6
+"""The largest step of the check (``flow_check``)."""
+
+
+def check_tau(tau, name: str = "tau") -> float:
+    """τ as a float in (0, MAX_TAU], else ValueError (TypeError if not a number)."""
+    tau = positive_float(tau, name)
+    if tau > MAX_TAU:
+        raise ValueError(
+            f"{name} must be at most {MAX_TAU:g}, got {tau:g}: one implicit step of "
+            f"{MAX_TAU:g} already reaches the OT map (the flow contracts by e^(-2λτ)), and "
+            "longer times overflow"
+        )
+    return tau
+
+
 CASES = ("gaussian2d", "mixture", "gaussian8")
 """Built-in cases: the 2D Gaussian pair of ``gridflow.examples.gaussian_source_2d`` →
 N(0, I); the paper's mixture → N(0, I); a random Gaussian pair in d = 8
@@ -332,7 +348,7 @@ def flow_check(
         raise ValueError(
             f"size['init'] must be one of {', '.join(INITS)}, got {settings['init']!r}"
         )
-    tau = positive_float(tau, "tau")
+    tau = check_tau(tau)
     steps = positive_int(steps, "steps")
     if steps < MIN_STEPS:
         raise ValueError(

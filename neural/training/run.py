@@ -108,11 +108,10 @@ def _initial(initial) -> tuple[ICNNArchitecture, np.ndarray]:
 
 def check_dimensions(network_dim: int, source, target) -> None:
     """Refuse (ValueError) a network, source and target of different dimensions, before
-    training: the source's ``dim`` when it has one, the target's when it is known (a
-    Gaussian, a built-in target, or a ``dim`` other than the default 1)."""
-    dims = {}
-    if target.mean is not None or target.spec is not None or target.dim != 1:
-        dims["the target"] = int(target.dim)
+    training: the source's ``dim`` when it has one, and the target's (a target given by
+    functions and left at LogConcaveTarget's default dim = 1 in a run in d > 1 is refused:
+    its growth check and log Z were computed in d = 1)."""
+    dims = {"the target": int(target.dim)}
     if getattr(source, "dim", None) is not None:
         dims["the source"] = int(source.dim)
     dims["the network"] = int(network_dim)

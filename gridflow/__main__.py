@@ -20,7 +20,7 @@ import sys
 
 from gridflow._compile_notice import silence as silence_compile_notice
 from gridflow.checks import open_unit_interval, output_file, positive_float
-from gridflow.cli import OutputFile, argument_type, fail, number, run_interruptible
+from gridflow.cli import OutputFile, argument_type, exit_with, fail, number, run_interruptible
 from gridflow.groundtruth import (
     DEFAULT_BOX,
     MAP_SUFFIX,
@@ -204,4 +204,4 @@ def _build(main_parser, args, problems, out: OutputFile, refusals: list[str]) ->
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

@@ -138,12 +138,17 @@ def run_interruptible(run, kept) -> int:
     except BaseException as error:
         if not is_interrupt(error):
             raise
-        if threading.current_thread() is threading.main_thread():
-            # a second Ctrl-C (a terminal's, or a process group's) would interrupt the exit
-            # handlers (tqdm's) with a traceback: the command has already ended
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
         print(f"\ninterrupted: {kept(error)}", file=sys.stderr, flush=True)
         return INTERRUPTED
+
+
+def exit_with(status: int) -> None:
+    """End a command's process with ``status``. After Ctrl-C (INTERRUPTED) a second Ctrl-C
+    is ignored: it would interrupt the exit handlers (tqdm's) with a traceback after the
+    ``interrupted: …`` line. Only for a ``__main__``: a caller in Python keeps its handler."""
+    if status == INTERRUPTED:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(status)
 
 
 @contextmanager

@@ -57,6 +57,7 @@ from gridflow.cli import (
     OutputFile,
     ReportFolder,
     argument_type,
+    exit_with,
     fail,
     integer,
     named_folder,
@@ -578,4 +579,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

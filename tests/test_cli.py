@@ -475,3 +475,18 @@ def test_ctrl_c_exits_130_with_one_line_and_no_partial_output(name, tmp_path):
     assert kept == set(files) | partial
     for path, text in files.items():
         assert (work / path).read_text() == text
+
+
+def test_a_second_ctrl_c_after_the_interrupted_line_is_ignored():
+    """The exit handlers (tqdm's) run after the ``interrupted:`` line; a second SIGINT then
+    (a terminal's repeated Ctrl-C) must not print a traceback."""
+    code = (
+        "import atexit, os, signal, time\n"
+        "from gridflow.cli import INTERRUPTED, exit_with\n"
+        "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(0.2)))\n"
+        "exit_with(INTERRUPTED)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.returncode == 130, result.stderr
+    assert "Traceback" not in result.stderr and "KeyboardInterrupt" not in result.stderr

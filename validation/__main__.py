@@ -24,6 +24,7 @@ from gridflow.cli import (
     DistinctValues,
     ReportFolder,
     argument_type,
+    exit_with,
     report_folder,
     run_interruptible,
 )
@@ -142,4 +143,4 @@ def _write_report(arguments, outdir) -> tuple[int, int]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

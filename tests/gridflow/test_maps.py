@@ -55,7 +55,7 @@ def test_map_distance_rejects_bad_input(gaussian_pair):
 
     with pytest.raises(ValueError, match="target_cov"):
         map_distance(identity, identity, x[:10], np.eye(3))
-    with pytest.raises(ValueError, match="variance"):
+    with pytest.raises(ValueError, match="target_cov must be positive definite"):
         map_distance(identity, identity, x[:10], np.zeros((2, 2)))
     with pytest.raises(ValueError, match="trained_map must return shape"):
         map_distance(lambda p: p[:, :1], identity, x[:10], g1.cov)

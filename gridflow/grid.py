@@ -6,7 +6,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gridflow.checks import as_float_array
+
 SUPPORTED_DIMENSIONS = (1, 2)
+
+
+def _corner(value, name: str) -> tuple[float, ...]:
+    """A corner of the box as a tuple of floats: a number (d = 1) or one number per axis."""
+    array = as_float_array(value, name)
+    if array.ndim > 1:
+        raise ValueError(
+            f"{name} must be a sequence of numbers, one per dimension, got shape {array.shape}"
+        )
+    return tuple(float(v) for v in np.atleast_1d(array))
 
 
 @dataclass(frozen=True)
@@ -24,6 +36,8 @@ class Grid:
 
     Raises
     ------
+    TypeError
+        If `lower` or `upper` is not numbers.
     ValueError
         If the three lengths differ, the dimension is not 1 or 2, `lower` or `upper` is not
         finite or `lower` >= `upper` somewhere, `shape` holds a non-integer or a value < 4,
@@ -40,8 +54,8 @@ class Grid:
     shape: tuple[int, ...]
 
     def __post_init__(self):
-        lower = tuple(float(v) for v in np.atleast_1d(self.lower))
-        upper = tuple(float(v) for v in np.atleast_1d(self.upper))
+        lower = _corner(self.lower, "lower")
+        upper = _corner(self.upper, "upper")
         shape = tuple(np.atleast_1d(self.shape).tolist())
         if not (len(lower) == len(upper) == len(shape)):
             raise ValueError(

@@ -145,16 +145,20 @@ def _count(name: str, minimum: int = 1):
     return argument_type(integer, name, minimum)
 
 
-def _hidden(text: str) -> tuple[int, ...]:
+def _hidden(text: str, name: str = "--hidden") -> tuple[int, ...]:
+    """Hidden widths like 20,20; the messages name the option ``name``."""
     try:
         widths = tuple(int(w) for w in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--hidden takes widths like 20,20, got {text!r}"
-        ) from None
+        raise argparse.ArgumentTypeError(f"{name} takes widths like 20,20, got {text!r}") from None
     if not widths or min(widths) < 1:
-        raise argparse.ArgumentTypeError(f"--hidden widths must be >= 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"{name} widths must be >= 1, got {text!r}")
     return widths
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    """An item of errorbudget's --widths: hidden widths like 20,20, named --widths."""
+    return _hidden(text, "--widths")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -301,7 +305,7 @@ def _parser() -> argparse.ArgumentParser:
         "default none)",
     )  # fmt: skip
     budget.add_argument(
-        "--widths", type=_hidden, nargs="+", default=[(20, 20), (64, 64)],
+        "--widths", type=_widths, nargs="+", default=[(20, 20), (64, 64)],
         help="hidden widths of the ICNNs, one network per item (default 20,20 64,64)",
     )  # fmt: skip
     budget.add_argument(

@@ -9,7 +9,7 @@ import numpy as np
 from scipy import optimize
 from scipy.integrate import solve_ivp
 
-from gridflow.checks import readonly_copy
+from gridflow.checks import positive_float, positive_int, readonly_copy
 from gridflow.gaussian.closed_forms import (
     _check_affine,
     _check_pair,
@@ -178,9 +178,11 @@ def constrained_flow(
 
     Raises
     ------
+    TypeError
+        If `rtol` or `atol` is not a real number.
     ValueError
-        If `source` or `target` is not a `gridflow.Gaussian`, their dimensions differ, or
-        `times` is invalid.
+        If `source` or `target` is not a `gridflow.Gaussian`, their dimensions differ,
+        `times` is invalid, or `rtol` or `atol` is not finite and > 0.
     RuntimeError
         If ``solve_ivp`` fails.
 
@@ -202,6 +204,8 @@ def constrained_flow(
     """
     source, target = _check_pair(source, target)
     times = _check_times(times)
+    rtol = positive_float(rtol, "rtol", hint=" (solve_ivp's relative tolerance, e.g. 1e-11)")
+    atol = positive_float(atol, "atol", hint=" (solve_ivp's absolute tolerance, e.g. 1e-13)")
     dim = source.dim
     source_precision = _symmetric(np.linalg.inv(source.cov))
     target_precision = _symmetric(np.linalg.inv(target.cov))
@@ -321,9 +325,11 @@ def implicit_scheme(
 
     Raises
     ------
+    TypeError
+        If `tau` or `xtol` is not a real number, or `steps` not an integer.
     ValueError
         If `source` or `target` is not a `gridflow.Gaussian`, their dimensions differ, or
-        `tau` or `steps` is invalid.
+        `tau`, `steps` or `xtol` is not > 0.
     RuntimeError
         If a step does not converge, or reaches a root whose matrix is not positive
         definite.
@@ -340,12 +346,9 @@ def implicit_scheme(
     RuntimeError.
     """
     source, target = _check_pair(source, target)
-    tau = float(tau)
-    if not (np.isfinite(tau) and tau > 0.0):
-        raise ValueError(f"tau must be a finite positive step, got {tau!r}")
-    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    steps = int(steps)
+    tau = positive_float(tau, "tau", hint=" (the step)")
+    steps = positive_int(steps, "steps")
+    xtol = positive_float(xtol, "xtol", hint=" (scipy root's tolerance, e.g. 1e-13)")
     dim = source.dim
     size = dim * dim
     source_precision = _symmetric(np.linalg.inv(source.cov))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gridflow.checks import as_finite_array, as_points, readonly_copy
+from gridflow.checks import as_finite_array, as_points, positive_int, readonly_copy
 
 __all__ = ["AffineMap"]
 
@@ -53,6 +53,7 @@ class AffineMap:
     @classmethod
     def identity(cls, dim: int) -> AffineMap:
         """T = id on R^dim."""
+        dim = positive_int(dim, "dim")
         return cls(np.eye(dim), np.zeros(dim))
 
     @property

@@ -81,7 +81,10 @@ def _box(box, dim: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     try:
         array = np.asarray(box, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"box must be ((lower...), (upper...)) of numbers, got {box!r}") from None
+        shown = box.tolist() if isinstance(box, np.ndarray) else box  # one line, not a repr
+        raise ValueError(
+            f"box must be ((lower...), (upper...)) of numbers, got {shown!r}"
+        ) from None
     if dim == 1 and array.shape == (2,):
         array = array[:, None]
     if array.shape != (2, dim):
@@ -153,7 +156,9 @@ class GridDensity:
         box = _box(self.box, values.ndim)
         object.__setattr__(self, "values", readonly_copy(values))
         object.__setattr__(self, "box", box)
-        coefficients, knots, degrees = np.sqrt(values), [], []
+        # The spline is of √(values / max): the density is unnormalized, and values near
+        # 1e308 would overflow the squares summed by the integrals (NaN mass, warnings).
+        coefficients, knots, degrees = np.sqrt(values / values.max()), [], []
         for axis, count in enumerate(values.shape):
             degree = min(3, count - 1)
             nodes = np.linspace(box[0][axis], box[1][axis], count)

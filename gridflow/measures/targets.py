@@ -19,7 +19,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy import integrate, special
 
-from gridflow.checks import as_points, as_shaped_array, positive_float, positive_int
+from gridflow.checks import (
+    as_float,
+    as_float_array,
+    as_points,
+    as_shaped_array,
+    positive_float,
+    positive_int,
+)
 from gridflow.measures.gaussians import Gaussian
 
 __all__ = [
@@ -117,9 +124,7 @@ def check_growth(V, dim: int) -> None:
         directions = np.vstack([axes, random / np.linalg.norm(random, axis=1, keepdims=True)])
     probe = np.vstack([np.zeros((1, dim)), GROWTH_RADIUS * directions])
     with np.errstate(over="ignore"):
-        values = np.asarray(V(probe), dtype=np.float64).reshape(-1)
-    if values.shape != (probe.shape[0],):
-        raise ValueError(f"V must return one value per point (n,), got shape {values.shape}")
+        values = values_of_V(V, probe)
     if not np.isfinite(values[0]):
         raise ValueError(f"V(0) must be finite, got {values[0]}")
     rise = values[1:] - values[0]
@@ -132,6 +137,23 @@ def check_growth(V, dim: int) -> None:
             f"{rise[np.argmax(flat)]:.3g}); γ ∝ exp(-V) needs V → ∞ in every direction "
             f"(e.g. V(y) = |y|²/2 for N(0, I))"
         )
+
+
+def values_of_V(V, points: np.ndarray) -> np.ndarray:
+    """V at points (n, d) as a float64 array of shape exactly (n,): a column (n, 1) is refused
+    (it broadcasts against (n,) silently, and fails later with numpy's messages)."""
+    values = as_float_array(V(points), "V(y)")
+    if values.shape != points.shape[:1]:
+        hint = (
+            "; return a vector, e.g. 0.5 * (y**2).sum(axis=1), not sum(..., keepdims=True)"
+            if values.shape == (len(points), 1)
+            else ""
+        )
+        raise ValueError(
+            f"V must return one value per point, shape ({len(points)},) for points y of shape "
+            f"{points.shape}, got shape {values.shape}{hint}"
+        )
+    return values
 
 
 def check_monotone_gradient(grad_V, points, name: str = "target") -> None:
@@ -234,23 +256,28 @@ class LogConcaveTarget:
             if value is not None and not callable(value):
                 raise TypeError(f"{name} must be None or a callable, got {value!r}")
         if self.lam is not None:
-            lam = float(self.lam)
-            if not np.isfinite(lam) or lam < 0:
-                raise ValueError(
-                    f"lam (the convexity modulus of V) must be finite and >= 0, got {lam}"
-                )
+            lam = positive_float(
+                self.lam,
+                "lam (the convexity modulus of V)",
+                allow_zero=True,
+                hint="; pass None when it is unknown",
+            )
             object.__setattr__(self, "lam", lam)
-        if isinstance(self.dim, bool) or int(self.dim) != self.dim or self.dim < 1:
-            raise ValueError(f"dim must be an integer >= 1, got {self.dim!r}")
-        object.__setattr__(self, "dim", int(self.dim))
+        object.__setattr__(self, "dim", positive_int(self.dim, "dim"))
         if self.spec is not None and not (isinstance(self.spec, dict) and "kind" in self.spec):
             raise TypeError(f"spec must be None or a dict with a 'kind', got {self.spec!r}")
         check_growth(self.V, self.dim)
         if self.log_normalizer is None:
             if self.dim <= 2:
                 object.__setattr__(self, "log_normalizer", self._log_normalizer_by_quadrature())
-        elif not np.isfinite(float(self.log_normalizer)):
-            raise ValueError(f"log_normalizer must be finite, got {self.log_normalizer!r}")
+        else:
+            log_normalizer = as_float(self.log_normalizer, "log_normalizer")
+            if not np.isfinite(log_normalizer):
+                raise ValueError(
+                    f"log_normalizer (log ∫ exp(-V)) must be finite, got {self.log_normalizer!r}; "
+                    f"pass None to have it computed (d <= 2)"
+                )
+            object.__setattr__(self, "log_normalizer", log_normalizer)
 
     @classmethod
     def gaussian(cls, mean, cov) -> LogConcaveTarget:
@@ -445,7 +472,7 @@ class LogConcaveTarget:
         if self.log_normalizer is None:
             raise ValueError(f"log γ needs log Z; {self.name} lacks log_normalizer")
         y = as_points(y, "y", self.dim)
-        return -np.asarray(self.V(y), dtype=np.float64).reshape(-1) - self.log_normalizer
+        return -values_of_V(self.V, y) - self.log_normalizer
 
     def density(self, y) -> np.ndarray:
         """γ(y) = exp(−V(y)) / Z at points y (n, d) -> (n,)."""
@@ -499,7 +526,7 @@ class LogConcaveTarget:
         (exp(−V) not integrable, or too slowly decaying for the quadrature) raises."""
 
         def integrand(*y):
-            return float(np.exp(-self.V(np.array([y[::-1]]))[0]))
+            return float(np.exp(-values_of_V(self.V, np.array([y[::-1]]))[0]))
 
         with warnings.catch_warnings():
             warnings.simplefilter("error", integrate.IntegrationWarning)

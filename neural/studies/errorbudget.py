@@ -133,14 +133,21 @@ def make_problem(name: str, ground_truth=None) -> BudgetProblem:
         return BudgetProblem(
             name, paper_mixture(), LogConcaveTarget.standard_gaussian(2), true_map, np.eye(2)
         )
+    if not isinstance(name, str):
+        raise TypeError(f"the problem's name (--problems) must be a str, got {name!r}")
     if name.startswith("gaussian") and name[len("gaussian") :].isdigit():
-        dim = positive_int(int(name[len("gaussian") :]), "dimension")
+        dim = positive_int(
+            int(name[len("gaussian") :]),
+            f"the dimension D of the problem {name!r} (--problems gaussianD, e.g. gaussian8)",
+        )
         problem_seq = np.random.SeedSequence([0, dim]).spawn(4)[0]  # the dimension study's pair
         source, target, matrix, offset, cov = gaussian_problem(
             dim, np.random.default_rng(problem_seq)
         )
         return BudgetProblem(name, source, target, lambda x: x @ matrix.T + offset, cov)
-    raise ValueError(f"unknown problem {name!r}: 'mixture', 'file' or 'gaussianD' (e.g. gaussian8)")
+    raise ValueError(
+        f"unknown problem {name!r} (--problems): 'mixture', 'file' or 'gaussianD' (e.g. gaussian8)"
+    )
 
 
 FIT_SAMPLES = 20_000

@@ -221,8 +221,12 @@ def make_method(name: str, **overrides) -> MethodConfig:
     ValueError
         If `name` is not a method.
     TypeError
-        If an override is not a field of the method's configuration.
+        If `name` is not a str, or an override is not a field of the method's configuration.
     """
+    if not isinstance(name, str):
+        raise TypeError(
+            f"name must be a method name (a str), one of {', '.join(METHODS)}, got {name!r}"
+        )
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
     cls = METHODS[name]

@@ -470,6 +470,23 @@ def test_flow_rejects_bad_times(times):
         gaussian.constrained_flow(source, target, times)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"rtol": -1}, ValueError, r"rtol must be a finite number > 0, got -1 \(solve_ivp's"),
+        ({"rtol": 0.0}, ValueError, "rtol must be a finite number > 0"),
+        ({"atol": np.nan}, ValueError, "atol must be a finite number > 0"),
+        ({"rtol": "1e-9"}, TypeError, "rtol must be a real number, got '1e-9'"),
+        ({"atol": None}, TypeError, "atol must be a real number, got None"),
+    ],
+)
+def test_flow_rejects_bad_tolerances(kwargs, error, match):
+    """rtol=-1 used to pass, with only scipy's warning 'rtol too small, setting to ...'."""
+    source, target = flow_setting(2, seed=83)
+    with pytest.raises(error, match=match):
+        gaussian.constrained_flow(source, target, [0.0, 1.0], **kwargs)
+
+
 def test_rate_without_mean_offset_is_twice_the_slowest_covariance_rate():
     """With m0 = m_gamma only covariance modes remain; F - F* decays at 2 kappa_min > 2 lam.
 
@@ -623,6 +640,12 @@ def test_implicit_scheme_rejects_bad_steps():
         gaussian.implicit_scheme(source, target, 0.0, 3)
     with pytest.raises(ValueError, match="steps"):
         gaussian.implicit_scheme(source, target, 0.5, 0)
+    with pytest.raises(TypeError, match="tau must be a real number, got True"):
+        gaussian.implicit_scheme(source, target, True, 3)
+    with pytest.raises(TypeError, match=r"steps must be a positive integer, got 2\.0"):
+        gaussian.implicit_scheme(source, target, 0.5, 2.0)
+    with pytest.raises(ValueError, match="xtol must be a finite number > 0"):
+        gaussian.implicit_scheme(source, target, 0.5, 2, xtol=-1.0)
 
 
 def test_implicit_scheme_takes_the_root_in_the_cone_at_large_steps():

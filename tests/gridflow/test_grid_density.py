@@ -244,6 +244,29 @@ def test_from_file_refuses_an_unreadable_file(tmp_path):
         GridDensity.from_file(tmp_path / "broken.npy", box=(0, 1))
 
 
+def test_from_file_box_of_text_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "a.npz"
+    np.savez(path, density=np.ones((3, 3)), box=np.array([["a", "b"], ["c", "d"]]))
+    with pytest.raises(ValueError, match="of numbers, got ") as error:
+        GridDensity.from_file(path)
+    assert "\n" not in str(error.value) and "[['a', 'b'], ['c', 'd']]" in str(error.value)
+
+
+def test_values_near_the_float_range_give_the_same_density(density_2d):
+    """Unnormalized values near 1e308 (or 1e-300) are scaled before the spline: no
+    overflow warning, no NaN mass (found by a probe: 'leaves out nan of the source mass')."""
+    points = np.array([[0.0, 1.0], [1.5, 2.0], [-0.9, 0.6]])
+    for scale in (1e308 / _values_2d().max(), 1e-300):
+        values = _values_2d() * scale
+        with np.errstate(over="raise", invalid="raise", divide="raise"):
+            density = GridDensity(values, BOX_2D)
+            assert density.mass_outside((-0.5, 1.0), (1.0, 2.0)) == pytest.approx(
+                density_2d.mass_outside((-0.5, 1.0), (1.0, 2.0)), rel=1e-12
+            )
+        np.testing.assert_allclose(density.density(points), density_2d.density(points), rtol=1e-12)
+        assert np.isfinite(density._acceptance)
+
+
 def _sampled(mixture, nodes, box):
     axes = [np.linspace(box[0], box[1], nodes)] * mixture.dim
     mesh = np.meshgrid(*axes, indexing="ij")

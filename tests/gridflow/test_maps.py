@@ -95,6 +95,14 @@ def test_affine_map_refuses_bad_input():
         AffineMap(np.array([[1.0, 1.0], [0.0, 1.0]]), np.zeros(2)).potential(np.zeros((1, 2)))
 
 
+@pytest.mark.parametrize(
+    ("dim", "error"), [(2.0, TypeError), (True, TypeError), ("2", TypeError), (-1, ValueError)]
+)
+def test_affine_identity_refuses_a_dimension_that_is_not_a_positive_integer(dim, error):
+    with pytest.raises(error, match="dim must be a positive integer, got"):
+        AffineMap.identity(dim)
+
+
 def test_grid_map_interpolates_the_discrete_map_and_refuses_points_outside():
     problem = examples.problem_1d(41)
     ot = minimize(problem)

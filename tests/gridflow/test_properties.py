@@ -83,6 +83,19 @@ def test_grid_whose_width_overflows_is_refused():
         Grid([-1.7e308], [1.7e308], [5])
 
 
+@pytest.mark.parametrize(
+    ("lower", "error", "match"),
+    [
+        (None, TypeError, "lower must be an array of real numbers, got None"),
+        ("ab", TypeError, "lower must be an array of real numbers, got str"),
+        ([[-1.0]], ValueError, r"lower must be a sequence of numbers, one per dimension"),
+    ],
+)
+def test_grid_corner_of_the_wrong_kind_is_refused_naming_it(lower, error, match):
+    with pytest.raises(error, match=match):
+        Grid(lower=lower, upper=[1.0], shape=[5])
+
+
 SMALL_GRID = Grid([-6.0], [6.0], [30])
 SMALL_GRID_2D = Grid([-5.0, -5.0], [5.0, 5.0], [9, 9])
 

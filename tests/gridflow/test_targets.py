@@ -212,3 +212,55 @@ def test_a_grad_v_of_the_wrong_shape_is_refused_not_broadcast():
     )
     with pytest.raises(ValueError, match=r"hess_V\(points\) must have shape \(3, 2, 2\)"):
         wrong_hessian.hessian(np.zeros((3, 2)))
+
+
+def _half_square(y):
+    return 0.5 * (y**2).sum(1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"lam": "1"}, TypeError, r"lam \(the convexity modulus of V\) must be a real number"),
+        ({"lam": "abc"}, TypeError, r"lam \(the convexity modulus of V\) must be a real number"),
+        ({"lam": True}, TypeError, r"lam \(the convexity modulus of V\) must be a real number"),
+        ({"lam": [1]}, TypeError, r"lam \(the convexity modulus of V\) must be a real number"),
+        ({"lam": -1.0}, ValueError, r"lam \(the convexity modulus of V\) must be a finite"),
+        ({"lam": np.nan}, ValueError, "pass None when it is unknown"),
+        ({"dim": None}, TypeError, "dim must be a positive integer, got None"),
+        ({"dim": "2"}, TypeError, "dim must be a positive integer, got '2'"),
+        ({"dim": 2.0}, TypeError, "dim must be a positive integer, got 2.0"),
+        ({"dim": 0}, ValueError, "dim must be a positive integer, got 0"),
+        ({"log_normalizer": "x"}, TypeError, "log_normalizer must be a real number, got 'x'"),
+        ({"log_normalizer": np.inf}, ValueError, r"log_normalizer \(log ∫ exp\(-V\)\) must be"),
+    ],
+)
+def test_lam_dim_and_log_normalizer_are_checked_by_kind_and_value(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        LogConcaveTarget(_half_square, lambda y: y, **kwargs)
+
+
+def test_numpy_numbers_are_accepted_for_lam_dim_and_log_normalizer():
+    target = LogConcaveTarget(
+        _half_square,
+        lambda y: y,
+        lam=np.float64(1.0),
+        dim=np.int64(2),
+        log_normalizer=np.log(2 * np.pi),
+    )
+    assert (target.lam, target.dim) == (1.0, 2) and type(target.log_normalizer) is float
+
+
+def test_a_v_returning_a_column_is_refused_naming_the_shape():
+    """V returning (n, 1) used to pass the growth probe (reshaped) and fail in the
+    quadrature with numpy's 'only 0-dimensional arrays can be converted'."""
+    with pytest.raises(
+        ValueError, match=r"V must return one value per point, shape \(3,\).*keepdims"
+    ):
+        LogConcaveTarget(lambda y: 0.5 * (y**2).sum(1, keepdims=True), lambda y: y)
+    with pytest.raises(ValueError, match=r"V must return one value per point"):
+        LogConcaveTarget(lambda y: 0.5 * (y**2).sum(), lambda y: y, dim=2)
+    target = LogConcaveTarget(_half_square, lambda y: y, log_normalizer=0.0)
+    object.__setattr__(target, "V", lambda y: 0.5 * (y**2).sum(1, keepdims=True))
+    with pytest.raises(ValueError, match=r"shape \(1,\) for points y of shape \(1, 1\)"):
+        target.log_density([[0.0]])

@@ -21,6 +21,15 @@ def test_bad_problems_are_refused():
         make_problem("mixture")
     with pytest.raises(ValueError, match="unknown problem"):
         make_problem("banana")
+    with pytest.raises(ValueError, match=r"unknown problem 'banana' \(--problems\)"):
+        make_problem("banana")
+    with pytest.raises(
+        ValueError,
+        match=r"the dimension D of the problem 'gaussian0' \(--problems gaussianD.*positive",
+    ):
+        make_problem("gaussian0")
+    with pytest.raises(TypeError, match=r"name \(--problems\) must be a str, got None"):
+        make_problem(None)
     with pytest.raises(ValueError, match="unknown cause"):
         error_budget([make_problem("gaussian2")], causes=["magic"])
     with pytest.raises(ValueError, match="unknown init"):
@@ -65,6 +74,25 @@ def test_command_refuses_bad_input_before_any_run(tmp_path, capsys):
             main([*argv, "--out", str(tmp_path / "out")] if "--out" not in argv else argv)
         assert exit_.value.code == 2
         assert "error:" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_command_names_the_option_of_a_bad_problem_or_width(tmp_path, capsys):
+    """--problems gaussian0 named only 'dimension'; --widths 20,x named --hidden."""
+    from neural.__main__ import main
+
+    out = ["--out", str(tmp_path / "out")]
+    for option, argv in (
+        ("--problems", ["errorbudget", "--problems", "gaussian0", *out]),
+        ("--widths", ["errorbudget", "--problems", "gaussian2", "--widths", "20,x", *out]),
+        ("--widths", ["errorbudget", "--problems", "gaussian2", "--widths", "0", *out]),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert "error:" in lines[-1] and option in lines[-1], lines[-1]
+        assert "--hidden" not in lines[-1]
     assert not (tmp_path / "out").exists()
 
 

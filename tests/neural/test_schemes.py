@@ -431,6 +431,13 @@ def test_unknown_method_and_options():
         make_method("explicit", steps=3)
 
 
+@pytest.mark.parametrize("name", [["adam"], None, 1])
+def test_a_method_name_that_is_not_text_is_a_type_error(name):
+    """make_method(['adam']) used to raise "unhashable type: 'list'"."""
+    with pytest.raises(TypeError, match=r"name must be a method name \(a str\), one of implicit"):
+        make_method(name)
+
+
 def test_bad_arguments_of_run_method():
     net = ICNN(2, (3,), np.random.default_rng(0))
     config = make_method("adam", **TINY["adam"])

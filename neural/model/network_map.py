@@ -113,7 +113,9 @@ class NetworkMap:
         """log p_θ(x) = log γ(∇φ_θ(x)) + log det ∇²φ_θ(x) at points x (n, d) -> (n,).
 
         Raises ``DivergenceError`` where ∇²φ_θ is not positive definite and ValueError if
-        the target lacks log Z_γ.
+        the target lacks log Z_γ. Points so far out that V(∇φ_θ(x)) overflows (‖x‖ beyond
+        about 1e154 for a Gaussian γ) get −inf: their density is 0 in floating point
+        (``evaluate`` refuses data with such rows).
         """
         x = self._centered(x)
         log_det, _ = cholesky_factors(self.network.hessian(x))

@@ -99,6 +99,18 @@ def number(check):
     return parse
 
 
+def widths(text, name: str) -> tuple[int, ...]:
+    """Comma-separated layer widths like 20,20, each >= 1, as a tuple; ValueError naming
+    ``name`` otherwise."""
+    try:
+        values = tuple(int(w) for w in str(text).split(","))
+    except ValueError:
+        raise ValueError(f"{name} takes widths like 20,20, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"{name} widths must be >= 1, got {text!r}")
+    return values
+
+
 def named_folder(text, name: str) -> Path:
     """An argparse check of an output folder: a name that is not empty ('' would be the
     current folder), of a folder that is writable or can be created (`checks.output_folder`)."""

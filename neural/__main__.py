@@ -64,6 +64,7 @@ from gridflow.cli import (
     number,
     report_folder,
     run_interruptible,
+    widths,
 )
 from neural.commands import evaluate as evaluate_command
 from neural.commands import fit as fit_command
@@ -145,20 +146,8 @@ def _count(name: str, minimum: int = 1):
     return argument_type(integer, name, minimum)
 
 
-def _hidden(text: str, name: str = "--hidden") -> tuple[int, ...]:
-    """Hidden widths like 20,20; the messages name the option ``name``."""
-    try:
-        widths = tuple(int(w) for w in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{name} takes widths like 20,20, got {text!r}") from None
-    if not widths or min(widths) < 1:
-        raise argparse.ArgumentTypeError(f"{name} widths must be >= 1, got {text!r}")
-    return widths
-
-
-def _widths(text: str) -> tuple[int, ...]:
-    """An item of errorbudget's --widths: hidden widths like 20,20, named --widths."""
-    return _hidden(text, "--widths")
+_hidden = argument_type(widths, "--hidden")
+_widths = argument_type(widths, "--widths")
 
 
 def _parser() -> argparse.ArgumentParser:

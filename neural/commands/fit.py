@@ -16,6 +16,7 @@ from gridflow.cli import (
     integer,
     number,
     run_interruptible,
+    widths,
 )
 from gridflow.groundtruth.problems import TARGET_NAMES, read_target
 from gridflow.measures import EmpiricalSource
@@ -25,16 +26,6 @@ from neural.model.fitting import FitSettings, check_data, fit
 __all__ = ["add_parser", "run"]
 
 DEFAULTS = FitSettings()
-
-
-def _widths(text: str) -> tuple[int, ...]:
-    try:
-        widths = tuple(int(w) for w in text.split(","))
-    except ValueError:
-        raise ValueError(f"--hidden takes widths like 16,16, got {text!r}") from None
-    if not widths or min(widths) < 1:
-        raise ValueError(f"--hidden widths must be >= 1, got {text!r}")
-    return widths
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -64,7 +55,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="replace the --out file")
     parser.add_argument(
-        "--hidden", type=argument_type(_widths), default=DEFAULTS.hidden,
+        "--hidden", type=argument_type(widths, "--hidden"), default=DEFAULTS.hidden,
         help=f"hidden widths of the ICNN (default {','.join(map(str, DEFAULTS.hidden))})",
     )  # fmt: skip
     parser.add_argument(

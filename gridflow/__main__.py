@@ -53,7 +53,7 @@ def _source_box(bounds):
 def _read_source(name: str, source_box):
     """The source of --source (with --source-box for a density file); ValueError naming the
     file for anything that reading it can raise (an empty file, an array of strings...)."""
-    if source_box is not None and pathlib.Path(name).suffix not in (".npy", ".npz"):
+    if source_box is not None and pathlib.Path(name).suffix.lower() not in (".npy", ".npz"):
         raise ValueError(
             f"--source-box is the box of a density file (.npy or .npz), and --source {name!r} "
             "is not one: drop --source-box (use --box for the grid's box)"

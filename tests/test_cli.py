@@ -143,6 +143,8 @@ PROBLEM_FILE_ERRORS = {
                            "strings.npy.*real numbers"),
     "source box of a named source": (["--source", "gaussian", "--source-box", "-5", "5", "-5", "5"],
                                      "--source-box is the box of a density file"),
+    "upper-case suffix read": (["--source", "{tmp}/DENSITY.NPY", "--source-box", "-6", "6", "-6",
+                               "6", "--box", "1"], "box .* leaves out"),
     "own box cuts the target": (["--source", "{tmp}/density.npy", "--source-box", "-1", "1", "-1",
                                  "1"], "the source density's own, as no --box is given"),
     "target lacks a key": (["--target", "{tmp}/no_cov.json"], r"lacks the keys \['cov'\]"),
@@ -169,6 +171,8 @@ def _problem_files(tmp_path):
     density = np.exp(-0.5 * (x[:, None] ** 2 + x[None, :] ** 2))
     np.save(tmp_path / "density.npy", density)
     np.save(tmp_path / "negative.npy", density - 0.5)
+    with open(tmp_path / "DENSITY.NPY", "wb") as file:  # np.save would append .npy
+        np.save(file, density)
     (tmp_path / "empty.npy").write_bytes(b"")
     np.save(tmp_path / "strings.npy", ["a", "b"])
 

@@ -96,11 +96,11 @@ def read_source(source, box=None):
     if str(source) in SOURCE_NAMES:
         return SOURCE_NAMES[str(source)]()
     path = pathlib.Path(source)
-    if path.suffix == ".json":
+    if path.suffix.lower() == ".json":
         record = _read_json(path, "source", ("means", "covs", "weights"), exact=True)
         fields = (record["means"], record["covs"], record["weights"])
         return _law(GaussianMixture, path, "source", *fields)
-    if path.suffix in (".npy", ".npz"):
+    if path.suffix.lower() in (".npy", ".npz"):
         return GridDensity.from_file(path, box)
     raise ValueError(
         f"source must be one of {sorted(SOURCE_NAMES)}, a mixture file ending in .json or a "
@@ -115,7 +115,7 @@ def read_target(target, dim: int) -> LogConcaveTarget:
         target = as_target(target)
     elif str(target) in TARGET_NAMES:
         target = TARGET_NAMES[str(target)](dim)
-    elif pathlib.Path(target).suffix == ".json":
+    elif pathlib.Path(target).suffix.lower() == ".json":
         path = pathlib.Path(target)
         record = _read_json(path, "target", ())
         if "kind" in record:  # any built-in target, as its specification

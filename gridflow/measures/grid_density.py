@@ -219,7 +219,7 @@ class GridDensity:
         array ``density`` and optionally ``box`` (shape (2, d)); a grayscale image saved
         as a (n1, n2) .npy works."""
         path = pathlib.Path(path)
-        if path.suffix not in (".npy", ".npz"):
+        if path.suffix.lower() not in (".npy", ".npz"):
             raise ValueError(f"density file {str(path)!r} must be a .npy or .npz file")
         try:
             loaded = np.load(path, allow_pickle=False)
@@ -227,7 +227,7 @@ class GridDensity:
             raise ValueError(f"density file {str(path)!r} does not exist") from None
         except (OSError, ValueError, EOFError) as error:  # EOFError: an empty file
             raise ValueError(f"density file {str(path)!r} cannot be read: {error}") from None
-        if path.suffix == ".npy":
+        if path.suffix.lower() == ".npy":
             if box is None:
                 raise ValueError(
                     f"density file {str(path)!r} holds no box: give box=((lower...), (upper...)) "

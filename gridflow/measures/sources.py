@@ -194,7 +194,7 @@ class EmpiricalSource:
             ".csv": _load_table,
             ".txt": _load_table,
         }
-        if path.suffix not in readers:
+        if path.suffix.lower() not in readers:
             raise ValueError(
                 f"data file {str(path)!r} must end in .npy, .npz, .csv or .txt (N rows of d "
                 "numbers)"
@@ -202,7 +202,7 @@ class EmpiricalSource:
         if not path.is_file():
             what = "is a folder" if path.is_dir() else "does not exist"
             raise ValueError(f"data file {str(path)!r} {what}")
-        samples = readers[path.suffix](path)
+        samples = readers[path.suffix.lower()](path)
         if samples.ndim == 2 and samples.shape[0] == 1 and samples.shape[1] > 1:
             raise ValueError(
                 f"data file {str(path)!r} holds one row of {samples.shape[1]} numbers: a data "
@@ -235,7 +235,7 @@ def _load_array(path: pathlib.Path) -> np.ndarray:
 
 def _load_table(path: pathlib.Path) -> np.ndarray:
     """A text table of numbers, as a 2-D array."""
-    delimiter = "," if path.suffix == ".csv" else None
+    delimiter = "," if path.suffix.lower() == ".csv" else None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # numpy only warns for a file without rows

@@ -8,15 +8,18 @@ from gridflow import EmpiricalSource
 DATA = np.random.default_rng(0).standard_normal((200, 3))
 
 
-@pytest.mark.parametrize("suffix", [".npy", ".npz", ".csv", ".txt"])
+@pytest.mark.parametrize("suffix", [".npy", ".npz", ".csv", ".txt", ".NPY", ".NPZ", ".CSV"])
 def test_reads_every_data_format_exactly(tmp_path, suffix):
+    """In any case of the suffix: DATA.NPY is a .npy file."""
     path = tmp_path / f"data{suffix}"
-    if suffix == ".npy":
-        np.save(path, DATA)
-    elif suffix == ".npz":
-        np.savez(path, samples=DATA)
-    else:
-        np.savetxt(path, DATA, delimiter="," if suffix == ".csv" else " ", fmt="%.17g")
+    with open(path, "wb") as file:  # np.save(path) would append .npy to data.NPY
+        if suffix.lower() == ".npy":
+            np.save(file, DATA)
+        elif suffix.lower() == ".npz":
+            np.savez(file, samples=DATA)
+        else:
+            delimiter = "," if suffix.lower() == ".csv" else " "
+            np.savetxt(file, DATA, delimiter=delimiter, fmt="%.17g")
     assert np.array_equal(EmpiricalSource.from_file(path).samples, DATA)
 
 

@@ -39,6 +39,23 @@ def test_a_mixture_file_and_a_gaussian_file_are_read_exactly(tmp_path):
     np.testing.assert_array_equal(target.cov, GAUSSIAN["cov"])
 
 
+def test_file_suffixes_are_read_in_any_case(tmp_path):
+    """A source or target file named X.JSON, X.NPY or X.NPZ is read as its lower-case kind."""
+    assert isinstance(read_source(_write(tmp_path / "MIX.JSON", MIXTURE)), GaussianMixture)
+    target = read_target(_write(tmp_path / "GAUSS.Json", GAUSSIAN), 2)
+    np.testing.assert_array_equal(target.cov, GAUSSIAN["cov"])
+    density = np.ones((5, 5))
+    with open(tmp_path / "DENSITY.NPY", "wb") as file:  # np.save would append .npy
+        np.save(file, density)
+    source = read_source(tmp_path / "DENSITY.NPY", ((-1.0, -1.0), (1.0, 1.0)))
+    np.testing.assert_array_equal(source.values, density)
+    with open(tmp_path / "DENSITY.NPZ", "wb") as file:
+        np.savez(file, density=density, box=[[-1.0, -1.0], [1.0, 1.0]])
+    np.testing.assert_array_equal(read_source(tmp_path / "DENSITY.NPZ").values, density)
+    with pytest.raises(ValueError, match=r"DENSITY\.NPY.*holds no box"):
+        read_source(tmp_path / "DENSITY.NPY")
+
+
 BAD_FILES = {
     "not JSON": ("{means: 1", "not valid JSON"),
     "missing key": (

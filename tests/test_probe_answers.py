@@ -26,7 +26,8 @@ def test_map_distance_refuses_complex_maps_and_a_matrix_that_is_no_covariance():
 
 
 @pytest.mark.parametrize(
-    ("box", "error"), [((-5, 5, 7), ValueError), ((-5,), ValueError), (5.0, TypeError)]
+    ("box", "error"),
+    [((-5, 5, 7), ValueError), ((-5,), ValueError), (5.0, TypeError), (5, TypeError)],
 )
 def test_example_problems_take_a_box_of_two_numbers(box, error):
     for build in (examples.problem_1d, examples.problem_2d):

@@ -23,6 +23,7 @@ from scipy import sparse
 
 from gridflow import operators
 from gridflow.checks import (
+    as_float,
     as_node_values,
     as_shaped_array,
     open_unit_interval,
@@ -99,7 +100,8 @@ class Problem:
     Raises
     ------
     TypeError
-        If `grid` is not a `gridflow.Grid`.
+        If `grid` is not a `gridflow.Grid`, or `density_floor` or `max_cut_mass` is not a
+        real number (a str, None or a bool).
     ValueError
         If the target has no `grad_V`, its dimension is not the grid's, `density_floor` is
         not in (0, 1) or `max_cut_mass` not in [0, 1).
@@ -142,8 +144,10 @@ class Problem:
         if self.target.dim != self.grid.dim:
             raise ValueError(f"target has dimension {self.target.dim}, the grid {self.grid.dim}")
         open_unit_interval(self.density_floor, "density_floor")
-        if not 0.0 <= float(self.max_cut_mass) < 1.0:
+        max_cut_mass = as_float(self.max_cut_mass, "max_cut_mass")  # TypeError for '0.1'
+        if not 0.0 <= max_cut_mass < 1.0:
             raise ValueError(f"max_cut_mass must be in [0, 1), got {self.max_cut_mass!r}")
+        object.__setattr__(self, "max_cut_mass", max_cut_mass)
         check_problem_memory(self.grid)
         source = as_source(self.source, self.grid.dim)
         object.__setattr__(self, "source", source)

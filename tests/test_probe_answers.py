@@ -10,7 +10,7 @@ import pytest
 
 import gridflow.__main__ as gridflow_cli
 import neural.__main__ as neural_cli
-from gridflow import Gaussian, LogConcaveTarget, examples, map_distance, minimize
+from gridflow import Gaussian, Grid, LogConcaveTarget, Problem, examples, map_distance, minimize
 from gridflow.examples import paper_mixture
 from gridflow.problem import FlooredSourceWarning
 from neural import ICNN, make_method, run_method
@@ -33,6 +33,15 @@ def test_example_problems_take_a_box_of_two_numbers(box, error):
     for build in (examples.problem_1d, examples.problem_2d):
         with pytest.raises(error, match="box must be a pair"):
             build(17, box=box)
+
+
+@pytest.mark.parametrize("name", ["max_cut_mass", "density_floor"])
+@pytest.mark.parametrize("value", ["0.1", None, True])
+def test_problem_fractions_that_are_no_numbers_are_a_type_error(name, value):
+    grid = Grid([-6.0], [6.0], [17])
+    target = LogConcaveTarget.gaussian([0.0], [[1.0]])
+    with pytest.raises(TypeError, match=f"{name} must be a real number, got {value!r}"):
+        Problem(grid, examples.mixture_1d(), target, **{name: value})
 
 
 def test_a_problem_whose_floor_replaces_the_source_warns():

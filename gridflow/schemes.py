@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import numbers
 import warnings
 from dataclasses import dataclass
 
@@ -30,9 +31,11 @@ from tqdm import tqdm
 
 from gridflow import cones, operators
 from gridflow.checks import (
+    as_float,
     as_node_values,
     as_shaped_array,
     check_map_on_points,
+    flag,
     require_instance,
 )
 from gridflow.failures import NotLogConcaveError, matrix_failure
@@ -164,9 +167,11 @@ class DiscreteMap:
 
 
 def _check_steps(tau, steps):
-    tau = float(tau)
+    tau = as_float(tau, "tau")  # TypeError for True or '0.5': float() took them silently
     if not (np.isfinite(tau) and tau > 0):
         raise ValueError(f"tau must be finite and > 0, got {tau}")
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Real):
+        raise TypeError(f"steps must be an integer >= 1, got {steps!r}")
     if int(steps) != steps or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps}")
     return tau, int(steps)
@@ -241,11 +246,14 @@ def solve(
 
     Raises
     ------
+    TypeError
+        If `tau` or `steps` is not a number (a bool is not one) or `progress` not a bool.
     ValueError
         If `scheme` is unknown, `tau` or `steps` is invalid, or, in d = 2, `initial` is not
         a discrete gradient field.
     """
     require_instance(problem, Problem, "problem", PROBLEM_HINT)
+    progress = flag(progress, "progress")
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
     tau, steps = _check_steps(tau, steps)
@@ -441,6 +449,7 @@ def minimize(
     CONTINUATION_MAX_ITER Newton steps.
     """
     require_instance(problem, Problem, "problem", PROBLEM_HINT)
+    progress = flag(progress, "progress")  # 'yes' or 0 would be taken silently
     if coarser is not None:
         require_instance(coarser, DiscreteMap, "coarser", " (the minimize of a coarser grid)")
     if problem.dim == 1:

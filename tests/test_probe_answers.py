@@ -10,7 +10,16 @@ import pytest
 
 import gridflow.__main__ as gridflow_cli
 import neural.__main__ as neural_cli
-from gridflow import Gaussian, Grid, LogConcaveTarget, Problem, examples, map_distance, minimize
+from gridflow import (
+    Gaussian,
+    Grid,
+    LogConcaveTarget,
+    Problem,
+    examples,
+    map_distance,
+    minimize,
+    solve,
+)
 from gridflow.examples import paper_mixture
 from gridflow.problem import FlooredSourceWarning
 from neural import ICNN, make_method, run_method
@@ -42,6 +51,22 @@ def test_problem_fractions_that_are_no_numbers_are_a_type_error(name, value):
     target = LogConcaveTarget.gaussian([0.0], [[1.0]])
     with pytest.raises(TypeError, match=f"{name} must be a real number, got {value!r}"):
         Problem(grid, examples.mixture_1d(), target, **{name: value})
+
+
+@pytest.mark.parametrize(
+    ("run", "match"),
+    [
+        (lambda p: minimize(p, progress="yes"), "progress must be True or False, got 'yes'"),
+        (lambda p: solve(p, steps=1, progress=1), "progress must be True or False, got 1"),
+        (lambda p: solve(p, tau=True, steps=2), "tau must be a real number, got True"),
+        (lambda p: solve(p, tau="0.5", steps=2), "tau must be a real number, got '0.5'"),
+        (lambda p: solve(p, tau=0.5, steps=True), "steps must be an integer >= 1, got True"),
+    ],
+)
+def test_a_bool_is_no_step_and_only_a_bool_is_a_progress_flag(run, match):
+    """float(True) and `not 'yes'` took these silently (probe P60, P63)."""
+    with pytest.raises(TypeError, match=re.escape(match)):
+        run(examples.problem_1d(33))
 
 
 def test_a_problem_whose_floor_replaces_the_source_warns():

@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 from tqdm import tqdm
 
-from gridflow.checks import open_unit_interval, positive_float
+from gridflow.checks import flag, open_unit_interval, positive_float
 from gridflow.cli import integer
 from gridflow.grid import Grid
 from gridflow.groundtruth.problems import read_source, read_target, source_spec, target_spec
@@ -187,6 +187,7 @@ def build_ground_truth(
     GridCutsSourceError
         If the box cuts more than the allowed source mass.
     """
+    progress = flag(progress, "progress")
     problems = ground_truth_problems(source, target, nodes, box, density_floor)
     started = time.perf_counter()
     solutions = []

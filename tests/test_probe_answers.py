@@ -35,6 +35,21 @@ def test_map_distance_refuses_complex_maps_and_a_matrix_that_is_no_covariance():
 
 
 @pytest.mark.parametrize(
+    ("target_cov", "match"),
+    [
+        (True, "target_cov must be a number .* got booleans: True"),
+        ([[True, False], [False, True]], "target_cov must be a number .* got booleans"),
+        ("2", "target_cov must be an array of real numbers, got str"),
+        ("abc", "target_cov must be an array of real numbers, got str"),
+    ],
+)
+def test_map_distance_takes_no_bool_nor_text_for_the_target_covariance(target_cov, match):
+    """True was taken for the variance 1 and '2' for 2 (probe P72-P74)."""
+    with pytest.raises(TypeError, match=match):
+        map_distance(lambda x: x, lambda x: 2 * x, X, target_cov)
+
+
+@pytest.mark.parametrize(
     ("box", "error"),
     [((-5, 5, 7), ValueError), ((-5,), ValueError), (5.0, TypeError), (5, TypeError)],
 )

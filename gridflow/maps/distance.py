@@ -32,10 +32,25 @@ class MapDistance:
     n: int
 
 
+def _is_boolean(value) -> bool:
+    """Whether ``value`` is a bool or an array or list of them."""
+    if isinstance(value, (bool, np.bool_)):
+        return True
+    try:
+        return np.asarray(value).dtype == np.bool_
+    except ValueError:  # a ragged list: as_float_array says so
+        return False
+
+
 def _target_variance(target_cov, dim: int) -> float:
     cov = getattr(target_cov, "cov", target_cov)  # a Gaussian law or target: its covariance
     if cov is None:
         raise ValueError("the target's covariance is not known: pass it (or its trace)")
+    if _is_boolean(cov):  # as_float_array takes True for 1.0: no variance is meant by it
+        raise TypeError(
+            f"target_cov must be a number (the variance) or a ({dim}, {dim}) covariance "
+            f"matrix, got booleans: {cov!r}"
+        )
     cov = as_float_array(cov, "target_cov")
     if cov.ndim == 0:
         variance = float(cov)
@@ -79,7 +94,8 @@ def map_distance(
         For samples that are not (n, d), a map that returns another shape or values that
         are not finite, or a target variance that is not positive.
     TypeError
-        When a map is not callable.
+        When a map is not callable, or `target_cov` is not numbers (a str, or booleans
+        such as True).
     """
     x = as_finite_array(source_samples, "source_samples")
     if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:

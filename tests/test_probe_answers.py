@@ -16,6 +16,7 @@ from gridflow import (
     LogConcaveTarget,
     Problem,
     examples,
+    gaussian,
     map_distance,
     minimize,
     solve,
@@ -47,6 +48,20 @@ def test_map_distance_takes_no_bool_nor_text_for_the_target_covariance(target_co
     """True was taken for the variance 1 and '2' for 2 (probe P72-P74)."""
     with pytest.raises(TypeError, match=match):
         map_distance(lambda x: x, lambda x: 2 * x, X, target_cov)
+
+
+@pytest.mark.parametrize(
+    ("target", "match"),
+    [
+        (LogConcaveTarget.logcosh(2), "closed forms hold between Gaussians only"),
+        (LogConcaveTarget.gaussian([0.0, 0.0], np.eye(2)), r"pass Gaussian\(target\.mean"),
+        (None, "None"),
+    ],
+)
+def test_the_gaussian_closed_forms_refuse_another_kind_of_target(target, match):
+    """A wrong kind of object is a TypeError, not the ValueError of a bad value (probe P95)."""
+    with pytest.raises(TypeError, match=r"target must be a gridflow\.Gaussian, got .*" + match):
+        gaussian.ot_map(Gaussian([0.0, 0.0], np.eye(2)), target)
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,15 @@ from gridflow.measures.gaussians import Gaussian
 
 
 def _check_gaussian(value, name: str) -> Gaussian:
+    """``value`` if it is a Gaussian, else a TypeError (a wrong kind of object) saying how
+    to make one of a Gaussian target."""
     if not isinstance(value, Gaussian):
-        raise ValueError(f"{name} must be a gridflow.Gaussian, got {type(value).__name__}")
+        if getattr(value, "is_gaussian", False) is True:  # a Gaussian LogConcaveTarget
+            hint = f"; pass Gaussian({name}.mean, {name}.cov)"
+        else:
+            hint = " (the closed forms hold between Gaussians only)"
+        kind = "None" if value is None else type(value).__name__
+        raise TypeError(f"{name} must be a gridflow.Gaussian, got {kind}{hint}")
     return value
 
 
@@ -61,8 +68,10 @@ def ot_map(source: Gaussian, target: Gaussian) -> AffineMap:
 
     Raises
     ------
+    TypeError
+        If `source` or `target` is not a `gridflow.Gaussian`.
     ValueError
-        If `source` or `target` is not a `gridflow.Gaussian`, or their dimensions differ.
+        If their dimensions differ.
 
     Notes
     -----
@@ -96,8 +105,10 @@ def w2(source: Gaussian, target: Gaussian) -> float:
 
     Raises
     ------
+    TypeError
+        If `source` or `target` is not a `gridflow.Gaussian`.
     ValueError
-        If `source` or `target` is not a `gridflow.Gaussian`, or their dimensions differ.
+        If their dimensions differ.
 
     Notes
     -----
@@ -160,8 +171,10 @@ def kl(source: Gaussian, target: Gaussian) -> float:
 
     Raises
     ------
+    TypeError
+        If `source` or `target` is not a `gridflow.Gaussian`.
     ValueError
-        If `source` or `target` is not a `gridflow.Gaussian`, or their dimensions differ.
+        If their dimensions differ.
     """
     source, target = _check_pair(source, target)
     return _kl_moments(source.mean, source.cov, target.mean, np.linalg.cholesky(target.cov))

@@ -179,10 +179,11 @@ def constrained_flow(
     Raises
     ------
     TypeError
-        If `rtol` or `atol` is not a real number.
+        If `source` or `target` is not a `gridflow.Gaussian`, or `rtol` or `atol` is not
+        a real number.
     ValueError
-        If `source` or `target` is not a `gridflow.Gaussian`, their dimensions differ,
-        `times` is invalid, or `rtol` or `atol` is not finite and > 0.
+        If their dimensions differ, `times` is invalid, or `rtol` or `atol` is not finite
+        and > 0.
     RuntimeError
         If ``solve_ivp`` fails.
 
@@ -326,10 +327,10 @@ def implicit_scheme(
     Raises
     ------
     TypeError
-        If `tau` or `xtol` is not a real number, or `steps` not an integer.
+        If `source` or `target` is not a `gridflow.Gaussian`, `tau` or `xtol` is not a real
+        number, or `steps` not an integer.
     ValueError
-        If `source` or `target` is not a `gridflow.Gaussian`, their dimensions differ, or
-        `tau`, `steps` or `xtol` is not > 0.
+        If their dimensions differ, or `tau`, `steps` or `xtol` is not > 0.
     RuntimeError
         If a step does not converge, or reaches a root whose matrix is not positive
         definite.

@@ -107,7 +107,7 @@ def test_mismatched_dimensions_are_rejected():
             function(g2, g3)
     with pytest.raises(ValueError, match="source and target"):
         gaussian.constrained_flow(g2, g3, [0.0, 1.0])
-    with pytest.raises(ValueError, match="source"):
+    with pytest.raises(TypeError, match=r"source must be a gridflow\.Gaussian, got tuple"):
         gaussian.ot_map((np.zeros(2), np.eye(2)), g2)
 
 

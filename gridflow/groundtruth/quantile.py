@@ -43,13 +43,24 @@ def quantile_map(source: GaussianMixture, target: LogConcaveTarget, x) -> np.nda
 
     Raises
     ------
+    TypeError
+        If `source` is not a `Gaussian` or `GaussianMixture`.
     ValueError
-        If `source` is not a one-dimensional `Gaussian` or `GaussianMixture`; if a point
-        lies so far in a tail that even log F0 underflows (|z| beyond about 1e154), or, for a
-        non-Gaussian target, beyond the range of its tabulated quantile.
+        If `source` is not one-dimensional; if a point lies so far in a tail that even
+        log F0 underflows (|z| beyond about 1e154), or, for a non-Gaussian target, beyond
+        the range of its tabulated quantile.
     """
-    if not isinstance(source, (Gaussian, GaussianMixture)) or source.dim != 1:
-        raise ValueError("quantile_map needs a one-dimensional Gaussian or GaussianMixture source")
+    if not isinstance(source, (Gaussian, GaussianMixture)):
+        kind = "None" if source is None else type(source).__name__
+        raise TypeError(
+            f"quantile_map needs a one-dimensional Gaussian or GaussianMixture source (its "
+            f"CDF in closed form), got {kind}"
+        )
+    if source.dim != 1:
+        raise ValueError(
+            f"quantile_map needs a one-dimensional Gaussian or GaussianMixture source, got "
+            f"one of dimension {source.dim}"
+        )
     target = as_target(target)
     x = as_points(x, "x", 1)[:, 0]
     lower = source.cdf(x)

@@ -46,3 +46,14 @@ def test_quantile_map_is_monotone_through_the_underflow_of_the_cdf():
 def test_quantile_map_refuses_points_beyond_a_tabulated_target_by_name():
     with pytest.raises(ValueError, match=r"quantile_map: x = \[-40.0\].*tabulated"):
         quantile_map(SOURCE, LogConcaveTarget.quartic(), np.array([[-40.0], [0.0]]))
+
+
+def test_quantile_map_needs_a_gaussian_or_mixture_source_in_one_dimension():
+    """A callable density is the wrong kind of source (TypeError, probe P101); a mixture in
+    two dimensions the wrong value (ValueError)."""
+    target = LogConcaveTarget.gaussian([0.0], [[1.0]])
+    with pytest.raises(TypeError, match=r"Gaussian or GaussianMixture source .*got function"):
+        quantile_map(lambda x: np.exp(-(x**2)), target, np.zeros((3, 1)))
+    plane = GaussianMixture([[0.0, 0.0]], [np.eye(2)], [1.0])
+    with pytest.raises(ValueError, match="got one of dimension 2"):
+        quantile_map(plane, target, np.zeros((3, 1)))

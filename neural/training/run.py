@@ -16,6 +16,7 @@ import numpy as np
 
 from gridflow.checks import require_generator
 from gridflow.measures import as_sampler, as_target, check_monotone_gradient
+from neural.errors import DivergenceError
 from neural.network import ICNN, ICNNArchitecture, transport_map
 from neural.training.algorithm1 import run_algorithm1
 from neural.training.algorithm2 import run_algorithm2
@@ -130,13 +131,43 @@ def check_dimensions(network_dim: int, source, target) -> None:
 
 
 def check_target_on_first_batch(config, architecture, theta0, sampler, target, rng) -> None:
-    """Refuse, before training, a ∇V that is visibly not monotone where it is first used:
-    at T_θ0(x) for the first batch x (drawn from a copy of ``rng``, so that the run's own
-    draws are unchanged)."""
-    if target.grad_V is None:
-        return
+    """Refuse, before training, an initial map T_θ0 that is constant on the first batch x
+    (``check_initial_map``) and a ∇V that is visibly not monotone where it is first used, at
+    T_θ0(x) (x drawn from a copy of ``rng``, so that the run's own draws are unchanged)."""
     x = draw_batch(sampler, copy.deepcopy(rng), config.batch_size, architecture.dim, config.name, 0)
-    check_monotone_gradient(target.grad_V, transport_map(architecture, theta0, x), target.name)
+    y = transport_map(architecture, theta0, x)
+    check_initial_map(config.name, architecture, theta0, y)
+    if target.grad_V is not None:
+        check_monotone_gradient(target.grad_V, y, target.name)
+
+
+def check_initial_map(
+    method: str, architecture: ICNNArchitecture, theta0: np.ndarray, y: np.ndarray
+) -> None:
+    """DivergenceError, before training, if T_θ0 sends the n >= 2 samples of the first batch
+    to one point y: the pushed samples have collapsed at θ_0 (no score can be estimated at
+    them). A network without a quadratic part does that when every output weight w of θ_0 is
+    0 (each drawn negative and clipped by the convexity constraint: probability 2^-h_L); the
+    message says so and how to start from a map that is not constant."""
+    if y.shape[0] < 2 or not np.isfinite(y).all() or np.ptp(y, axis=0).max() > 0.0:
+        return
+    point = np.array2string(y[0], precision=3, separator=", ")
+    output = architecture.views(theta0)["w"]
+    if not np.any(output):
+        why = (
+            f"all {output.size} output weights w of θ_0 are 0, drawn negative and clipped "
+            f"to 0 by the convexity constraint w >= 0, so φ_θ0 is constant"
+        )
+    else:
+        why = "θ_0 leaves ∇φ_θ0 with no dependence on x"
+    quadratic = "" if architecture.quadratic else "a quadratic part, ICNN(..., quadratic=True), or "
+    raise DivergenceError(
+        f"{method}: the initial map T_θ0 = ∇φ_θ0 is constant: it sends all {y.shape[0]} "
+        f"samples of the first batch to {point}, so the pushed samples have collapsed before "
+        f"training starts (nothing diverged: {why}). Start from a network with {quadratic}a "
+        f"wider last hidden layer, or draw θ_0 with another rng (anchors=samples bends the "
+        f"hidden units but leaves w as drawn)"
+    )
 
 
 def run_method(
@@ -177,7 +208,8 @@ def run_method(
     ValueError
         If the target's ∇V is visibly not monotone on the first batch (V not convex).
     DivergenceError
-        If the iterates become non-finite or the samples collapse.
+        If the iterates become non-finite or the samples collapse, or, before training, if
+        the initial map T_θ0 is constant (collapses the first batch to one point).
     """
     if isinstance(config, str):
         config = make_method(config)

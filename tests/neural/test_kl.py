@@ -426,20 +426,21 @@ def test_score_free_training_reaches_a_gaussian_ot_map():
 
 
 def test_singular_hessian_is_a_divergence_error():
-    """A network with w = 0 and no quadratic part has ∇²φ = 0: a clear error, never NaN."""
+    """A network with one nonzero output weight and no quadratic part has ∇²φ of rank 1 in
+    d = 2: a clear error, never NaN. With w = 0 (∇²φ = 0) the map is constant, refused
+    before training (``check_initial_map``; that check came later, probe P132)."""
     rng = np.random.default_rng(11)
     net = ICNN(2, (4,), rng)
     theta = np.array(net.params)
-    theta[net.architecture.slices()["w"][0]] = 0.0
+    output = net.architecture.slices()["w"][0]
+    theta[output] = 0.0
     config = make_method("implicit", kl="logdet", outer_steps=1, inner_steps=2, batch_size=8)
+    source, target = paper_mixture(), LogConcaveTarget.standard_gaussian(2)
+    with pytest.raises(DivergenceError, match=r"implicit: the initial map .* is constant"):
+        run_method(config, net.with_params(theta), source, target, np.random.default_rng(11))
+    theta[output.start] = 1.0  # one unit: ∇²φ = s''(a) W0_1 W0_1ᵀ, singular everywhere
     with pytest.raises(DivergenceError, match=r"implicit diverged at step \(0, 0\).*not positive"):
-        run_method(
-            config,
-            net.with_params(theta),
-            paper_mixture(),
-            LogConcaveTarget.standard_gaussian(2),
-            rng,
-        )
+        run_method(config, net.with_params(theta), source, target, rng)
     with pytest.raises(ValueError, match="kl must be 'score'"):
         make_method("adam", kl="entropy")
 

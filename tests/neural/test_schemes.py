@@ -375,6 +375,28 @@ def test_a_map_sent_to_infinity_is_a_divergence_naming_the_samples():
         wasserstein_gradient_unchecked(y, LogConcaveTarget.standard_gaussian(2), None)
 
 
+def test_a_constant_initial_map_is_refused_before_training_saying_why():
+    """ICNN(2, (4,), default_rng(0)) draws its 4 output weights negative: clipped to 0, T_θ0
+    is constant. That was 'adam diverged at step 0: ... pass eps explicitly' (probe P132)."""
+    network = ICNN(2, (4,), np.random.default_rng(0))
+    assert not network.architecture.views(network.params)["w"].any()
+    source, target = paper_mixture(), LogConcaveTarget.standard_gaussian(2)
+    expected = (
+        r"adam: the initial map T_θ0 = ∇φ_θ0 is constant: it sends all 100 samples of the "
+        r"first batch to \[0\., 0\.\].*nothing diverged: all 4 output weights w of θ_0 are 0.*"
+        r"ICNN\(\.\.\., quadratic=True\)"
+    )
+    for config in (
+        make_method("adam", steps=3, batch_size=100),
+        make_method("explicit", outer_steps=3, batch_size=100, score_eps=0.1),
+    ):
+        with pytest.raises(DivergenceError, match=expected.replace("adam", config.name)):
+            run_method(config, network, source, target, np.random.default_rng(0))
+    quadratic = ICNN(2, (4,), np.random.default_rng(0), quadratic=True)
+    run_method(make_method("adam", steps=3, batch_size=100), quadratic, source, target,
+               np.random.default_rng(0))  # fmt: skip
+
+
 @pytest.mark.parametrize("name", ["y_previous", "g_previous"])
 def test_explicit_objective_refuses_non_finite_anchors(name):
     net = ICNN(2, (6, 5), np.random.default_rng(0))

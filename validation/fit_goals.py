@@ -10,7 +10,7 @@ the defaults, 10 000 rows and ``fit``'s steps), ``--problems`` runs one of the t
 For each seed s (the data and the training both drawn from seed s):
 
 - mixture: 10 000 samples (``--rows``) of the paper's mixture → ``fit`` → UVP against the
-  ground truth on 20 000 fresh samples, the exact KL(T#ϱ0 | γ) = E[log ϱ0 − log p_θ] on
+  ground truth on 20 000 fresh samples, the KL(T#ϱ0 | γ) = E[log ϱ0 − log p_θ] on
   the same samples (the held-out NLL minus the entropy of ϱ0), and the training's wall time;
 - gaussian8: 10 000 samples of a random Gaussian in d = 8 (``neural.studies.dimensions``'s
   source law) → ``fit`` to N(0, I) → UVP against the closed-form OT map; beside it the UVP
@@ -65,8 +65,9 @@ def _ground_truth(path) -> object:
 def _sample_checks(model, source, rng, n: int = 2000, repeats: int = 10) -> dict:
     """The mean energy distance of n model samples to n samples of ϱ0 over the mean energy
     distance of two independent samples of ϱ0 of size n (each mean over ``repeats`` draws:
-    one draw of either fluctuates), and the share of model samples farther from the origin
-    than twice the farthest of ϱ0's; NaN for both when some γ sample has no preimage."""
+    one draw of either fluctuates), and the share of model samples with a coordinate beyond
+    twice the largest coordinate of ϱ0's samples (in absolute value); NaN for both when
+    some γ sample has no preimage."""
     try:
         samples = [model.sample(rng, n) for _ in range(repeats)]
     except NotConvergedError:
@@ -122,8 +123,8 @@ def gaussian_row(seed: int, rows: int, settings: FitSettings) -> dict:
     data = source.sample(rng, rows)
     result = fit(data, settings=settings, rng=rng)
     x = source.sample(rng, EVALUATION)
-    # the statistical floor: the OT map of the Gaussian fit of all the rows, the maximum
-    # likelihood estimate of an estimator that knows the law is Gaussian
+    # the statistical floor: the OT map of the Gaussian fit of all the rows (sample mean
+    # and covariance), the estimate of an estimator that knows the law is Gaussian
     fitted = gaussian.ot_map(Gaussian(data.mean(axis=0), np.cov(data, rowvar=False)), standard)
     return {
         "gaussian8 UVP %": map_distance(result.map, exact, x, np.eye(8)).uvp,

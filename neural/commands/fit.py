@@ -124,7 +124,7 @@ def _train(args, data, target, settings, out: OutputFile) -> int:
         replace(model, training=training).save(staged)
     print(
         f"wrote {out.path}: held-out NLL {result.held_out_nll:.4f} nats on "
-        f"{result.held_out.shape[0]} rows (the Gaussian fit's: {result.gaussian_nll:.4f}), "
+        f"{result.held_out_rows.shape[0]} rows (the Gaussian fit's: {result.gaussian_nll:.4f}), "
         f"best at step {result.best_step} of {settings.steps}, {result.seconds:.1f} s"
     )
     return 0

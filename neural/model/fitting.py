@@ -7,9 +7,10 @@ Adam on the score-free gradient (``neural.training.kl``), which needs samples an
    mean c, and offset by the target's mean m when it is Gaussian (``NetworkMap``:
    T(x) = ∇φ_θ(x − c) + m; the network learns the map between the centered laws);
 2. θ0 is sample-anchored (every hidden unit bends at a training row, the output weights
-   w = 0), so T_θ0 is the quadratic part alone; with a Gaussian target its matrix L Lᵀ
-   starts at the OT map between the Gaussian fit N(0, Σ̂) of the centered rows and γ's
-   covariance (``gridflow.gaussian.ot_map``): training starts from the best affine map;
+   w = 0), so T_θ0 is the quadratic part alone; with a Gaussian target its matrix
+   L Lᵀ + α I (α the convexity floor) starts at the OT map A0 between the Gaussian fit
+   N(0, Σ̂) of the centered rows (sample covariance) and γ's covariance
+   (``gridflow.gaussian.ot_map``): training starts from the best affine map;
 3. Adam with a cosine-decayed learning rate on minibatches drawn with replacement from the
    training rows;
 4. every ``evaluate_every`` steps the held-out negative log-likelihood −mean log p_θ is
@@ -117,10 +118,12 @@ class FitResult:
         The map with the smallest held-out NLL (refitted on all the rows when it is the
         Gaussian start); its ``training`` record holds the settings, the data's size and
         these figures.
-    held_out : numpy.ndarray
+    held_out_rows : numpy.ndarray
         The held-out rows (m, d).
     held_out_nll : float
-        −mean log p_θ over them, in nats, at the kept θ.
+        −mean log p_θ over them, in nats, at the kept θ: the criterion of the choice. After
+        a refit (the Gaussian start won) it is the train-rows Gaussian fit's, and the map
+        returned is fitted on these rows too, so they are no longer held out from it.
     best_step : int
         The step of the kept θ (0: θ0).
     gaussian_nll : float
@@ -133,7 +136,7 @@ class FitResult:
     """
 
     map: NetworkMap
-    held_out: np.ndarray
+    held_out_rows: np.ndarray
     held_out_nll: float
     best_step: int
     gaussian_nll: float
@@ -318,7 +321,7 @@ def fit(
     gaussian_nll = float(-np.mean(fitted.log_density(held_out)))
     network = network.with_params(theta)
     refit = gaussian_start and step == 0
-    if refit:  # the Gaussian fit won: its maximum-likelihood estimate on all the rows
+    if refit:  # the Gaussian fit won: estimated again on all the rows
         center = source.samples.mean(axis=0)
         matrix = _gaussian_fit_matrix(source.samples - center, target.cov)
         network = _with_quadratic(network, matrix)

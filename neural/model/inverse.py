@@ -44,6 +44,9 @@ _ROUNDING_FLOOR = float(np.sqrt(np.finfo(np.float64).eps))
 this times max(1, ‖y‖) is accepted: far preimages, where ∇φ_θ(x) sums terms of the size of
 ‖x‖ ≫ ‖y‖ (a map nearly flat in some direction), cannot reach 1e-11 · ‖y‖."""
 _SUFFICIENT_DECREASE = 1e-4
+_COLLAPSED = 1e-12
+"""A quadratic part whose smallest eigenvalue is below this times its largest is taken for
+none: ∇φ_θ then grows too slowly to be onto in floating point."""
 
 
 def _norms(points: np.ndarray) -> np.ndarray:
@@ -89,22 +92,23 @@ def inverse_map(
     Raises
     ------
     NotConvergedError
-        If some points do not reach the tolerance (outside the range of ∇φ_θ, or a
-        tolerance below the rounding of ∇φ_θ); the message gives their number, the worst
-        residual and the first such point.
+        If some points reach none of the three stops (outside the range of ∇φ_θ, or where
+        φ_θ is flat); the message gives their number, the worst residual and the point.
 
     Warns
     -----
     RuntimeWarning
-        If φ_θ has no strongly convex quadratic part (``strong_convexity_modulus`` 0):
-        ∇φ_θ need not be onto, and far points may have no preimage.
+        If φ_θ has no strongly convex quadratic part (``strong_convexity_modulus`` 0, or
+        below 1e-12 of the quadratic part's largest eigenvalue: a collapsed L Lᵀ): ∇φ_θ
+        need not be onto, and far points may have no preimage.
     """
     if not isinstance(network, ICNN):
         raise TypeError(f"network must be an ICNN, got {type(network).__name__}")
     y = as_points(y, "y", dim=network.dim)
     tolerance = positive_float(tolerance, "tolerance")
     max_iterations = positive_int(max_iterations, "max_iterations")
-    if strong_convexity_modulus(network) == 0.0:
+    largest = float(np.abs(network.architecture.quadratic_matrix(network.params)).max())
+    if strong_convexity_modulus(network) <= _COLLAPSED * largest:
         warnings.warn(
             "φ_θ has no strongly convex quadratic part (ICNN(..., quadratic=True) or "
             "strong_convexity > 0), so ∇φ_θ need not be onto: points outside its range have "

@@ -105,7 +105,9 @@ class NetworkMap:
 
     def inverse(self, y, tolerance: float = INVERSE_TOLERANCE) -> np.ndarray:
         """∇φ_θ*(y): the points x (n, d) with T_θ(x) = y, to ‖T_θ(x) − y‖ ≤ tolerance ·
-        max(1, ‖y‖) (``neural.model.inverse.inverse_map``)."""
+        max(1, ‖y − m‖), or where x no longer changes in floating point, or (far out, where
+        the residual's rounding dominates) ≤ √ε max(1, ‖y − m‖)
+        (``neural.model.inverse.inverse_map``)."""
         y = as_points(y, "y", dim=self.dim)
         return inverse_map(self.network, y - self.offset, tolerance) + self.center
 

@@ -6,7 +6,7 @@
   problem): the L² distance to T* on samples of the file's source and, for a Gaussian
   target, the L²-UVP (``gridflow.map_distance``), marked when it is not several times T*'s
   own error (``gridflow.groundtruth.resolved``); and, where the source density is known,
-  the exact KL(T_θ#ϱ0 | γ) = E_ϱ0[log ϱ0 − log p_θ] (``neural.model.network_map``);
+  KL(T_θ#ϱ0 | γ) = E_ϱ0[log ϱ0 − log p_θ] by Monte Carlo (``neural.model.network_map``);
 - with data (held-out samples of ϱ0): the negative log-likelihood −mean log p_θ;
 - with either, for a target that can be sampled: the energy distance (eq. 1.10) between the
   pushforward T_θ(x) and as many samples of γ, beside the energy distance between two
@@ -78,8 +78,8 @@ def _mean_and_error(values: np.ndarray) -> tuple[float, float]:
 
 
 def _check_truth(model: NetworkMap, truth: GroundTruth) -> None:
-    """ValueError unless T* solves the problem of the map: the same target, dimension and
-    box around the samples."""
+    """ValueError unless T* solves the problem of the map: the same target and dimension
+    (``evaluate_map`` keeps the samples inside T*'s box)."""
     if truth.map.dim != model.dim:
         raise ValueError(f"the ground truth is in d = {truth.map.dim}, the map in d = {model.dim}")
     if not same_law(truth.target, model.target):
@@ -204,7 +204,7 @@ def format_evaluation(evaluation: Evaluation) -> str:
     if evaluation.kl is not None:
         lines.append(
             f"KL(T#ϱ0 | γ) = {evaluation.kl:.5f} ± {evaluation.kl_standard_error:.1g} nats "
-            "(exact: the source density is known)"
+            "(the source density is known: no entropy to estimate)"
         )
     if evaluation.nll is not None:
         lines.append(

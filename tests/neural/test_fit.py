@@ -43,6 +43,8 @@ def test_when_the_gaussian_start_wins_it_is_refitted_on_all_rows():
                            learning_rate=0.5, evaluate_every=1)  # fmt: skip
     result = fit(data, settings=settings, rng=np.random.default_rng(2))
     assert result.best_step == 0 and result.map.training["refit_on_all_rows"]
+    # the criterion of the choice: the train-rows Gaussian fit's held-out NLL
+    assert result.held_out_nll == pytest.approx(result.gaussian_nll, abs=1e-10)
     fitted = Gaussian(data.mean(axis=0), np.cov(data, rowvar=False))
     exact = gaussian.ot_map(fitted, Gaussian(np.zeros(2), np.eye(2)))
     x = _data(100, seed=4)
@@ -55,12 +57,12 @@ def test_when_the_gaussian_start_wins_it_is_refitted_on_all_rows():
 def test_keeps_the_best_held_out_theta(fitted):
     assert fitted.held_out_nll == fitted.history[:, 1].min()
     assert fitted.best_step == fitted.history[np.argmin(fitted.history[:, 1]), 0]
-    assert fitted.map.negative_log_likelihood(fitted.held_out) == pytest.approx(
+    assert fitted.map.negative_log_likelihood(fitted.held_out_rows) == pytest.approx(
         fitted.held_out_nll, abs=1e-12
     )
     assert fitted.map.training["best_step"] == fitted.best_step
     assert fitted.history[-1, 0] == SMALL.steps
-    assert fitted.held_out.shape == (450, 2)
+    assert fitted.held_out_rows.shape == (450, 2)
 
 
 def test_learns_the_gaussian_map(fitted):
@@ -77,11 +79,10 @@ def test_the_convexity_floor_makes_the_map_onto(fitted):
     # onto
     recorded = fitted.map.training["settings"]
     assert recorded["convexity_floor"] == FitSettings().convexity_floor > 0
-    assert (
-        strong_convexity_modulus(fitted.map.network)
-        >= fitted.map.network.architecture.strong_convexity
-        > 0
-    )
+    alpha = fitted.map.network.architecture.strong_convexity
+    floor = FitSettings().convexity_floor * np.linalg.eigvalsh(np.linalg.inv(SOURCE.cov))[0] ** 0.5
+    assert alpha == pytest.approx(floor, rel=0.1)  # c λ0, λ0 from the sample covariance
+    assert strong_convexity_modulus(fitted.map.network) >= alpha
     far = np.array([[40.0, -40.0], [-1e3, 5.0]])
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -285,6 +285,25 @@ def test_a_center_and_an_offset_shift_every_function():
             NetworkMap(network, TARGET, **{name: [np.nan, 0.0]})
 
 
+def test_a_centered_and_offset_model_is_a_density_with_its_samples():
+    model = NetworkMap(_network(seed=8), TARGET, center=[2.0, -1.0], offset=[0.5, 1.5])
+    nodes = np.linspace(-16.0, 16.0, 641)
+    grid = np.stack(np.meshgrid(nodes, nodes, indexing="ij"), axis=-1).reshape(-1, 2)
+    weights = np.exp(model.log_density(grid)) * (nodes[1] - nodes[0]) ** 2
+    assert abs(weights.sum() - 1.0) < 1e-5
+    samples = model.sample(np.random.default_rng(12), 20000)
+    standard_error = samples.std(axis=0) / np.sqrt(samples.shape[0])
+    assert np.all(np.abs(samples.mean(axis=0) - weights @ grid) < 5 * standard_error)
+
+
+def test_a_collapsed_quadratic_part_warns_like_none():
+    network = _network(seed=1)
+    theta = np.array(network.params)
+    network.architecture.quadratic_factor(theta)[...] = np.diag([1.0, 1e-7])
+    with pytest.warns(RuntimeWarning, match="need not be onto"):
+        inverse_map(network.with_params(theta), np.zeros((1, 2)))
+
+
 def test_network_map_checks_its_parts():
     with pytest.raises(TypeError, match="ICNN"):
         NetworkMap("net", TARGET)

@@ -5,7 +5,12 @@ T ↦ KL(T#ϱ0 | γ) constrained to gradients of convex functions (cons.gf), dis
 grids (d = 1, 2), with exact Gaussian flows in any dimension.
 """
 
-from gridflow import _compile_notice, gaussian, rates  # noqa: F401 (_compile_notice: a listener)
+from gridflow import (  # noqa: F401 (_compile_notice, _interrupt_guard: listeners)
+    _compile_notice,
+    _interrupt_guard,
+    gaussian,
+    rates,
+)
 from gridflow.cones import project_onto_cone, project_onto_tangent_cone
 from gridflow.functionals import kl_energy, kl_gradient
 from gridflow.grid import Grid

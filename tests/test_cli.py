@@ -494,3 +494,18 @@ def test_a_second_ctrl_c_after_the_interrupted_line_is_ignored():
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode == 130, result.stderr
     assert "Traceback" not in result.stderr and "KeyboardInterrupt" not in result.stderr
+
+
+def test_ctrl_c_while_numba_holds_its_compiler_lock_waits_for_its_release():
+    """A KeyboardInterrupt inside numba's cache loading crashed the process (LLVM calls back
+    into Python); gridflow holds SIGINT back until numba releases its compiler lock."""
+    from numba.core.compiler_lock import global_compiler_lock
+
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with global_compiler_lock:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler runs here: it must not raise
+            reached.append("end of the locked block")
+    assert reached == ["end of the locked block"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

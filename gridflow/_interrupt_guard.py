@@ -1,0 +1,57 @@
+"""Ctrl-C during numba's compilation or cache loading is delivered when it ends.
+
+numba loads a cached kernel (and compiles one) through LLVM, which calls back into Python
+(llvmlite's object-cache callbacks). A KeyboardInterrupt raised inside such a callback
+cannot propagate through the C++ frames: it is printed as "Exception ignored on calling
+ctypes callback function" and LLVM goes on with a missing buffer, which crashed the process
+with SIGSEGV (or left it hung) in about 1 run in 7 of the flow check's Ctrl-C test on a
+fresh install. Every compilation and cache load runs under numba's global compiler lock,
+which announces itself through numba's event API ("numba:compiler_lock"); the listener
+below holds SIGINT back from the lock's first acquisition to its last release, in the main
+thread, and then hands it to the handler that was in place (a KeyboardInterrupt raised in
+Python code, where the commands' Ctrl-C handling takes it).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from numba.core import event
+
+
+class InterruptsAfterCompiling(event.Listener):
+    """Holds SIGINT back while the main thread holds numba's compiler lock."""
+
+    def __init__(self):
+        self.depth = 0
+        self.previous = None
+        self.received = False
+
+    def _hold(self, signum, frame):
+        self.received = True
+
+    def on_start(self, ev):
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self.depth += 1
+        if self.depth == 1:
+            self.previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._hold)
+
+    def on_end(self, ev):
+        if threading.current_thread() is not threading.main_thread() or self.depth == 0:
+            return
+        self.depth -= 1
+        if self.depth:
+            return
+        previous, self.previous = self.previous, None
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+        if self.received:
+            self.received = False
+            if callable(previous):
+                previous(signal.SIGINT, None)  # default_int_handler raises KeyboardInterrupt
+
+
+LISTENER = InterruptsAfterCompiling()
+event.register("numba:compiler_lock", LISTENER)

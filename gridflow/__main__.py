@@ -38,6 +38,7 @@ from gridflow.groundtruth import (
     read_source,
     save_map,
 )
+from gridflow.memory import format_bytes, peak_resident_memory
 from gridflow.solvers import SolverError
 
 
@@ -197,7 +198,8 @@ def _build(main_parser, args, problems, out: OutputFile, refusals: list[str]) ->
         f"{loaded.grid.shape} nodes, "
         f"F_h = {loaded.metadata['energy']:.6f}, estimated L2(rho0) error "
         f"{metadata['error_estimate']:.2e} (difference to the {metadata['coarser_shape']} "
-        f"grid {metadata['difference_to_coarser']:.2e}), {metadata['seconds']:.1f} s"
+        f"grid {metadata['difference_to_coarser']:.2e}), {metadata['seconds']:.1f} s, peak "
+        f"memory {format_bytes(peak_resident_memory())}"
         + "".join(f"\nWARNING (recorded in the file): {reason}" for reason in refusals)
     )
     return 0

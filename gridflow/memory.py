@@ -11,8 +11,10 @@ of an allocation that fails later, swaps the machine or is killed.
 from __future__ import annotations
 
 import os
+import resource
 
 MEMINFO = "/proc/meminfo"
+PROCESS_STATUS = "/proc/self/status"
 
 
 class InsufficientMemoryError(ValueError, MemoryError):
@@ -32,6 +34,20 @@ def available_memory() -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, OSError, ValueError):
         return None
+
+
+def peak_resident_memory() -> int:
+    """The peak resident memory of this process in bytes: VmHWM of /proc/self/status
+    (Linux), else ru_maxrss. VmHWM first, because Linux keeps ru_maxrss across exec: a
+    spawned worker would report its parent's peak when that is larger."""
+    try:
+        with open(PROCESS_STATUS, encoding="ascii") as lines:
+            for line in lines:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def format_bytes(count: float) -> str:

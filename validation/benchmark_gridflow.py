@@ -25,7 +25,6 @@ import argparse
 import concurrent.futures
 import multiprocessing
 import os
-import pathlib
 import platform
 import resource
 import statistics
@@ -37,6 +36,7 @@ from gridflow.cones import project_onto_cone
 from gridflow.examples import paper_mixture, problem_1d, problem_2d
 from gridflow.functionals import log_det_gradient, log_det_gradient_1d
 from gridflow.groundtruth import build_ground_truth, grid_cascade
+from gridflow.memory import peak_resident_memory
 from gridflow.potentials import (
     GaugedFactorization,
     helmholtz_projection,
@@ -139,19 +139,7 @@ def _timed_ground_truth(nodes: int):
     started, processor = time.perf_counter(), _processor_seconds()
     _, metadata = build_ground_truth("paper-mixture", "standard", nodes, 6.0, 1e-6, progress=False)
     seconds, processor = time.perf_counter() - started, _processor_seconds() - processor
-    return seconds, processor, metadata["error_estimate"], _peak_resident_mib()
-
-
-def _peak_resident_mib() -> float:
-    """The peak resident memory of this process's address space, VmHWM (Linux). Not
-    ru_maxrss: Linux keeps it across exec, so a spawned worker reports its parent's peak
-    when that is larger (the 2D rows' 595 MiB, printed for 129² and 257² alike)."""
-    status = pathlib.Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return seconds, processor, metadata["error_estimate"], peak_resident_memory() / 2**20
 
 
 def rows_ground_truth(sizes):

@@ -3,6 +3,7 @@ progress bars (stderr) are closed before it, and with --quiet it is all that is 
 even when numba compiles the kernels (a cold cache)."""
 
 import os
+import re
 import pathlib
 import subprocess
 import sys
@@ -24,6 +25,7 @@ def _run(tmp_path, *flags):
 def test_the_result_line_follows_closed_progress_bars(tmp_path):
     done = _run(tmp_path)
     assert done.stdout.startswith("wrote ") and "\r" not in done.stdout
+    assert re.search(r", peak memory \d[\d.]* (MiB|GiB)\n", done.stdout)
     assert "grids: 100%" in done.stderr
     assert done.stderr.endswith("\n")  # the last bar ended its line before the result
 

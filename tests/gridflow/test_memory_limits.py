@@ -11,7 +11,13 @@ import gridflow.groundtruth.build
 import gridflow.memory
 from gridflow import Grid, LogConcaveTarget
 from gridflow.measures import GaussianMixture
-from gridflow.memory import InsufficientMemoryError, available_memory, check_memory, format_bytes
+from gridflow.memory import (
+    InsufficientMemoryError,
+    available_memory,
+    check_memory,
+    format_bytes,
+    peak_resident_memory,
+)
 from gridflow.problem import Problem
 
 
@@ -20,6 +26,15 @@ def test_available_memory_is_read_and_has_a_fallback(monkeypatch, tmp_path):
     monkeypatch.setattr(gridflow.memory, "MEMINFO", str(tmp_path / "missing"))
     fallback = available_memory()
     assert fallback is None or fallback > 0
+
+
+def test_peak_resident_memory_sees_an_allocation_and_has_a_fallback(monkeypatch, tmp_path):
+    before = peak_resident_memory()
+    block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+    assert peak_resident_memory() >= max(before, block.nbytes)  # bytes, not KiB
+    del block
+    monkeypatch.setattr(gridflow.memory, "PROCESS_STATUS", str(tmp_path / "missing"))
+    assert peak_resident_memory() > 2**20  # ru_maxrss: this process holds more than 1 MiB
 
 
 def test_check_memory_states_the_estimate():

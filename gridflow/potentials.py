@@ -19,7 +19,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse import linalg as sparse_linalg
 
-from gridflow import operators
+from gridflow import cholesky, operators
 from gridflow.problem import Problem
 
 
@@ -43,17 +43,16 @@ def metric(problem: Problem) -> sparse.csr_matrix:
 def metric_factorization(problem: Problem) -> GaugedFactorization:
     """The factorization of D_hᵀ W D_h in the gauge, computed once per problem.
 
-    In SuperLU's minimum-degree order: the metric's stencil reaches one node, and the
-    nested dissection made for the Newton matrix's two gives its factor 20% more entries.
+    The metric's stencil reaches one node, so its nested dissection cuts one layer.
     """
     cached = problem.derived.get("metric_factorization")
     if cached is None:
-        cached = GaugedFactorization(problem, metric(problem), ordering="mmd")
+        cached = GaugedFactorization(problem, metric(problem), reach=1)
         problem.derived["metric_factorization"] = cached
     return cached
 
 
-ORDERINGS = ("nested-dissection", "mmd")
+FACTORIZATIONS = ("multifrontal", "nested-dissection", "mmd")
 
 
 @functools.lru_cache(maxsize=16)
@@ -67,53 +66,68 @@ def nested_dissection(shape: tuple[int, ...], reach: int = 2, leaf: int = 8) -> 
     couples nodes two apart; 1 for the metric), the halves do not couple, and the Cholesky
     factor of a 2D grid matrix has O(N log N) entries. In d = 1 the natural order has no fill.
     """
-    nodes = np.arange(int(np.prod(shape))).reshape(shape)
     if len(shape) == 1:
-        return nodes
-    pieces = []
-
-    def dissect(block):
-        rows, columns = block.shape
-        if max(rows, columns) <= max(leaf, 2 * reach + 1):
-            pieces.append(block.ravel())
-            return
-        axis = 0 if rows >= columns else 1
-        cut = (block.shape[axis] - reach) // 2
-        before, separator, after = np.split(block, [cut, cut + reach], axis=axis)
-        dissect(before)
-        dissect(after)
-        pieces.append(separator.ravel())
-
-    dissect(nodes)
-    order = np.concatenate(pieces)
+        return np.arange(shape[0])
+    order = cholesky.elimination_order(tuple(shape), reach, leaf)
     order.setflags(write=False)
     return order
-
-
-def _free_elimination_order(problem: Problem, ordering: str) -> np.ndarray | None:
-    """The free nodes in elimination order (flat node indices), or None: let SuperLU order."""
-    if ordering not in ORDERINGS:
-        raise ValueError(f"ordering must be one of {ORDERINGS}, got {ordering!r}")
-    if ordering == "mmd":
-        return None
-    order = nested_dissection(problem.grid.shape)
-    return order[~np.isin(order, problem.gauge_nodes)]
 
 
 class GaugedFactorization:
     """A factorization of a symmetric matrix in φ restricted to the free nodes.
 
     The matrix is scaled symmetrically to unit diagonal first: the quadrature weights span
-    many orders of magnitude between the bulk of ϱ0 and the box's edges. It is then
-    factorized without pivoting (the scaled matrix is SPD) in the elimination order
-    `ordering`: "nested-dissection" (default; `nested_dissection`, computed once per grid
-    shape, so only the numerical factorization is repeated across Newton steps), or "mmd"
-    (SuperLU's minimum degree on AᵀA + A, recomputed at every factorization).
+    many orders of magnitude between the bulk of ϱ0 and the box's edges. The scaled matrix
+    is SPD and is factorized without pivoting by `method`:
+
+    - "multifrontal" (default): the Cholesky factorization of `gridflow.cholesky`, nested
+      dissection with dense fronts, on the whole grid with the gauge nodes' rows and columns
+      replaced by the identity's (which leaves the free nodes' system as it is); `reach` is
+      the matrix's stencil reach (2 for the Newton matrices, 1 for the metric);
+    - "nested-dissection": SuperLU's LU in the order of `nested_dissection`;
+    - "mmd": SuperLU's LU in its minimum degree order on AᵀA + A.
+
+    The two SuperLU methods are the references the multifrontal one is tested and
+    benchmarked against (docs/performance.md).
     """
 
-    def __init__(self, problem: Problem, matrix: sparse.spmatrix, ordering="nested-dissection"):
+    def __init__(
+        self,
+        problem: Problem,
+        matrix: sparse.spmatrix,
+        method: str = "multifrontal",
+        reach: int = 2,
+    ):
+        if method not in FACTORIZATIONS:
+            raise ValueError(f"method must be one of {FACTORIZATIONS}, got {method!r}")
         self.size = matrix.shape[0]
-        order = _free_elimination_order(problem, ordering)
+        if method == "multifrontal":
+            self._factorize_grid(problem, matrix, reach)
+        else:
+            self._factorize_reduced(problem, matrix, method, reach)
+
+    def _factorize_grid(self, problem, matrix, reach):
+        keep = np.ones(self.size)
+        keep[problem.gauge_nodes] = 0.0
+        diagonal = matrix.diagonal()
+        if not np.all(diagonal[keep > 0] > 0):
+            raise np.linalg.LinAlgError("the reduced matrix has a nonpositive diagonal entry")
+        self.free = slice(None)
+        self.scale = keep / np.sqrt(np.where(keep > 0, diagonal, 1.0))
+        scaling = sparse.diags(self.scale)
+        scaled = scaling @ matrix @ scaling + sparse.diags(1.0 - keep)
+        try:
+            self._solve = cholesky.cholesky(scaled, problem.grid.shape, reach).solve
+        except np.linalg.LinAlgError as error:
+            raise np.linalg.LinAlgError(
+                f"the reduced matrix is not positive definite ({error})"
+            ) from error
+
+    def _factorize_reduced(self, problem, matrix, method, reach):
+        order = None
+        if method == "nested-dissection":
+            order = nested_dissection(problem.grid.shape, reach)
+            order = order[~np.isin(order, problem.gauge_nodes)]
         self.free = free_nodes(problem) if order is None else order
         reduced = matrix.tocsr()[self.free][:, self.free]
         diagonal = reduced.diagonal()
@@ -125,7 +139,7 @@ class GaugedFactorization:
         # symmetric: its CSR arrays are those of its CSC form
         scaled = sparse.csc_matrix((reduced.data, reduced.indices, reduced.indptr), reduced.shape)
         try:
-            self.factor = sparse_linalg.splu(  # a symmetric ordering and no pivoting: S is SPD
+            factor = sparse_linalg.splu(  # a symmetric ordering and no pivoting: S is SPD
                 scaled,
                 permc_spec="MMD_AT_PLUS_A" if order is None else "NATURAL",
                 diag_pivot_thresh=0.0,
@@ -133,11 +147,12 @@ class GaugedFactorization:
             )
         except RuntimeError as error:  # SuperLU: "Factor is exactly singular"
             raise np.linalg.LinAlgError(f"the reduced matrix is singular ({error})") from error
+        self._solve = factor.solve
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         """The solution in the gauge φ = 0 at the gauge nodes, (N,)."""
         solution = np.zeros(self.size)
-        solution[self.free] = self.scale * self.factor.solve(self.scale * rhs[self.free])
+        solution[self.free] = self.scale * self._solve(self.scale * rhs[self.free])
         if not np.all(np.isfinite(solution)):  # a zero pivot: the matrix is singular
             raise np.linalg.LinAlgError("the solve is not finite: the matrix is singular")
         return solution
@@ -173,7 +188,7 @@ def least_squares_potential(problem: Problem, v) -> np.ndarray:
     """
     v = problem.as_map(v, "v")
     identity = np.broadcast_to(np.eye(problem.dim), (problem.size, problem.dim, problem.dim))
-    factorization = GaugedFactorization(problem, weight_blocks(problem, identity), ordering="mmd")
+    factorization = GaugedFactorization(problem, weight_blocks(problem, identity), reach=1)
     return factorization.solve(problem.gradient_operator.T @ v.ravel())
 
 

@@ -1,0 +1,103 @@
+"""The multifrontal Cholesky factorization of grid matrices (gridflow.cholesky), against dense
+LAPACK solves, in d = 1, 2, 3 and for stencil reaches 1 and 2."""
+
+import numpy as np
+import pytest
+from scipy import sparse
+
+from gridflow import cholesky
+from gridflow.cholesky import elimination_order, front_structure, stencil_offsets
+
+
+def random_grid_matrix(shape, reach, seed=0, definite=True):
+    """A random symmetric matrix coupling every pair of nodes at most `reach` apart, made
+    positive definite by diagonal dominance (or indefinite by a negative diagonal entry)."""
+    rng = np.random.default_rng(seed)
+    size = int(np.prod(shape))
+    nodes = np.stack(np.unravel_index(np.arange(size), shape), axis=1)
+    rows, columns = [], []
+    for offset in stencil_offsets(len(shape), reach):
+        other = nodes + offset
+        inside = np.all((other >= 0) & (other < np.array(shape)), axis=1)
+        rows.append(np.flatnonzero(inside))
+        columns.append(np.ravel_multi_index(other[inside].T, shape))
+    rows, columns = np.concatenate(rows), np.concatenate(columns)
+    matrix = sparse.csr_matrix((rng.standard_normal(rows.size), (rows, columns)), (size, size))
+    matrix = matrix + matrix.T
+    dominance = np.abs(matrix).sum(axis=1).A1 + rng.uniform(0.1, 1.0, size)
+    if not definite:
+        dominance[size // 2] = -dominance[size // 2]
+    return (matrix + sparse.diags(dominance)).tocsr()
+
+
+SHAPES = [(40,), (9, 13), (30, 17), (7, 6, 9), (11, 11, 11)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("reach", [1, 2])
+def test_solves_agree_with_a_dense_solve(shape, reach):
+    matrix = random_grid_matrix(shape, reach)
+    rhs = np.random.default_rng(1).standard_normal((matrix.shape[0], 2))
+    expected = np.linalg.solve(matrix.toarray(), rhs)
+    factor = cholesky.cholesky(matrix, shape, reach)
+    np.testing.assert_allclose(factor.solve(rhs), expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(factor.solve(rhs[:, 0]), expected[:, 0], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("reach", [1, 2])
+def test_the_fronts_eliminate_every_node_once_and_their_boundaries_later(shape, reach):
+    structure = front_structure(shape, reach, leaf=4)
+    order = np.concatenate([front.eliminated for front in structure.fronts])
+    np.testing.assert_array_equal(np.sort(order), np.arange(np.prod(shape)))
+    np.testing.assert_array_equal(order, elimination_order(shape, reach, leaf=4))
+    when = np.empty(order.size, dtype=int)
+    when[order] = np.arange(order.size)
+    for front in structure.fronts:
+        if front.boundary.size:
+            assert when[front.boundary].min() > when[front.eliminated].max()
+    assert structure.fronts[-1].boundary.size == 0  # the root
+
+
+def test_the_factor_is_the_dense_cholesky_factor():
+    """L Lᵀ = A: the product of the factor with the identity's columns, solved back."""
+    shape, reach = (12, 10), 2
+    matrix = random_grid_matrix(shape, reach, seed=3)
+    factor = cholesky.cholesky(matrix, shape, reach)
+    inverse = factor.solve(np.eye(matrix.shape[0]))
+    np.testing.assert_allclose(inverse @ matrix.toarray(), np.eye(matrix.shape[0]), atol=1e-12)
+
+
+def test_an_indefinite_matrix_is_refused():
+    shape = (15, 14)
+    with pytest.raises(np.linalg.LinAlgError):
+        cholesky.cholesky(random_grid_matrix(shape, 2, definite=False), shape, 2)
+
+
+def test_a_matrix_reaching_farther_than_its_stencil_is_refused():
+    shape = (10, 10)
+    matrix = random_grid_matrix(shape, 2)
+    with pytest.raises(ValueError, match="more than 1 apart"):
+        cholesky.cholesky(matrix, shape, 1)
+    wrapped = sparse.lil_matrix(sparse.eye(100))
+    wrapped[9, 10] = wrapped[10, 9] = 0.1  # flat neighbours, but a row apart on the grid
+    with pytest.raises(ValueError, match="more than 1 apart"):
+        cholesky.cholesky(wrapped.tocsr(), shape, 1)
+
+
+def test_a_new_pattern_is_not_read_with_the_last_one():
+    """The stencil positions of the last pattern are reused only for the same pattern: a
+    matrix with one entry fewer (an exact zero dropped) is read afresh."""
+    shape = (9, 9)
+    full = random_grid_matrix(shape, 1, seed=5)
+    cholesky.cholesky(full, shape, 1)
+    dropped = full.tolil()
+    dropped[3, 4] = dropped[4, 3] = 0.0
+    dropped = dropped.tocsr()
+    dropped.eliminate_zeros()
+    rhs = np.arange(81.0)
+    np.testing.assert_allclose(
+        cholesky.cholesky(dropped, shape, 1).solve(rhs),
+        np.linalg.solve(dropped.toarray(), rhs),
+        atol=1e-12,
+    )

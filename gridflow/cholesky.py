@@ -34,6 +34,8 @@ from numba import njit
 from scipy import sparse
 from scipy.linalg import blas, lapack
 
+from gridflow import stencils
+
 DEFAULT_LEAF = 12
 """Leaves of the dissection hold at most this many nodes per axis: smaller leaves mean more
 fronts (Python overhead per front), larger ones denser leaf fronts (measured fastest at
@@ -63,13 +65,6 @@ class FrontStructure:
     shape: tuple[int, ...]
     reach: int
     fronts: tuple[Front, ...]
-
-
-
-def stencil_offsets(dim: int, reach: int) -> np.ndarray:
-    """The offsets of the (2 reach + 1)^dim stencil, (K, dim), the last axis fastest."""
-    axes = [np.arange(-reach, reach + 1)] * dim
-    return np.stack([m.ravel() for m in np.meshgrid(*axes, indexing="ij")], axis=1)
 
 
 def _box_nodes(shape, box) -> np.ndarray:
@@ -115,13 +110,15 @@ def front_structure(shape: tuple[int, ...], reach: int, leaf: int = DEFAULT_LEAF
     """The elimination tree of `shape`'s grid for matrices of the given reach, with the
     assembly plan of every front (computed once per shape: the factorizations reuse it)."""
     shape = tuple(int(n) for n in shape)
-    offsets = stencil_offsets(len(shape), reach)
+    offsets = stencils.stencil_offsets(len(shape), reach)
     stencil_size = offsets.shape[0]
     local = np.full(math.prod(shape), -1)  # global node -> position in the current front
     fronts = []
     for box, eliminated_box, children in _dissect(shape, reach, leaf):
         eliminated = _box_nodes(shape, eliminated_box)
-        grown = tuple((max(0, a - reach), min(n, b + reach)) for (a, b), n in zip(box, shape))
+        grown = tuple(
+            (max(0, a - reach), min(n, b + reach)) for (a, b), n in zip(box, shape, strict=True)
+        )
         around = _box_nodes(shape, grown)
         inside = np.zeros(shape, dtype=bool)
         inside[tuple(slice(a, b) for a, b in box)] = True
@@ -154,53 +151,6 @@ def front_structure(shape: tuple[int, ...], reach: int, leaf: int = DEFAULT_LEAF
     return FrontStructure(shape, reach, tuple(fronts))
 
 
-def _stencil_positions(indptr, indices, shape, reach) -> np.ndarray:
-    """For a CSR pattern on the grid's nodes, each entry's flat index in the (N, K) stencil
-    array: row * K + the index of its offset among `stencil_offsets`."""
-    rows = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
-    width = 2 * reach + 1
-    code = np.zeros(rows.size, dtype=np.int64)
-    stride = 1
-    for axis in reversed(range(len(shape))):  # the offset along each axis, from the flat index
-        offset = (indices // stride) % shape[axis] - (rows // stride) % shape[axis]
-        if offset.size and np.abs(offset).max() > reach:
-            raise ValueError(f"the matrix couples grid nodes more than {reach} apart")
-        code += (offset + reach) * width ** (len(shape) - 1 - axis)
-        stride *= shape[axis]
-    return rows * width ** len(shape) + code
-
-
-_last_pattern: list = []  # [(indptr, indices, shape, reach), positions]: one pattern kept
-
-
-def stencil_values(matrix: sparse.spmatrix, shape: tuple[int, ...], reach: int) -> np.ndarray:
-    """The matrix as (N, K) values: [i, k] = A[i, i + offset k] (0 off the grid).
-
-    The positions of a CSR pattern are kept for the next call: the Newton steps of one
-    solve share their pattern, and comparing it costs less than recomputing it.
-    Raises ValueError when the matrix couples nodes more than `reach` apart on some axis.
-    """
-    canonical = sparse.csr_matrix(matrix)
-    canonical.sum_duplicates()
-    key = (canonical.indptr, canonical.indices, tuple(shape), reach)
-    if _last_pattern and _same_pattern(_last_pattern[0], key):
-        positions = _last_pattern[1]
-    else:
-        positions = _stencil_positions(canonical.indptr, canonical.indices, shape, reach)
-        _last_pattern[:] = [(key[0].copy(), key[1].copy(), *key[2:]), positions]
-    values = np.zeros(math.prod(shape) * (2 * reach + 1) ** len(shape))
-    values[positions] = canonical.data
-    return values
-
-
-def _same_pattern(kept, key) -> bool:
-    return (
-        kept[2:] == key[2:]
-        and np.array_equal(kept[0], key[0])
-        and np.array_equal(kept[1], key[1])
-    )
-
-
 @njit(cache=True)
 def _extend_add(dense, positions, update):
     """dense[positions, positions] += update, lower triangles only: a child's Schur
@@ -229,7 +179,9 @@ class CholeskyFactor:
         """A⁻¹ rhs for rhs (N,) or (N, k): forward substitution up the tree, then back."""
         rhs = np.asarray(rhs, dtype=float)
         y = rhs.reshape(rhs.shape[0], -1).copy()
-        pieces = list(zip(self.structure.fronts, self.diagonal_blocks, self.below_blocks))
+        pieces = list(
+            zip(self.structure.fronts, self.diagonal_blocks, self.below_blocks, strict=True)
+        )
         for front, block, below in pieces:
             part = blas.dtrsm(1.0, block, y[front.eliminated], lower=1)
             y[front.eliminated] = part
@@ -243,15 +195,18 @@ class CholeskyFactor:
         return y.reshape(rhs.shape)
 
 
-def cholesky(matrix: sparse.spmatrix, shape: tuple[int, ...], reach: int) -> CholeskyFactor:
+def cholesky(matrix, shape: tuple[int, ...], reach: int) -> CholeskyFactor:
     """The Cholesky factor of a symmetric positive definite matrix on the nodes of a grid of
-    `shape` (flat C order) that couples nodes at most `reach` apart on every axis.
+    `shape` (flat C order) that couples nodes at most `reach` apart on every axis: a sparse
+    matrix, or its (N, K) stencil values (`gridflow.stencils`).
 
     Raises numpy.linalg.LinAlgError when a front is not positive definite (then neither
     is the matrix), ValueError when the matrix reaches farther.
     """
     structure = front_structure(tuple(shape), reach)
-    values = stencil_values(matrix, structure.shape, reach)
+    if sparse.issparse(matrix):
+        matrix = stencils.stencil_values(matrix, structure.shape, reach)
+    values = np.asarray(matrix, dtype=float).ravel()
     updates: dict[int, np.ndarray] = {}
     diagonal_blocks, below_blocks = [], []
     for index, front in enumerate(structure.fronts):
@@ -259,7 +214,7 @@ def cholesky(matrix: sparse.spmatrix, shape: tuple[int, ...], reach: int) -> Cho
         size = eliminated + front.boundary.size
         dense = np.zeros((size, size), order="F")  # the lower triangle is used throughout
         dense.reshape(-1, order="F")[front.assembly_positions] = values[front.assembly_entries]
-        for child, positions in zip(front.children, front.child_positions):
+        for child, positions in zip(front.children, front.child_positions, strict=True):
             _extend_add(dense, positions, updates.pop(child))
         # LAPACK and BLAS called directly: scipy.linalg's checks cost more than the small
         # fronts' arithmetic

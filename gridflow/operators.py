@@ -88,6 +88,24 @@ def _component_operators(shape: tuple[int, ...], spacing: tuple[float, ...]):
     )
 
 
+def map_window(spacing: tuple[float, float]) -> np.ndarray:
+    """D_h at one cell (d = 2): T's components from φ at the cell's corners, (2, 2, 2) as
+    [component, a, b] for the corner (i + a, j + b) of cell (i, j)."""
+    first, second = _component_operators((2, 2), spacing)
+    return np.stack([first.toarray().reshape(2, 2), second.toarray().reshape(2, 2)])
+
+
+def hessian_window(spacing: tuple[float, float]) -> np.ndarray:
+    """H_h = B_h D_h at one interior node (d = 2): the entries (a, b, c) from φ at the 3 × 3
+    nodes around it, (3, 3, 3) as [entry, a, b] for the node (i - 1 + a, j - 1 + b)."""
+    to_cells = _component_operators((3, 3), spacing)  # 3 × 3 nodes -> 2 × 2 cells
+    to_node = _component_operators((2, 2), spacing)  # 2 × 2 cells -> the node
+    (a, b_first), (b_second, c) = (
+        [(along @ component).toarray().reshape(3, 3) for along in to_node] for component in to_cells
+    )
+    return np.stack([a, 0.5 * (b_first + b_second), c])
+
+
 def gradient_operator(grid: Grid) -> sparse.csr_matrix:
     """D_h: φ at the N nodes -> T at the n cell centers, shape (n d, N)."""
     return _interleave(list(_component_operators(grid.shape, grid.spacing)))

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse import linalg as sparse_linalg
 
-from gridflow import cholesky, operators
+from gridflow import cholesky, operators, stencils
 from gridflow.problem import Problem
 
 
@@ -107,17 +107,19 @@ class GaugedFactorization:
             self._factorize_reduced(problem, matrix, method, reach)
 
     def _factorize_grid(self, problem, matrix, reach):
+        shape = problem.grid.shape
+        values = stencils.stencil_values(matrix, shape, reach)
+        center = values.shape[1] // 2  # the offset 0: the diagonal
         keep = np.ones(self.size)
         keep[problem.gauge_nodes] = 0.0
-        diagonal = matrix.diagonal()
-        if not np.all(diagonal[keep > 0] > 0):
+        if not np.all(values[keep > 0, center] > 0):
             raise np.linalg.LinAlgError("the reduced matrix has a nonpositive diagonal entry")
         self.free = slice(None)
-        self.scale = keep / np.sqrt(np.where(keep > 0, diagonal, 1.0))
-        scaling = sparse.diags(self.scale)
-        scaled = scaling @ matrix @ scaling + sparse.diags(1.0 - keep)
+        self.scale = keep / np.sqrt(np.where(keep > 0, values[:, center], 1.0))
+        values *= self.scale[:, None] * stencils.shifted(self.scale, shape, reach)
+        values[problem.gauge_nodes, center] = 1.0
         try:
-            self._solve = cholesky.cholesky(scaled, problem.grid.shape, reach).solve
+            self._solve = cholesky.cholesky(values, shape, reach).solve
         except np.linalg.LinAlgError as error:
             raise np.linalg.LinAlgError(
                 f"the reduced matrix is not positive definite ({error})"

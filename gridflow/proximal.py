@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg, sparse
 
-from gridflow import operators
+from gridflow import operators, stencils
 from gridflow.failures import NotLogConcaveError, matrix_failure
 from gridflow.functionals import (
     OutsideConeError,
@@ -97,6 +97,8 @@ def _euclidean_hessian(problem, center, tau, T):
 
 
 SHORT_STEP = 1.0 / 16.0
+NEWTON_REACH = 2
+"""The Newton matrices in φ couple nodes two apart (H_hᵀ·H_h: a 5 × 5 stencil in d = 2)."""
 
 
 NEGATIVE_DECREMENT = 1e-10
@@ -200,18 +202,30 @@ def damped_newton(
 def newton_matrix_2d(problem, center, tau, T) -> sparse.csr_matrix:
     """The Hessian in φ of the proximal objective, D_hᵀ ∂²_T(F_h + ‖· - center‖²_w/2τ) D_h.
 
-    With H_h = B_h D_h it is grouped as D_hᵀ [blockdiag(w_i (∇²V(T_i) + I/τ)) D_h]
-    + H_hᵀ [blockdiag(κ_j) H_h], κ_j the log-det curvature blocks (`log_det_curvature`):
-    the same matrix as D_hᵀ (`_euclidean_hessian`) D_h, in fewer and smaller sparse products.
-    `center` only fixes the signature shared with the other derivatives (the Hessian does
-    not depend on it). T must be strictly inside K_h.
+    With H_h = B_h D_h it is D_hᵀ blockdiag(w_i (∇²V(T_i) + I/τ)) D_h + H_hᵀ blockdiag(κ_j)
+    H_h, κ_j the log-det curvature blocks (`log_det_curvature`): the same matrix as
+    D_hᵀ (`_euclidean_hessian`) D_h, assembled cell by cell and node by node into the
+    5 × 5 stencil (`stencils.add_quadratic_form_2d`) instead of by sparse products, and
+    returned with the full stencil pattern. `center` only fixes the signature shared with
+    the other derivatives (the Hessian does not depend on it). T must be strictly inside K_h.
     """
     del center
-    G, H = problem.gradient_operator, problem.hessian_operator
+    grid = problem.grid
     shift = _inverse(tau) * np.eye(problem.dim)
     potential = problem.weights[:, None, None] * (problem.target.hessian(T) + shift)
-    curvature = operators.block_diagonal(log_det_curvature(problem, T))
-    return (G.T @ (operators.block_diagonal(potential) @ G) + H.T @ (curvature @ H)).tocsr()
+    values = np.zeros((problem.gradient_operator.shape[1], (2 * NEWTON_REACH + 1) ** 2))
+    for blocks, window, sites in (
+        (potential, operators.map_window(grid.spacing), operators.map_shape(grid)),
+        (
+            log_det_curvature(problem, T),
+            operators.hessian_window(grid.spacing),
+            operators.hessian_shape(grid),
+        ),
+    ):
+        stencils.add_quadratic_form_2d(
+            values, np.ascontiguousarray(blocks), window, sites, grid.shape, NEWTON_REACH
+        )
+    return stencils.to_csr(values, grid.shape, NEWTON_REACH)
 
 
 def _proximal_map_newton_1d(problem, center, tau, start):

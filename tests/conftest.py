@@ -3,8 +3,12 @@ the strategies shared by the shape property tests of both packages."""
 
 import os
 
+import numpy as np
 import pytest
 from hypothesis import strategies as st
+from scipy import sparse
+
+from gridflow import stencils
 
 for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(variable, "1")
@@ -52,3 +56,30 @@ def exit_status_and_error(capsys):
         return caught.value.code, error_lines[0]
 
     return run
+
+
+@pytest.fixture(scope="session")
+def random_grid_matrix():
+    """A factory of random SPD grid matrices (gridflow.cholesky and gridflow.stencils)."""
+    return _random_grid_matrix
+
+
+def _random_grid_matrix(shape, reach, seed=0, definite=True):
+    """A random symmetric matrix coupling every pair of nodes at most `reach` apart, made
+    positive definite by diagonal dominance (or indefinite by a negative diagonal entry)."""
+    rng = np.random.default_rng(seed)
+    size = int(np.prod(shape))
+    nodes = np.stack(np.unravel_index(np.arange(size), shape), axis=1)
+    rows, columns = [], []
+    for offset in stencils.stencil_offsets(len(shape), reach):
+        other = nodes + offset
+        inside = np.all((other >= 0) & (other < np.array(shape)), axis=1)
+        rows.append(np.flatnonzero(inside))
+        columns.append(np.ravel_multi_index(other[inside].T, shape))
+    rows, columns = np.concatenate(rows), np.concatenate(columns)
+    matrix = sparse.csr_matrix((rng.standard_normal(rows.size), (rows, columns)), (size, size))
+    matrix = matrix + matrix.T
+    dominance = np.abs(matrix).sum(axis=1).A1 + rng.uniform(0.1, 1.0, size)
+    if not definite:
+        dominance[size // 2] = -dominance[size // 2]
+    return (matrix + sparse.diags(dominance)).tocsr()

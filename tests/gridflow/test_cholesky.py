@@ -6,36 +6,14 @@ import pytest
 from scipy import sparse
 
 from gridflow import cholesky
-from gridflow.cholesky import elimination_order, front_structure, stencil_offsets
-
-
-def random_grid_matrix(shape, reach, seed=0, definite=True):
-    """A random symmetric matrix coupling every pair of nodes at most `reach` apart, made
-    positive definite by diagonal dominance (or indefinite by a negative diagonal entry)."""
-    rng = np.random.default_rng(seed)
-    size = int(np.prod(shape))
-    nodes = np.stack(np.unravel_index(np.arange(size), shape), axis=1)
-    rows, columns = [], []
-    for offset in stencil_offsets(len(shape), reach):
-        other = nodes + offset
-        inside = np.all((other >= 0) & (other < np.array(shape)), axis=1)
-        rows.append(np.flatnonzero(inside))
-        columns.append(np.ravel_multi_index(other[inside].T, shape))
-    rows, columns = np.concatenate(rows), np.concatenate(columns)
-    matrix = sparse.csr_matrix((rng.standard_normal(rows.size), (rows, columns)), (size, size))
-    matrix = matrix + matrix.T
-    dominance = np.abs(matrix).sum(axis=1).A1 + rng.uniform(0.1, 1.0, size)
-    if not definite:
-        dominance[size // 2] = -dominance[size // 2]
-    return (matrix + sparse.diags(dominance)).tocsr()
-
+from gridflow.cholesky import elimination_order, front_structure
 
 SHAPES = [(40,), (9, 13), (30, 17), (7, 6, 9), (11, 11, 11)]
 
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("reach", [1, 2])
-def test_solves_agree_with_a_dense_solve(shape, reach):
+def test_solves_agree_with_a_dense_solve(random_grid_matrix, shape, reach):
     matrix = random_grid_matrix(shape, reach)
     rhs = np.random.default_rng(1).standard_normal((matrix.shape[0], 2))
     expected = np.linalg.solve(matrix.toarray(), rhs)
@@ -59,7 +37,7 @@ def test_the_fronts_eliminate_every_node_once_and_their_boundaries_later(shape, 
     assert structure.fronts[-1].boundary.size == 0  # the root
 
 
-def test_the_factor_is_the_dense_cholesky_factor():
+def test_the_factor_is_the_dense_cholesky_factor(random_grid_matrix):
     """L Lᵀ = A: the product of the factor with the identity's columns, solved back."""
     shape, reach = (12, 10), 2
     matrix = random_grid_matrix(shape, reach, seed=3)
@@ -68,13 +46,13 @@ def test_the_factor_is_the_dense_cholesky_factor():
     np.testing.assert_allclose(inverse @ matrix.toarray(), np.eye(matrix.shape[0]), atol=1e-12)
 
 
-def test_an_indefinite_matrix_is_refused():
+def test_an_indefinite_matrix_is_refused(random_grid_matrix):
     shape = (15, 14)
     with pytest.raises(np.linalg.LinAlgError):
         cholesky.cholesky(random_grid_matrix(shape, 2, definite=False), shape, 2)
 
 
-def test_a_matrix_reaching_farther_than_its_stencil_is_refused():
+def test_a_matrix_reaching_farther_than_its_stencil_is_refused(random_grid_matrix):
     shape = (10, 10)
     matrix = random_grid_matrix(shape, 2)
     with pytest.raises(ValueError, match="more than 1 apart"):
@@ -85,7 +63,7 @@ def test_a_matrix_reaching_farther_than_its_stencil_is_refused():
         cholesky.cholesky(wrapped.tocsr(), shape, 1)
 
 
-def test_a_new_pattern_is_not_read_with_the_last_one():
+def test_a_new_pattern_is_not_read_with_the_last_one(random_grid_matrix):
     """The stencil positions of the last pattern are reused only for the same pattern: a
     matrix with one entry fewer (an exact zero dropped) is read afresh."""
     shape = (9, 9)

@@ -3,8 +3,8 @@ progress bars (stderr) are closed before it, and with --quiet it is all that is 
 even when numba compiles the kernels (a cold cache)."""
 
 import os
-import re
 import pathlib
+import re
 import subprocess
 import sys
 

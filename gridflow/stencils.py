@@ -1,0 +1,157 @@
+"""Symmetric grid matrices stored by stencil: values[i, k] = A[i, i + offset k].
+
+The matrices of the grid solver couple only nodes at most `reach` apart along every axis
+(docs/performance.md, 'The sparse Cholesky factorization'). Stored as an (N, K) array
+over the K = (2 reach + 1)^d offsets of `stencil_offsets`, they are assembled without
+sparse matrix products (`add_quadratic_form_2d`: the quadratic forms Dᵀ P D of the
+Newton matrices, from their local blocks) and read by the multifrontal factorization
+(`gridflow.cholesky`) without index searches. `to_csr` gives the same matrix as a scipy
+CSR matrix with the full stencil pattern.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+from numba import njit
+from scipy import sparse
+
+
+def stencil_offsets(dim: int, reach: int) -> np.ndarray:
+    """The offsets of the (2 reach + 1)^dim stencil, (K, dim), the last axis fastest."""
+    axes = [np.arange(-reach, reach + 1)] * dim
+    return np.stack([m.ravel() for m in np.meshgrid(*axes, indexing="ij")], axis=1)
+
+
+def _neighbour_indices(shape: tuple[int, ...], reach: int) -> np.ndarray:
+    """[i, k] = the flat index of node i + offset k, or -1 off the grid, (N, K)."""
+    nodes = np.stack(np.unravel_index(np.arange(math.prod(shape)), shape), axis=1)
+    neighbours = nodes[:, None, :] + stencil_offsets(len(shape), reach)[None]
+    inside = np.all((neighbours >= 0) & (neighbours < np.array(shape)), axis=2)
+    flat = np.ravel_multi_index(
+        np.where(inside[..., None], neighbours, 0).transpose(2, 0, 1), shape
+    )
+    return np.where(inside, flat, -1)
+
+
+@functools.lru_cache(maxsize=8)
+def csr_pattern(shape: tuple[int, ...], reach: int):
+    """(indptr, indices, entries) of the full stencil pattern: the CSR matrix whose row i
+    holds every node within `reach` of node i, columns sorted, and the flat indices into
+    the (N, K) stencil array of its entries."""
+    neighbours = _neighbour_indices(shape, reach)  # sorted along k: the last axis fastest
+    inside = neighbours >= 0
+    indptr = np.concatenate([[0], np.cumsum(inside.sum(axis=1))])
+    entries = np.flatnonzero(inside.ravel())
+    for array in (indptr, entries):
+        array.setflags(write=False)
+    indices = neighbours.ravel()[entries]
+    indices.setflags(write=False)
+    return indptr, indices, entries
+
+
+def to_csr(values: np.ndarray, shape: tuple[int, ...], reach: int) -> sparse.csr_matrix:
+    """The stencil matrix (N, K) as a CSR matrix with the full stencil pattern."""
+    indptr, indices, entries = csr_pattern(tuple(shape), reach)
+    size = math.prod(shape)
+    return sparse.csr_matrix((values.ravel()[entries], indices.copy(), indptr.copy()), (size, size))
+
+
+def shifted(array: np.ndarray, shape: tuple[int, ...], reach: int) -> np.ndarray:
+    """[i, k] = array[i + offset k] (0 off the grid), (N, K): a node array seen from each
+    node's stencil, for scaling the stencil matrix by diagonal matrices."""
+    padded = np.pad(np.reshape(array, shape), reach)
+    windows = [
+        padded[
+            tuple(slice(reach + o, reach + o + n) for o, n in zip(offset, shape, strict=True))
+        ].ravel()
+        for offset in stencil_offsets(len(shape), reach)
+    ]
+    return np.stack(windows, axis=1)
+
+
+def _stencil_positions(indptr, indices, shape, reach) -> np.ndarray:
+    """For a CSR pattern on the grid's nodes, each entry's flat index in the (N, K) stencil
+    array: row * K + the index of its offset among `stencil_offsets`."""
+    rows = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
+    width = 2 * reach + 1
+    code = np.zeros(rows.size, dtype=np.int64)
+    stride = 1
+    for axis in reversed(range(len(shape))):  # the offset along each axis, from the flat index
+        offset = (indices // stride) % shape[axis] - (rows // stride) % shape[axis]
+        if offset.size and np.abs(offset).max() > reach:
+            raise ValueError(f"the matrix couples grid nodes more than {reach} apart")
+        code += (offset + reach) * width ** (len(shape) - 1 - axis)
+        stride *= shape[axis]
+    return rows * width ** len(shape) + code
+
+
+_last_pattern: list = []  # [(indptr, indices, shape, reach), positions]: one pattern kept
+
+
+def stencil_values(matrix: sparse.spmatrix, shape: tuple[int, ...], reach: int) -> np.ndarray:
+    """The matrix as (N, K) values: [i, k] = A[i, i + offset k] (0 off the grid).
+
+    The positions of the full stencil pattern (`to_csr`'s) are known; those of another
+    CSR pattern are kept for the next call: comparing a pattern costs less than reading it.
+    Raises ValueError when the matrix couples nodes more than `reach` apart on some axis.
+    """
+    canonical = sparse.csr_matrix(matrix)
+    canonical.sum_duplicates()
+    key = (canonical.indptr, canonical.indices, tuple(shape), reach)
+    indptr, indices, entries = csr_pattern(tuple(shape), reach)
+    if _same_pattern((indptr, indices, *key[2:]), key):  # the Newton matrices' pattern
+        positions = entries
+    elif _last_pattern and _same_pattern(_last_pattern[0], key):
+        positions = _last_pattern[1]
+    else:
+        positions = _stencil_positions(canonical.indptr, canonical.indices, shape, reach)
+        _last_pattern[:] = [(key[0].copy(), key[1].copy(), *key[2:]), positions]
+    values = np.zeros((math.prod(shape), (2 * reach + 1) ** len(shape)))
+    values.ravel()[positions] = canonical.data
+    return values
+
+
+def _same_pattern(kept, key) -> bool:
+    return (
+        kept[2:] == key[2:] and np.array_equal(kept[0], key[0]) and np.array_equal(kept[1], key[1])
+    )
+
+
+@njit(cache=True)
+def add_quadratic_form_2d(values, blocks, coefficients, sites_shape, nodes_shape, reach):
+    """values += the stencil of Σ_sites (C φ_site)ᵀ blocks[site] (C φ_site), in place.
+
+    A site (p, q) of the `sites_shape` grid (the cells, or the interior nodes) reads φ on
+    the window of nodes (p + a, q + b), a < w0, b < w1, through the local operator
+    coefficients (s, w0, w1): its outputs are Σ_ab coefficients[r, a, b] φ(p + a, q + b),
+    r < s (T's components at a cell, H_h's entries at a node). blocks (sites, s, s)
+    holds each site's symmetric weight. This is Dᵀ blockdiag(blocks) D for the operator D,
+    without forming D: the Newton matrices' two parts, D_hᵀ P D_h and H_hᵀ κ H_h.
+    """
+    outputs, w0, w1 = coefficients.shape
+    width = 2 * reach + 1
+    n1 = nodes_shape[1]
+    weighted = np.empty((outputs, w0, w1))
+    for p in range(sites_shape[0]):
+        for q in range(sites_shape[1]):
+            block = blocks[p * sites_shape[1] + q]
+            for r in range(outputs):  # weighted = block · coefficients
+                for a in range(w0):
+                    for b in range(w1):
+                        total = 0.0
+                        for t in range(outputs):
+                            total += block[r, t] * coefficients[t, a, b]
+                        weighted[r, a, b] = total
+            for a in range(w0):
+                for b in range(w1):
+                    row = (p + a) * n1 + (q + b)
+                    for a2 in range(w0):
+                        for b2 in range(w1):
+                            total = 0.0
+                            for r in range(outputs):
+                                total += coefficients[r, a, b] * weighted[r, a2, b2]
+                            k = (a2 - a + reach) * width + (b2 - b + reach)
+                            values[row, k] += total

@@ -1,0 +1,55 @@
+"""Grid matrices stored by stencil (gridflow.stencils): the CSR round trip, the shifted node
+arrays, and the quadratic forms assembled site by site against sparse products."""
+
+import numpy as np
+import pytest
+from scipy import sparse
+
+from gridflow import Grid, operators, stencils
+
+
+@pytest.mark.parametrize(("shape", "reach"), [((7, 9), 2), ((6, 5), 1), ((5, 4, 6), 1)])
+def test_csr_and_stencil_values_are_one_matrix(random_grid_matrix, shape, reach):
+    matrix = random_grid_matrix(shape, reach)
+    values = stencils.stencil_values(matrix, shape, reach)
+    assert values.shape == (np.prod(shape), (2 * reach + 1) ** len(shape))
+    back = stencils.to_csr(values, shape, reach)
+    assert abs(back - matrix).max() == 0.0
+    assert back.nnz >= matrix.nnz  # the full stencil pattern
+
+
+def test_shifted_reads_each_neighbour_and_zero_off_the_grid():
+    shape, reach = (4, 5), 2
+    array = np.arange(20.0) + 1.0
+    seen = stencils.shifted(array, shape, reach)
+    offsets = stencils.stencil_offsets(2, reach)
+    for node in range(20):
+        i, j = np.unravel_index(node, shape)
+        for k, (di, dj) in enumerate(offsets):
+            inside = 0 <= i + di < 4 and 0 <= j + dj < 5
+            expected = array[(i + di) * 5 + j + dj] if inside else 0.0
+            assert seen[node, k] == expected
+
+
+@pytest.mark.parametrize("which", ["map", "hessian"])
+def test_quadratic_forms_equal_the_sparse_products(which):
+    grid = Grid([-1.0, -2.0], [3.0, 1.5], [7, 9])
+    rng = np.random.default_rng(2)
+    if which == "map":
+        operator, window = operators.gradient_operator(grid), operators.map_window(grid.spacing)
+        sites, outputs = operators.map_shape(grid), 2
+    else:
+        operator = operators.hessian_operator(grid)
+        window, sites, outputs = (
+            operators.hessian_window(grid.spacing),
+            operators.hessian_shape(grid),
+            3,
+        )
+    halves = rng.standard_normal((int(np.prod(sites)), outputs, outputs))
+    blocks = halves @ halves.transpose(0, 2, 1)
+    values = np.zeros((int(np.prod(grid.shape)), 25))
+    stencils.add_quadratic_form_2d(values, blocks, window, sites, grid.shape, 2)
+    expected = operator.T @ operators.block_diagonal(blocks) @ operator
+    assembled = stencils.to_csr(values, grid.shape, 2)
+    assert abs(assembled - expected).max() <= 1e-13 * abs(expected).max()
+    assert isinstance(assembled, sparse.csr_matrix)

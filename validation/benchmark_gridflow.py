@@ -7,27 +7,31 @@ Medians over repeats, compile time excluded (every kernel runs once before timin
 - the numba kernel of the weighted KL gradient against the same formula in numpy;
 - the exact Gaussian constrained flow in d = 50 up to t = 10;
 - d = 2: one implicit step (Newton in φ) at 65² and 129² nodes, one factorization of the
-  Newton matrix (at a map off the identity, with the sparsity of Newton's) at 129² and 257²
-  in nested-dissection order against SuperLU's minimum degree,
+  Newton matrix (at a map off the identity, with the full 5 × 5 stencil pattern) at 129²
+  and 257² by the three methods of `GaugedFactorization`: SuperLU in its minimum-degree
+  order, SuperLU in nested-dissection order, and the multifrontal Cholesky factorization;
   the weighted Helmholtz projection at 257², and the numba log-det gradient against numpy
   (sparse B_hᵀ) at 257²;
-- with `--groundtruth 129 257` (513 is opt-in: minutes), `python -m gridflow groundtruth` of
-  the paper's mixture at those sizes (all the grids it solves), each once in a fresh
-  process, with its error estimate, the process's peak resident memory and processor time.
+- with `--groundtruth 129 257` (513 and 1025 are opt-in: minutes), the paper mixture's
+  ground truth (`build_ground_truth` with the command's defaults, all the grids it solves)
+  at those sizes, each in a fresh one-thread process, with its error estimate, peak
+  resident memory and processor time; with `--before CHECKOUT` also by the package in
+  that checkout (a worktree of an earlier release), in the same run.
 
-Rows with a goal (issue #12) print it in the last column. `--only 1d` or `--only 2d` runs
-one half.
+Rows with a goal (issues #12 and #20) print it in the last column. `--only 1d` or
+`--only 2d` runs one half.
 """
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import multiprocessing
+import json
 import os
+import pathlib
 import platform
-import resource
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -35,9 +39,9 @@ import numpy as np
 from gridflow.cones import project_onto_cone
 from gridflow.examples import paper_mixture, problem_1d, problem_2d
 from gridflow.functionals import log_det_gradient, log_det_gradient_1d
-from gridflow.groundtruth import build_ground_truth, grid_cascade
-from gridflow.memory import peak_resident_memory
+from gridflow.groundtruth import grid_cascade
 from gridflow.potentials import (
+    FACTORIZATIONS,
     GaugedFactorization,
     helmholtz_projection,
     metric,
@@ -85,7 +89,8 @@ GOALS = {
     "projection 257": "<= 1 s",
     "groundtruth 129": "<= 8 s",
     "groundtruth 257": "<= 60 s, error <= 1.5e-3",
-    "groundtruth 513": "<= 480 s, error <= 4e-4",
+    "groundtruth 513": "<= 30 s processor, error <= 3e-4",
+    "groundtruth 1025": "<= 240 s, error <= 1e-4, peak <= 8 GB",
 }
 
 
@@ -103,12 +108,12 @@ def rows_2d(repeats):
         # the matrix has half the entries of those Newton factorizes (about 408 000 at 129²)
         T = problem.map_of(problem.identity_potential() + 0.05 * np.cos(problem.grid.nodes).prod(1))
         matrix = newton_matrix_2d(problem, T, np.inf, T)
-        for ordering in ("mmd", "nested-dissection"):
+        for method in FACTORIZATIONS[::-1]:  # SuperLU's two, then the multifrontal one
             seconds = median_seconds(
-                lambda p=problem, m=matrix, o=ordering: GaugedFactorization(p, m, o), repeats
+                lambda p=problem, m=matrix, o=method: GaugedFactorization(p, m, o), repeats
             )
-            ratio = None if ordering == "mmd" else rows[-1][1] / seconds
-            label = f"Newton matrix factorization, {nodes}^2, {ordering} order"
+            ratio = None if method == "mmd" else rows[-1][1] / seconds
+            label = f"Newton matrix factorization, {nodes}^2, {method}"
             rows.append((label, seconds, ratio, None))
     problem = problem_2d(257)
     v = np.random.default_rng(0).standard_normal(problem.points.shape)
@@ -127,37 +132,58 @@ def rows_2d(repeats):
     return rows
 
 
-def _processor_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+_GROUND_TRUTH_RUN = """
+import json, resource, sys, time
+from gridflow.groundtruth import build_ground_truth
+started, usage = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+_, metadata = build_ground_truth("paper-mixture", "standard", int(sys.argv[1]), 6.0, 1e-6,
+                                 progress=False)
+after = resource.getrusage(resource.RUSAGE_SELF)
+peak = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status")
+            if line.startswith("VmHWM:"))
+print(json.dumps({"seconds": time.perf_counter() - started, "estimate":
+                  metadata["error_estimate"], "peak": peak, "processor":
+                  after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime}))
+"""
+"""build_ground_truth of the paper's mixture with the CLI's defaults, timed in the process that
+runs it: wall and processor seconds, the error estimate, the peak resident memory (VmHWM,
+Linux; not ru_maxrss, which Linux keeps across exec). Only the package's public function,
+so that an earlier release (``--before``) runs it too."""
 
 
-def _timed_ground_truth(nodes: int):
-    """build_ground_truth of the paper's mixture (the CLI's defaults), in this process:
-    (seconds, processor seconds, error estimate, peak resident memory in MiB)."""
+def timed_ground_truth(nodes: int, checkout: pathlib.Path) -> dict:
+    """One ground truth at ``nodes`` by the package in ``checkout``, in a fresh process with
+    one thread: its own peak memory, compile caches warm from earlier runs."""
+    environment = dict(os.environ, PYTHONPATH=str(checkout.resolve()), NUMBA_NUM_THREADS="1",
+                       OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", _GROUND_TRUTH_RUN, str(nodes)],
+                          env=environment, capture_output=True, text=True)  # fmt: skip
+    if done.returncode:
+        raise RuntimeError(f"the ground truth of {checkout} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.splitlines()[-1])
 
-    started, processor = time.perf_counter(), _processor_seconds()
-    _, metadata = build_ground_truth("paper-mixture", "standard", nodes, 6.0, 1e-6, progress=False)
-    seconds, processor = time.perf_counter() - started, _processor_seconds() - processor
-    return seconds, processor, metadata["error_estimate"], peak_resident_memory() / 2**20
 
-
-def rows_ground_truth(sizes):
-    """One fresh process per size, so that each peak memory is its own. The processor time
-    of the process is printed too: with one thread it is what an idle machine would take,
-    where the wall time of a loaded one is longer."""
-
+def rows_ground_truth(sizes, before: pathlib.Path | None = None):
+    """Per size: with ``before``, that checkout's ground truth, then this checkout's, in the
+    same run (the ratio column: processor time before / now). The processor time is printed too: with
+    one thread it is what an idle machine would take, where the wall time of a loaded one
+    is longer."""
+    here = pathlib.Path(__file__).resolve().parent.parent
     rows = []
-    context = multiprocessing.get_context("spawn")
     for nodes in sizes:
-        with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
-            seconds, processor, estimate, peak = pool.submit(_timed_ground_truth, nodes).result()
+        runs = ([("before: " + str(before), before)] if before else []) + [("this", here)]
+        results = [(name, timed_ground_truth(nodes, checkout)) for name, checkout in runs]
         grids = " + ".join(f"{n}^2" for n in grid_cascade(nodes))
-        label = (
-            f"ground truth {grids}, error estimate {estimate:.2e}, peak RSS {peak:.0f} MiB, "
-            f"processor {processor:.0f} s"
-        )
-        rows.append((label, seconds, None, GOALS.get(f"groundtruth {nodes}")))
+        for name, run in results:
+            now = name == "this"
+            ratio = results[0][1]["processor"] / run["processor"] if now and before else None
+            label = (
+                f"ground truth {grids} ({name}), error estimate {run['estimate']:.2e}, peak RSS "
+                f"{run['peak'] / 2**20:.0f} MiB, processor {run['processor']:.1f} s"
+            )
+            rows.append(
+                (label, run["seconds"], ratio, GOALS.get(f"groundtruth {nodes}") if now else None)
+            )
     return rows
 
 
@@ -171,7 +197,15 @@ def main(argv=None):
         nargs="+",
         default=[],
         metavar="NODES",
-        help="also time the mixture's ground truth at these sizes (129 257; 513 takes minutes)",
+        help="also time the mixture's ground truth at these sizes (129 257; 513 and 1025 "
+        "take minutes)",
+    )
+    parser.add_argument(
+        "--before",
+        type=pathlib.Path,
+        metavar="CHECKOUT",
+        help="also time the ground truths of the package in this checkout (e.g. a worktree "
+        "of v0.3.0), in the same run; the ratio column is its processor time over this one's",
     )
     arguments = parser.parse_args(argv)
     repeats = arguments.repeats
@@ -180,7 +214,7 @@ def main(argv=None):
         f"Python {platform.python_version()}; medians of {repeats} runs"
     )
     rows = [] if arguments.only == "1d" else rows_2d(repeats)
-    rows += rows_ground_truth(arguments.groundtruth)
+    rows += rows_ground_truth(arguments.groundtruth, arguments.before)
     if arguments.only == "2d":
         return print_rows(rows)
 

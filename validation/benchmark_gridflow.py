@@ -165,9 +165,9 @@ def timed_ground_truth(nodes: int, checkout: pathlib.Path) -> dict:
 
 def rows_ground_truth(sizes, before: pathlib.Path | None = None):
     """Per size: with ``before``, that checkout's ground truth, then this checkout's, in the
-    same run (the ratio column: processor time before / now). The processor time is printed too: with
-    one thread it is what an idle machine would take, where the wall time of a loaded one
-    is longer."""
+    same run (the ratio column: processor time before / now). The processor time is printed
+    too: with one thread it is what an idle machine would take, where the wall time of a
+    loaded one is longer."""
     here = pathlib.Path(__file__).resolve().parent.parent
     rows = []
     for nodes in sizes:

@@ -60,18 +60,31 @@ class Front:
 
 @dataclass(frozen=True)
 class FrontStructure:
-    """The fronts of a grid's nested dissection in postorder (children before parents)."""
+    """The fronts of a grid's nested dissection in postorder (children before parents), and
+    the same index sets concatenated, with the offsets of each front's piece (for the numba
+    substitutions and the factor's flat storage: its diagonal blocks e², its blocks below
+    e × u, column-major)."""
 
     shape: tuple[int, ...]
     reach: int
     fronts: tuple[Front, ...]
+    eliminated: np.ndarray
+    boundary: np.ndarray
+    eliminated_offsets: np.ndarray
+    boundary_offsets: np.ndarray
+    diagonal_offsets: np.ndarray
+    below_offsets: np.ndarray
+    largest_front: int
 
 
 def _box_nodes(shape, box) -> np.ndarray:
     """Flat indices of the nodes in `box` (a (start, stop) range per axis)."""
-    ranges = [np.arange(start, stop) for start, stop in box]
-    mesh = np.meshgrid(*ranges, indexing="ij")
-    return np.ravel_multi_index([m.ravel() for m in mesh], shape)
+    strides = np.cumprod((1, *shape[:0:-1]))[::-1]  # C order: the last axis fastest
+    index = np.zeros((1,) * len(shape), dtype=np.int64)
+    for axis, ((start, stop), stride) in enumerate(zip(box, strides, strict=True)):
+        along = np.arange(start, stop) * stride
+        index = index + along.reshape([-1 if k == axis else 1 for k in range(len(shape))])
+    return index.ravel()
 
 
 def _dissect(shape, reach: int, leaf: int):
@@ -120,9 +133,9 @@ def front_structure(shape: tuple[int, ...], reach: int, leaf: int = DEFAULT_LEAF
             (max(0, a - reach), min(n, b + reach)) for (a, b), n in zip(box, shape, strict=True)
         )
         around = _box_nodes(shape, grown)
-        inside = np.zeros(shape, dtype=bool)
-        inside[tuple(slice(a, b) for a, b in box)] = True
-        boundary = around[~inside.ravel()[around]]
+        inside = np.zeros([b - a for a, b in grown], dtype=bool)  # over the grown box
+        inside[tuple(slice(a - g, b - g) for (a, b), (g, _) in zip(box, grown, strict=True))] = True
+        boundary = around[~inside.ravel()]
         members = np.concatenate([eliminated, boundary])
         local[members] = np.arange(members.size)
         # the entries A[e, e + offset] of the eliminated columns whose row is in the front
@@ -148,7 +161,24 @@ def front_structure(shape: tuple[int, ...], reach: int, leaf: int = DEFAULT_LEAF
             )
         )
         local[members] = -1
-    return FrontStructure(shape, reach, tuple(fronts))
+    eliminated_sizes = np.array([front.eliminated.size for front in fronts])
+    boundary_sizes = np.array([front.boundary.size for front in fronts])
+
+    def offsets(sizes):
+        return np.concatenate([[0], np.cumsum(sizes)])
+
+    return FrontStructure(
+        shape,
+        reach,
+        tuple(fronts),
+        eliminated=np.concatenate([front.eliminated for front in fronts]),
+        boundary=np.concatenate([front.boundary for front in fronts]),
+        eliminated_offsets=offsets(eliminated_sizes),
+        boundary_offsets=offsets(boundary_sizes),
+        diagonal_offsets=offsets(eliminated_sizes**2),
+        below_offsets=offsets(eliminated_sizes * boundary_sizes),
+        largest_front=int((eliminated_sizes + boundary_sizes).max()),
+    )
 
 
 @njit(cache=True)
@@ -167,31 +197,67 @@ def _extend_add(dense, positions, update):
                 dense[column, row] += update[i, j]
 
 
+@njit(cache=True)
+def _substitute(y, structure_arrays, diagonal, below):
+    """y ← L⁻ᵀ L⁻¹ y in place, y (N, k): forward substitution front by front up the tree,
+    then backward down it. L's blocks are column-major in `diagonal` and `below`."""
+    eliminated, boundary, e_offsets, b_offsets, d_offsets, w_offsets = structure_arrays
+    fronts = e_offsets.size - 1
+    part = np.empty(np.diff(e_offsets).max())
+    for c in range(y.shape[1]):
+        for f in range(fronts):  # L x = y
+            e0, ne, b0 = e_offsets[f], e_offsets[f + 1] - e_offsets[f], b_offsets[f]
+            nb = b_offsets[f + 1] - b0
+            d0, w0 = d_offsets[f], w_offsets[f]
+            for i in range(ne):
+                part[i] = y[eliminated[e0 + i], c]
+            for j in range(ne):
+                part[j] /= diagonal[d0 + j * ne + j]
+                for i in range(j + 1, ne):
+                    part[i] -= diagonal[d0 + j * ne + i] * part[j]
+            for i in range(ne):
+                y[eliminated[e0 + i], c] = part[i]
+            for b in range(nb):
+                total = 0.0
+                for i in range(ne):
+                    total += below[w0 + b * ne + i] * part[i]
+                y[boundary[b0 + b], c] -= total
+        for f in range(fronts - 1, -1, -1):  # Lᵀ x = y
+            e0, ne, b0 = e_offsets[f], e_offsets[f + 1] - e_offsets[f], b_offsets[f]
+            nb = b_offsets[f + 1] - b0
+            d0, w0 = d_offsets[f], w_offsets[f]
+            for i in range(ne):
+                part[i] = y[eliminated[e0 + i], c]
+            for b in range(nb):
+                known = y[boundary[b0 + b], c]
+                for i in range(ne):
+                    part[i] -= below[w0 + b * ne + i] * known
+            for j in range(ne - 1, -1, -1):
+                total = part[j]
+                for i in range(j + 1, ne):
+                    total -= diagonal[d0 + j * ne + i] * part[i]
+                part[j] = total / diagonal[d0 + j * ne + j]
+            for i in range(ne):
+                y[eliminated[e0 + i], c] = part[i]
+
+
 @dataclass(frozen=True)
 class CholeskyFactor:
-    """A = L Lᵀ: per front, L's diagonal block (lower triangular) and Wᵀ = its block below."""
+    """A = L Lᵀ: per front, L's diagonal block (lower triangular) and the block below it,
+    column-major in two flat arrays (offsets in the structure)."""
 
     structure: FrontStructure
-    diagonal_blocks: tuple[np.ndarray, ...]
-    below_blocks: tuple[np.ndarray, ...]
+    diagonal: np.ndarray
+    below: np.ndarray
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
-        """A⁻¹ rhs for rhs (N,) or (N, k): forward substitution up the tree, then back."""
+        """A⁻¹ rhs for rhs (N,) or (N, k)."""
         rhs = np.asarray(rhs, dtype=float)
-        y = rhs.reshape(rhs.shape[0], -1).copy()
-        pieces = list(
-            zip(self.structure.fronts, self.diagonal_blocks, self.below_blocks, strict=True)
-        )
-        for front, block, below in pieces:
-            part = blas.dtrsm(1.0, block, y[front.eliminated], lower=1)
-            y[front.eliminated] = part
-            if front.boundary.size:
-                y[front.boundary] -= below.T @ part
-        for front, block, below in reversed(pieces):
-            part = y[front.eliminated]
-            if front.boundary.size:
-                part -= below @ y[front.boundary]
-            y[front.eliminated] = blas.dtrsm(1.0, block, part, lower=1, trans_a=1)
+        y = np.array(rhs.reshape(rhs.shape[0], -1), order="C", copy=True)
+        s = self.structure
+        arrays = (s.eliminated, s.boundary, s.eliminated_offsets, s.boundary_offsets,
+                  s.diagonal_offsets, s.below_offsets)  # fmt: skip
+        _substitute(y, arrays, self.diagonal, self.below)
         return y.reshape(rhs.shape)
 
 
@@ -207,12 +273,15 @@ def cholesky(matrix, shape: tuple[int, ...], reach: int) -> CholeskyFactor:
     if sparse.issparse(matrix):
         matrix = stencils.stencil_values(matrix, structure.shape, reach)
     values = np.asarray(matrix, dtype=float).ravel()
+    diagonal = np.empty(structure.diagonal_offsets[-1])
+    below_all = np.empty(structure.below_offsets[-1])
+    workspace = np.empty(structure.largest_front**2)  # every front's dense matrix, in turn
     updates: dict[int, np.ndarray] = {}
-    diagonal_blocks, below_blocks = [], []
     for index, front in enumerate(structure.fronts):
         eliminated = front.eliminated.size
         size = eliminated + front.boundary.size
-        dense = np.zeros((size, size), order="F")  # the lower triangle is used throughout
+        dense = workspace[: size * size].reshape((size, size), order="F")
+        dense.fill(0.0)  # the lower triangle is used throughout
         dense.reshape(-1, order="F")[front.assembly_positions] = values[front.assembly_entries]
         for child, positions in zip(front.children, front.child_positions, strict=True):
             _extend_add(dense, positions, updates.pop(child))
@@ -228,6 +297,8 @@ def cholesky(matrix, shape: tuple[int, ...], reach: int) -> CholeskyFactor:
             updates[index] = blas.dsyrk(
                 -1.0, below, beta=1.0, c=dense[eliminated:, eliminated:], trans=1, lower=1
             )
-        diagonal_blocks.append(block)
-        below_blocks.append(below)
-    return CholeskyFactor(structure, tuple(diagonal_blocks), tuple(below_blocks))
+        start = structure.diagonal_offsets[index]
+        diagonal[start : start + eliminated**2] = block.ravel(order="F")
+        start = structure.below_offsets[index]
+        below_all[start : start + below.size] = below.ravel(order="F")
+    return CholeskyFactor(structure, diagonal, below_all)

@@ -134,6 +134,7 @@ def rows_2d(repeats):
 
 _GROUND_TRUTH_RUN = """
 import json, resource, sys, time
+import gridflow
 from gridflow.groundtruth import build_ground_truth
 started, usage = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
 _, metadata = build_ground_truth("paper-mixture", "standard", int(sys.argv[1]), 6.0, 1e-6,
@@ -141,8 +142,8 @@ _, metadata = build_ground_truth("paper-mixture", "standard", int(sys.argv[1]), 
 after = resource.getrusage(resource.RUSAGE_SELF)
 peak = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status")
             if line.startswith("VmHWM:"))
-print(json.dumps({"seconds": time.perf_counter() - started, "estimate":
-                  metadata["error_estimate"], "peak": peak, "processor":
+print(json.dumps({"package": gridflow.__file__, "seconds": time.perf_counter() - started,
+                  "estimate": metadata["error_estimate"], "peak": peak, "processor":
                   after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime}))
 """
 """build_ground_truth of the paper's mixture with the CLI's defaults, timed in the process that
@@ -153,14 +154,19 @@ so that an earlier release (``--before``) runs it too."""
 
 def timed_ground_truth(nodes: int, checkout: pathlib.Path) -> dict:
     """One ground truth at ``nodes`` by the package in ``checkout``, in a fresh process with
-    one thread: its own peak memory, compile caches warm from earlier runs."""
+    one thread started in the checkout (the working directory comes first on the import
+    path: started elsewhere, the process could import another checkout's package, which is
+    refused): its own peak memory, compile caches warm from earlier runs."""
     environment = dict(os.environ, PYTHONPATH=str(checkout.resolve()), NUMBA_NUM_THREADS="1",
                        OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")  # fmt: skip
-    done = subprocess.run([sys.executable, "-c", _GROUND_TRUTH_RUN, str(nodes)],
+    done = subprocess.run([sys.executable, "-c", _GROUND_TRUTH_RUN, str(nodes)], cwd=checkout,
                           env=environment, capture_output=True, text=True)  # fmt: skip
     if done.returncode:
         raise RuntimeError(f"the ground truth of {checkout} failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.splitlines()[-1])
+    run = json.loads(done.stdout.splitlines()[-1])
+    if not pathlib.Path(run["package"]).resolve().is_relative_to(checkout.resolve()):
+        raise RuntimeError(f"{checkout}'s run imported gridflow from {run['package']}")
+    return run
 
 
 def rows_ground_truth(sizes, before: pathlib.Path | None = None):

@@ -198,6 +198,14 @@ def _extend_add(dense, positions, update):
 
 
 @njit(cache=True)
+def _front_pieces(f, e_offsets, b_offsets, d_offsets, w_offsets):
+    """Where front f's pieces start and their sizes: (eliminated start, count, boundary
+    start, count, diagonal block start, block below start)."""
+    e0, b0 = e_offsets[f], b_offsets[f]
+    return e0, e_offsets[f + 1] - e0, b0, b_offsets[f + 1] - b0, d_offsets[f], w_offsets[f]
+
+
+@njit(cache=True)
 def _substitute(y, structure_arrays, diagonal, below):
     """y ← L⁻ᵀ L⁻¹ y in place, y (N, k): forward substitution front by front up the tree,
     then backward down it. L's blocks are column-major in `diagonal` and `below`."""
@@ -206,9 +214,7 @@ def _substitute(y, structure_arrays, diagonal, below):
     part = np.empty(np.diff(e_offsets).max())
     for c in range(y.shape[1]):
         for f in range(fronts):  # L x = y
-            e0, ne, b0 = e_offsets[f], e_offsets[f + 1] - e_offsets[f], b_offsets[f]
-            nb = b_offsets[f + 1] - b0
-            d0, w0 = d_offsets[f], w_offsets[f]
+            e0, ne, b0, nb, d0, w0 = _front_pieces(f, e_offsets, b_offsets, d_offsets, w_offsets)
             for i in range(ne):
                 part[i] = y[eliminated[e0 + i], c]
             for j in range(ne):
@@ -223,9 +229,7 @@ def _substitute(y, structure_arrays, diagonal, below):
                     total += below[w0 + b * ne + i] * part[i]
                 y[boundary[b0 + b], c] -= total
         for f in range(fronts - 1, -1, -1):  # Lᵀ x = y
-            e0, ne, b0 = e_offsets[f], e_offsets[f + 1] - e_offsets[f], b_offsets[f]
-            nb = b_offsets[f + 1] - b0
-            d0, w0 = d_offsets[f], w_offsets[f]
+            e0, ne, b0, nb, d0, w0 = _front_pieces(f, e_offsets, b_offsets, d_offsets, w_offsets)
             for i in range(ne):
                 part[i] = y[eliminated[e0 + i], c]
             for b in range(nb):

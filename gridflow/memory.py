@@ -21,15 +21,23 @@ class InsufficientMemoryError(ValueError, MemoryError):
     """A computation's estimated memory exceeds the memory available."""
 
 
-def available_memory() -> int | None:
-    """The bytes of memory available to a new allocation now, or None when unknown."""
+def _kibibytes_field(path: str, key: str) -> int | None:
+    """The bytes of a "key: value kB" line of a /proc file, or None when it cannot be read."""
     try:
-        with open(MEMINFO, encoding="ascii") as lines:
+        with open(path, encoding="ascii") as lines:
             for line in lines:
-                if line.startswith("MemAvailable:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
+    return None
+
+
+def available_memory() -> int | None:
+    """The bytes of memory available to a new allocation now, or None when unknown."""
+    available = _kibibytes_field(MEMINFO, "MemAvailable")
+    if available is not None:
+        return available
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, OSError, ValueError):
@@ -40,13 +48,9 @@ def peak_resident_memory() -> int:
     """The peak resident memory of this process in bytes: VmHWM of /proc/self/status
     (Linux), else ru_maxrss. VmHWM first, because Linux keeps ru_maxrss across exec: a
     spawned worker would report its parent's peak when that is larger."""
-    try:
-        with open(PROCESS_STATUS, encoding="ascii") as lines:
-            for line in lines:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
+    peak = _kibibytes_field(PROCESS_STATUS, "VmHWM")
+    if peak is not None:
+        return peak
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 

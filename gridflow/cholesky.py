@@ -206,12 +206,13 @@ def _front_pieces(f, e_offsets, b_offsets, d_offsets, w_offsets):
 
 
 @njit(cache=True)
-def _substitute(y, structure_arrays, diagonal, below):
+def _substitute(
+    y, eliminated, boundary, e_offsets, b_offsets, d_offsets, w_offsets, diagonal, below
+):
     """y ← L⁻ᵀ L⁻¹ y in place, y (N, k): forward substitution front by front up the tree,
     then backward down it. L's blocks are column-major in `diagonal` and `below`."""
-    eliminated, boundary, e_offsets, b_offsets, d_offsets, w_offsets = structure_arrays
     fronts = e_offsets.size - 1
-    part = np.empty(np.diff(e_offsets).max())
+    part = np.empty(y.shape[0])  # a front's eliminated nodes, at most all of them
     for c in range(y.shape[1]):
         for f in range(fronts):  # L x = y
             e0, ne, b0, nb, d0, w0 = _front_pieces(f, e_offsets, b_offsets, d_offsets, w_offsets)
@@ -261,7 +262,7 @@ class CholeskyFactor:
         s = self.structure
         arrays = (s.eliminated, s.boundary, s.eliminated_offsets, s.boundary_offsets,
                   s.diagonal_offsets, s.below_offsets)  # fmt: skip
-        _substitute(y, arrays, self.diagonal, self.below)
+        _substitute(y, *arrays, self.diagonal, self.below)
         return y.reshape(rhs.shape)
 
 

@@ -80,7 +80,8 @@ class GaugedFactorization:
     many orders of magnitude between the bulk of ϱ0 and the box's edges. The scaled matrix
     is SPD and is factorized without pivoting by `method`:
 
-    - "multifrontal" (default): the Cholesky factorization of `gridflow.cholesky`, nested
+    - "multifrontal" (default; SuperLU's "nested-dissection" when a pivot is not positive,
+      a matrix singular to roundoff): the Cholesky factorization of `gridflow.cholesky`, nested
       dissection with dense fronts, on the whole grid with the gauge nodes' rows and columns
       replaced by the identity's (which leaves the free nodes' system as it is); `reach` is
       the matrix's stencil reach (2 for the Newton matrices, 1 for the metric);
@@ -120,10 +121,11 @@ class GaugedFactorization:
         values[problem.gauge_nodes, center] = 1.0
         try:
             self._solve = cholesky.cholesky(values, shape, reach).solve
-        except np.linalg.LinAlgError as error:
-            raise np.linalg.LinAlgError(
-                f"the reduced matrix is not positive definite ({error})"
-            ) from error
+        except np.linalg.LinAlgError:
+            # singular to roundoff (a front's pivot of -1e-16 on the paper mixture at 65² with
+            # density floor 1e-12): SuperLU's LU without pivoting goes on where Cholesky
+            # cannot, and Newton's method still converges, as in 0.3.0
+            self._factorize_reduced(problem, matrix, "nested-dissection", reach)
 
     def _factorize_reduced(self, problem, matrix, method, reach):
         order = None

@@ -70,3 +70,12 @@ def test_a_negative_newton_decrement_is_an_error_not_convergence():
         damped_newton(value, gradient, wrong_direction, np.linalg.norm, np.ones(3))
     exact = damped_newton(value, gradient, lambda _x, g: g, np.linalg.norm, np.ones(3))
     np.testing.assert_allclose(exact, 0.0, atol=1e-12)
+
+
+def test_a_newton_matrix_singular_to_roundoff_is_still_solved():
+    """The paper mixture at 65² with the default floor 1e-12: the continuation meets a matrix
+    whose scaled form has an eigenvalue of -1e-16, which Cholesky refuses; the factorization
+    falls back to SuperLU's LU, and minimize reaches the minimizer as 0.3.0 did."""
+    problem = examples.problem_2d(65, source=examples.paper_mixture(), box=(-6.0, 6.0))
+    found = minimize(problem)
+    assert abs(found.energy - (-0.004392611738675889)) < 1e-9  # 0.3.0's value

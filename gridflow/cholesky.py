@@ -258,6 +258,11 @@ class CholeskyFactor:
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         """A⁻¹ rhs for rhs (N,) or (N, k)."""
         rhs = np.asarray(rhs, dtype=float)
+        if rhs.ndim not in (1, 2) or rhs.shape[0] != self.structure.eliminated.size:
+            raise ValueError(
+                f"rhs must have shape (N,) or (N, k) with N = {self.structure.eliminated.size}, "
+                f"got {rhs.shape}"
+            )
         y = np.array(rhs.reshape(rhs.shape[0], -1), order="C", copy=True)
         s = self.structure
         arrays = (s.eliminated, s.boundary, s.eliminated_offsets, s.boundary_offsets,
@@ -275,6 +280,14 @@ def cholesky(matrix, shape: tuple[int, ...], reach: int) -> CholeskyFactor:
     is the matrix), ValueError when the matrix reaches farther.
     """
     structure = front_structure(tuple(shape), reach)
+    nodes, width = math.prod(structure.shape), (2 * reach + 1) ** len(structure.shape)
+    expected = (nodes, nodes) if sparse.issparse(matrix) else (nodes, width)
+    if np.shape(matrix) != expected:
+        raise ValueError(
+            f"a grid matrix of {structure.shape} nodes with reach {reach} must have shape "
+            f"{expected} ({'sparse' if sparse.issparse(matrix) else 'stencil values'}), "
+            f"got {np.shape(matrix)}"
+        )
     if sparse.issparse(matrix):
         matrix = stencils.stencil_values(matrix, structure.shape, reach)
     values = np.asarray(matrix, dtype=float).ravel()

@@ -79,3 +79,15 @@ def test_a_new_pattern_is_not_read_with_the_last_one(random_grid_matrix):
         np.linalg.solve(dropped.toarray(), rhs),
         atol=1e-12,
     )
+
+
+def test_wrong_sizes_are_refused_by_name(random_grid_matrix):
+    shape = (9, 11)
+    matrix = random_grid_matrix(shape, 2)
+    with pytest.raises(ValueError, match=r"must have shape \(99, 99\)"):
+        cholesky.cholesky(matrix[:98, :98], shape, 2)
+    with pytest.raises(ValueError, match=r"must have shape \(99, 25\)"):
+        cholesky.cholesky(matrix.toarray(), shape, 2)
+    factor = cholesky.cholesky(matrix, shape, 2)
+    with pytest.raises(ValueError, match=r"rhs must have shape \(N,\)"):
+        factor.solve(np.ones(100))

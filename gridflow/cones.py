@@ -8,14 +8,15 @@ conic programs (the reference); `method="fast"` is exact too:
   Tan_T K_h = {p : p_{j} ≥ p_{j-1} wherever T_j = T_{j-1}} (only active constraints
   bind) is an isotonic regression on each run of active constraints. One pool-adjacent-
   violators kernel with a mask of imposed order constraints serves both.
-- d = 2: K_h lies in the discrete gradient fields, so both projections factor through
+- d = 2, 3: K_h lies in the discrete gradient fields, so both projections factor through
   the weighted Helmholtz projection P (one sparse solve, `potentials`): when P v already
   satisfies the constraints it is the answer; otherwise the cvxpy program is solved.
 
-Tangent cone in d = 2 (the 2×2 PSD cone at X_j = H_h φ_j): where X_j is positive
-definite, no constraint; where X_j has rank 1 with kernel u_j, uᵀ(H_h p)_j u ≥ 0; where
-X_j = 0, (H_h p)_j ⪰ 0. A point counts as rank-deficient when an eigenvalue of X_j is at
-most `activity_tolerance`.
+Tangent cone in d = 2, 3 (the d × d PSD cone at X_j = H_h φ_j): where X_j is positive
+definite, no constraint; where X_j has a kernel spanned by the columns of U_j,
+U_jᵀ(H_h p)_j U_j ⪰ 0 — a linear constraint uᵀ(H_h p)_j u ≥ 0 for a one-dimensional kernel,
+a 2 × 2 (second-order) cone for a plane, (H_h p)_j ⪰ 0 where X_j = 0. A point counts as
+rank-deficient when an eigenvalue of X_j is at most `activity_tolerance`.
 """
 
 from __future__ import annotations
@@ -28,9 +29,15 @@ from scipy import sparse
 from scipy.sparse import linalg as sparse_linalg
 
 from gridflow.functionals import discrete_hessian
+from gridflow.operators import hessian_entries
 from gridflow.potentials import helmholtz_projection
 from gridflow.problem import Problem
-from gridflow.solvers import SolverError, solve_cvxpy
+from gridflow.solvers import (
+    SolverError,
+    map_and_hessian_expressions,
+    solve_cvxpy,
+    symmetric_expressions,
+)
 
 DEFAULT_ACTIVITY_TOLERANCE = 1e-9
 FEASIBILITY_TOLERANCE = 1e-10  # relative roundoff allowed when testing a Helmholtz projection
@@ -94,22 +101,38 @@ def _check_tolerance(tolerance) -> float:
 class ActiveSet:
     """Where the convexity constraint binds at a map T, with the tangent cone's data.
 
-    rank_one (m,): X_j has exactly one eigenvalue ≤ tolerance; its eigenvector is
-    kernel_directions[j] (m, d). rank_zero (m,): every eigenvalue of X_j is ≤ tolerance.
-    In d = 1 only rank_zero can hold.
+    nullity (m,): how many eigenvalues of X_j = (H_h φ)_j are ≤ the tolerance (0: X_j is
+    positive definite, no constraint); eigenvectors (m, d, d): X_j's eigenvectors as
+    columns, by increasing eigenvalue, so that the first nullity[j] span its kernel U_j. The
+    tangent cone asks U_jᵀ (H_h p)_j U_j ⪰ 0 at every point with nullity ≥ 1.
     """
 
-    rank_one: np.ndarray
-    rank_zero: np.ndarray
-    kernel_directions: np.ndarray
+    nullity: np.ndarray
+    eigenvectors: np.ndarray
 
     @property
     def mask(self) -> np.ndarray:
-        return self.rank_one | self.rank_zero
+        return self.nullity > 0
 
     @property
     def count(self) -> int:
         return int(self.mask.sum())
+
+    @property
+    def rank_zero(self) -> np.ndarray:
+        """Points where every eigenvalue of X_j is ≤ the tolerance."""
+        return self.nullity == self.eigenvectors.shape[1]
+
+    @property
+    def rank_one(self) -> np.ndarray:
+        """Points where X_j has exactly one eigenvalue above the tolerance (in d = 2: exactly
+        one small eigenvalue, whose eigenvector is `kernel_directions`)."""
+        return self.nullity == self.eigenvectors.shape[1] - 1
+
+    @property
+    def kernel_directions(self) -> np.ndarray:
+        """The eigenvector of X_j's smallest eigenvalue, (m, d)."""
+        return self.eigenvectors[:, :, 0]
 
 
 def active_set(problem: Problem, T, activity_tolerance=DEFAULT_ACTIVITY_TOLERANCE) -> ActiveSet:
@@ -120,13 +143,7 @@ def active_set(problem: Problem, T, activity_tolerance=DEFAULT_ACTIVITY_TOLERANC
     """
     tolerance = _check_tolerance(activity_tolerance)
     eigenvalues, eigenvectors = np.linalg.eigh(discrete_hessian(problem, T))
-    small = eigenvalues <= tolerance
-    rank_zero = small.all(axis=1)
-    return ActiveSet(
-        rank_one=small[:, 0] & ~rank_zero,
-        rank_zero=rank_zero,
-        kernel_directions=eigenvectors[:, :, 0],
-    )
+    return ActiveSet(nullity=(eigenvalues <= tolerance).sum(axis=1), eigenvectors=eigenvectors)
 
 
 def active_constraints(problem: Problem, T, activity_tolerance=DEFAULT_ACTIVITY_TOLERANCE):
@@ -144,9 +161,10 @@ def project_onto_cone(problem: Problem, v, method: str = "fast") -> np.ndarray:
     check_method(method)
     v = problem.as_map(v, "v")
     everywhere = np.ones(problem.hessian_points.shape[0], dtype=bool)
-    if problem.dim == 2:
-        cone = ActiveSet(~everywhere, everywhere, np.zeros((everywhere.size, 2)))
-        return _project_2d(problem, v, cone, method)
+    if problem.dim >= 2:
+        identity = np.broadcast_to(np.eye(problem.dim), (everywhere.size, problem.dim, problem.dim))
+        cone = ActiveSet(np.full(everywhere.size, problem.dim), identity)
+        return _project_onto_gradient_fields(problem, v, cone, method)
     if method == "fast":
         return isotonic_regression(v[:, 0], problem.weights, everywhere)[:, None]
     return _weighted_projection_cvxpy(problem, v, everywhere)
@@ -159,23 +177,26 @@ def project_onto_tangent_cone(
     check_method(method)
     v = problem.as_map(v, "v")
     active = active_set(problem, T, activity_tolerance)
-    if problem.dim == 2:
-        return _project_2d(problem, v, active, method)
+    if problem.dim >= 2:
+        return _project_onto_gradient_fields(problem, v, active, method)
     if method == "fast":
         return isotonic_regression(v[:, 0], problem.weights, active.mask)[:, None]
     return _weighted_projection_cvxpy(problem, v, active.mask)
 
 
 def _constraint_values(problem: Problem, field, active: ActiveSet) -> np.ndarray:
-    """The tangent-cone constraints at a field: uᵀXu at rank-one points, λmin at rank-zero."""
+    """The tangent-cone constraints at a field: λmin(U_jᵀ X_j U_j) at every active point."""
     X = discrete_hessian(problem, field)
-    u = active.kernel_directions[active.rank_one]
-    along_kernel = np.einsum("ji,jik,jk->j", u, X[active.rank_one], u)
-    return np.concatenate([along_kernel, np.linalg.eigvalsh(X[active.rank_zero])[:, 0]])
+    values = []
+    for nullity in range(1, problem.dim + 1):
+        rows = active.nullity == nullity
+        U = active.eigenvectors[rows][:, :, :nullity]
+        values.append(np.linalg.eigvalsh(np.einsum("jpa,jpq,jqb->jab", U, X[rows], U))[:, 0])
+    return np.concatenate(values)
 
 
-def _project_2d(problem: Problem, v, active: ActiveSet, method: str) -> np.ndarray:
-    """Projection onto the cone {D_h p : constraints of `active` on H_h p} (d = 2)."""
+def _project_onto_gradient_fields(problem: Problem, v, active: ActiveSet, method: str):
+    """Projection onto the cone {D_h p : constraints of `active` on H_h p} (d ≥ 2)."""
     if method == "fast":
         _, projected = helmholtz_projection(problem, v)
         values = _constraint_values(problem, projected, active)
@@ -185,36 +206,46 @@ def _project_2d(problem: Problem, v, active: ActiveSet, method: str) -> np.ndarr
     return problem.map_of(_projection_potential_cvxpy(problem, v, active))
 
 
+def bilinear_coefficients(u: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """c (k, s) with uᵀ X w = c · x for each row pair of u, w (k, d), X the symmetric matrix
+    of the Hessian entries x in the layout of `operators.hessian_entries`."""
+    rows, columns = hessian_entries(u.shape[1])
+    coefficients = u[:, rows] * w[:, columns]
+    off = rows != columns
+    coefficients[:, off] += u[:, columns[off]] * w[:, rows[off]]
+    return coefficients
+
+
 def _projection_potential_cvxpy(problem: Problem, v, active: ActiveSet) -> np.ndarray:
     """min ‖D_h p - v‖²_w s.t. the tangent-cone constraints of `active`, as a cvxpy program.
 
-    Posed in p with the gauge p = 0 at `Problem.gauge_nodes`; rank-one points give the
-    linear constraints uᵀ(H_h p)u ≥ 0, rank-zero points the second-order cones
-    ‖(a - c, 2b)‖ ≤ a + c, i.e. [[a, b], [b, c]] ⪰ 0.
+    Posed in p with the gauge p = 0 at `Problem.gauge_nodes`, with U_jᵀ (H_h p)_j U_j ⪰ 0 at
+    the active points: a linear constraint where the kernel U_j is one vector u
+    (uᵀ(H_h p)_j u ≥ 0), the second-order cone ‖(a - c, 2b)‖ ≤ a + c of the 2 × 2 matrix
+    [[a, b], [b, c]] = U_jᵀ(H_h p)_j U_j ⪰ 0 where it is a plane, and (H_h p)_j ⪰ 0, a 3 × 3
+    semidefinite constraint, where it is all of R³.
     """
     import cvxpy as cp  # loads in about a second: imported where a reference solve runs
 
     p = cp.Variable(problem.gradient_operator.shape[1])
-    field = cp.reshape(problem.gradient_operator @ p, problem.points.shape, order="C")
-    hessian = cp.reshape(
-        problem.hessian_operator @ p, (problem.hessian_points.shape[0], 3), order="C"
-    )
-    a, b, c = hessian[:, 0], hessian[:, 1], hessian[:, 2]
+    field, hessian = map_and_hessian_expressions(problem, p)
     constraints = [p[problem.gauge_nodes] == 0]
-    if active.rank_one.any():
-        u = active.kernel_directions[active.rank_one]
-        rows = np.flatnonzero(active.rank_one)
-        constraints.append(
-            cp.multiply(u[:, 0] ** 2, a[rows])
-            + cp.multiply(2 * u[:, 0] * u[:, 1], b[rows])
-            + cp.multiply(u[:, 1] ** 2, c[rows])
-            >= 0
-        )
-    if active.rank_zero.any():
-        rows = np.flatnonzero(active.rank_zero)
-        constraints.append(
-            cp.SOC(a[rows] + c[rows], cp.vstack([a[rows] - c[rows], 2 * b[rows]]), axis=0)
-        )
+    U = active.eigenvectors
+
+    def along(rows, first, second):  # u_jᵀ (H_h p)_j w_j at the given rows
+        coefficients = bilinear_coefficients(U[rows, :, first], U[rows, :, second])
+        return cp.sum(cp.multiply(coefficients, hessian[rows]), axis=1)
+
+    lines = np.flatnonzero(active.nullity == 1)
+    if lines.size:
+        constraints.append(along(lines, 0, 0) >= 0)
+    planes = np.flatnonzero(active.nullity == 2)
+    if planes.size:
+        a, b, c = along(planes, 0, 0), along(planes, 0, 1), along(planes, 1, 1)
+        constraints.append(cp.SOC(a + c, cp.vstack([a - c, 2 * b]), axis=0))
+    everywhere = np.flatnonzero(active.nullity == 3)
+    if everywhere.size:
+        constraints += [matrix >> 0 for matrix in symmetric_expressions(hessian[everywhere])]
     scaled_weights = problem.weights / problem.weights.max()
     objective = cp.sum_squares(cp.multiply(np.sqrt(scaled_weights)[:, None], field - v))
     solve_cvxpy(cp.Problem(cp.Minimize(objective), constraints), "weighted projection")

@@ -7,9 +7,9 @@ Lagrangian form: the density of T#ϱ0 at T(x) is ϱ0(x) / det DT(x)). Discretize
     F_h(T) = Σ_i w_i V(T_i) - Σ_j m_j log det (B_h T)_j + Σ_j m_j log ϱ0_j + log Z_γ,
 
 with B_h T = H_h φ the discrete Hessian (`operators`): (T_j - T_{j-1}) / h in d = 1,
-the 2×2 matrix [[a, b], [b, c]] at each interior node in d = 2 (its symmetric part
-when T is not a discrete gradient field, which does not change F_h on gradient fields
-nor its gradient there).
+the symmetric d × d matrix at each interior node in d = 2, 3 ([[a, b], [b, c]] in d = 2; its
+symmetric part when T is not a discrete gradient field, which does not change F_h on
+gradient fields nor its gradient there).
 
 F_h is convex, and λ-convex in ‖·‖_w when V is λ-convex. Its gradient in the weighted
 inner product, (1/w_i) ∂F_h/∂T_i, is the discrete counterpart of the lifted gradient
@@ -25,7 +25,7 @@ from scipy import sparse
 from scipy.linalg import eigvalsh_tridiagonal
 from scipy.sparse.linalg import eigsh
 
-from gridflow.operators import block_diagonal, hessian_shape, map_shape
+from gridflow.operators import block_diagonal, hessian_entries, hessian_shape, map_shape
 from gridflow.potentials import free_nodes, metric
 from gridflow.problem import Problem
 
@@ -131,21 +131,64 @@ def _entropy_constant(problem: Problem) -> float:
 def discrete_hessian(problem: Problem, T) -> np.ndarray:
     """The discrete Hessian B_h T = H_h φ at the interior nodes as matrices, (m, d, d)."""
     T = problem.as_map(T)
-    entries = (problem.map_hessian_operator @ T.ravel()).reshape(
-        problem.hessian_points.shape[0], -1
-    )
-    if problem.dim == 1:
-        return entries[:, :, None]
-    a, b, c = entries.T
-    return np.stack([np.stack([a, b], axis=1), np.stack([b, c], axis=1)], axis=1)
+    return _symmetric_matrices(problem, problem.map_hessian_operator @ T.ravel())
+
+
+def _symmetric_matrices(problem: Problem, entries: np.ndarray) -> np.ndarray:
+    """The symmetric matrices (m, d, d) of Hessian entries in the layout of
+    `operators.hessian_entries`, given flat (m s,)."""
+    rows, columns = hessian_entries(problem.dim)
+    entries = entries.reshape(problem.hessian_points.shape[0], rows.size)
+    matrices = np.empty((entries.shape[0], problem.dim, problem.dim))
+    matrices[:, rows, columns] = entries
+    matrices[:, columns, rows] = entries
+    return matrices
+
+
+def _entry_basis(dim: int) -> np.ndarray:
+    """E_k (s, d, d): X = Σ_k x_k E_k for the entries x of `hessian_entries` (an off-diagonal
+    entry sits at (p, q) and (q, p))."""
+    rows, columns = hessian_entries(dim)
+    basis = np.zeros((rows.size, dim, dim))
+    basis[np.arange(rows.size), rows, columns] = 1.0
+    basis[np.arange(rows.size), columns, rows] = 1.0
+    return basis
+
+
+def _log_det_by_cholesky(problem: Problem, T):
+    """(X, -Σ_j m_j log det X_j) for X = B_h T, any d; the value is inf unless every X_j is
+    positive definite (their Cholesky factorizations exist)."""
+    X = discrete_hessian(problem, T)
+    try:
+        factors = np.linalg.cholesky(X)
+    except np.linalg.LinAlgError:
+        return X, np.inf
+    diagonals = np.diagonal(factors, axis1=1, axis2=2)
+    if not np.all(diagonals > 0.0):
+        return X, np.inf
+    return X, float(-2.0 * problem.hessian_weights @ np.log(diagonals).sum(axis=1))
+
+
+def _log_det_gradient_by_inverse(problem: Problem, T) -> np.ndarray:
+    """The gradient in T of -Σ_j m_j log det X_j, any d, (n, d): B_hᵀ of -m_j tr(X_j⁻¹ E_k)
+    (d(-log det X) = -tr(X⁻¹ dX)); NaNs outside K_h."""
+    X, value = _log_det_by_cholesky(problem, T)
+    if not np.isfinite(value):
+        return np.full(T.shape, np.nan)
+    inverse = np.linalg.inv(X)
+    in_entries = -problem.hessian_weights[:, None] * np.einsum("jpq,kqp->jk", inverse, _entry_basis(problem.dim))
+    return (problem.map_hessian_operator.T @ in_entries.ravel()).reshape(T.shape)
 
 
 def log_det_term(problem: Problem, T) -> float:
-    """-Σ_j m_j log det (B_h T)_j, by the numba kernel of the dimension; inf outside K_h."""
+    """-Σ_j m_j log det (B_h T)_j, by the numba kernel of the dimension (d = 1, 2) or by
+    batched Cholesky factorizations (d = 3); inf outside K_h."""
     T = problem.as_map(T)
     if problem.dim == 1:
         return log_det_term_1d(T[:, 0], problem.hessian_weights, problem.grid.spacing[0])
-    return log_det_term_2d(_on_cells(problem, T), _on_nodes(problem), *problem.grid.spacing)
+    if problem.dim == 2:
+        return log_det_term_2d(_on_cells(problem, T), _on_nodes(problem), *problem.grid.spacing)
+    return _log_det_by_cholesky(problem, T)[1]
 
 
 def log_det_gradient(problem: Problem, T) -> np.ndarray:
@@ -156,10 +199,12 @@ def log_det_gradient(problem: Problem, T) -> np.ndarray:
     T = problem.as_map(T)
     if problem.dim == 1:
         gradient = log_det_gradient_1d(T[:, 0], problem.hessian_weights)[:, None]
-    else:
+    elif problem.dim == 2:
         gradient = log_det_gradient_2d(
             _on_cells(problem, T), _on_nodes(problem), *problem.grid.spacing
         ).reshape(T.shape)
+    else:
+        gradient = _log_det_gradient_by_inverse(problem, T)
     if np.isnan(gradient[0, 0]):
         raise OutsideConeError(
             "the discrete Hessian of the map is not positive definite at every interior node "
@@ -195,22 +240,16 @@ def kl_gradient(problem: Problem, T) -> np.ndarray:
 def log_det_curvature(problem: Problem, T) -> np.ndarray:
     """The Hessian blocks of -m_j log det X_j in the entries of X_j = (B_h T)_j, (m, s, s).
 
-    d = 1: m / X². d = 2, entries (a, b, c) and X⁻¹ = [[p, q], [q, r]]: the quadratic form
-    m tr(X⁻¹ dX X⁻¹ dX) is m [[p², 2pq, q²], [2pq, 2(q² + pr), 2qr], [q², 2qr, r²]].
+    The quadratic form m tr(X⁻¹ dX X⁻¹ dX): the block [k, l] is m tr(X⁻¹ E_k X⁻¹ E_l), E_k the
+    matrix of entry k (`hessian_entries`). d = 1: m / X². d = 2, entries (a, b, c) and
+    X⁻¹ = [[p, q], [q, r]]: m [[p², 2pq, q²], [2pq, 2(q² + pr), 2qr], [q², 2qr, r²]].
     """
     X = discrete_hessian(problem, T)
     m = problem.hessian_weights
     if problem.dim == 1:
         return (m / X[:, 0, 0] ** 2)[:, None, None]
-    a, b, c = X[:, 0, 0], X[:, 0, 1], X[:, 1, 1]
-    determinant = a * c - b * b  # as in the numba kernels, so that the domains agree
-    p, q, r = c / determinant, -b / determinant, a / determinant
-    rows = [
-        [p * p, 2 * p * q, q * q],
-        [2 * p * q, 2 * (q * q + p * r), 2 * q * r],
-        [q * q, 2 * q * r, r * r],
-    ]
-    return m[:, None, None] * np.array(rows).transpose(2, 0, 1)
+    inverse_times_entry = np.einsum("jpq,kqr->jkpr", np.linalg.inv(X), _entry_basis(problem.dim))
+    return m[:, None, None] * np.einsum("jkpr,jlrp->jkl", inverse_times_entry, inverse_times_entry)
 
 
 def kl_hessian(problem: Problem, T) -> sparse.csr_matrix:
@@ -228,10 +267,10 @@ def kl_hessian(problem: Problem, T) -> sparse.csr_matrix:
 
 def weighted_curvature_bound(problem: Problem, T) -> float:
     """L(T) = λmax(W^{-1/2} ∇²F_h(T) W^{-1/2}) on the maps of K_h's span: the explicit
-    scheme's step must be < 2/L. In d = 2, the generalized eigenvalue problem
+    scheme's step must be < 2/L. In d ≥ 2, the generalized eigenvalue problem
     (D_hᵀ ∇²F_h D_h) p = L (D_hᵀ W D_h) p in the gauge."""
     hessian = kl_hessian(problem, T)
-    if problem.dim == 2:
+    if problem.dim >= 2:
         G, free = problem.gradient_operator, free_nodes(problem)
         stiffness = (G.T @ hessian @ G).tocsr()[free][:, free]
         mass = metric(problem)[free][:, free]

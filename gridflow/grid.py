@@ -1,4 +1,4 @@
-"""Tensor grids on a box of R^d (d = 1, 2): the nodes where the discrete potential lives."""
+"""Tensor grids on a box of R^d (d = 1, 2, 3): the nodes where the discrete potential lives."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 
 from gridflow.checks import as_float_array
 
-SUPPORTED_DIMENSIONS = (1, 2)
+SUPPORTED_DIMENSIONS = (1, 2, 3)
 
 
 def _corner(value, name: str) -> tuple[float, ...]:
@@ -32,14 +32,14 @@ class Grid:
     upper : sequence of float
         The box's upper corner, finite and > `lower` in every dimension.
     shape : sequence of int
-        Nodes per axis, integers >= 4. The dimension (the length of the three) is 1 or 2.
+        Nodes per axis, integers >= 4. The dimension (the length of the three) is 1, 2 or 3.
 
     Raises
     ------
     TypeError
         If `lower` or `upper` is not numbers.
     ValueError
-        If the three lengths differ, the dimension is not 1 or 2, `lower` or `upper` is not
+        If the three lengths differ, the dimension is not 1, 2 or 3, `lower` or `upper` is not
         finite or `lower` >= `upper` somewhere, `shape` holds a non-integer or a value < 4,
         or the spacing is not finite and > 0 (the box's width overflows).
 
@@ -63,7 +63,7 @@ class Grid:
                 f"{len(lower)}, {len(upper)}, {len(shape)}"
             )
         if len(shape) not in SUPPORTED_DIMENSIONS:
-            raise ValueError(f"the grid dimension must be 1 or 2, got {len(shape)}")
+            raise ValueError(f"the grid dimension must be 1, 2 or 3, got {len(shape)}")
         if not all(np.isfinite(lower + upper)):
             raise ValueError("lower and upper must be finite")
         if any(lo >= up for lo, up in zip(lower, upper, strict=True)):

@@ -1,4 +1,4 @@
-"""Finite-difference operators of the discretization, for d = 1 and d = 2.
+"""Finite-difference operators of the discretization, for d = 1, 2 and 3.
 
 The discretization is docs/mathematics.md, 'The grid discretization'.
 
@@ -7,26 +7,31 @@ The potential φ lives at the grid nodes. The map T = D_h φ lives at the cell c
 
 d = 1:   T_i = (φ_{i+1} - φ_i) / h,        (H_h φ)_j = (T_j - T_{j-1}) / h.
 
-d = 2:   with δ the forward difference and μ the average of two neighbours along an axis,
-    T = (D_1 φ, D_2 φ),  D_1 = δ ⊗ μ,  D_2 = μ ⊗ δ   (the gradient of the bilinear
-    interpolant of φ at each cell center), and the Hessian at an interior node is the
-    same stencil applied to T over the four cells around the node:
-    H_h φ = [[a, b], [b, c]],  a = (δ ⊗ μ) T_1,  c = (μ ⊗ δ) T_2,
-    b = ½ ((μ ⊗ δ) T_1 + (δ ⊗ μ) T_2)     (both halves are equal when T = D_h φ).
+d ≥ 2:   with δ the forward difference and μ the average of two neighbours along an axis,
+    T = (D_1 φ, .., D_d φ),  D_k = μ ⊗ .. ⊗ δ ⊗ .. ⊗ μ (δ on axis k): the gradient of the
+    multilinear interpolant of φ at each cell center (D_1 = δ ⊗ μ, D_2 = μ ⊗ δ in d = 2).
+    The Hessian at an interior node is the same stencil applied to T over the 2^d cells
+    around the node, symmetrized: (H_h φ)_{pq} = ½ (D_q T_p + D_p T_q) (both halves are
+    equal when T = D_h φ); in d = 2, H_h φ = [[a, b], [b, c]].
 
 So H_h = B_h D_h factors through the map: the discrete Hessian is a function of T, and
-so is F_h. The kernel of D_h is the constants in d = 1; in d = 2 it also holds the
-checkerboard mode (-1)^{i+j}, which the averages annihilate. B_h annihilates the
-checkerboard too, so H_h does, and φ ↦ D_h φ is a bijection from potentials modulo
-ker D_h onto its range: fixing φ at one node of each colour (`gauge_nodes`) fixes the
-potential. In d = 1, D_h is onto; in d = 2 its range is the discrete gradient fields,
-and the weighted projection onto it is the discrete Helmholtz projection.
+so is F_h. The kernel of D_h is the constants in d = 1; in d ≥ 2 it also holds the
+alternating modes that the averages annihilate (`kernel_modes`: the checkerboard (-1)^{i+j}
+in d = 2, four modes in d = 3). B_h annihilates them too, so H_h does, and φ ↦ D_h φ is a
+bijection from potentials modulo ker D_h onto its range: fixing φ at one node per mode
+(`gauge_nodes`) fixes the potential. In d = 1, D_h is onto; in d ≥ 2 its range is the
+discrete gradient fields, and the weighted projection onto it is the discrete Helmholtz
+projection.
 
-Layouts: maps (n, d) flattened in C order (component fastest); Hessians (m, s) with
-s = 1 in d = 1 and the entries (a, b, c) in d = 2, flattened in C order.
+Layouts: maps (n, d) flattened in C order (component fastest); Hessians (m, s) with the
+s = d(d + 1)/2 entries of the upper triangle row by row (`hessian_entries`: s = 1 in d = 1,
+(a, b, c) in d = 2), flattened in C order.
 """
 
 from __future__ import annotations
+
+import functools
+import itertools
 
 import numpy as np
 from scipy import sparse
@@ -78,32 +83,49 @@ def _interleave(blocks: list[sparse.spmatrix]) -> sparse.csr_matrix:
 
 
 def _component_operators(shape: tuple[int, ...], spacing: tuple[float, ...]):
-    """(δ ⊗ μ, μ ⊗ δ) on a 2D array of the given shape (d = 2), or (δ,) in d = 1."""
-    if len(shape) == 1:
-        return (difference(shape[0], spacing[0]),)
-    (n0, n1), (h0, h1) = shape, spacing
-    return (
-        sparse.kron(difference(n0, h0), average(n1), format="csr"),
-        sparse.kron(average(n0), difference(n1, h1), format="csr"),
+    """The d operators D_k = μ ⊗ .. ⊗ δ ⊗ .. ⊗ μ (δ on axis k, μ on the others) on an array
+    of the given shape: D_k φ is the k-th partial derivative of the multilinear interpolant
+    of φ at the cell centers ((δ,) in d = 1; (δ ⊗ μ, μ ⊗ δ) in d = 2)."""
+    dim = len(shape)
+    return tuple(
+        functools.reduce(
+            lambda left, right: sparse.kron(left, right, format="csr"),
+            [
+                difference(n, h) if axis == k else average(n)
+                for axis, (n, h) in enumerate(zip(shape, spacing, strict=True))
+            ],
+        )
+        for k in range(dim)
     )
 
 
-def map_window(spacing: tuple[float, float]) -> np.ndarray:
-    """D_h at one cell (d = 2): T's components from φ at the cell's corners, (2, 2, 2) as
-    [component, a, b] for the corner (i + a, j + b) of cell (i, j)."""
-    first, second = _component_operators((2, 2), spacing)
-    return np.stack([first.toarray().reshape(2, 2), second.toarray().reshape(2, 2)])
+def hessian_entries(dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (row, column) of the s = d(d + 1)/2 entries of a symmetric matrix in the Hessian
+    layout: the upper triangle row by row ((a, b, c) = (X00, X01, X11) in d = 2)."""
+    return np.triu_indices(dim)
 
 
-def hessian_window(spacing: tuple[float, float]) -> np.ndarray:
-    """H_h = B_h D_h at one interior node (d = 2): the entries (a, b, c) from φ at the 3 × 3
-    nodes around it, (3, 3, 3) as [entry, a, b] for the node (i - 1 + a, j - 1 + b)."""
-    to_cells = _component_operators((3, 3), spacing)  # 3 × 3 nodes -> 2 × 2 cells
-    to_node = _component_operators((2, 2), spacing)  # 2 × 2 cells -> the node
-    (a, b_first), (b_second, c) = (
-        [(along @ component).toarray().reshape(3, 3) for along in to_node] for component in to_cells
+def map_window(spacing: tuple[float, ...]) -> np.ndarray:
+    """D_h at one cell: T's components from φ at the cell's 2^d corners, (d, 2, .., 2) as
+    [component, a, b, ..] for the corner (i + a, j + b, ..) of cell (i, j, ..)."""
+    corners = (2,) * len(spacing)
+    return np.stack(
+        [component.toarray().reshape(corners) for component in _component_operators(corners, spacing)]
     )
-    return np.stack([a, 0.5 * (b_first + b_second), c])
+
+
+def hessian_window(spacing: tuple[float, ...]) -> np.ndarray:
+    """H_h = B_h D_h at one interior node: its s entries (`hessian_entries`) from φ at the
+    3^d nodes around it, (s, 3, .., 3) as [entry, a, b, ..] for the node (i - 1 + a, ..)."""
+    dim = len(spacing)
+    to_cells = _component_operators((3,) * dim, spacing)  # 3^d nodes -> 2^d cells
+    to_node = _component_operators((2,) * dim, spacing)  # 2^d cells -> the node
+    return np.stack(
+        [
+            0.5 * (to_node[q] @ to_cells[p] + to_node[p] @ to_cells[q]).toarray().reshape((3,) * dim)
+            for p, q in zip(*hessian_entries(dim), strict=True)
+        ]
+    )
 
 
 def gradient_operator(grid: Grid) -> sparse.csr_matrix:
@@ -112,23 +134,25 @@ def gradient_operator(grid: Grid) -> sparse.csr_matrix:
 
 
 def map_hessian_operator(grid: Grid) -> sparse.csr_matrix:
-    """B_h: T (n d,) -> the symmetrized discrete Jacobian at the interior nodes (m s,)."""
-    components = _component_operators(map_shape(grid), grid.spacing)
-    if grid.dim == 1:
-        return components[0]
-    along_first, along_second = components
-    n = along_first.shape[1]
-    zero = sparse.csr_matrix((along_first.shape[0], n))
+    """B_h: T (n d,) -> the symmetrized discrete Jacobian at the interior nodes (m s,).
 
-    def acting_on(first, second):  # first T_1 + second T_2, for T stored interleaved
-        blocked = sparse.hstack([first, second], format="csr")
-        return blocked[:, np.arange(2 * n).reshape(2, n).T.ravel()]
+    The entry (p, q) is ½ (D_q T_p + D_p T_q), D_k the operators of `gradient_operator` on
+    the cell grid (cells -> interior nodes), in the order of `hessian_entries`.
+    """
+    components = _component_operators(map_shape(grid), grid.spacing)
+    dim, cells = grid.dim, components[0].shape[1]
+    interleaved = np.arange(dim * cells).reshape(dim, cells).T.ravel()
+
+    def acting_on(terms):  # Σ_k terms[k] T_k, for T stored interleaved
+        blocks = [terms.get(k, sparse.csr_matrix(components[0].shape)) for k in range(dim)]
+        return sparse.hstack(blocks, format="csr")[:, interleaved]
 
     return _interleave(
         [
-            acting_on(along_first, zero),
-            acting_on(0.5 * along_second, 0.5 * along_first),
-            acting_on(zero, along_second),
+            acting_on({p: components[p]})
+            if p == q
+            else acting_on({p: 0.5 * components[q], q: 0.5 * components[p]})
+            for p, q in zip(*hessian_entries(dim), strict=True)
         ]
     )
 
@@ -144,30 +168,71 @@ def block_diagonal(blocks: np.ndarray) -> sparse.csr_matrix:
     return sparse.bsr_matrix((blocks, np.arange(k), np.arange(k + 1)), shape=(k * s, k * s)).tocsr()
 
 
-def kernel_basis(grid: Grid) -> np.ndarray:
-    """A basis of ker D_h (rows): the constants, and the checkerboard mode in d = 2."""
-    ones = np.ones(grid.shape)
-    if grid.dim == 1:
-        return ones.ravel()[None]
-    i, j = np.indices(grid.shape)
-    return np.stack([ones.ravel(), ((-1.0) ** (i + j)).ravel()])
+def kernel_basis(grid: Grid) -> sparse.csr_matrix:
+    """A basis of ker D_h, as the rows of a sparse (K, N) matrix.
+
+    D_k averages along every axis but k, and the average annihilates (-1)^i along its axis:
+    D_h φ = 0 when every D_k averages an alternating factor away.
+
+    - d = 1: the constants (K = 1).
+    - d = 2: the constants and the checkerboard (-1)^{i+j} (K = 2).
+    - d = 3: the constants and the alternating planes: (-1)^{j+k} on the plane i = t, for
+      every t, and likewise (-1)^{i+k} on j = t and (-1)^{i+j} on k = t — any profile along
+      the third axis times a checkerboard of the other two. The three families each sum,
+      with signs (-1)^t, to (-1)^{i+j+k}: the planes j = last and k = last are left out, and
+      K = 1 + n_0 + n_1 + n_2 - 2 (17 on 5 × 6 × 7 nodes, 194 on 65³).
+    """
+    indices = np.indices(grid.shape).reshape(grid.dim, -1)
+    size = indices.shape[1]
+    rows = [np.ones(size)[None]]
+    if grid.dim == 2:
+        rows.append(((-1.0) ** indices.sum(axis=0))[None])
+    if grid.dim == 3:
+        for axis in range(3):
+            planes = grid.shape[axis] - (axis > 0)  # the last plane of axes 1, 2 is dependent
+            others = (-1.0) ** (indices.sum(axis=0) - indices[axis])
+            on_plane = np.arange(planes)[:, None] == indices[axis][None]
+            rows.append(on_plane * others[None])
+    return sparse.csr_matrix(np.vstack(rows)) if grid.dim < 3 else sparse.csr_matrix(
+        sparse.vstack([sparse.csr_matrix(r) for r in rows])
+    )
 
 
 def gauge_nodes(grid: Grid, anchor: int = 0) -> np.ndarray:
-    """Flat indices of the nodes where φ is set to 0: one per basis vector of ker D_h.
+    """Flat indices of the nodes where φ is set to 0: one per basis vector of ker D_h, where
+    the basis restricted to them is invertible.
 
-    The node `anchor` (flat index; default the first node) in d = 1; in d = 2 also its
-    neighbour along the last axis (the other checkerboard colour), or the one before it
-    when the anchor ends its row. `Problem.gauge_nodes` anchors the gauge where ϱ0 is
-    largest, which keeps the systems solved in the gauge well conditioned.
+    Taken greedily, in order, among the corners of the cell of 2^d nodes at the node
+    `anchor` (flat index; default the first node; stepping forward along each axis, backward
+    at its last node), then the grid lines through those corners: the anchor in d = 1; in
+    d = 2 also its neighbour along the last axis (the other checkerboard colour); in d = 3 the
+    lines through the anchor's cell meet every alternating plane. `Problem.gauge_nodes`
+    anchors the gauge where ϱ0 is largest, which keeps the systems solved in the gauge well
+    conditioned.
     """
     if not 0 <= anchor < int(np.prod(grid.shape)):
         raise ValueError(f"anchor must be a node index in [0, {np.prod(grid.shape)}), got {anchor}")
-    if grid.dim == 1:
-        return np.array([anchor])
-    last = grid.shape[-1]
-    neighbour = anchor + 1 if (anchor + 1) % last else anchor - 1
-    return np.array([anchor, neighbour])
+    start = np.array(np.unravel_index(anchor, grid.shape))
+    step = np.where(start + 1 < np.array(grid.shape), 1, -1)
+    corners = [start + step * np.array(c) for c in itertools.product((0, 1), repeat=grid.dim)]
+    lines = [
+        np.where(np.arange(grid.dim) == axis, t, corner)
+        for axis in range(grid.dim)
+        for corner in corners
+        for t in range(grid.shape[axis])
+    ]
+    candidates = np.ravel_multi_index(np.array(corners + lines).T, grid.shape)
+    basis = kernel_basis(grid)
+    columns = basis[:, candidates].toarray()
+    chosen, orthonormal = [], np.zeros((basis.shape[0], 0))
+    for node, column in zip(candidates, columns.T, strict=True):
+        residual = column - orthonormal @ (orthonormal.T @ column)
+        if np.linalg.norm(residual) > 1e-8 * np.linalg.norm(column):
+            chosen.append(int(node))
+            orthonormal = np.column_stack([orthonormal, residual / np.linalg.norm(residual)])
+        if len(chosen) == basis.shape[0]:
+            return np.array(chosen)
+    raise AssertionError("the lines through a cell always pin ker D_h")  # pragma: no cover
 
 
 def potential_from_map(grid: Grid, T: np.ndarray) -> np.ndarray:

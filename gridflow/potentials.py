@@ -199,10 +199,10 @@ def least_squares_potential(problem: Problem, v) -> np.ndarray:
 def in_gauge(problem: Problem, potential) -> np.ndarray:
     """The representative of φ modulo ker D_h orthogonal to ker D_h (same map D_h φ).
 
-    In d = 2 this removes the checkerboard component, which D_h cannot see and a solver
-    leaves arbitrary, and the mean (φ is defined up to a constant).
+    In d ≥ 2 this removes the alternating components (the checkerboard in d = 2), which D_h
+    cannot see and a solver leaves arbitrary, and the mean (φ is defined up to a constant).
     """
     basis = operators.kernel_basis(problem.grid)
     potential = problem.as_potential(potential)
-    coefficients = np.linalg.solve(basis @ basis.T, basis @ potential)  # 1 and χ overlap
-    return potential - coefficients @ basis
+    gram = (basis @ basis.T).toarray()  # the modes overlap (1 and χ; the planes in d = 3)
+    return potential - basis.T @ np.linalg.solve(gram, basis @ potential)

@@ -51,7 +51,7 @@ MOSTLY_FLOORED = 0.5
 the floor's problem, not the source's: it warns (``FlooredSourceWarning``)."""
 
 
-SOLVER_BYTES_PER_NODE = {1: 512, 2: 8192}
+SOLVER_BYTES_PER_NODE = {1: 512, 2: 8192, 3: 32768}
 """Peak memory of a problem and its minimization (``schemes.minimize``) per grid node,
 rounded up from measurements: 370–500 B in d = 1 (10⁴–10⁵ nodes), 4.6–6.2 KB in d = 2
 (65² to 257² nodes with SuperLU; 5.5 KB at 513² and 5.1 KB at 1025² with the multifrontal

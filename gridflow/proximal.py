@@ -4,11 +4,12 @@
 
 Two solvers: "cvxpy", the reference, poses it as one conic program (exponential cones
 for the logarithms, in d = 2 one second-order cone per interior node for the
-determinant, the target's own cvxpy form of V) solved by Clarabel; "newton", the fast
+determinant, in d = 3 a 3 × 3 semidefinite cone per node, the target's own cvxpy form of
+V) solved by Clarabel; "newton", the fast
 path, is a damped Newton method on the same strictly convex function (-log det keeps the
 iterates inside K_h, so no constraint is ever active), converged to roundoff. Newton
 works on T in d = 1 (a tridiagonal Hessian, D_h is onto) and on the potential φ in
-d = 2 (T must stay a discrete gradient field; the Hessian D_hᵀ ∇²F D_h is sparse).
+d = 2, 3 (T must stay a discrete gradient field; the Hessian D_hᵀ ∇²F D_h is sparse).
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ from gridflow.functionals import (
 )
 from gridflow.potentials import GaugedFactorization, in_gauge
 from gridflow.problem import Problem
-from gridflow.solvers import SolverError, map_and_hessian_expressions, solve_cvxpy
+from gridflow.solvers import (
+    SolverError,
+    map_and_hessian_expressions,
+    solve_cvxpy,
+    symmetric_expressions,
+)
 
 STEP_SOLVERS = ("newton", "cvxpy")
 NEWTON = "Newton's method for the proximal step"
@@ -46,7 +52,7 @@ def proximal_step(problem: Problem, center, tau: float, solver: str = "newton", 
     """
     check_step_solver(solver)
     center = problem.as_map(center, "center")
-    if problem.dim == 2:
+    if problem.dim >= 2:
         return problem.map_of(proximal_potential(problem, center, tau, solver))
     if solver == "cvxpy":
         return problem.map_of(_proximal_potential_cvxpy(problem, center, tau))
@@ -199,13 +205,13 @@ def damped_newton(
     )
 
 
-def newton_matrix_2d(problem, center, tau, T) -> sparse.csr_matrix:
+def newton_matrix(problem, center, tau, T) -> sparse.csr_matrix:
     """The Hessian in φ of the proximal objective, D_hᵀ ∂²_T(F_h + ‖· - center‖²_w/2τ) D_h.
 
     With H_h = B_h D_h it is D_hᵀ blockdiag(w_i (∇²V(T_i) + I/τ)) D_h + H_hᵀ blockdiag(κ_j)
     H_h, κ_j the log-det curvature blocks (`log_det_curvature`): the same matrix as
     D_hᵀ (`_euclidean_hessian`) D_h, assembled cell by cell and node by node into the
-    5 × 5 stencil (`stencils.add_quadratic_form_2d`) instead of by sparse products, and
+    stencil of 5^d nodes (`stencils.add_quadratic_form`) instead of by sparse products, and
     returned with the full stencil pattern. `center` only fixes the signature shared with
     the other derivatives (the Hessian does not depend on it). T must be strictly inside K_h.
     """
@@ -213,7 +219,7 @@ def newton_matrix_2d(problem, center, tau, T) -> sparse.csr_matrix:
     grid = problem.grid
     shift = _inverse(tau) * np.eye(problem.dim)
     potential = problem.weights[:, None, None] * (problem.target.hessian(T) + shift)
-    values = np.zeros((problem.gradient_operator.shape[1], (2 * NEWTON_REACH + 1) ** 2))
+    values = np.zeros((problem.gradient_operator.shape[1], (2 * NEWTON_REACH + 1) ** problem.dim))
     for blocks, window, sites in (
         (potential, operators.map_window(grid.spacing), operators.map_shape(grid)),
         (
@@ -222,7 +228,7 @@ def newton_matrix_2d(problem, center, tau, T) -> sparse.csr_matrix:
             operators.hessian_shape(grid),
         ),
     ):
-        stencils.add_quadratic_form_2d(
+        stencils.add_quadratic_form(
             values, np.ascontiguousarray(blocks), window, sites, grid.shape, NEWTON_REACH
         )
     return stencils.to_csr(values, grid.shape, NEWTON_REACH)
@@ -252,12 +258,12 @@ def _proximal_map_newton_1d(problem, center, tau, start):
 
 
 def _proximal_potential_newton(problem, center, tau, start, max_iter=100, **newton_options):
-    """Newton on φ (d = 2): gradient D_hᵀ ∂_T, Hessian D_hᵀ ∂²_T D_h, solved in the gauge."""
+    """Newton on φ (d = 2, 3): gradient D_hᵀ ∂_T, Hessian D_hᵀ ∂²_T D_h, solved in the gauge."""
     G = problem.gradient_operator
     value = _value(problem, center, tau)
 
     def direction(phi, g):
-        hessian = newton_matrix_2d(problem, center, tau, problem.map_of(phi))
+        hessian = newton_matrix(problem, center, tau, problem.map_of(phi))
         return GaugedFactorization(problem, hessian).solve(g)
 
     def norm(phi):
@@ -282,7 +288,8 @@ def _proximal_potential_cvxpy(problem, center, tau):
 
     d = 1: -m_j log((D_h φ)_{j+1} - (D_h φ)_j) / h). d = 2: -log det [[a, b], [b, c]] is
     -2 log t_j with the second-order cone ‖(a - c, 2b, 2t_j)‖ ≤ a + c, which at the optimum
-    makes t_j² = ac - b² (docs/mathematics.md, 'The discrete relative entropy').
+    makes t_j² = ac - b² (docs/mathematics.md, 'The discrete relative entropy'). d = 3:
+    cvxpy's log_det of each 3 × 3 matrix (a semidefinite cone and exponential cones).
     """
     import cvxpy as cp  # loads in about a second: imported where a reference solve runs
 
@@ -297,11 +304,13 @@ def _proximal_potential_cvxpy(problem, center, tau):
     constraints = [phi[problem.gauge_nodes] == 0]
     if problem.dim == 1:
         log_det = cp.log(hessian[:, 0])
-    else:
+    elif problem.dim == 2:
         a, b, c = hessian[:, 0], hessian[:, 1], hessian[:, 2]
         t = cp.Variable(problem.hessian_points.shape[0])
         constraints.append(cp.SOC(a + c, cp.vstack([a - c, 2 * b, 2 * t]), axis=0))
         log_det = 2 * cp.log(t)
+    else:
+        log_det = cp.hstack([cp.log_det(matrix) for matrix in symmetric_expressions(hessian)])
     objective = target.expected_V_cvxpy(T, problem.weights) - problem.hessian_weights @ log_det
     if not np.isinf(tau):
         objective = objective + cp.sum_squares(

@@ -178,14 +178,14 @@ def _check_steps(tau, steps):
 
 
 def _initial_state(problem: Problem, initial):
-    """T_0 (default: the identity) and, in d = 2, its potential φ_0 (else None)."""
+    """T_0 (default: the identity) and, in d ≥ 2, its potential φ_0 (else None)."""
     if initial is None:
         T = problem.identity()
-        potential = problem.identity_potential() if problem.dim == 2 else None
+        potential = problem.identity_potential() if problem.dim >= 2 else None
     else:
         T = problem.as_map(initial, "initial")
         potential = None
-        if problem.dim == 2:
+        if problem.dim >= 2:
             potential, gradient_field = helmholtz_projection(problem, T)
             distance = np.abs(gradient_field - T).max()
             if distance > 1e-9 * (1.0 + np.abs(T).max()):
@@ -430,7 +430,7 @@ def minimize(
         Show a progress bar (for the continuation in the density floor).
     coarser : DiscreteMap, optional
         The minimizer of the same problem on a coarser grid of the same box, to start
-        Newton's method from (d = 2, Newton solver).
+        Newton's method from (d = 2, 3, Newton solver).
 
     Returns
     -------
@@ -440,7 +440,7 @@ def minimize(
 
     Notes
     -----
-    In d = 2 with the Newton solver, Newton's method starts at the identity, or, given
+    In d = 2, 3 with the Newton solver, Newton's method starts at the identity, or, given
     `coarser`, at its prolongation (`coarse_to_fine_start`). When that does not converge
     (sources with near-empty regions, whose map must compress them, make the barrier
     -log det limit its steps), the minimizer is reached by continuation in the density floor
@@ -484,28 +484,35 @@ def minimize(
 
 
 def coarse_to_fine_start(problem: Problem, coarser: DiscreteMap) -> np.ndarray:
-    """A potential strictly inside K_h of `problem` (d = 2) near the coarser grid's map.
+    """A potential strictly inside K_h of `problem` (d = 2, 3) near the coarser grid's map.
 
-    The coarser map is averaged over the four cells around each interior node (the average
+    The coarser map is averaged over the 2^d cells around each interior node (the average
     inside H_h = B_h D_h, which removes the cell checkerboard that H_h does not see and the
-    discrete minimizer carries), interpolated bilinearly at the cell centers, and brought
+    discrete minimizer carries), interpolated multilinearly at the cell centers, and brought
     back to a potential φ by `least_squares_potential` (the tails count as much as the
     bulk: they are where convexity is tight). Where H_h φ has a smallest eigenvalue
     λ ≤ 0, the start is (1 - θ) φ + θ ½|x|², whose Hessians (1 - θ) H_h φ + θ I are
     positive definite for θ > -λ / (1 - λ); θ is twice that.
     """
-    if problem.dim != 2:
-        raise ValueError(f"coarse_to_fine_start is for d = 2, the problem has d = {problem.dim}")
+    if problem.dim == 1:
+        raise ValueError("coarse_to_fine_start is for d = 2, 3, the problem has d = 1")
     if (coarser.grid.lower, coarser.grid.upper) != (problem.grid.lower, problem.grid.upper):
         raise ValueError(
             f"the coarser map's box {coarser.grid.lower}..{coarser.grid.upper} is not the "
             f"problem's {problem.grid.lower}..{problem.grid.upper}"
         )
-    shape = (int(np.prod(operators.map_shape(coarser.grid))), 2)
+    dim = problem.dim
+    shape = (int(np.prod(operators.map_shape(coarser.grid))), dim)
     check_map_on_points(coarser.points, coarser.weights, coarser.map, "coarser", shape)
-    cells = np.asarray(coarser.map).reshape(*operators.map_shape(coarser.grid), 2)
-    at_nodes = 0.25 * (cells[1:, 1:] + cells[:-1, 1:] + cells[1:, :-1] + cells[:-1, :-1])
-    interior_axes = tuple(coarser.grid.axis(k)[1:-1] for k in range(2))
+    cells = np.asarray(coarser.map).reshape(*operators.map_shape(coarser.grid), dim)
+    at_nodes = np.mean(
+        [
+            cells[tuple(slice(1, None) if up else slice(None, -1) for up in corner)]
+            for corner in itertools.product((False, True), repeat=dim)
+        ],
+        axis=0,
+    )
+    interior_axes = tuple(coarser.grid.axis(k)[1:-1] for k in range(dim))
     prolonged = interpolate.RegularGridInterpolator(
         interior_axes, at_nodes, method="linear", bounds_error=False, fill_value=None
     )(problem.points)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
+
+from gridflow.operators import hessian_entries
+
 DEFAULT_SOLVER = "CLARABEL"
 DEFAULT_TOLERANCE = 1e-9
 
@@ -53,11 +57,12 @@ def solve_cvxpy(problem, what: str, tolerance: float = DEFAULT_TOLERANCE, relaxa
 def map_and_hessian_expressions(problem, potential):
     """T = D_h φ (n, d) and the Hessian entries H_h φ (m, s) as cvxpy expressions of φ.
 
-    s = 1 in d = 1, and the columns (a, b, c) of [[a, b], [b, c]] in d = 2.
+    s = d(d + 1)/2 in the layout of `operators.hessian_entries`: the columns (a, b, c) of
+    [[a, b], [b, c]] in d = 2.
     """
     import cvxpy as cp  # loads in about a second: imported where a reference solve runs
 
-    entries = 1 if problem.dim == 1 else 3
+    entries = problem.dim * (problem.dim + 1) // 2
     T = cp.reshape(problem.gradient_operator @ potential, problem.points.shape, order="C")
     hessian = cp.reshape(
         problem.hessian_operator @ potential,
@@ -65,3 +70,19 @@ def map_and_hessian_expressions(problem, potential):
         order="C",
     )
     return T, hessian
+
+
+def symmetric_expressions(hessian) -> list:
+    """The symmetric d × d cvxpy matrices of the rows of Hessian entries (m, s), in the
+    layout of `operators.hessian_entries`."""
+    import cvxpy as cp  # loads in about a second: imported where a reference solve runs
+
+    s = hessian.shape[1]
+    dim = int(round((np.sqrt(8 * s + 1) - 1) / 2))
+    position = {}
+    for k, (r, c) in enumerate(zip(*hessian_entries(dim), strict=True)):
+        position[r, c] = position[c, r] = k
+    return [
+        cp.bmat([[hessian[j, position[r, c]] for c in range(dim)] for r in range(dim)])
+        for j in range(hessian.shape[0])
+    ]

@@ -3,7 +3,7 @@
 The matrices of the grid solver couple only nodes at most `reach` apart along every axis
 (docs/performance.md, 'The sparse Cholesky factorization'). Stored as an (N, K) array
 over the K = (2 reach + 1)^d offsets of `stencil_offsets`, they are assembled without
-sparse matrix products (`add_quadratic_form_2d`: the quadratic forms Dᵀ P D of the
+sparse matrix products (`add_quadratic_form`: the quadratic forms Dᵀ P D of the
 Newton matrices, from their local blocks) and read by the multifrontal factorization
 (`gridflow.cholesky`) without index searches. `to_csr` gives the same matrix as a scipy
 CSR matrix with the full stencil pattern.
@@ -120,38 +120,50 @@ def _same_pattern(kept, key) -> bool:
     )
 
 
-@njit(cache=True)
-def add_quadratic_form_2d(values, blocks, coefficients, sites_shape, nodes_shape, reach):
+def add_quadratic_form(values, blocks, coefficients, sites_shape, nodes_shape, reach):
     """values += the stencil of Σ_sites (C φ_site)ᵀ blocks[site] (C φ_site), in place.
 
-    A site (p, q) of the `sites_shape` grid (the cells, or the interior nodes) reads φ on
-    the window of nodes (p + a, q + b), a < w0, b < w1, through the local operator
-    coefficients (s, w0, w1): its outputs are Σ_ab coefficients[r, a, b] φ(p + a, q + b),
-    r < s (T's components at a cell, H_h's entries at a node). blocks (sites, s, s)
-    holds each site's symmetric weight. This is Dᵀ blockdiag(blocks) D for the operator D,
-    without forming D: the Newton matrices' two parts, D_hᵀ P D_h and H_hᵀ κ H_h.
+    A site p of the `sites_shape` grid (the cells, or the interior nodes) reads φ on the
+    window of nodes p + a, a < w along every axis, through the local operator coefficients
+    (s, w, .., w): its outputs are Σ_a coefficients[r, a] φ(p + a), r < s (T's components at
+    a cell, H_h's entries at a node). blocks (sites, s, s) holds each site's symmetric
+    weight. This is Dᵀ blockdiag(blocks) D for the operator D, without forming D: the Newton
+    matrices' two parts, D_hᵀ P D_h and H_hᵀ κ H_h, in any dimension.
     """
-    outputs, w0, w1 = coefficients.shape
-    width = 2 * reach + 1
-    n1 = nodes_shape[1]
-    weighted = np.empty((outputs, w0, w1))
-    for p in range(sites_shape[0]):
-        for q in range(sites_shape[1]):
-            block = blocks[p * sites_shape[1] + q]
-            for r in range(outputs):  # weighted = block · coefficients
-                for a in range(w0):
-                    for b in range(w1):
-                        total = 0.0
-                        for t in range(outputs):
-                            total += block[r, t] * coefficients[t, a, b]
-                        weighted[r, a, b] = total
-            for a in range(w0):
-                for b in range(w1):
-                    row = (p + a) * n1 + (q + b)
-                    for a2 in range(w0):
-                        for b2 in range(w1):
-                            total = 0.0
-                            for r in range(outputs):
-                                total += coefficients[r, a, b] * weighted[r, a2, b2]
-                            k = (a2 - a + reach) * width + (b2 - b + reach)
-                            values[row, k] += total
+    dim, width = len(nodes_shape), coefficients.shape[1]
+    corners = np.stack(np.unravel_index(np.arange(width**dim), (width,) * dim), axis=1)
+    strides = np.cumprod((1, *nodes_shape[:0:-1]))[::-1]
+    sites = np.stack(np.unravel_index(np.arange(math.prod(sites_shape)), sites_shape), axis=1)
+    pair_offsets = corners[None, :, :] - corners[:, None, :] + reach  # [a, a2]: a2 - a
+    pair_stencil = np.ravel_multi_index(pair_offsets.transpose(2, 0, 1), (2 * reach + 1,) * dim)
+    _add_quadratic_form(
+        values,
+        blocks,
+        np.ascontiguousarray(coefficients.reshape(coefficients.shape[0], -1)),
+        sites @ strides,
+        corners @ strides,
+        pair_stencil,
+    )
+
+
+@njit(cache=True)
+def _add_quadratic_form(values, blocks, coefficients, site_base, corner_offset, pair_stencil):
+    """The loop of `add_quadratic_form`, on flat windows: site i's corner a is the node
+    site_base[i] + corner_offset[a], and the pair (a, a2) the stencil entry pair_stencil[a, a2]."""
+    outputs, corners = coefficients.shape
+    weighted = np.empty((outputs, corners))
+    for site in range(site_base.shape[0]):
+        block = blocks[site]
+        for r in range(outputs):  # weighted = block · coefficients
+            for a in range(corners):
+                total = 0.0
+                for t in range(outputs):
+                    total += block[r, t] * coefficients[t, a]
+                weighted[r, a] = total
+        for a in range(corners):
+            row = site_base[site] + corner_offset[a]
+            for a2 in range(corners):
+                total = 0.0
+                for r in range(outputs):
+                    total += coefficients[r, a] * weighted[r, a2]
+                values[row, pair_stencil[a, a2]] += total

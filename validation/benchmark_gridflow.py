@@ -47,7 +47,7 @@ from gridflow.potentials import (
     metric,
     metric_factorization,
 )
-from gridflow.proximal import newton_matrix_2d, proximal_step
+from gridflow.proximal import newton_matrix, proximal_step
 from validation.gaussian_checks import benchmark_gaussian_flow
 
 
@@ -107,7 +107,7 @@ def rows_2d(repeats):
         # off the identity, where the log-det curvature blocks vanish off their diagonal and
         # the matrix has half the entries of those Newton factorizes (about 408 000 at 129²)
         T = problem.map_of(problem.identity_potential() + 0.05 * np.cos(problem.grid.nodes).prod(1))
-        matrix = newton_matrix_2d(problem, T, np.inf, T)
+        matrix = newton_matrix(problem, T, np.inf, T)
         for method in FACTORIZATIONS[::-1]:  # SuperLU's two, then the multifrontal one
             seconds = median_seconds(
                 lambda p=problem, m=matrix, o=method: GaugedFactorization(p, m, o), repeats

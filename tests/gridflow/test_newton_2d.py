@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from gridflow import Gaussian, Grid, LogConcaveTarget, Problem, examples, minimize
-from gridflow.proximal import _euclidean_hessian, newton_matrix_2d, proximal_potential
+from gridflow.proximal import _euclidean_hessian, newton_matrix, proximal_potential
 from gridflow.schemes import STALL_STEPS, _minimize_by_floor_continuation
 from gridflow.solvers import SolverError
 
@@ -32,7 +32,7 @@ def test_newton_matrix_equals_the_plain_product(skewed_problem, tau):
     T = problem.map_of(phi)
     G = problem.gradient_operator
     plain = (G.T @ _euclidean_hessian(problem, T, tau, T) @ G).toarray()
-    grouped = newton_matrix_2d(problem, T, tau, T).toarray()
+    grouped = newton_matrix(problem, T, tau, T).toarray()
     np.testing.assert_allclose(grouped, plain, rtol=0, atol=1e-13 * np.abs(plain).max())
 
 

@@ -136,7 +136,7 @@ def test_kernel_of_the_gradient_is_constants_and_checkerboard(shape):
     D = operators.gradient_operator(grid).toarray()
     nodes = D.shape[1]
     assert np.linalg.matrix_rank(D) == nodes - 2
-    basis = operators.kernel_basis(grid)
+    basis = operators.kernel_basis(grid).toarray()
     i, j = np.indices(grid.shape)
     np.testing.assert_array_equal(basis[1], ((-1.0) ** (i + j)).ravel())
     kernel = linalg.null_space(D)  # orthonormal, computed independently by an SVD
@@ -150,7 +150,7 @@ def test_kernel_of_the_gradient_is_constants_and_checkerboard(shape):
 def test_hessian_annihilates_the_kernel_of_the_gradient(shape):
     grid = Grid([-1.0, 0.5], [2.0, 3.0], list(shape))
     H = operators.hessian_operator(grid)
-    assert np.abs(H @ operators.kernel_basis(grid).T).max() < 1e-12
+    assert np.abs(H @ operators.kernel_basis(grid).T.toarray()).max() < 1e-12
     # and affine functions, which are not in ker D_h: H_h sees only second derivatives
     x = grid.nodes
     assert np.abs(H @ (0.3 + x @ [1.5, -2.0])).max() < 1e-12
@@ -163,7 +163,7 @@ def test_gauge_nodes_pin_the_kernel():
     gauge = operators.gauge_nodes(grid)
     np.testing.assert_array_equal(gauge, [0, 1])
     # one node of each checkerboard colour: the kernel restricted to the gauge is invertible
-    assert abs(np.linalg.det(operators.kernel_basis(grid)[:, gauge])) == pytest.approx(2.0)
+    assert abs(np.linalg.det(operators.kernel_basis(grid).toarray()[:, gauge])) == pytest.approx(2.0)
     free = np.setdiff1d(np.arange(D.shape[1]), gauge)
     assert np.linalg.matrix_rank(D[:, free]) == free.size
     # two nodes of the same colour would not do: the checkerboard survives
@@ -198,8 +198,8 @@ def test_reduced_metric_is_nonsingular(small_problem):
     assert smallest_reduced_eigenvalue(operators.gauge_nodes(small_problem.grid)) < 1e-6
     rhs = np.random.default_rng(2).standard_normal(nodes)
     rhs -= (
-        operators.kernel_basis(small_problem.grid).T
-        @ np.linalg.lstsq(operators.kernel_basis(small_problem.grid).T, rhs, rcond=None)[0]
+        operators.kernel_basis(small_problem.grid).T.toarray()
+        @ np.linalg.lstsq(operators.kernel_basis(small_problem.grid).T.toarray(), rhs, rcond=None)[0]
     )  # a right-hand side orthogonal to ker D_h, like D_hᵀ W v
     solution = GaugedFactorization(small_problem, metric(small_problem)).solve(rhs)
     np.testing.assert_array_equal(solution[small_problem.gauge_nodes], 0.0)
@@ -210,7 +210,7 @@ def test_problem_gauge_sits_at_the_largest_weight(small_problem):
     """One node of each checkerboard colour, the first where the Hessian weight m is largest."""
     grid = small_problem.grid
     gauge = small_problem.gauge_nodes
-    assert abs(np.linalg.det(operators.kernel_basis(grid)[:, gauge])) == pytest.approx(2.0)
+    assert abs(np.linalg.det(operators.kernel_basis(grid).toarray()[:, gauge])) == pytest.approx(2.0)
     interior = np.unravel_index(gauge[0], grid.shape)
     flat = np.ravel_multi_index(tuple(k - 1 for k in interior), operators.hessian_shape(grid))
     assert small_problem.hessian_weights[flat] == small_problem.hessian_weights.max()
@@ -227,7 +227,7 @@ def test_helmholtz_projection_recovers_a_potential_up_to_the_kernel(small_proble
     p, projected = helmholtz_projection(small_problem, T)
     np.testing.assert_allclose(projected, T, atol=1e-10)
     np.testing.assert_array_equal(p[small_problem.gauge_nodes], 0.0)
-    basis = operators.kernel_basis(grid).T
+    basis = operators.kernel_basis(grid).T.toarray()
     difference = phi - p
     coefficients = np.linalg.lstsq(basis, difference, rcond=None)[0]
     np.testing.assert_allclose(basis @ coefficients, difference, atol=1e-9)

@@ -32,23 +32,24 @@ def test_shifted_reads_each_neighbour_and_zero_off_the_grid():
 
 
 @pytest.mark.parametrize("which", ["map", "hessian"])
-def test_quadratic_forms_equal_the_sparse_products(which):
-    grid = Grid([-1.0, -2.0], [3.0, 1.5], [7, 9])
+@pytest.mark.parametrize(
+    ("lower", "upper", "shape"),
+    [([-1.0, -2.0], [3.0, 1.5], [7, 9]), ([-1.0, -2.0, 0.0], [3.0, 1.5, 1.0], [5, 6, 4])],
+)
+def test_quadratic_forms_equal_the_sparse_products(which, lower, upper, shape):
+    grid = Grid(lower, upper, shape)
     rng = np.random.default_rng(2)
     if which == "map":
         operator, window = operators.gradient_operator(grid), operators.map_window(grid.spacing)
-        sites, outputs = operators.map_shape(grid), 2
+        sites, outputs = operators.map_shape(grid), grid.dim
     else:
         operator = operators.hessian_operator(grid)
-        window, sites, outputs = (
-            operators.hessian_window(grid.spacing),
-            operators.hessian_shape(grid),
-            3,
-        )
+        window, sites = operators.hessian_window(grid.spacing), operators.hessian_shape(grid)
+        outputs = grid.dim * (grid.dim + 1) // 2
     halves = rng.standard_normal((int(np.prod(sites)), outputs, outputs))
     blocks = halves @ halves.transpose(0, 2, 1)
-    values = np.zeros((int(np.prod(grid.shape)), 25))
-    stencils.add_quadratic_form_2d(values, blocks, window, sites, grid.shape, 2)
+    values = np.zeros((int(np.prod(grid.shape)), 5**grid.dim))
+    stencils.add_quadratic_form(values, blocks, window, sites, grid.shape, 2)
     expected = operator.T @ operators.block_diagonal(blocks) @ operator
     assembled = stencils.to_csr(values, grid.shape, 2)
     assert abs(assembled - expected).max() <= 1e-13 * abs(expected).max()

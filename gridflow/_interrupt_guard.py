@@ -10,6 +10,20 @@ which announces itself through numba's event API ("numba:compiler_lock"); the li
 below holds SIGINT back from the lock's first acquisition to its last release, in the main
 thread, and then hands it to the handler that was in place (a KeyboardInterrupt raised in
 Python code, where the commands' Ctrl-C handling takes it).
+
+A compiled kernel that returns arrays calls back into Python too, outside the lock: boxing
+each array unpickles its Python type through numba's ``serialize._numba_unpickle``, which
+memoizes by (address, hash) with ``try: memo[key] except KeyError``. Ctrl-C landing on the
+first return of a kernel raises KeyboardInterrupt inside that callback; when the kernel
+returns a tuple of arrays, numba's tuple boxing does not check for the failed item and
+boxes the next one, whose memo lookup misses, raises KeyError, catches it, and so clears
+the KeyboardInterrupt: the kernel returned a tuple holding NULL with no exception set, and
+unpacking it crashed the process with SIGSEGV (about 1 run in 8 of the flow check's Ctrl-C
+test on a warm cache, at ``hessian_pass``'s first call). ``_unpickle`` below is the same
+memo without the KeyError, so the KeyboardInterrupt stays set and the call surfaces as a
+SystemError whose context is the KeyboardInterrupt (``gridflow.cli.is_interrupt``), as on
+any later return. Its code replaces the function's own, which numba's C side holds from
+its first call on.
 """
 
 from __future__ import annotations
@@ -17,7 +31,7 @@ from __future__ import annotations
 import signal
 import threading
 
-from numba.core import event
+from numba.core import event, serialize
 
 
 class InterruptsAfterCompiling(event.Listener):
@@ -55,3 +69,18 @@ class InterruptsAfterCompiling(event.Listener):
 
 LISTENER = InterruptsAfterCompiling()
 event.register("numba:compiler_lock", LISTENER)
+
+
+def _unpickle(address, bytedata, hashed):
+    """numba's ``serialize._numba_unpickle`` without raising and catching a KeyError, which
+    cleared an exception pending from the previous item of a tuple being boxed. Runs as
+    that function's code, so its names are numba.core.serialize's."""
+    key = (address, hashed)
+    obj = _unpickled_memo.get(key)  # noqa: F821
+    if obj is None:
+        obj = _unpickled_memo[key] = cloudpickle.loads(bytedata)  # noqa: F821
+    return obj
+
+
+if hasattr(serialize, "_unpickled_memo") and hasattr(serialize, "cloudpickle"):
+    serialize._numba_unpickle.__code__ = _unpickle.__code__

@@ -496,6 +496,34 @@ def test_a_second_ctrl_c_after_the_interrupted_line_is_ignored():
     assert "Traceback" not in result.stderr and "KeyboardInterrupt" not in result.stderr
 
 
+def test_ctrl_c_at_a_kernels_first_return_of_arrays_stays_an_interrupt():
+    """Boxing a kernel's arrays calls back into Python (numba unpickles their type); a
+    KeyboardInterrupt there at the first return of a tuple of arrays was cleared by the
+    next item's memo miss, leaving a NULL in the tuple: SIGSEGV on unpacking it."""
+    code = (
+        "import signal\n"
+        "import numpy as np\n"
+        "from numba import njit\n"
+        "from gridflow.cli import is_interrupt\n"
+        "@njit\n"
+        "def busy(n):\n"
+        "    a = np.zeros(n)\n"
+        "    for k in range(300_000_000):\n"
+        "        a[k % n] += 1.0\n"
+        "    return a, a.copy()\n"
+        "busy.compile('(int64,)')\n"
+        "signal.signal(signal.SIGALRM, signal.default_int_handler)\n"
+        "signal.setitimer(signal.ITIMER_REAL, 0.05)  # lands while the kernel runs\n"
+        "try:\n"
+        "    a, b = busy(3)\n"
+        "except BaseException as error:\n"
+        "    print('interrupted' if is_interrupt(error) else repr(error))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert (result.returncode, result.stdout) == (0, "interrupted\n"), result.stderr
+
+
 def test_ctrl_c_while_numba_holds_its_compiler_lock_waits_for_its_release():
     """A KeyboardInterrupt inside numba's cache loading crashed the process (LLVM calls back
     into Python); gridflow holds SIGINT back until numba releases its compiler lock."""

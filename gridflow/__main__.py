@@ -75,7 +75,7 @@ def parser() -> argparse.ArgumentParser:
     commands = main_parser.add_subparsers(dest="command", required=True)
     ground = commands.add_parser(
         "groundtruth",
-        help="build and save a ground-truth OT map (d = 1 or 2)",
+        help="build and save a ground-truth OT map (d = 1, 2 or 3)",
         description="Build a ground-truth OT map (the discrete minimizer of F_h) of any source "
         "and target, and save it with its estimated error and the problem it solves. Grids "
         "coarser than the source's features (e.g. --nodes below 65 for paper-mixture) give "

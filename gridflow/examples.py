@@ -86,6 +86,26 @@ def problem_2d(nodes: int = 33, source=None, target=None, box=(-5.0, 5.0)) -> Pr
     )
 
 
+def gaussian_pair_3d() -> tuple[Gaussian, Gaussian]:
+    """A correlated, off-center Gaussian source and target in d = 3: the 3D case with a
+    closed-form OT map (the validation's and the benchmark's)."""
+    source = Gaussian([0.2, -0.1, 0.1], [[0.6, 0.2, 0.1], [0.2, 0.5, -0.1], [0.1, -0.1, 0.7]])
+    target = Gaussian([0.0, 0.3, -0.2], [[1.0, 0.3, 0.0], [0.3, 0.8, 0.2], [0.0, 0.2, 1.2]])
+    return source, target
+
+
+def problem_3d(nodes: int = 17, box=(-5.0, 5.0), **problem_options) -> Problem:
+    """`gaussian_pair_3d` on box³ with nodes³ nodes; `problem_options` go to `Problem`."""
+    lower, upper = _interval(box)
+    source, target = gaussian_pair_3d()
+    return Problem(
+        Grid(lower=[lower] * 3, upper=[upper] * 3, shape=[nodes] * 3),
+        source=source,
+        target=LogConcaveTarget.gaussian(target.mean, target.cov),
+        **problem_options,
+    )
+
+
 COUNTING_TOLERANCE = 1e-6
 
 

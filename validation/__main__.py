@@ -28,12 +28,13 @@ from gridflow.cli import (
     report_folder,
     run_interruptible,
 )
-from validation import gaussian_checks, grid1d_checks, grid2d_checks, neural_checks
+from validation import gaussian_checks, grid1d_checks, grid2d_checks, grid3d_checks, neural_checks
 
 SUITES = {
     "gaussian": gaussian_checks,
     "grid1d": grid1d_checks,
     "grid2d": grid2d_checks,
+    "grid3d": grid3d_checks,
     "neural": neural_checks,
 }
 COLUMNS = ("statement", "setting", "measured", "theoretical", "verdict")

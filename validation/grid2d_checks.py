@@ -28,6 +28,7 @@ from gridflow.rates import fit_log_linear
 from validation.plotting import convergence_figure, figure_file, pyplot
 from validation.report import Check
 from validation.statements import (
+    discrete_map_errors,
     fitted_rate_check,
     implicit_scheme_checks,
     proposition_3_3_check,
@@ -50,13 +51,9 @@ def exact_map(points):
 
 
 def grid_convergence(grid_nodes, outdir) -> list[Check]:
-    errors = []
-    for nodes in grid_nodes:
-        problem = problem_2d(nodes)
-        errors.append(problem.norm(minimize(problem).map - exact_map(problem.points)))
-    errors = np.array(errors)
-    orders = np.log2(errors[:-1] / errors[1:])
-    spacings = 10.0 / (np.array(grid_nodes) - 1)
+    errors, orders, spacings = discrete_map_errors(
+        [problem_2d(nodes) for nodes in grid_nodes], exact_map
+    )
     record = convergence_figure(
         spacings,
         errors,

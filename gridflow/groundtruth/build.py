@@ -1,10 +1,10 @@
 """Ground-truth OT maps of the grid solver, with their two-grid error estimate.
 
-The map is the discrete minimizer of F_h (`minimize`) on a nodes × nodes grid. Its error is
+The map is the discrete minimizer of F_h (`minimize`) on a grid of nodes^d nodes. Its error is
 estimated from the two finest grids: the same problem is solved on the grid with
 (nodes − 1) / 2 + 1 nodes per axis, interpolated to the fine cell centers, and the L²(ϱ0)
 difference d is stored with the second-order Richardson estimate d / 3. The grids are
-solved from coarse to fine (`grid_cascade`), each Newton solve from CASCADE_COARSEST nodes
+solved from coarse to fine (`grid_cascade`), each Newton solve from CASCADE_COARSEST[d] nodes
 on started from the coarser grid's map instead of the continuation in the density floor.
 """
 
@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from gridflow.checks import flag, open_unit_interval, positive_float
 from gridflow.cli import integer
-from gridflow.grid import Grid
+from gridflow.grid import SUPPORTED_DIMENSIONS, Grid
 from gridflow.groundtruth.problems import read_source, read_target, source_spec, target_spec
 from gridflow.maps import GridMap
 from gridflow.measures import Gaussian
@@ -53,12 +53,14 @@ MAX_RELATIVE_ERROR = 0.1
 sqrt(Σ w_i |T_i − T̄|²) (the paper's mixture: 20 % at 33², 1.8 % at 65², 0.35 % at 129²)."""
 MIN_NODES = 9
 """The smallest --nodes: the coarse grid (nodes - 1) / 2 + 1 must have 5 nodes per axis."""
-CASCADE_COARSEST = 65
-"""The grids solved for --nodes N are N, (N - 1) / 2 + 1 and further halvings down to the
-first with at most this many nodes per axis; a grid is started from the one before it only
-when that one has at least this many. Measured on the paper's mixture: from 65² the 129²
-Newton solve takes 19 steps (the continuation ~90); from 33² the 65² one 67 (~88); from 17²
-the 33² one does not converge in `schemes.WARM_START_MAX_ITER` (the continuation takes over)."""
+CASCADE_COARSEST = {1: 65, 2: 65, 3: 17}
+"""By dimension: the grids solved for --nodes N are N, (N - 1) / 2 + 1 and further halvings
+down to the first with at most this many nodes per axis; a grid is started from the one
+before it only when that one has at least this many. Measured on the paper's mixture in 2D:
+from 65² the 129² Newton solve takes 19 steps (the continuation ~90); from 33² the 65² one 67
+(~88); from 17² the 33² one does not converge in `schemes.WARM_START_MAX_ITER` (the
+continuation takes over). In 3D a Newton step costs far more, and the coarse grids resolve a
+smooth problem sooner: on the Gaussian pair of the validation, 33³ from 17³ takes 11 steps."""
 
 
 def check_nodes(value) -> int:
@@ -66,12 +68,12 @@ def check_nodes(value) -> int:
     return integer(value, "nodes", MIN_NODES, odd=True)
 
 
-def grid_cascade(nodes: int) -> list[int]:
-    """Nodes per axis of the grids solved for `nodes`, coarsest first: nodes, its halving
-    (nodes - 1) / 2 + 1 (the error estimate's coarser grid), and halvings of odd sizes on
-    down to CASCADE_COARSEST nodes or fewer."""
+def grid_cascade(nodes: int, dim: int = 2) -> list[int]:
+    """Nodes per axis of the grids solved for `nodes` in dimension `dim`, coarsest first:
+    nodes, its halving (nodes - 1) / 2 + 1 (the error estimate's coarser grid), and halvings
+    of odd sizes on down to CASCADE_COARSEST[dim] nodes or fewer."""
     sizes = [check_nodes(nodes), (nodes - 1) // 2 + 1]
-    while sizes[-1] > CASCADE_COARSEST and sizes[-1] % 2 == 1:
+    while sizes[-1] > CASCADE_COARSEST[dim] and sizes[-1] % 2 == 1:
         sizes.append((sizes[-1] - 1) // 2 + 1)
     return sizes[::-1]
 
@@ -98,14 +100,14 @@ def ground_truth_problems(source, target, nodes: int, box, density_floor: float)
     """The `Problem`s of `grid_cascade(nodes)`, coarsest first, the finest last.
 
     ``source`` and ``target`` are built-in names, files or objects (``read_source``,
-    ``read_target``); the dimension is the source's (1 or 2). Raises ValueError before any
+    ``read_target``); the dimension is the source's (1, 2 or 3). Raises ValueError before any
     solve on bad input, `GridCutsSourceError` if the box cuts more than the allowed source
     mass, and ValueError if it cuts more than TARGET_MAX_CUT_MASS of the target's.
     """
     source = read_source(source)
     dim = int(source.dim)
-    if dim not in (1, 2):
-        raise ValueError(f"the grid solver works in d = 1 and 2, the source has d = {dim}")
+    if dim not in SUPPORTED_DIMENSIONS:
+        raise ValueError(f"the grid solver works in d = 1, 2 and 3, the source has d = {dim}")
     target = read_target(target, dim)
     nodes = check_nodes(nodes)
     lower, upper = _box(box, source, dim)
@@ -118,7 +120,7 @@ def ground_truth_problems(source, target, nodes: int, box, density_floor: float)
             Problem(
                 Grid(lower, upper, [grid_nodes] * dim), source, target, density_floor=density_floor
             )
-            for grid_nodes in grid_cascade(nodes)
+            for grid_nodes in grid_cascade(nodes, dim)
         ]
 
 
@@ -151,14 +153,14 @@ def build_ground_truth(
 ):
     """Solve the grids of `grid_cascade` in turn and return the finest map.
 
-    Each grid is started from the map of the one before when that has CASCADE_COARSEST
-    nodes or more.
+    Each grid is started from the map of the one before when that has
+    CASCADE_COARSEST[d] nodes or more.
 
     Parameters
     ----------
     source : str or path or source object
         The source ϱ0: a key of ``SOURCE_NAMES``, a mixture's JSON file, or an object of
-        ``gridflow.measures`` (``read_source``); its dimension (1 or 2) is the problem's.
+        ``gridflow.measures`` (``read_source``); its dimension (1, 2 or 3) is the problem's.
     target : str or path or LogConcaveTarget
         The target γ: a key of ``TARGET_NAMES``, a Gaussian's JSON file, or a target or
         Gaussian object (``read_target``).
@@ -193,7 +195,7 @@ def build_ground_truth(
     solutions = []
     with tqdm(problems, desc="grids", disable=not progress) as bar:  # closed before any print
         for problem in bar:
-            resolved = solutions and solutions[-1].grid.shape[0] >= CASCADE_COARSEST
+            resolved = solutions and solutions[-1].grid.shape[0] >= CASCADE_COARSEST[problem.dim]
             coarser = solutions[-1] if resolved else None
             solutions.append(minimize(problem, progress=progress, coarser=coarser))
     seconds = time.perf_counter() - started

@@ -7,12 +7,12 @@
 - "flow": (cons.gf) itself, ∂_t T = proj_{Tan_T K_h}(-∇_w F_h(T)), recorded every τ.
   F_h is a barrier for K_h, so no constraint is active along it and the projection is
   the one onto K_h's span: the identity in d = 1, the weighted Helmholtz projection in
-  d = 2. d = 1: integrated in T by scipy's Radau IIA (order 5, adaptive) with the exact
-  tridiagonal Jacobian. d = 2: the flow is M φ' = -∇_φ F_h(φ) with the metric
+  d = 2, 3. d = 1: integrated in T by scipy's Radau IIA (order 5, adaptive) with the exact
+  tridiagonal Jacobian. d = 2, 3: the flow is M φ' = -∇_φ F_h(φ) with the metric
   M = D_hᵀ W D_h (so that T' = D_h φ' is the Helmholtz projection of -∇_w F_h), which
   scipy cannot integrate (it has no mass matrices); it is integrated by the Rosenbrock
   method ROS2 (order 2, L-stable, one sparse symmetric factorization per step) with
-  steps of at most FLOW_STEP_2D.
+  steps of at most FLOW_STEP.
 Each returns a `Trajectory` sampled at t_k = k τ, k = 0..steps.
 """
 
@@ -58,7 +58,7 @@ from gridflow.proximal import proximal_potential, proximal_step
 from gridflow.solvers import SolverError
 
 SCHEMES = ("implicit", "explicit", "flow")
-FLOW_STEP_2D = 0.01
+FLOW_STEP = 0.01
 CONTINUATION_MAX_ITER = 1000
 """Newton steps allowed per stage of `minimize`'s density-floor continuation. On coarse grids
 that do not resolve the source (17² on [-6, 6]² for the paper's mixture), the last stages'
@@ -228,7 +228,7 @@ def solve(
     steps : int, default 10
         The number of steps, an integer >= 1.
     initial : numpy.ndarray, optional
-        T_0 at the evaluation points, (n, d); default: the identity. In d = 2 it must be a
+        T_0 at the evaluation points, (n, d); default: the identity. In d ≥ 2 it must be a
         discrete gradient field D_h φ (build it as ``problem.map_of(potential)``).
     step_solver : {"newton", "cvxpy"}, default "newton"
         Solves the implicit scheme's proximal steps.
@@ -249,7 +249,7 @@ def solve(
     TypeError
         If `tau` or `steps` is not a number (a bool is not one) or `progress` not a bool.
     ValueError
-        If `scheme` is unknown, `tau` or `steps` is invalid, or, in d = 2, `initial` is not
+        If `scheme` is unknown, `tau` or `steps` is invalid, or, in d ≥ 2, `initial` is not
         a discrete gradient field.
     """
     require_instance(problem, Problem, "problem", PROBLEM_HINT)
@@ -265,7 +265,7 @@ def solve(
         if scheme == "flow" and problem.dim == 1:
             maps = _flow_1d(problem, T0, times, projection, activity_tolerance, bar)
         elif scheme == "flow":
-            maps = _flow_2d(problem, potential, times, bar)
+            maps = _flow_in_potential(problem, potential, times, bar)
         else:
             maps = [T0]
             for k in range(steps):
@@ -357,8 +357,8 @@ def _flow_1d(problem, T0, times, projection, activity_tolerance, bar, rtol=1e-10
     return solution.y.T.reshape(len(times), *shape)
 
 
-def _flow_2d(problem, potential, times, bar, max_halvings=12):
-    """(cons.gf) in d = 2 by the Rosenbrock method ROS2 on M φ' = -∇_φ F_h(φ).
+def _flow_in_potential(problem, potential, times, bar, max_halvings=12):
+    """(cons.gf) in d = 2, 3 by the Rosenbrock method ROS2 on M φ' = -∇_φ F_h(φ).
 
     With W = M + γ h ∇²_φF_h(φ_n), γ = 1 + 1/√2 (L-stable, second order for any W):
         W k1 = -∇_φF_h(φ_n),   W k2 = -∇_φF_h(φ_n + h k1) - 2 M k1,
@@ -402,7 +402,7 @@ def _flow_2d(problem, potential, times, bar, max_halvings=12):
 
     potentials = [potential]
     for start, stop in itertools.pairwise(times):
-        substeps = int(np.ceil((stop - start) / FLOW_STEP_2D - 1e-9))
+        substeps = int(np.ceil((stop - start) / FLOW_STEP - 1e-9))
         phi = potentials[-1]
         for _ in range(substeps):
             phi = advance(phi, (stop - start) / substeps)
@@ -491,8 +491,9 @@ def coarse_to_fine_start(problem: Problem, coarser: DiscreteMap) -> np.ndarray:
     discrete minimizer carries), interpolated multilinearly at the cell centers, and brought
     back to a potential φ by `least_squares_potential` (the tails count as much as the
     bulk: they are where convexity is tight). Where H_h φ has a smallest eigenvalue
-    λ ≤ 0, the start is (1 - θ) φ + θ ½|x|², whose Hessians (1 - θ) H_h φ + θ I are
-    positive definite for θ > -λ / (1 - λ); θ is twice that.
+    λ ≤ 0, two starts are made, and the one of lower F_h kept: (1 - θ) φ + θ ½|x|², whose
+    Hessians (1 - θ) H_h φ + θ I are positive definite for θ > -λ / (1 - λ) (θ is twice
+    that), and φ convexified in the tails only (`_convexified_tails`).
     """
     if problem.dim == 1:
         raise ValueError("coarse_to_fine_start is for d = 2, 3, the problem has d = 1")
@@ -518,9 +519,49 @@ def coarse_to_fine_start(problem: Problem, coarser: DiscreteMap) -> np.ndarray:
     )(problem.points)
     potential = least_squares_potential(problem, prolonged)
     hessians = discrete_hessian(problem, problem.map_of(potential))
-    smallest = float(np.linalg.eigvalsh(hessians)[:, 0].min())
-    theta = 0.0 if smallest > 0 else min(1.0, -2.0 * smallest / (1.0 - smallest))
-    return (1.0 - theta) * potential + theta * problem.identity_potential()
+    smallest = np.linalg.eigvalsh(hessians)[:, 0]
+    if smallest.min() > 0:
+        return potential
+    lowest = float(smallest.min())
+    theta = min(1.0, -2.0 * lowest / (1.0 - lowest))
+    starts = [(1.0 - theta) * potential + theta * problem.identity_potential()]
+    tail = _convexified_tails(problem, potential, hessians, smallest <= 0)
+    if tail is not None:
+        starts.append(tail)
+    return min(starts, key=lambda start: kl_energy(problem, problem.map_of(start)))
+
+
+def _convexified_tails(problem: Problem, potential, hessians, nonconvex) -> np.ndarray | None:
+    """φ + θ ψ with ψ(x) = ½ max(|x - c| - r, 0)², convex and flat on the ball B(c, r) that
+    holds the source's bulk, or None when no θ makes every discrete Hessian positive definite.
+
+    Where the prolonged potential fails to be convex lies, on smooth problems, far in the
+    tails (weights near the density floor): c is the source's mean and r 0.9 times the
+    distance from c to the nearest such node, so ψ leaves the map unchanged inside the ball
+    where a mix with the identity would move it everywhere. θ is twice the smallest value
+    that makes H_h(φ + θ ψ) positive definite (bisection on the nodes that need it).
+    """
+    center = problem.weights @ problem.points
+    distance = np.linalg.norm(problem.hessian_points - center, axis=1)
+    radius = 0.9 * float(distance[nonconvex].min())
+    nodes = np.linalg.norm(problem.grid.nodes - center, axis=1)
+    bump = 0.5 * np.maximum(nodes - radius, 0.0) ** 2
+    added = discrete_hessian(problem, problem.map_of(bump))
+    watched = nonconvex | (np.linalg.eigvalsh(added)[:, 0] < 0)
+
+    def convex(theta):
+        return np.linalg.eigvalsh(hessians[watched] + theta * added[watched])[:, 0].min() > 0
+
+    high = 1.0
+    while not convex(high):
+        high *= 4.0
+        if high > 1e6:
+            return None
+    low = 0.0
+    for _ in range(30):
+        middle = 0.5 * (low + high)
+        low, high = (low, middle) if convex(middle) else (middle, high)
+    return potential + 2.0 * high * bump
 
 
 def _minimize_by_floor_continuation(problem: Problem, progress: bool) -> np.ndarray:

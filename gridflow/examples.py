@@ -94,6 +94,20 @@ def gaussian_pair_3d() -> tuple[Gaussian, Gaussian]:
     return source, target
 
 
+def mixture_3d() -> GaussianMixture:
+    """A three-component Gaussian mixture in d = 3 (modes about 2 apart, one correlated):
+    the 3D ground truth of the benchmark."""
+    return GaussianMixture(
+        [[-1.0, 0.0, 0.5], [1.0, 0.5, -0.5], [0.0, -1.0, 0.0]],
+        [
+            [[0.3, 0.05, 0.0], [0.05, 0.4, 0.0], [0.0, 0.0, 0.3]],
+            [[0.4, 0.0, 0.1], [0.0, 0.3, 0.0], [0.1, 0.0, 0.35]],
+            [[0.3, 0.0, 0.0], [0.0, 0.3, 0.05], [0.0, 0.05, 0.4]],
+        ],
+        [0.4, 0.35, 0.25],
+    )
+
+
 def problem_3d(nodes: int = 17, box=(-5.0, 5.0), **problem_options) -> Problem:
     """`gaussian_pair_3d` on box³ with nodes³ nodes; `problem_options` go to `Problem`."""
     lower, upper = _interval(box)

@@ -18,6 +18,11 @@ Medians over repeats, compile time excluded (every kernel runs once before timin
   resident memory and processor time; with `--before CHECKOUT` also by the package in
   that checkout (a worktree of an earlier release), in the same run.
 
+- with `--three-d gaussian:33 gaussian:65 mixture:65`, the 3D goals of issue #20: the
+  Gaussian pair's discrete maps from 17³ up to the size, with their errors against the
+  closed form and the orders, and the 3D mixture's ground truth, each in a fresh one-thread
+  process, with peak memory and processor time.
+
 Rows with a goal (issues #12 and #20) print it in the last column. `--only 1d` or
 `--only 2d` runs one half.
 """
@@ -91,6 +96,9 @@ GOALS = {
     "groundtruth 257": "<= 60 s, error <= 1.5e-3",
     "groundtruth 513": "<= 30 s processor, error <= 3e-4",
     "groundtruth 1025": "<= 240 s, error <= 1e-4, peak <= 8 GB",
+    "gaussian3d 33": "<= 60 s",
+    "gaussian3d 65": "<= 600 s, order >= 1.8",
+    "mixture3d 65": "<= 600 s, with its estimate",
 }
 
 
@@ -193,6 +201,70 @@ def rows_ground_truth(sizes, before: pathlib.Path | None = None):
     return rows
 
 
+_THREE_D_RUN = """
+import json, resource, sys, time
+import numpy as np
+from gridflow import gaussian, minimize
+from gridflow.examples import gaussian_pair_3d, mixture_3d, problem_3d
+from gridflow.groundtruth import build_ground_truth
+kind, nodes = sys.argv[1], int(sys.argv[2])
+def processor():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+started = processor()
+if kind == "mixture":
+    _, metadata = build_ground_truth(mixture_3d(), "standard", nodes, 6.0, 1e-6, progress=False)
+    result = {"estimate": metadata["error_estimate"]}
+else:
+    A, b = gaussian.ot_map(*gaussian_pair_3d())
+    errors, previous = {}, None
+    for size in [17, 33, 65, 129][: [17, 33, 65, 129].index(nodes) + 1]:
+        problem = problem_3d(size)
+        previous = minimize(problem, coarser=previous)
+        errors[size] = problem.norm(previous.map - problem.points @ A.T - b)
+    result = {"errors": errors}
+peak = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status")
+            if line.startswith("VmHWM:"))
+print(json.dumps({**result, "processor": processor() - started, "peak": peak}))
+"""
+"""A 3D run in a fresh one-thread process: the Gaussian pair's discrete maps from 17³ up to
+the size (each started from the one before), with their errors against the closed form, or
+the mixture's ground truth (`build_ground_truth`, the command's defaults)."""
+
+
+def rows_3d(kinds_and_sizes):
+    """The 3D goals of issue #20, each run in a fresh process of this checkout."""
+    here = pathlib.Path(__file__).resolve().parent.parent
+    environment = dict(os.environ, PYTHONPATH=str(here), NUMBA_NUM_THREADS="1",
+                       OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")  # fmt: skip
+    rows = []
+    for kind, nodes in kinds_and_sizes:
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", _THREE_D_RUN, kind, str(nodes)], cwd=here,
+                              env=environment, capture_output=True, text=True)  # fmt: skip
+        if done.returncode:
+            raise RuntimeError(f"the 3D {kind} run at {nodes}³ failed:\n{done.stderr[-2000:]}")
+        run = json.loads(done.stdout.splitlines()[-1])
+        if kind == "mixture":
+            detail = f"mixture ground truth {nodes}^3, error estimate {run['estimate']:.2e}"
+        else:
+            errors = {int(n): e for n, e in run["errors"].items()}
+            sizes = sorted(errors)
+            orders = [np.log2(errors[a] / errors[b]) for a, b in zip(sizes, sizes[1:])]
+            detail = (
+                f"Gaussian pair {' -> '.join(f'{n}^3' for n in sizes)}, errors "
+                f"{', '.join(f'{errors[n]:.2e}' for n in sizes)}, orders "
+                f"{', '.join(f'{o:.2f}' for o in orders)}"
+            )
+        label = (
+            f"3D {detail}, peak RSS {run['peak'] / 2**20:.0f} MiB, processor "
+            f"{run['processor']:.1f} s"
+        )
+        goal = GOALS.get(f"{'mixture3d' if kind == 'mixture' else 'gaussian3d'} {nodes}")
+        rows.append((label, time.perf_counter() - started, None, goal))
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -213,7 +285,21 @@ def main(argv=None):
         help="also time the ground truths of the package in this checkout (e.g. a worktree "
         "of v0.3.0), in the same run; the ratio column is its processor time over this one's",
     )
+    parser.add_argument(
+        "--three-d",
+        nargs="+",
+        default=[],
+        metavar="KIND:NODES",
+        help="also time 3D runs: gaussian:33, gaussian:65 (the Gaussian pair from 17³ up, with "
+        "the errors against the closed form), mixture:65 (the mixture's ground truth); minutes",
+    )
     arguments = parser.parse_args(argv)
+    three_d = []
+    for item in arguments.three_d:
+        kind, _, nodes = item.partition(":")
+        if kind not in ("gaussian", "mixture") or not nodes.isdigit():
+            parser.error(f"--three-d takes gaussian:NODES or mixture:NODES, got {item!r}")
+        three_d.append((kind, int(nodes)))
     repeats = arguments.repeats
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -221,6 +307,7 @@ def main(argv=None):
     )
     rows = [] if arguments.only == "1d" else rows_2d(repeats)
     rows += rows_ground_truth(arguments.groundtruth, arguments.before)
+    rows += rows_3d(three_d)
     if arguments.only == "2d":
         return print_rows(rows)
 

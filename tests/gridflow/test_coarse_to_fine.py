@@ -71,3 +71,36 @@ def test_warm_start_gives_the_direct_minimizer_on_the_mixture():
     warm = minimize(fine, coarser=minimize(coarse))
     assert fine.norm(warm.map - direct.map) < 1e-12
     assert abs(warm.energy - direct.energy) <= 1e-13 * (1 + abs(direct.energy))
+
+
+def _small_3d(nodes):
+    return examples.problem_3d(nodes, box=(-3.5, 3.5), density_floor=1e-4, max_cut_mass=1e-3)
+
+
+def test_the_3d_warm_start_gives_the_direct_minimizer():
+    coarse, fine = _small_3d(9), _small_3d(17)
+    start = coarse_to_fine_start(fine, minimize(coarse))
+    assert np.linalg.eigvalsh(discrete_hessian(fine, fine.map_of(start)))[:, 0].min() > 0
+    direct = minimize(fine)
+    warm = minimize(fine, coarser=minimize(coarse))
+    assert fine.norm(warm.map - direct.map) < 1e-10
+
+
+def test_convexified_tails_leave_the_bulk_and_make_every_hessian_definite():
+    """A potential that is concave along the radius beyond |x| = 4 (the corners of the box):
+    φ + θψ is convex at every node and equal to φ where ψ is flat (inside 0.9 × the distance
+    to the nearest nonconvex node)."""
+    problem = examples.problem_2d(17)
+    x = problem.grid.nodes
+    radius = np.linalg.norm(x, axis=1)
+    phi = 0.5 * radius**2 - 1.5 * 0.5 * np.maximum(radius - 4.0, 0.0) ** 2
+    hessians = discrete_hessian(problem, problem.map_of(phi))
+    nonconvex = np.linalg.eigvalsh(hessians)[:, 0] <= 0
+    assert nonconvex.any()
+    start = schemes._convexified_tails(problem, phi, hessians, nonconvex)
+    assert np.linalg.eigvalsh(discrete_hessian(problem, problem.map_of(start)))[:, 0].min() > 0
+    center = problem.weights @ problem.points
+    distance = np.linalg.norm(problem.hessian_points - center, axis=1)
+    inside = np.linalg.norm(x - center, axis=1) <= 0.9 * distance[nonconvex].min()
+    assert inside.sum() > 100
+    np.testing.assert_array_equal(start[inside], phi[inside])

@@ -2,7 +2,7 @@
 
 Optimal transport maps as the long-time limit of the gradient flow of
 T ↦ KL(T#ϱ0 | γ) constrained to gradients of convex functions (cons.gf), discretized on
-grids (d = 1, 2), with exact Gaussian flows in any dimension.
+grids (d = 1, 2, 3), with exact Gaussian flows in any dimension.
 """
 
 from gridflow import (  # noqa: F401 (_compile_notice, _interrupt_guard: listeners)

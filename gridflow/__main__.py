@@ -85,8 +85,8 @@ def parser() -> argparse.ArgumentParser:
         "--source",
         default="paper-mixture",
         help=f"the source ϱ0: {' or '.join(sorted(SOURCE_NAMES))}, or a Gaussian mixture file "
-        '(JSON: {"means": [[...]], "covs": [[[...]]], "weights": [...]}); its dimension, 1 or '
-        "2, is the problem's (default paper-mixture)",
+        '(JSON: {"means": [[...]], "covs": [[[...]]], "weights": [...]}); its dimension, 1, '
+        "2 or 3, is the problem's (default paper-mixture)",
     )
     ground.add_argument(
         "--source-box",
@@ -95,7 +95,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="BOUND",
         default=None,
         help="the box a density file (.npy) covers: XMIN XMAX in d = 1, XMIN XMAX YMIN YMAX "
-        "in d = 2 (a .npz may store it as 'box')",
+        "in d = 2 (a .npz may store it as 'box'); densities on grids are for d = 1, 2",
     )
     ground.add_argument(
         "--target",

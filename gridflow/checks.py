@@ -164,15 +164,22 @@ def check_map_on_points(
 ) -> tuple[int, int]:
     """(n, d) for points (n, d) of an object ``owner`` (exactly ``shape`` if given: the cell
     centers of its grid), with weights (n,) and, unless None, the values (n, d) of a map at
-    them; ValueError naming the field otherwise."""
+    them, all finite; ValueError naming the field otherwise."""
     if shape is not None:
         points = as_shaped_array(points, shape, f"{owner}.points", " (the grid's cell centers)")
     points = as_float_array(points, f"{owner}.points")
     if points.ndim != 2 or points.shape[1] < 1:
         raise ValueError(f"{owner}.points must have shape (n, d), got {points.shape}")
-    as_shaped_array(weights, points.shape[:1], f"{owner}.weights", " = (n,) for points (n, d)")
+    weights = as_shaped_array(
+        weights, points.shape[:1], f"{owner}.weights", " = (n,) for points (n, d)"
+    )
+    require_finite(points, f"{owner}.points")
+    require_finite(weights, f"{owner}.weights")
     if values is not None:
-        as_shaped_array(values, points.shape, f"{owner}.map", " = points.shape")
+        require_finite(
+            as_shaped_array(values, points.shape, f"{owner}.map", " = points.shape"),
+            f"{owner}.map",
+        )
     return points.shape
 
 

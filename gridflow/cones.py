@@ -28,6 +28,7 @@ from numba import njit
 from scipy import sparse
 from scipy.sparse import linalg as sparse_linalg
 
+from gridflow.checks import as_float
 from gridflow.functionals import discrete_hessian
 from gridflow.operators import hessian_entries
 from gridflow.potentials import helmholtz_projection
@@ -88,7 +89,7 @@ def check_method(method: str) -> str:
 
 
 def _check_tolerance(tolerance) -> float:
-    tolerance = float(tolerance)
+    tolerance = as_float(tolerance, "activity_tolerance")
     if not (0.0 <= tolerance < 1.0):
         raise ValueError(
             f"activity_tolerance must be in [0, 1) (a bound on the discrete second "
@@ -139,10 +140,19 @@ def active_set(problem: Problem, T, activity_tolerance=DEFAULT_ACTIVITY_TOLERANC
     """The rank-deficient points of the discrete Hessian of T (see the module docstring).
 
     activity_tolerance is absolute, on the eigenvalues of the discrete Hessian of φ (in
-    d = 1 the slope of T: a point is active when (T_j - T_{j-1}) / h ≤ tolerance).
+    d = 1 the slope of T: a point is active when (T_j - T_{j-1}) / h ≤ tolerance). Raises
+    ValueError when T is not in K_h (an eigenvalue below -tolerance beyond roundoff).
     """
     tolerance = _check_tolerance(activity_tolerance)
-    eigenvalues, eigenvectors = np.linalg.eigh(discrete_hessian(problem, T))
+    X = discrete_hessian(problem, T)
+    eigenvalues, eigenvectors = np.linalg.eigh(X)
+    roundoff = FEASIBILITY_TOLERANCE * (1.0 + np.abs(X).max())
+    if eigenvalues[:, 0].min() < -(tolerance + roundoff):
+        raise ValueError(
+            f"T is not in K_h: its discrete Hessian has an eigenvalue "
+            f"{eigenvalues[:, 0].min():.3g} < 0 (in d = 1: T decreases somewhere); the tangent "
+            "cone is defined at maps of the cone"
+        )
     return ActiveSet(nullity=(eigenvalues <= tolerance).sum(axis=1), eigenvectors=eigenvectors)
 
 

@@ -243,8 +243,11 @@ def log_det_curvature(problem: Problem, T) -> np.ndarray:
     The quadratic form m tr(X⁻¹ dX X⁻¹ dX): the block [k, l] is m tr(X⁻¹ E_k X⁻¹ E_l), E_k the
     matrix of entry k (`hessian_entries`). d = 1: m / X². d = 2, entries (a, b, c) and
     X⁻¹ = [[p, q], [q, r]]: m [[p², 2pq, q²], [2pq, 2(q² + pr), 2qr], [q², 2qr, r²]].
+    Raises OutsideConeError unless every X_j is positive definite.
     """
-    X = discrete_hessian(problem, T)
+    X, value = _log_det_by_cholesky(problem, T)
+    if not np.isfinite(value):
+        raise OutsideConeError("the map is not strictly inside K_h: F_h is +inf there")
     m = problem.hessian_weights
     if problem.dim == 1:
         return (m / X[:, 0, 0] ** 2)[:, None, None]

@@ -101,5 +101,7 @@ class Grid:
         return np.stack([m.ravel() for m in mesh], axis=1)
 
     def refined(self, factor: int = 2) -> Grid:
-        """The grid whose spacing is divided by `factor` (nested nodes)."""
+        """The grid whose spacing is divided by `factor`, an integer >= 1 (nested nodes)."""
+        if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
+            raise ValueError(f"factor must be an integer >= 1, got {factor!r}")
         return Grid(self.lower, self.upper, tuple(factor * (n - 1) + 1 for n in self.shape))

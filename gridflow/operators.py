@@ -16,8 +16,8 @@ d ≥ 2:   with δ the forward difference and μ the average of two neighbours a
 
 So H_h = B_h D_h factors through the map: the discrete Hessian is a function of T, and
 so is F_h. The kernel of D_h is the constants in d = 1; in d ≥ 2 it also holds the
-alternating modes that the averages annihilate (`kernel_modes`: the checkerboard (-1)^{i+j}
-in d = 2, four modes in d = 3). B_h annihilates them too, so H_h does, and φ ↦ D_h φ is a
+alternating modes that the averages annihilate (`kernel_basis`: the checkerboard (-1)^{i+j}
+in d = 2; in d = 3 a checkerboard of two axes times any profile along the third). B_h annihilates them too, so H_h does, and φ ↦ D_h φ is a
 bijection from potentials modulo ker D_h onto its range: fixing φ at one node per mode
 (`gauge_nodes`) fixes the potential. In d = 1, D_h is onto; in d ≥ 2 its range is the
 discrete gradient fields, and the weighted projection onto it is the discrete Helmholtz
@@ -105,9 +105,18 @@ def hessian_entries(dim: int) -> tuple[np.ndarray, np.ndarray]:
     return np.triu_indices(dim)
 
 
+def _spacing(spacing) -> tuple[float, ...]:
+    """A grid's spacing: one finite number > 0 per axis, 1 to 3 axes."""
+    array = np.asarray(spacing, dtype=float) if np.ndim(spacing) == 1 else None
+    if array is None or not 1 <= array.size <= 3 or not np.all(np.isfinite(array) & (array > 0)):
+        raise ValueError(f"spacing must be 1 to 3 finite numbers > 0 (grid.spacing), got {spacing!r}")
+    return tuple(array.tolist())
+
+
 def map_window(spacing: tuple[float, ...]) -> np.ndarray:
     """D_h at one cell: T's components from φ at the cell's 2^d corners, (d, 2, .., 2) as
     [component, a, b, ..] for the corner (i + a, j + b, ..) of cell (i, j, ..)."""
+    spacing = _spacing(spacing)
     corners = (2,) * len(spacing)
     return np.stack(
         [component.toarray().reshape(corners) for component in _component_operators(corners, spacing)]
@@ -117,6 +126,7 @@ def map_window(spacing: tuple[float, ...]) -> np.ndarray:
 def hessian_window(spacing: tuple[float, ...]) -> np.ndarray:
     """H_h = B_h D_h at one interior node: its s entries (`hessian_entries`) from φ at the
     3^d nodes around it, (s, 3, .., 3) as [entry, a, b, ..] for the node (i - 1 + a, ..)."""
+    spacing = _spacing(spacing)
     dim = len(spacing)
     to_cells = _component_operators((3,) * dim, spacing)  # 3^d nodes -> 2^d cells
     to_node = _component_operators((2,) * dim, spacing)  # 2^d cells -> the node
@@ -210,6 +220,8 @@ def gauge_nodes(grid: Grid, anchor: int = 0) -> np.ndarray:
     anchors the gauge where ϱ0 is largest, which keeps the systems solved in the gauge well
     conditioned.
     """
+    if isinstance(anchor, bool) or not isinstance(anchor, (int, np.integer)):
+        raise TypeError(f"anchor must be a node index (an integer), got {anchor!r}")
     if not 0 <= anchor < int(np.prod(grid.shape)):
         raise ValueError(f"anchor must be a node index in [0, {np.prod(grid.shape)}), got {anchor}")
     start = np.array(np.unravel_index(anchor, grid.shape))

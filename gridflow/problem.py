@@ -211,7 +211,7 @@ class Problem:
     @property
     def gauge_nodes(self) -> np.ndarray:
         """Where the systems in φ fix φ = 0 (`operators.gauge_nodes`): at the interior node of
-        largest weight m_j and, in d = 2, a neighbour.
+        largest weight m_j, and in d = 2, 3 the nodes that pin the other kernel modes.
 
         A gauge node pins the kernel modes 1 and (-1)^{i+j} of D_h; what remains of them,
         modes equal to the kernel away from the gauge nodes, has an energy of the order of

@@ -18,6 +18,7 @@ import numpy as np
 from scipy import linalg, sparse
 
 from gridflow import operators, stencils
+from gridflow.checks import as_float
 from gridflow.failures import NotLogConcaveError, matrix_failure
 from gridflow.functionals import (
     OutsideConeError,
@@ -40,19 +41,34 @@ NEWTON = "Newton's method for the proximal step"
 
 
 def check_step_solver(solver: str) -> str:
-    if solver not in STEP_SOLVERS:
+    if not isinstance(solver, str) or solver not in STEP_SOLVERS:
         raise ValueError(f"step_solver must be one of {STEP_SOLVERS}, got {solver!r}")
     return solver
+
+
+def check_tau(tau) -> float:
+    """The proximal step's τ: a real number > 0, or inf (the minimizer of F_h)."""
+    tau = as_float(tau, "tau")
+    if not tau > 0:  # also NaN
+        raise ValueError(f"tau must be > 0 (inf for the minimizer of F_h), got {tau}")
+    return tau
 
 
 def proximal_step(problem: Problem, center, tau: float, solver: str = "newton", start=None):
     """argmin_{T ∈ K_h} F_h(T) + (1/2τ)‖T - center‖²_w, shape (n, d); τ = inf allowed.
 
-    `start` (a map strictly inside K_h) seeds Newton's method in d = 1; default `center`.
+    `start` (a map strictly inside K_h) seeds Newton's method in d = 1; default `center`. In
+    d ≥ 2 Newton's method runs on the potential: pass its start to `proximal_potential`.
     """
     check_step_solver(solver)
+    tau = check_tau(tau)
     center = problem.as_map(center, "center")
     if problem.dim >= 2:
+        if start is not None:
+            raise ValueError(
+                "start seeds Newton's method on the map in d = 1; in d >= 2 it runs on the "
+                "potential: pass start (a potential) to proximal_potential"
+            )
         return problem.map_of(proximal_potential(problem, center, tau, solver))
     if solver == "cvxpy":
         return problem.map_of(_proximal_potential_cvxpy(problem, center, tau))
@@ -75,6 +91,7 @@ def proximal_potential(
     `newton_options` (tolerance, stall_steps) go to `damped_newton`.
     """
     check_step_solver(solver)
+    tau = check_tau(tau)
     center = problem.as_map(center, "center")
     if solver == "cvxpy":
         return in_gauge(problem, _proximal_potential_cvxpy(problem, center, tau))
@@ -216,6 +233,7 @@ def newton_matrix(problem, center, tau, T) -> sparse.csr_matrix:
     the other derivatives (the Hessian does not depend on it). T must be strictly inside K_h.
     """
     del center
+    tau = check_tau(tau)
     grid = problem.grid
     shift = _inverse(tau) * np.eye(problem.dim)
     potential = problem.weights[:, None, None] * (problem.target.hessian(T) + shift)

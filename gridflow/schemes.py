@@ -54,7 +54,7 @@ from gridflow.potentials import (
     metric,
 )
 from gridflow.problem import FlooredSourceWarning, Problem
-from gridflow.proximal import proximal_potential, proximal_step
+from gridflow.proximal import check_step_solver, proximal_potential, proximal_step
 from gridflow.solvers import SolverError
 
 SCHEMES = ("implicit", "explicit", "flow")
@@ -257,6 +257,7 @@ def solve(
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
     tau, steps = _check_steps(tau, steps)
+    check_step_solver(step_solver)
     cones.check_method(projection)
     cones._check_tolerance(activity_tolerance)
     T0, potential = _initial_state(problem, initial)
@@ -450,6 +451,7 @@ def minimize(
     """
     require_instance(problem, Problem, "problem", PROBLEM_HINT)
     progress = flag(progress, "progress")  # 'yes' or 0 would be taken silently
+    check_step_solver(solver)
     if coarser is not None:
         require_instance(coarser, DiscreteMap, "coarser", " (the minimize of a coarser grid)")
     if problem.dim == 1:
@@ -495,6 +497,8 @@ def coarse_to_fine_start(problem: Problem, coarser: DiscreteMap) -> np.ndarray:
     Hessians (1 - θ) H_h φ + θ I are positive definite for θ > -λ / (1 - λ) (θ is twice
     that), and φ convexified in the tails only (`_convexified_tails`).
     """
+    require_instance(problem, Problem, "problem", PROBLEM_HINT)
+    require_instance(coarser, DiscreteMap, "coarser", " (the minimize of a coarser grid)")
     if problem.dim == 1:
         raise ValueError("coarse_to_fine_start is for d = 2, 3, the problem has d = 1")
     if (coarser.grid.lower, coarser.grid.upper) != (problem.grid.lower, problem.grid.upper):

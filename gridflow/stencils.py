@@ -131,6 +131,24 @@ def add_quadratic_form(values, blocks, coefficients, sites_shape, nodes_shape, r
     matrices' two parts, D_hᵀ P D_h and H_hᵀ κ H_h, in any dimension.
     """
     dim, width = len(nodes_shape), coefficients.shape[1]
+    outputs, sites_count = coefficients.shape[0], math.prod(sites_shape)
+    if coefficients.shape != (outputs, *(width,) * dim) or len(sites_shape) != dim:
+        raise ValueError(
+            f"coefficients must be (s, w, ..., w) with {dim} window axes and sites_shape "
+            f"{dim} numbers, got {coefficients.shape} and {tuple(sites_shape)}"
+        )
+    if any(n + width - 1 > m for n, m in zip(sites_shape, nodes_shape, strict=True)):
+        raise ValueError(
+            f"windows of {width} nodes at the sites {tuple(sites_shape)} leave the grid of "
+            f"{tuple(nodes_shape)} nodes"
+        )
+    if blocks.shape != (sites_count, outputs, outputs):
+        raise ValueError(f"blocks must be {(sites_count, outputs, outputs)}, got {blocks.shape}")
+    if values.shape != (math.prod(nodes_shape), (2 * reach + 1) ** dim) or width - 1 > reach:
+        raise ValueError(
+            f"values must be {(math.prod(nodes_shape), (2 * reach + 1) ** dim)} with a reach "
+            f"of at least {width - 1}, got {values.shape} and reach {reach}"
+        )
     corners = np.stack(np.unravel_index(np.arange(width**dim), (width,) * dim), axis=1)
     strides = np.cumprod((1, *nodes_shape[:0:-1]))[::-1]
     sites = np.stack(np.unravel_index(np.arange(math.prod(sites_shape)), sites_shape), axis=1)

@@ -202,7 +202,13 @@ def problem_of(metadata: dict, dim: int):
             raise ValueError(
                 f"the map file records no {key}: it cannot say which problem it solves"
             )
-    return source_from_spec(metadata["source"]), target_from_spec(metadata["target"], dim)
+    source, target = source_from_spec(metadata["source"]), target_from_spec(metadata["target"], dim)
+    if source.dim != dim or target.dim != dim:
+        raise ValueError(
+            f"the map file's problem is in d = {source.dim} (its target in d = {target.dim}), "
+            f"not d = {dim}"
+        )
+    return source, target
 
 
 def same_law(first, second) -> bool:

@@ -103,6 +103,10 @@ def map_distance(
     n, d = x.shape
     if not callable(trained_map) or not callable(true_map):
         raise TypeError("trained_map and true_map must be callables (n, d) -> (n, d)")
+    for name, function in (("trained_map", trained_map), ("true_map", true_map)):
+        dim = getattr(function, "dim", None)
+        if isinstance(dim, int) and dim != d:
+            raise ValueError(f"source_samples are points in d = {d}, {name} maps d = {dim}")
     variance = _target_variance(target_cov, d)
     values = []
     for name, function in (("trained_map", trained_map), ("true_map", true_map)):

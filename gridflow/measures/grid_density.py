@@ -53,7 +53,12 @@ def _values(values) -> np.ndarray:
     values = as_float_array(values, "values")
     shape = values.shape
     if len(shape) not in (1, 2):
-        hint = " (a colour image: convert it to one channel first)" if len(shape) == 3 else ""
+        hint = (
+            " (a colour image: convert it to one channel first; a density in d = 3 is not "
+            "supported: give a Gaussian mixture file)"
+            if len(shape) == 3
+            else ""
+        )
         raise ValueError(
             f"values must have shape (n1,) in d = 1 or (n1, n2) in d = 2, got shape {shape}{hint}"
         )

@@ -462,6 +462,13 @@ class LogConcaveTarget:
         except (TypeError, ValueError) as error:
             raise ValueError(f"bad {kind!r} target spec: {error}") from None
 
+    def __reduce__(self):
+        """Pickled (and deep-copied) as its ``spec`` when it has one: the built-ins' V and ∇V
+        are closures, which pickle cannot store."""
+        if self.spec is None:
+            return super().__reduce__()
+        return (LogConcaveTarget.from_spec, (self.spec,))
+
     @property
     def is_gaussian(self) -> bool:
         """Whether γ is a Gaussian with known mean and covariance."""

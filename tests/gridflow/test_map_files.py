@@ -76,10 +76,12 @@ def test_save_checks_the_folder_before_writing(tmp_path, discrete_map):
         save_map(tmp_path / "file" / "map.npz", discrete_map)
 
 
-def test_save_refuses_a_map_with_nan(tmp_path, discrete_map):
-    broken = dataclasses.replace(discrete_map, map=np.full_like(discrete_map.map, np.nan))
-    with pytest.raises(ValueError, match="NaN"):
-        save_map(tmp_path / "map.npz", broken)
+def test_a_map_with_nan_is_refused_before_it_can_be_saved(tmp_path, discrete_map):
+    with pytest.raises(ValueError, match="DiscreteMap.map contains .* NaN"):
+        save_map(
+            tmp_path / "map.npz",
+            dataclasses.replace(discrete_map, map=np.full_like(discrete_map.map, np.nan)),
+        )
     assert list(tmp_path.iterdir()) == []
 
 

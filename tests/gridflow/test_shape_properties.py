@@ -142,9 +142,12 @@ def test_coarse_to_fine_start_refuses_a_coarser_map_of_another_shape(wrong_shape
     grid = Grid(PROBLEM_2D.grid.lower, PROBLEM_2D.grid.upper, [5, 5])
     points = operators.map_points(grid)
     shape = data.draw(wrong_shapes(points.shape))
-    coarser = SimpleNamespace(grid=grid, points=points, weights=np.full(16, 1 / 16), map=points)
-    with pytest.raises(REFUSED, match="coarser"):
-        coarse_to_fine_start(PROBLEM_2D, SimpleNamespace(**{**vars(coarser), "map": values(shape)}))
+    fields = {"grid": grid, "points": points, "weights": np.full(16, 1 / 16), "map": points}
+    with pytest.raises(REFUSED, match="coarser|DiscreteMap"):  # duck-typed, or a DiscreteMap
+        coarse_to_fine_start(PROBLEM_2D, SimpleNamespace(**{**fields, "map": values(shape)}))
+    with pytest.raises(REFUSED, match="DiscreteMap.map"):
+        DiscreteMap(**{**fields, "map": values(shape)}, potential=np.zeros(25), energy=0.0)
+    coarser = DiscreteMap(**fields, potential=0.5 * (grid.nodes**2).sum(1), energy=0.0)
     start = coarse_to_fine_start(PROBLEM_2D, coarser)  # the identity: its potential
     np.testing.assert_allclose(PROBLEM_2D.map_of(start), PROBLEM_2D.points, atol=1e-9)
 

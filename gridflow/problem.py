@@ -51,11 +51,23 @@ MOSTLY_FLOORED = 0.5
 the floor's problem, not the source's: it warns (``FlooredSourceWarning``)."""
 
 
-SOLVER_BYTES_PER_NODE = {1: 512, 2: 8192, 3: 32768}
+SOLVER_BYTES_PER_NODE = {1: 512, 2: 8192, 3: 49152}
 """Peak memory of a problem and its minimization (``schemes.minimize``) per grid node,
 rounded up from measurements: 370–500 B in d = 1 (10⁴–10⁵ nodes), 4.6–6.2 KB in d = 2
 (65² to 257² nodes with SuperLU; 5.5 KB at 513² and 5.1 KB at 1025² with the multifrontal
-factorization, whose factor grows like N log N: docs/performance.md)."""
+factorization, whose factor grows like N log N: docs/performance.md); in d = 3 at up to
+65³ nodes (42 KB measured at 65³, 24 KB at 33³), beyond which `solver_bytes` scales it."""
+LARGEST_MEASURED_3D = 65**3
+
+
+def solver_bytes(grid: Grid) -> int:
+    """The estimated peak memory of a problem on ``grid`` and its minimization: N ×
+    SOLVER_BYTES_PER_NODE[d], times (N / 65³)^{1/3} beyond 65³ nodes in d = 3, where the
+    multifrontal factor grows like N^{4/3} (its top separator is a plane of N^{2/3} nodes,
+    held as a dense N^{2/3} × N^{2/3} front)."""
+    nodes = math.prod(grid.shape)
+    scale = max(1.0, nodes / LARGEST_MEASURED_3D) ** (1 / 3) if grid.dim == 3 else 1.0
+    return int(nodes * SOLVER_BYTES_PER_NODE[grid.dim] * scale)
 
 
 def check_problem_memory(grid: Grid) -> None:
@@ -63,7 +75,7 @@ def check_problem_memory(grid: Grid) -> None:
     ``grid`` and its solve would not fit in the memory available, with the estimate."""
     nodes = math.prod(grid.shape)
     check_memory(
-        nodes * SOLVER_BYTES_PER_NODE[grid.dim],
+        solver_bytes(grid),
         f"a grid problem of {' × '.join(map(str, grid.shape))} = {nodes:.3g} nodes",
         "choose fewer nodes",
     )

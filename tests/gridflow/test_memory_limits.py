@@ -70,3 +70,21 @@ def test_groundtruth_refuses_a_grid_too_large_for_memory(tmp_path, capsys, monke
     err = capsys.readouterr().err
     assert "error: a grid problem of 100001 × 100001" in err and "needs about" in err
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_the_3d_estimate_grows_like_the_multifrontal_factor(monkeypatch):
+    """N × 48 KB up to 65³ (42 KB measured there), times (N / 65³)^{1/3} beyond: a 97³
+    problem is refused on a machine with 24 GiB free (estimate 51 GB)."""
+    from gridflow.problem import solver_bytes
+
+    def grid(nodes):
+        return Grid([-1.0] * 3, [1.0] * 3, [nodes] * 3)
+
+    assert solver_bytes(grid(65)) == 65**3 * 49152
+    assert solver_bytes(grid(33)) == 33**3 * 49152
+    ratio = solver_bytes(grid(129)) / (129**3 * 49152)
+    assert ratio == pytest.approx((129**3 / 65**3) ** (1 / 3))
+    monkeypatch.setattr(gridflow.memory, "available_memory", lambda: 24 * 2**30)
+    with pytest.raises(InsufficientMemoryError, match="97 × 97 × 97"):
+        Problem(grid(97), GaussianMixture(np.zeros((1, 3)), [np.eye(3)], [1.0]),
+                LogConcaveTarget.standard_gaussian(3))  # fmt: skip

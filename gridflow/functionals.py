@@ -176,7 +176,9 @@ def _log_det_gradient_by_inverse(problem: Problem, T) -> np.ndarray:
     if not np.isfinite(value):
         return np.full(T.shape, np.nan)
     inverse = np.linalg.inv(X)
-    in_entries = -problem.hessian_weights[:, None] * np.einsum("jpq,kqp->jk", inverse, _entry_basis(problem.dim))
+    in_entries = -problem.hessian_weights[:, None] * np.einsum(
+        "jpq,kqp->jk", inverse, _entry_basis(problem.dim)
+    )
     return (problem.map_hessian_operator.T @ in_entries.ravel()).reshape(T.shape)
 
 

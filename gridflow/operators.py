@@ -17,11 +17,11 @@ d ≥ 2:   with δ the forward difference and μ the average of two neighbours a
 So H_h = B_h D_h factors through the map: the discrete Hessian is a function of T, and
 so is F_h. The kernel of D_h is the constants in d = 1; in d ≥ 2 it also holds the
 alternating modes that the averages annihilate (`kernel_basis`: the checkerboard (-1)^{i+j}
-in d = 2; in d = 3 a checkerboard of two axes times any profile along the third). B_h annihilates them too, so H_h does, and φ ↦ D_h φ is a
-bijection from potentials modulo ker D_h onto its range: fixing φ at one node per mode
-(`gauge_nodes`) fixes the potential. In d = 1, D_h is onto; in d ≥ 2 its range is the
-discrete gradient fields, and the weighted projection onto it is the discrete Helmholtz
-projection.
+in d = 2; in d = 3 a checkerboard of two axes times any profile along the third). B_h
+annihilates them too, so H_h does, and φ ↦ D_h φ is a bijection from potentials modulo
+ker D_h onto its range: fixing φ at one node per mode (`gauge_nodes`) fixes the potential.
+In d = 1, D_h is onto; in d ≥ 2 its range is the discrete gradient fields, and the weighted
+projection onto it is the discrete Helmholtz projection.
 
 Layouts: maps (n, d) flattened in C order (component fastest); Hessians (m, s) with the
 s = d(d + 1)/2 entries of the upper triangle row by row (`hessian_entries`: s = 1 in d = 1,
@@ -109,7 +109,9 @@ def _spacing(spacing) -> tuple[float, ...]:
     """A grid's spacing: one finite number > 0 per axis, 1 to 3 axes."""
     array = np.asarray(spacing, dtype=float) if np.ndim(spacing) == 1 else None
     if array is None or not 1 <= array.size <= 3 or not np.all(np.isfinite(array) & (array > 0)):
-        raise ValueError(f"spacing must be 1 to 3 finite numbers > 0 (grid.spacing), got {spacing!r}")
+        raise ValueError(
+            f"spacing must be 1 to 3 finite numbers > 0 (grid.spacing), got {spacing!r}"
+        )
     return tuple(array.tolist())
 
 
@@ -119,7 +121,10 @@ def map_window(spacing: tuple[float, ...]) -> np.ndarray:
     spacing = _spacing(spacing)
     corners = (2,) * len(spacing)
     return np.stack(
-        [component.toarray().reshape(corners) for component in _component_operators(corners, spacing)]
+        [
+            component.toarray().reshape(corners)
+            for component in _component_operators(corners, spacing)
+        ]
     )
 
 
@@ -132,7 +137,8 @@ def hessian_window(spacing: tuple[float, ...]) -> np.ndarray:
     to_node = _component_operators((2,) * dim, spacing)  # 2^d cells -> the node
     return np.stack(
         [
-            0.5 * (to_node[q] @ to_cells[p] + to_node[p] @ to_cells[q]).toarray().reshape((3,) * dim)
+            0.5
+            * (to_node[q] @ to_cells[p] + to_node[p] @ to_cells[q]).toarray().reshape((3,) * dim)
             for p, q in zip(*hessian_entries(dim), strict=True)
         ]
     )
@@ -203,8 +209,10 @@ def kernel_basis(grid: Grid) -> sparse.csr_matrix:
             others = (-1.0) ** (indices.sum(axis=0) - indices[axis])
             on_plane = np.arange(planes)[:, None] == indices[axis][None]
             rows.append(on_plane * others[None])
-    return sparse.csr_matrix(np.vstack(rows)) if grid.dim < 3 else sparse.csr_matrix(
-        sparse.vstack([sparse.csr_matrix(r) for r in rows])
+    return (
+        sparse.csr_matrix(np.vstack(rows))
+        if grid.dim < 3
+        else sparse.csr_matrix(sparse.vstack([sparse.csr_matrix(r) for r in rows]))
     )
 
 

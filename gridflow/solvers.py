@@ -78,7 +78,7 @@ def symmetric_expressions(hessian) -> list:
     import cvxpy as cp  # loads in about a second: imported where a reference solve runs
 
     s = hessian.shape[1]
-    dim = int(round((np.sqrt(8 * s + 1) - 1) / 2))
+    dim = round((np.sqrt(8 * s + 1) - 1) / 2)
     position = {}
     for k, (r, c) in enumerate(zip(*hessian_entries(dim), strict=True)):
         position[r, c] = position[c, r] = k

@@ -30,6 +30,7 @@ Rows with a goal (issues #12 and #20) print it in the last column. `--only 1d` o
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import pathlib
@@ -250,7 +251,7 @@ def rows_3d(kinds_and_sizes):
         else:
             errors = {int(n): e for n, e in run["errors"].items()}
             sizes = sorted(errors)
-            orders = [np.log2(errors[a] / errors[b]) for a, b in zip(sizes, sizes[1:])]
+            orders = [np.log2(errors[a] / errors[b]) for a, b in itertools.pairwise(sizes)]
             detail = (
                 f"Gaussian pair {' -> '.join(f'{n}^3' for n in sizes)}, errors "
                 f"{', '.join(f'{errors[n]:.2e}' for n in sizes)}, orders "

@@ -55,7 +55,12 @@ def grid_convergence(grid_nodes, outdir) -> list[Check]:
         "the grid spacing; the dotted line has slope 2.",
     )
     setting = "3D Gaussian pair, [-5, 5]³"
-    details = {"nodes": list(grid_nodes), "errors": errors.tolist(), "orders": orders.tolist(), **record}
+    details = {
+        "nodes": list(grid_nodes),
+        "errors": errors.tolist(),
+        "orders": orders.tolist(),
+        **record,
+    }
     return [
         Check(
             "grid convergence",

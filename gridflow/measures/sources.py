@@ -41,7 +41,8 @@ class CallableSource:
 
     What the cut-mass check (`mass_outside`) sees: the density is integrated by the
     midpoint rule on a larger box, `nodes_per_axis` cells per axis on the grid's box and as
-    many on each margin (at most 150 in d = 2, 40 in d = 3: `PER_AXIS_CAP`). The larger box is `support` when it is given (a box
+    many on each margin (at most 150 in d = 2, 40 in d = 3: `PER_AXIS_CAP`). The larger box
+    is `support` when it is given (a box
     (lower, upper) that holds all of ϱ0's mass; the margins then reach it), else the box
     three times as wide per axis as the grid's. Mass beyond that larger box is not seen:
     a source with mass far from the grid passes the check unless `support` declares it.

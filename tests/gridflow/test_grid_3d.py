@@ -7,8 +7,17 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from gridflow import Gaussian, Grid, LogConcaveTarget, Problem, kl_energy, kl_gradient
-from gridflow import cones, operators, proximal
+from gridflow import (
+    Gaussian,
+    Grid,
+    LogConcaveTarget,
+    Problem,
+    cones,
+    kl_energy,
+    kl_gradient,
+    operators,
+    proximal,
+)
 from gridflow.functionals import (
     _log_det_by_cholesky,
     _log_det_gradient_by_inverse,
@@ -46,7 +55,9 @@ def problem():
 def random_interior_map(problem, seed, size=0.2):
     """D_h of ½|x|² plus a small random potential: strictly inside K_h."""
     rng = np.random.default_rng(seed)
-    potential = problem.identity_potential() + size * rng.standard_normal(problem.grid.nodes.shape[0])
+    potential = problem.identity_potential() + size * rng.standard_normal(
+        problem.grid.nodes.shape[0]
+    )
     T = problem.map_of(potential)
     assert cones.smallest_eigenvalues(problem, T).min() > 0.05
     return T
@@ -89,7 +100,9 @@ def test_gradient_and_hessian_are_exact_on_quadratics():
     np.testing.assert_allclose(T, operators.map_points(grid) @ A + b, atol=1e-13)
     entries = (operators.hessian_operator(grid) @ phi).reshape(-1, 6)
     rows, columns = operators.hessian_entries(3)
-    np.testing.assert_allclose(entries, np.broadcast_to(A[rows, columns], entries.shape), atol=1e-13)
+    np.testing.assert_allclose(
+        entries, np.broadcast_to(A[rows, columns], entries.shape), atol=1e-13
+    )
 
 
 def test_the_generic_log_det_equals_the_2d_numba_kernels():
@@ -111,7 +124,11 @@ def test_the_generic_log_det_equals_the_2d_numba_kernels():
     inverse = np.linalg.inv(X)
     p, q, r = inverse[:, 0, 0], inverse[:, 0, 1], inverse[:, 1, 1]
     closed_form = problem.hessian_weights[:, None, None] * np.array(
-        [[p * p, 2 * p * q, q * q], [2 * p * q, 2 * (q * q + p * r), 2 * q * r], [q * q, 2 * q * r, r * r]]
+        [
+            [p * p, 2 * p * q, q * q],
+            [2 * p * q, 2 * (q * q + p * r), 2 * q * r],
+            [q * q, 2 * q * r, r * r],
+        ]
     ).transpose(2, 0, 1)
     np.testing.assert_allclose(log_det_curvature(problem, T), closed_form, rtol=1e-12)
 
@@ -130,7 +147,8 @@ def test_kl_gradient_in_3d_matches_finite_differences_of_the_energy(problem):
     for _ in range(6):
         direction = rng.standard_normal(T.shape)
         difference = (
-            kl_energy(problem, T + FD_STEP * direction) - kl_energy(problem, T - FD_STEP * direction)
+            kl_energy(problem, T + FD_STEP * direction)
+            - kl_energy(problem, T - FD_STEP * direction)
         ) / (2 * FD_STEP)
         # measured ≤ 3e-11 against |directional derivative| ~ 0.1–1
         assert difference == pytest.approx(np.sum(gradient * direction), abs=1e-9)
@@ -143,8 +161,13 @@ def test_kl_hessian_in_3d_matches_finite_differences_of_the_gradient(problem):
     for _ in range(4):
         direction = rng.standard_normal(T.shape)
         difference = (
-            kl_gradient(problem, T + FD_STEP * direction) - kl_gradient(problem, T - FD_STEP * direction)
-        ) * problem.weights[:, None] / (2 * FD_STEP)
+            (
+                kl_gradient(problem, T + FD_STEP * direction)
+                - kl_gradient(problem, T - FD_STEP * direction)
+            )
+            * problem.weights[:, None]
+            / (2 * FD_STEP)
+        )
         expected = (hessian @ direction.ravel()).reshape(T.shape)
         np.testing.assert_allclose(difference, expected, atol=1e-7 * np.abs(expected).max())
 
@@ -180,7 +203,9 @@ def test_in_gauge_removes_the_kernel_and_keeps_the_map(problem):
     shifted = potential + kernel.T @ rng.standard_normal(kernel.shape[0])
     representative = in_gauge(problem, shifted)
     np.testing.assert_allclose(kernel @ representative, 0.0, atol=1e-11)
-    np.testing.assert_allclose(problem.map_of(representative), problem.map_of(potential), atol=1e-11)
+    np.testing.assert_allclose(
+        problem.map_of(representative), problem.map_of(potential), atol=1e-11
+    )
 
 
 def test_the_3d_proximal_step_agrees_with_the_semidefinite_program(problem):

@@ -77,7 +77,7 @@ def test_save_checks_the_folder_before_writing(tmp_path, discrete_map):
 
 
 def test_a_map_with_nan_is_refused_before_it_can_be_saved(tmp_path, discrete_map):
-    with pytest.raises(ValueError, match="DiscreteMap.map contains .* NaN"):
+    with pytest.raises(ValueError, match=r"DiscreteMap\.map contains .* NaN"):
         save_map(
             tmp_path / "map.npz",
             dataclasses.replace(discrete_map, map=np.full_like(discrete_map.map, np.nan)),

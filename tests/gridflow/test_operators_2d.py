@@ -163,7 +163,9 @@ def test_gauge_nodes_pin_the_kernel():
     gauge = operators.gauge_nodes(grid)
     np.testing.assert_array_equal(gauge, [0, 1])
     # one node of each checkerboard colour: the kernel restricted to the gauge is invertible
-    assert abs(np.linalg.det(operators.kernel_basis(grid).toarray()[:, gauge])) == pytest.approx(2.0)
+    assert abs(np.linalg.det(operators.kernel_basis(grid).toarray()[:, gauge])) == pytest.approx(
+        2.0
+    )
     free = np.setdiff1d(np.arange(D.shape[1]), gauge)
     assert np.linalg.matrix_rank(D[:, free]) == free.size
     # two nodes of the same colour would not do: the checkerboard survives
@@ -199,7 +201,9 @@ def test_reduced_metric_is_nonsingular(small_problem):
     rhs = np.random.default_rng(2).standard_normal(nodes)
     rhs -= (
         operators.kernel_basis(small_problem.grid).T.toarray()
-        @ np.linalg.lstsq(operators.kernel_basis(small_problem.grid).T.toarray(), rhs, rcond=None)[0]
+        @ np.linalg.lstsq(operators.kernel_basis(small_problem.grid).T.toarray(), rhs, rcond=None)[
+            0
+        ]
     )  # a right-hand side orthogonal to ker D_h, like D_hᵀ W v
     solution = GaugedFactorization(small_problem, metric(small_problem)).solve(rhs)
     np.testing.assert_array_equal(solution[small_problem.gauge_nodes], 0.0)
@@ -210,7 +214,9 @@ def test_problem_gauge_sits_at_the_largest_weight(small_problem):
     """One node of each checkerboard colour, the first where the Hessian weight m is largest."""
     grid = small_problem.grid
     gauge = small_problem.gauge_nodes
-    assert abs(np.linalg.det(operators.kernel_basis(grid).toarray()[:, gauge])) == pytest.approx(2.0)
+    assert abs(np.linalg.det(operators.kernel_basis(grid).toarray()[:, gauge])) == pytest.approx(
+        2.0
+    )
     interior = np.unravel_index(gauge[0], grid.shape)
     flat = np.ravel_multi_index(tuple(k - 1 for k in interior), operators.hessian_shape(grid))
     assert small_problem.hessian_weights[flat] == small_problem.hessian_weights.max()

@@ -2,14 +2,23 @@
 traceback or unclear message it found, now refused with a message that names the input."""
 
 import copy
-import json
 import pickle
 
 import numpy as np
 import pytest
 
-from gridflow import Grid, GridMap, examples, map_distance, minimize, solve
-from gridflow import cones, operators, proximal, stencils
+from gridflow import (
+    Grid,
+    GridMap,
+    cones,
+    examples,
+    map_distance,
+    minimize,
+    operators,
+    proximal,
+    solve,
+    stencils,
+)
 from gridflow.__main__ import main
 from gridflow.functionals import OutsideConeError, log_det_curvature
 from gridflow.groundtruth import problem_of
@@ -62,7 +71,11 @@ def test_the_tangent_cone_is_refused_at_a_map_outside_the_cone(problem):
 
 @pytest.mark.parametrize("kind", ["indefinite", "zero"])
 def test_curvature_and_newton_matrix_refuse_a_map_outside_the_cone(problem, kind):
-    T = problem.map_of(-problem.identity_potential()) if kind == "indefinite" else 0 * problem.identity()
+    T = (
+        problem.map_of(-problem.identity_potential())
+        if kind == "indefinite"
+        else 0 * problem.identity()
+    )
     with pytest.raises(OutsideConeError):
         log_det_curvature(problem, T)
     with pytest.raises(OutsideConeError):
@@ -71,8 +84,15 @@ def test_curvature_and_newton_matrix_refuse_a_map_outside_the_cone(problem, kind
 
 def test_a_grid_map_refuses_values_that_are_not_finite(problem):
     optimum = minimize(problem)
-    with pytest.raises(ValueError, match="GridMap.map contains"):
-        GridMap(optimum.grid, optimum.points, np.full_like(optimum.map, np.nan), None, optimum.weights, {})
+    with pytest.raises(ValueError, match=r"GridMap\.map contains"):
+        GridMap(
+            optimum.grid,
+            optimum.points,
+            np.full_like(optimum.map, np.nan),
+            None,
+            optimum.weights,
+            {},
+        )
 
 
 def test_the_quadratic_form_kernel_refuses_arrays_it_would_overrun():
@@ -135,7 +155,9 @@ def test_a_map_file_s_problem_is_refused_in_another_dimension():
 
 def test_map_distance_names_samples_of_another_dimension(problem):
     grid_map = GridMap.from_discrete_map(minimize(problem))
-    with pytest.raises(ValueError, match="source_samples are points in d = 2, trained_map maps d = 3"):
+    with pytest.raises(
+        ValueError, match="source_samples are points in d = 2, trained_map maps d = 3"
+    ):
         map_distance(grid_map, grid_map, np.zeros((10, 2)), np.eye(3))
 
 

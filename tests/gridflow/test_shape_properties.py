@@ -143,9 +143,9 @@ def test_coarse_to_fine_start_refuses_a_coarser_map_of_another_shape(wrong_shape
     points = operators.map_points(grid)
     shape = data.draw(wrong_shapes(points.shape))
     fields = {"grid": grid, "points": points, "weights": np.full(16, 1 / 16), "map": points}
-    with pytest.raises(REFUSED, match="coarser|DiscreteMap"):  # duck-typed, or a DiscreteMap
+    with pytest.raises(REFUSED, match=r"coarser|DiscreteMap"):  # duck-typed, or a DiscreteMap
         coarse_to_fine_start(PROBLEM_2D, SimpleNamespace(**{**fields, "map": values(shape)}))
-    with pytest.raises(REFUSED, match="DiscreteMap.map"):
+    with pytest.raises(REFUSED, match=r"DiscreteMap\.map"):
         DiscreteMap(**{**fields, "map": values(shape)}, potential=np.zeros(25), energy=0.0)
     coarser = DiscreteMap(**fields, potential=0.5 * (grid.nodes**2).sum(1), energy=0.0)
     start = coarse_to_fine_start(PROBLEM_2D, coarser)  # the identity: its potential

@@ -63,7 +63,8 @@ def parse_arguments(argv):
         "--size",
         choices=("quick", "full"),
         default="quick",
-        help="quick (default, 2 to 3 minutes on 2 cores) or full (larger grids and d = 50)",
+        help="quick (default, 2 to 3 minutes on 2 cores) or full (larger grids, d = 50, the 3D "
+        "map at 65³: about half an hour)",
     )
     parser.add_argument(
         "--only",

@@ -15,20 +15,19 @@ from dataclasses import replace
 import numpy as np
 
 from gridflow import LogConcaveTarget, gaussian, load_map, minimize, save_map, solve
-from gridflow.cones import project_onto_tangent_cone
 from gridflow.examples import (
     degenerate_potential,
     gaussian_source_2d,
     problem_2d,
     quadratic_energy_descent,
 )
-from gridflow.functionals import discrete_hessian, kl_gradient
+from gridflow.functionals import discrete_hessian
 from gridflow.groundtruth import build_ground_truth
 from gridflow.rates import fit_log_linear
-from validation.plotting import convergence_figure, figure_file, pyplot
+from validation import statements
+from validation.plotting import figure_file, pyplot
 from validation.report import Check
 from validation.statements import (
-    discrete_map_errors,
     fitted_rate_check,
     implicit_scheme_checks,
     proposition_3_3_check,
@@ -51,52 +50,20 @@ def exact_map(points):
 
 
 def grid_convergence(grid_nodes, outdir) -> list[Check]:
-    errors, orders, spacings = discrete_map_errors(
-        [problem_2d(nodes) for nodes in grid_nodes], exact_map
+    return statements.grid_convergence_checks(
+        [problem_2d(nodes) for nodes in grid_nodes],
+        exact_map,
+        "2D Gaussian → N(0, I), [-5, 5]²",
+        {0: 0.03, 1: 0.008},
+        (
+            "2D Gaussian: discrete OT map vs the closed form",
+            outdir,
+            "grid2d_convergence.png",
+            "2D Gaussian source → N(0, I) on [-5, 5]²: L²(ϱ0) distance between the discrete "
+            "minimizer T_h* and the closed-form OT map T*, against the grid spacing; the "
+            "dotted line has slope 2.",
+        ),
     )
-    record = convergence_figure(
-        spacings,
-        errors,
-        "2D Gaussian: discrete OT map vs the closed form",
-        outdir,
-        "grid2d_convergence.png",
-        "2D Gaussian source → N(0, I) on [-5, 5]²: L²(ϱ0) distance between the discrete "
-        "minimizer T_h* and the closed-form OT map T*, against the grid spacing; the dotted "
-        "line has slope 2.",
-    )
-    setting = "2D Gaussian → N(0, I), [-5, 5]²"
-    details = {
-        "nodes": list(grid_nodes),
-        "errors": errors.tolist(),
-        "orders": orders.tolist(),
-        **record,
-    }
-    return [
-        Check(
-            "grid convergence",
-            f"{setting}, 33²",
-            f"{errors[0]:.4f}",
-            "<= 0.03",
-            verdict(errors[0] <= 0.03),
-            details,
-        ),
-        Check(
-            "grid convergence",
-            f"{setting}, 65²",
-            f"{errors[1]:.4f}",
-            "<= 0.008",
-            verdict(errors[1] <= 0.008),
-            details,
-        ),
-        Check(
-            "grid convergence order",
-            f"{setting}, {list(grid_nodes)}",
-            f"{orders.min():.2f}",
-            ">= 1.8",
-            verdict(orders.min() >= 1.8),
-            details,
-        ),
-    ]
 
 
 def shifted_gaussian_source_2d() -> gaussian.Gaussian:
@@ -189,42 +156,22 @@ def logcosh_checks(nodes, flow_time, outdir) -> list[Check]:
 def lemma_2_8_checks(nodes) -> list[Check]:
     """At random states with rank-one active points, against random S ∈ K_h."""
     problem = problem_2d(nodes)
-    rng = np.random.default_rng(0)
     x = problem.grid.nodes
-    worst_i, worst_ii, active = 0.0, -np.inf, []
-    for _ in range(3):
+
+    def draw_state(rng):
         shift = rng.uniform(-1, 1, size=2)
         phi = degenerate_potential(problem) + 0.5 * np.maximum(x[:, 1] - shift[1], 0.0) ** 2
         phi += 0.5 * np.maximum(x[:, 0] - shift[0], 0.0) ** 2
-        T = problem.map_of(phi)
-        v = -kl_gradient(problem, problem.identity()) + rng.standard_normal(T.shape)
-        w = project_onto_tangent_cone(problem, T, v)
-        active.append(int((np.linalg.eigvalsh(discrete_hessian(problem, T))[:, 0] <= 1e-9).sum()))
-        worst_i = max(worst_i, abs(problem.inner(v, w) - problem.norm(w) ** 2))
-        for _ in range(10):
-            M = rng.standard_normal((2, 2))
-            psi = 0.5 * np.einsum("ni,ij,nj->n", x, M @ M.T, x) + np.logaddexp(
-                0.0, x @ rng.standard_normal(2)
-            )
-            worst_ii = max(worst_ii, problem.inner(v - w, problem.map_of(psi) - T))
-    setting = f"2D states with {active} active points, {nodes}²"
-    tolerance = 1e-8  # the cvxpy/Clarabel projection's accuracy
-    return [
-        Check(
-            "Lemma 2.8 (i)",
-            setting + ": ⟨v,w⟩ - ‖w‖²",
-            f"deviation {worst_i:.1g}",
-            f"= 0 (solver tol {tolerance:g})",
-            verdict(worst_i <= tolerance),
-        ),
-        Check(
-            "Lemma 2.8 (ii)",
-            setting,
-            f"max ⟨v-w, S-T⟩ = {worst_ii:.2g}",
-            f"<= 0 (solver tol {tolerance:g})",
-            verdict(worst_ii <= tolerance),
-        ),
-    ]
+        return problem.map_of(phi)
+
+    def describe(states):
+        active = [
+            int((np.linalg.eigvalsh(discrete_hessian(problem, T))[:, 0] <= 1e-9).sum())
+            for T in states
+        ]
+        return f"2D states with {active} active points, {nodes}²"
+
+    return statements.lemma_2_8_checks(problem, draw_state, describe)
 
 
 def remark_2_7_checks(nodes, outdir) -> list[Check]:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from gridflow import minimize, solve
+from gridflow.cones import project_onto_tangent_cone
+from gridflow.functionals import kl_gradient
 from gridflow.rates import (
     RateFit,
     energy_gap_bound_strongly_convex,
     map_error_bound_strongly_convex,
 )
+from validation.plotting import convergence_figure
 from validation.report import Check
 
 ROUNDOFF = 1e-12
@@ -155,3 +158,82 @@ def discrete_map_errors(problems, exact_map, warm_start: bool = False):
     spacings = np.array([problem.grid.spacing[0] for problem in problems])
     orders = np.log(errors[:-1] / errors[1:]) / np.log(spacings[:-1] / spacings[1:])
     return errors, orders, spacings
+
+
+def lemma_2_8_checks(problem, draw_state, describe, seed: int = 0) -> list[Check]:
+    """Lemma 2.8 (i) ⟨v, w⟩ = ‖w‖² and (ii) ⟨v - w, S - T⟩ ≤ 0 for w = proj_{Tan_T K_h}(v), at
+    three states T = draw_state(rng) of K_h, with v = -∇F_h(id) plus noise, against ten
+    random S ∈ K_h per state (potentials ½xᵀMMᵀx + softplus(a·x)); ``describe(states)`` is
+    the setting's text."""
+    rng = np.random.default_rng(seed)
+    x = problem.grid.nodes
+    worst_i, worst_ii, states = 0.0, -np.inf, []
+    for _ in range(3):
+        T = draw_state(rng)
+        states.append(T)
+        v = -kl_gradient(problem, problem.identity()) + rng.standard_normal(T.shape)
+        w = project_onto_tangent_cone(problem, T, v)
+        worst_i = max(worst_i, abs(problem.inner(v, w) - problem.norm(w) ** 2))
+        for _ in range(10):
+            M = rng.standard_normal((problem.dim, problem.dim))
+            psi = 0.5 * np.einsum("ni,ij,nj->n", x, M @ M.T, x) + np.logaddexp(
+                0.0, x @ rng.standard_normal(problem.dim)
+            )
+            worst_ii = max(worst_ii, problem.inner(v - w, problem.map_of(psi) - T))
+    setting = describe(states)
+    tolerance = 1e-8  # the cvxpy/Clarabel projection's accuracy
+    return [
+        Check(
+            "Lemma 2.8 (i)",
+            setting + ": ⟨v,w⟩ - ‖w‖²",
+            f"deviation {worst_i:.1g}",
+            f"= 0 (solver tol {tolerance:g})",
+            verdict(worst_i <= tolerance),
+        ),
+        Check(
+            "Lemma 2.8 (ii)",
+            setting,
+            f"max ⟨v-w, S-T⟩ = {worst_ii:.2g}",
+            f"<= 0 (solver tol {tolerance:g})",
+            verdict(worst_ii <= tolerance),
+        ),
+    ]
+
+
+CONVERGENCE_ORDER = 1.8
+"""The smallest observed order of the discrete OT map's convergence accepted (second order)."""
+
+
+def grid_convergence_checks(problems, exact_map, setting, error_bounds, figure, warm_start=False):
+    """The discrete OT maps of ``problems`` (coarsest first) against ``exact_map``: a check
+    of the error on each grid of ``error_bounds`` ({grid index: bound}) and of the smallest
+    observed order against CONVERGENCE_ORDER, with the log-log figure; ``figure`` is
+    (title, outdir, file name, caption) for `convergence_figure`."""
+    errors, orders, spacings = discrete_map_errors(problems, exact_map, warm_start)
+    title, outdir, name, caption = figure
+    record = convergence_figure(spacings, errors, title, outdir, name, caption)
+    nodes = [problem.grid.shape[0] for problem in problems]
+    power = {1: "", 2: "²", 3: "³"}[problems[0].dim]
+    details = {"nodes": nodes, "errors": errors.tolist(), "orders": orders.tolist(), **record}
+    checks = [
+        Check(
+            "grid convergence",
+            f"{setting}, {nodes[index]}{power}",
+            f"{errors[index]:.4f}",
+            f"<= {bound:g}",
+            verdict(errors[index] <= bound),
+            details,
+        )
+        for index, bound in error_bounds.items()
+    ]
+    return [
+        *checks,
+        Check(
+            "grid convergence order",
+            f"{setting}, {nodes}",
+            f"{orders.min():.2f}",
+            f">= {CONVERGENCE_ORDER}",
+            verdict(orders.min() >= CONVERGENCE_ORDER),
+            details,
+        ),
+    ]

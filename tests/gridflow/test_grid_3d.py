@@ -150,8 +150,9 @@ def test_kl_gradient_in_3d_matches_finite_differences_of_the_energy(problem):
             kl_energy(problem, T + FD_STEP * direction)
             - kl_energy(problem, T - FD_STEP * direction)
         ) / (2 * FD_STEP)
-        # measured ≤ 3e-11 against |directional derivative| ~ 0.1–1
-        assert difference == pytest.approx(np.sum(gradient * direction), abs=1e-9)
+        # measured ≤ 4.6e-10 (the differences' roundoff, ε|F_h| / step) against directional
+        # derivatives of 0.04 to 0.63
+        assert difference == pytest.approx(np.sum(gradient * direction), abs=1e-8)
 
 
 def test_kl_hessian_in_3d_matches_finite_differences_of_the_gradient(problem):
@@ -169,7 +170,8 @@ def test_kl_hessian_in_3d_matches_finite_differences_of_the_gradient(problem):
             / (2 * FD_STEP)
         )
         expected = (hessian @ direction.ravel()).reshape(T.shape)
-        np.testing.assert_allclose(difference, expected, atol=1e-7 * np.abs(expected).max())
+        # measured ≤ 9e-11 relative to the largest entry
+        np.testing.assert_allclose(difference, expected, atol=1e-8 * np.abs(expected).max())
 
 
 def test_a_map_outside_the_cone_has_infinite_energy_in_3d(problem):

@@ -92,8 +92,15 @@ def as_points(value, name: str, dim: int | None = None, min_points: int = 1) -> 
     """A finite (n, d) float64 array of points with n >= min_points (and d == dim if given).
 
     Points are always two-dimensional arrays, in d = 1 too: a vector (n,) is refused (a
-    map would return (n, 1), and T(x) - x would broadcast to (n, n) silently).
+    map would return (n, 1), and T(x) - x would broadcast to (n, n) silently). Booleans are
+    no coordinates (True would be taken for 1.0).
     """
+    try:
+        boolean = np.asarray(value).dtype == np.bool_
+    except ValueError:  # a ragged list: as_float_array says so
+        boolean = False
+    if boolean:
+        raise TypeError(f"{name} must be numbers (coordinates), got booleans")
     points = as_float_array(value, name)
     shape = points.shape
     if len(shape) != 2:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import pathlib
 import time
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -40,6 +41,14 @@ from neural.network import ICNN
 from neural.training import make_method, run_method
 
 __all__ = ["FitResult", "FitSettings", "fit"]
+
+
+MIN_HELD_OUT_ROWS_PER_DIM = 10
+"""Fewer held-out rows than this many per dimension make `fit` warn (``FewRowsWarning``)."""
+
+
+class FewRowsWarning(RuntimeWarning):
+    """A map fitted to so few rows that its held-out selection is noise."""
 
 
 @dataclass(frozen=True)
@@ -278,6 +287,15 @@ def fit(
     if target.dim != dim:
         raise ValueError(f"the target has d = {target.dim}, the data d = {dim}")
     train, held_out = source.split(settings.held_out, rng)
+    rows = held_out.shape[0]
+    if rows < MIN_HELD_OUT_ROWS_PER_DIM * dim:
+        warnings.warn(
+            f"the map is chosen on {rows} held-out rows (fewer than "
+            f"{MIN_HELD_OUT_ROWS_PER_DIM} per dimension): its held-out NLL cannot tell the "
+            f"steps apart; give more rows (or a larger held_out share)",
+            FewRowsWarning,
+            stacklevel=2,
+        )
     offset = target.mean if target.is_gaussian else np.zeros(dim)
     centered_target = (
         LogConcaveTarget.gaussian(np.zeros(dim), target.cov) if target.is_gaussian else target

@@ -129,7 +129,13 @@ def make_problem(name: str, ground_truth=None) -> BudgetProblem:
                 "the mixture's error budget needs a ground-truth map: "
                 "python -m gridflow groundtruth --source paper-mixture --nodes 129 --out truth.npz"
             )
-        true_map = check_ground_truth(ground_truth)  # the mixture's map, or ValueError
+        try:
+            true_map = check_ground_truth(ground_truth)  # the mixture's map, or ValueError
+        except ValueError as error:
+            raise ValueError(
+                f"'mixture' is the paper's 2D mixture, graded against its ground truth: {error}; "
+                "for the problem this file records, use --problems file"
+            ) from None
         return BudgetProblem(
             name, paper_mixture(), LogConcaveTarget.standard_gaussian(2), true_map, np.eye(2)
         )

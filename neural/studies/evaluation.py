@@ -89,6 +89,29 @@ def _check_truth(model: NetworkMap, truth: GroundTruth) -> None:
         )
 
 
+CENTER_SPREADS = 3.0
+"""A map fitted to data whose mean lies farther than this many spreads of the ground truth's
+source from that source's mean was fitted to another problem (``_check_center``)."""
+
+
+def _check_center(model: NetworkMap, x: np.ndarray) -> None:
+    """ValueError when the map's center (the mean of the data it was fitted to) is far from
+    the mean of the ground truth's source samples x, in units of their spread (the root mean
+    squared distance to their mean): the map and T* solve different problems. A source of
+    another shape with a nearby mean is not seen here."""
+    if model.center is None:
+        return
+    mean = x.mean(axis=0)
+    spread = float(np.sqrt(np.mean(np.sum((x - mean) ** 2, axis=1))))
+    distance = float(np.linalg.norm(model.center - mean))
+    if not distance <= CENTER_SPREADS * spread:
+        raise ValueError(
+            f"the map was fitted to data centered at {np.round(model.center, 3).tolist()}, "
+            f"{distance / spread:.3g} spreads from the mean of the ground truth's source "
+            f"({np.round(mean, 3).tolist()}, spread {spread:.3g}): they solve different problems"
+        )
+
+
 def evaluate_map(
     model: NetworkMap,
     *,
@@ -140,6 +163,7 @@ def evaluate_map(
         x = x[np.all((x >= lower) & (x <= upper), axis=1)]  # the file's box holds all but 1e-6
         if x.shape[0] < MIN_EVAL_SAMPLES:
             raise ValueError("the source's samples lie outside the ground truth's box")
+        _check_center(model, x)
         variance = model.target if model.target.is_gaussian else 1.0  # no UVP otherwise
         distance = map_distance(model, ground_truth.map, x, variance)
         error = ground_truth.error

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import pathlib
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -35,7 +36,8 @@ from gridflow.checks import positive_float, positive_int, require_generator
 from gridflow.examples import paper_mixture
 from gridflow.groundtruth import read_ground_truth
 from gridflow.maps import GridMap
-from gridflow.measures import as_target
+from gridflow.measures import GaussianMixture, as_target
+from gridflow.problem import FlooredSourceWarning
 from neural.network.functions import transport_map_unchecked
 from neural.network.initialization import INITS, initial_network
 from neural.studies.dimensions import gaussian_problem
@@ -114,20 +116,51 @@ def gaussian_case(name: str, source: Gaussian, target) -> Case:
     return Case(name, source, target, reference)
 
 
+MAX_REFERENCE_FLOORED_MASS = 0.01
+"""The largest share of the source's mass a grid reference's density floor may replace (its
+label states the share: 0.0066 at the tiny size's 33² on the paper's mixture, which moves
+the reference's KL by about 8 %; 0.036 on a 3D mixture at 33³, refused)."""
+MAX_NODES_3D = 33
+"""The finest 3D grid reference of the check: an implicit step at 65³ takes about 15 minutes
+(docs/performance.md, "Three dimensions")."""
+
+
 def grid_case(
     name: str, source, target, *, nodes: int = 65, box: float = 6.0, density_floor: float = 1e-5
 ) -> Case:
-    """Any source with a density and samples and any target, in d = 1 or 2: the reference is
-    the grid's implicit scheme on [−box, box]^d with ``nodes`` nodes per axis
-    (``gridflow.solve``; ``make_case`` says how to choose the density floor)."""
+    """Any source with a density and samples and any target, in d = 1, 2 or 3: the reference
+    is the grid's implicit scheme on [−box, box]^d with ``nodes`` nodes per axis
+    (``gridflow.solve``; ``make_case`` says how to choose the density floor).
+
+    The grid problem is made here, so that a grid that does not fit in memory, one whose
+    density floor replaces more than MAX_REFERENCE_FLOORED_MASS of the source (its scheme would be
+    another problem's: on a 3D mixture at 33³ with floor 1e-4, 2.8 % of the mass and a KL
+    at k = 0 of 1.08 against 0.73), or a 3D grid above MAX_NODES_3D nodes per axis (hours of
+    implicit steps) is refused before any training.
+    """
     target = as_target(target)
     nodes = positive_int(nodes, "nodes")
     box = positive_float(box, "box")
     density_floor = positive_float(density_floor, "density_floor")
+    if target.dim == 3 and nodes > MAX_NODES_3D:
+        raise ValueError(
+            f"a 3D grid reference of {nodes}³ nodes takes hours of implicit steps: use --size "
+            f"tiny ({MAX_NODES_3D}³), or a Gaussian source and target (an exact reference)"
+        )
     grid = Grid(lower=[-box] * target.dim, upper=[box] * target.dim, shape=[nodes] * target.dim)
+    with warnings.catch_warnings():  # the floored mass is checked below, with its advice
+        warnings.simplefilter("ignore", FlooredSourceWarning)
+        problem = Problem(grid, source, target, density_floor=density_floor)
+    if problem.floored_mass > MAX_REFERENCE_FLOORED_MASS:
+        advice = "a larger size (more nodes)" if target.dim < 3 else "no finer grid is allowed"
+        raise ValueError(
+            f"the grid reference ({nodes} nodes per axis on [-{box:g}, {box:g}]^{target.dim}, "
+            f"density floor {density_floor:g}) floors {problem.floored_mass:.2g} of the "
+            f"source's mass (at most {MAX_REFERENCE_FLOORED_MASS:g}): its scheme would be another "
+            f"problem's ({advice}); a Gaussian source and target have an exact reference"
+        )
 
     def reference(tau, steps):
-        problem = Problem(grid, source, target, density_floor=density_floor)
         trajectory = solve(problem, scheme="implicit", tau=tau, steps=steps)
         interpolants = [
             GridMap(grid, trajectory.points, trajectory.maps[k], None, trajectory.weights, {})
@@ -141,7 +174,7 @@ def grid_case(
             return np.all(np.abs(x) <= box, axis=1)
 
         label = (
-            f"grid implicit scheme, {nodes}{'²' if target.dim == 2 else ''} nodes, density floor "
+            f"grid implicit scheme, {nodes}{('', '', '²', '³')[target.dim]} nodes, density floor "
             f"{density_floor:g} "
             f"(floored mass {problem.floored_mass:.2g})"
         )
@@ -156,6 +189,8 @@ def case_from_file(path, *, nodes: int = 65, density_floor: float = 1e-5) -> Cas
     truth = read_ground_truth(path)
     source, target, true_map = truth.source, truth.target, truth.map
     name = pathlib.Path(path).stem
+    if isinstance(source, GaussianMixture) and source.weights.size == 1:
+        source = Gaussian(source.means[0], source.covs[0])  # how the command writes a Gaussian
     if isinstance(source, Gaussian) and target.is_gaussian:
         return gaussian_case(name, source, target)
     lower, upper = np.array(true_map.grid.lower), np.array(true_map.grid.upper)

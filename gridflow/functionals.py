@@ -243,18 +243,42 @@ def log_det_curvature(problem: Problem, T) -> np.ndarray:
     """The Hessian blocks of -m_j log det X_j in the entries of X_j = (B_h T)_j, (m, s, s).
 
     The quadratic form m tr(X⁻¹ dX X⁻¹ dX): the block [k, l] is m tr(X⁻¹ E_k X⁻¹ E_l), E_k the
-    matrix of entry k (`hessian_entries`). d = 1: m / X². d = 2, entries (a, b, c) and
-    X⁻¹ = [[p, q], [q, r]]: m [[p², 2pq, q²], [2pq, 2(q² + pr), 2qr], [q², 2qr, r²]].
-    Raises OutsideConeError unless every X_j is positive definite.
+    matrix of entry k (`hessian_entries`; `_curvature_by_inverse`, used in d = 3). d = 1:
+    m / X². d = 2, entries (a, b, c) and X⁻¹ = [[p, q], [q, r]]: m [[p², 2pq, q²],
+    [2pq, 2(q² + pr), 2qr], [q², 2qr, r²]]. Raises OutsideConeError unless every X_j is
+    positive definite (in d = 1, 2 by the sign tests of the numba kernels, so that the
+    domains agree).
     """
-    X, value = _log_det_by_cholesky(problem, T)
-    if not np.isfinite(value):
-        raise OutsideConeError("the map is not strictly inside K_h: F_h is +inf there")
     m = problem.hessian_weights
+    if problem.dim == 3:
+        X, value = _log_det_by_cholesky(problem, T)
+        if not np.isfinite(value):
+            raise OutsideConeError("the map is not strictly inside K_h: F_h is +inf there")
+        return _curvature_by_inverse(m, X)
+    X = discrete_hessian(problem, T)
     if problem.dim == 1:
+        if not np.all(X[:, 0, 0] > 0.0):
+            raise OutsideConeError("the map is not strictly increasing: F_h is +inf there")
         return (m / X[:, 0, 0] ** 2)[:, None, None]
-    inverse_times_entry = np.einsum("jpq,kqr->jkpr", np.linalg.inv(X), _entry_basis(problem.dim))
-    return m[:, None, None] * np.einsum("jkpr,jlrp->jkl", inverse_times_entry, inverse_times_entry)
+    a, b, c = X[:, 0, 0], X[:, 0, 1], X[:, 1, 1]
+    determinant = a * c - b * b
+    if not np.all((a > 0.0) & (determinant > 0.0)):
+        raise OutsideConeError("the map is not strictly inside K_h: F_h is +inf there")
+    p, q, r = c / determinant, -b / determinant, a / determinant
+    rows = [
+        [p * p, 2 * p * q, q * q],
+        [2 * p * q, 2 * (q * q + p * r), 2 * q * r],
+        [q * q, 2 * q * r, r * r],
+    ]
+    return m[:, None, None] * np.array(rows).transpose(2, 0, 1)
+
+
+def _curvature_by_inverse(weights, X) -> np.ndarray:
+    """m_j tr(X_j⁻¹ E_k X_j⁻¹ E_l) for positive definite X (m, d, d), any d: (m, s, s)."""
+    inverse_times_entry = np.einsum("jpq,kqr->jkpr", np.linalg.inv(X), _entry_basis(X.shape[1]))
+    return weights[:, None, None] * np.einsum(
+        "jkpr,jlrp->jkl", inverse_times_entry, inverse_times_entry
+    )
 
 
 def kl_hessian(problem: Problem, T) -> sparse.csr_matrix:

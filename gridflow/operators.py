@@ -199,20 +199,25 @@ def kernel_basis(grid: Grid) -> sparse.csr_matrix:
       K = 1 + n_0 + n_1 + n_2 - 2 (17 on 5 × 6 × 7 nodes, 194 on 65³).
     """
     indices = np.indices(grid.shape).reshape(grid.dim, -1)
-    size = indices.shape[1]
-    rows = [np.ones(size)[None]]
+    nodes = np.arange(indices.shape[1])
+    rows, columns, values = [np.zeros_like(nodes)], [nodes], [np.ones(nodes.size)]
+    count = 1
     if grid.dim == 2:
-        rows.append(((-1.0) ** indices.sum(axis=0))[None])
+        rows.append(np.ones_like(nodes))
+        columns.append(nodes)
+        values.append((-1.0) ** indices.sum(axis=0))
+        count = 2
     if grid.dim == 3:
         for axis in range(3):
             planes = grid.shape[axis] - (axis > 0)  # the last plane of axes 1, 2 is dependent
-            others = (-1.0) ** (indices.sum(axis=0) - indices[axis])
-            on_plane = np.arange(planes)[:, None] == indices[axis][None]
-            rows.append(on_plane * others[None])
-    return (
-        sparse.csr_matrix(np.vstack(rows))
-        if grid.dim < 3
-        else sparse.csr_matrix(sparse.vstack([sparse.csr_matrix(r) for r in rows]))
+            kept = indices[axis] < planes
+            rows.append(count + indices[axis][kept])
+            columns.append(nodes[kept])
+            values.append((-1.0) ** (indices.sum(axis=0) - indices[axis])[kept])
+            count += planes
+    return sparse.csr_matrix(
+        (np.concatenate(values), (np.concatenate(rows), np.concatenate(columns))),
+        shape=(count, nodes.size),
     )
 
 

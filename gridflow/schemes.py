@@ -25,7 +25,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import interpolate, sparse
+from scipy import sparse
 from scipy.integrate import solve_ivp
 from tqdm import tqdm
 
@@ -41,7 +41,6 @@ from gridflow.checks import (
 from gridflow.failures import NotLogConcaveError, matrix_failure
 from gridflow.functionals import (
     OutsideConeError,
-    discrete_hessian,
     kl_energy,
     kl_gradient,
     kl_hessian,
@@ -50,12 +49,12 @@ from gridflow.functionals import (
 from gridflow.potentials import (
     GaugedFactorization,
     helmholtz_projection,
-    least_squares_potential,
     metric,
 )
 from gridflow.problem import FlooredSourceWarning, Problem
 from gridflow.proximal import check_step_solver, proximal_potential, proximal_step
 from gridflow.solvers import SolverError
+from gridflow.warm_start import coarse_to_fine_start
 
 SCHEMES = ("implicit", "explicit", "flow")
 FLOW_STEP = 0.01
@@ -483,89 +482,6 @@ def minimize(
         potential=potential,
         energy=kl_energy(problem, T),
     )
-
-
-def coarse_to_fine_start(problem: Problem, coarser: DiscreteMap) -> np.ndarray:
-    """A potential strictly inside K_h of `problem` (d = 2, 3) near the coarser grid's map.
-
-    The coarser map is averaged over the 2^d cells around each interior node (the average
-    inside H_h = B_h D_h, which removes the cell checkerboard that H_h does not see and the
-    discrete minimizer carries), interpolated multilinearly at the cell centers, and brought
-    back to a potential φ by `least_squares_potential` (the tails count as much as the
-    bulk: they are where convexity is tight). Where H_h φ has a smallest eigenvalue
-    λ ≤ 0, two starts are made, and the one of lower F_h kept: (1 - θ) φ + θ ½|x|², whose
-    Hessians (1 - θ) H_h φ + θ I are positive definite for θ > -λ / (1 - λ) (θ is twice
-    that), and φ convexified in the tails only (`_convexified_tails`).
-    """
-    require_instance(problem, Problem, "problem", PROBLEM_HINT)
-    require_instance(coarser, DiscreteMap, "coarser", " (the minimize of a coarser grid)")
-    if problem.dim == 1:
-        raise ValueError("coarse_to_fine_start is for d = 2, 3, the problem has d = 1")
-    if (coarser.grid.lower, coarser.grid.upper) != (problem.grid.lower, problem.grid.upper):
-        raise ValueError(
-            f"the coarser map's box {coarser.grid.lower}..{coarser.grid.upper} is not the "
-            f"problem's {problem.grid.lower}..{problem.grid.upper}"
-        )
-    dim = problem.dim
-    shape = (int(np.prod(operators.map_shape(coarser.grid))), dim)
-    check_map_on_points(coarser.points, coarser.weights, coarser.map, "coarser", shape)
-    cells = np.asarray(coarser.map).reshape(*operators.map_shape(coarser.grid), dim)
-    at_nodes = np.mean(
-        [
-            cells[tuple(slice(1, None) if up else slice(None, -1) for up in corner)]
-            for corner in itertools.product((False, True), repeat=dim)
-        ],
-        axis=0,
-    )
-    interior_axes = tuple(coarser.grid.axis(k)[1:-1] for k in range(dim))
-    prolonged = interpolate.RegularGridInterpolator(
-        interior_axes, at_nodes, method="linear", bounds_error=False, fill_value=None
-    )(problem.points)
-    potential = least_squares_potential(problem, prolonged)
-    hessians = discrete_hessian(problem, problem.map_of(potential))
-    smallest = np.linalg.eigvalsh(hessians)[:, 0]
-    if smallest.min() > 0:
-        return potential
-    lowest = float(smallest.min())
-    theta = min(1.0, -2.0 * lowest / (1.0 - lowest))
-    starts = [(1.0 - theta) * potential + theta * problem.identity_potential()]
-    tail = _convexified_tails(problem, potential, hessians, smallest <= 0)
-    if tail is not None:
-        starts.append(tail)
-    return min(starts, key=lambda start: kl_energy(problem, problem.map_of(start)))
-
-
-def _convexified_tails(problem: Problem, potential, hessians, nonconvex) -> np.ndarray | None:
-    """φ + θ ψ with ψ(x) = ½ max(|x - c| - r, 0)², convex and flat on the ball B(c, r) that
-    holds the source's bulk, or None when no θ makes every discrete Hessian positive definite.
-
-    Where the prolonged potential fails to be convex lies, on smooth problems, far in the
-    tails (weights near the density floor): c is the source's mean and r 0.9 times the
-    distance from c to the nearest such node, so ψ leaves the map unchanged inside the ball
-    where a mix with the identity would move it everywhere. θ is twice the smallest value
-    that makes H_h(φ + θ ψ) positive definite (bisection on the nodes that need it).
-    """
-    center = problem.weights @ problem.points
-    distance = np.linalg.norm(problem.hessian_points - center, axis=1)
-    radius = 0.9 * float(distance[nonconvex].min())
-    nodes = np.linalg.norm(problem.grid.nodes - center, axis=1)
-    bump = 0.5 * np.maximum(nodes - radius, 0.0) ** 2
-    added = discrete_hessian(problem, problem.map_of(bump))
-    watched = nonconvex | (np.linalg.eigvalsh(added)[:, 0] < 0)
-
-    def convex(theta):
-        return np.linalg.eigvalsh(hessians[watched] + theta * added[watched])[:, 0].min() > 0
-
-    high = 1.0
-    while not convex(high):
-        high *= 4.0
-        if high > 1e6:
-            return None
-    low = 0.0
-    for _ in range(30):
-        middle = 0.5 * (low + high)
-        low, high = (low, middle) if convex(middle) else (middle, high)
-    return potential + 2.0 * high * bump
 
 
 def _minimize_by_floor_continuation(problem: Problem, progress: bool) -> np.ndarray:

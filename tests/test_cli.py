@@ -377,7 +377,17 @@ def test_a_failed_report_leaves_the_folder_as_it_was(tmp_path):
     assert folder.kept() == f"the report folder {report} was not changed"
 
 
-def test_ctrl_c_during_the_renames_is_delivered_after_them():
+@pytest.fixture
+def python_sigint_handler():
+    """Python's own SIGINT handler for the test: a process started in the background by a
+    non-interactive shell (`bash .ci/run &`) inherits SIGINT ignored, and Python then keeps
+    it ignored, so Ctrl-C would never become a KeyboardInterrupt."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_during_the_renames_is_delivered_after_them(python_sigint_handler):
     done = []
     with pytest.raises(KeyboardInterrupt), deferred_interrupts():
         os.kill(os.getpid(), signal.SIGINT)
@@ -524,7 +534,7 @@ def test_ctrl_c_at_a_kernels_first_return_of_arrays_stays_an_interrupt():
     assert (result.returncode, result.stdout) == (0, "interrupted\n"), result.stderr
 
 
-def test_ctrl_c_while_numba_holds_its_compiler_lock_waits_for_its_release():
+def test_ctrl_c_while_numba_holds_its_compiler_lock_waits_for_its_release(python_sigint_handler):
     """A KeyboardInterrupt inside numba's cache loading crashed the process (LLVM calls back
     into Python); gridflow holds SIGINT back until numba releases its compiler lock."""
     from numba.core.compiler_lock import global_compiler_lock

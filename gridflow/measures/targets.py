@@ -199,6 +199,12 @@ def _rounded(array: np.ndarray) -> list:
         return np.where(small, np.round(np.where(small, array, 0.0), 3), array).tolist()
 
 
+def _built(target):
+    """``target``, flagged as made by a built-in constructor (``LogConcaveTarget.built_in``)."""
+    object.__setattr__(target, "built_in", True)
+    return target
+
+
 @dataclass(frozen=True, eq=False)
 class LogConcaveTarget:
     """γ ∝ exp(−V) with V convex: the target of KL(· | γ) for both solvers.
@@ -254,6 +260,9 @@ class LogConcaveTarget:
     mean: np.ndarray | None = field(default=None, repr=False)
     cov: np.ndarray | None = field(default=None, repr=False)
     spec: dict | None = field(default=None, repr=False)
+    built_in: bool = field(default=False, init=False, repr=False, compare=False)
+    """Whether a built-in constructor made this target as it is (its ``spec`` then rebuilds
+    it; `dataclasses.replace` resets the flag, so a changed copy is not pickled as its spec)."""
 
     def __post_init__(self):
         if not callable(self.V):
@@ -321,18 +330,20 @@ class LogConcaveTarget:
             scaled = cp.multiply(np.sqrt(weights)[:, None], T - mean[None, :]) @ precision_root
             return 0.5 * cp.sum_squares(scaled)
 
-        return cls(
-            V=V,
-            grad_V=grad_V,
-            lam=1.0 / eigenvalues.max(),
-            dim=dim,
-            hess_V=hess_V,
-            expected_V_cvxpy=expected_V_cvxpy,
-            log_normalizer=0.5 * float(dim * np.log(2.0 * np.pi) + np.sum(np.log(eigenvalues))),
-            name=f"N(0, I_{dim})" if standard else f"N({_rounded(mean)}, {_rounded(cov)})",
-            mean=mean,
-            cov=cov,
-            spec={"kind": "gaussian", "mean": mean.tolist(), "cov": cov.tolist()},
+        return _built(
+            cls(
+                V=V,
+                grad_V=grad_V,
+                lam=1.0 / eigenvalues.max(),
+                dim=dim,
+                hess_V=hess_V,
+                expected_V_cvxpy=expected_V_cvxpy,
+                log_normalizer=0.5 * float(dim * np.log(2.0 * np.pi) + np.sum(np.log(eigenvalues))),
+                name=f"N(0, I_{dim})" if standard else f"N({_rounded(mean)}, {_rounded(cov)})",
+                mean=mean,
+                cov=cov,
+                spec={"kind": "gaussian", "mean": mean.tolist(), "cov": cov.tolist()},
+            )
         )
 
     @classmethod
@@ -350,15 +361,17 @@ class LogConcaveTarget:
 
             return cp.sum(cp.multiply(weights[:, None], cp.power(T, 4))) / 4
 
-        return cls(
-            V=lambda y: as_points(y, "points", 1)[:, 0] ** 4 / 4,
-            grad_V=lambda y: as_points(y, "points", 1) ** 3,
-            lam=0.0,
-            hess_V=lambda y: 3 * as_points(y, "points", 1)[:, :, None] ** 2,
-            expected_V_cvxpy=expected_V_cvxpy,
-            log_normalizer=float(np.log(2 * special.gamma(0.25) * 4 ** (0.25) / 4)),
-            name="exp(-y^4/4)",
-            spec={"kind": "quartic"},
+        return _built(
+            cls(
+                V=lambda y: as_points(y, "points", 1)[:, 0] ** 4 / 4,
+                grad_V=lambda y: as_points(y, "points", 1) ** 3,
+                lam=0.0,
+                hess_V=lambda y: 3 * as_points(y, "points", 1)[:, :, None] ** 2,
+                expected_V_cvxpy=expected_V_cvxpy,
+                log_normalizer=float(np.log(2 * special.gamma(0.25) * 4 ** (0.25) / 4)),
+                name="exp(-y^4/4)",
+                spec={"kind": "quartic"},
+            )
         )
 
     @classmethod
@@ -370,10 +383,12 @@ class LogConcaveTarget:
         """
         dim = positive_int(dim, "dim")
         target = cls.gaussian_logcosh(np.zeros(dim), np.eye(dim), 1.0)
-        return replace(
-            target,
-            name=f"exp(-‖y‖²/2 - Σ log cosh y_i), d = {dim}",
-            spec={"kind": "logcosh", "dim": dim},
+        return _built(
+            replace(
+                target,
+                name=f"exp(-‖y‖²/2 - Σ log cosh y_i), d = {dim}",
+                spec={"kind": "logcosh", "dim": dim},
+            )
         )
 
     @classmethod
@@ -415,21 +430,23 @@ class LogConcaveTarget:
             return gaussian.expected_V_cvxpy(T, weights) + weight * factor
 
         log_normalizer = log_normalizer_logcosh(cov, precision, weight)
-        return cls(
-            V=V,
-            grad_V=grad_V,
-            lam=gaussian.lam,
-            dim=dim,
-            hess_V=hess_V,
-            expected_V_cvxpy=expected_V_cvxpy,
-            log_normalizer=log_normalizer,
-            name=f"{gaussian.name} × cosh^-{weight:g}",
-            spec={
-                "kind": "gaussian_logcosh",
-                "mean": mean.tolist(),
-                "cov": cov.tolist(),
-                "weight": weight,
-            },
+        return _built(
+            cls(
+                V=V,
+                grad_V=grad_V,
+                lam=gaussian.lam,
+                dim=dim,
+                hess_V=hess_V,
+                expected_V_cvxpy=expected_V_cvxpy,
+                log_normalizer=log_normalizer,
+                name=f"{gaussian.name} × cosh^-{weight:g}",
+                spec={
+                    "kind": "gaussian_logcosh",
+                    "mean": mean.tolist(),
+                    "cov": cov.tolist(),
+                    "weight": weight,
+                },
+            )
         )
 
     @classmethod
@@ -470,9 +487,10 @@ class LogConcaveTarget:
             raise ValueError(f"bad {kind!r} target spec: {error}") from None
 
     def __reduce__(self):
-        """Pickled (and deep-copied) as its ``spec`` when it has one: the built-ins' V and ∇V
-        are closures, which pickle cannot store."""
-        if self.spec is None:
+        """A built-in target as it was made is pickled (and deep-copied) as its ``spec``: its V
+        and ∇V are closures, which pickle cannot store. Any other target pickles field by
+        field (and fails on closures, loudly)."""
+        if not self.built_in:
             return super().__reduce__()
         return (LogConcaveTarget.from_spec, (self.spec,))
 

@@ -134,7 +134,7 @@ def grid_case(
 
     The grid problem is made here, so that a grid that does not fit in memory, one whose
     density floor replaces more than MAX_REFERENCE_FLOORED_MASS of the source (its scheme would be
-    another problem's: on a 3D mixture at 33³ with floor 1e-4, 2.8 % of the mass and a KL
+    another problem's: on a 3D mixture at 33³ with floor 1e-4, 3.6 % of the mass and a KL
     at k = 0 of 1.08 against 0.73), or a 3D grid above MAX_NODES_3D nodes per axis (hours of
     implicit steps) is refused before any training.
     """

@@ -7,10 +7,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from gridflow import examples, schemes
+from gridflow import examples, schemes, warm_start
 from gridflow.functionals import discrete_hessian, kl_energy
 from gridflow.groundtruth import grid_cascade, ground_truth_problems
-from gridflow.schemes import coarse_to_fine_start, minimize
+from gridflow.schemes import minimize
+from gridflow.warm_start import coarse_to_fine_start
 
 
 def _mixture(nodes):
@@ -97,7 +98,7 @@ def test_convexified_tails_leave_the_bulk_and_make_every_hessian_definite():
     hessians = discrete_hessian(problem, problem.map_of(phi))
     nonconvex = np.linalg.eigvalsh(hessians)[:, 0] <= 0
     assert nonconvex.any()
-    start = schemes._convexified_tails(problem, phi, hessians, nonconvex)
+    start = warm_start._convexified_tails(problem, phi, hessians, nonconvex)
     assert np.linalg.eigvalsh(discrete_hessian(problem, problem.map_of(start)))[:, 0].min() > 0
     center = problem.weights @ problem.points
     distance = np.linalg.norm(problem.hessian_points - center, axis=1)

@@ -23,7 +23,7 @@ from gridflow.__main__ import main
 from gridflow.functionals import OutsideConeError, log_det_curvature
 from gridflow.groundtruth import problem_of
 from gridflow.measures import CallableSource
-from gridflow.schemes import coarse_to_fine_start
+from gridflow.warm_start import coarse_to_fine_start
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +184,28 @@ def test_a_3d_density_file_is_refused_with_what_to_give_instead(tmp_path, capsys
     assert "a density in d = 3 is not supported: give a Gaussian mixture file" in (
         capsys.readouterr().err
     )
+
+
+def test_a_conic_projection_onto_the_cone_is_accepted_as_a_map_of_the_cone():
+    """The cvxpy projection returns eigenvalues of about -1.7e-8 on K_h's boundary (review):
+    within a conic solver's accuracy they count as active, not as a map outside K_h."""
+    problem = examples.problem_2d(9)
+    v = problem.identity() + 0.8 * np.random.default_rng(0).standard_normal(problem.points.shape)
+    projected = cones.project_onto_cone(problem, v)
+    assert cones.smallest_eigenvalues(problem, projected).min() < 0  # roundoff of the solver
+    assert cones.active_set(problem, projected).count > 0
+    w = cones.project_onto_tangent_cone(problem, projected, np.ones(problem.points.shape))
+    assert np.all(np.isfinite(w))
+
+
+def test_a_changed_copy_of_a_built_in_target_is_not_pickled_as_the_built_in():
+    import dataclasses
+
+    from gridflow import LogConcaveTarget
+
+    target = LogConcaveTarget.gaussian([0.0, 0.0], np.eye(2))
+    assert pickle.loads(pickle.dumps(target)).built_in
+    changed = dataclasses.replace(target, name="renamed", lam=0.1)
+    assert not changed.built_in
+    with pytest.raises((AttributeError, pickle.PicklingError)):
+        pickle.dumps(changed)  # its closures cannot be stored: it fails, never silently

@@ -34,7 +34,7 @@ from gridflow import (
 from gridflow.gaussian import map_error, velocity
 from gridflow.grid import Grid
 from gridflow.problem import Problem
-from gridflow.schemes import coarse_to_fine_start
+from gridflow.warm_start import coarse_to_fine_start
 
 SETTINGS = settings(
     max_examples=30,

@@ -214,6 +214,8 @@ def load_map(path) -> GridMap:
     weights = values["weights"]
     if np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-9:
         raise MapFileError(f"{path}: weights must be >= 0 and sum to 1, got sum {weights.sum()}")
+    for array in values.values():  # a map read from a file grades others: it cannot change
+        array.setflags(write=False)
     return GridMap(
         grid=grid,
         points=values["points"],

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import numpy as np
 
@@ -84,6 +85,17 @@ def _checked_run(args) -> int:
     return run_interruptible(lambda: _report(args, model, truth, data, figure), kept)
 
 
+def _fitted_to(model, data_path) -> bool:
+    """Whether ``data_path`` is the data file the map's training record names (``fit``)."""
+    recorded = model.training.get("data")
+    if not isinstance(recorded, str):
+        return False
+    try:
+        return os.path.samefile(recorded, data_path)
+    except OSError:  # the recorded file is gone or was relative to another folder
+        return False
+
+
 def _report(args, model, truth, data, figure: OutputFile | None) -> int:
     rng = np.random.default_rng(args.seed)
     try:
@@ -93,6 +105,11 @@ def _report(args, model, truth, data, figure: OutputFile | None) -> int:
     except DivergenceError as error:  # ∇²φ_θ not positive definite at the samples
         fail(args.parser, error)
     print(format_evaluation(evaluation))
+    if data is not None and _fitted_to(model, args.data):
+        print(
+            f"note: {args.data} is the file this map was fitted to: its rows are training data "
+            "(the map chose its step on a held-out part of them), not held-out data"
+        )
     if figure is not None:
         x = truth.source.sample(rng, FIGURE_SAMPLES) if truth is not None else data[:FIGURE_SAMPLES]
         y = model.target.sample(rng, FIGURE_SAMPLES) if model.target.is_gaussian else None

@@ -228,3 +228,11 @@ def test_save_refuses_metadata_json_cannot_hold(tmp_path, discrete_map, value, e
 def test_save_refuses_metadata_that_is_not_a_dict(tmp_path, discrete_map):
     with pytest.raises(TypeError, match="metadata must be a dict, got list"):
         save_map(tmp_path / "map.npz", discrete_map, [("note", "x")])
+
+
+def test_a_loaded_map_cannot_be_changed(saved):
+    """A ground truth read from a file grades other maps: its arrays are read-only."""
+    loaded = load_map(saved)
+    for array in (loaded.map, loaded.points, loaded.weights, loaded.nodal_potential):
+        with pytest.raises(ValueError, match="read-only"):
+            array[0] = 0.0

@@ -134,6 +134,15 @@ def test_evaluate_prints_every_figure_and_draws(fitted, capsys):
     assert (fitted / "map.png").stat().st_size > 10000
 
 
+def test_evaluate_says_when_the_data_is_the_maps_training_file(fitted, capsys):
+    """The map's training record names its data file: evaluating on it is not held-out."""
+    for data, noted in (("data.npy", True), ("test.csv", False)):
+        capsys.readouterr()
+        argv = ["evaluate", str(fitted / "map.npz"), "--data", str(fitted / data)]
+        assert neural_cli.main(argv) == 0
+        assert ("is the file this map was fitted to" in capsys.readouterr().out) is noted
+
+
 EVALUATE_ERRORS = {
     "nothing to compare": ([], "give --ground-truth and/or --data"),
     "missing map": (["--data", "{tmp}/test.csv", "--map", "{tmp}/missing.npz"], "does not exist"),

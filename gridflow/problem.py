@@ -108,7 +108,7 @@ class Problem:
     ----------
     derived : dict
         Quantities computed from the problem once, on first use, by the modules that need
-        them (the metric's factorization, `potentials.metric_factorization`).
+        them (the metric's factorization, `potentials.metric_factorization`; the gauge).
 
     Raises
     ------
@@ -231,11 +231,16 @@ class Problem:
         Newton matrix of the paper's mixture at 33² has eigenvalues 2e-15, at the largest
         weight 8e-11: linear solves in the gauge lose four fewer digits.
         """
-        interior = np.unravel_index(
-            int(np.argmax(self.hessian_weights)), operators.hessian_shape(self.grid)
-        )
-        anchor = np.ravel_multi_index(tuple(k + 1 for k in interior), self.grid.shape)
-        return operators.gauge_nodes(self.grid, int(anchor))
+        cached = self.derived.get("gauge_nodes")
+        if cached is None:  # every Newton step's solves read it (0.02 s at 513²)
+            interior = np.unravel_index(
+                int(np.argmax(self.hessian_weights)), operators.hessian_shape(self.grid)
+            )
+            anchor = np.ravel_multi_index(tuple(k + 1 for k in interior), self.grid.shape)
+            cached = operators.gauge_nodes(self.grid, int(anchor))
+            cached.setflags(write=False)
+            self.derived["gauge_nodes"] = cached
+        return cached
 
     def identity_potential(self) -> np.ndarray:
         """φ_0 = ½|x|² at the grid nodes: D_h φ_0 = id exactly (the cell centers)."""

@@ -190,9 +190,19 @@ def check_map_on_points(
     return points.shape
 
 
+def _scalar(value):
+    """A 0-d numpy array as the Python number it holds (np.array(0.5) is a real number as
+    np.float64(0.5) is); any other value unchanged."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype != object:
+        return value.item()
+    return value
+
+
 def as_float(value, name: str) -> float:
     """``value`` as a float; TypeError if it is not a real number (text is parsed by the
-    command lines, ``gridflow.cli.number``, not here)."""
+    command lines, ``gridflow.cli.number``, not here). A 0-d numpy array counts as the
+    number it holds."""
+    value = _scalar(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     try:
@@ -213,6 +223,7 @@ def summable(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
 
 def positive_float(value, name: str, allow_zero: bool = False, hint: str = "") -> float:
     """``value`` as a finite float > 0 (or >= 0 with allow_zero); ``hint`` ends the message."""
+    value = _scalar(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}{hint}")
     number = as_float(value, name)

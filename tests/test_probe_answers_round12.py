@@ -1,0 +1,26 @@
+"""Answers to a fresh list of a user's bad or unusual inputs (issue 22): each silent answer,
+traceback, unclear message or hang it found, now answered, refused by name or warned about;
+the commands' refusals are one `error:` line with exit status 2."""
+
+import numpy as np
+import pytest
+
+from gridflow import examples, solve
+from gridflow.cones import active_set
+from gridflow.proximal import check_tau
+
+
+@pytest.mark.parametrize("value", [np.float64(0.5), np.float32(0.5), np.array(0.5), np.array(1)])
+def test_a_step_and_a_tolerance_take_any_real_scalar(value):
+    assert check_tau(value) == float(value)
+    problem = examples.problem_1d(17)
+    tolerance = value / 1e9
+    assert active_set(problem, problem.identity(), tolerance).count == 0
+    trajectory = solve(problem, tau=value, steps=2, activity_tolerance=tolerance)
+    np.testing.assert_allclose(trajectory.times, [0.0, float(value), 2 * float(value)])
+
+
+@pytest.mark.parametrize("value", [np.array(True), np.array([0.5]), np.array("0.5")])
+def test_a_step_that_is_no_real_scalar_is_still_refused(value):
+    with pytest.raises(TypeError, match="tau must be a real number"):
+        check_tau(value)

@@ -5,6 +5,7 @@ the commands' refusals are one `error:` line with exit status 2."""
 import numpy as np
 import pytest
 
+import neural.__main__ as neural_cli
 from gridflow import examples, solve
 from gridflow.cones import active_set
 from gridflow.proximal import check_tau
@@ -24,3 +25,19 @@ def test_a_step_and_a_tolerance_take_any_real_scalar(value):
 def test_a_step_that_is_no_real_scalar_is_still_refused(value):
     with pytest.raises(TypeError, match="tau must be a real number"):
         check_tau(value)
+
+
+@pytest.mark.parametrize(("rows", "dim"), [(4, 3), (3, 2), (5, 4)])
+def test_fit_refuses_rows_that_leave_none_to_hold_out_before_training(
+    rows, dim, tmp_path, exit_status_and_error
+):
+    """4 rows in d = 3 passed the data checks and failed in the training, with exit status 1."""
+    data = np.random.default_rng(5).standard_normal((rows, dim))
+    np.savetxt(tmp_path / "data.csv", data, delimiter=",")
+    argv = ["fit", "--data", str(tmp_path / "data.csv"), "--steps", "2", "--no-progress",
+            "--out", str(tmp_path / "map.npz")]  # fmt: skip
+    status, line = exit_status_and_error(neural_cli.main, argv)
+    assert status == 2, line
+    assert f"{rows} rows in d = {dim} leave none to hold out" in line
+    assert f"give at least {dim + 2} rows" in line
+    assert not (tmp_path / "map.npz").exists()

@@ -177,16 +177,22 @@ class EmpiricalSource:
         ``held_out`` in (0, 1) of the rows, drawn without replacement by ``rng``, rounded
         to at least one row and to at most what leaves d + 1 training rows."""
         rng = require_generator(rng)
+        size = self.held_out_size(held_out)
+        order = rng.permutation(self.samples.shape[0])
+        return EmpiricalSource(self.samples[order[size:]]), self.samples[order[:size]]
+
+    def held_out_size(self, held_out: float) -> int:
+        """How many rows ``split(held_out, rng)`` holds out; ValueError when the rows cannot
+        both leave d + 1 training rows and hold one out."""
         held_out = open_unit_interval(held_out, "held_out")
         count, dim = self.samples.shape
         size = min(max(round(held_out * count), 1), count - dim - 1)
         if size < 1:
             raise ValueError(
                 f"{count} rows in d = {dim} leave none to hold out: the training rows must "
-                f"outnumber the dimensions"
+                f"outnumber the dimensions; give at least {dim + 2} rows"
             )
-        order = rng.permutation(count)
-        return EmpiricalSource(self.samples[order[size:]]), self.samples[order[:size]]
+        return size
 
     @classmethod
     def from_file(cls, path) -> EmpiricalSource:

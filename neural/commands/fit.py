@@ -102,6 +102,7 @@ def _checked_run(args) -> int:
             learning_rate=args.learning_rate,
             held_out=args.held_out,
         )
+        data.held_out_size(settings.held_out)
         out = OutputFile(args.out, "--out", args.overwrite)
     except (ValueError, TypeError) as error:
         fail(args.parser, error, USAGE_ERROR)

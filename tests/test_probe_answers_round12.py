@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import neural.__main__ as neural_cli
-from gridflow import examples, solve
+from gridflow import Gaussian, LogConcaveTarget, examples, quantile_map, solve
 from gridflow.cones import active_set
 from gridflow.proximal import check_tau
 
@@ -41,3 +41,14 @@ def test_fit_refuses_rows_that_leave_none_to_hold_out_before_training(
     assert f"{rows} rows in d = {dim} leave none to hold out" in line
     assert f"give at least {dim + 2} rows" in line
     assert not (tmp_path / "map.npz").exists()
+
+
+@pytest.mark.parametrize(
+    "target",
+    [LogConcaveTarget.standard_gaussian(2), Gaussian([0.0, 0.0], np.diag([4.0, 1.0])),
+     LogConcaveTarget.logcosh(2)],
+)  # fmt: skip
+def test_the_quantile_map_refuses_a_target_of_another_dimension(target):
+    """A 2D target gave the monotone map onto its first marginal, without a word."""
+    with pytest.raises(ValueError, match=r"quantile_map needs a one-dimensional target, got .* 2"):
+        quantile_map(examples.mixture_1d(), target, np.zeros((3, 1)))

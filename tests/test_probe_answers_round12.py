@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 import neural.__main__ as neural_cli
-from gridflow import Gaussian, LogConcaveTarget, examples, quantile_map, solve
+from gridflow import Gaussian, Grid, LogConcaveTarget, examples, quantile_map, solve
 from gridflow.cones import active_set
+from gridflow.memory import InsufficientMemoryError
 from gridflow.proximal import check_tau
+from neural import ICNN
 
 
 @pytest.mark.parametrize("value", [np.float64(0.5), np.float32(0.5), np.array(0.5), np.array(1)])
@@ -52,3 +54,20 @@ def test_the_quantile_map_refuses_a_target_of_another_dimension(target):
     """A 2D target gave the monotone map onto its first marginal, without a word."""
     with pytest.raises(ValueError, match=r"quantile_map needs a one-dimensional target, got .* 2"):
         quantile_map(examples.mixture_1d(), target, np.zeros((3, 1)))
+
+
+@pytest.mark.parametrize(
+    "nodes",
+    [lambda: Grid([0.0] * 3, [1.0] * 3, [100_000] * 3).nodes,
+     lambda: Grid([0.0] * 2, [1.0] * 2, [9, 9]).refined(10**6).nodes],
+)  # fmt: skip
+def test_grid_nodes_that_cannot_fit_in_memory_are_refused_with_the_estimate(nodes):
+    """numpy's MemoryError came out of np.meshgrid, after the grid was accepted."""
+    with pytest.raises(InsufficientMemoryError, match=r"the nodes of a grid of .* choose fewer"):
+        nodes()
+
+
+@pytest.mark.parametrize("hidden", [(10**9,), (100_000, 100_000)])
+def test_an_icnn_that_cannot_fit_in_memory_is_refused_with_the_estimate(hidden):
+    with pytest.raises(InsufficientMemoryError, match=r"an ICNN of hidden widths .* smaller"):
+        ICNN(2, hidden, np.random.default_rng(0))

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 import neural.__main__ as neural_cli
-from gridflow import Gaussian, Grid, LogConcaveTarget, examples, quantile_map, solve
+from gridflow import (
+    Gaussian,
+    GaussianMixture,
+    Grid,
+    LogConcaveTarget,
+    examples,
+    quantile_map,
+    solve,
+)
 from gridflow.cones import active_set
 from gridflow.memory import InsufficientMemoryError
 from gridflow.proximal import check_tau
@@ -71,3 +79,9 @@ def test_grid_nodes_that_cannot_fit_in_memory_are_refused_with_the_estimate(node
 def test_an_icnn_that_cannot_fit_in_memory_is_refused_with_the_estimate(hidden):
     with pytest.raises(InsufficientMemoryError, match=r"an ICNN of hidden widths .* smaller"):
         ICNN(2, hidden, np.random.default_rng(0))
+
+
+def test_weights_that_do_not_sum_to_one_are_reported_as_a_number():
+    """The message read "got np.float64(4.0)"."""
+    with pytest.raises(ValueError, match=r"weights must sum to 1, got 4; pass weights / weights"):
+        GaussianMixture([[0.0], [2.0]], [[[1.0]], [[1.0]]], [1.0, 3.0])

@@ -205,7 +205,7 @@ def _mixture_weights(weights, count: int) -> np.ndarray:
     if np.any(weights < 0.0) or not total > 0.0:
         raise ValueError(f"weights must be >= 0 and not all 0, got {weights.tolist()}")
     if not np.isclose(total, 1.0, rtol=0.0, atol=_WEIGHTS_ATOL):
-        raise ValueError(f"weights must sum to 1, got {total!r}; pass weights / weights.sum()")
+        raise ValueError(f"weights must sum to 1, got {total:.6g}; pass weights / weights.sum()")
     return weights / total
 
 

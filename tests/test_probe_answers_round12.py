@@ -12,6 +12,7 @@ from gridflow import (
     Grid,
     LogConcaveTarget,
     examples,
+    minimize,
     quantile_map,
     solve,
 )
@@ -85,3 +86,13 @@ def test_weights_that_do_not_sum_to_one_are_reported_as_a_number():
     """The message read "got np.float64(4.0)"."""
     with pytest.raises(ValueError, match=r"weights must sum to 1, got 4; pass weights / weights"):
         GaussianMixture([[0.0], [2.0]], [[[1.0]], [[1.0]]], [1.0, 3.0])
+
+
+def test_minimize_refuses_a_coarser_map_of_a_finer_grid():
+    """The map of a 17² grid as the start of a 9² grid failed later, as a SolverError that
+    advised a larger density floor."""
+    finer = minimize(examples.problem_2d(17))
+    with pytest.raises(ValueError, match=r"at most the problem's nodes per axis \(9, 9\), got"):
+        minimize(examples.problem_2d(9), coarser=finer)
+    same = minimize(examples.problem_2d(17), coarser=finer)
+    assert same.energy == pytest.approx(finer.energy, abs=1e-12)

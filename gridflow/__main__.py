@@ -20,7 +20,15 @@ import sys
 
 from gridflow._compile_notice import silence as silence_compile_notice
 from gridflow.checks import open_unit_interval, output_file, positive_float
-from gridflow.cli import OutputFile, argument_type, exit_with, fail, number, run_interruptible
+from gridflow.cli import (
+    OutputFile,
+    argument_type,
+    exit_with,
+    fail,
+    number,
+    one_line_warnings,
+    run_interruptible,
+)
 from gridflow.groundtruth import (
     DEFAULT_BOX,
     MAP_SUFFIX,
@@ -206,4 +214,5 @@ def _build(main_parser, args, problems, out: OutputFile, refusals: list[str]) ->
 
 
 if __name__ == "__main__":
+    one_line_warnings("python -m gridflow")
     exit_with(main())

@@ -62,6 +62,7 @@ from gridflow.cli import (
     integer,
     named_folder,
     number,
+    one_line_warnings,
     report_folder,
     run_interruptible,
     widths,
@@ -572,4 +573,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    one_line_warnings("python -m neural")
     exit_with(main())

@@ -2,6 +2,9 @@
 traceback, unclear message or hang it found, now answered, refused by name or warned about;
 the commands' refusals are one `error:` line with exit status 2."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -96,3 +99,18 @@ def test_minimize_refuses_a_coarser_map_of_a_finer_grid():
         minimize(examples.problem_2d(9), coarser=finer)
     same = minimize(examples.problem_2d(17), coarser=finer)
     assert same.energy == pytest.approx(finer.energy, abs=1e-12)
+
+
+def test_a_command_s_warning_is_one_line(tmp_path):
+    """The warning of fit on few rows came with the file and source line that warned."""
+    np.save(tmp_path / "ten.npy", np.random.default_rng(0).standard_normal((10, 2)))
+    argv = [sys.executable, "-m", "neural", "fit", "--data", str(tmp_path / "ten.npy"),
+            "--steps", "2", "--hidden", "4", "--no-progress",
+            "--out", str(tmp_path / "m.npz")]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=True)
+    lines = [line for line in done.stderr.splitlines() if "compiling numba" not in line]
+    assert lines == [
+        "python -m neural: warning: the map is chosen on 2 held-out rows (fewer than 10 per "
+        "dimension): its held-out NLL cannot tell the steps apart; give more rows (or a larger "
+        "held_out share)"
+    ]

@@ -255,7 +255,20 @@ def _load_table(path: pathlib.Path) -> np.ndarray:
     except UserWarning:
         raise ValueError(f"data file {str(path)!r} holds no rows") from None
     except (OSError, ValueError) as error:
-        raise ValueError(f"data file {str(path)!r} is not a table of numbers: {error}") from None
+        raise ValueError(
+            f"data file {str(path)!r} is not a table of numbers: {error}{_table_hint(error)}"
+        ) from None
+
+
+def _table_hint(error: Exception) -> str:
+    """What to change in a text table that numpy could not read: a header line, or columns
+    separated by semicolons."""
+    text = str(error)
+    if ";" in text:
+        return " (separate the columns of a .csv by commas, a .txt by spaces)"
+    if "at row 0," in text:
+        return " (start a header line with #: such lines are comments)"
+    return ""
 
 
 def as_source(source, dim: int):

@@ -10,6 +10,7 @@ import pytest
 
 import neural.__main__ as neural_cli
 from gridflow import (
+    EmpiricalSource,
     Gaussian,
     GaussianMixture,
     Grid,
@@ -23,6 +24,7 @@ from gridflow.cones import active_set
 from gridflow.memory import InsufficientMemoryError
 from gridflow.proximal import check_tau
 from neural import ICNN
+from neural.model.fitting import FewRowsWarning, FitSettings, fit
 
 
 @pytest.mark.parametrize("value", [np.float64(0.5), np.float32(0.5), np.array(0.5), np.array(1)])
@@ -103,14 +105,33 @@ def test_minimize_refuses_a_coarser_map_of_a_finer_grid():
 
 def test_a_command_s_warning_is_one_line(tmp_path):
     """The warning of fit on few rows came with the file and source line that warned."""
-    np.save(tmp_path / "ten.npy", np.random.default_rng(0).standard_normal((10, 2)))
-    argv = [sys.executable, "-m", "neural", "fit", "--data", str(tmp_path / "ten.npy"),
+    np.save(tmp_path / "rows.npy", np.random.default_rng(0).standard_normal((60, 2)))
+    argv = [sys.executable, "-m", "neural", "fit", "--data", str(tmp_path / "rows.npy"),
             "--steps", "2", "--hidden", "4", "--no-progress",
             "--out", str(tmp_path / "m.npz")]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=True)
     lines = [line for line in done.stderr.splitlines() if "compiling numba" not in line]
     assert lines == [
-        "python -m neural: warning: the map is chosen on 2 held-out rows (fewer than 10 per "
+        "python -m neural: warning: the map is chosen on 9 held-out rows (fewer than 10 per "
         "dimension): its held-out NLL cannot tell the steps apart; give more rows (or a larger "
         "held_out share)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "hint"),
+    [("header.csv", "x,y\n1,2\n3,4\n5,6\n", "start a header line with #"),
+     ("semicolons.csv", "1;2\n3;4\n5;6\n", "separate the columns of a .csv by commas")],
+)  # fmt: skip
+def test_a_data_file_numpy_cannot_read_says_what_to_change(name, text, hint, tmp_path):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ValueError, match=f"is not a table of numbers: .*{hint}"):
+        EmpiricalSource.from_file(tmp_path / name)
+
+
+def test_fit_warns_when_too_few_rows_are_left_for_training():
+    """--held-out 0.999 trained the map on 3 of 400 rows without a word."""
+    data = np.random.default_rng(1).standard_normal((400, 2))
+    settings = FitSettings(hidden=(4,), anchors=4, steps=2, evaluate_every=1, held_out=0.999)
+    with pytest.warns(FewRowsWarning, match="the map is trained on 3 rows .* 397 being held"):
+        fit(data, settings=settings, rng=np.random.default_rng(0))

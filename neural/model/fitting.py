@@ -44,7 +44,8 @@ __all__ = ["FitResult", "FitSettings", "fit"]
 
 
 MIN_HELD_OUT_ROWS_PER_DIM = 10
-"""Fewer held-out rows than this many per dimension make `fit` warn (``FewRowsWarning``)."""
+"""Fewer held-out or training rows than this many per dimension make `fit` warn
+(``FewRowsWarning``)."""
 
 
 class FewRowsWarning(RuntimeWarning):
@@ -293,6 +294,15 @@ def fit(
             f"the map is chosen on {rows} held-out rows (fewer than "
             f"{MIN_HELD_OUT_ROWS_PER_DIM} per dimension): its held-out NLL cannot tell the "
             f"steps apart; give more rows (or a larger held_out share)",
+            FewRowsWarning,
+            stacklevel=2,
+        )
+    trained_on = train.samples.shape[0]
+    if trained_on < MIN_HELD_OUT_ROWS_PER_DIM * dim:
+        warnings.warn(
+            f"the map is trained on {trained_on} rows (fewer than {MIN_HELD_OUT_ROWS_PER_DIM} "
+            f"per dimension), {rows} being held out: give a smaller held_out share (or more "
+            "rows)",
             FewRowsWarning,
             stacklevel=2,
         )

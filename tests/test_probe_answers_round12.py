@@ -18,6 +18,7 @@ from gridflow import (
     examples,
     minimize,
     quantile_map,
+    rates,
     solve,
 )
 from gridflow.cones import active_set
@@ -135,3 +136,16 @@ def test_fit_warns_when_too_few_rows_are_left_for_training():
     settings = FitSettings(hidden=(4,), anchors=4, steps=2, evaluate_every=1, held_out=0.999)
     with pytest.warns(FewRowsWarning, match="the map is trained on 3 rows .* 397 being held"):
         fit(data, settings=settings, rng=np.random.default_rng(0))
+
+
+def test_a_rate_is_fitted_at_any_time_scale():
+    """Times of 1e-300 made lstsq's SVD fail (LinAlgError) in the flow check's rate fit."""
+    times = 1e-300 * np.arange(6)
+    fit = rates.fit_log_linear(times, np.exp(-2e300 * times), (np.inf, 1e-300), relative=False)
+    assert fit.rate == pytest.approx(2e300, rel=1e-12)
+
+
+def test_the_flow_check_refuses_a_step_too_small_to_move_the_flow(exit_status_and_error):
+    argv = ["flowcheck", "--tau", "1e-300", "--size", "tiny", "--cases", "gaussian2d"]
+    status, line = exit_status_and_error(neural_cli.main, argv)
+    assert status == 2 and "--tau must be at least 1e-06, got 1e-300" in line

@@ -205,11 +205,19 @@ def case_from_file(path, *, nodes: int = 65, density_floor: float = 1e-5) -> Cas
 
 MAX_TAU = 1e6
 """The largest step of the check (``flow_check``)."""
+MIN_TAU = 1e-6
+"""The smallest step of the check: below it the KL moves less than its Monte Carlo error."""
 
 
 def check_tau(tau, name: str = "tau") -> float:
-    """τ as a float in (0, MAX_TAU], else ValueError (TypeError if not a number)."""
+    """τ as a float in [MIN_TAU, MAX_TAU], else ValueError (TypeError if not a number)."""
     tau = positive_float(tau, name)
+    if tau < MIN_TAU:
+        raise ValueError(
+            f"{name} must be at least {MIN_TAU:g}, got {tau:g}: a step that small leaves the "
+            "flow where it starts (it contracts by e^(-2λτ) per step), and the check would "
+            "fit a rate to Monte Carlo noise"
+        )
     if tau > MAX_TAU:
         raise ValueError(
             f"{name} must be at most {MAX_TAU:g}, got {tau:g}: one implicit step of "

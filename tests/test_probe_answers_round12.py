@@ -19,13 +19,16 @@ from gridflow import (
     minimize,
     quantile_map,
     rates,
+    save_map,
     solve,
 )
 from gridflow.cones import active_set
+from gridflow.groundtruth import build_ground_truth
 from gridflow.memory import InsufficientMemoryError
 from gridflow.proximal import check_tau
-from neural import ICNN
+from neural import ICNN, load
 from neural.model.fitting import FewRowsWarning, FitSettings, fit
+from neural.studies.evaluation import evaluate_map, format_evaluation
 
 
 @pytest.mark.parametrize("value", [np.float64(0.5), np.float32(0.5), np.array(0.5), np.array(1)])
@@ -149,3 +152,49 @@ def test_the_flow_check_refuses_a_step_too_small_to_move_the_flow(exit_status_an
     argv = ["flowcheck", "--tau", "1e-300", "--size", "tiny", "--cases", "gaussian2d"]
     status, line = exit_status_and_error(neural_cli.main, argv)
     assert status == 2 and "--tau must be at least 1e-06, got 1e-300" in line
+
+
+@pytest.fixture(scope="module")
+def truth_and_map(tmp_path_factory):
+    """A 2D ground truth (N(0, Σ) → N(0, I) on 33² nodes) and a map fitted in a few steps."""
+    folder = tmp_path_factory.mktemp("evaluation")
+    fine, metadata = build_ground_truth("gaussian", "standard", 33, 6.0, 1e-6, progress=False)
+    save_map(folder / "truth.npz", fine, metadata)
+    data = np.random.default_rng(0).standard_normal((400, 2))
+    settings = FitSettings(hidden=(4,), anchors=4, steps=2, evaluate_every=1)
+    model = fit(data, settings=settings, rng=np.random.default_rng(0)).map
+    model.save(folder / "map.npz")
+    return folder
+
+
+@pytest.mark.parametrize("n_eval", ["2", "49"])
+def test_evaluate_refuses_an_n_eval_too_small_for_its_error_bars(
+    n_eval, truth_and_map, exit_status_and_error
+):
+    """--n-eval 2 printed a KL '± 0.1' and a UVP from two samples."""
+    argv = ["evaluate", str(truth_and_map / "map.npz"), "--ground-truth",
+            str(truth_and_map / "truth.npz"), "--n-eval", n_eval]  # fmt: skip
+    status, line = exit_status_and_error(neural_cli.main, argv)
+    assert status == 2 and f"--n-eval must be an integer >= 50, got {n_eval}" in line
+
+
+def test_an_evaluation_too_large_for_memory_is_refused_before_sampling(
+    truth_and_map, exit_status_and_error
+):
+    """--n-eval 10000000000 ended in numpy's MemoryError traceback."""
+    argv = ["evaluate", str(truth_and_map / "map.npz"), "--ground-truth",
+            str(truth_and_map / "truth.npz"), "--n-eval", "10000000000"]  # fmt: skip
+    status, line = exit_status_and_error(neural_cli.main, argv)
+    assert status == 2
+    assert "an evaluation on n_eval = 10000000000 samples in d = 2 needs about" in line
+
+
+def test_the_likelihood_of_few_data_rows_says_its_error_bar_is_rough(truth_and_map):
+    model = load(truth_and_map / "map.npz")
+    rows = np.random.default_rng(3).standard_normal((10, 2))
+    text = format_evaluation(evaluate_map(model, data=rows, rng=np.random.default_rng(0)))
+    assert "(10 rows)" in text
+    assert "(from fewer than 50 rows the error bar is itself uncertain by about 22%)" in text
+    many = np.random.default_rng(3).standard_normal((60, 2))
+    text = format_evaluation(evaluate_map(model, data=many, rng=np.random.default_rng(0)))
+    assert "(60 rows)" in text and "uncertain" not in text

@@ -31,7 +31,7 @@ from gridflow.checks import (
     summable,
 )
 from gridflow.grid import Grid
-from gridflow.measures import LogConcaveTarget, as_source, as_target
+from gridflow.measures import LogConcaveTarget, as_source, as_target, check_monotone_gradient
 from gridflow.memory import check_memory
 
 DEFAULT_MAX_CUT_MASS = 1e-6
@@ -175,6 +175,8 @@ class Problem:
                 f"source mass (max_cut_mass = {self.max_cut_mass:.3g}): enlarge the box{checked}"
             )
         points = operators.map_points(self.grid)
+        if self.target.lam and not self.target.built_in:  # a V without lam may be semi-convex
+            check_monotone_gradient(self.target.grad_V, points, self.target.name, self.target.lam)
         hessian_points = operators.hessian_points(self.grid)
         density, hessian_density = summable(source.density(points), source.density(hessian_points))
         floor = self.density_floor * max(density.max(), hessian_density.max())

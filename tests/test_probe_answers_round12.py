@@ -15,6 +15,7 @@ from gridflow import (
     GaussianMixture,
     Grid,
     LogConcaveTarget,
+    Problem,
     examples,
     minimize,
     quantile_map,
@@ -26,7 +27,7 @@ from gridflow.cones import active_set
 from gridflow.groundtruth import build_ground_truth
 from gridflow.memory import InsufficientMemoryError
 from gridflow.proximal import check_tau
-from neural import ICNN, load
+from neural import ICNN, load, make_method, run_method
 from neural.model.fitting import FewRowsWarning, FitSettings, fit
 from neural.studies.evaluation import evaluate_map, format_evaluation
 
@@ -198,3 +199,20 @@ def test_the_likelihood_of_few_data_rows_says_its_error_bar_is_rough(truth_and_m
     many = np.random.default_rng(3).standard_normal((60, 2))
     text = format_evaluation(evaluate_map(model, data=many, rng=np.random.default_rng(0)))
     assert "(60 rows)" in text and "uncertain" not in text
+
+
+def _quadratic_target(grad_V, lam=None, dim=1):
+    return LogConcaveTarget(lambda y: 0.5 * np.sum(y**2, axis=1), grad_V, lam=lam, dim=dim)
+
+
+def test_a_target_that_claims_more_convexity_than_its_v_has_is_refused():
+    """lam = 5 for V = |y|²/2 was taken, and every rate was compared with 2λ = 10."""
+    grid = Grid([-6.0], [6.0], [17])
+    with pytest.raises(ValueError, match=r"lam = 5 exceeds the convexity of V: .* = 1 \|x - y\|"):
+        Problem(grid, examples.mixture_1d(), _quadratic_target(lambda y: y, lam=5.0))
+    assert Problem(grid, examples.mixture_1d(), _quadratic_target(lambda y: y, lam=1.0))
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="lam = 5 exceeds the convexity of V"):
+        network = ICNN(2, (8, 8), rng, quadratic=True)
+        target = _quadratic_target(lambda y: y, 5.0, 2)
+        run_method(make_method("adam", steps=1), network, examples.paper_mixture(), target, rng)

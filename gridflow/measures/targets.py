@@ -160,15 +160,18 @@ MONOTONE_CHECK_POINTS = 2000
 """The most points whose pairs `check_monotone_gradient` checks (2 million pairs, ~0.1 s)."""
 
 
-def check_monotone_gradient(grad_V, points, name: str = "target") -> None:
-    """Refuse a ∇V that is visibly not monotone on ``points`` (V not convex, §1.3).
+def check_monotone_gradient(grad_V, points, name: str = "target", lam=None) -> None:
+    """Refuse a ∇V that is visibly not monotone on ``points`` (V not convex, §1.3), or not
+    ``lam``-strongly monotone when the target states its convexity modulus ``lam``.
 
-    For convex V, ⟨∇V(x) − ∇V(y), x − y⟩ ≥ 0 for all x, y. Checked on every pair of the
-    points (n, d), or of MONOTONE_CHECK_POINTS of them evenly spaced in the array when there
-    are more (the pairs cost n²: 11 s for a batch of 20 000); a pair below
-    −MONOTONE_TOLERANCE ‖∇V(x) − ∇V(y)‖ ‖x − y‖ (beyond rounding) raises ValueError naming
-    the pair. Gradients of the wrong shape or non-finite are left to the callers' own checks.
+    For λ-convex V, ⟨∇V(x) − ∇V(y), x − y⟩ ≥ λ ‖x − y‖² for all x, y. Checked on every pair
+    of the points (n, d), or of MONOTONE_CHECK_POINTS of them evenly spaced in the array when
+    there are more (the pairs cost n²: 11 s for a batch of 20 000); a pair below it by more
+    than MONOTONE_TOLERANCE (‖∇V(x) − ∇V(y)‖ ‖x − y‖ + λ ‖x − y‖²) (beyond rounding) raises
+    ValueError naming the pair. Gradients of the wrong shape or non-finite are left to the
+    callers' own checks.
     """
+    lam = 0.0 if lam is None else float(lam)
     points = np.asarray(points, dtype=np.float64)
     if len(points) > MONOTONE_CHECK_POINTS:
         points = points[np.linspace(0, len(points) - 1, MONOTONE_CHECK_POINTS).astype(int)]
@@ -179,8 +182,18 @@ def check_monotone_gradient(grad_V, points, name: str = "target") -> None:
         dx = points[i + 1 :] - points[i]
         dg = gradients[i + 1 :] - gradients[i]
         inner = np.einsum("jk,jk->j", dg, dx)
-        scale = np.linalg.norm(dg, axis=1) * np.linalg.norm(dx, axis=1)
+        squared = np.einsum("jk,jk->j", dx, dx)
+        scale = np.linalg.norm(dg, axis=1) * np.sqrt(squared)
         bad = np.flatnonzero(inner < -MONOTONE_TOLERANCE * scale)
+        weak = np.flatnonzero(inner < lam * squared - MONOTONE_TOLERANCE * (scale + lam * squared))
+        if weak.size and not bad.size:
+            j = i + 1 + weak[0]
+            raise ValueError(
+                f"the {name}'s lam = {lam:g} exceeds the convexity of V: <grad_V(x) - "
+                f"grad_V(y), x - y> = {inner[weak[0]] / squared[weak[0]]:.3g} |x - y|^2 at x = "
+                f"{np.round(points[i], 3).tolist()}, y = {np.round(points[j], 3).tolist()}; "
+                "pass a lam with ∇²V ⪰ lam I everywhere (or None when it is unknown)"
+            )
         if bad.size:
             j = i + 1 + bad[0]
             raise ValueError(

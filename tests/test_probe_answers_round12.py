@@ -17,6 +17,7 @@ from gridflow import (
     LogConcaveTarget,
     Problem,
     examples,
+    gaussian,
     minimize,
     quantile_map,
     rates,
@@ -216,3 +217,11 @@ def test_a_target_that_claims_more_convexity_than_its_v_has_is_refused():
         network = ICNN(2, (8, 8), rng, quadratic=True)
         target = _quadratic_target(lambda y: y, 5.0, 2)
         run_method(make_method("adam", steps=1), network, examples.paper_mixture(), target, rng)
+
+
+@pytest.mark.parametrize("method", ["Euler", "rk45", None])
+def test_the_gaussian_flow_names_the_integrators_it_takes(method):
+    """scipy's message listed a dict of its integrator classes."""
+    g0, g1 = Gaussian([1.0], [[0.5]]), Gaussian([0.0], [[1.0]])
+    with pytest.raises(ValueError, match=r"method must be one of RK23, RK45, DOP853, Radau, BDF, "):
+        gaussian.constrained_flow(g0, g1, [0.0, 1.0], method=method)

@@ -136,8 +136,9 @@ def _methods(text: str) -> tuple[str, ...]:
     names = tuple(name.strip() for name in text.split(",") if name.strip())
     unknown = [name for name in names if name not in METHODS]
     if unknown or not names:
+        what = f"unknown method(s) {unknown}" if unknown else f"no method in {text!r}"
         raise argparse.ArgumentTypeError(
-            f"unknown method(s) {unknown}; choose from {', '.join(METHODS)} (comma separated)"
+            f"{what}; choose from {', '.join(METHODS)} (comma separated)"
         )
     return names
 

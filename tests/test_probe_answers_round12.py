@@ -225,3 +225,10 @@ def test_the_gaussian_flow_names_the_integrators_it_takes(method):
     g0, g1 = Gaussian([1.0], [[0.5]]), Gaussian([0.0], [[1.0]])
     with pytest.raises(ValueError, match=r"method must be one of RK23, RK45, DOP853, Radau, BDF, "):
         gaussian.constrained_flow(g0, g1, [0.0, 1.0], method=method)
+
+
+@pytest.mark.parametrize("command", ["benchmark", "dimensions"])
+def test_an_empty_list_of_methods_is_named_as_such(command, exit_status_and_error):
+    """The message read "unknown method(s) []"."""
+    status, line = exit_status_and_error(neural_cli.main, [command, "--methods", " ,"])
+    assert status == 2 and "--methods: no method in ' ,'; choose from implicit, explicit" in line

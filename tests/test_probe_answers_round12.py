@@ -232,3 +232,17 @@ def test_an_empty_list_of_methods_is_named_as_such(command, exit_status_and_erro
     """The message read "unknown method(s) []"."""
     status, line = exit_status_and_error(neural_cli.main, [command, "--methods", " ,"])
     assert status == 2 and "--methods: no method in ' ,'; choose from implicit, explicit" in line
+
+
+@pytest.mark.parametrize(
+    ("grad_V", "given"),
+    [(lambda y: 2 * y, "[0.9652, -1.0141]"), (lambda y: -y, "[-0.4826, 0.5071]")],
+)
+def test_a_grad_v_that_is_not_the_gradient_of_v_is_refused_when_the_target_is_built(grad_V, given):
+    """grad_V = 2y for V = |y|²/2 made minimize fail with "line search failed"."""
+    with pytest.raises(
+        ValueError, match=r"grad_V is not the gradient of V: at y = \[0\.483, -0\.507\]"
+    ) as caught:
+        _quadratic_target(grad_V, dim=2)
+    assert f"grad_V(y) = {given}, the differences of V give [0.4826, -0.5071]" in str(caught.value)
+    assert _quadratic_target(lambda y: y, dim=2).dim == 2

@@ -139,6 +139,50 @@ def check_growth(V, dim: int) -> None:
         )
 
 
+GRADIENT_CHECK_POINTS = 8
+"""Points (at radius 0.7, fixed seed GROWTH_SEED) where `check_gradient_of_V` compares
+grad_V with central differences of V."""
+GRADIENT_TOLERANCE = 1e-2
+"""A relative difference above this between grad_V and the differences of V is no rounding."""
+
+
+def check_gradient_of_V(V, grad_V, dim: int, name: str = "target") -> None:
+    """Refuse a grad_V that is visibly not the gradient of V (a factor or a sign off).
+
+    Compared, at GRADIENT_CHECK_POINTS points of norm 0.7 (away from a kink at 0), with the
+    central differences of V of step 1e-4 along every axis; a gradient of the wrong shape
+    or not finite, or a V not finite there, is left to the callers' own checks.
+    """
+    directions = np.random.default_rng(GROWTH_SEED).standard_normal((GRADIENT_CHECK_POINTS, dim))
+    points = 0.7 * directions / np.linalg.norm(directions, axis=1, keepdims=True)
+    with np.errstate(all="ignore"):
+        gradients = np.asarray(grad_V(points), dtype=np.float64)
+        step = 1e-4
+        differences = np.stack(
+            [
+                (values_of_V(V, points + step * axis) - values_of_V(V, points - step * axis))
+                / (2 * step)
+                for axis in np.eye(dim)
+            ],
+            axis=1,
+        )
+    if gradients.shape != points.shape or not (
+        np.isfinite(gradients).all() and np.isfinite(differences).all()
+    ):
+        return
+    gap = np.abs(gradients - differences).max(axis=1)
+    size = np.abs(gradients).max(axis=1) + np.abs(differences).max(axis=1)
+    bad = np.flatnonzero(gap > GRADIENT_TOLERANCE * size + 1e-8)
+    if bad.size:
+        k = bad[0]
+        raise ValueError(
+            f"the {name}'s grad_V is not the gradient of V: at y = "
+            f"{np.round(points[k], 3).tolist()} grad_V(y) = {np.round(gradients[k], 4).tolist()}"
+            f", the differences of V give {np.round(differences[k], 4).tolist()}; check the "
+            "factor and the sign of grad_V (γ ∝ exp(-V), grad_V = ∇V)"
+        )
+
+
 def values_of_V(V, points: np.ndarray) -> np.ndarray:
     """V at points (n, d) as a float64 array of shape exactly (n,): a column (n, 1) is refused
     (it broadcasts against (n,) silently, and fails later with numpy's messages)."""
@@ -296,6 +340,8 @@ class LogConcaveTarget:
         if self.spec is not None and not (isinstance(self.spec, dict) and "kind" in self.spec):
             raise TypeError(f"spec must be None or a dict with a 'kind', got {self.spec!r}")
         check_growth(self.V, self.dim)
+        if self.grad_V is not None:
+            check_gradient_of_V(self.V, self.grad_V, self.dim, self.name)
         if self.log_normalizer is None:
             if self.dim <= 2:
                 object.__setattr__(self, "log_normalizer", self._log_normalizer_by_quadrature())

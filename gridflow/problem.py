@@ -194,12 +194,16 @@ class Problem:
             )
         density = np.maximum(density, floor)
         hessian_density = np.maximum(hessian_density, floor)
-        normalizer = density.sum() * float(np.prod(self.grid.spacing))
+        normalizer = density.sum() * math.prod(self.grid.spacing)  # inf, not a warning
         self._set("points", points)
         self._set("weights", density / density.sum())
         self._set("hessian_points", hessian_points)
         self._set("hessian_weights", hessian_density / hessian_density.sum())
-        self._set("log_source", np.log(hessian_density / normalizer))
+        if 0.0 < normalizer < np.inf:
+            self._set("log_source", np.log(hessian_density / normalizer))
+        else:  # a box of 1e300: the cell volume overflows, its logarithm does not
+            log_normalizer = np.log(density.sum()) + np.log(self.grid.spacing).sum()
+            self._set("log_source", np.log(hessian_density) - log_normalizer)
         self._set("gradient_operator", operators.gradient_operator(self.grid))
         self._set("hessian_operator", operators.hessian_operator(self.grid))
         self._set("map_hessian_operator", operators.map_hessian_operator(self.grid))

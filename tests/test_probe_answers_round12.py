@@ -4,6 +4,7 @@ the commands' refusals are one `error:` line with exit status 2."""
 
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ from gridflow import (
 from gridflow.cones import active_set
 from gridflow.groundtruth import build_ground_truth
 from gridflow.memory import InsufficientMemoryError
+from gridflow.problem import FlooredSourceWarning
 from gridflow.proximal import check_tau
 from neural import ICNN, load, make_method, run_method
 from neural.model.fitting import FewRowsWarning, FitSettings, fit
@@ -246,3 +248,15 @@ def test_a_grad_v_that_is_not_the_gradient_of_v_is_refused_when_the_target_is_bu
         _quadratic_target(grad_V, dim=2)
     assert f"grad_V(y) = {given}, the differences of V give [0.4826, -0.5071]" in str(caught.value)
     assert _quadratic_target(lambda y: y, dim=2).dim == 2
+
+
+def test_a_box_of_1e300_gives_a_finite_log_density_and_no_overflow_warnings():
+    """--box 1e300 printed three numpy overflow warnings before its refusal, and the problem's
+    log-density was -inf (the cell volume overflowed)."""
+    grid = Grid([-1e300] * 2, [1e300] * 2, [9, 9])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.simplefilter("ignore", FlooredSourceWarning)
+        target = LogConcaveTarget.standard_gaussian(2)
+        problem = Problem(grid, examples.gaussian_source_2d(), target)
+    assert np.all(np.isfinite(problem.log_source))

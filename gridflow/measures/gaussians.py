@@ -152,7 +152,8 @@ class Gaussian:
     def density(self, x) -> np.ndarray:
         """N(x; mean, cov) at points x (n, d) -> (n,) (scipy's multivariate normal)."""
         x = as_points(x, "x", self.dim)
-        return stats.multivariate_normal(self.mean, self.cov).pdf(x).reshape(-1)
+        with np.errstate(over="ignore"):  # far points: their squared distance is inf, pdf 0
+            return stats.multivariate_normal(self.mean, self.cov).pdf(x).reshape(-1)
 
     def score(self, x) -> np.ndarray:
         """∇ log density = −cov⁻¹ (x − mean) at points x (n, d) -> (n, d)."""

@@ -260,3 +260,14 @@ def test_a_box_of_1e300_gives_a_finite_log_density_and_no_overflow_warnings():
         target = LogConcaveTarget.standard_gaussian(2)
         problem = Problem(grid, examples.gaussian_source_2d(), target)
     assert np.all(np.isfinite(problem.log_source))
+
+
+@pytest.mark.parametrize("variance", [1e-200, 1e-30, 1e-17, 1e-16, 1e200])
+def test_the_gaussian_kl_keeps_its_accuracy_for_far_variance_ratios(variance):
+    """KL(N(0, 1e-200) | N(0, 1)) was inf (log1p(ν - 1) with ν - 1 rounded to -1), and 1e-16
+    was off by 0.3 %."""
+    expected = 0.5 * (variance - 1.0 - np.log(variance))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value = gaussian.kl(Gaussian([0.0], [[variance]]), Gaussian([0.0], [[1.0]]))
+    assert value == pytest.approx(expected, rel=1e-12)

@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
+import gridflow.__main__ as gridflow_cli
 import neural.__main__ as neural_cli
 from gridflow import (
     EmpiricalSource,
@@ -26,6 +27,7 @@ from gridflow import (
     solve,
 )
 from gridflow.cones import active_set
+from gridflow.functionals import OutsideConeError
 from gridflow.groundtruth import build_ground_truth
 from gridflow.memory import InsufficientMemoryError
 from gridflow.problem import FlooredSourceWarning
@@ -271,3 +273,21 @@ def test_the_gaussian_kl_keeps_its_accuracy_for_far_variance_ratios(variance):
         warnings.simplefilter("error")
         value = gaussian.kl(Gaussian([0.0], [[variance]]), Gaussian([0.0], [[1.0]]))
     assert value == pytest.approx(expected, rel=1e-12)
+
+
+def test_groundtruth_ends_a_solve_that_leaves_the_cone_with_one_line(
+    tmp_path, monkeypatch, exit_status_and_error
+):
+    """--density-floor 1e-30 ended in an OutsideConeError traceback from Newton's method."""
+
+    def leaves_the_cone(*args, **kwargs):
+        raise OutsideConeError("the map is not strictly inside K_h: F_h is +inf there")
+
+    monkeypatch.setattr(gridflow_cli, "build_ground_truth", leaves_the_cone)
+    argv = ["groundtruth", "--quiet", "--source", "gaussian", "--nodes", "17",
+            "--density-floor", "1e-30", "--out", str(tmp_path / "map.npz")]  # fmt: skip
+    status, line = exit_status_and_error(gridflow_cli.main, argv)
+    assert status == 1
+    assert "the solve failed: the map is not strictly inside K_h" in line
+    assert "a larger --density-floor (default 1e-06) or more --nodes" in line
+    assert not (tmp_path / "map.npz").exists()

@@ -80,15 +80,20 @@ from neural.studies.errorbudget import (
     CAUSES,
     budget_figure,
     check_options,
+    check_run_lengths,
     error_budget,
     format_budget,
     make_problem,
 )
 from neural.studies.flowcheck import (
     CASES,
+    MAX_STEPS,
+    MAX_TAU,
     MIN_STEPS,
+    MIN_TAU,
     SETTINGS,
     case_from_file,
+    check_steps,
     check_tau,
     flow_check,
     flowcheck_figure,
@@ -105,6 +110,7 @@ from neural.studies.sweep import (
     format_table,
     run_benchmark,
 )
+from neural.studies.sweep.parallel import check_workers
 from neural.studies.sweep.store import RESULTS_FILE, read_results
 from neural.training import METHODS
 from neural.training.gradients import KL_REDUCTIONS
@@ -141,6 +147,11 @@ def _methods(text: str) -> tuple[str, ...]:
             f"{what}; choose from {', '.join(METHODS)} (comma separated)"
         )
     return names
+
+
+def _flow_steps(text, name: str) -> int:
+    """--steps of the flow check: an integer from MIN_STEPS to MAX_STEPS."""
+    return check_steps(integer(text, name, MIN_STEPS), name)
 
 
 def _count(name: str, minimum: int = 1):
@@ -266,11 +277,11 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     flow.add_argument(
         "--tau", type=argument_type(number(check_tau), "--tau"), default=0.25,
-        help="step τ of both schemes (default 0.25)",
+        help=f"step τ of both schemes, {MIN_TAU:g} to {MAX_TAU:g} (default 0.25)",
     )  # fmt: skip
     flow.add_argument(
-        "--steps", type=_count("steps", MIN_STEPS), default=10,
-        help="number of outer steps K (default %(default)s)",
+        "--steps", type=argument_type(_flow_steps, "--steps"), default=10,
+        help=f"number of outer steps K, {MIN_STEPS} to {MAX_STEPS} (default %(default)s)",
     )  # fmt: skip
     flow.add_argument(
         "--size", choices=tuple(SETTINGS), default="quick",
@@ -297,6 +308,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     budget.add_argument(
         "--widths", type=_widths, nargs="+", default=[(20, 20), (64, 64)],
+        action=DistinctValues,
         help="hidden widths of the ICNNs, one network per item (default 20,20 64,64)",
     )  # fmt: skip
     budget.add_argument(
@@ -304,7 +316,7 @@ def _parser() -> argparse.ArgumentParser:
         action=DistinctValues,
     )  # fmt: skip
     budget.add_argument(
-        "--inits", nargs="+", choices=list(INITS), default=["normal"],
+        "--inits", nargs="+", choices=list(INITS), default=["normal"], action=DistinctValues,
         help="θ0 schemes (neural.network.initialization; default normal)",
     )  # fmt: skip
     budget.add_argument(
@@ -313,6 +325,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     budget.add_argument(
         "--batches", type=_count("--batches", 2), nargs="+", default=[1000],
+        action=DistinctValues,
         help="batch sizes n of the KL runs (default 1000)",
     )  # fmt: skip
     budget.add_argument(
@@ -434,6 +447,7 @@ def _sweep(args, config, seeds) -> int:
 
 def _dimensions(args) -> int:
     try:
+        check_workers(args.workers, args.backend)
         check_dimension_memory(args.dims, args.hidden, args.n_eval, args.workers)
         out = None if args.out is None else OutputFile(args.out, "--out", args.overwrite)
     except ValueError as error:
@@ -508,6 +522,7 @@ def _errorbudget(args, parser) -> int:
     quadratic = {"with": (True,), "without": (False,), "both": (False, True)}[args.quadratic]
     try:
         check_options(args.causes, args.inits, quadratic)
+        check_run_lengths(args.steps, args.inner_steps)
         problems = [make_problem(name, args.ground_truth) for name in args.problems]
         folder = ReportFolder(args.out, "--out", ERRORBUDGET_FILES, args.overwrite)
         partial = OutputFile(

@@ -35,6 +35,7 @@ from gridflow.proximal import check_tau
 from neural import ICNN, load, make_method, run_method
 from neural.model.fitting import FewRowsWarning, FitSettings, fit
 from neural.studies.evaluation import evaluate_map, format_evaluation
+from neural.studies.flowcheck import flow_check
 
 
 @pytest.mark.parametrize("value", [np.float64(0.5), np.float32(0.5), np.array(0.5), np.array(1)])
@@ -291,3 +292,64 @@ def test_groundtruth_ends_a_solve_that_leaves_the_cone_with_one_line(
     assert "the solve failed: the map is not strictly inside K_h" in line
     assert "a larger --density-floor (default 1e-06) or more --nodes" in line
     assert not (tmp_path / "map.npz").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["benchmark", "--size", "tiny", "--seeds", "1000000000000", "--no-progress"],
+         "a sweep of 1,000,000,000,000 seeds needs about"),
+        (["benchmark", "--size", "tiny", "--seeds", "1", "--workers", "100000", "--no-progress"],
+         "a pool of 100000 worker processes needs about"),
+        (["dimensions", "--size", "tiny", "--dims", "1", "--workers", "100000"],
+         "a pool of 100000 worker processes needs about"),
+        (["errorbudget", "--problems", "gaussian2", "--steps", "1000000000000"],
+         "a run of 1,000,000,000,000 optimizer steps (its per-step records) needs about"),
+        (["errorbudget", "--problems", "gaussian2", "--inner-steps", "100000000000"],
+         "a run of 5,000,000,000,000 optimizer steps"),
+        (["fit", "--steps", "99999999999999999999"], "a run of 99,999,999,999,999,999,999 "),
+        (["fit", "--hidden", "1000000000"], "an ICNN of hidden widths (1000000000,) in d = 2"),
+    ],
+)  # fmt: skip
+def test_sizes_beyond_memory_are_refused_before_any_work(
+    argv, message, tmp_path, exit_status_and_error
+):
+    """--seeds 10^12 was killed for its memory, --workers 100000 started workers until the
+    machine stalled, --steps 10^12 ended in numpy's MemoryError after the first runs, and
+    fit's --steps 10^20 and --hidden 10^9 failed in the training with exit status 1."""
+    if argv[0] == "fit":
+        np.save(tmp_path / "data.npy", np.random.default_rng(0).standard_normal((100, 2)))
+        argv = [*argv, "--data", str(tmp_path / "data.npy"), "--no-progress"]
+    argv = [*argv, "--out", str(tmp_path / ("out.npz" if argv[0] == "fit" else "out"))]
+    if argv[0] == "dimensions":
+        argv = argv[:-2]
+    status, line = exit_status_and_error(neural_cli.main, argv)
+    assert status == 2 and message in line, line
+    assert not any(tmp_path.glob("out*"))
+
+
+def test_make_method_refuses_steps_whose_records_cannot_fit_in_memory():
+    with pytest.raises(ValueError, match=r"a run of 10,000,000,000,000 optimizer steps"):
+        make_method("adam", steps=10**13)
+    with pytest.raises(ValueError, match=r"a run of 10,000,000,000,000 optimizer steps"):
+        make_method("implicit", outer_steps=10**6, inner_steps=10**7)
+
+
+@pytest.mark.parametrize(
+    "option",
+    [["--inits", "normal", "normal"], ["--widths", "4,4", "4,4"], ["--batches", "100", "100"]],
+)
+def test_errorbudget_refuses_a_value_listed_twice(option, tmp_path, exit_status_and_error):
+    """--inits normal normal measured every run twice."""
+    argv = ["errorbudget", "--problems", "gaussian2", *option, "--out", str(tmp_path / "eb")]
+    status, line = exit_status_and_error(neural_cli.main, argv)
+    assert status == 2 and f"argument {option[0]}:" in line and "is listed more than once" in line
+
+
+def test_the_flow_check_refuses_more_steps_than_it_can_take(exit_status_and_error):
+    """--steps 100000000 ran for hours."""
+    status, line = exit_status_and_error(neural_cli.main, ["flowcheck", "--steps", "100000000"])
+    assert status == 2
+    assert "--steps must be at least 2 and at most 1000, got 100000000" in line
+    with pytest.raises(ValueError, match="steps must be at least 2 and at most 1000, got 1001"):
+        flow_check("gaussian2d", steps=1001, rng=np.random.default_rng(0))

@@ -39,6 +39,7 @@ from gridflow.measures import EmpiricalSource, Gaussian, LogConcaveTarget, as_ta
 from neural.model.network_map import NetworkMap
 from neural.network import ICNN
 from neural.training import make_method, run_method
+from neural.training.methods import check_step_record
 
 __all__ = ["FitResult", "FitSettings", "fit"]
 
@@ -106,6 +107,7 @@ class FitSettings:
             object.__setattr__(self, name, positive_int(getattr(self, name), name))
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be at least 2, got {self.batch_size}")
+        check_step_record(self.steps)
         object.__setattr__(
             self, "learning_rate", positive_float(self.learning_rate, "learning_rate")
         )

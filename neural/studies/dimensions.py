@@ -27,6 +27,7 @@ from neural.network.initialization import initial_network
 from neural.studies.sweep.config import method_configs
 from neural.studies.sweep.parallel import (
     check_backend,
+    check_workers,
     parallel_map,
     threads_per_worker,
     using_numba_threads,
@@ -186,8 +187,8 @@ def dimension_study(
     dims = [positive_int(d, "dims") for d in dims]
     configs = method_configs(size, methods)
     n_eval = check_eval_size(n_eval)
-    workers = positive_int(workers, "workers")
     backend = check_backend(backend)
+    workers = check_workers(workers, backend)
     numba_threads = threads_per_worker(workers)
     check_dimension_memory(dims, hidden, n_eval, workers)
     jobs = [

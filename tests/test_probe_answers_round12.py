@@ -18,6 +18,7 @@ from gridflow import (
     Grid,
     LogConcaveTarget,
     Problem,
+    SolverError,
     examples,
     gaussian,
     minimize,
@@ -353,3 +354,15 @@ def test_the_flow_check_refuses_more_steps_than_it_can_take(exit_status_and_erro
     assert "--steps must be at least 2 and at most 1000, got 100000000" in line
     with pytest.raises(ValueError, match="steps must be at least 2 and at most 1000, got 1001"):
         flow_check("gaussian2d", steps=1001, rng=np.random.default_rng(0))
+
+
+def test_a_target_that_is_not_log_concave_is_named_in_a_sentence():
+    """The message read "so the target log-concave target is not log-concave"."""
+    well = LogConcaveTarget(
+        lambda y: y[:, 0] ** 4 / 4 - y[:, 0] ** 2,
+        lambda y: y**3 - 2 * y,
+        dim=1,
+    )
+    problem = Problem(Grid([-6.0], [6.0], [101]), Gaussian([0.0], [[1.0]]), well)
+    with pytest.raises(SolverError, match=r"so the target \(log-concave target\) is not log-"):
+        minimize(problem)

@@ -125,14 +125,15 @@ OVERWRITE_HELP = (
 HELP_TEXTS = {
     "dimensions": {
         "--dims": "dimensions d of the Gaussian pairs (default 2 8 32)",
-        "--n-eval": "samples per side of the MMD (default 2000)",
+        "--n-eval": f"samples per side of the MMD, at least {MIN_EVAL_SAMPLES} (default 2000)",
     },
     "errorbudget": {
         "--problems": "'mixture' (the paper's; needs --ground-truth), 'file' (the problem "
         "that --ground-truth records) and/or gaussianD (the dimension study's pair; default "
         "mixture gaussian2 gaussian8 gaussian32)",
         "--causes": f"the causes to measure (default all: {' '.join(CAUSES)})",
-        "--n-eval": "samples of the evaluation: L² error, UVP, KL and MMD (default 20000)",
+        "--n-eval": "samples of the evaluation: L² error, UVP, KL and MMD, at least "
+        f"{MIN_EVAL_SAMPLES} (default 20000)",
     },
 }
 """Help of the options whose argument lines carry no help text of their own."""

@@ -222,7 +222,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--n-eval", type=_count("n-eval", MIN_EVAL_SAMPLES), default=None,
-        help="MMD samples per side",
+        help=f"MMD samples per side, at least {MIN_EVAL_SAMPLES}",
     )  # fmt: skip
     bench.add_argument("--no-progress", action="store_true")
 

@@ -133,7 +133,8 @@ def test_a_command_s_warning_is_one_line(tmp_path):
 @pytest.mark.parametrize(
     ("name", "text", "hint"),
     [("header.csv", "x,y\n1,2\n3,4\n5,6\n", "start a header line with #"),
-     ("semicolons.csv", "1;2\n3;4\n5;6\n", "separate the columns of a .csv by commas")],
+     ("semicolons.csv", "1;2\n3;4\n5;6\n", "separate the columns of a .csv by commas"),
+     ("commas.txt", "1,2\n3,4\n5,6\n", "separate the columns of a .csv by commas, of a .txt")],
 )  # fmt: skip
 def test_a_data_file_numpy_cannot_read_says_what_to_change(name, text, hint, tmp_path):
     (tmp_path / name).write_text(text)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import pathlib
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -256,17 +257,19 @@ def _load_table(path: pathlib.Path) -> np.ndarray:
         raise ValueError(f"data file {str(path)!r} holds no rows") from None
     except (OSError, ValueError) as error:
         raise ValueError(
-            f"data file {str(path)!r} is not a table of numbers: {error}{_table_hint(error)}"
+            f"data file {str(path)!r} is not a table of numbers: {error}"
+            f"{_table_hint(error, delimiter)}"
         ) from None
 
 
-def _table_hint(error: Exception) -> str:
-    """What to change in a text table that numpy could not read: a header line, or columns
-    separated by semicolons."""
-    text = str(error)
-    if ";" in text:
-        return " (separate the columns of a .csv by commas, a .txt by spaces)"
-    if "at row 0," in text:
+def _table_hint(error: Exception, delimiter: str | None) -> str:
+    """What to change in a text table that numpy could not read (with ``delimiter``: ','
+    for .csv, None for .txt): columns separated otherwise, or a header line."""
+    failed = re.search(r"could not convert string '([^']*)'", str(error))
+    cell = failed.group(1) if failed else ""
+    if ";" in cell or (delimiter is None and "," in cell):
+        return " (separate the columns of a .csv by commas, of a .txt by spaces)"
+    if failed and "at row 0," in str(error) and re.search(r"[A-Za-z_]", cell):
         return " (start a header line with #: such lines are comments)"
     return ""
 

@@ -15,6 +15,8 @@ import tempfile
 import numpy as np
 from numba import njit
 
+from gridflow.memory import check_memory
+
 _FLOAT64 = np.dtype(np.float64)
 
 
@@ -325,6 +327,23 @@ def positive_int(value, name: str) -> int:
     if value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value}")
     return int(value)
+
+
+SAMPLE_COPIES = 3
+"""Arrays of the size of the samples a draw holds at once (the normals, the result, labels)."""
+SMALL_DRAW_BYTES = 2**26
+"""Draws below this many bytes are not held against the memory (the training loops draw
+small batches at every step; reading the memory available costs more than the draw)."""
+
+
+def sample_count(n, dim: int, name: str = "n") -> int:
+    """``n`` as a positive int whose (n, dim) float64 samples can be drawn in the memory
+    available, else InsufficientMemoryError (a ValueError) with the estimate."""
+    n = positive_int(n, name)
+    size = SAMPLE_COPIES * 8 * n * dim
+    if size > SMALL_DRAW_BYTES:
+        check_memory(size, f"{n:,} samples in d = {dim}", f"draw fewer (a smaller {name})")
+    return n
 
 
 def require_generator(rng, name: str = "rng") -> np.random.Generator:

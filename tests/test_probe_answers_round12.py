@@ -34,6 +34,7 @@ from gridflow.memory import InsufficientMemoryError
 from gridflow.problem import FlooredSourceWarning
 from gridflow.proximal import check_tau
 from neural import ICNN, load, make_method, run_method
+from neural.mmd import energy_distance, energy_distance_to
 from neural.model.fitting import FewRowsWarning, FitSettings, fit
 from neural.studies.evaluation import evaluate_map, format_evaluation
 from neural.studies.flowcheck import flow_check
@@ -367,3 +368,25 @@ def test_a_target_that_is_not_log_concave_is_named_in_a_sentence():
     problem = Problem(Grid([-6.0], [6.0], [101]), Gaussian([0.0], [[1.0]]), well)
     with pytest.raises(SolverError, match=r"so the target \(log-concave target\) is not log-"):
         minimize(problem)
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [lambda rng: examples.paper_mixture().sample(rng, 10**12),
+     lambda rng: LogConcaveTarget.standard_gaussian(2).sample(rng, 10**12),
+     lambda rng: Gaussian([0.0], [[1.0]]).sample(rng, 10**12),
+     lambda rng: EmpiricalSource(rng.standard_normal((50, 2))).sample(rng, 10**12)],
+)  # fmt: skip
+def test_draws_that_cannot_fit_in_memory_are_refused_with_the_estimate(draw):
+    """sample(rng, 10**12) ended in numpy's MemoryError."""
+    with pytest.raises(InsufficientMemoryError, match=r"1,000,000,000,000 samples in d = \d"):
+        draw(np.random.default_rng(0))
+
+
+def test_an_energy_distance_that_would_take_hours_is_refused():
+    """Three million samples a side ran for hours (1.8e13 distances)."""
+    x = np.zeros((3_000_000, 2))
+    with pytest.raises(ValueError, match=r"of 3,000,000 and 3,000,000 samples takes 1\.8e\+13"):
+        energy_distance(x, x + 1.0)
+    with pytest.raises(ValueError, match="subsample both to a few thousand rows"):
+        energy_distance_to(x[:10])(x)

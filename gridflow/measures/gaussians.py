@@ -28,6 +28,7 @@ from gridflow.checks import (
     positive_int,
     readonly_copy,
     require_generator,
+    sample_count,
 )
 
 __all__ = ["Gaussian", "GaussianMixture"]
@@ -140,7 +141,7 @@ class Gaussian:
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """n samples (n, d): mean + L z with z an (n, d) block of standard normals from rng."""
         rng = require_generator(rng)
-        n = positive_int(n, "n")
+        n = sample_count(n, self.dim)
         return self.mean + rng.standard_normal((n, self.dim)) @ self._cholesky.T
 
     def log_density(self, x) -> np.ndarray:
@@ -285,7 +286,7 @@ class GaussianMixture:
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """n samples (n, d) (draw order in the module docstring)."""
         rng = require_generator(rng)
-        n = positive_int(n, "n")
+        n = sample_count(n, self.dim)
         # the draws of rng.choice(K, size=n, p=weights), without its per-call checks (5x)
         labels = self._cumulative_weights.searchsorted(rng.random(n), side="right")
         z = rng.standard_normal((n, self.dim))

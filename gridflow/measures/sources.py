@@ -25,6 +25,7 @@ from gridflow.checks import (
     open_unit_interval,
     positive_int,
     require_generator,
+    sample_count,
     summable,
 )
 
@@ -168,7 +169,7 @@ class EmpiricalSource:
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """n rows of ``samples`` drawn uniformly with replacement (n, d)."""
         rng = require_generator(rng)
-        n = positive_int(n, "n")
+        n = sample_count(n, self.dim)
         return self.samples[rng.integers(0, self.samples.shape[0], size=n)]
 
     def split(

@@ -342,7 +342,9 @@ def sample_count(n, dim: int, name: str = "n") -> int:
     n = positive_int(n, name)
     size = SAMPLE_COPIES * 8 * n * dim
     if size > SMALL_DRAW_BYTES:
-        check_memory(size, f"{n:,} samples in d = {dim}", f"draw fewer (a smaller {name})")
+        check_memory(
+            size, f"a draw of {n:,} samples in d = {dim}", f"draw fewer (a smaller {name})"
+        )
     return n
 
 

@@ -312,6 +312,10 @@ def test_groundtruth_ends_a_solve_that_leaves_the_cone_with_one_line(
          "a run of 5,000,000,000,000 optimizer steps"),
         (["fit", "--steps", "99999999999999999999"], "a run of 99,999,999,999,999,999,999 "),
         (["fit", "--hidden", "1000000000"], "an ICNN of hidden widths (1000000000,) in d = 2"),
+        (["errorbudget", "--problems", "gaussian2", "--n-eval", "100000000000"],
+         "a draw of 100,000,000,000 samples in d = 2 needs about"),
+        (["dimensions", "--dims", "1", "--n-eval", "100000000000"],
+         "or fewer samples than n_eval = 100,000,000,000"),
     ],
 )  # fmt: skip
 def test_sizes_beyond_memory_are_refused_before_any_work(

@@ -162,7 +162,13 @@ def check_dimension_memory(
     available; before anything is allocated."""
     for dim in dims:
         estimate = workers * gaussian_problem_memory(dim, hidden, n_eval)
-        _check_gaussian_memory(dim, estimate)
+        check_memory(
+            estimate,
+            f"the Gaussian problem in d = {dim}"
+            + (f" in each of {workers} workers" if workers > 1 else ""),
+            f"choose a smaller dimension (it grows as d²) or fewer samples than n_eval = "
+            f"{n_eval:,}",
+        )
 
 
 def dimension_study(

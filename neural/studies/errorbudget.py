@@ -46,7 +46,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from gridflow import LogConcaveTarget
-from gridflow.checks import positive_int, require_generator
+from gridflow.checks import positive_int, require_generator, sample_count
 from gridflow.examples import paper_mixture
 from gridflow.groundtruth import (
     RESOLUTION_FACTOR,
@@ -257,6 +257,13 @@ def check_run_lengths(steps: int, inner_steps: int) -> None:
     check_step_record(IMPLICIT_OUTER_STEPS * 10 * positive_int(inner_steps, "inner_steps"))
 
 
+def check_evaluation_memory(problems: Sequence[BudgetProblem], n_eval: int) -> None:
+    """InsufficientMemoryError (a ValueError), before any run, when ``n_eval`` samples of a
+    problem's source cannot be drawn in the memory available."""
+    for problem in problems:
+        sample_count(n_eval, problem.source.dim, "n_eval")
+
+
 def error_budget(
     problems: Sequence[BudgetProblem],
     *,
@@ -286,6 +293,7 @@ def error_budget(
     check_options(causes, inits, quadratic)
     check_run_lengths(steps, inner_steps)
     n_eval = check_eval_size(n_eval)
+    check_evaluation_memory(problems, n_eval)
     jobs = []
     for problem in problems:
         for hidden in widths:

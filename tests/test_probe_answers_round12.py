@@ -394,3 +394,11 @@ def test_an_energy_distance_that_would_take_hours_is_refused():
         energy_distance(x, x + 1.0)
     with pytest.raises(ValueError, match="subsample both to a few thousand rows"):
         energy_distance_to(x[:10])(x)
+
+
+@pytest.mark.parametrize("function", [gaussian.bounds, gaussian.fitted_rate])
+@pytest.mark.parametrize("flow", [None, np.zeros(3)])
+def test_the_flow_bounds_take_a_gaussian_flow_only(function, flow):
+    """gaussian.bounds(None) ended in AttributeError: 'NoneType' object has no attribute."""
+    with pytest.raises(TypeError, match=r"flow must be a gridflow\.GaussianFlow, got .*flow or"):
+        function(flow)

@@ -20,7 +20,16 @@ import sys
 
 from gridflow._compile_notice import silence as silence_compile_notice
 from gridflow.checks import open_unit_interval, output_file, positive_float
-from gridflow.cli import OutputFile, argument_type, exit_with, fail, number, run_interruptible
+from gridflow.cli import (
+    OutputFile,
+    argument_type,
+    exit_with,
+    fail,
+    number,
+    one_line_warnings,
+    run_interruptible,
+)
+from gridflow.functionals import OutsideConeError
 from gridflow.groundtruth import (
     DEFAULT_BOX,
     MAP_SUFFIX,
@@ -40,6 +49,9 @@ from gridflow.groundtruth import (
 )
 from gridflow.memory import format_bytes, peak_resident_memory
 from gridflow.solvers import SolverError
+
+DEFAULT_DENSITY_FLOOR = 1e-6
+"""The floor of the source density relative to its maximum, unless --density-floor."""
 
 
 def _source_box(bounds):
@@ -120,8 +132,9 @@ def parser() -> argparse.ArgumentParser:
     ground.add_argument(
         "--density-floor",
         type=argument_type(number(open_unit_interval), "density floor"),
-        default=1e-6,
-        help="floor of the source density relative to its maximum, in (0, 1) (default 1e-6)",
+        default=DEFAULT_DENSITY_FLOOR,
+        help="floor of the source density relative to its maximum, in (0, 1) (default "
+        f"{DEFAULT_DENSITY_FLOOR:g})",
     )
     ground.add_argument(
         "--out",
@@ -181,6 +194,12 @@ def _build(main_parser, args, problems, out: OutputFile, refusals: list[str]) ->
         )
     except SolverError as error:
         fail(main_parser, error)
+    except OutsideConeError as error:  # Newton's method stepped out of K_h
+        fail(
+            main_parser,
+            f"the solve failed: {error}; a larger --density-floor (default "
+            f"{DEFAULT_DENSITY_FLOOR:g}) or more --nodes make the problem easier",
+        )
     refusals += accuracy_problems(metadata)
     if refusals and not args.force:
         fail(main_parser, f"the ground truth is not written: {refusals[0]}; or --force")
@@ -206,4 +225,5 @@ def _build(main_parser, args, problems, out: OutputFile, refusals: list[str]) ->
 
 
 if __name__ == "__main__":
+    one_line_warnings("python -m gridflow")
     exit_with(main())

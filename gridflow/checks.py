@@ -15,6 +15,8 @@ import tempfile
 import numpy as np
 from numba import njit
 
+from gridflow.memory import check_memory
+
 _FLOAT64 = np.dtype(np.float64)
 
 
@@ -190,9 +192,19 @@ def check_map_on_points(
     return points.shape
 
 
+def _scalar(value):
+    """A 0-d numpy array as the Python number it holds (np.array(0.5) is a real number as
+    np.float64(0.5) is); any other value unchanged."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype != object:
+        return value.item()
+    return value
+
+
 def as_float(value, name: str) -> float:
     """``value`` as a float; TypeError if it is not a real number (text is parsed by the
-    command lines, ``gridflow.cli.number``, not here)."""
+    command lines, ``gridflow.cli.number``, not here). A 0-d numpy array counts as the
+    number it holds."""
+    value = _scalar(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     try:
@@ -213,6 +225,7 @@ def summable(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
 
 def positive_float(value, name: str, allow_zero: bool = False, hint: str = "") -> float:
     """``value`` as a finite float > 0 (or >= 0 with allow_zero); ``hint`` ends the message."""
+    value = _scalar(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}{hint}")
     number = as_float(value, name)
@@ -314,6 +327,25 @@ def positive_int(value, name: str) -> int:
     if value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value}")
     return int(value)
+
+
+SAMPLE_COPIES = 3
+"""Arrays of the size of the samples a draw holds at once (the normals, the result, labels)."""
+SMALL_DRAW_BYTES = 2**26
+"""Draws below this many bytes are not held against the memory (the training loops draw
+small batches at every step; reading the memory available costs more than the draw)."""
+
+
+def sample_count(n, dim: int, name: str = "n") -> int:
+    """``n`` as a positive int whose (n, dim) float64 samples can be drawn in the memory
+    available, else InsufficientMemoryError (a ValueError) with the estimate."""
+    n = positive_int(n, name)
+    size = SAMPLE_COPIES * 8 * n * dim
+    if size > SMALL_DRAW_BYTES:
+        check_memory(
+            size, f"a draw of {n:,} samples in d = {dim}", f"draw fewer (a smaller {name})"
+        )
+    return n
 
 
 def require_generator(rng, name: str = "rng") -> np.random.Generator:

@@ -23,6 +23,7 @@ import signal
 import sys
 import tempfile
 import threading
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -152,6 +153,17 @@ def run_interruptible(run, kept) -> int:
             raise
         print(f"\ninterrupted: {kept(error)}", file=sys.stderr, flush=True)
         return INTERRUPTED
+
+
+def one_line_warnings(prog: str) -> None:
+    """Show this process's warnings as one line ``prog: warning: …`` on stderr: a command's
+    user reads what to change, not the file and source line of the code that warned."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        print(f"{prog}: warning: {text}", file=sys.stderr if file is None else file, flush=True)
+
+    warnings.showwarning = show
 
 
 def exit_with(status: int) -> None:

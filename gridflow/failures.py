@@ -44,9 +44,9 @@ def curvature_cause(problem, T, tau: float) -> str | None:
         return None
     where = f"∇²V has the eigenvalue {smallest[i]:.3g} at y = {_point(T[i])}"
     if smallest[i] < -SINGULAR_CURVATURE * scale:
-        cause = f"V is not convex: {where}, so the target {name} is not log-concave"
+        cause = f"V is not convex: {where}, so the target ({name}) is not log-concave"
     else:
-        cause = f"V is not strictly convex: {where} (a singular Hessian) for the target {name}"
+        cause = f"V is not strictly convex: {where} (a singular Hessian) for the target ({name})"
     if shift == 0.0 and smallest[i] < 0:
         return f"{cause}; the grid solver needs a convex V"
     if smallest[i] < 0:

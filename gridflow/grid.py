@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from gridflow.checks import as_float_array
+from gridflow.memory import check_memory
 
 SUPPORTED_DIMENSIONS = (1, 2, 3)
 
@@ -97,6 +99,12 @@ class Grid:
     @property
     def nodes(self) -> np.ndarray:
         """All nodes as an (N, d) array, the last axis varying fastest."""
+        count = math.prod(self.shape)
+        check_memory(
+            3 * 8 * count * self.dim,  # the meshgrid's axes and the stacked copy
+            f"the nodes of a grid of {' × '.join(map(str, self.shape))} = {count:.3g} nodes",
+            "choose fewer nodes",
+        )
         mesh = np.meshgrid(*(self.axis(k) for k in range(self.dim)), indexing="ij")
         return np.stack([m.ravel() for m in mesh], axis=1)
 

@@ -31,7 +31,7 @@ from gridflow.checks import (
     summable,
 )
 from gridflow.grid import Grid
-from gridflow.measures import LogConcaveTarget, as_source, as_target
+from gridflow.measures import LogConcaveTarget, as_source, as_target, check_monotone_gradient
 from gridflow.memory import check_memory
 
 DEFAULT_MAX_CUT_MASS = 1e-6
@@ -175,6 +175,8 @@ class Problem:
                 f"source mass (max_cut_mass = {self.max_cut_mass:.3g}): enlarge the box{checked}"
             )
         points = operators.map_points(self.grid)
+        if self.target.lam and not self.target.built_in:  # a V without lam may be semi-convex
+            check_monotone_gradient(self.target.grad_V, points, self.target.name, self.target.lam)
         hessian_points = operators.hessian_points(self.grid)
         density, hessian_density = summable(source.density(points), source.density(hessian_points))
         floor = self.density_floor * max(density.max(), hessian_density.max())
@@ -192,12 +194,16 @@ class Problem:
             )
         density = np.maximum(density, floor)
         hessian_density = np.maximum(hessian_density, floor)
-        normalizer = density.sum() * float(np.prod(self.grid.spacing))
+        normalizer = density.sum() * math.prod(self.grid.spacing)  # inf, not a warning
         self._set("points", points)
         self._set("weights", density / density.sum())
         self._set("hessian_points", hessian_points)
         self._set("hessian_weights", hessian_density / hessian_density.sum())
-        self._set("log_source", np.log(hessian_density / normalizer))
+        if 0.0 < normalizer < np.inf:
+            self._set("log_source", np.log(hessian_density / normalizer))
+        else:  # a box of 1e300: the cell volume overflows, its logarithm does not
+            log_normalizer = np.log(density.sum()) + np.log(self.grid.spacing).sum()
+            self._set("log_source", np.log(hessian_density) - log_normalizer)
         self._set("gradient_operator", operators.gradient_operator(self.grid))
         self._set("hessian_operator", operators.hessian_operator(self.grid))
         self._set("map_hessian_operator", operators.map_hessian_operator(self.grid))

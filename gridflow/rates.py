@@ -130,7 +130,9 @@ def fit_log_linear(times, gaps, window=(1e-4, 1e-11), relative=True) -> RateFit:
         )
     t = times[usable]
     log_gap = np.log(gaps[usable])
-    slope, intercept = np.polyfit(t, log_gap, 1)
+    scale = float(np.abs(t).max())  # > 0: three increasing times; 1e-300 defeats lstsq's SVD
+    slope, intercept = np.polyfit(t / scale, log_gap, 1)
+    slope /= scale
     residual = float(np.sqrt(np.mean((log_gap - (intercept + slope * t)) ** 2)))
     return RateFit(
         rate=float(-slope),

@@ -45,6 +45,13 @@ def coarse_to_fine_start(problem: Problem, coarser) -> np.ndarray:
             f"the coarser map's box {coarser.grid.lower}..{coarser.grid.upper} is not the "
             f"problem's {problem.grid.lower}..{problem.grid.upper}"
         )
+    if coarser.grid.dim != problem.dim or any(
+        n > m for n, m in zip(coarser.grid.shape, problem.grid.shape, strict=True)
+    ):
+        raise ValueError(
+            f"coarser must be the map of a grid with at most the problem's nodes per axis "
+            f"{problem.grid.shape}, got {coarser.grid.shape}"
+        )
     dim = problem.dim
     shape = (int(np.prod(operators.map_shape(coarser.grid))), dim)
     check_map_on_points(coarser.points, coarser.weights, coarser.map, "coarser", shape)

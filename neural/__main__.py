@@ -62,6 +62,7 @@ from gridflow.cli import (
     integer,
     named_folder,
     number,
+    one_line_warnings,
     report_folder,
     run_interruptible,
     widths,
@@ -78,16 +79,22 @@ from neural.studies.dimensions import (
 from neural.studies.errorbudget import (
     CAUSES,
     budget_figure,
+    check_evaluation_memory,
     check_options,
+    check_run_lengths,
     error_budget,
     format_budget,
     make_problem,
 )
 from neural.studies.flowcheck import (
     CASES,
+    MAX_STEPS,
+    MAX_TAU,
     MIN_STEPS,
+    MIN_TAU,
     SETTINGS,
     case_from_file,
+    check_steps,
     check_tau,
     flow_check,
     flowcheck_figure,
@@ -104,6 +111,7 @@ from neural.studies.sweep import (
     format_table,
     run_benchmark,
 )
+from neural.studies.sweep.parallel import check_workers
 from neural.studies.sweep.store import RESULTS_FILE, read_results
 from neural.training import METHODS
 from neural.training.gradients import KL_REDUCTIONS
@@ -118,14 +126,15 @@ OVERWRITE_HELP = (
 HELP_TEXTS = {
     "dimensions": {
         "--dims": "dimensions d of the Gaussian pairs (default 2 8 32)",
-        "--n-eval": "samples per side of the MMD (default 2000)",
+        "--n-eval": f"samples per side of the MMD, at least {MIN_EVAL_SAMPLES} (default 2000)",
     },
     "errorbudget": {
         "--problems": "'mixture' (the paper's; needs --ground-truth), 'file' (the problem "
         "that --ground-truth records) and/or gaussianD (the dimension study's pair; default "
         "mixture gaussian2 gaussian8 gaussian32)",
         "--causes": f"the causes to measure (default all: {' '.join(CAUSES)})",
-        "--n-eval": "samples of the evaluation: L² error, UVP, KL and MMD (default 20000)",
+        "--n-eval": "samples of the evaluation: L² error, UVP, KL and MMD, at least "
+        f"{MIN_EVAL_SAMPLES} (default 20000)",
     },
 }
 """Help of the options whose argument lines carry no help text of their own."""
@@ -135,10 +144,16 @@ def _methods(text: str) -> tuple[str, ...]:
     names = tuple(name.strip() for name in text.split(",") if name.strip())
     unknown = [name for name in names if name not in METHODS]
     if unknown or not names:
+        what = f"unknown method(s) {unknown}" if unknown else f"no method in {text!r}"
         raise argparse.ArgumentTypeError(
-            f"unknown method(s) {unknown}; choose from {', '.join(METHODS)} (comma separated)"
+            f"{what}; choose from {', '.join(METHODS)} (comma separated)"
         )
     return names
+
+
+def _flow_steps(text, name: str) -> int:
+    """--steps of the flow check: an integer from MIN_STEPS to MAX_STEPS."""
+    return check_steps(integer(text, name, MIN_STEPS), name)
 
 
 def _count(name: str, minimum: int = 1):
@@ -208,7 +223,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--n-eval", type=_count("n-eval", MIN_EVAL_SAMPLES), default=None,
-        help="MMD samples per side",
+        help=f"MMD samples per side, at least {MIN_EVAL_SAMPLES}",
     )  # fmt: skip
     bench.add_argument("--no-progress", action="store_true")
 
@@ -264,11 +279,11 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     flow.add_argument(
         "--tau", type=argument_type(number(check_tau), "--tau"), default=0.25,
-        help="step τ of both schemes (default 0.25)",
+        help=f"step τ of both schemes, {MIN_TAU:g} to {MAX_TAU:g} (default 0.25)",
     )  # fmt: skip
     flow.add_argument(
-        "--steps", type=_count("steps", MIN_STEPS), default=10,
-        help="number of outer steps K (default %(default)s)",
+        "--steps", type=argument_type(_flow_steps, "--steps"), default=10,
+        help=f"number of outer steps K, {MIN_STEPS} to {MAX_STEPS} (default %(default)s)",
     )  # fmt: skip
     flow.add_argument(
         "--size", choices=tuple(SETTINGS), default="quick",
@@ -295,6 +310,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     budget.add_argument(
         "--widths", type=_widths, nargs="+", default=[(20, 20), (64, 64)],
+        action=DistinctValues,
         help="hidden widths of the ICNNs, one network per item (default 20,20 64,64)",
     )  # fmt: skip
     budget.add_argument(
@@ -302,7 +318,7 @@ def _parser() -> argparse.ArgumentParser:
         action=DistinctValues,
     )  # fmt: skip
     budget.add_argument(
-        "--inits", nargs="+", choices=list(INITS), default=["normal"],
+        "--inits", nargs="+", choices=list(INITS), default=["normal"], action=DistinctValues,
         help="θ0 schemes (neural.network.initialization; default normal)",
     )  # fmt: skip
     budget.add_argument(
@@ -311,6 +327,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     budget.add_argument(
         "--batches", type=_count("--batches", 2), nargs="+", default=[1000],
+        action=DistinctValues,
         help="batch sizes n of the KL runs (default 1000)",
     )  # fmt: skip
     budget.add_argument(
@@ -432,6 +449,7 @@ def _sweep(args, config, seeds) -> int:
 
 def _dimensions(args) -> int:
     try:
+        check_workers(args.workers, args.backend)
         check_dimension_memory(args.dims, args.hidden, args.n_eval, args.workers)
         out = None if args.out is None else OutputFile(args.out, "--out", args.overwrite)
     except ValueError as error:
@@ -506,7 +524,9 @@ def _errorbudget(args, parser) -> int:
     quadratic = {"with": (True,), "without": (False,), "both": (False, True)}[args.quadratic]
     try:
         check_options(args.causes, args.inits, quadratic)
+        check_run_lengths(args.steps, args.inner_steps)
         problems = [make_problem(name, args.ground_truth) for name in args.problems]
+        check_evaluation_memory(problems, args.n_eval)
         folder = ReportFolder(args.out, "--out", ERRORBUDGET_FILES, args.overwrite)
         partial = OutputFile(
             args.out.parent / f"{args.out.name}-partial.jsonl", "--out's rows file", args.overwrite
@@ -572,4 +592,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    one_line_warnings("python -m neural")
     exit_with(main())

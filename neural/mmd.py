@@ -103,6 +103,21 @@ def _energy(x: np.ndarray, y_t: np.ndarray, within_y: float) -> float:
     return float(2.0 * cross - within_x - within_y)
 
 
+MAX_PAIRS = 10**11
+"""The most distances an energy distance evaluates (about three minutes on one core)."""
+
+
+def _check_pairs(n: int, m: int) -> None:
+    """ValueError when samples of sizes n and m take more than MAX_PAIRS distances."""
+    pairs = n * m + (n * n + m * m) // 2
+    if pairs > MAX_PAIRS:
+        raise ValueError(
+            f"the energy distance of {n:,} and {m:,} samples takes {pairs:.2g} distances, "
+            f"more than {MAX_PAIRS:.0e} (minutes on one core): subsample both to a few "
+            "thousand rows (its Monte Carlo error falls as 1/√n)"
+        )
+
+
 def _checked(points, name: str, dim: int | None = None) -> np.ndarray:
     points = as_points(points, name, dim=dim)
     _require_representable(points, name)
@@ -134,6 +149,7 @@ def energy_distance(x, y) -> float:
     """
     x = _checked(x, "x")
     y = _checked(y, "y", dim=x.shape[1])
+    _check_pairs(x.shape[0], y.shape[0])
     y_t = np.ascontiguousarray(y.T)
     return _energy(x, y_t, _within_term(y, y_t))
 
@@ -143,10 +159,13 @@ def energy_distance_to(y) -> Callable[[np.ndarray], float]:
     one y: y's own term, a quarter of the pairs when n = m, is computed once (the Fig. 2
     sweep measures seven samples of each seed against one sample of γ)."""
     y = _checked(y, "y")
+    _check_pairs(0, y.shape[0])
     y_t = np.array(y.T, order="C")  # a private copy: y's own term is cached
     within_y = _within_term(y, y_t)
 
     def distance_to_y(x) -> float:
-        return _energy(_checked(x, "x", dim=y_t.shape[0]), y_t, within_y)
+        x = _checked(x, "x", dim=y_t.shape[0])
+        _check_pairs(x.shape[0], y_t.shape[1])
+        return _energy(x, y_t, within_y)
 
     return distance_to_y

@@ -61,11 +61,11 @@ def test_flowcheck_steps_below_the_rate_fit_are_refused(capsys):
 
 
 def test_the_library_refuses_the_same_sizes_before_running():
-    with pytest.raises(ValueError, match="n_eval must be at least 2"):
+    with pytest.raises(ValueError, match="n_eval must be at least 50"):
         dimension_study(dims=[2], methods=["euclidean"], n_eval=1)
-    with pytest.raises(ValueError, match="n_eval must be at least 2"):
+    with pytest.raises(ValueError, match="n_eval must be at least 50"):
         BenchmarkConfig(n_eval=1)
-    with pytest.raises(ValueError, match="n_eval must be at least 2"):
+    with pytest.raises(ValueError, match="n_eval must be at least 50"):
         error_budget(problems=[], n_eval=1)
     with pytest.raises(ValueError, match="steps must be at least 2"):
         flow_check("gaussian2d", steps=1, rng=np.random.default_rng(0))

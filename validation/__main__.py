@@ -25,6 +25,7 @@ from gridflow.cli import (
     ReportFolder,
     argument_type,
     exit_with,
+    one_line_warnings,
     report_folder,
     run_interruptible,
 )
@@ -145,4 +146,5 @@ def _write_report(arguments, outdir) -> tuple[int, int]:
 
 
 if __name__ == "__main__":
+    one_line_warnings("python -m validation")
     exit_with(main())

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gridflow import rates
+from gridflow.checks import require_instance
 from gridflow.gaussian.closed_forms import _check_pair, ot_map
 from gridflow.gaussian.flow import GaussianFlow, _helmholtz
 from gridflow.measures.gaussians import Gaussian
@@ -28,8 +29,12 @@ class FlowBounds:
     map_error: np.ndarray
 
 
+FLOW_HINT = "; compute one with gridflow.gaussian.constrained_flow or implicit_scheme"
+
+
 def bounds(flow: GaussianFlow) -> FlowBounds:
     """Thm 2.13 (iii.a) and (iii.b) evaluated at ``flow.times`` with ``lam = flow.lam``."""
+    flow = require_instance(flow, GaussianFlow, "flow", FLOW_HINT)
     return FlowBounds(
         times=flow.times,
         energy_gap=rates.energy_gap_bound_strongly_convex(flow.times, flow.initial_gap, flow.lam),
@@ -43,6 +48,7 @@ def fitted_rate(flow: GaussianFlow, window=(1e-4, 1e-11)) -> float:
     Least-squares slope of ``log(F(T_t) - F*)`` over the samples whose gap lies within
     ``window`` relative to ``F(id) - F*`` (:func:`gridflow.rates.fitted_rate`).
     """
+    flow = require_instance(flow, GaussianFlow, "flow", FLOW_HINT)
     return rates.fitted_rate(flow.times, flow.gap, window=window, relative=True)
 
 

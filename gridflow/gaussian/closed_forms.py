@@ -127,13 +127,16 @@ def w2(source: Gaussian, target: Gaussian) -> float:
     return float(np.sqrt(max(squared, 0.0)))
 
 
-def _x_minus_log1p(x: np.ndarray) -> np.ndarray:
-    """``x - log(1 + x)`` without cancellation for small |x| (series below 1e-3)."""
-    x = np.asarray(x, dtype=np.float64)
+def _ratio_minus_one_minus_log(ratios: np.ndarray) -> np.ndarray:
+    """``nu - 1 - log(nu)`` for ratios nu > 0: without cancellation near nu = 1 (series in
+    x = nu - 1 below 1e-3), and with log(nu) itself below it (log1p(nu - 1) is -inf for
+    nu < 1.1e-16, where nu - 1 rounds to -1)."""
+    ratios = np.asarray(ratios, dtype=np.float64)
+    x = ratios - 1.0
     small = np.abs(x) < 1e-3
-    series = x**2 * (0.5 - x / 3.0 + x**2 / 4.0 - x**3 / 5.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        direct = x - np.log1p(x)
+    with np.errstate(all="ignore"):  # each is used where it is finite
+        series = x**2 * (0.5 - x / 3.0 + x**2 / 4.0 - x**3 / 5.0)
+        direct = x - np.log(ratios)
     return np.where(small, series, direct)
 
 
@@ -148,7 +151,7 @@ def _kl_moments(mean, cov, target_mean, target_factor) -> float:
     half = scipy.linalg.solve_triangular(target_factor, cov, lower=True)
     whitened_cov = scipy.linalg.solve_triangular(target_factor, half.T, lower=True)
     ratios = np.linalg.eigvalsh(_symmetric(whitened_cov))
-    covariance_part = 0.5 * float(np.sum(_x_minus_log1p(ratios - 1.0)))
+    covariance_part = 0.5 * float(np.sum(_ratio_minus_one_minus_log(ratios)))
     whitened = scipy.linalg.solve_triangular(target_factor, mean - target_mean, lower=True)
     return covariance_part + 0.5 * float(whitened @ whitened)
 

@@ -22,6 +22,9 @@ from gridflow.gaussian.closed_forms import (
 )
 from gridflow.measures.gaussians import Gaussian
 
+IVP_METHODS = ("RK23", "RK45", "DOP853", "Radau", "BDF", "LSODA")
+"""The integrators of scipy's ``solve_ivp`` that ``constrained_flow`` takes by name."""
+
 # -------------------------------------------------------- gradient and its projection
 
 
@@ -169,7 +172,7 @@ def constrained_flow(
     rtol, atol : float, default 1e-11, 1e-13
         Tolerances of scipy's ``solve_ivp``.
     method : str, default "DOP853"
-        The ``solve_ivp`` method.
+        The ``solve_ivp`` method, one of ``IVP_METHODS``.
 
     Returns
     -------
@@ -207,6 +210,8 @@ def constrained_flow(
     times = _check_times(times)
     rtol = positive_float(rtol, "rtol", hint=" (solve_ivp's relative tolerance, e.g. 1e-11)")
     atol = positive_float(atol, "atol", hint=" (solve_ivp's absolute tolerance, e.g. 1e-13)")
+    if not isinstance(method, str) or method not in IVP_METHODS:
+        raise ValueError(f"method must be one of {', '.join(IVP_METHODS)}, got {method!r}")
     dim = source.dim
     source_precision = _symmetric(np.linalg.inv(source.cov))
     target_precision = _symmetric(np.linalg.inv(target.cov))

@@ -46,7 +46,7 @@ def quantile_map(source: GaussianMixture, target: LogConcaveTarget, x) -> np.nda
     TypeError
         If `source` is not a `Gaussian` or `GaussianMixture`.
     ValueError
-        If `source` is not one-dimensional; if a point lies so far in a tail that even
+        If `source` or `target` is not one-dimensional; if a point lies so far in a tail that even
         log F0 underflows (|z| beyond about 1e154), or, for a non-Gaussian target, beyond
         the range of its tabulated quantile.
     """
@@ -62,6 +62,11 @@ def quantile_map(source: GaussianMixture, target: LogConcaveTarget, x) -> np.nda
             f"one of dimension {source.dim}"
         )
     target = as_target(target)
+    if target.dim != 1:
+        raise ValueError(
+            f"quantile_map needs a one-dimensional target, got {target.name} of dimension "
+            f"{target.dim}"
+        )
     x = as_points(x, "x", 1)[:, 0]
     lower = source.cdf(x)
     upper = source.sf(x)

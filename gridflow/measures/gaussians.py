@@ -28,6 +28,7 @@ from gridflow.checks import (
     positive_int,
     readonly_copy,
     require_generator,
+    sample_count,
 )
 
 __all__ = ["Gaussian", "GaussianMixture"]
@@ -140,7 +141,7 @@ class Gaussian:
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """n samples (n, d): mean + L z with z an (n, d) block of standard normals from rng."""
         rng = require_generator(rng)
-        n = positive_int(n, "n")
+        n = sample_count(n, self.dim)
         return self.mean + rng.standard_normal((n, self.dim)) @ self._cholesky.T
 
     def log_density(self, x) -> np.ndarray:
@@ -152,7 +153,8 @@ class Gaussian:
     def density(self, x) -> np.ndarray:
         """N(x; mean, cov) at points x (n, d) -> (n,) (scipy's multivariate normal)."""
         x = as_points(x, "x", self.dim)
-        return stats.multivariate_normal(self.mean, self.cov).pdf(x).reshape(-1)
+        with np.errstate(over="ignore"):  # far points: their squared distance is inf, pdf 0
+            return stats.multivariate_normal(self.mean, self.cov).pdf(x).reshape(-1)
 
     def score(self, x) -> np.ndarray:
         """∇ log density = −cov⁻¹ (x − mean) at points x (n, d) -> (n, d)."""
@@ -205,7 +207,7 @@ def _mixture_weights(weights, count: int) -> np.ndarray:
     if np.any(weights < 0.0) or not total > 0.0:
         raise ValueError(f"weights must be >= 0 and not all 0, got {weights.tolist()}")
     if not np.isclose(total, 1.0, rtol=0.0, atol=_WEIGHTS_ATOL):
-        raise ValueError(f"weights must sum to 1, got {total!r}; pass weights / weights.sum()")
+        raise ValueError(f"weights must sum to 1, got {total:.6g}; pass weights / weights.sum()")
     return weights / total
 
 
@@ -284,7 +286,7 @@ class GaussianMixture:
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """n samples (n, d) (draw order in the module docstring)."""
         rng = require_generator(rng)
-        n = positive_int(n, "n")
+        n = sample_count(n, self.dim)
         # the draws of rng.choice(K, size=n, p=weights), without its per-call checks (5x)
         labels = self._cumulative_weights.searchsorted(rng.random(n), side="right")
         z = rng.standard_normal((n, self.dim))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import pathlib
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from gridflow.checks import (
     open_unit_interval,
     positive_int,
     require_generator,
+    sample_count,
     summable,
 )
 
@@ -167,7 +169,7 @@ class EmpiricalSource:
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """n rows of ``samples`` drawn uniformly with replacement (n, d)."""
         rng = require_generator(rng)
-        n = positive_int(n, "n")
+        n = sample_count(n, self.dim)
         return self.samples[rng.integers(0, self.samples.shape[0], size=n)]
 
     def split(
@@ -177,16 +179,22 @@ class EmpiricalSource:
         ``held_out`` in (0, 1) of the rows, drawn without replacement by ``rng``, rounded
         to at least one row and to at most what leaves d + 1 training rows."""
         rng = require_generator(rng)
+        size = self.held_out_size(held_out)
+        order = rng.permutation(self.samples.shape[0])
+        return EmpiricalSource(self.samples[order[size:]]), self.samples[order[:size]]
+
+    def held_out_size(self, held_out: float) -> int:
+        """How many rows ``split(held_out, rng)`` holds out; ValueError when the rows cannot
+        both leave d + 1 training rows and hold one out."""
         held_out = open_unit_interval(held_out, "held_out")
         count, dim = self.samples.shape
         size = min(max(round(held_out * count), 1), count - dim - 1)
         if size < 1:
             raise ValueError(
                 f"{count} rows in d = {dim} leave none to hold out: the training rows must "
-                f"outnumber the dimensions"
+                f"outnumber the dimensions; give at least {dim + 2} rows"
             )
-        order = rng.permutation(count)
-        return EmpiricalSource(self.samples[order[size:]]), self.samples[order[:size]]
+        return size
 
     @classmethod
     def from_file(cls, path) -> EmpiricalSource:
@@ -249,7 +257,22 @@ def _load_table(path: pathlib.Path) -> np.ndarray:
     except UserWarning:
         raise ValueError(f"data file {str(path)!r} holds no rows") from None
     except (OSError, ValueError) as error:
-        raise ValueError(f"data file {str(path)!r} is not a table of numbers: {error}") from None
+        raise ValueError(
+            f"data file {str(path)!r} is not a table of numbers: {error}"
+            f"{_table_hint(error, delimiter)}"
+        ) from None
+
+
+def _table_hint(error: Exception, delimiter: str | None) -> str:
+    """What to change in a text table that numpy could not read (with ``delimiter``: ','
+    for .csv, None for .txt): columns separated otherwise, or a header line."""
+    failed = re.search(r"could not convert string '([^']*)'", str(error))
+    cell = failed.group(1) if failed else ""
+    if ";" in cell or (delimiter is None and "," in cell):
+        return " (separate the columns of a .csv by commas, of a .txt by spaces)"
+    if failed and "at row 0," in str(error) and re.search(r"[A-Za-z_]", cell):
+        return " (start a header line with #: such lines are comments)"
+    return ""
 
 
 def as_source(source, dim: int):

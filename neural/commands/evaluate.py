@@ -47,7 +47,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument(
         "--n-eval", type=argument_type(integer, "--n-eval", MIN_EVAL_SAMPLES), default=20000,
-        help="samples of the ground truth's source (default %(default)s)",
+        help=f"samples of the ground truth's source, at least {MIN_EVAL_SAMPLES} (default "
+        "%(default)s)",
     )  # fmt: skip
     parser.add_argument(
         "--seed", type=argument_type(integer, "--seed", 0), default=0,

@@ -22,6 +22,7 @@ from gridflow.groundtruth.problems import TARGET_NAMES, read_target
 from gridflow.measures import EmpiricalSource
 from neural.errors import DivergenceError
 from neural.model.fitting import FitSettings, check_data, fit
+from neural.network import ICNNArchitecture
 
 __all__ = ["add_parser", "run"]
 
@@ -102,6 +103,8 @@ def _checked_run(args) -> int:
             learning_rate=args.learning_rate,
             held_out=args.held_out,
         )
+        data.held_out_size(settings.held_out)
+        ICNNArchitecture(data.dim, settings.hidden, quadratic=True)  # fits in memory
         out = OutputFile(args.out, "--out", args.overwrite)
     except (ValueError, TypeError) as error:
         fail(args.parser, error, USAGE_ERROR)

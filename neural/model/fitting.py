@@ -39,12 +39,14 @@ from gridflow.measures import EmpiricalSource, Gaussian, LogConcaveTarget, as_ta
 from neural.model.network_map import NetworkMap
 from neural.network import ICNN
 from neural.training import make_method, run_method
+from neural.training.methods import check_step_record
 
 __all__ = ["FitResult", "FitSettings", "fit"]
 
 
 MIN_HELD_OUT_ROWS_PER_DIM = 10
-"""Fewer held-out rows than this many per dimension make `fit` warn (``FewRowsWarning``)."""
+"""Fewer held-out or training rows than this many per dimension make `fit` warn
+(``FewRowsWarning``)."""
 
 
 class FewRowsWarning(RuntimeWarning):
@@ -105,6 +107,7 @@ class FitSettings:
             object.__setattr__(self, name, positive_int(getattr(self, name), name))
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be at least 2, got {self.batch_size}")
+        check_step_record(self.steps)
         object.__setattr__(
             self, "learning_rate", positive_float(self.learning_rate, "learning_rate")
         )
@@ -293,6 +296,15 @@ def fit(
             f"the map is chosen on {rows} held-out rows (fewer than "
             f"{MIN_HELD_OUT_ROWS_PER_DIM} per dimension): its held-out NLL cannot tell the "
             f"steps apart; give more rows (or a larger held_out share)",
+            FewRowsWarning,
+            stacklevel=2,
+        )
+    trained_on = train.samples.shape[0]
+    if trained_on < MIN_HELD_OUT_ROWS_PER_DIM * dim:
+        warnings.warn(
+            f"the map is trained on {trained_on} rows (fewer than {MIN_HELD_OUT_ROWS_PER_DIM} "
+            f"per dimension), {rows} being held out: give a smaller held_out share (or more "
+            "rows)",
             FewRowsWarning,
             stacklevel=2,
         )

@@ -63,6 +63,7 @@ from gridflow.checks import (
     require_finite,
     require_generator,
 )
+from gridflow.memory import check_memory
 from neural._kernels import JIT
 from neural.network.kernels import LANES, LARGEST_FLOAT
 
@@ -115,6 +116,10 @@ def _hidden_output(layers: Sequence[LayerParams], x: np.ndarray) -> np.ndarray:
     return z
 
 
+PARAMETER_COPIES = 4
+"""Vectors of the size of θ a training holds at once (θ, its gradient, Adam's two moments)."""
+
+
 @dataclass(frozen=True)
 class ICNNArchitecture:
     """Input dimension and hidden widths of an ICNN; owns the layout of θ.
@@ -147,6 +152,12 @@ class ICNNArchitecture:
         widths = tuple(positive_int(h, "hidden widths") for h in self.hidden)
         object.__setattr__(self, "dim", int(self.dim))
         object.__setattr__(self, "hidden", widths)
+        check_memory(
+            PARAMETER_COPIES * 8 * self.num_params,
+            f"an ICNN of hidden widths {widths} in d = {self.dim} ({self.num_params:.3g} "
+            "parameters)",
+            "choose smaller widths",
+        )
 
     @property
     def depth(self) -> int:

@@ -27,6 +27,7 @@ from neural.network.initialization import initial_network
 from neural.studies.sweep.config import method_configs
 from neural.studies.sweep.parallel import (
     check_backend,
+    check_workers,
     parallel_map,
     threads_per_worker,
     using_numba_threads,
@@ -161,7 +162,13 @@ def check_dimension_memory(
     available; before anything is allocated."""
     for dim in dims:
         estimate = workers * gaussian_problem_memory(dim, hidden, n_eval)
-        _check_gaussian_memory(dim, estimate)
+        check_memory(
+            estimate,
+            f"the Gaussian problem in d = {dim}"
+            + (f" in each of {workers} workers" if workers > 1 else ""),
+            f"choose a smaller dimension (it grows as d²) or fewer samples than n_eval = "
+            f"{n_eval:,}",
+        )
 
 
 def dimension_study(
@@ -186,8 +193,8 @@ def dimension_study(
     dims = [positive_int(d, "dims") for d in dims]
     configs = method_configs(size, methods)
     n_eval = check_eval_size(n_eval)
-    workers = positive_int(workers, "workers")
     backend = check_backend(backend)
+    workers = check_workers(workers, backend)
     numba_threads = threads_per_worker(workers)
     check_dimension_memory(dims, hidden, n_eval, workers)
     jobs = [

@@ -46,7 +46,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from gridflow import LogConcaveTarget
-from gridflow.checks import positive_int, require_generator
+from gridflow.checks import positive_int, require_generator, sample_count
 from gridflow.examples import paper_mixture
 from gridflow.groundtruth import (
     RESOLUTION_FACTOR,
@@ -65,6 +65,7 @@ from neural.studies.dimensions import gaussian_problem
 from neural.studies.sweep.config import check_ground_truth
 from neural.training import make_method, run_method
 from neural.training.kl import check_eval_size, exact_kl
+from neural.training.methods import check_step_record
 from neural.training.regression import MapFit, regress
 
 __all__ = [
@@ -248,6 +249,21 @@ def check_options(causes: Sequence[str], inits: Sequence[str], quadratic: Sequen
         )
 
 
+def check_run_lengths(steps: int, inner_steps: int) -> None:
+    """ValueError (TypeError if not integers), before any run, for step counts whose
+    per-step records cannot fit in memory: ``steps`` of every run, and the implicit runs'
+    IMPLICIT_OUTER_STEPS × 10 × ``inner_steps``."""
+    check_step_record(positive_int(steps, "steps"))
+    check_step_record(IMPLICIT_OUTER_STEPS * 10 * positive_int(inner_steps, "inner_steps"))
+
+
+def check_evaluation_memory(problems: Sequence[BudgetProblem], n_eval: int) -> None:
+    """InsufficientMemoryError (a ValueError), before any run, when ``n_eval`` samples of a
+    problem's source cannot be drawn in the memory available."""
+    for problem in problems:
+        sample_count(n_eval, problem.source.dim, "n_eval")
+
+
 def error_budget(
     problems: Sequence[BudgetProblem],
     *,
@@ -275,7 +291,9 @@ def error_budget(
     (``IMPLICIT_OUTER_STEPS``).
     ``on_row(run)`` is called as each run finishes (e.g. to save it at once)."""
     check_options(causes, inits, quadratic)
+    check_run_lengths(steps, inner_steps)
     n_eval = check_eval_size(n_eval)
+    check_evaluation_memory(problems, n_eval)
     jobs = []
     for problem in problems:
         for hidden in widths:

@@ -20,16 +20,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gridflow.checks import as_points, positive_int, require_generator
+from gridflow.checks import as_points, require_generator
 from gridflow.groundtruth import RESOLUTION_FACTOR, GroundTruth, resolved
 from gridflow.groundtruth.problems import same_law
 from gridflow.maps import map_distance
+from gridflow.memory import check_memory
 from neural.mmd import energy_distance
 from neural.model import NetworkMap
-from neural.training.kl import MIN_EVAL_SAMPLES
+from neural.training.kl import MIN_EVAL_SAMPLES, check_eval_size
 
 __all__ = ["Evaluation", "evaluate_map", "format_evaluation"]
 
+MIN_PAIRS = 2
+"""The fewest rows of data (or source samples in the box) a standard error takes."""
 MAX_ENERGY_SAMPLES = 4000
 """Samples per side of the energy distance (its cost is quadratic in the number)."""
 ENERGY_DRAWS = 5
@@ -155,13 +158,16 @@ def evaluate_map(
     pushed_from = None
     if ground_truth is not None:
         _check_truth(model, ground_truth)
-        n_eval = positive_int(n_eval, "n_eval")
-        if n_eval < MIN_EVAL_SAMPLES:
-            raise ValueError(f"n_eval must be at least {MIN_EVAL_SAMPLES}, got {n_eval}")
+        n_eval = check_eval_size(n_eval)
+        check_memory(
+            8 * n_eval * (2 * model.dim**2 + 4 * model.dim + 4),  # samples, images, Hessians
+            f"an evaluation on n_eval = {n_eval} samples in d = {model.dim}",
+            "choose a smaller n_eval",
+        )
         x = ground_truth.source.sample(rng, n_eval)
         lower, upper = np.array(ground_truth.map.grid.lower), np.array(ground_truth.map.grid.upper)
         x = x[np.all((x >= lower) & (x <= upper), axis=1)]  # the file's box holds all but 1e-6
-        if x.shape[0] < MIN_EVAL_SAMPLES:
+        if x.shape[0] < MIN_PAIRS:
             raise ValueError("the source's samples lie outside the ground truth's box")
         _check_center(model, x)
         variance = model.target if model.target.is_gaussian else 1.0  # no UVP otherwise
@@ -179,7 +185,7 @@ def evaluate_map(
             figures["kl"], figures["kl_standard_error"] = _mean_and_error(terms)
         pushed_from = x
     if data is not None:
-        data = as_points(data, "data", dim=model.dim, min_points=MIN_EVAL_SAMPLES)
+        data = as_points(data, "data", dim=model.dim, min_points=MIN_PAIRS)
         log_density = model.log_density(data)
         underflow = np.flatnonzero(~np.isfinite(log_density))
         if underflow.size:
@@ -231,9 +237,15 @@ def format_evaluation(evaluation: Evaluation) -> str:
             "(the source density is known: no entropy to estimate)"
         )
     if evaluation.nll is not None:
+        rough = (
+            f" (from fewer than {MIN_EVAL_SAMPLES} rows the error bar is itself uncertain by "
+            f"about {1 / np.sqrt(2 * evaluation.data_rows):.0%})"
+            if evaluation.data_rows < MIN_EVAL_SAMPLES
+            else ""
+        )
         lines.append(
             f"negative log-likelihood of the data ({evaluation.data_rows} rows): "
-            f"{evaluation.nll:.5f} ± {evaluation.nll_standard_error:.1g} nats"
+            f"{evaluation.nll:.5f} ± {evaluation.nll_standard_error:.1g} nats{rough}"
         )
     if evaluation.energy is not None:
         lines.append(

@@ -46,6 +46,7 @@ from neural.training.kl import exact_kl, relative_entropy
 
 __all__ = [
     "CASES",
+    "MAX_STEPS",
     "MIN_FIT_POINTS",
     "MIN_STEPS",
     "VARIANTS",
@@ -65,6 +66,23 @@ MIN_FIT_POINTS = 3
 """The fewest steps k = 0..K a decay rate is fitted over (a line through 2 points fits any)."""
 MIN_STEPS = MIN_FIT_POINTS - 1
 """The fewest outer steps K of a flow check: K + 1 = MIN_FIT_POINTS points k = 0..K."""
+MAX_STEPS = 1000
+"""The most outer steps K of a flow check: each trains every scheme's network (a thousand
+take about half an hour at the quick size), and the flow is at its limit long before."""
+
+
+def check_steps(steps, name: str = "steps") -> int:
+    """The outer steps K as an int in [MIN_STEPS, MAX_STEPS], else ValueError (TypeError if
+    not an integer)."""
+    steps = positive_int(steps, name)
+    if not MIN_STEPS <= steps <= MAX_STEPS:
+        raise ValueError(
+            f"{name} must be at least {MIN_STEPS} and at most {MAX_STEPS}, got {steps}: the KL "
+            f"decay rates are fitted over at least {MIN_FIT_POINTS} points, and each step trains "
+            "every scheme's network"
+        )
+    return steps
+
 
 # ---------------------------------------------------------------------------
 # Cases and their references
@@ -205,11 +223,19 @@ def case_from_file(path, *, nodes: int = 65, density_floor: float = 1e-5) -> Cas
 
 MAX_TAU = 1e6
 """The largest step of the check (``flow_check``)."""
+MIN_TAU = 1e-6
+"""The smallest step of the check: below it the KL moves less than its Monte Carlo error."""
 
 
 def check_tau(tau, name: str = "tau") -> float:
-    """τ as a float in (0, MAX_TAU], else ValueError (TypeError if not a number)."""
+    """τ as a float in [MIN_TAU, MAX_TAU], else ValueError (TypeError if not a number)."""
     tau = positive_float(tau, name)
+    if tau < MIN_TAU:
+        raise ValueError(
+            f"{name} must be at least {MIN_TAU:g}, got {tau:g}: a step that small leaves the "
+            "flow where it starts (it contracts by e^(-2λτ) per step), and the check would "
+            "fit a rate to Monte Carlo noise"
+        )
     if tau > MAX_TAU:
         raise ValueError(
             f"{name} must be at most {MAX_TAU:g}, got {tau:g}: one implicit step of "
@@ -384,12 +410,7 @@ def flow_check(
             f"size['init'] must be one of {', '.join(INITS)}, got {settings['init']!r}"
         )
     tau = check_tau(tau)
-    steps = positive_int(steps, "steps")
-    if steps < MIN_STEPS:
-        raise ValueError(
-            f"steps must be at least {MIN_STEPS}: the KL decay rates are fitted over at least "
-            f"{MIN_FIT_POINTS} of the steps k = 0..K, got K = {steps}"
-        )
+    steps = check_steps(steps)
     if isinstance(case, str):
         case = make_case(case, nodes=settings["nodes"], density_floor=settings["density_floor"])
     rng = np.random.default_rng(0) if rng is None else require_generator(rng)

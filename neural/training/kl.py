@@ -59,9 +59,10 @@ __all__ = [
     "score_free_gradient",
 ]
 
-MIN_EVAL_SAMPLES = 2
-"""The fewest evaluation samples the studies' estimators need: the standard error of
-``exact_kl`` and the within-sample term of the energy distance (eq. 1.10) take pairs."""
+MIN_EVAL_SAMPLES = 50
+"""The fewest evaluation samples the studies draw: the standard error of a mean of n samples
+(the error bar of ``exact_kl``) is itself uncertain by about 1/√(2n), 10 % at 50; below, the
+figures would be printed with error bars that do not hold."""
 
 
 def check_eval_size(n_eval, name: str = "n_eval") -> int:
@@ -69,8 +70,8 @@ def check_eval_size(n_eval, name: str = "n_eval") -> int:
     n_eval = positive_int(n_eval, name)
     if n_eval < MIN_EVAL_SAMPLES:
         raise ValueError(
-            f"{name} must be at least {MIN_EVAL_SAMPLES} (the KL's standard error and the "
-            f"energy distance are estimated from pairs of samples), got {n_eval}"
+            f"{name} must be at least {MIN_EVAL_SAMPLES} (an error bar from n samples is "
+            f"itself uncertain by about 1/√(2n), 10 % at {MIN_EVAL_SAMPLES}), got {n_eval}"
         )
     return n_eval
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields
 from typing import ClassVar
 
 from gridflow.checks import flag, positive_float, positive_int
+from gridflow.memory import check_memory
 from neural.training.gradients import check_kl, check_kl_reduction
 
 __all__ = [
@@ -35,6 +36,20 @@ __all__ = [
 ]
 
 
+STEP_RECORD_BYTES = 16
+"""Bytes a run keeps per optimizer step (its records of the Fisher estimate and the loss)."""
+
+
+def check_step_record(steps: int) -> None:
+    """InsufficientMemoryError (a ValueError) when a run of ``steps`` optimizer steps cannot
+    keep its per-step records in the memory available."""
+    check_memory(
+        STEP_RECORD_BYTES * steps,
+        f"a run of {steps:,} optimizer steps (its per-step records)",
+        "choose fewer steps",
+    )
+
+
 def _check_common(config, floats=(), ints=()) -> None:
     """Validate (and normalize) a configuration's positive ``floats`` and ``ints`` fields and
     the fields every method has."""
@@ -48,6 +63,7 @@ def _check_common(config, floats=(), ints=()) -> None:
         raise ValueError("batch_size must be at least 2 (the score is estimated from the batch)")
     if config.score_eps is not None:
         object.__setattr__(config, "score_eps", positive_float(config.score_eps, "score_eps"))
+    check_step_record(config.gradient_evaluations)
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,7 @@ def check_target_on_first_batch(config, architecture, theta0, sampler, target, r
     y = transport_map(architecture, theta0, x)
     check_initial_map(config.name, architecture, theta0, y)
     if target.grad_V is not None:
-        check_monotone_gradient(target.grad_V, y, target.name)
+        check_monotone_gradient(target.grad_V, y, target.name, target.lam)
 
 
 def check_initial_map(

@@ -699,7 +699,7 @@ def test_a_smaller_run_on_a_sweep_folder_says_what_its_table_covers(tmp_path, ca
 
 BENCHMARK_ERRORS = {
     "workers 0": (["--workers", "0"], "argument --workers: workers must be an integer >= 1"),
-    "n-eval 0": (["--n-eval", "0"], "argument --n-eval: n-eval must be an integer >= 2"),
+    "n-eval 0": (["--n-eval", "0"], "argument --n-eval: n-eval must be an integer >= 50"),
     "numba threads 0": (["--numba-threads", "0"], "numba threads must be an integer >= 1"),
     "seeds 0": (["--seeds", "0"], "argument --seeds: seeds must be an integer >= 1, got 0"),
     "seeds text": (["--seeds", "ten"], "seeds must be an integer, got 'ten'"),
@@ -746,7 +746,7 @@ def test_a_sweep_on_a_locked_folder_is_one_error_line(tmp_path, monkeypatch):
     ("arguments", "expected"),
     [
         (["--dims", "2", "0"], "argument --dims: dims must be an integer >= 1, got 0"),
-        (["--n-eval", "0"], "n-eval must be an integer >= 2"),
+        (["--n-eval", "0"], "n-eval must be an integer >= 50"),
         (["--workers", "0"], "workers must be an integer >= 1"),
         (["--seed", "-2"], "seed must be an integer >= 0"),
         (["--backend", "mpi"], "backend must be one of"),

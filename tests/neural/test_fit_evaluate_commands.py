@@ -153,7 +153,7 @@ EVALUATE_ERRORS = {
     "a ground truth of another target": (["--ground-truth", "{tmp}/logcosh.npz"], "different"),
     "data of another dimension": (["--data", "{tmp}/data3.npy"], "2 columns"),
     "figure not a png": (["--data", "{tmp}/test.csv", "--figure", "{tmp}/old.npz"], r"\.png"),
-    "n-eval 1": (["--data", "{tmp}/test.csv", "--n-eval", "1"], ">= 2"),
+    "n-eval 49": (["--data", "{tmp}/test.csv", "--n-eval", "49"], ">= 50"),
     "a row far beyond the data": (["--data", "{tmp}/far.npy"], "underflows to 0 at 1 of the 50"),
 }
 

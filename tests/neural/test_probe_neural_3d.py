@@ -11,7 +11,7 @@ from gridflow import LogConcaveTarget, save_map
 from gridflow.checks import as_points
 from gridflow.examples import mixture_3d
 from gridflow.groundtruth import build_ground_truth, read_ground_truth
-from gridflow.measures.targets import MONOTONE_CHECK_POINTS, check_monotone_gradient
+from gridflow.measures.target_checks import MONOTONE_CHECK_POINTS, check_monotone_gradient
 from neural.model.fitting import FewRowsWarning, FitSettings, fit
 from neural.studies.errorbudget import make_problem
 from neural.studies.evaluation import evaluate_map

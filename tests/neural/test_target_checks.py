@@ -12,9 +12,12 @@ SOURCE = Gaussian(np.zeros(2), np.eye(2))
 
 
 def concave_target(dim=2):
-    """V(y) = ½‖y‖² is declared, but ∇V(y) = −y: not monotone (V concave)."""
+    """The double well V(y) = ¼(‖y‖² − 1)²: ∇V(y) = (‖y‖² − 1) y is not monotone inside the
+    unit ball (V is concave near 0), where the first batch lies."""
     return LogConcaveTarget(
-        V=lambda y: 0.5 * np.sum(np.asarray(y) ** 2, axis=1), grad_V=lambda y: -y, dim=dim
+        V=lambda y: 0.25 * (np.sum(np.asarray(y) ** 2, axis=1) - 1.0) ** 2,
+        grad_V=lambda y: (np.sum(y**2, axis=1, keepdims=True) - 1.0) * y,
+        dim=dim,
     )
 
 

@@ -15,10 +15,12 @@ import joblib
 import numba
 
 from gridflow.checks import positive_int
+from gridflow.memory import check_memory
 
 __all__ = [
     "BACKENDS",
     "check_backend",
+    "check_workers",
     "parallel_map",
     "threads_per_worker",
     "using_numba_threads",
@@ -44,6 +46,23 @@ def check_backend(backend: str) -> str:
     return backend
 
 
+WORKER_BYTES = 160 * 2**20
+"""The resident memory of one worker process (numpy, numba and the package imported)."""
+
+
+def check_workers(workers: int, backend: str) -> int:
+    """``workers`` as a positive int whose processes (loky, dask) fit in the memory
+    available, else ValueError with the estimate; ``backend`` is a checked one."""
+    workers = positive_int(workers, "workers")
+    if workers > 1 and backend in ("loky", "dask"):
+        check_memory(
+            workers * WORKER_BYTES,
+            f"a pool of {workers} worker processes",
+            f"choose fewer workers (about one per core; this machine has {os.cpu_count()})",
+        )
+    return workers
+
+
 @contextmanager
 def parallel_map(function, jobs, workers: int = 1, backend: str = "loky", ordered: bool = True):
     """An iterator over ``function(*job)`` for every job, run by ``workers`` joblib workers.
@@ -54,7 +73,7 @@ def parallel_map(function, jobs, workers: int = 1, backend: str = "loky", ordere
     started for the block and closed, with its client, when the block ends.
     """
     backend = check_backend(backend)
-    workers = positive_int(workers, "workers")
+    workers = check_workers(workers, backend)
     jobs = list(jobs)
     if workers == 1 and backend != "dask":
         yield (function(*job) for job in jobs)

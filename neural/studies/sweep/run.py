@@ -20,10 +20,12 @@ from tqdm.auto import tqdm
 from gridflow.checks import positive_int
 from gridflow.cli import OutputFile, is_interrupt
 from gridflow.examples import paper_mixture
+from gridflow.memory import check_memory
 from neural.studies.sweep.config import BenchmarkConfig, check_covers, check_ground_truth
-from neural.studies.sweep.errors import SweepInterrupted
+from neural.studies.sweep.errors import SweepInterrupted, SweepSetupError
 from neural.studies.sweep.parallel import (
     check_backend,
+    check_workers,
     parallel_map,
     threads_per_worker,
 )
@@ -52,6 +54,10 @@ from neural.studies.sweep.summary import (
 )
 
 __all__ = ["BenchmarkResults", "run_benchmark"]
+
+
+SEED_BYTES = 200
+"""The memory of one seed in the list a sweep holds (a Python int in a list and a dict)."""
 
 
 @dataclass(frozen=True)
@@ -115,11 +121,17 @@ def run_benchmark(
     config = BenchmarkConfig() if config is None else config
     if not isinstance(config, BenchmarkConfig):
         raise TypeError(f"config must be a BenchmarkConfig, got {type(config).__name__}")
+    try:
+        if hasattr(seeds, "__len__"):
+            count = len(seeds)
+            check_memory(SEED_BYTES * count, f"a sweep of {count:,} seeds", "choose fewer seeds")
+        backend = check_backend(backend)
+        workers = check_workers(workers, backend)
+    except ValueError as error:
+        raise SweepSetupError(str(error)) from None
     seeds = list(dict.fromkeys(check_seed(s) for s in seeds))
     if not seeds:
         raise ValueError("seeds must be a nonempty list of nonnegative integers, got []")
-    workers = positive_int(workers, "workers")
-    backend = check_backend(backend)
     if numba_threads is None:
         numba_threads = threads_per_worker(workers)
     numba_threads = positive_int(numba_threads, "numba_threads")

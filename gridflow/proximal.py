@@ -174,7 +174,8 @@ def damped_newton(
         g = gradient(x)
         try:
             step_direction = direction(x, g)
-        except np.linalg.LinAlgError as error:
+        except (np.linalg.LinAlgError, OutsideConeError) as error:  # the latter: a curvature
+            # block too near singular to factorize where F_h is still finite
             if explain is None:
                 raise SolverError(f"Newton's method for the proximal step: {error}") from error
             raise explain(x, str(error)) from error

@@ -397,7 +397,11 @@ def _flow_in_potential(problem, potential, times, bar, max_halvings=12):
             return step(phi, h)
         except OutsideConeError as error:
             if depth >= max_halvings:
-                raise SolverError(f"the flow left the interior of K_h: {error}") from error
+                raise SolverError(
+                    f"the flow left the interior of K_h: {error}, even with steps "
+                    f"{2**max_halvings} times shorter; a finer grid, a larger density_floor or "
+                    "the implicit scheme keeps it inside"
+                ) from error
             return advance(advance(phi, h / 2, depth + 1), h / 2, depth + 1)
 
     potentials = [potential]

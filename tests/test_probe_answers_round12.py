@@ -402,3 +402,24 @@ def test_the_flow_bounds_take_a_gaussian_flow_only(function, flow):
     """gaussian.bounds(None) ended in AttributeError: 'NoneType' object has no attribute."""
     with pytest.raises(TypeError, match=r"flow must be a gridflow\.GaussianFlow, got .*flow or"):
         function(flow)
+
+
+def test_a_flow_that_leaves_the_cone_names_what_keeps_it_inside():
+    """On 9² the flow's Rosenbrock steps leave K_h even 4096 times shortened; the error said
+    so without a way out (a finer grid, a larger floor and the implicit scheme all work)."""
+    with pytest.raises(SolverError, match="a finer grid, a larger density_floor or the implicit"):
+        solve(examples.problem_2d(9), "flow")
+
+
+def test_newton_reports_a_curvature_block_outside_the_cone_as_a_solver_failure():
+    """--density-floor 1e-30: F_h was finite at an iterate whose curvature blocks could not be
+    factorized, and the OutsideConeError left Newton's method as a raw ValueError."""
+    from gridflow.proximal import damped_newton
+
+    def direction(x, g):
+        raise OutsideConeError("a curvature block is not positive definite")
+
+    with pytest.raises(SolverError, match="a curvature block is not positive definite"):
+        damped_newton(
+            lambda x: float(x @ x), lambda x: 2 * x, direction, np.linalg.norm, np.ones(3)
+        )

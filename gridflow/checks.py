@@ -369,6 +369,18 @@ def require_instance(value, kind: type, name: str, hint: str = ""):
     return value
 
 
+DISCRETE_MAP_FIELDS = ("grid", "points", "weights", "map", "potential")
+
+
+def require_discrete_map(value, name: str, hint: str = "the result of gridflow.minimize"):
+    """``value`` if it has a `schemes.DiscreteMap`'s fields (checked by duck typing: this
+    module lies below the schemes), else a TypeError naming ``name`` and, as ``hint``, where
+    one comes from."""
+    if not all(hasattr(value, field) for field in DISCRETE_MAP_FIELDS):
+        raise TypeError(f"{name} must be a DiscreteMap ({hint}), got {type(value).__name__}")
+    return value
+
+
 def flag(value, name: str) -> bool:
     """``value`` as a bool if it is True or False (numpy's too), else TypeError."""
     if not isinstance(value, (bool, np.bool_)):

@@ -179,9 +179,16 @@ class Problem:
             check_monotone_gradient(self.target.grad_V, points, self.target.name, self.target.lam)
         hessian_points = operators.hessian_points(self.grid)
         density, hessian_density = summable(source.density(points), source.density(hessian_points))
-        floor = self.density_floor * max(density.max(), hessian_density.max())
-        if not floor > 0:
+        largest = max(density.max(), hessian_density.max())
+        floor = self.density_floor * largest
+        if not largest > 0:
             raise GridCutsSourceError("the source density vanishes at every grid point")
+        if not floor > 0:
+            raise ValueError(
+                f"the source density's largest value on the grid, {largest:.3g}, is so small "
+                f"that its floor ({self.density_floor:g} times it) underflows to 0: multiply "
+                "the density by a constant (an unnormalized density is the same source)"
+            )
         self._set("floored_mass", float(1.0 - density.sum() / np.maximum(density, floor).sum()))
         if self.floored_mass > MOSTLY_FLOORED:
             warnings.warn(

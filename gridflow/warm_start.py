@@ -13,7 +13,7 @@ import numpy as np
 from scipy import interpolate
 
 from gridflow import operators
-from gridflow.checks import check_map_on_points, require_instance
+from gridflow.checks import check_map_on_points, require_discrete_map, require_instance
 from gridflow.functionals import discrete_hessian, kl_energy
 from gridflow.potentials import least_squares_potential
 from gridflow.problem import Problem
@@ -33,11 +33,7 @@ def coarse_to_fine_start(problem: Problem, coarser) -> np.ndarray:
     that), and φ convexified in the tails only (`_convexified_tails`).
     """
     require_instance(problem, Problem, "problem", "; build one with gridflow.Problem")
-    if not all(hasattr(coarser, field) for field in ("grid", "points", "weights", "map")):
-        raise TypeError(
-            f"coarser must be a DiscreteMap (the minimize of a coarser grid), got "
-            f"{type(coarser).__name__}"
-        )
+    require_discrete_map(coarser, "coarser", "the minimize of a coarser grid")
     if problem.dim == 1:
         raise ValueError("coarse_to_fine_start is for d = 2, 3, the problem has d = 1")
     if (coarser.grid.lower, coarser.grid.upper) != (problem.grid.lower, problem.grid.upper):

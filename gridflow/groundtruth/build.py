@@ -243,7 +243,7 @@ def accuracy_problems(metadata: dict) -> list[str]:
     relative = metadata["error_estimate"] / metadata["map_spread"]
     if not relative <= MAX_RELATIVE_ERROR:
         reasons.append(
-            f"its estimated error {metadata['error_estimate']:.3g} is {relative:.0%} of the "
+            f"its estimated error {metadata['error_estimate']:.3g} is {relative:.2%} of the "
             f"map's spread {metadata['map_spread']:.3g} (at most {MAX_RELATIVE_ERROR:.0%}): the "
             f"grid does not resolve the problem; choose more --nodes"
         )

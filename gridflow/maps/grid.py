@@ -8,7 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import interpolate
 
-from gridflow.checks import as_node_values, as_points, as_shaped_array, check_map_on_points
+from gridflow.checks import (
+    as_node_values,
+    as_points,
+    as_shaped_array,
+    check_map_on_points,
+    require_discrete_map,
+)
 from gridflow.grid import Grid
 from gridflow.operators import map_shape
 
@@ -48,6 +54,7 @@ class GridMap:
     @classmethod
     def from_discrete_map(cls, discrete_map, metadata: dict | None = None) -> GridMap:
         """The interpolating map of a `DiscreteMap` (from `minimize`), without a file."""
+        require_discrete_map(discrete_map, "discrete_map")
         return cls(
             grid=discrete_map.grid,
             points=discrete_map.points,

@@ -180,10 +180,17 @@ def _covariance(samples: np.ndarray) -> np.ndarray:
     return covariance
 
 
+MIN_DISTINCT_SHARE = 0.5
+"""Data whose distinct rows are fewer than this share of all rows lie on a lattice (counts,
+coarsely rounded or categorical values): samples of a law with a density repeat no row."""
+
+
 def check_data(source: EmpiricalSource) -> None:
     """ValueError, saying what to change, for rows that ``fit`` cannot learn from: values
-    beyond ``MAX_MAGNITUDE`` or so small that their spread underflows (rescale them), and
-    constant or linearly dependent columns (drop them)."""
+    beyond ``MAX_MAGNITUDE`` or so small that their spread underflows (rescale them),
+    constant or linearly dependent columns (drop them), and rows that repeat (fewer distinct
+    rows than ``MIN_DISTINCT_SHARE`` of them: no density, and a held-out likelihood that
+    grows without bound as the model concentrates on the repeated values)."""
     largest = float(np.abs(source.samples).max())
     if largest > MAX_MAGNITUDE:
         raise ValueError(
@@ -197,6 +204,14 @@ def check_data(source: EmpiricalSource) -> None:
             "them (their covariance underflows)"
         )
     _covariance(source.samples)
+    count = source.samples.shape[0]
+    distinct = np.unique(source.samples, axis=0).shape[0]
+    if distinct < MIN_DISTINCT_SHARE * count:
+        raise ValueError(
+            f"the data hold {distinct} distinct rows among {count}: values on a lattice "
+            "(counts, rounded or categorical data) have no density to fit; add noise of the "
+            "lattice's spacing to them (dequantize), or give continuous data"
+        )
 
 
 def _gaussian_fit_matrix(centered: np.ndarray, target_cov: np.ndarray) -> np.ndarray:

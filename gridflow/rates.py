@@ -118,7 +118,7 @@ def fit_log_linear(times, gaps, window=(1e-4, 1e-11), relative=True) -> RateFit:
         reference = gaps[0]
         if not np.isfinite(reference) or reference <= 0:
             raise ValueError(
-                f"gaps[0] must be positive for a relative window, got {reference!r}; "
+                f"gaps[0] must be positive for a relative window, got {float(reference):g}; "
                 "pass relative=False and an absolute window"
             )
         upper, lower = upper * reference, lower * reference

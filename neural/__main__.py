@@ -80,6 +80,7 @@ from neural.studies.errorbudget import (
     CAUSES,
     budget_figure,
     check_evaluation_memory,
+    check_ground_truth_use,
     check_options,
     check_run_lengths,
     error_budget,
@@ -525,6 +526,7 @@ def _errorbudget(args, parser) -> int:
     try:
         check_options(args.causes, args.inits, quadratic)
         check_run_lengths(args.steps, args.inner_steps)
+        check_ground_truth_use(args.problems, args.ground_truth)
         problems = [make_problem(name, args.ground_truth) for name in args.problems]
         check_evaluation_memory(problems, args.n_eval)
         folder = ReportFolder(args.out, "--out", ERRORBUDGET_FILES, args.overwrite)

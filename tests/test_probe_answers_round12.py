@@ -469,3 +469,13 @@ def test_a_grid_map_is_made_from_a_discrete_map_only():
 
     with pytest.raises(TypeError, match=r"discrete_map must be a DiscreteMap .* got str"):
         GridMap.from_discrete_map("not a map")
+
+
+def test_errorbudget_refuses_a_ground_truth_no_problem_reads(tmp_path, exit_status_and_error):
+    """--problems gaussian2 --ground-truth FILE read the file and ignored it without a word."""
+    argv = ["errorbudget", "--problems", "gaussian2", "--ground-truth", str(tmp_path / "t.npz"),
+            "--out", str(tmp_path / "budget")]  # fmt: skip
+    status, line = exit_status_and_error(neural_cli.main, argv)
+    assert status == 2
+    assert "is read by the problems mixture and file only, and --problems lists gaussian2" in line
+    assert not (tmp_path / "budget").exists()

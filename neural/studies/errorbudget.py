@@ -115,6 +115,23 @@ def problem_from_file(path) -> BudgetProblem:
     return BudgetProblem(pathlib.Path(path).stem, source, target, true_map)
 
 
+GROUND_TRUTH_PROBLEMS = ("mixture", "file")
+"""The problems graded against the ground-truth file; the Gaussian pairs have closed forms."""
+
+
+def check_ground_truth_use(names, ground_truth) -> None:
+    """ValueError for a ground-truth file that none of the problems ``names`` reads (the
+    Gaussian pairs are graded against their closed form): it would be ignored without a
+    word."""
+    if ground_truth is not None and not set(names) & set(GROUND_TRUTH_PROBLEMS):
+        raise ValueError(
+            f"the ground truth {str(ground_truth)!r} is read by the problems "
+            f"{' and '.join(GROUND_TRUTH_PROBLEMS)} only, and --problems lists "
+            f"{' '.join(map(str, names))} (graded against their closed forms): add one, or "
+            "drop --ground-truth"
+        )
+
+
 def make_problem(name: str, ground_truth=None) -> BudgetProblem:
     """'mixture' (the paper's, against the ground-truth file, checked to be the mixture's by
     ``neural.studies.sweep.check_ground_truth``), 'file' (the problem the ground-truth file

@@ -369,6 +369,29 @@ def require_instance(value, kind: type, name: str, hint: str = ""):
     return value
 
 
+def as_box(lower, upper, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """The corners of a box [lower, upper] in d = ``dim`` as float arrays (dim,) (a number
+    stands for every axis); ValueError for another length, NaN, or lower ≥ upper on an axis
+    (infinite corners are allowed: the box is then unbounded there)."""
+    corners = []
+    for value, name in ((lower, "lower"), (upper, "upper")):
+        array = as_float_array(value, name)
+        if array.ndim > 1 or (array.ndim == 1 and array.size != dim):
+            raise ValueError(
+                f"the box's {name} corner must hold {dim} number(s), one per axis, got shape "
+                f"{array.shape}"
+            )
+        if np.isnan(array).any():
+            raise ValueError(f"the box's {name} corner contains NaN")
+        corners.append(np.broadcast_to(array.reshape(-1), (dim,)))
+    if not np.all(corners[0] < corners[1]):
+        raise ValueError(
+            f"the box needs lower < upper on every axis, got {corners[0].tolist()} and "
+            f"{corners[1].tolist()}"
+        )
+    return corners[0], corners[1]
+
+
 DISCRETE_MAP_FIELDS = ("grid", "points", "weights", "map", "potential")
 
 

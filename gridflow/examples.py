@@ -108,14 +108,21 @@ def mixture_3d() -> GaussianMixture:
     )
 
 
-def problem_3d(nodes: int = 17, box=(-5.0, 5.0), **problem_options) -> Problem:
-    """`gaussian_pair_3d` on box³ with nodes³ nodes; `problem_options` go to `Problem`."""
+def problem_3d(
+    nodes: int = 17, source=None, target=None, box=(-5.0, 5.0), **problem_options
+) -> Problem:
+    """A 3D problem on box³ with nodes³ nodes, by default `gaussian_pair_3d`'s source and
+    target; `problem_options` go to `Problem`."""
     lower, upper = _interval(box)
-    source, target = gaussian_pair_3d()
+    pair_source, pair_target = gaussian_pair_3d()
     return Problem(
         Grid(lower=[lower] * 3, upper=[upper] * 3, shape=[nodes] * 3),
-        source=source,
-        target=LogConcaveTarget.gaussian(target.mean, target.cov),
+        source=pair_source if source is None else source,
+        target=(
+            LogConcaveTarget.gaussian(pair_target.mean, pair_target.cov)
+            if target is None
+            else target
+        ),
         **problem_options,
     )
 

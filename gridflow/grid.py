@@ -94,6 +94,8 @@ class Grid:
 
     def axis(self, k: int) -> np.ndarray:
         """Node coordinates along axis k."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < self.dim:
+            raise ValueError(f"the axis k must be an integer from 0 to {self.dim - 1}, got {k!r}")
         return np.linspace(self.lower[k], self.upper[k], self.shape[k])
 
     @property

@@ -479,3 +479,35 @@ def test_errorbudget_refuses_a_ground_truth_no_problem_reads(tmp_path, exit_stat
     assert status == 2
     assert "is read by the problems mixture and file only, and --problems lists gaussian2" in line
     assert not (tmp_path / "budget").exists()
+
+
+@pytest.mark.parametrize(
+    ("lower", "upper", "message"),
+    [
+        ([5.0, 5.0], [-5.0, -5.0], "the box needs lower < upper on every axis"),
+        ([-5.0], [5.0, 5.0], "lower corner must hold 2 number"),
+        ([-5.0, np.nan], [5.0, 5.0], "lower corner contains NaN"),
+    ],
+)
+def test_mass_outside_refuses_a_box_that_is_no_box(lower, upper, message):
+    """A reversed box gave a 'mass' of 4.0; a 1D box for a 2D mixture an IndexError."""
+    sources = [examples.paper_mixture(), Gaussian([0.0, 0.0], np.eye(2))]
+    for source in sources:
+        with pytest.raises(ValueError, match=message):
+            source.mass_outside(lower, upper)
+    assert 0.0 < examples.paper_mixture().mass_outside([-5.0, -5.0], [5.0, 5.0]) < 1e-3
+    assert examples.paper_mixture().mass_outside(-np.inf, np.inf) == 0.0
+
+
+def test_a_grid_axis_out_of_range_is_named():
+    with pytest.raises(ValueError, match="the axis k must be an integer from 0 to 0, got 5"):
+        Grid([-1.0], [1.0], [9]).axis(5)
+
+
+def test_the_3d_example_problem_takes_a_source_and_a_target():
+    """problem_3d(9, source=...) was a TypeError 'got multiple values for keyword source'."""
+    source = GaussianMixture(
+        means=[[0.5, 0.0, 0.0], [-0.5, 0.0, 0.0]], covs=[np.eye(3)] * 2, weights=[0.5, 0.5]
+    )
+    problem = examples.problem_3d(9, source=source, density_floor=1e-4, max_cut_mass=1e-2)
+    assert problem.source is source and problem.target.dim == 3

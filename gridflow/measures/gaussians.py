@@ -22,6 +22,7 @@ from numba import njit
 from scipy import special, stats
 
 from gridflow.checks import (
+    as_box,
     as_finite_array,
     as_float_array,
     as_points,
@@ -334,6 +335,7 @@ class GaussianMixture:
     def mass_outside(self, lower, upper) -> float:
         """Mass outside the box [lower, upper]: exact in d = 1, a union bound over the axes
         in d ≥ 2. z-scores that overflow to ±inf (tiny variances) give the limits 0 and 1."""
+        lower, upper = as_box(lower, upper, self.dim)
         total = 0.0
         for k in range(self.dim):
             sigmas = np.sqrt(self.covs[:, k, k])

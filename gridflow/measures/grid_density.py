@@ -35,6 +35,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy import interpolate, sparse
 
 from gridflow.checks import (
+    as_box,
     as_float_array,
     as_points,
     positive_int,
@@ -312,8 +313,7 @@ class GridDensity:
     def mass_outside(self, lower, upper) -> float:
         """ϱ0 mass outside the box [lower, upper]: 1 − ∫ over the part of ``box`` inside it,
         exact up to rounding (module docstring)."""
-        lower = np.broadcast_to(np.asarray(lower, dtype=np.float64), (self.dim,))
-        upper = np.broadcast_to(np.asarray(upper, dtype=np.float64), (self.dim,))
+        lower, upper = as_box(lower, upper, self.dim)
         inside = self._integral_of_square(lower, upper) / self._normalizer
         return float(min(max(1.0 - inside, 0.0), 1.0))
 

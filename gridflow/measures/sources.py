@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gridflow.checks import (
+    as_box,
     as_finite_array,
     as_path,
     as_points,
@@ -108,7 +109,7 @@ class CallableSource:
 
     def mass_outside(self, lower, upper) -> float:
         """ϱ0 mass outside the box [lower, upper] relative to its mass on `checked_box`."""
-        lower, upper = np.asarray(lower, float), np.asarray(upper, float)
+        lower, upper = as_box(lower, upper, self.dim)
         outer_lower, outer_upper = self.checked_box(lower, upper)
         per_axis = min(self.nodes_per_axis, PER_AXIS_CAP.get(self.dim, 150))
         axes, widths, inside = [], [], []

@@ -511,3 +511,31 @@ def test_the_3d_example_problem_takes_a_source_and_a_target():
     )
     problem = examples.problem_3d(9, source=source, density_floor=1e-4, max_cut_mass=1e-2)
     assert problem.source is source and problem.target.dim == 3
+
+
+def test_a_fourth_list_of_calls_into_the_lower_layers_is_answered_by_name():
+    """grid_cascade(17, dim=4) was a KeyError; velocity(..., 'a', 0) numpy's 'could not
+    convert'; from_discrete_map(metadata='x') a dict() message; checked_box of a reversed box
+    returned a reversed box; target_from_spec ignored the dimension asked; truth_error('x')
+    was 0.0, an exact map's."""
+    from gridflow.groundtruth import grid_cascade, target_from_spec, truth_error
+    from gridflow.maps import GridMap
+    from gridflow.measures import CallableSource
+
+    with pytest.raises(ValueError, match="d = 1, 2 and 3, got dim = 4"):
+        grid_cascade(17, dim=4)
+    pair = Gaussian([0.0, 0.0], np.eye(2))
+    with pytest.raises(TypeError, match="matrix must be"):
+        gaussian.velocity(pair, pair, "a", 0)
+    problem = examples.problem_1d(33)
+    with pytest.raises(TypeError, match="metadata must be a dict or None, got str"):
+        GridMap.from_discrete_map(minimize(problem), metadata="x")
+    source = CallableSource(lambda x: np.exp(-0.5 * np.sum(x**2, axis=1)), 2)
+    with pytest.raises(ValueError, match="the box needs lower < upper"):
+        source.checked_box([1.0, 1.0], [-1.0, -1.0])
+    spec = LogConcaveTarget.standard_gaussian(2).spec
+    with pytest.raises(ValueError, match="specification is in d = 2, not d = 3"):
+        target_from_spec(spec, 3)
+    assert target_from_spec(spec, 2).dim == 2
+    with pytest.raises(TypeError, match="true_map must be a map"):
+        truth_error("x")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
+from gridflow.checks import as_float_array
 from gridflow.maps import AffineMap
 from gridflow.measures.gaussians import Gaussian
 
@@ -207,8 +208,8 @@ def _map_error(source, matrix, offset, optimal_matrix, optimal_offset) -> float:
 
 
 def _check_affine(matrix, offset, dim):
-    matrix = np.asarray(matrix, dtype=np.float64)
-    offset = np.asarray(offset, dtype=np.float64)
+    matrix = as_float_array(matrix, "matrix")
+    offset = as_float_array(offset, "offset")
     if matrix.shape != (dim, dim):
         raise ValueError(f"matrix must have shape ({dim}, {dim}), got {matrix.shape}")
     if offset.shape != (dim,):

@@ -72,6 +72,8 @@ def grid_cascade(nodes: int, dim: int = 2) -> list[int]:
     """Nodes per axis of the grids solved for `nodes` in dimension `dim`, coarsest first:
     nodes, its halving (nodes - 1) / 2 + 1 (the error estimate's coarser grid), and halvings
     of odd sizes on down to CASCADE_COARSEST[dim] nodes or fewer."""
+    if dim not in CASCADE_COARSEST:
+        raise ValueError(f"the grid solver works in d = 1, 2 and 3, got dim = {dim!r}")
     sizes = [check_nodes(nodes), (nodes - 1) // 2 + 1]
     while sizes[-1] > CASCADE_COARSEST[dim] and sizes[-1] % 2 == 1:
         sizes.append((sizes[-1] - 1) // 2 + 1)

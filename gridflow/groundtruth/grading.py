@@ -43,6 +43,11 @@ def check_usable(metadata: dict, path) -> None:
 def truth_error(true_map) -> float:
     """T*'s own error in L²(ϱ0): a ground-truth file's estimate, 0 for an exact map (an
     ``AffineMap`` or any map without metadata), NaN for a file that records none."""
+    if not callable(true_map):
+        raise TypeError(
+            f"true_map must be a map (a GridMap from load_map, or an AffineMap), got "
+            f"{type(true_map).__name__}"
+        )
     metadata = getattr(true_map, "metadata", None)
     if metadata is None:
         return 0.0

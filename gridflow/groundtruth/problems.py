@@ -192,7 +192,10 @@ def target_from_spec(spec, dim: int) -> LogConcaveTarget:
             f"the target ({spec.get('name')}) was given as Python code and is not recorded; "
             f"rebuild it and pass it explicitly"
         )
-    return LogConcaveTarget.from_spec(spec)
+    target = LogConcaveTarget.from_spec(spec)
+    if target.dim != dim:
+        raise ValueError(f"the target's specification is in d = {target.dim}, not d = {dim}")
+    return target
 
 
 def problem_of(metadata: dict, dim: int):

@@ -55,6 +55,8 @@ class GridMap:
     def from_discrete_map(cls, discrete_map, metadata: dict | None = None) -> GridMap:
         """The interpolating map of a `DiscreteMap` (from `minimize`), without a file."""
         require_discrete_map(discrete_map, "discrete_map")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise TypeError(f"metadata must be a dict or None, got {type(metadata).__name__}")
         return cls(
             grid=discrete_map.grid,
             points=discrete_map.points,

@@ -539,3 +539,14 @@ def test_a_fourth_list_of_calls_into_the_lower_layers_is_answered_by_name():
     assert target_from_spec(spec, 2).dim == 2
     with pytest.raises(TypeError, match="true_map must be a map"):
         truth_error("x")
+
+
+def test_evaluate_refuses_an_n_eval_it_would_ignore(tmp_path, exit_status_and_error):
+    """evaluate --data D --n-eval 100 without a ground truth ignored --n-eval without a word."""
+    data = np.random.default_rng(3).standard_normal((60, 2))
+    np.save(tmp_path / "data.npy", data)
+    argv = ["evaluate", str(tmp_path / "map.npz"), "--data", str(tmp_path / "data.npy"),
+            "--n-eval", "100"]  # fmt: skip
+    status, line = exit_status_and_error(neural_cli.main, argv)
+    assert status == 2
+    assert "--n-eval is how many samples of the ground truth's source are drawn" in line

@@ -14,7 +14,7 @@ from gridflow.groundtruth import read_ground_truth
 from gridflow.measures import EmpiricalSource
 from neural.errors import DivergenceError
 from neural.model import NetworkFileError, load
-from neural.studies.evaluation import evaluate_map, format_evaluation
+from neural.studies.evaluation import DEFAULT_EVAL_SAMPLES, evaluate_map, format_evaluation
 from neural.studies.map_figure import map_figure
 from neural.training.kl import MIN_EVAL_SAMPLES
 
@@ -46,9 +46,9 @@ def add_parser(commands) -> argparse.ArgumentParser:
         help="held-out samples of ϱ0 (.npy, .npz, .csv, .txt) (default none)",
     )  # fmt: skip
     parser.add_argument(
-        "--n-eval", type=argument_type(integer, "--n-eval", MIN_EVAL_SAMPLES), default=20000,
+        "--n-eval", type=argument_type(integer, "--n-eval", MIN_EVAL_SAMPLES), default=None,
         help=f"samples of the ground truth's source, at least {MIN_EVAL_SAMPLES} (default "
-        "%(default)s)",
+        f"{DEFAULT_EVAL_SAMPLES}; with --ground-truth only)",
     )  # fmt: skip
     parser.add_argument(
         "--seed", type=argument_type(integer, "--seed", 0), default=0,
@@ -71,6 +71,13 @@ def run(args) -> int:
 def _checked_run(args) -> int:
     if args.ground_truth is None and args.data is None:
         fail(args.parser, "give --ground-truth and/or --data: nothing to compare with", USAGE_ERROR)
+    if args.n_eval is not None and args.ground_truth is None:
+        fail(
+            args.parser,
+            "--n-eval is how many samples of the ground truth's source are drawn, and there is "
+            "no --ground-truth: give one, or drop --n-eval (the --data rows are all used)",
+            USAGE_ERROR,
+        )
     try:
         model = load(args.map)
         truth = None if args.ground_truth is None else read_ground_truth(args.ground_truth)
@@ -100,7 +107,8 @@ def _fitted_to(model, data_path) -> bool:
 def _report(args, model, truth, data, figure: OutputFile | None) -> int:
     rng = np.random.default_rng(args.seed)
     try:
-        evaluation = evaluate_map(model, ground_truth=truth, data=data, n_eval=args.n_eval, rng=rng)
+        n_eval = DEFAULT_EVAL_SAMPLES if args.n_eval is None else args.n_eval
+        evaluation = evaluate_map(model, ground_truth=truth, data=data, n_eval=n_eval, rng=rng)
     except ValueError as error:
         fail(args.parser, error, USAGE_ERROR)
     except DivergenceError as error:  # ∇²φ_θ not positive definite at the samples

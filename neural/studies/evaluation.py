@@ -29,8 +29,10 @@ from neural.mmd import energy_distance
 from neural.model import NetworkMap
 from neural.training.kl import MIN_EVAL_SAMPLES, check_eval_size
 
-__all__ = ["Evaluation", "evaluate_map", "format_evaluation"]
+__all__ = ["DEFAULT_EVAL_SAMPLES", "Evaluation", "evaluate_map", "format_evaluation"]
 
+DEFAULT_EVAL_SAMPLES = 20000
+"""Samples of the ground truth's source an evaluation draws unless told otherwise."""
 MIN_PAIRS = 2
 """The fewest rows of data (or source samples in the box) a standard error takes."""
 MAX_ENERGY_SAMPLES = 4000
@@ -120,7 +122,7 @@ def evaluate_map(
     *,
     ground_truth: GroundTruth | None = None,
     data=None,
-    n_eval: int = 20000,
+    n_eval: int = DEFAULT_EVAL_SAMPLES,
     rng: np.random.Generator,
 ) -> Evaluation:
     """The figures of the module docstring for ``model``.

@@ -87,6 +87,7 @@ from neural.studies.errorbudget import (
     format_budget,
     make_problem,
 )
+from neural.studies.evaluation import DEFAULT_EVAL_SAMPLES
 from neural.studies.flowcheck import (
     CASES,
     MAX_STEPS,
@@ -135,7 +136,7 @@ HELP_TEXTS = {
         "mixture gaussian2 gaussian8 gaussian32)",
         "--causes": f"the causes to measure (default all: {' '.join(CAUSES)})",
         "--n-eval": "samples of the evaluation: L² error, UVP, KL and MMD, at least "
-        f"{MIN_EVAL_SAMPLES} (default 20000)",
+        f"{MIN_EVAL_SAMPLES} (default {DEFAULT_EVAL_SAMPLES})",
     },
 }
 """Help of the options whose argument lines carry no help text of their own."""
@@ -343,7 +344,8 @@ def _parser() -> argparse.ArgumentParser:
         "--inner-steps", type=_count("--inner-steps"), default=100,
         help="K' of the implicit runs, which also run 10 K' (default %(default)s)",
     )  # fmt: skip
-    budget.add_argument("--n-eval", type=_count("--n-eval", MIN_EVAL_SAMPLES), default=20000)
+    budget.add_argument("--n-eval", type=_count("--n-eval", MIN_EVAL_SAMPLES),
+                        default=DEFAULT_EVAL_SAMPLES)  # fmt: skip
     budget.add_argument(
         "--seed", type=_count("--seed", 0), default=0,
         help="θ0, data and evaluation streams (default 0)",

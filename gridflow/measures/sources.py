@@ -92,7 +92,9 @@ class CallableSource:
 
     def checked_box(self, lower, upper) -> tuple[np.ndarray, np.ndarray]:
         """The box on which `mass_outside(lower, upper)` integrates the density."""
-        lower, upper = as_box(lower, upper, self.dim)
+        return self._outer_box(*as_box(lower, upper, self.dim))
+
+    def _outer_box(self, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.support is None:
             return lower - (upper - lower), upper + (upper - lower)
         return np.minimum(self.support[0], lower), np.maximum(self.support[1], upper)
@@ -109,8 +111,8 @@ class CallableSource:
 
     def mass_outside(self, lower, upper) -> float:
         """ϱ0 mass outside the box [lower, upper] relative to its mass on `checked_box`."""
-        outer_lower, outer_upper = self.checked_box(lower, upper)
         lower, upper = as_box(lower, upper, self.dim)
+        outer_lower, outer_upper = self._outer_box(lower, upper)
         per_axis = min(self.nodes_per_axis, PER_AXIS_CAP.get(self.dim, 150))
         axes, widths, inside = [], [], []
         for k in range(self.dim):

@@ -62,6 +62,7 @@ from neural.network import ICNN
 from neural.network.functions import transport_map_unchecked
 from neural.network.initialization import INITS, initial_network
 from neural.studies.dimensions import gaussian_problem
+from neural.studies.evaluation import DEFAULT_EVAL_SAMPLES
 from neural.studies.sweep.config import check_ground_truth
 from neural.training import make_method, run_method
 from neural.training.kl import check_eval_size, exact_kl
@@ -292,7 +293,7 @@ def error_budget(
     steps: int = 2000,
     learning_rate: float = 0.01,
     inner_steps: int = 100,
-    n_eval: int = 20000,
+    n_eval: int = DEFAULT_EVAL_SAMPLES,
     fit_samples: int = FIT_SAMPLES,
     seed: int = 0,
     progress: bool = False,

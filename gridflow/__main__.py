@@ -21,6 +21,7 @@ import sys
 from gridflow._compile_notice import silence as silence_compile_notice
 from gridflow.checks import open_unit_interval, output_file, positive_float
 from gridflow.cli import (
+    ArgumentParser,
     OutputFile,
     argument_type,
     exit_with,
@@ -81,9 +82,7 @@ def _read_source(name: str, source_box):
 
 
 def parser() -> argparse.ArgumentParser:
-    main_parser = argparse.ArgumentParser(
-        prog="python -m gridflow", description=__doc__.split("\n")[0]
-    )
+    main_parser = ArgumentParser(prog="python -m gridflow", description=__doc__.split("\n")[0])
     commands = main_parser.add_subparsers(dest="command", required=True)
     ground = commands.add_parser(
         "groundtruth",

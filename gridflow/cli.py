@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import os
+import re
 import shutil
 import signal
 import sys
@@ -46,6 +47,21 @@ def argument_type(check, *args):
 
     convert.__name__ = getattr(check, "__name__", "value")  # argparse names the type with it
     return convert
+
+
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|nan)$", re.IGNORECASE)
+"""A negative number as a command-line argument: decimal, exponent, -inf or -nan."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, reading ``-1e-3`` as a number: argparse takes an argument that
+    starts with ``-`` for an option unless it looks like a negative number, and its pattern
+    for one has no exponent, so ``--box -1e1 10`` ended with "expected one argument".
+    Subcommands' parsers are of the same class."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = NEGATIVE_NUMBER
 
 
 class DistinctValues(argparse.Action):

@@ -53,6 +53,7 @@ from pathlib import Path
 from gridflow.checks import output_file, positive_float
 from gridflow.cli import (
     USAGE_ERROR,
+    ArgumentParser,
     DistinctValues,
     OutputFile,
     ReportFolder,
@@ -168,7 +169,7 @@ _widths = argument_type(widths, "--widths")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m neural", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m neural", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     backend = argument_type(check_backend)
@@ -582,12 +583,11 @@ def _errorbudget_report(args, problems, quadratic, folder: ReportFolder, partial
 def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "errorbudget":
-        return _errorbudget(args, parser)
+    studies = {"errorbudget": _errorbudget, "flowcheck": _flowcheck}  # they check with parser
+    if args.command in studies:
+        return studies[args.command](args, parser)
     if args.command == "benchmark":
         return _benchmark(args)
-    if args.command == "flowcheck":
-        return _flowcheck(args, parser)
     if args.command == "fit":
         return fit_command.run(args)
     if args.command == "evaluate":

@@ -14,13 +14,13 @@ changed, or nothing was written) and exit status 130.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
 import time
 
 from gridflow.cli import (
+    ArgumentParser,
     DistinctValues,
     ReportFolder,
     argument_type,
@@ -45,9 +45,7 @@ REPORT_FILES = ("report.json", "report.md", "*.png")
 
 def parse_arguments(argv):
     """The arguments, and the checked report folder (exit 2 on a bad one)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m validation", description=__doc__.split("\n")[0]
-    )
+    parser = ArgumentParser(prog="python -m validation", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--out",
         type=argument_type(report_folder, "output folder"),

@@ -13,7 +13,7 @@ import scipy.integrate
 import scipy.linalg
 import scipy.stats
 
-from gridflow import gaussian, rates
+from gridflow import Gaussian, gaussian, rates
 from validation.gaussian_checks import excited_pair
 
 DIMENSIONS = (1, 2, 3, 10)
@@ -173,9 +173,38 @@ def test_w2_monte_carlo_sanity():
     assert abs(costs.mean() - gaussian.w2(source, target) ** 2) < 5 * standard_error
 
 
-def test_w2_of_identical_gaussians_is_zero():
+@pytest.mark.parametrize(
+    "cov",
+    [
+        np.eye(2),
+        [[2.0, 1.0], [1.0, 2.0]],
+        [[1.0, 0.999999], [0.999999, 1.0]],
+        np.diag([1e-10, 1.0]),
+    ],
+)
+def test_w2_of_identical_gaussians_is_zero_to_roundoff(cov):
+    # the Bures formula's difference of traces left 4e-8 ([[2, 1], [1, 2]]) and 4.7e-6
+    law = Gaussian(np.zeros(2), cov)
+    assert gaussian.w2(law, law) < 1e-14
+
+
+def test_w2_of_random_identical_gaussians_is_zero_to_roundoff():
     source, _ = random_pair(4, seed=3)
-    assert gaussian.w2(source, source) == pytest.approx(0.0, abs=1e-7)
+    assert gaussian.w2(source, source) < 1e-13
+
+
+@pytest.mark.parametrize("shift", [1e-9, 1e-3, 2.5])
+def test_w2_of_a_shift_is_the_shift(shift):
+    law = Gaussian([0.3, -1.0], [[2.0, 0.5], [0.5, 1.0]])
+    moved = Gaussian(law.mean + np.array([shift, 0.0]), law.cov)
+    assert gaussian.w2(law, moved) == pytest.approx(shift, rel=1e-12)
+
+
+@pytest.mark.parametrize("variance", [1.0 + 2.0**-30, 4.0, 1e-6])
+def test_w2_in_1d_is_the_difference_of_deviations(variance):
+    assert gaussian.w2(Gaussian([0.0], [[1.0]]), Gaussian([0.0], [[variance]])) == pytest.approx(
+        abs(1.0 - np.sqrt(variance)), rel=1e-12
+    )
 
 
 # ------------------------------------------------------------------------------- KL

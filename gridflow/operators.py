@@ -36,6 +36,7 @@ import itertools
 import numpy as np
 from scipy import sparse
 
+from gridflow.checks import check_map_on_points, require_instance
 from gridflow.grid import Grid
 
 
@@ -56,6 +57,28 @@ def map_points(grid: Grid) -> np.ndarray:
     centers = [0.5 * (grid.axis(k)[1:] + grid.axis(k)[:-1]) for k in range(grid.dim)]
     mesh = np.meshgrid(*centers, indexing="ij")
     return np.stack([m.ravel() for m in mesh], axis=1)
+
+
+def check_cell_map(grid, points, weights, values, owner: str) -> None:
+    """That ``grid`` is a Grid, ``points`` its cell centers in the layout of `map_points`
+    (C order), ``weights`` (n,) non-negative cell masses and ``values`` (n, d) (unless None)
+    finite; TypeError or ValueError naming the field of ``owner``. Values listed at other
+    points, or in another order, would be read as if they were at these."""
+    require_instance(grid, Grid, f"{owner}.grid")
+    cells = map_points(grid)
+    check_map_on_points(points, weights, values, owner, cells.shape)
+    points = np.asarray(points, dtype=float)
+    scale = max(float(np.max(np.abs(cells))), 1.0)
+    misplaced = np.flatnonzero(np.any(np.abs(points - cells) > 1e-9 * scale, axis=1))
+    if misplaced.size:
+        row = int(misplaced[0])
+        raise ValueError(
+            f"{owner}.points must be the grid's cell centers in C order "
+            f"(gridflow.operators.map_points(grid)); {misplaced.size} rows are not, e.g. row "
+            f"{row} is {points[row].tolist()}, the cell center {cells[row].tolist()}"
+        )
+    if np.any(np.asarray(weights, dtype=float) < 0):
+        raise ValueError(f"{owner}.weights must be non-negative cell masses")
 
 
 def hessian_points(grid: Grid) -> np.ndarray:

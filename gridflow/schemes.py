@@ -160,9 +160,9 @@ class DiscreteMap:
     energy: float
 
     def __post_init__(self):
-        cells = (int(np.prod(operators.map_shape(self.grid))), self.grid.dim)
-        check_map_on_points(self.points, self.weights, self.map, "DiscreteMap", cells)
+        operators.check_cell_map(self.grid, self.points, self.weights, self.map, "DiscreteMap")
         as_node_values(self.potential, self.grid.shape, "DiscreteMap.potential")
+        object.__setattr__(self, "energy", as_float(self.energy, "DiscreteMap.energy"))
 
 
 def _check_steps(tau, steps):

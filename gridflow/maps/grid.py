@@ -12,11 +12,12 @@ from gridflow.checks import (
     as_node_values,
     as_points,
     as_shaped_array,
-    check_map_on_points,
+    readonly_copy,
     require_discrete_map,
+    require_finite,
 )
 from gridflow.grid import Grid
-from gridflow.operators import map_shape
+from gridflow.operators import check_cell_map
 
 __all__ = ["GridMap"]
 
@@ -42,14 +43,18 @@ class GridMap:
     metadata: dict
 
     def __post_init__(self):
-        if not isinstance(self.grid, Grid):
-            raise TypeError(f"grid must be a gridflow.Grid, got {type(self.grid).__name__}")
-        cells = (int(np.prod(map_shape(self.grid))), self.grid.dim)
-        check_map_on_points(self.points, self.weights, self.map, "GridMap", cells)
+        check_cell_map(self.grid, self.points, self.weights, self.map, "GridMap")
+        if not isinstance(self.metadata, dict):
+            raise TypeError(f"metadata must be a dict, got {type(self.metadata).__name__}")
+        for name in ("points", "map", "weights"):  # copies: the map cannot change under it
+            object.__setattr__(self, name, readonly_copy(getattr(self, name)))
+        object.__setattr__(self, "metadata", dict(self.metadata))
         if self.nodal_potential is not None:
-            as_shaped_array(
+            potential = as_shaped_array(
                 self.nodal_potential, self.grid.shape, "GridMap.nodal_potential", " = grid.shape"
             )
+            require_finite(potential, "GridMap.nodal_potential")
+            object.__setattr__(self, "nodal_potential", readonly_copy(potential))
 
     @classmethod
     def from_discrete_map(cls, discrete_map, metadata: dict | None = None) -> GridMap:
@@ -85,7 +90,8 @@ class GridMap:
 
     @functools.cached_property
     def _map_interpolator(self):
-        centers = tuple(np.unique(self.points[:, k]) for k in range(self.grid.dim))
+        axes = (self.grid.axis(k) for k in range(self.grid.dim))
+        centers = tuple(0.5 * (axis[1:] + axis[:-1]) for axis in axes)
         values = self.map.reshape(*(c.size for c in centers), self.grid.dim)
         return interpolate.RegularGridInterpolator(
             centers, values, method="linear", bounds_error=False, fill_value=None

@@ -21,9 +21,18 @@ _FLOAT64 = np.dtype(np.float64)
 
 
 def as_float_array(value, name: str) -> np.ndarray:
-    """``value`` as a C-contiguous float64 array; TypeError if it is not real numbers."""
+    """``value`` as a C-contiguous float64 array; TypeError if it is not real numbers.
+
+    Booleans are not numbers here (True would be taken for 1.0), and a masked array is
+    refused: converting it drops the mask, and the masked entries would count.
+    """
     if type(value) is np.ndarray and value.dtype is _FLOAT64 and value.flags.c_contiguous:
         return value  # the common case, checked first: these checks run in inner loops
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a masked array, whose masked entries would count; pass "
+            f"{name}.compressed() or {name}.filled(value) (or select the rows to keep)"
+        )
     try:
         array = np.asarray(value)
     except ValueError as error:  # numpy's "inhomogeneous shape" for nested lists
@@ -33,10 +42,10 @@ def as_float_array(value, name: str) -> np.ndarray:
             f"{name} is a ragged list (rows of different lengths); give every row the "
             f"same number of entries"
         ) from None
+    if array.dtype == np.bool_:
+        raise TypeError(f"{name} must be numbers, got booleans")
     if array.dtype == object or not (
-        np.issubdtype(array.dtype, np.floating)
-        or np.issubdtype(array.dtype, np.integer)
-        or array.dtype == np.bool_
+        np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
     ):
         raise TypeError(
             f"{name} must be an array of real numbers, got {_kind(value, array)}; "
@@ -97,12 +106,6 @@ def as_points(value, name: str, dim: int | None = None, min_points: int = 1) -> 
     map would return (n, 1), and T(x) - x would broadcast to (n, n) silently). Booleans are
     no coordinates (True would be taken for 1.0).
     """
-    try:
-        boolean = np.asarray(value).dtype == np.bool_
-    except ValueError:  # a ragged list: as_float_array says so
-        boolean = False
-    if boolean:
-        raise TypeError(f"{name} must be numbers (coordinates), got booleans")
     points = as_float_array(value, name)
     shape = points.shape
     if len(shape) != 2:

@@ -46,6 +46,10 @@ class FlooredSourceWarning(RuntimeWarning):
     """The density floor replaces most of the source: the grid does not resolve it."""
 
 
+LARGEST_COORDINATE = 1e150
+"""Boxes reaching beyond this are refused: |x|² (the identity's potential, the Gaussian
+exponents) overflows near 1e154, and the solver would meet NaN, not the user's problem."""
+
 MOSTLY_FLOORED = 0.5
 """A problem whose density floor replaces more than this share of the source mass solves
 the floor's problem, not the source's: it warns (``FlooredSourceWarning``)."""
@@ -162,6 +166,12 @@ class Problem:
             raise ValueError(f"max_cut_mass must be in [0, 1), got {self.max_cut_mass!r}")
         object.__setattr__(self, "max_cut_mass", max_cut_mass)
         check_problem_memory(self.grid)
+        reach = max(np.abs(self.grid.lower).max(), np.abs(self.grid.upper).max())
+        if reach > LARGEST_COORDINATE:
+            raise ValueError(
+                f"the grid box {self.grid.lower}..{self.grid.upper} reaches {reach:.3g}: beyond "
+                f"{LARGEST_COORDINATE:g}, |x|² overflows; rescale the problem's coordinates"
+            )
         source = as_source(self.source, self.grid.dim)
         object.__setattr__(self, "source", source)
         cut = source.mass_outside(self.grid.lower, self.grid.upper)

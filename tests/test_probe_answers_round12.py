@@ -256,15 +256,17 @@ def test_a_grad_v_that_is_not_the_gradient_of_v_is_refused_when_the_target_is_bu
     assert _quadratic_target(lambda y: y, dim=2).dim == 2
 
 
-def test_a_box_of_1e300_gives_a_finite_log_density_and_no_overflow_warnings():
+def test_a_box_whose_cells_overflow_gives_a_finite_log_density_and_no_overflow_warnings():
     """--box 1e300 printed three numpy overflow warnings before its refusal, and the problem's
-    log-density was -inf (the cell volume overflowed)."""
-    grid = Grid([-1e300] * 2, [1e300] * 2, [9, 9])
+    log-density was -inf (the cell volume overflowed). Such a box is now refused (|x|²
+    overflows, test_probe_answers_round16); in 3D a box of 1e140 still has cell volumes
+    beyond the float range."""
+    grid = Grid([-1e140] * 3, [1e140] * 3, [5, 5, 5])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warnings.simplefilter("ignore", FlooredSourceWarning)
-        target = LogConcaveTarget.standard_gaussian(2)
-        problem = Problem(grid, examples.gaussian_source_2d(), target)
+        target = LogConcaveTarget.standard_gaussian(3)
+        problem = Problem(grid, Gaussian(np.zeros(3), np.eye(3)), target)
     assert np.all(np.isfinite(problem.log_source))
 
 

@@ -6,8 +6,23 @@ import pytest
 
 import gridflow.__main__ as gridflow_cli
 import neural.__main__ as neural_cli
-from gridflow import GridMap, examples, minimize
+from gridflow import (
+    AffineMap,
+    Gaussian,
+    GaussianMixture,
+    Grid,
+    GridMap,
+    LogConcaveTarget,
+    Problem,
+    examples,
+    gaussian,
+    map_distance,
+    minimize,
+)
 from gridflow.cli import NEGATIVE_NUMBER
+from neural import ICNN, make_method, run_method
+from neural.model import FitSettings, fit
+from neural.score import self_entropic_score
 
 
 @pytest.mark.parametrize("text", ["-1", "-1.", "-.5", "-1e-300", "-2.5E+3", "-1e1", "-inf", "-NaN"])
@@ -110,3 +125,118 @@ def test_discrete_map_energy_is_a_number(solved):
     with pytest.raises(TypeError, match="energy"):
         type(solved)(solved.grid, solved.points, solved.weights, solved.map, solved.potential,
                      "low")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("cov", "field", "message"),
+    [
+        ([[1.0, 0.5], [0.0, 1.0]], [[0.0, 1.0], [0.0, 0.0]], "source_cov must be symmetric"),
+        (np.eye(2), [[np.nan, 1.0], [0.0, 0.0]], "field_matrix contains 1 NaN"),
+        ([[np.nan, 0.0], [0.0, 1.0]], np.eye(2), "source_cov contains 1 NaN"),
+        (np.eye(2), np.eye(3), r"field_matrix must have shape \(2, 2\)"),
+    ],
+)
+def test_gaussian_helmholtz_projection_checks_its_matrices(cov, field, message):
+    # an asymmetric covariance gave an answer that depended on its transpose; NaN gave NaN
+    with pytest.raises(ValueError, match=message):
+        gaussian.helmholtz_projection(cov, field)
+
+
+def test_gaussian_helmholtz_projection_refuses_text():
+    with pytest.raises(TypeError, match="source_cov must be an array of real numbers"):
+        gaussian.helmholtz_projection("a", "b")
+
+
+LAW_1D = Gaussian([0.0], [[4.0]])
+
+
+@pytest.mark.parametrize(
+    "x", [None, [None, 1.0], "0.5", ["abc"], np.array([True, False]), np.array([1 + 1j])]
+)
+@pytest.mark.parametrize("function", ["cdf", "sf"])
+def test_cdf_and_sf_take_numbers_only(x, function):
+    # None and [None, 1] gave NaN, booleans 0 and 1, '0.5' the value at 0.5
+    with pytest.raises(TypeError, match="x must be"):
+        getattr(LAW_1D, function)(x)
+
+
+def test_a_mixture_cdf_takes_numbers_only():
+    mixture = GaussianMixture([[-1.0], [1.0]], [[[1.0]], [[1.0]]], [0.5, 0.5])
+    with pytest.raises(TypeError, match="x must be"):
+        mixture.cdf(None)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: Grid(np.ma.masked_array([-1.0, -5.0], mask=[0, 1]), [1.0, 1.0], [5, 5]),
+        lambda: Gaussian(np.ma.masked_array([0.0, 1e9], mask=[0, 1]), np.eye(2)),
+        lambda: LAW_1D.cdf(np.ma.masked_array([0.0, 1e9], mask=[0, 1])),
+        lambda: Gaussian([0.0, 0.0], np.eye(2)).log_density(
+            np.ma.masked_array([[0.0, 0.0], [50.0, 50.0]], mask=[[0, 0], [1, 1]])
+        ),
+    ],
+)
+def test_masked_arrays_are_refused(build):
+    # the mask was dropped: the masked entries counted as values
+    with pytest.raises(TypeError, match="masked array"):
+        build()
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: Gaussian([True, False], np.eye(2)),
+        lambda: Grid([False], [True], [5]),
+    ],
+)
+def test_booleans_are_not_numbers(build):
+    with pytest.raises(TypeError, match="got booleans"):
+        build()
+
+
+def test_map_distance_gives_each_map_its_own_copy():
+    def shifting(x):
+        x += 1.0  # a map that writes into its argument
+        return x
+
+    distance = map_distance(shifting, AffineMap.identity(2), np.zeros((3, 2)), 2.0)
+    assert distance.l2 == pytest.approx(np.sqrt(2.0), rel=1e-15)
+
+
+def test_fit_progress_is_a_flag():
+    with pytest.raises(TypeError, match="progress must be True or False"):
+        fit(np.random.default_rng(0).standard_normal((200, 2)), rng=np.random.default_rng(0),
+            progress="no")  # fmt: skip
+
+
+def test_fit_names_columns_of_very_different_scales():
+    # the Gaussian start's "cov must be positive definite" named a cov the user never gave
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((200, 2)) * [1.0, 1e-9]
+    with pytest.raises(ValueError, match=r"column 1 varies by 1\.0e-09.*rescale the columns"):
+        fit(data, rng=rng, settings=FitSettings(hidden=(4,), anchors=4, steps=2))
+
+
+@pytest.mark.parametrize("value", ["yes", 1])
+def test_self_entropic_score_return_info_is_a_flag(value):
+    x = np.random.default_rng(0).standard_normal((20, 2))
+    with pytest.raises(TypeError, match="return_info must be True or False"):
+        self_entropic_score(x, return_info=value)
+
+
+def test_a_density_callable_is_no_neural_source():
+    # TypeError "<lambda>() takes 1 positional argument but 2 were given" from the batch draw
+    network = ICNN(2, (4,), rng=np.random.default_rng(1), quadratic=True)
+    with pytest.raises(TypeError, match=r"cannot be called as source\(rng, n\)"):
+        run_method(make_method("adam", steps=2, batch_size=50), network,
+                   lambda x: np.exp(-np.sum(x**2, axis=1)),
+                   LogConcaveTarget.standard_gaussian(2), np.random.default_rng(0))  # fmt: skip
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+def test_a_box_whose_squares_overflow_is_refused(dim):
+    # minimize then failed on "T contains 128 NaN" (2D) or "not strictly inside K_h" (1D)
+    with pytest.raises(ValueError, match=r"\|x\|² overflows"):
+        Problem(Grid([-1e300] * dim, [1e300] * dim, [9] * dim), Gaussian(np.zeros(dim),
+                np.eye(dim)), LogConcaveTarget.standard_gaussian(dim))  # fmt: skip

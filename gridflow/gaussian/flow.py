@@ -9,7 +9,14 @@ import numpy as np
 from scipy import optimize
 from scipy.integrate import solve_ivp
 
-from gridflow.checks import positive_float, positive_int, readonly_copy
+from gridflow.checks import (
+    as_shaped_array,
+    positive_float,
+    positive_int,
+    readonly_copy,
+    require_finite,
+    symmetric_positive_definite,
+)
 from gridflow.gaussian.closed_forms import (
     _check_affine,
     _check_pair,
@@ -63,18 +70,12 @@ def helmholtz_projection(source_cov, field_matrix) -> tuple[np.ndarray, np.ndarr
     symmetric times antisymmetric, quadratic form of an antisymmetric matrix), so
     ``int <w, grad p> d rho0 = 0`` for every p. Constants are gradients and pass unchanged.
     """
-    source_cov = np.asarray(source_cov, dtype=np.float64)
-    field_matrix = np.asarray(field_matrix, dtype=np.float64)
-    if source_cov.ndim != 2 or source_cov.shape[0] != source_cov.shape[1]:
-        raise ValueError(f"source_cov must be a square matrix, got shape {source_cov.shape}")
-    if field_matrix.shape != source_cov.shape:
-        raise ValueError(
-            f"field_matrix must have the shape of source_cov {source_cov.shape}, "
-            f"got {field_matrix.shape}"
-        )
-    eigenvalues, vectors = np.linalg.eigh(_symmetric(source_cov))
-    if eigenvalues[0] <= 0:
-        raise ValueError("source_cov must be positive definite")
+    source_cov = symmetric_positive_definite(source_cov, "source_cov")
+    field_matrix = as_shaped_array(
+        field_matrix, source_cov.shape, "field_matrix", " (the shape of source_cov)"
+    )
+    require_finite(field_matrix, "field_matrix")
+    eigenvalues, vectors = np.linalg.eigh(source_cov)
     return _helmholtz(eigenvalues, vectors, source_cov, field_matrix)
 
 

@@ -110,7 +110,7 @@ def map_distance(
     variance = _target_variance(target_cov, d)
     values = []
     for name, function in (("trained_map", trained_map), ("true_map", true_map)):
-        value = as_float_array(function(x), f"{name}(source_samples)")
+        value = as_float_array(function(x.copy()), f"{name}(source_samples)")  # each its own
         if value.shape != (n, d):
             raise ValueError(f"{name} must return shape ({n}, {d}), got {value.shape}")
         bad = int(np.count_nonzero(~np.isfinite(value).all(axis=1)))

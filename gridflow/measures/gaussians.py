@@ -330,7 +330,7 @@ class GaussianMixture:
         if self.dim != 1:
             raise ValueError(f"{what} is defined for d = 1 only, this law has d = {self.dim}")
         sigmas = np.sqrt(self.covs[:, 0, 0])
-        return (np.asarray(x, dtype=float)[..., None] - self.means[:, 0]) / sigmas
+        return (as_float_array(x, "x")[..., None] - self.means[:, 0]) / sigmas
 
     def mass_outside(self, lower, upper) -> float:
         """Mass outside the box [lower, upper]: exact in d = 1, a union bound over the axes

@@ -9,6 +9,7 @@ every law here has it, ``EmpiricalSource`` draws from a data array (``as_sampler
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import pathlib
 import re
@@ -301,6 +302,17 @@ def as_sampler(source) -> Callable[[np.random.Generator, int], np.ndarray]:
     if callable(sample):
         return sample
     if callable(source):
+        try:
+            inspect.signature(source).bind(None, 1)
+        except ValueError:  # no signature to read (a builtin): it is called as it is
+            pass
+        except TypeError:
+            raise TypeError(
+                "source is a callable that cannot be called as source(rng, n), which is how "
+                "the neural solver draws its samples: a density x -> ϱ0(x) serves the grid "
+                "solver only; pass a law with sample(rng, n) (gridflow.Gaussian, "
+                "GaussianMixture, EmpiricalSource) or a sampler (rng, n) -> (n, d)"
+            ) from None
         return source
     raise TypeError(
         "source must have a method sample(rng, n) -> (n, d) (e.g. gridflow.GaussianMixture, "

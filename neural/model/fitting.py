@@ -34,7 +34,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from gridflow import gaussian
-from gridflow.checks import open_unit_interval, positive_float, positive_int, require_generator
+from gridflow.checks import (
+    flag,
+    open_unit_interval,
+    positive_float,
+    positive_int,
+    require_generator,
+)
 from gridflow.measures import EmpiricalSource, Gaussian, LogConcaveTarget, as_target
 from neural.model.network_map import NetworkMap
 from neural.network import ICNN
@@ -177,6 +183,15 @@ def _covariance(samples: np.ndarray) -> np.ndarray:
             "subspace): such data have no density and no transport map; drop the dependent "
             "columns"
         )
+    eigenvalues = np.linalg.eigvalsh(covariance)
+    if eigenvalues[0] <= covariance.shape[0] * np.finfo(float).eps * eigenvalues[-1]:
+        small, large = int(np.argmin(scale)), int(np.argmax(scale))
+        raise ValueError(
+            f"the data's columns differ so much in scale (column {small} varies by "
+            f"{scale[small]:.1e}, column {large} by {scale[large]:.1e}) that their covariance "
+            "is singular to working precision: rescale the columns (divide each by its "
+            "standard deviation) and scale the map back"
+        )
     return covariance
 
 
@@ -285,6 +300,7 @@ def fit(
         If the training diverges (the message names the step).
     """
     rng = require_generator(rng)
+    progress = flag(progress, "progress")
     if isinstance(data, (str, pathlib.Path)):
         raise TypeError(
             f"data must be samples (N, d) or an EmpiricalSource, got the path {str(data)!r}: "

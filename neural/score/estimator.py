@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from gridflow.checks import as_points, positive_float, positive_int
+from gridflow.checks import as_points, flag, positive_float, positive_int
 from neural.score.barycentric import barycentric_score, default_eps_score, score_from_kernel
 from neural.score.pairs import (
     check_pair_memory,
@@ -192,6 +192,7 @@ def self_entropic_score(
     error; a few isolated samples are common at the default ε, hence only a warning.
     """
     x, eps, tol, max_iter = _checked_arguments(x, eps, tol, max_iter)
+    return_info = flag(return_info, "return_info")
     if eps is None and x.shape[0] <= STORED_MAX_POINTS:  # the estimate in one kernel call
         score, h, median, nearest, safe, residual, iterations = default_eps_score(x, tol, max_iter)
         eps = eps_from_median(median)

@@ -19,6 +19,8 @@ import tempfile
 
 import numpy as np
 
+from gridflow.checks import unreadable
+
 __all__ = [
     "ARCHIVE_SUFFIX",
     "json_metadata",
@@ -101,13 +103,17 @@ def read_archive(path: pathlib.Path, names: tuple[str, ...], error: type, kind: 
     """The arrays ``names`` (and ``metadata``) of the .npz archive at ``path``, read eagerly
     and without pickles; anything else raises ``error`` naming the file and ``kind`` (what
     the file should be, e.g. "a map file written by gridflow.save_map")."""
-    if not path.is_file():
-        what = "is a folder" if path.is_dir() else "does not exist"
+    problem = unreadable(path)
+    if problem:
         suggestion = path.with_name(path.name + ARCHIVE_SUFFIX)
         hint = f"; did you mean {str(suggestion)!r}?" if suggestion.is_file() else ""
-        raise error(f"{path}: the file {what}{hint}")
+        raise error(f"{path}: the file {problem}{hint}")
     names = (*names, "metadata")
-    with open(path, "rb") as handle:  # numpy leaves its own handle open on damaged zips
+    try:
+        handle = open(path, "rb")  # numpy leaves its own handle open on damaged zips
+    except OSError as caught:
+        raise error(f"{path}: the file cannot be read ({caught.strerror})") from None
+    with handle:
         try:
             data = np.load(handle, allow_pickle=False)
         except Exception as caught:  # anything numpy's readers raise on foreign or damaged bytes

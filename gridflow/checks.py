@@ -10,6 +10,7 @@ import math
 import numbers
 import os
 import pathlib
+import stat
 import tempfile
 
 import numpy as np
@@ -291,6 +292,25 @@ def as_path(value, name: str) -> pathlib.Path:
     return pathlib.Path(value)
 
 
+def unreadable(path: pathlib.Path) -> str | None:
+    """Why ``path`` is no file to read ("does not exist", "is a folder", "is not a regular
+    file …", the system's reason), or None. A pipe or device is refused before it is opened:
+    reading one can wait forever."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as error:
+        return f"cannot be read ({error.strerror or type(error).__name__})"
+    if stat.S_ISDIR(mode):
+        return "is a folder"
+    if not stat.S_ISREG(mode):
+        return "is not a regular file (a pipe, socket or device)"
+    if not os.access(path, os.R_OK):
+        return "cannot be read (permission denied)"
+    return None
+
+
 def output_file(value, name: str, suffix: str) -> pathlib.Path:
     """A path ending in `suffix` whose folder exists and is writable, and that is not a folder."""
     path = as_path(value, name)
@@ -301,7 +321,11 @@ def output_file(value, name: str, suffix: str) -> pathlib.Path:
             f"{name} must end in {suffix}, got {str(path)!r}; write e.g. "
             f"{str(path.with_suffix(suffix))!r} (the file is written under exactly that name)"
         )
-    if path.is_dir():
+    try:
+        folder = path.is_dir()
+    except OSError as error:  # e.g. a name longer than the file system allows
+        raise ValueError(f"{name}: {str(path)!r}: {error.strerror or error}") from None
+    if folder:
         raise ValueError(f"{name}: {str(path)!r} is a folder, give a file name ending in {suffix}")
     writable_folder(path.parent, name)
     return path

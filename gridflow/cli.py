@@ -65,16 +65,17 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 class DistinctValues(argparse.Action):
-    """An argparse action refusing a value listed twice: in one ``nargs="+"`` list, or
-    across repetitions of an option that appends (pass ``append=True``). A repeated value is
-    refused rather than merged, since it is more often a typo for another value than meant."""
+    """An argparse action gathering an option's values, refusing a value listed twice.
 
-    def __init__(self, *args, append: bool = False, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.append = append
+    The values of every repetition of the option are gathered (``--dims 2 --dims 3`` is
+    ``--dims 2 3``; a repetition used to drop the values before it without a word), in one
+    ``nargs="+"`` list or across options that take one value each. A repeated value is
+    refused rather than merged, since it is more often a typo for another value than meant.
+    """
 
     def __call__(self, parser, namespace, values, option_string=None):
-        given = list(getattr(namespace, self.dest) or []) if self.append else []
+        given = getattr(namespace, self.dest)
+        given = [] if given is None or given is self.default else list(given)
         new = list(values) if isinstance(values, list) else [values]
         seen = []
         for value in given + new:
@@ -229,7 +230,10 @@ class OutputFile:
     def __init__(self, path, name: str, overwrite: bool):
         self.path = Path(path)
         self.existed = self.path.exists()
+        self.overwrite = overwrite
         self.written = False
+        if self.path.is_dir():
+            raise ValueError(f"{name}: {str(self.path)!r} is a folder, not a file")
         if self.existed and not overwrite:
             raise ValueError(
                 f"{name}: {str(self.path)!r} exists; give --overwrite to replace it, or another "
@@ -247,10 +251,23 @@ class OutputFile:
             yield temporary
             os.chmod(temporary, _creation_mode(0o666))
             with deferred_interrupts():
-                os.replace(temporary, self.path)
+                self._put(temporary)
                 self.written = True
         finally:
             temporary.unlink(missing_ok=True)
+
+    def _put(self, temporary: Path) -> None:
+        """The file renamed into place; without ``overwrite``, only if no other run put one
+        there meanwhile (a hard link fails where a rename would replace)."""
+        if self.overwrite:
+            os.replace(temporary, self.path)
+            return
+        try:
+            os.link(temporary, self.path)
+        except FileExistsError:
+            raise SystemExit(_taken(self.path)) from None
+        except OSError:  # a file system without hard links
+            os.replace(temporary, self.path)
 
     def kept(self, error=None) -> str:
         if self.written:
@@ -266,7 +283,9 @@ class ReportFolder:
     ``owned`` are the names (glob patterns) of the files the command writes. A folder that
     exists and is not empty is refused (ValueError) unless ``overwrite``; with ``overwrite`` it is
     replaced whole, so that no figure of an earlier run remains, but only if it holds nothing
-    except ``owned`` files (never a folder of the user's other files).
+    except ``owned`` files (never a folder of the user's other files). A pattern owns files
+    only in a folder that holds one of the plain names too (a report): "*.png" is not the
+    pictures of a folder that holds no report.
 
     ``staged()`` yields a new hidden folder beside the target to write the report into; when
     the block ends normally the target (if any) is renamed aside, the new folder renamed in
@@ -277,11 +296,15 @@ class ReportFolder:
     def __init__(self, path, name: str, owned: tuple[str, ...], overwrite: bool):
         self.path = Path(path)
         self.existed = self.path.exists()
+        self.overwrite = overwrite
         self.written = False
         if not self.existed:
             return
         writable_folder(self.path.absolute().parent, f"{name} (the folder holding it)")
         entries = sorted(entry.name for entry in self.path.iterdir())
+        named = [name for name in owned if not any(sign in name for sign in "*?[")]
+        if not set(named) & set(entries):  # no report here: "*.png" is nobody's figure
+            owned = tuple(named)
         foreign = [
             entry
             for entry in entries
@@ -313,8 +336,13 @@ class ReportFolder:
 
     def _swap(self, stage: Path) -> None:
         """The target replaced by ``stage``: the old one renamed aside first, removed last."""
+        if not self.overwrite and self.path.is_dir() and any(self.path.iterdir()):
+            raise SystemExit(_taken(self.path))  # another run's report, written meanwhile
         if not self.path.exists():
-            os.rename(stage, self.path)
+            try:
+                os.rename(stage, self.path)
+            except OSError:  # a folder that another run filled since the test above
+                raise SystemExit(_taken(self.path)) from None
             self.written = True
             return
         old = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".old", dir=stage.parent))
@@ -329,6 +357,14 @@ class ReportFolder:
         if self.existed:
             return f"the report folder {self.path} was not changed"
         return "nothing was written"
+
+
+def _taken(path: Path) -> str:
+    """The error of a run whose output another run wrote first (exit status 1)."""
+    return (
+        f"error: {path} was written by another run while this one worked; it was not "
+        "replaced and this run's result is not saved (give --overwrite to replace it)"
+    )
 
 
 def _listing(names, shown: int = 3) -> str:

@@ -1,25 +1,33 @@
 """Answers to the fifth list of a user's bad or unusual inputs (issue 22), and to the
 leftovers the fourth list's note named: each now answered, refused by name or warned about."""
 
+import os
+
 import numpy as np
 import pytest
 
 import gridflow.__main__ as gridflow_cli
 import neural.__main__ as neural_cli
+import validation.__main__ as validation_cli
 from gridflow import (
     AffineMap,
+    EmpiricalSource,
     Gaussian,
     GaussianMixture,
     Grid,
+    GridDensity,
     GridMap,
     LogConcaveTarget,
     Problem,
     examples,
     gaussian,
+    load_map,
     map_distance,
     minimize,
 )
-from gridflow.cli import NEGATIVE_NUMBER
+from gridflow.checks import output_file, unreadable
+from gridflow.cli import NEGATIVE_NUMBER, OutputFile, ReportFolder
+from gridflow.groundtruth import check_usable, read_source
 from neural import ICNN, make_method, run_method
 from neural.model import FitSettings, fit
 from neural.score import self_entropic_score
@@ -240,3 +248,126 @@ def test_a_box_whose_squares_overflow_is_refused(dim):
     with pytest.raises(ValueError, match=r"\|x\|² overflows"):
         Problem(Grid([-1e300] * dim, [1e300] * dim, [9] * dim), Gaussian(np.zeros(dim),
                 np.eye(dim)), LogConcaveTarget.standard_gaussian(dim))  # fmt: skip
+
+
+# ------------------------------------------------------------------ the commands' findings
+
+
+def test_a_file_name_too_long_is_an_argument_error(tmp_path):
+    # OSError "File name too long" came out of argparse's type check as a traceback
+    with pytest.raises(ValueError, match="File name too long"):
+        output_file(tmp_path / ("a" * 300 + ".npz"), "--out", ".npz")
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda path: EmpiricalSource.from_file(path.with_suffix(".csv")),
+        lambda path: read_source(str(path.with_suffix(".json"))),
+        lambda path: GridDensity.from_file(path.with_suffix(".npy"), box=((0, 0), (1, 1))),
+        lambda path: load_map(path.with_suffix(".npz")),
+    ],
+)
+def test_a_named_pipe_is_refused_before_it_is_opened(tmp_path, read):
+    # reading a pipe waited forever for a writer
+    for suffix in (".csv", ".json", ".npy", ".npz"):
+        os.mkfifo(tmp_path / f"pipe{suffix}")
+    with pytest.raises(ValueError, match="not a regular file"):
+        read(tmp_path / "pipe")
+
+
+def test_unreadable_names_each_reason(tmp_path):
+    (tmp_path / "file.txt").write_text("1 2\n")
+    assert unreadable(tmp_path / "file.txt") is None
+    assert unreadable(tmp_path / "missing.txt") == "does not exist"
+    assert unreadable(tmp_path) == "is a folder"
+
+
+def test_an_output_file_that_is_a_folder_is_refused_with_overwrite(tmp_path):
+    # errorbudget's rows file as a folder: IsADirectoryError when it was emptied
+    (tmp_path / "eb-partial.jsonl").mkdir()
+    with pytest.raises(ValueError, match="is a folder, not a file"):
+        OutputFile(tmp_path / "eb-partial.jsonl", "--out's rows file", True)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "recorded"),
+    [
+        ({}, "records no error_estimate"),
+        ({"error_estimate": float("nan")}, "records error_estimate nan"),
+        ({"error_estimate": -1.0}, "records error_estimate -1.0"),
+        ({"error_estimate": "small"}, "records error_estimate 'small'"),
+        ({"error_estimate": True}, "records error_estimate True"),
+    ],
+)
+def test_a_ground_truth_needs_a_finite_error_estimate(metadata, recorded):
+    # without one, every distance was graded against NaN: "not resolved" or unmarked
+    with pytest.raises(ValueError, match=recorded):
+        check_usable(metadata, "truth.npz")
+
+
+def test_a_ground_truth_with_an_estimate_is_usable():
+    check_usable({"error_estimate": 1e-3}, "truth.npz")
+
+
+def test_overwrite_keeps_the_pictures_of_a_folder_without_a_report(tmp_path):
+    # validation --overwrite deleted holiday.png: "*.png" counted it as the report's figure
+    (tmp_path / "holiday.png").write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"holds holiday\.png, which this command does not write"):
+        ReportFolder(tmp_path, "output folder", ("report.json", "report.md", "*.png"), True)
+
+
+def test_overwrite_replaces_a_report_with_its_figures(tmp_path):
+    for name in ("report.json", "report.md", "flow.png"):
+        (tmp_path / name).write_text("old")
+    folder = ReportFolder(tmp_path, "output folder", ("report.json", "report.md", "*.png"), True)
+    with folder.staged() as staged:
+        (staged / "report.json").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+
+
+def test_a_file_another_run_wrote_meanwhile_is_not_replaced(tmp_path):
+    # two runs with the same --out both printed "wrote": the second replaced the first
+    target = OutputFile(tmp_path / "map.npz", "--out", False)
+    (tmp_path / "map.npz").write_text("the other run's")
+    with pytest.raises(SystemExit, match="written by another run"), target.staged() as staged:
+        staged.write_text("this run's")
+    assert (tmp_path / "map.npz").read_text() == "the other run's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.npz"]
+
+
+def test_a_report_another_run_wrote_meanwhile_is_not_replaced(tmp_path):
+    folder = ReportFolder(tmp_path / "report", "--out", ("flowcheck.txt",), False)
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "flowcheck.txt").write_text("the other run's")
+    with pytest.raises(SystemExit, match="written by another run"), folder.staged() as staged:
+        (staged / "flowcheck.txt").write_text("this run's")
+    assert (tmp_path / "report" / "flowcheck.txt").read_text() == "the other run's"
+
+
+@pytest.mark.parametrize(
+    ("argv", "field", "expected"),
+    [
+        (["dimensions", "--dims", "2", "--dims", "3"], "dims", [2, 3]),
+        (["dimensions"], "dims", [2, 8, 32]),
+        (["flowcheck", "--cases", "gaussian2d", "--cases", "gaussian8"], "cases",
+         ["gaussian2d", "gaussian8"]),
+    ],
+)  # fmt: skip
+def test_a_repeated_list_option_adds_to_the_list(argv, field, expected):
+    # the second --dims dropped the first list without a word
+    assert getattr(neural_cli._parser().parse_args(argv), field) == expected
+
+
+def test_validation_only_still_gathers_its_repetitions():
+    arguments = validation_cli.parse_arguments(["--only", "gaussian", "--only", "grid1d"])[0]
+    assert arguments.only == ["gaussian", "grid1d"]
+
+
+def test_a_json_file_with_a_repeated_key_is_refused(tmp_path):
+    # json keeps the last "weights" without a word
+    path = tmp_path / "mixture.json"
+    path.write_text('{"means": [[0, 0]], "covs": [[[1, 0], [0, 1]]], "weights": [1], '
+                    '"weights": [2]}')  # fmt: skip
+    with pytest.raises(ValueError, match=r"the keys \['weights'\] appear more than once"):
+        read_source(str(path))

@@ -69,7 +69,6 @@ def parse_arguments(argv):
         "--only",
         choices=tuple(SUITES),
         action=DistinctValues,
-        append=True,
         help="run only this suite (repeatable)",
     )
     arguments = parser.parse_args(argv)

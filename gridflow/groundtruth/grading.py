@@ -10,6 +10,7 @@ first: such a distance measures T*'s error as much as the map's.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 from gridflow.groundtruth.files import MapFileError, load_map
@@ -31,12 +32,26 @@ RESOLUTION_FACTOR = 3.0
 
 
 def check_usable(metadata: dict, path) -> None:
-    """ValueError when the map file at ``path`` was written with ``--force`` past a refusal
-    (its metadata's ``warnings``): it cannot grade a map."""
+    """ValueError when the map file at ``path`` cannot grade a map: written with ``--force``
+    past a refusal (its metadata's ``warnings``), or without a finite error estimate ≥ 0
+    (a file edited by hand, or not written by the ground-truth command): every distance to
+    it is judged against that estimate."""
     warnings = metadata.get("warnings")
     if warnings:
         raise ValueError(
             f"ground truth {path} was written with --force and cannot grade a map: {warnings[0]}"
+        )
+    estimate = metadata.get("error_estimate")
+    if (
+        isinstance(estimate, bool)
+        or not isinstance(estimate, numbers.Real)
+        or not (math.isfinite(estimate) and estimate >= 0)
+    ):
+        recorded = "records no error_estimate" if estimate is None else (
+            f"records error_estimate {estimate!r}")  # fmt: skip
+        raise ValueError(
+            f"ground truth {path} {recorded}: grading needs its two-grid error estimate, a "
+            "finite number >= 0 (files of `python -m gridflow groundtruth` record it)"
         )
 
 

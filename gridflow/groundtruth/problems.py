@@ -22,6 +22,7 @@ import pathlib
 import numpy as np
 
 from gridflow import examples
+from gridflow.checks import unreadable
 from gridflow.measures import (
     Gaussian,
     GaussianMixture,
@@ -55,9 +56,21 @@ _LEGACY = {"N(0, I)": "standard"}
 """Target names recorded by map files of version 0.1 (their sources are built-in names)."""
 
 
+def _distinct_keys(pairs) -> dict:
+    """A JSON object whose keys are distinct (json keeps the last of a repeated key)."""
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ValueError(f"the keys {repeated} appear more than once")
+    return dict(pairs)
+
+
 def _read_json(path: pathlib.Path, what: str, keys: tuple[str, ...], exact: bool = False) -> dict:
+    problem = unreadable(path)
+    if problem:
+        raise ValueError(f"{what} file {str(path)!r} {problem}")
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        record = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_distinct_keys)
     except OSError as error:
         raise ValueError(f"{what} file {str(path)!r}: {error.strerror or error}") from None
     except ValueError as error:

@@ -42,6 +42,7 @@ from gridflow.checks import (
     readonly_copy,
     require_finite,
     require_generator,
+    unreadable,
 )
 
 __all__ = ["GridDensity"]
@@ -227,10 +228,11 @@ class GridDensity:
         path = pathlib.Path(path)
         if path.suffix.lower() not in (".npy", ".npz"):
             raise ValueError(f"density file {str(path)!r} must be a .npy or .npz file")
+        problem = unreadable(path)
+        if problem:
+            raise ValueError(f"density file {str(path)!r} {problem}")
         try:
             loaded = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            raise ValueError(f"density file {str(path)!r} does not exist") from None
         except (OSError, ValueError, EOFError) as error:  # EOFError: an empty file
             raise ValueError(f"density file {str(path)!r} cannot be read: {error}") from None
         if path.suffix.lower() == ".npy":

@@ -29,6 +29,7 @@ from gridflow.checks import (
     require_generator,
     sample_count,
     summable,
+    unreadable,
 )
 
 __all__ = ["CallableSource", "EmpiricalSource", "as_sampler", "as_source"]
@@ -217,9 +218,9 @@ class EmpiricalSource:
                 f"data file {str(path)!r} must end in .npy, .npz, .csv or .txt (N rows of d "
                 "numbers)"
             )
-        if not path.is_file():
-            what = "is a folder" if path.is_dir() else "does not exist"
-            raise ValueError(f"data file {str(path)!r} {what}")
+        problem = unreadable(path)
+        if problem:
+            raise ValueError(f"data file {str(path)!r} {problem}")
         samples = readers[path.suffix.lower()](path)
         if samples.ndim == 2 and samples.shape[0] == 1 and samples.shape[1] > 1:
             raise ValueError(

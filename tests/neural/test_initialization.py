@@ -44,7 +44,7 @@ def test_slope_sets_the_weight_norms_and_the_default_draw_is_unchanged():
     np.testing.assert_allclose(np.linalg.norm(net.views()["W0"], axis=1), 2.5, rtol=1e-14)
     default = ICNN(2, (6, 6), np.random.default_rng(5))
     # the anchored draw changes x-weights and biases only (and w with the quadratic part)
-    changed = net.params != default.params
+    changed = (net.params != default.params).astype(float)
     views = net.architecture.views(changed)
     assert not views["w"].any() and not views["Wz1"].any() and not views["c"].any()
 

@@ -32,9 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 from scipy import sparse
-from scipy.linalg import blas, lapack
 
-from gridflow import stencils
+from gridflow import lapack_calls, stencils
 
 DEFAULT_LEAF = 8
 """Leaves of the dissection hold at most this many nodes per axis. On sides of 2^k + 1 nodes
@@ -44,18 +43,11 @@ leaves of 8 to 13 give the same tree; 16 and 24 were up to 2.4 times slower at 2
 
 @dataclass(frozen=True)
 class Front:
-    """One node of the elimination tree and its assembly plan (global node indices)."""
+    """One node of the elimination tree (global node indices)."""
 
     eliminated: np.ndarray
     boundary: np.ndarray
     children: tuple[int, ...]
-    assembly_positions: np.ndarray
-    """Flat column-major positions in the front's lower triangle that receive entries of A
-    (the columns of the eliminated nodes)."""
-    assembly_entries: np.ndarray
-    """Flat indices into the stencil array (`stencil_values`) of those entries."""
-    child_positions: tuple[np.ndarray, ...]
-    """For each child, the positions of the child's boundary among this front's nodes."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +55,19 @@ class FrontStructure:
     """The fronts of a grid's nested dissection in postorder (children before parents), and
     the same index sets concatenated, with the offsets of each front's piece (for the numba
     substitutions and the factor's flat storage: its diagonal blocks e², its blocks below
-    e × u, column-major)."""
+    e × u, column-major), and the assembly plan of the factorization, flat:
+
+    - front f's entries of A: positions[a] (flat column-major positions in the front's lower
+      triangle, the columns of its eliminated nodes) receive the stencil values
+      entries[a] (flat indices into `stencil_values`), for a from assembly_offsets[f] to
+      assembly_offsets[f + 1];
+    - its children: children[children_offsets[f] : children_offsets[f + 1]];
+    - parent_positions: beside `boundary`, where each boundary node sits among its
+      parent front's nodes;
+    - the Schur complements (update matrices, u² each) wait on a stack, from
+      update_offsets[f], until the parent takes them: in postorder a front's children
+      are the top of the stack, and its own update goes where the first child's was.
+    """
 
     shape: tuple[int, ...]
     reach: int
@@ -75,6 +79,14 @@ class FrontStructure:
     diagonal_offsets: np.ndarray
     below_offsets: np.ndarray
     largest_front: int
+    assembly_offsets: np.ndarray
+    assembly_positions: np.ndarray
+    assembly_entries: np.ndarray
+    children_offsets: np.ndarray
+    children: np.ndarray
+    parent_positions: np.ndarray
+    update_offsets: np.ndarray
+    stack_size: int
 
 
 def _box_nodes(shape, box) -> np.ndarray:
@@ -126,7 +138,7 @@ def front_structure(shape: tuple[int, ...], reach: int, leaf: int = DEFAULT_LEAF
     offsets = stencils.stencil_offsets(len(shape), reach)
     stencil_size = offsets.shape[0]
     local = np.full(math.prod(shape), -1)  # global node -> position in the current front
-    fronts = []
+    fronts, positions, entries, parent_positions = [], [], [], {}
     for box, eliminated_box, children in _dissect(shape, reach, leaf):
         eliminated = _box_nodes(shape, eliminated_box)
         grown = tuple(
@@ -147,22 +159,17 @@ def front_structure(shape: tuple[int, ...], reach: int, leaf: int = DEFAULT_LEAF
         # the lower triangle only; rows < 0 are in the box's halves, eliminated before
         kept = row >= column
         row, k, column = row[kept], k[kept], column[kept]
-        child_positions = tuple(local[fronts[c].boundary] for c in children)
-        if any(np.any(positions < 0) for positions in child_positions):
-            raise AssertionError("a child's boundary leaves its parent's front")
-        fronts.append(
-            Front(
-                eliminated=eliminated,
-                boundary=boundary,
-                children=children,
-                assembly_positions=column * members.size + row,
-                assembly_entries=eliminated[column] * stencil_size + k,
-                child_positions=child_positions,
-            )
-        )
+        for child in children:
+            parent_positions[child] = local[fronts[child].boundary]
+            if np.any(parent_positions[child] < 0):
+                raise AssertionError("a child's boundary leaves its parent's front")
+        positions.append(column * members.size + row)
+        entries.append(eliminated[column] * stencil_size + k)
+        fronts.append(Front(eliminated=eliminated, boundary=boundary, children=children))
         local[members] = -1
     eliminated_sizes = np.array([front.eliminated.size for front in fronts])
     boundary_sizes = np.array([front.boundary.size for front in fronts])
+    no_positions = np.zeros(0, dtype=np.int64)  # the root's boundary is empty
 
     def offsets(sizes):
         return np.concatenate([[0], np.cumsum(sizes)])
@@ -178,23 +185,52 @@ def front_structure(shape: tuple[int, ...], reach: int, leaf: int = DEFAULT_LEAF
         diagonal_offsets=offsets(eliminated_sizes**2),
         below_offsets=offsets(eliminated_sizes * boundary_sizes),
         largest_front=int((eliminated_sizes + boundary_sizes).max()),
+        assembly_offsets=offsets([p.size for p in positions]),
+        assembly_positions=np.concatenate(positions),
+        assembly_entries=np.concatenate(entries),
+        children_offsets=offsets([len(front.children) for front in fronts]),
+        children=np.array([c for front in fronts for c in front.children], dtype=np.int64),
+        parent_positions=np.concatenate(
+            [parent_positions.get(f, no_positions) for f in range(len(fronts))]
+        ),
+        **_update_stack(fronts, boundary_sizes),
     )
 
 
+def _update_stack(fronts, boundary_sizes) -> dict:
+    """Where each front's update matrix waits on the stack (update_offsets) and the stack's
+    largest size (stack_size): in postorder the children's updates are the top of the stack
+    when their parent is assembled, and the parent's update replaces them."""
+    update_offsets = np.zeros(len(fronts), dtype=np.int64)
+    stack, top, largest = [], 0, 0
+    for index, front in enumerate(fronts):
+        if front.children:
+            if stack[-len(front.children) :] != list(front.children):
+                raise AssertionError("a front's children are not the top of the update stack")
+            del stack[-len(front.children) :]
+            top = update_offsets[front.children[0]]
+        update_offsets[index] = top
+        top += boundary_sizes[index] ** 2
+        largest = max(largest, top)
+        stack.append(index)
+    return {"update_offsets": update_offsets, "stack_size": int(largest)}
+
+
 @njit(cache=True)
-def _extend_add(dense, positions, update):
+def _extend_add(dense, size, positions, update, start):
     """dense[positions, positions] += update, lower triangles only: a child's Schur
-    complement (BLAS syrk's lower triangle, column-major) into its parent's front (lower,
-    column-major). An entry whose positions come in the other order goes to its mirror."""
-    size = positions.size
-    for j in range(size):
+    complement (BLAS syrk's lower triangle at update[start:]) into its parent's front (size
+    × size); both column-major. An entry whose positions come in the other order goes to
+    its mirror."""
+    count = positions.size
+    for j in range(count):
         column = positions[j]
-        for i in range(j, size):
+        for i in range(j, count):
             row = positions[i]
             if row >= column:
-                dense[row, column] += update[i, j]
+                dense[column * size + row] += update[start + j * count + i]
             else:
-                dense[column, row] += update[i, j]
+                dense[row * size + column] += update[start + j * count + i]
 
 
 @njit(cache=True)
@@ -271,6 +307,53 @@ class CholeskyFactor:
         return y.reshape(rhs.shape)
 
 
+@njit(cache=True)
+def _factorize(values, plan, diagonal, below, dense, stack):
+    """The multifrontal factorization (see the module's docstring) of the matrix whose
+    stencil values are `values` (flat) by the plan of `FrontStructure` (`_plan`), into the
+    factor's flat arrays `diagonal` and `below`; `dense` holds each front in turn, `stack`
+    the update matrices. Returns 0, or LAPACK's info of the first front that is not
+    positive definite."""
+    (e_offsets, b_offsets, d_offsets, w_offsets, a_offsets, positions, entries,
+     c_offsets, children, parent_positions, u_offsets) = plan  # fmt: skip
+    for f in range(e_offsets.size - 1):
+        _, ne, _, nb, d0, w0 = _front_pieces(f, e_offsets, b_offsets, d_offsets, w_offsets)
+        size = ne + nb
+        for j in range(size):  # the lower triangle is used throughout
+            dense[j * size + j : (j + 1) * size] = 0.0
+        for a in range(a_offsets[f], a_offsets[f + 1]):
+            dense[positions[a]] = values[entries[a]]
+        for c in children[c_offsets[f] : c_offsets[f + 1]]:
+            child_boundary = parent_positions[b_offsets[c] : b_offsets[c + 1]]
+            _extend_add(dense, size, child_boundary, stack, u_offsets[c])
+        for j in range(ne):  # the eliminated block, factorized where the factor keeps it
+            for i in range(ne):
+                diagonal[d0 + j * ne + i] = dense[j * size + i] if i >= j else 0.0
+        info = lapack_calls.cholesky_lower(diagonal, d0, ne)
+        if info != 0:
+            return info
+        if nb == 0:  # the root
+            continue
+        for b in range(nb):  # W = the block below, transposed: L⁻¹ Wᵀ is kept
+            for i in range(ne):
+                below[w0 + b * ne + i] = dense[i * size + ne + b]
+        lapack_calls.solve_lower(diagonal, d0, ne, below, w0, nb)
+        u0 = u_offsets[f]  # the Schur complement C − (L⁻¹ Wᵀ)ᵀ L⁻¹ Wᵀ, over the children's
+        for j in range(nb):
+            for i in range(j, nb):
+                stack[u0 + j * nb + i] = dense[(ne + j) * size + ne + i]
+        lapack_calls.subtract_gram(below, w0, ne, nb, stack, u0)
+    return 0
+
+
+def _plan(structure: FrontStructure) -> tuple:
+    """The arrays of `structure` that `_factorize` reads."""
+    s = structure
+    return (s.eliminated_offsets, s.boundary_offsets, s.diagonal_offsets, s.below_offsets,
+            s.assembly_offsets, s.assembly_positions, s.assembly_entries, s.children_offsets,
+            s.children, s.parent_positions, s.update_offsets)  # fmt: skip
+
+
 def cholesky(matrix, shape: tuple[int, ...], reach: int) -> CholeskyFactor:
     """The Cholesky factor of a symmetric positive definite matrix on the nodes of a grid of
     `shape` (flat C order) that couples nodes at most `reach` apart on every axis: a sparse
@@ -290,33 +373,14 @@ def cholesky(matrix, shape: tuple[int, ...], reach: int) -> CholeskyFactor:
         )
     if sparse.issparse(matrix):
         matrix = stencils.stencil_values(matrix, structure.shape, reach)
-    values = np.asarray(matrix, dtype=float).ravel()
+    values = np.ascontiguousarray(matrix, dtype=float).ravel()
     diagonal = np.empty(structure.diagonal_offsets[-1])
-    below_all = np.empty(structure.below_offsets[-1])
-    workspace = np.empty(structure.largest_front**2)  # every front's dense matrix, in turn
-    updates: dict[int, np.ndarray] = {}
-    for index, front in enumerate(structure.fronts):
-        eliminated = front.eliminated.size
-        size = eliminated + front.boundary.size
-        dense = workspace[: size * size].reshape((size, size), order="F")
-        dense.fill(0.0)  # the lower triangle is used throughout
-        dense.reshape(-1, order="F")[front.assembly_positions] = values[front.assembly_entries]
-        for child, positions in zip(front.children, front.child_positions, strict=True):
-            _extend_add(dense, positions, updates.pop(child))
-        # LAPACK and BLAS called directly: scipy.linalg's checks cost more than the small
-        # fronts' arithmetic
-        block, info = lapack.dpotrf(dense[:eliminated, :eliminated], lower=1)
-        if info != 0:
-            raise np.linalg.LinAlgError(
-                f"the matrix is not positive definite (a front's pivot {info} is not > 0)"
-            )
-        below = blas.dtrsm(1.0, block, dense[eliminated:, :eliminated].T, lower=1)
-        if front.boundary.size:  # the Schur complement C − WᵀW, lower triangle only
-            updates[index] = blas.dsyrk(
-                -1.0, below, beta=1.0, c=dense[eliminated:, eliminated:], trans=1, lower=1
-            )
-        start = structure.diagonal_offsets[index]
-        diagonal[start : start + eliminated**2] = block.ravel(order="F")
-        start = structure.below_offsets[index]
-        below_all[start : start + below.size] = below.ravel(order="F")
-    return CholeskyFactor(structure, diagonal, below_all)
+    below = np.empty(structure.below_offsets[-1])
+    dense = np.empty(structure.largest_front**2)
+    stack = np.empty(structure.stack_size)
+    info = _factorize(values, _plan(structure), diagonal, below, dense, stack)
+    if info != 0:
+        raise np.linalg.LinAlgError(
+            f"the matrix is not positive definite (a front's pivot {info} is not > 0)"
+        )
+    return CholeskyFactor(structure, diagonal, below)

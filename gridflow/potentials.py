@@ -89,13 +89,14 @@ class GaugedFactorization:
     - "mmd": SuperLU's LU in its minimum degree order on AᵀA + A.
 
     The two SuperLU methods are the references the multifrontal one is tested and
-    benchmarked against (docs/performance.md).
+    benchmarked against (docs/performance.md). `matrix` is a sparse matrix or its stencil
+    values (N, (2 reach + 1)^d) (`gridflow.stencils`; `proximal.newton_stencil`).
     """
 
     def __init__(
         self,
         problem: Problem,
-        matrix: sparse.spmatrix,
+        matrix: sparse.spmatrix | np.ndarray,
         method: str = "multifrontal",
         reach: int = 2,
     ):
@@ -109,7 +110,10 @@ class GaugedFactorization:
 
     def _factorize_grid(self, problem, matrix, reach):
         shape = problem.grid.shape
-        values = stencils.stencil_values(matrix, shape, reach)
+        if sparse.issparse(matrix):
+            values = stencils.stencil_values(matrix, shape, reach)
+        else:  # scaled below: a copy
+            values = np.array(matrix, dtype=float)
         center = values.shape[1] // 2  # the offset 0: the diagonal
         keep = np.ones(self.size)
         keep[problem.gauge_nodes] = 0.0
@@ -128,6 +132,8 @@ class GaugedFactorization:
             self._factorize_reduced(problem, matrix, "nested-dissection", reach)
 
     def _factorize_reduced(self, problem, matrix, method, reach):
+        if not sparse.issparse(matrix):
+            matrix = stencils.to_csr(matrix, problem.grid.shape, reach)
         order = None
         if method == "nested-dissection":
             order = nested_dissection(problem.grid.shape, reach)

@@ -18,14 +18,13 @@ dissection of the grid (docs/performance.md, 'The sparse Cholesky factorization'
   Schur complement on its boundary to its parent (the multifrontal method).
 
 The tree and the assembly plan depend on the grid's shape and the reach only
-(`FrontStructure`, cached); each factorization then costs dense BLAS-3 work on fronts
-whose size grows like the grid's side, O(N^{3/2}) flops in d = 2, against SuperLU's
-sparse LU of the same order.
+(`gridflow.fronts`, computed once per shape); each factorization then costs dense BLAS-3
+work on fronts whose size grows like the grid's side, O(N^{3/2}) flops in d = 2, against
+SuperLU's sparse LU of the same order.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
@@ -34,186 +33,9 @@ from numba import njit
 from scipy import sparse
 
 from gridflow import lapack_calls, stencils
+from gridflow.fronts import DEFAULT_LEAF, FrontStructure, elimination_order, front_structure
 
-DEFAULT_LEAF = 8
-"""Leaves of the dissection hold at most this many nodes per axis. On sides of 2^k + 1 nodes
-leaves of 8 to 13 give the same tree; 16 and 24 were up to 2.4 times slower at 257² and 513²
-(denser leaf fronts), and a larger factor."""
-
-
-@dataclass(frozen=True)
-class Front:
-    """One node of the elimination tree (global node indices)."""
-
-    eliminated: np.ndarray
-    boundary: np.ndarray
-    children: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class FrontStructure:
-    """The fronts of a grid's nested dissection in postorder (children before parents), and
-    the same index sets concatenated, with the offsets of each front's piece (for the numba
-    substitutions and the factor's flat storage: its diagonal blocks e², its blocks below
-    e × u, column-major), and the assembly plan of the factorization, flat:
-
-    - front f's entries of A: positions[a] (flat column-major positions in the front's lower
-      triangle, the columns of its eliminated nodes) receive the stencil values
-      entries[a] (flat indices into `stencil_values`), for a from assembly_offsets[f] to
-      assembly_offsets[f + 1];
-    - its children: children[children_offsets[f] : children_offsets[f + 1]];
-    - parent_positions: beside `boundary`, where each boundary node sits among its
-      parent front's nodes;
-    - the Schur complements (update matrices, u² each) wait on a stack, from
-      update_offsets[f], until the parent takes them: in postorder a front's children
-      are the top of the stack, and its own update goes where the first child's was.
-    """
-
-    shape: tuple[int, ...]
-    reach: int
-    fronts: tuple[Front, ...]
-    eliminated: np.ndarray
-    boundary: np.ndarray
-    eliminated_offsets: np.ndarray
-    boundary_offsets: np.ndarray
-    diagonal_offsets: np.ndarray
-    below_offsets: np.ndarray
-    largest_front: int
-    assembly_offsets: np.ndarray
-    assembly_positions: np.ndarray
-    assembly_entries: np.ndarray
-    children_offsets: np.ndarray
-    children: np.ndarray
-    parent_positions: np.ndarray
-    update_offsets: np.ndarray
-    stack_size: int
-
-
-def _box_nodes(shape, box) -> np.ndarray:
-    """Flat indices of the nodes in `box` (a (start, stop) range per axis)."""
-    strides = np.cumprod((1, *shape[:0:-1]))[::-1]  # C order: the last axis fastest
-    index = np.zeros((1,) * len(shape), dtype=np.int64)
-    for axis, ((start, stop), stride) in enumerate(zip(box, strides, strict=True)):
-        along = np.arange(start, stop) * stride
-        index = index + along.reshape([-1 if k == axis else 1 for k in range(len(shape))])
-    return index.ravel()
-
-
-def _dissect(shape, reach: int, leaf: int):
-    """The tree's boxes in postorder: (box, eliminated box, indices of the children)."""
-    nodes = []
-
-    def visit(box) -> int:
-        extents = [stop - start for start, stop in box]
-        axis = int(np.argmax(extents))
-        if extents[axis] <= max(leaf, 2 * reach + 1):
-            nodes.append((box, box, ()))
-            return len(nodes) - 1
-        start, stop = box[axis]
-        cut = start + (extents[axis] - reach) // 2
-
-        def along(first, last):
-            return tuple((first, last) if k == axis else box[k] for k in range(len(box)))
-
-        children = (visit(along(start, cut)), visit(along(cut + reach, stop)))
-        nodes.append((box, along(cut, cut + reach), children))
-        return len(nodes) - 1
-
-    visit(tuple((0, n) for n in shape))
-    return nodes
-
-
-def elimination_order(shape: tuple[int, ...], reach: int, leaf: int = DEFAULT_LEAF) -> np.ndarray:
-    """The nodes (flat indices) in the order the fronts eliminate them: a permutation."""
-    return np.concatenate(
-        [_box_nodes(shape, eliminated) for _, eliminated, _ in _dissect(shape, reach, leaf)]
-    )
-
-
-@functools.lru_cache(maxsize=8)
-def front_structure(shape: tuple[int, ...], reach: int, leaf: int = DEFAULT_LEAF) -> FrontStructure:
-    """The elimination tree of `shape`'s grid for matrices of the given reach, with the
-    assembly plan of every front (computed once per shape: the factorizations reuse it)."""
-    shape = tuple(int(n) for n in shape)
-    offsets = stencils.stencil_offsets(len(shape), reach)
-    stencil_size = offsets.shape[0]
-    local = np.full(math.prod(shape), -1)  # global node -> position in the current front
-    fronts, positions, entries, parent_positions = [], [], [], {}
-    for box, eliminated_box, children in _dissect(shape, reach, leaf):
-        eliminated = _box_nodes(shape, eliminated_box)
-        grown = tuple(
-            (max(0, a - reach), min(n, b + reach)) for (a, b), n in zip(box, shape, strict=True)
-        )
-        around = _box_nodes(shape, grown)
-        inside = np.zeros([b - a for a, b in grown], dtype=bool)  # over the grown box
-        inside[tuple(slice(a - g, b - g) for (a, b), (g, _) in zip(box, grown, strict=True))] = True
-        boundary = around[~inside.ravel()]
-        members = np.concatenate([eliminated, boundary])
-        local[members] = np.arange(members.size)
-        # the entries A[e, e + offset] of the eliminated columns whose row is in the front
-        coordinates = np.stack(np.unravel_index(eliminated, shape), axis=1)
-        neighbours = coordinates[:, None, :] + offsets[None, :, :]
-        in_grid = np.all((neighbours >= 0) & (neighbours < np.array(shape)), axis=2)
-        column, k = np.nonzero(in_grid)
-        row = local[np.ravel_multi_index(neighbours[column, k].T, shape)]
-        # the lower triangle only; rows < 0 are in the box's halves, eliminated before
-        kept = row >= column
-        row, k, column = row[kept], k[kept], column[kept]
-        for child in children:
-            parent_positions[child] = local[fronts[child].boundary]
-            if np.any(parent_positions[child] < 0):
-                raise AssertionError("a child's boundary leaves its parent's front")
-        positions.append(column * members.size + row)
-        entries.append(eliminated[column] * stencil_size + k)
-        fronts.append(Front(eliminated=eliminated, boundary=boundary, children=children))
-        local[members] = -1
-    eliminated_sizes = np.array([front.eliminated.size for front in fronts])
-    boundary_sizes = np.array([front.boundary.size for front in fronts])
-    no_positions = np.zeros(0, dtype=np.int64)  # the root's boundary is empty
-
-    def offsets(sizes):
-        return np.concatenate([[0], np.cumsum(sizes)])
-
-    return FrontStructure(
-        shape,
-        reach,
-        tuple(fronts),
-        eliminated=np.concatenate([front.eliminated for front in fronts]),
-        boundary=np.concatenate([front.boundary for front in fronts]),
-        eliminated_offsets=offsets(eliminated_sizes),
-        boundary_offsets=offsets(boundary_sizes),
-        diagonal_offsets=offsets(eliminated_sizes**2),
-        below_offsets=offsets(eliminated_sizes * boundary_sizes),
-        largest_front=int((eliminated_sizes + boundary_sizes).max()),
-        assembly_offsets=offsets([p.size for p in positions]),
-        assembly_positions=np.concatenate(positions),
-        assembly_entries=np.concatenate(entries),
-        children_offsets=offsets([len(front.children) for front in fronts]),
-        children=np.array([c for front in fronts for c in front.children], dtype=np.int64),
-        parent_positions=np.concatenate(
-            [parent_positions.get(f, no_positions) for f in range(len(fronts))]
-        ),
-        **_update_stack(fronts, boundary_sizes),
-    )
-
-
-def _update_stack(fronts, boundary_sizes) -> dict:
-    """Where each front's update matrix waits on the stack (update_offsets) and the stack's
-    largest size (stack_size): in postorder the children's updates are the top of the stack
-    when their parent is assembled, and the parent's update replaces them."""
-    update_offsets = np.zeros(len(fronts), dtype=np.int64)
-    stack, top, largest = [], 0, 0
-    for index, front in enumerate(fronts):
-        if front.children:
-            if stack[-len(front.children) :] != list(front.children):
-                raise AssertionError("a front's children are not the top of the update stack")
-            del stack[-len(front.children) :]
-            top = update_offsets[front.children[0]]
-        update_offsets[index] = top
-        top += boundary_sizes[index] ** 2
-        largest = max(largest, top)
-        stack.append(index)
-    return {"update_offsets": update_offsets, "stack_size": int(largest)}
+__all__ = ["DEFAULT_LEAF", "CholeskyFactor", "cholesky", "elimination_order", "front_structure"]
 
 
 @njit(cache=True)

@@ -112,8 +112,8 @@ class GaugedFactorization:
         shape = problem.grid.shape
         if sparse.issparse(matrix):
             values = stencils.stencil_values(matrix, shape, reach)
-        else:  # scaled below: a copy
-            values = np.array(matrix, dtype=float)
+        else:
+            values = np.asarray(matrix, dtype=float)
         center = values.shape[1] // 2  # the offset 0: the diagonal
         keep = np.ones(self.size)
         keep[problem.gauge_nodes] = 0.0
@@ -121,7 +121,7 @@ class GaugedFactorization:
             raise np.linalg.LinAlgError("the reduced matrix has a nonpositive diagonal entry")
         self.free = slice(None)
         self.scale = keep / np.sqrt(np.where(keep > 0, values[:, center], 1.0))
-        values *= self.scale[:, None] * stencils.shifted(self.scale, shape, reach)
+        values = stencils.scaled(values, self.scale, shape, reach)
         values[problem.gauge_nodes, center] = 1.0
         try:
             self._solve = cholesky.cholesky(values, shape, reach).solve

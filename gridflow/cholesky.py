@@ -39,20 +39,22 @@ __all__ = ["DEFAULT_LEAF", "CholeskyFactor", "cholesky", "elimination_order", "f
 
 
 @njit(cache=True)
-def _extend_add(dense, size, positions, update, start):
-    """dense[positions, positions] += update, lower triangles only: a child's Schur
-    complement (BLAS syrk's lower triangle at update[start:]) into its parent's front (size
-    × size); both column-major. An entry whose positions come in the other order goes to
-    its mirror."""
+def _extend_add(update, start, positions, diagonal, d0, below, w0, stack, u0, ne, nb):
+    """Adds a child's Schur complement (the lower triangle of BLAS syrk's result at
+    update[start:], column-major) to its parent's front, whose nodes it meets at
+    `positions`, lower triangle only (an entry whose positions come in the other order
+    goes to its mirror), where `_factorize` keeps the front's pieces."""
     count = positions.size
     for j in range(count):
-        column = positions[j]
         for i in range(j, count):
-            row = positions[i]
-            if row >= column:
-                dense[column * size + row] += update[start + j * count + i]
+            row, column = max(positions[i], positions[j]), min(positions[i], positions[j])
+            value = update[start + j * count + i]
+            if column >= ne:
+                stack[u0 + (column - ne) * nb + row - ne] += value
+            elif row >= ne:
+                below[w0 + (row - ne) * ne + column] += value
             else:
-                dense[row * size + column] += update[start + j * count + i]
+                diagonal[d0 + column * ne + row] += value
 
 
 @njit(cache=True)
@@ -130,41 +132,40 @@ class CholeskyFactor:
 
 
 @njit(cache=True)
-def _factorize(values, plan, diagonal, below, dense, stack):
+def _factorize(values, plan, diagonal, below, stack):
     """The multifrontal factorization (see the module's docstring) of the matrix whose
     stencil values are `values` (flat) by the plan of `FrontStructure` (`_plan`), into the
-    factor's flat arrays `diagonal` and `below`; `dense` holds each front in turn, `stack`
-    the update matrices. Returns 0, or LAPACK's info of the first front that is not
-    positive definite."""
+    factor's flat arrays `diagonal` and `below`; the update matrices lie in `stack`. Each
+    front is assembled where its pieces are factorized (column-major): its eliminated block
+    in `diagonal`, the block W below it transposed in `below` (where L⁻¹ Wᵀ is kept) and the
+    block C on its boundary in `stack` (where C − (L⁻¹ Wᵀ)ᵀ L⁻¹ Wᵀ waits for the parent).
+    Returns 0, or LAPACK's info of the first front that is not positive definite."""
     (e_offsets, b_offsets, d_offsets, w_offsets, a_offsets, positions, entries,
      c_offsets, children, parent_positions, u_offsets) = plan  # fmt: skip
     for f in range(e_offsets.size - 1):
         _, ne, _, nb, d0, w0 = _front_pieces(f, e_offsets, b_offsets, d_offsets, w_offsets)
-        size = ne + nb
-        for j in range(size):  # the lower triangle is used throughout
-            dense[j * size + j : (j + 1) * size] = 0.0
+        u0, size = u_offsets[f], ne + nb
+        diagonal[d0 : d0 + ne * ne] = 0.0
+        below[w0 : w0 + ne * nb] = 0.0
+        for j in range(nb):  # C's lower triangle
+            stack[u0 + j * nb + j : u0 + (j + 1) * nb] = 0.0
         for a in range(a_offsets[f], a_offsets[f + 1]):
-            dense[positions[a]] = values[entries[a]]
+            column = positions[a] // size
+            row = positions[a] - column * size
+            if row >= ne:
+                below[w0 + (row - ne) * ne + column] = values[entries[a]]
+            else:
+                diagonal[d0 + column * ne + row] = values[entries[a]]
         for c in children[c_offsets[f] : c_offsets[f + 1]]:
             child_boundary = parent_positions[b_offsets[c] : b_offsets[c + 1]]
-            _extend_add(dense, size, child_boundary, stack, u_offsets[c])
-        for j in range(ne):  # the eliminated block, factorized where the factor keeps it
-            for i in range(ne):
-                diagonal[d0 + j * ne + i] = dense[j * size + i] if i >= j else 0.0
+            _extend_add(stack, u_offsets[c], child_boundary, diagonal, d0, below, w0, stack,
+                        u0, ne, nb)  # fmt: skip
         info = lapack_calls.cholesky_lower(diagonal, d0, ne)
         if info != 0:
             return info
-        if nb == 0:  # the root
-            continue
-        for b in range(nb):  # W = the block below, transposed: L⁻¹ Wᵀ is kept
-            for i in range(ne):
-                below[w0 + b * ne + i] = dense[i * size + ne + b]
-        lapack_calls.solve_lower(diagonal, d0, ne, below, w0, nb)
-        u0 = u_offsets[f]  # the Schur complement C − (L⁻¹ Wᵀ)ᵀ L⁻¹ Wᵀ, over the children's
-        for j in range(nb):
-            for i in range(j, nb):
-                stack[u0 + j * nb + i] = dense[(ne + j) * size + ne + i]
-        lapack_calls.subtract_gram(below, w0, ne, nb, stack, u0)
+        if nb:  # not the root
+            lapack_calls.solve_lower(diagonal, d0, ne, below, w0, nb)
+            lapack_calls.subtract_gram(below, w0, ne, nb, stack, u0)
     return 0
 
 
@@ -198,9 +199,8 @@ def cholesky(matrix, shape: tuple[int, ...], reach: int) -> CholeskyFactor:
     values = np.ascontiguousarray(matrix, dtype=float).ravel()
     diagonal = np.empty(structure.diagonal_offsets[-1])
     below = np.empty(structure.below_offsets[-1])
-    dense = np.empty(structure.largest_front**2)
     stack = np.empty(structure.stack_size)
-    info = _factorize(values, _plan(structure), diagonal, below, dense, stack)
+    info = _factorize(values, _plan(structure), diagonal, below, stack)
     if info != 0:
         raise np.linalg.LinAlgError(
             f"the matrix is not positive definite (a front's pivot {info} is not > 0)"

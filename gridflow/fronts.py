@@ -50,9 +50,8 @@ class FrontStructure:
     - its children: children[children_offsets[f] : children_offsets[f + 1]];
     - parent_positions: beside `boundary`, where each boundary node sits among its
       parent front's nodes;
-    - the Schur complements (update matrices, u² each) wait on a stack, from
-      update_offsets[f], until the parent takes them: in postorder a front's children
-      are the top of the stack, and its own update goes where the first child's was.
+    - front f's Schur complement (its update matrix, u², column-major) is assembled,
+      computed and kept at update_offsets[f] until its parent takes it (`_update_stack`).
     """
 
     shape: tuple[int, ...]
@@ -64,7 +63,6 @@ class FrontStructure:
     boundary_offsets: np.ndarray
     diagonal_offsets: np.ndarray
     below_offsets: np.ndarray
-    largest_front: int
     assembly_offsets: np.ndarray
     assembly_positions: np.ndarray
     assembly_entries: np.ndarray
@@ -167,7 +165,6 @@ def front_structure(shape: tuple[int, ...], reach: int, leaf: int = DEFAULT_LEAF
         boundary_offsets=b_offsets,
         diagonal_offsets=_offsets(eliminated_sizes**2),
         below_offsets=_offsets(eliminated_sizes * boundary_sizes),
-        largest_front=int((eliminated_sizes + boundary_sizes).max()),
         assembly_offsets=a_offsets,
         assembly_positions=positions,
         assembly_entries=entries,
@@ -179,22 +176,31 @@ def front_structure(shape: tuple[int, ...], reach: int, leaf: int = DEFAULT_LEAF
 
 
 def _update_stack(fronts, boundary_sizes) -> dict:
-    """Where each front's update matrix waits on the stack (update_offsets) and the stack's
-    largest size (stack_size): in postorder the children's updates are the top of the stack
-    when their parent is assembled, and the parent's update replaces them."""
+    """Where each front's update matrix lies (update_offsets) in an array of stack_size
+    numbers: two stacks, one for the fronts at an even depth of the tree and one for those at
+    an odd depth, one after the other. A front's update is assembled and computed where it
+    then waits for its parent: on top of its own depth's stack, which its children (one
+    level deeper, on the other stack) do not touch; in postorder the children's updates are
+    the top of their stack when their parent takes them off."""
+    depth = np.zeros(len(fronts), dtype=np.int64)
+    for index in range(len(fronts) - 1, -1, -1):  # parents after their children
+        depth[list(fronts[index].children)] = depth[index] + 1
     update_offsets = np.zeros(len(fronts), dtype=np.int64)
-    stack, top, largest = [], 0, 0
+    stacks, tops, largest = ([], []), [0, 0], [0, 0]
     for index, front in enumerate(fronts):
         if front.children:
-            if stack[-len(front.children) :] != list(front.children):
-                raise AssertionError("a front's children are not the top of the update stack")
-            del stack[-len(front.children) :]
-            top = update_offsets[front.children[0]]
-        update_offsets[index] = top
-        top += boundary_sizes[index] ** 2
-        largest = max(largest, top)
-        stack.append(index)
-    return {"update_offsets": update_offsets, "stack_size": int(largest)}
+            below = stacks[1 - depth[index] % 2]
+            if below[-len(front.children) :] != list(front.children):
+                raise AssertionError("a front's children are not the top of their stack")
+            del below[-len(front.children) :]
+            tops[1 - depth[index] % 2] = update_offsets[front.children[0]]
+        parity = depth[index] % 2
+        update_offsets[index] = tops[parity]
+        tops[parity] += boundary_sizes[index] ** 2
+        largest[parity] = max(largest[parity], tops[parity])
+        stacks[parity].append(index)
+    update_offsets[depth % 2 == 1] += largest[0]  # the odd depths' stack after the even's
+    return {"update_offsets": update_offsets, "stack_size": int(sum(largest))}
 
 
 @njit(cache=True)

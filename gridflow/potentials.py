@@ -90,7 +90,9 @@ class GaugedFactorization:
 
     The two SuperLU methods are the references the multifrontal one is tested and
     benchmarked against (docs/performance.md). `matrix` is a sparse matrix or its stencil
-    values (N, (2 reach + 1)^d) (`gridflow.stencils`; `proximal.newton_stencil`).
+    values (N, (2 reach + 1)^d) (`gridflow.stencils`; `proximal.newton_stencil`). `reuse`: a
+    factorization of the same problem that is no longer needed, whose multifrontal factor's
+    memory this one takes over (`cholesky.cholesky`); it must not be used afterwards.
     """
 
     def __init__(
@@ -99,16 +101,18 @@ class GaugedFactorization:
         matrix: sparse.spmatrix | np.ndarray,
         method: str = "multifrontal",
         reach: int = 2,
+        reuse: GaugedFactorization | None = None,
     ):
         if method not in FACTORIZATIONS:
             raise ValueError(f"method must be one of {FACTORIZATIONS}, got {method!r}")
         self.size = matrix.shape[0]
+        self._factor = None  # the multifrontal factor, when it is the one solving
         if method == "multifrontal":
-            self._factorize_grid(problem, matrix, reach)
+            self._factorize_grid(problem, matrix, reach, getattr(reuse, "_factor", None))
         else:
             self._factorize_reduced(problem, matrix, method, reach)
 
-    def _factorize_grid(self, problem, matrix, reach):
+    def _factorize_grid(self, problem, matrix, reach, reuse=None):
         shape = problem.grid.shape
         if sparse.issparse(matrix):
             values = stencils.stencil_values(matrix, shape, reach)
@@ -124,7 +128,8 @@ class GaugedFactorization:
         values = stencils.scaled(values, self.scale, shape, reach)
         values[problem.gauge_nodes, center] = 1.0
         try:
-            self._solve = cholesky.cholesky(values, shape, reach).solve
+            self._factor = cholesky.cholesky(values, shape, reach, reuse)
+            self._solve = self._factor.solve
         except np.linalg.LinAlgError:
             # singular to roundoff (a front's pivot of -1e-16 on the paper mixture at 65² with
             # density floor 1e-12): SuperLU's LU without pivoting goes on where Cholesky

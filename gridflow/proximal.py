@@ -286,10 +286,12 @@ def _proximal_potential_newton(problem, center, tau, start, max_iter=100, **newt
     """Newton on φ (d = 2, 3): gradient D_hᵀ ∂_T, Hessian D_hᵀ ∂²_T D_h, solved in the gauge."""
     G = problem.gradient_operator
     value = _value(problem, center, tau)
+    last = [None]  # the previous step's factorization: the next one reuses its memory
 
     def direction(phi, g):
         hessian = newton_stencil(problem, tau, problem.map_of(phi))
-        return GaugedFactorization(problem, hessian).solve(g)
+        last[0] = GaugedFactorization(problem, hessian, reuse=last[0])
+        return last[0].solve(g)
 
     def norm(phi):
         return problem.norm(problem.map_of(phi))

@@ -118,3 +118,18 @@ def test_the_blocks_are_those_of_the_dense_factor_in_elimination_order(
         np.testing.assert_allclose(below.T, dense[np.ix_(rows, columns)], atol=1e-12)
         others = np.setdiff1d(np.arange(columns.max() + 1, order.size), rows)
         np.testing.assert_array_equal(dense[np.ix_(others, columns)], 0.0)
+
+
+def test_a_factor_written_over_a_reused_one_is_the_same(random_grid_matrix):
+    """`reuse`: the new factor takes the old one's arrays and equals a fresh factorization;
+    a factor of another grid is not reused."""
+    shape = (13, 11)
+    first, second = (random_grid_matrix(shape, 2, seed=seed) for seed in (6, 7))
+    old = cholesky.cholesky(first, shape, 2)
+    fresh = cholesky.cholesky(second, shape, 2)
+    reused = cholesky.cholesky(second, shape, 2, reuse=old)
+    assert np.shares_memory(reused.below, old.below)
+    np.testing.assert_array_equal(reused.diagonal, fresh.diagonal)
+    np.testing.assert_array_equal(reused.below, fresh.below)
+    other = cholesky.cholesky(random_grid_matrix((9, 9), 2), (9, 9), 2, reuse=fresh)
+    assert not np.shares_memory(other.below, fresh.below)

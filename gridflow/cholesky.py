@@ -18,183 +18,43 @@ dissection of the grid (docs/performance.md, 'The sparse Cholesky factorization'
   Schur complement on its boundary to its parent (the multifrontal method).
 
 The tree and the assembly plan depend on the grid's shape and the reach only
-(`FrontStructure`, cached); each factorization then costs dense BLAS-3 work on fronts
-whose size grows like the grid's side, O(N^{3/2}) flops in d = 2, against SuperLU's
-sparse LU of the same order.
+(`gridflow.fronts`, computed once per shape); each factorization then costs dense BLAS-3
+work on fronts whose size grows like the grid's side, O(N^{3/2}) flops in d = 2, against
+SuperLU's sparse LU of the same order.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
 from scipy import sparse
-from scipy.linalg import blas, lapack
 
-from gridflow import stencils
+from gridflow import lapack_calls, stencils
+from gridflow.fronts import DEFAULT_LEAF, FrontStructure, elimination_order, front_structure
 
-DEFAULT_LEAF = 8
-"""Leaves of the dissection hold at most this many nodes per axis. On sides of 2^k + 1 nodes
-leaves of 8 to 13 give the same tree; 16 and 24 were up to 2.4 times slower at 257² and 513²
-(denser leaf fronts), and a larger factor."""
-
-
-@dataclass(frozen=True)
-class Front:
-    """One node of the elimination tree and its assembly plan (global node indices)."""
-
-    eliminated: np.ndarray
-    boundary: np.ndarray
-    children: tuple[int, ...]
-    assembly_positions: np.ndarray
-    """Flat column-major positions in the front's lower triangle that receive entries of A
-    (the columns of the eliminated nodes)."""
-    assembly_entries: np.ndarray
-    """Flat indices into the stencil array (`stencil_values`) of those entries."""
-    child_positions: tuple[np.ndarray, ...]
-    """For each child, the positions of the child's boundary among this front's nodes."""
-
-
-@dataclass(frozen=True)
-class FrontStructure:
-    """The fronts of a grid's nested dissection in postorder (children before parents), and
-    the same index sets concatenated, with the offsets of each front's piece (for the numba
-    substitutions and the factor's flat storage: its diagonal blocks e², its blocks below
-    e × u, column-major)."""
-
-    shape: tuple[int, ...]
-    reach: int
-    fronts: tuple[Front, ...]
-    eliminated: np.ndarray
-    boundary: np.ndarray
-    eliminated_offsets: np.ndarray
-    boundary_offsets: np.ndarray
-    diagonal_offsets: np.ndarray
-    below_offsets: np.ndarray
-    largest_front: int
-
-
-def _box_nodes(shape, box) -> np.ndarray:
-    """Flat indices of the nodes in `box` (a (start, stop) range per axis)."""
-    strides = np.cumprod((1, *shape[:0:-1]))[::-1]  # C order: the last axis fastest
-    index = np.zeros((1,) * len(shape), dtype=np.int64)
-    for axis, ((start, stop), stride) in enumerate(zip(box, strides, strict=True)):
-        along = np.arange(start, stop) * stride
-        index = index + along.reshape([-1 if k == axis else 1 for k in range(len(shape))])
-    return index.ravel()
-
-
-def _dissect(shape, reach: int, leaf: int):
-    """The tree's boxes in postorder: (box, eliminated box, indices of the children)."""
-    nodes = []
-
-    def visit(box) -> int:
-        extents = [stop - start for start, stop in box]
-        axis = int(np.argmax(extents))
-        if extents[axis] <= max(leaf, 2 * reach + 1):
-            nodes.append((box, box, ()))
-            return len(nodes) - 1
-        start, stop = box[axis]
-        cut = start + (extents[axis] - reach) // 2
-
-        def along(first, last):
-            return tuple((first, last) if k == axis else box[k] for k in range(len(box)))
-
-        children = (visit(along(start, cut)), visit(along(cut + reach, stop)))
-        nodes.append((box, along(cut, cut + reach), children))
-        return len(nodes) - 1
-
-    visit(tuple((0, n) for n in shape))
-    return nodes
-
-
-def elimination_order(shape: tuple[int, ...], reach: int, leaf: int = DEFAULT_LEAF) -> np.ndarray:
-    """The nodes (flat indices) in the order the fronts eliminate them: a permutation."""
-    return np.concatenate(
-        [_box_nodes(shape, eliminated) for _, eliminated, _ in _dissect(shape, reach, leaf)]
-    )
-
-
-@functools.lru_cache(maxsize=8)
-def front_structure(shape: tuple[int, ...], reach: int, leaf: int = DEFAULT_LEAF) -> FrontStructure:
-    """The elimination tree of `shape`'s grid for matrices of the given reach, with the
-    assembly plan of every front (computed once per shape: the factorizations reuse it)."""
-    shape = tuple(int(n) for n in shape)
-    offsets = stencils.stencil_offsets(len(shape), reach)
-    stencil_size = offsets.shape[0]
-    local = np.full(math.prod(shape), -1)  # global node -> position in the current front
-    fronts = []
-    for box, eliminated_box, children in _dissect(shape, reach, leaf):
-        eliminated = _box_nodes(shape, eliminated_box)
-        grown = tuple(
-            (max(0, a - reach), min(n, b + reach)) for (a, b), n in zip(box, shape, strict=True)
-        )
-        around = _box_nodes(shape, grown)
-        inside = np.zeros([b - a for a, b in grown], dtype=bool)  # over the grown box
-        inside[tuple(slice(a - g, b - g) for (a, b), (g, _) in zip(box, grown, strict=True))] = True
-        boundary = around[~inside.ravel()]
-        members = np.concatenate([eliminated, boundary])
-        local[members] = np.arange(members.size)
-        # the entries A[e, e + offset] of the eliminated columns whose row is in the front
-        coordinates = np.stack(np.unravel_index(eliminated, shape), axis=1)
-        neighbours = coordinates[:, None, :] + offsets[None, :, :]
-        in_grid = np.all((neighbours >= 0) & (neighbours < np.array(shape)), axis=2)
-        column, k = np.nonzero(in_grid)
-        row = local[np.ravel_multi_index(neighbours[column, k].T, shape)]
-        # the lower triangle only; rows < 0 are in the box's halves, eliminated before
-        kept = row >= column
-        row, k, column = row[kept], k[kept], column[kept]
-        child_positions = tuple(local[fronts[c].boundary] for c in children)
-        if any(np.any(positions < 0) for positions in child_positions):
-            raise AssertionError("a child's boundary leaves its parent's front")
-        fronts.append(
-            Front(
-                eliminated=eliminated,
-                boundary=boundary,
-                children=children,
-                assembly_positions=column * members.size + row,
-                assembly_entries=eliminated[column] * stencil_size + k,
-                child_positions=child_positions,
-            )
-        )
-        local[members] = -1
-    eliminated_sizes = np.array([front.eliminated.size for front in fronts])
-    boundary_sizes = np.array([front.boundary.size for front in fronts])
-
-    def offsets(sizes):
-        return np.concatenate([[0], np.cumsum(sizes)])
-
-    return FrontStructure(
-        shape,
-        reach,
-        tuple(fronts),
-        eliminated=np.concatenate([front.eliminated for front in fronts]),
-        boundary=np.concatenate([front.boundary for front in fronts]),
-        eliminated_offsets=offsets(eliminated_sizes),
-        boundary_offsets=offsets(boundary_sizes),
-        diagonal_offsets=offsets(eliminated_sizes**2),
-        below_offsets=offsets(eliminated_sizes * boundary_sizes),
-        largest_front=int((eliminated_sizes + boundary_sizes).max()),
-    )
+__all__ = ["DEFAULT_LEAF", "CholeskyFactor", "cholesky", "elimination_order", "front_structure"]
 
 
 @njit(cache=True)
-def _extend_add(dense, positions, update):
-    """dense[positions, positions] += update, lower triangles only: a child's Schur
-    complement (BLAS syrk's lower triangle, column-major) into its parent's front (lower,
-    column-major). An entry whose positions come in the other order goes to its mirror."""
-    size = positions.size
-    for j in range(size):
-        column = positions[j]
-        for i in range(j, size):
-            row = positions[i]
-            if row >= column:
-                dense[row, column] += update[i, j]
+def _extend_add(update, start, positions, diagonal, d0, below, w0, stack, u0, ne, nb):
+    """Adds a child's Schur complement (the lower triangle of BLAS syrk's result at
+    update[start:], column-major) to its parent's front, whose nodes it meets at
+    `positions`, lower triangle only (an entry whose positions come in the other order
+    goes to its mirror), where `_factorize` keeps the front's pieces."""
+    count = positions.size
+    for j in range(count):
+        for i in range(j, count):
+            row, column = max(positions[i], positions[j]), min(positions[i], positions[j])
+            value = update[start + j * count + i]
+            if column >= ne:
+                stack[u0 + (column - ne) * nb + row - ne] += value
+            elif row >= ne:
+                below[w0 + (row - ne) * ne + column] += value
             else:
-                dense[column, row] += update[i, j]
+                diagonal[d0 + column * ne + row] += value
 
 
 @njit(cache=True)
@@ -271,10 +131,62 @@ class CholeskyFactor:
         return y.reshape(rhs.shape)
 
 
-def cholesky(matrix, shape: tuple[int, ...], reach: int) -> CholeskyFactor:
+@njit(cache=True)
+def _factorize(values, plan, diagonal, below, stack):
+    """The multifrontal factorization (see the module's docstring) of the matrix whose
+    stencil values are `values` (flat) by the plan of `FrontStructure` (`_plan`), into the
+    factor's flat arrays `diagonal` and `below`; the update matrices lie in `stack`. Each
+    front is assembled where its pieces are factorized (column-major): its eliminated block
+    in `diagonal`, the block W below it transposed in `below` (where L⁻¹ Wᵀ is kept) and the
+    block C on its boundary in `stack` (where C − (L⁻¹ Wᵀ)ᵀ L⁻¹ Wᵀ waits for the parent).
+    Returns 0, or LAPACK's info of the first front that is not positive definite."""
+    (e_offsets, b_offsets, d_offsets, w_offsets, a_offsets, positions, entries,
+     c_offsets, children, parent_positions, u_offsets) = plan  # fmt: skip
+    for f in range(e_offsets.size - 1):
+        _, ne, _, nb, d0, w0 = _front_pieces(f, e_offsets, b_offsets, d_offsets, w_offsets)
+        u0, size = u_offsets[f], ne + nb
+        diagonal[d0 : d0 + ne * ne] = 0.0
+        below[w0 : w0 + ne * nb] = 0.0
+        for j in range(nb):  # C's lower triangle
+            stack[u0 + j * nb + j : u0 + (j + 1) * nb] = 0.0
+        for a in range(a_offsets[f], a_offsets[f + 1]):
+            column = positions[a] // size
+            row = positions[a] - column * size
+            if row >= ne:
+                below[w0 + (row - ne) * ne + column] = values[entries[a]]
+            else:
+                diagonal[d0 + column * ne + row] = values[entries[a]]
+        for c in children[c_offsets[f] : c_offsets[f + 1]]:
+            child_boundary = parent_positions[b_offsets[c] : b_offsets[c + 1]]
+            _extend_add(stack, u_offsets[c], child_boundary, diagonal, d0, below, w0, stack,
+                        u0, ne, nb)  # fmt: skip
+        info = lapack_calls.cholesky_lower(diagonal, d0, ne)
+        if info != 0:
+            return info
+        if nb:  # not the root
+            lapack_calls.solve_lower(diagonal, d0, ne, below, w0, nb)
+            lapack_calls.subtract_gram(below, w0, ne, nb, stack, u0)
+    return 0
+
+
+def _plan(structure: FrontStructure) -> tuple:
+    """The arrays of `structure` that `_factorize` reads."""
+    s = structure
+    return (s.eliminated_offsets, s.boundary_offsets, s.diagonal_offsets, s.below_offsets,
+            s.assembly_offsets, s.assembly_positions, s.assembly_entries, s.children_offsets,
+            s.children, s.parent_positions, s.update_offsets)  # fmt: skip
+
+
+def cholesky(
+    matrix, shape: tuple[int, ...], reach: int, reuse: CholeskyFactor | None = None
+) -> CholeskyFactor:
     """The Cholesky factor of a symmetric positive definite matrix on the nodes of a grid of
     `shape` (flat C order) that couples nodes at most `reach` apart on every axis: a sparse
     matrix, or its (N, K) stencil values (`gridflow.stencils`).
+
+    `reuse`: a factor of the same grid and reach that is no longer needed (the previous
+    Newton step's); the new factor is written over its arrays, which saves the operating
+    system clearing fresh memory for each factorization (a tenth of a second at 513²).
 
     Raises numpy.linalg.LinAlgError when a front is not positive definite (then neither
     is the matrix), ValueError when the matrix reaches farther.
@@ -290,33 +202,16 @@ def cholesky(matrix, shape: tuple[int, ...], reach: int) -> CholeskyFactor:
         )
     if sparse.issparse(matrix):
         matrix = stencils.stencil_values(matrix, structure.shape, reach)
-    values = np.asarray(matrix, dtype=float).ravel()
-    diagonal = np.empty(structure.diagonal_offsets[-1])
-    below_all = np.empty(structure.below_offsets[-1])
-    workspace = np.empty(structure.largest_front**2)  # every front's dense matrix, in turn
-    updates: dict[int, np.ndarray] = {}
-    for index, front in enumerate(structure.fronts):
-        eliminated = front.eliminated.size
-        size = eliminated + front.boundary.size
-        dense = workspace[: size * size].reshape((size, size), order="F")
-        dense.fill(0.0)  # the lower triangle is used throughout
-        dense.reshape(-1, order="F")[front.assembly_positions] = values[front.assembly_entries]
-        for child, positions in zip(front.children, front.child_positions, strict=True):
-            _extend_add(dense, positions, updates.pop(child))
-        # LAPACK and BLAS called directly: scipy.linalg's checks cost more than the small
-        # fronts' arithmetic
-        block, info = lapack.dpotrf(dense[:eliminated, :eliminated], lower=1)
-        if info != 0:
-            raise np.linalg.LinAlgError(
-                f"the matrix is not positive definite (a front's pivot {info} is not > 0)"
-            )
-        below = blas.dtrsm(1.0, block, dense[eliminated:, :eliminated].T, lower=1)
-        if front.boundary.size:  # the Schur complement C − WᵀW, lower triangle only
-            updates[index] = blas.dsyrk(
-                -1.0, below, beta=1.0, c=dense[eliminated:, eliminated:], trans=1, lower=1
-            )
-        start = structure.diagonal_offsets[index]
-        diagonal[start : start + eliminated**2] = block.ravel(order="F")
-        start = structure.below_offsets[index]
-        below_all[start : start + below.size] = below.ravel(order="F")
-    return CholeskyFactor(structure, diagonal, below_all)
+    values = np.ascontiguousarray(matrix, dtype=float).ravel()
+    if reuse is not None and reuse.structure is structure:
+        diagonal, below = reuse.diagonal, reuse.below
+    else:
+        diagonal = np.empty(structure.diagonal_offsets[-1])
+        below = np.empty(structure.below_offsets[-1])
+    stack = np.empty(structure.stack_size)
+    info = _factorize(values, _plan(structure), diagonal, below, stack)
+    if info != 0:
+        raise np.linalg.LinAlgError(
+            f"the matrix is not positive definite (a front's pivot {info} is not > 0)"
+        )
+    return CholeskyFactor(structure, diagonal, below)

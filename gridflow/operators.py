@@ -196,9 +196,17 @@ def map_hessian_operator(grid: Grid) -> sparse.csr_matrix:
     )
 
 
-def hessian_operator(grid: Grid) -> sparse.csr_matrix:
-    """H_h = B_h D_h: φ at the nodes -> the discrete Hessian at the interior nodes (m s, N)."""
-    return (map_hessian_operator(grid) @ gradient_operator(grid)).tocsr()
+def hessian_operator(grid: Grid, map_hessian=None, gradient=None) -> sparse.csr_matrix:
+    """H_h = B_h D_h: φ at the nodes -> the discrete Hessian at the interior nodes (m s, N).
+
+    `map_hessian` and `gradient`: B_h and D_h of the grid when they are at hand
+    (`map_hessian_operator`, `gradient_operator`; building them takes most of the time).
+    """
+    if map_hessian is None:
+        map_hessian = map_hessian_operator(grid)
+    if gradient is None:
+        gradient = gradient_operator(grid)
+    return (map_hessian @ gradient).tocsr()
 
 
 def block_diagonal(blocks: np.ndarray) -> sparse.csr_matrix:

@@ -89,27 +89,35 @@ class GaugedFactorization:
     - "mmd": SuperLU's LU in its minimum degree order on AᵀA + A.
 
     The two SuperLU methods are the references the multifrontal one is tested and
-    benchmarked against (docs/performance.md).
+    benchmarked against (docs/performance.md). `matrix` is a sparse matrix or its stencil
+    values (N, (2 reach + 1)^d) (`gridflow.stencils`; `proximal.newton_stencil`). `reuse`: a
+    factorization of the same problem that is no longer needed, whose multifrontal factor's
+    memory this one takes over (`cholesky.cholesky`); it must not be used afterwards.
     """
 
     def __init__(
         self,
         problem: Problem,
-        matrix: sparse.spmatrix,
+        matrix: sparse.spmatrix | np.ndarray,
         method: str = "multifrontal",
         reach: int = 2,
+        reuse: GaugedFactorization | None = None,
     ):
         if method not in FACTORIZATIONS:
             raise ValueError(f"method must be one of {FACTORIZATIONS}, got {method!r}")
         self.size = matrix.shape[0]
+        self._factor = None  # the multifrontal factor, when it is the one solving
         if method == "multifrontal":
-            self._factorize_grid(problem, matrix, reach)
+            self._factorize_grid(problem, matrix, reach, getattr(reuse, "_factor", None))
         else:
             self._factorize_reduced(problem, matrix, method, reach)
 
-    def _factorize_grid(self, problem, matrix, reach):
+    def _factorize_grid(self, problem, matrix, reach, reuse=None):
         shape = problem.grid.shape
-        values = stencils.stencil_values(matrix, shape, reach)
+        if sparse.issparse(matrix):
+            values = stencils.stencil_values(matrix, shape, reach)
+        else:
+            values = np.asarray(matrix, dtype=float)
         center = values.shape[1] // 2  # the offset 0: the diagonal
         keep = np.ones(self.size)
         keep[problem.gauge_nodes] = 0.0
@@ -117,10 +125,11 @@ class GaugedFactorization:
             raise np.linalg.LinAlgError("the reduced matrix has a nonpositive diagonal entry")
         self.free = slice(None)
         self.scale = keep / np.sqrt(np.where(keep > 0, values[:, center], 1.0))
-        values *= self.scale[:, None] * stencils.shifted(self.scale, shape, reach)
+        values = stencils.scaled(values, self.scale, shape, reach)
         values[problem.gauge_nodes, center] = 1.0
         try:
-            self._solve = cholesky.cholesky(values, shape, reach).solve
+            self._factor = cholesky.cholesky(values, shape, reach, reuse)
+            self._solve = self._factor.solve
         except np.linalg.LinAlgError:
             # singular to roundoff (a front's pivot of -1e-16 on the paper mixture at 65² with
             # density floor 1e-12): SuperLU's LU without pivoting goes on where Cholesky
@@ -128,6 +137,8 @@ class GaugedFactorization:
             self._factorize_reduced(problem, matrix, "nested-dissection", reach)
 
     def _factorize_reduced(self, problem, matrix, method, reach):
+        if not sparse.issparse(matrix):
+            matrix = stencils.to_csr(matrix, problem.grid.shape, reach)
         order = None
         if method == "nested-dissection":
             order = nested_dissection(problem.grid.shape, reach)

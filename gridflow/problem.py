@@ -221,9 +221,11 @@ class Problem:
         else:  # a box of 1e300: the cell volume overflows, its logarithm does not
             log_normalizer = np.log(density.sum()) + np.log(self.grid.spacing).sum()
             self._set("log_source", np.log(hessian_density) - log_normalizer)
-        self._set("gradient_operator", operators.gradient_operator(self.grid))
-        self._set("hessian_operator", operators.hessian_operator(self.grid))
-        self._set("map_hessian_operator", operators.map_hessian_operator(self.grid))
+        gradient = operators.gradient_operator(self.grid)
+        map_hessian = operators.map_hessian_operator(self.grid)
+        self._set("gradient_operator", gradient)
+        self._set("hessian_operator", operators.hessian_operator(self.grid, map_hessian, gradient))
+        self._set("map_hessian_operator", map_hessian)
 
     def _set(self, name, value):
         if isinstance(value, np.ndarray):

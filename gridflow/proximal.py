@@ -229,11 +229,17 @@ def newton_matrix(problem, center, tau, T) -> sparse.csr_matrix:
     With H_h = B_h D_h it is D_hᵀ blockdiag(w_i (∇²V(T_i) + I/τ)) D_h + H_hᵀ blockdiag(κ_j)
     H_h, κ_j the log-det curvature blocks (`log_det_curvature`): the same matrix as
     D_hᵀ (`_euclidean_hessian`) D_h, assembled cell by cell and node by node into the
-    stencil of 5^d nodes (`stencils.add_quadratic_form`) instead of by sparse products, and
-    returned with the full stencil pattern. `center` only fixes the signature shared with
-    the other derivatives (the Hessian does not depend on it). T must be strictly inside K_h.
+    stencil of 5^d nodes (`newton_stencil`) instead of by sparse products, and returned with
+    the full stencil pattern. `center` only fixes the signature shared with the other
+    derivatives (the Hessian does not depend on it). T must be strictly inside K_h.
     """
     del center
+    return stencils.to_csr(newton_stencil(problem, tau, T), problem.grid.shape, NEWTON_REACH)
+
+
+def newton_stencil(problem, tau, T) -> np.ndarray:
+    """`newton_matrix` in the stencil layout of `gridflow.stencils`, (N, 5^d): the values the
+    multifrontal factorization reads, without the detour through a sparse matrix."""
     tau = check_tau(tau)
     grid = problem.grid
     shift = _inverse(tau) * np.eye(problem.dim)
@@ -250,7 +256,7 @@ def newton_matrix(problem, center, tau, T) -> sparse.csr_matrix:
         stencils.add_quadratic_form(
             values, np.ascontiguousarray(blocks), window, sites, grid.shape, NEWTON_REACH
         )
-    return stencils.to_csr(values, grid.shape, NEWTON_REACH)
+    return values
 
 
 def _proximal_map_newton_1d(problem, center, tau, start):
@@ -280,10 +286,12 @@ def _proximal_potential_newton(problem, center, tau, start, max_iter=100, **newt
     """Newton on φ (d = 2, 3): gradient D_hᵀ ∂_T, Hessian D_hᵀ ∂²_T D_h, solved in the gauge."""
     G = problem.gradient_operator
     value = _value(problem, center, tau)
+    last = [None]  # the previous step's factorization: the next one reuses its memory
 
     def direction(phi, g):
-        hessian = newton_matrix(problem, center, tau, problem.map_of(phi))
-        return GaugedFactorization(problem, hessian).solve(g)
+        hessian = newton_stencil(problem, tau, problem.map_of(phi))
+        last[0] = GaugedFactorization(problem, hessian, reuse=last[0])
+        return last[0].solve(g)
 
     def norm(phi):
         return problem.norm(problem.map_of(phi))

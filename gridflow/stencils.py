@@ -72,6 +72,40 @@ def shifted(array: np.ndarray, shape: tuple[int, ...], reach: int) -> np.ndarray
     return np.stack(windows, axis=1)
 
 
+def scaled(values: np.ndarray, scale: np.ndarray, shape: tuple[int, ...], reach: int) -> np.ndarray:
+    """S A S for S = diag(scale) and A's stencil values (N, K), a new array: [i, k] =
+    values[i, k] · (scale[i] · scale[i + offset k]), 0 off the grid (`shifted`'s product,
+    without its (N, K) temporaries)."""
+    return _scaled(
+        np.ascontiguousarray(values, dtype=float),
+        np.ascontiguousarray(scale, dtype=float),
+        np.array(shape, dtype=np.int64),
+        stencil_offsets(len(shape), reach),
+    )
+
+
+@njit(cache=True)
+def _scaled(values, scale, shape, offsets):
+    result = np.empty_like(values)
+    coordinates = np.empty(shape.size, dtype=np.int64)
+    for i in range(values.shape[0]):
+        rest = i
+        for axis in range(shape.size - 1, -1, -1):
+            coordinates[axis] = rest % shape[axis]
+            rest //= shape[axis]
+        for k in range(offsets.shape[0]):
+            neighbour = 0
+            for axis in range(shape.size):
+                c = coordinates[axis] + offsets[k, axis]
+                if c < 0 or c >= shape[axis]:
+                    neighbour = -1
+                    break
+                neighbour = neighbour * shape[axis] + c
+            other = scale[neighbour] if neighbour >= 0 else 0.0
+            result[i, k] = values[i, k] * (scale[i] * other)
+    return result
+
+
 def _stencil_positions(indptr, indices, shape, reach) -> np.ndarray:
     """For a CSR pattern on the grid's nodes, each entry's flat index in the (N, K) stencil
     array: row * K + the index of its offset among `stencil_offsets`."""

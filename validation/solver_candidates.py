@@ -41,6 +41,8 @@ from scipy.sparse import linalg as sparse_linalg
 from gridflow.cli import integer
 from gridflow.groundtruth import build_ground_truth, check_nodes
 from gridflow.potentials import FACTORIZATIONS, GaugedFactorization, free_nodes
+from gridflow.proximal import NEWTON_REACH
+from gridflow.stencils import to_csr
 
 CG_TOLERANCE = 1e-10
 CG_MAX_ITER = 500
@@ -92,6 +94,8 @@ def recording_newton_systems(shape: tuple[int, int]):
     class Recording(GaugedFactorization):
         def __init__(self, problem, matrix, *args, **kwargs):
             super().__init__(problem, matrix, *args, **kwargs)
+            if not sparse.issparse(matrix):  # Newton's stencil values (proximal.newton_stencil)
+                matrix = to_csr(matrix, problem.grid.shape, NEWTON_REACH)
             self.system = (problem, matrix)
 
         def solve(self, rhs):

@@ -48,7 +48,8 @@ def test_the_factor_is_the_dense_cholesky_factor(random_grid_matrix):
 
 def test_an_indefinite_matrix_is_refused(random_grid_matrix):
     shape = (15, 14)
-    with pytest.raises(np.linalg.LinAlgError):
+    message = r"^the matrix is not positive definite \(a front's pivot \d+ is not > 0\)$"
+    with pytest.raises(np.linalg.LinAlgError, match=message):
         cholesky.cholesky(random_grid_matrix(shape, 2, definite=False), shape, 2)
 
 
@@ -91,3 +92,44 @@ def test_wrong_sizes_are_refused_by_name(random_grid_matrix):
     factor = cholesky.cholesky(matrix, shape, 2)
     with pytest.raises(ValueError, match=r"rhs must have shape \(N,\)"):
         factor.solve(np.ones(100))
+
+
+@pytest.mark.parametrize(("shape", "reach"), [((13, 11), 2), ((30, 17), 1), ((7, 6, 9), 2)])
+def test_the_blocks_are_those_of_the_dense_factor_in_elimination_order(
+    random_grid_matrix, shape, reach
+):
+    """Each front's diagonal block and the block below it are the entries of the dense
+    Cholesky factor of P A Pᵀ (P: the elimination order) in its rows and columns."""
+    matrix = random_grid_matrix(shape, reach, seed=4)
+    factor = cholesky.cholesky(matrix, shape, reach)
+    structure = factor.structure
+    order = structure.eliminated
+    position = np.empty(order.size, dtype=int)
+    position[order] = np.arange(order.size)
+    dense = np.linalg.cholesky(matrix.toarray()[np.ix_(order, order)])
+    for f, front in enumerate(structure.fronts):
+        columns, rows = position[front.eliminated], position[front.boundary]
+        e, b = columns.size, rows.size
+        start = structure.diagonal_offsets[f]
+        block = factor.diagonal[start : start + e * e].reshape((e, e), order="F")
+        np.testing.assert_allclose(np.tril(block), dense[np.ix_(columns, columns)], atol=1e-12)
+        start = structure.below_offsets[f]
+        below = factor.below[start : start + e * b].reshape((e, b), order="F")
+        np.testing.assert_allclose(below.T, dense[np.ix_(rows, columns)], atol=1e-12)
+        others = np.setdiff1d(np.arange(columns.max() + 1, order.size), rows)
+        np.testing.assert_array_equal(dense[np.ix_(others, columns)], 0.0)
+
+
+def test_a_factor_written_over_a_reused_one_is_the_same(random_grid_matrix):
+    """`reuse`: the new factor takes the old one's arrays and equals a fresh factorization;
+    a factor of another grid is not reused."""
+    shape = (13, 11)
+    first, second = (random_grid_matrix(shape, 2, seed=seed) for seed in (6, 7))
+    old = cholesky.cholesky(first, shape, 2)
+    fresh = cholesky.cholesky(second, shape, 2)
+    reused = cholesky.cholesky(second, shape, 2, reuse=old)
+    assert np.shares_memory(reused.below, old.below)
+    np.testing.assert_array_equal(reused.diagonal, fresh.diagonal)
+    np.testing.assert_array_equal(reused.below, fresh.below)
+    other = cholesky.cholesky(random_grid_matrix((9, 9), 2), (9, 9), 2, reuse=fresh)
+    assert not np.shares_memory(other.below, fresh.below)

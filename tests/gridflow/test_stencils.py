@@ -54,3 +54,13 @@ def test_quadratic_forms_equal_the_sparse_products(which, lower, upper, shape):
     assembled = stencils.to_csr(values, grid.shape, 2)
     assert abs(assembled - expected).max() <= 1e-13 * abs(expected).max()
     assert isinstance(assembled, sparse.csr_matrix)
+
+
+@pytest.mark.parametrize(("shape", "reach"), [((9, 7), 1), ((5, 6, 7), 2), ((12,), 2)])
+def test_scaled_is_the_product_with_the_shifted_scale(shape, reach):
+    """S A S in the stencil layout, bit for bit the product with `shifted`, 0 off the grid."""
+    rng = np.random.default_rng(2)
+    values = rng.standard_normal((int(np.prod(shape)), (2 * reach + 1) ** len(shape)))
+    scale = rng.uniform(0.0, 2.0, values.shape[0])
+    expected = values * (scale[:, None] * stencils.shifted(scale, shape, reach))
+    np.testing.assert_array_equal(stencils.scaled(values, scale, shape, reach), expected)

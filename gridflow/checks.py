@@ -227,6 +227,23 @@ def summable(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     return tuple(array / scale for array in arrays)
 
 
+def recorded_number(record: dict, key: str, owner: str, need: str, positive: bool = False):
+    """``record[key]`` (a file's metadata) as a finite float >= 0 (> 0 if ``positive``);
+    else a ValueError saying that ``owner`` records none or a wrong one, and ``need``."""
+    value = record.get(key)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value < 0
+        or (positive and value == 0)
+    ):
+        recorded = f"records no {key}" if value is None else f"records {key} {value!r}"
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{owner} {recorded}: {need}, a finite number {bound}")
+    return float(value)
+
+
 def positive_float(value, name: str, allow_zero: bool = False, hint: str = "") -> float:
     """``value`` as a finite float > 0 (or >= 0 with allow_zero); ``hint`` ends the message."""
     value = _scalar(value)

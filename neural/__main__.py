@@ -133,8 +133,8 @@ HELP_TEXTS = {
     },
     "errorbudget": {
         "--problems": "'mixture' (the paper's; needs --ground-truth), 'file' (the problem "
-        "that --ground-truth records) and/or gaussianD (the dimension study's pair; default "
-        "mixture gaussian2 gaussian8 gaussian32)",
+        "that --ground-truth records; a Gaussian target) and/or gaussianD (the dimension "
+        "study's pair; default mixture gaussian2 gaussian8 gaussian32)",
         "--causes": f"the causes to measure (default all: {' '.join(CAUSES)})",
         "--n-eval": "samples of the evaluation: L² error, UVP, KL and MMD, at least "
         f"{MIN_EVAL_SAMPLES} (default {DEFAULT_EVAL_SAMPLES})",

@@ -24,10 +24,11 @@ from gridflow import (
     load_map,
     map_distance,
     minimize,
+    save_map,
 )
 from gridflow.checks import output_file, unreadable
 from gridflow.cli import NEGATIVE_NUMBER, OutputFile, ReportFolder
-from gridflow.groundtruth import check_usable, read_source
+from gridflow.groundtruth import MapFileError, accuracy_problems, check_usable, read_source
 from neural import ICNN, make_method, run_method
 from neural.model import FitSettings, fit
 from neural.score import self_entropic_score
@@ -371,3 +372,35 @@ def test_a_json_file_with_a_repeated_key_is_refused(tmp_path):
                     '"weights": [2]}')  # fmt: skip
     with pytest.raises(ValueError, match=r"the keys \['weights'\] appear more than once"):
         read_source(str(path))
+
+
+# ------------------------------------------------------------------ the sixth list's findings
+
+
+def test_accuracy_problems_names_a_recorded_estimate_that_is_no_number():
+    # TypeError "unsupported operand type(s) for /: 'str' and 'float'"
+    with pytest.raises(ValueError, match="records error_estimate 'small'"):
+        accuracy_problems({"error_estimate": "small", "map_spread": 1.0})
+    with pytest.raises(ValueError, match=r"records map_spread 0\.0"):
+        accuracy_problems({"error_estimate": 0.1, "map_spread": 0.0})
+
+
+def test_a_tau_just_above_the_limit_is_printed_in_full(capsys):
+    # "must be at most 1e+06, got 1e+06" read as a contradiction
+    with pytest.raises(SystemExit):
+        neural_cli.main(["flowcheck", "--tau", "1.0000001e6"])
+    assert "got 1000000.1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change", ["swap the map's columns", "negate the potential"])
+def test_a_map_file_whose_map_is_not_its_potentials_gradient_is_refused(tmp_path, solved, change):
+    save_map(tmp_path / "map.npz", solved)
+    arrays = dict(np.load(tmp_path / "map.npz"))
+    if change == "swap the map's columns":
+        arrays["map"] = arrays["map"][:, ::-1].copy()
+    else:
+        arrays["potential"] = -arrays["potential"]
+    np.savez(tmp_path / "changed.npz", **arrays)
+    assert load_map(tmp_path / "map.npz").dim == 2
+    with pytest.raises(MapFileError, match="not the discrete gradient D_h φ"):
+        load_map(tmp_path / "changed.npz")

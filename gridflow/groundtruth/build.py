@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 from tqdm import tqdm
 
-from gridflow.checks import flag, open_unit_interval, positive_float
+from gridflow.checks import flag, open_unit_interval, positive_float, recorded_number
 from gridflow.cli import integer
 from gridflow.grid import SUPPORTED_DIMENSIONS, Grid
 from gridflow.groundtruth.problems import read_source, read_target, source_spec, target_spec
@@ -241,8 +241,11 @@ def accuracy_problems(metadata: dict) -> list[str]:
     """Why a solved ground truth is meaningless: a two-grid error estimate above
     MAX_RELATIVE_ERROR of the map's spread (the grid does not resolve the source), as a list
     of reasons (empty when there are none)."""
+    need = "a ground truth's accuracy is judged by them"
+    estimate = recorded_number(metadata, "error_estimate", "metadata", need)
+    spread = recorded_number(metadata, "map_spread", "metadata", need, positive=True)
     reasons = []
-    relative = metadata["error_estimate"] / metadata["map_spread"]
+    relative = estimate / spread
     if not relative <= MAX_RELATIVE_ERROR:
         reasons.append(
             f"its estimated error {metadata['error_estimate']:.3g} is {relative:.2%} of the "

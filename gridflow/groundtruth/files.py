@@ -55,7 +55,8 @@ def save_map(path, discrete_map, metadata: dict | None = None) -> None:
     path : str or pathlib.Path
         The file to write. It must end in .npz (unlike np.savez, nothing is appended: the
         file has exactly the name given, the one `load_map` reads) and its folder must
-        exist and be writable.
+        exist and be writable. A file of that name is replaced, as numpy.save does (the
+        commands ask for --overwrite).
     discrete_map : DiscreteMap or GridMap
         The map to save; it must be finite. A `GridMap` read by `load_map` saves again
         unchanged: its nodal potential, and the energy and metadata of its file.
@@ -180,7 +181,8 @@ def load_map(path) -> GridMap:
     -----
     The file is read eagerly without pickles and checked: every array present, with the
     shapes the grid implies, finite values, cell centers that are the grid's, weights a
-    probability vector, and the format version.
+    probability vector, a map that is the discrete gradient of the potential (to roundoff)
+    and the format version.
     """
     path = as_path(path, "path")
     arrays = read_archive(path, _ARRAYS, MapFileError, MAP_FILE)
@@ -214,6 +216,13 @@ def load_map(path) -> GridMap:
     weights = values["weights"]
     if np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-9:
         raise MapFileError(f"{path}: weights must be >= 0 and sum to 1, got sum {weights.sum()}")
+    from_potential = operators.gradient_operator(grid) @ values["potential"].ravel()
+    mismatch = float(np.max(np.abs(from_potential - values["map"].ravel())))
+    if not mismatch <= 1e-9 * (1.0 + float(np.max(np.abs(values["map"])))):
+        raise MapFileError(
+            f"{path}: the map is not the discrete gradient D_h φ of the file's potential (they "
+            f"differ by up to {mismatch:.3g}): the file was changed after it was written"
+        )
     for array in values.values():  # a map read from a file grades others: it cannot change
         array.setflags(write=False)
     return GridMap(

@@ -10,9 +10,9 @@ first: such a distance measures T*'s error as much as the map's.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
+from gridflow.checks import recorded_number
 from gridflow.groundtruth.files import MapFileError, load_map
 from gridflow.groundtruth.problems import problem_of
 from gridflow.maps import GridMap
@@ -41,18 +41,11 @@ def check_usable(metadata: dict, path) -> None:
         raise ValueError(
             f"ground truth {path} was written with --force and cannot grade a map: {warnings[0]}"
         )
-    estimate = metadata.get("error_estimate")
-    if (
-        isinstance(estimate, bool)
-        or not isinstance(estimate, numbers.Real)
-        or not (math.isfinite(estimate) and estimate >= 0)
-    ):
-        recorded = "records no error_estimate" if estimate is None else (
-            f"records error_estimate {estimate!r}")  # fmt: skip
-        raise ValueError(
-            f"ground truth {path} {recorded}: grading needs its two-grid error estimate, a "
-            "finite number >= 0 (files of `python -m gridflow groundtruth` record it)"
-        )
+    recorded_number(
+        metadata, "error_estimate", f"ground truth {path}",
+        "grading needs its two-grid error estimate (files of `python -m gridflow groundtruth` "
+        "record it)",
+    )  # fmt: skip
 
 
 def truth_error(true_map) -> float:

@@ -134,7 +134,8 @@ class NetworkMap:
 
     def save(self, path) -> None:
         """Write the map, its target and its training record to a .npz file, whole or not
-        at all (``neural.model.files``); `load` reads it back bit for bit."""
+        at all (``neural.model.files``); `load` reads it back bit for bit. A file of that
+        name is replaced, as numpy.save does (the commands ask for --overwrite)."""
         write_network_map(path, self.network, self.target, self.training, self.center, self.offset)
 
     @classmethod

@@ -110,8 +110,10 @@ def problem_from_file(path) -> BudgetProblem:
     source, target, true_map = truth.source, truth.target, truth.map
     if not target.is_gaussian:
         raise ValueError(
-            f"ground truth {path}: the UVP needs the target's covariance, and {target.name} "
-            f"is not Gaussian; build a BudgetProblem with target_cov"
+            f"ground truth {path}: the error budget's UVP needs the target's covariance, and "
+            f"{target.name} is not Gaussian: give a ground truth of a Gaussian target "
+            "(groundtruth --target standard or a Gaussian .json), or, in Python, a "
+            "BudgetProblem with target_cov"
         )
     return BudgetProblem(pathlib.Path(path).stem, source, target, true_map)
 

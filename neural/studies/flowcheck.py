@@ -238,7 +238,7 @@ def check_tau(tau, name: str = "tau") -> float:
         )
     if tau > MAX_TAU:
         raise ValueError(
-            f"{name} must be at most {MAX_TAU:g}, got {tau:g}: one implicit step of "
+            f"{name} must be at most {MAX_TAU:g}, got {tau!r}: one implicit step of "
             f"{MAX_TAU:g} already reaches the OT map (the flow contracts by e^(-2λτ)), and "
             "longer times overflow"
         )

@@ -303,7 +303,7 @@ class ReportFolder:
         writable_folder(self.path.absolute().parent, f"{name} (the folder holding it)")
         entries = sorted(entry.name for entry in self.path.iterdir())
         named = [name for name in owned if not any(sign in name for sign in "*?[")]
-        if not set(named) & set(entries):  # no report here: "*.png" is nobody's figure
+        if named and not set(named) & set(entries):  # no report: "*.png" is nobody's figure
             owned = tuple(named)
         foreign = [
             entry

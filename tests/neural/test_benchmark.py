@@ -494,10 +494,11 @@ def _map_file(path, *, box=6.0, dim=2, **metadata):
         points=points,
         weights=np.full(len(points), 1.0 / len(points)),
         map=0.5 * points,
-        potential=np.zeros(grid.shape),
+        potential=0.25 * np.sum(grid.nodes**2, axis=1).reshape(grid.shape),  # D_h is exact
         energy=0.0,
     )
-    record = {"source": "paper-mixture", "target": "N(0, I)", "box": [-box, box]}
+    record = {"source": "paper-mixture", "target": "N(0, I)", "box": [-box, box],
+              "error_estimate": 0.0}  # fmt: skip
     record.update(metadata)
     save_map(path, discrete, {k: v for k, v in record.items() if v is not None})
     return path

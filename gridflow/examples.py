@@ -77,7 +77,9 @@ def gaussian_source_2d() -> Gaussian:
 
 
 def problem_2d(nodes: int = 33, source=None, target=None, box=(-5.0, 5.0)) -> Problem:
-    """`source` (default `gaussian_source_2d`) → N(0, I) on box² with nodes × nodes nodes."""
+    """`source` (default `gaussian_source_2d`) → N(0, I) on box² with nodes × nodes nodes.
+    At the default density floor `minimize` needs 11 nodes or more: on 9 × 9 its Newton
+    matrix is singular to roundoff (a SolverError)."""
     lower, upper = _interval(box)
     return Problem(
         Grid(lower=[lower] * 2, upper=[upper] * 2, shape=[nodes, nodes]),
@@ -112,7 +114,9 @@ def problem_3d(
     nodes: int = 17, source=None, target=None, box=(-5.0, 5.0), **problem_options
 ) -> Problem:
     """A 3D problem on box³ with nodes³ nodes, by default `gaussian_pair_3d`'s source and
-    target; `problem_options` go to `Problem`."""
+    target; `problem_options` go to `Problem`. At the default density floor `minimize` needs
+    more than 9 nodes per axis: on 9³ its continuation in the floor fails after about 30 s
+    (a SolverError)."""
     lower, upper = _interval(box)
     pair_source, pair_target = gaussian_pair_3d()
     return Problem(

@@ -54,7 +54,7 @@ from gridflow.potentials import (
 from gridflow.problem import FlooredSourceWarning, Problem
 from gridflow.proximal import check_step_solver, proximal_potential, proximal_step
 from gridflow.solvers import SolverError
-from gridflow.warm_start import coarse_to_fine_start
+from gridflow.warm_start import check_coarser, coarse_to_fine_start
 
 SCHEMES = ("implicit", "explicit", "flow")
 FLOW_STEP = 0.01
@@ -457,6 +457,7 @@ def minimize(
     check_step_solver(solver)
     if coarser is not None:
         require_instance(coarser, DiscreteMap, "coarser", " (the minimize of a coarser grid)")
+        check_coarser(problem, coarser)
     if problem.dim == 1:
         T = proximal_step(problem, problem.identity(), np.inf, solver=solver)
         potential = operators.potential_from_map(problem.grid, T)

@@ -33,21 +33,9 @@ def coarse_to_fine_start(problem: Problem, coarser) -> np.ndarray:
     that), and φ convexified in the tails only (`_convexified_tails`).
     """
     require_instance(problem, Problem, "problem", "; build one with gridflow.Problem")
-    require_discrete_map(coarser, "coarser", "the minimize of a coarser grid")
     if problem.dim == 1:
         raise ValueError("coarse_to_fine_start is for d = 2, 3, the problem has d = 1")
-    if (coarser.grid.lower, coarser.grid.upper) != (problem.grid.lower, problem.grid.upper):
-        raise ValueError(
-            f"the coarser map's box {coarser.grid.lower}..{coarser.grid.upper} is not the "
-            f"problem's {problem.grid.lower}..{problem.grid.upper}"
-        )
-    if coarser.grid.dim != problem.dim or any(
-        n > m for n, m in zip(coarser.grid.shape, problem.grid.shape, strict=True)
-    ):
-        raise ValueError(
-            f"coarser must be the map of a grid with at most the problem's nodes per axis "
-            f"{problem.grid.shape}, got {coarser.grid.shape}"
-        )
+    check_coarser(problem, coarser)
     dim = problem.dim
     shape = (int(np.prod(operators.map_shape(coarser.grid))), dim)
     check_map_on_points(coarser.points, coarser.weights, coarser.map, "coarser", shape)
@@ -75,6 +63,26 @@ def coarse_to_fine_start(problem: Problem, coarser) -> np.ndarray:
     if tail is not None:
         starts.append(tail)
     return min(starts, key=lambda start: kl_energy(problem, problem.map_of(start)))
+
+
+def check_coarser(problem: Problem, coarser) -> None:
+    """That ``coarser`` is a `DiscreteMap` of a grid of ``problem``'s box and dimension with
+    at most its nodes per axis: TypeError or ValueError otherwise (also where `minimize`
+    does not read it, in d = 1: a map of another problem is a mistake there too)."""
+    require_instance(problem, Problem, "problem", "; build one with gridflow.Problem")
+    require_discrete_map(coarser, "coarser", "the minimize of a coarser grid")
+    if coarser.grid.dim != problem.dim or any(
+        n > m for n, m in zip(coarser.grid.shape, problem.grid.shape, strict=True)
+    ):
+        raise ValueError(
+            f"coarser must be the map of a grid with at most the problem's nodes per axis "
+            f"{problem.grid.shape}, got {coarser.grid.shape}"
+        )
+    if (coarser.grid.lower, coarser.grid.upper) != (problem.grid.lower, problem.grid.upper):
+        raise ValueError(
+            f"the coarser map's box {coarser.grid.lower}..{coarser.grid.upper} is not the "
+            f"problem's {problem.grid.lower}..{problem.grid.upper}"
+        )
 
 
 def _convexified_tails(problem: Problem, potential, hessians, nonconvex) -> np.ndarray | None:

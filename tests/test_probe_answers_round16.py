@@ -1,6 +1,7 @@
 """Answers to the fifth list of a user's bad or unusual inputs (issue 22), and to the
 leftovers the fourth list's note named: each now answered, refused by name or warned about."""
 
+import json
 import os
 
 import numpy as np
@@ -404,3 +405,29 @@ def test_a_map_file_whose_map_is_not_its_potentials_gradient_is_refused(tmp_path
     assert load_map(tmp_path / "map.npz").dim == 2
     with pytest.raises(MapFileError, match="not the discrete gradient D_h φ"):
         load_map(tmp_path / "changed.npz")
+
+
+# ---------------------------------------------------------------- the seventh list's findings
+
+
+def test_minimize_in_1d_refuses_a_coarser_map_of_another_problem(solved):
+    # it was ignored without a word (d = 1 solves exactly and reads no start)
+    problem = Problem(Grid([-6.0], [6.0], [33]), Gaussian([0.5], [[0.49]]),
+                      LogConcaveTarget.gaussian([1.0], [[4.0]]))  # fmt: skip
+    with pytest.raises(ValueError, match="coarser must be the map of a grid"):
+        minimize(problem, coarser=solved)
+
+
+def test_a_resumed_sweep_refuses_a_record_without_a_method(tmp_path, capsys):
+    # a seed record edited to "methods": {} counted as done: the table read "0 runs, nan"
+    argv = ["benchmark", "--no-progress", "--size", "tiny", "--methods", "adam", "--n-eval",
+            "50", "--seeds", "1", "--out", str(tmp_path / "bm")]  # fmt: skip
+    assert neural_cli.main(argv) == 0
+    results = tmp_path / "bm" / "results.jsonl"
+    record = json.loads(results.read_text())
+    record["methods"] = {}
+    results.write_text(json.dumps(record) + "\n")
+    with pytest.raises(SystemExit) as ended:
+        neural_cli.main(argv)
+    assert ended.value.code == 2
+    assert "the record of seed 0 holds no results of adam" in capsys.readouterr().err

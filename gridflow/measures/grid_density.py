@@ -13,7 +13,9 @@ through √v. So:
   go negative and needs no clipping.
 - Where √ϱ0 is smooth (a Gaussian mixture: √ is again a sum of Gaussian bumps) the
   interpolation error is O(h⁴), h the node spacing. Where ϱ0 vanishes on a region (an
-  image with a black background), s² can carry small positive ripples into it.
+  image with a black background), s² can carry small positive ripples into it: a single
+  nonzero value among zeros (9 nodes on [−1, 1]) puts 2.6 % of the mass beyond its
+  neighbouring nodes. Give sharp or sparse densities on a finer grid of values.
 - ϱ0 is 0 outside the box: the box holds all the mass.
 
 Integrals are exact up to rounding: on each knot interval s² is a polynomial of degree

@@ -149,6 +149,14 @@ def run_benchmark(
 
 def _sweep(seeds, config, directory, done, workers, backend, numba_threads, progress, figure):
     """The seeds not in ``done``, appended to ``directory`` as they finish (run_benchmark)."""
+    for seed, record in done.items():
+        missing = sorted(set(config.methods) - set(record["methods"]))
+        if missing:  # a record edited by hand: its table rows would be empty, "0 runs"
+            raise SweepSetupError(
+                f"{directory / RESULTS_FILE}: the record of seed {seed} holds no results of "
+                f"{', '.join(missing)}, which the sweep's config runs; remove that line to "
+                "run the seed again"
+            )
     todo = [s for s in seeds if s not in done]
     skipped = tuple(s for s in seeds if s in done)
     records = dict(done)

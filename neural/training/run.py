@@ -9,6 +9,7 @@ Algorithm 1 (``neural.training.algorithm1``: methods (c), (d)) or Algorithm 2
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -170,6 +171,27 @@ def check_initial_map(
     )
 
 
+class DeadUnitsWarning(RuntimeWarning):
+    """Training clipped every hidden unit's output weight to 0: T_θ is the quadratic part."""
+
+
+def warn_if_units_died(method: str, architecture: ICNNArchitecture, theta0, theta) -> None:
+    """DeadUnitsWarning when training left all output weights w at 0 (the convexity
+    constraint w ≥ 0 clips them) though θ_0 had some: the hidden units no longer reach φ_θ,
+    whose gradient is then the affine quadratic part alone, however long it trains."""
+    if np.any(architecture.views(theta)["w"]) or not np.any(architecture.views(theta0)["w"]):
+        return
+    left = "the quadratic part alone, an affine map" if architecture.quadratic else "constant"
+    warnings.warn(
+        f"{method}: training clipped all {architecture.views(theta)['w'].size} output weights "
+        f"w of the hidden units to 0 (w >= 0 keeps φ_θ convex): the hidden units no longer "
+        f"reach the map, which is {left}; start from another θ_0 (another rng, or "
+        "anchors=samples) or with a lower learning rate",
+        DeadUnitsWarning,
+        stacklevel=3,
+    )
+
+
 def run_method(
     config: MethodConfig,
     initial: ICNN,
@@ -236,6 +258,7 @@ def run_method(
         fisher, inner, theta, inner_solves = run_algorithm2(
             config, architecture, theta, sampler, target, rng, callback
         )
+    warn_if_units_died(config.name, architecture, theta0, theta)
     for array in (theta0, theta, fisher, inner):
         if array is not None:
             array.setflags(write=False)

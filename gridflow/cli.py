@@ -54,14 +54,32 @@ NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|nan)$"
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse's parser, reading ``-1e-3`` as a number: argparse takes an argument that
+    """argparse's parser, reading ``-1e-3`` as a number (argparse takes an argument that
     starts with ``-`` for an option unless it looks like a negative number, and its pattern
-    for one has no exponent, so ``--box -1e1 10`` ended with "expected one argument".
-    Subcommands' parsers are of the same class."""
+    for one has no exponent, so ``--box -1e1 10`` ended with "expected one argument"), and
+    refusing an option repeated where the last would win. Subcommands' parsers are of the
+    same class."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._negative_number_matcher = NEGATIVE_NUMBER
+
+    def parse_known_args(self, args=None, namespace=None):
+        """argparse's, refusing an option given twice whose later value would silently
+        replace the earlier one (`--methods adam --methods euclidean` ran euclidean only);
+        options that gather their values (DistinctValues) may repeat."""
+        gathering = (DistinctValues, argparse._AppendAction, argparse._CountAction)
+        seen = set()
+        for text in sys.argv[1:] if args is None else args:
+            if text == "--":
+                break
+            action = self._option_string_actions.get(text.split("=", 1)[0])
+            if action is None or isinstance(action, gathering):
+                continue
+            if action.dest in seen:
+                self.error(f"argument {'/'.join(action.option_strings)}: given more than once")
+            seen.add(action.dest)
+        return super().parse_known_args(args, namespace)
 
 
 class DistinctValues(argparse.Action):

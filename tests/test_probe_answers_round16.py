@@ -30,7 +30,13 @@ from gridflow import (
 )
 from gridflow.checks import output_file, unreadable
 from gridflow.cli import NEGATIVE_NUMBER, OutputFile, ReportFolder
-from gridflow.groundtruth import MapFileError, accuracy_problems, check_usable, read_source
+from gridflow.groundtruth import (
+    MapFileError,
+    accuracy_problems,
+    check_usable,
+    read_source,
+    truth_error,
+)
 from neural import ICNN, make_method, run_method
 from neural.model import FitSettings, fit
 from neural.score import self_entropic_score
@@ -454,3 +460,65 @@ def test_training_that_keeps_output_weights_does_not_warn():
         result = run_method(make_method("adam", kl="logdet", steps=50, batch_size=100), network,
                             source, target, np.random.default_rng(0))  # fmt: skip
     assert result.network.views()["w"].any()
+
+
+# ----------------------------------------------------------------- the eighth list's findings
+
+
+def test_fit_takes_a_convexity_floor_near_one():
+    # LinAlgError "Matrix is not positive definite": the refit on all rows had a smallest
+    # eigenvalue below the floor set from the training rows
+    factor = np.linalg.cholesky([[0.597, 0.233], [0.233, 0.376]])
+    data = np.random.default_rng(6).standard_normal((2000, 2)) @ factor.T + [0.3, -0.24]
+    settings = FitSettings(hidden=(4,), steps=5, evaluate_every=5, convexity_floor=0.999)
+    result = fit(data, None, settings, rng=np.random.default_rng(0))
+    assert result.map.training["refit_on_all_rows"]
+    quadratic = result.map.network.architecture.quadratic_matrix(result.map.network.params)
+    alpha = result.map.network.architecture.strong_convexity
+    assert np.linalg.eigvalsh(quadratic)[0] >= alpha * (1 - 1e-12)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["benchmark", "--methods", "adam", "--methods", "euclidean"],
+        ["fit", "--hidden", "4", "--hidden", "8"],
+        ["evaluate", "m.npz", "--data", "a.npy", "--data", "b.npy"],
+    ],
+)
+def test_an_option_whose_last_value_would_win_is_refused_twice(argv, capsys):
+    # --methods adam --methods euclidean ran euclidean only
+    with pytest.raises(SystemExit) as ended:
+        neural_cli._parser().parse_args(argv)
+    assert ended.value.code == 2
+    assert "given more than once" in capsys.readouterr().err
+
+
+def test_source_box_given_twice_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        gridflow_cli.parser().parse_args(
+            ["groundtruth", "--source-box", "-2", "2", "--source-box", "-4", "4"]
+        )
+    assert "argument --source-box: given more than once" in capsys.readouterr().err
+
+
+def test_save_map_refuses_a_map_that_is_not_the_potentials_gradient(tmp_path, solved):
+    # load_map then refused the file it wrote, saying it "was changed after it was written"
+    changed = type(solved)(solved.grid, solved.points, solved.weights, 1.01 * solved.map,
+                           solved.potential, solved.energy)  # fmt: skip
+    with pytest.raises(ValueError, match="not the discrete gradient D_h φ"):
+        save_map(tmp_path / "map.npz", changed)
+    assert not (tmp_path / "map.npz").exists()
+
+
+@pytest.mark.parametrize(("estimate", "message"), [(-1.0, "-1.0"), ("big", "'big'")])
+def test_truth_error_checks_the_recorded_estimate(solved, estimate, message):
+    # -1.0 came back as T*'s error; 'big' gave "could not convert string to float"
+    grid_map = _grid_map(solved, metadata={"error_estimate": estimate})
+    with pytest.raises(ValueError, match=f"records error_estimate {message}"):
+        truth_error(grid_map)
+
+
+def test_a_warnings_string_is_shown_whole():
+    with pytest.raises(ValueError, match="cannot grade a map: edited"):
+        check_usable({"warnings": "edited", "error_estimate": 0.1}, "truth.npz")

@@ -105,12 +105,26 @@ def save_map(path, discrete_map, metadata: dict | None = None) -> None:
     }
     for name in ("points", "weights", "map", "potential"):
         require_finite(arrays[name], f"discrete_map.{name}")
+    mismatch = _gradient_mismatch(grid, arrays["map"], arrays["potential"])
+    if mismatch is not None:
+        raise ValueError(
+            f"discrete_map.map is not the discrete gradient D_h φ of discrete_map.potential "
+            f"(they differ by up to {mismatch:.3g}): a map file holds a minimizer's T_h = D_h φ"
+        )
     energy = as_float(saved.energy, "discrete_map.energy")
     if not math.isfinite(energy):
         raise ValueError(f"discrete_map.energy must be finite, got {energy}")
     record = dict(zip(RESERVED_METADATA, (FORMAT_VERSION, energy), strict=True))
     record.update(json_metadata(saved.metadata, RESERVED_METADATA, "save_map"))
     write_archive(path, arrays, record)
+
+
+def _gradient_mismatch(grid: Grid, values: np.ndarray, potential: np.ndarray) -> float | None:
+    """The largest difference between a map's values and D_h φ of its potential when it
+    exceeds roundoff (1e-9 of the map's scale), else None."""
+    from_potential = operators.gradient_operator(grid) @ potential.ravel()
+    mismatch = float(np.max(np.abs(from_potential - values.ravel())))
+    return None if mismatch <= 1e-9 * (1.0 + float(np.max(np.abs(values)))) else mismatch
 
 
 @dataclass(frozen=True)
@@ -216,9 +230,8 @@ def load_map(path) -> GridMap:
     weights = values["weights"]
     if np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-9:
         raise MapFileError(f"{path}: weights must be >= 0 and sum to 1, got sum {weights.sum()}")
-    from_potential = operators.gradient_operator(grid) @ values["potential"].ravel()
-    mismatch = float(np.max(np.abs(from_potential - values["map"].ravel())))
-    if not mismatch <= 1e-9 * (1.0 + float(np.max(np.abs(values["map"])))):
+    mismatch = _gradient_mismatch(grid, values["map"], values["potential"])
+    if mismatch is not None:
         raise MapFileError(
             f"{path}: the map is not the discrete gradient D_h φ of the file's potential (they "
             f"differ by up to {mismatch:.3g}): the file was changed after it was written"

@@ -38,8 +38,9 @@ def check_usable(metadata: dict, path) -> None:
     it is judged against that estimate."""
     warnings = metadata.get("warnings")
     if warnings:
+        first = warnings[0] if isinstance(warnings, list) else warnings
         raise ValueError(
-            f"ground truth {path} was written with --force and cannot grade a map: {warnings[0]}"
+            f"ground truth {path} was written with --force and cannot grade a map: {first}"
         )
     recorded_number(
         metadata, "error_estimate", f"ground truth {path}",
@@ -59,8 +60,9 @@ def truth_error(true_map) -> float:
     metadata = getattr(true_map, "metadata", None)
     if metadata is None:
         return 0.0
-    value = metadata.get("error_estimate")
-    return float(value) if value is not None else math.nan
+    if metadata.get("error_estimate") is None:
+        return math.nan
+    return recorded_number(metadata, "error_estimate", "true_map", "its error estimate")
 
 
 def resolved(distance: float, error: float) -> bool:

@@ -237,10 +237,19 @@ def _gaussian_fit_matrix(centered: np.ndarray, target_cov: np.ndarray) -> np.nda
 
 
 def _with_quadratic(network: ICNN, matrix: np.ndarray) -> ICNN:
-    """``network`` with L Lᵀ + α I = ``matrix`` (α its strong convexity)."""
+    """``network`` with L Lᵀ + α I = ``matrix`` (α its strong convexity): L the Cholesky
+    factor of matrix − α I. α was set from the training rows' fit; the refit on all the rows
+    can have a smallest eigenvalue below it (convexity_floor near 1: a LinAlgError at
+    0.999), and then L Lᵀ + α I is the nearest matrix with eigenvalues ≥ α: L the symmetric
+    square root of matrix − α I with its negative eigenvalues clipped at 0."""
     alpha = network.architecture.strong_convexity
     theta = np.array(network.params)
-    factor = np.linalg.cholesky(matrix - alpha * np.eye(network.dim))
+    remainder = matrix - alpha * np.eye(network.dim)
+    try:
+        factor = np.linalg.cholesky(remainder)
+    except np.linalg.LinAlgError:
+        eigenvalues, vectors = np.linalg.eigh(remainder)
+        factor = (vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))) @ vectors.T
     network.architecture.quadratic_factor(theta)[...] = factor
     return network.with_params(theta)
 

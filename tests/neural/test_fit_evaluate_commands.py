@@ -98,7 +98,8 @@ FIT_ERRORS = {
 @pytest.mark.parametrize("case", FIT_ERRORS)
 def test_fit_user_errors(case, files, no_training, exit_status_and_error):
     arguments, expected = FIT_ERRORS[case]
-    argv = ["fit", "--out", str(files / "map.npz"), *[a.format(tmp=files) for a in arguments]]
+    out = [] if "--out" in arguments else ["--out", str(files / "map.npz")]  # given once
+    argv = ["fit", *out, *[a.format(tmp=files) for a in arguments]]
     status, line = exit_status_and_error(neural_cli.main, argv)
     assert status == 2
     assert re.search(expected, line), line

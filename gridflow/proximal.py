@@ -290,7 +290,7 @@ def _proximal_potential_newton(problem, center, tau, start, max_iter=100, **newt
 
     def direction(phi, g):
         hessian = newton_stencil(problem, tau, problem.map_of(phi))
-        last[0] = GaugedFactorization(problem, hessian, reuse=last[0])
+        last[0] = GaugedFactorization(problem, hessian, reuse=last[0], precision="auto")
         return last[0].solve(g)
 
     def norm(phi):

@@ -85,24 +85,60 @@ def scaled(values: np.ndarray, scale: np.ndarray, shape: tuple[int, ...], reach:
 
 
 @njit(cache=True)
+def _unravel(i, shape, coordinates):
+    """coordinates ← node i's grid coordinates (C order)."""
+    for axis in range(shape.size - 1, -1, -1):
+        coordinates[axis] = i % shape[axis]
+        i //= shape[axis]
+
+
+@njit(cache=True)
+def _neighbour(coordinates, offset, shape):
+    """The flat index of the node at coordinates + offset, or -1 off the grid."""
+    neighbour = 0
+    for axis in range(shape.size):
+        c = coordinates[axis] + offset[axis]
+        if c < 0 or c >= shape[axis]:
+            return -1
+        neighbour = neighbour * shape[axis] + c
+    return neighbour
+
+
+@njit(cache=True)
 def _scaled(values, scale, shape, offsets):
     result = np.empty_like(values)
     coordinates = np.empty(shape.size, dtype=np.int64)
     for i in range(values.shape[0]):
-        rest = i
-        for axis in range(shape.size - 1, -1, -1):
-            coordinates[axis] = rest % shape[axis]
-            rest //= shape[axis]
+        _unravel(i, shape, coordinates)
         for k in range(offsets.shape[0]):
-            neighbour = 0
-            for axis in range(shape.size):
-                c = coordinates[axis] + offsets[k, axis]
-                if c < 0 or c >= shape[axis]:
-                    neighbour = -1
-                    break
-                neighbour = neighbour * shape[axis] + c
+            neighbour = _neighbour(coordinates, offsets[k], shape)
             other = scale[neighbour] if neighbour >= 0 else 0.0
             result[i, k] = values[i, k] * (scale[i] * other)
+    return result
+
+
+def multiply(values: np.ndarray, x: np.ndarray, shape: tuple[int, ...], reach: int) -> np.ndarray:
+    """A x for A's stencil values (N, K) and x (N,), without a sparse matrix."""
+    return _multiply(
+        np.ascontiguousarray(values, dtype=float),
+        np.ascontiguousarray(x, dtype=float),
+        np.array(shape, dtype=np.int64),
+        stencil_offsets(len(shape), reach),
+    )
+
+
+@njit(cache=True)
+def _multiply(values, x, shape, offsets):
+    result = np.empty(values.shape[0])
+    coordinates = np.empty(shape.size, dtype=np.int64)
+    for i in range(values.shape[0]):
+        _unravel(i, shape, coordinates)
+        total = 0.0
+        for k in range(offsets.shape[0]):
+            neighbour = _neighbour(coordinates, offsets[k], shape)
+            if neighbour >= 0:
+                total += values[i, k] * x[neighbour]
+        result[i] = total
     return result
 
 

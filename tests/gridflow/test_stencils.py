@@ -64,3 +64,11 @@ def test_scaled_is_the_product_with_the_shifted_scale(shape, reach):
     scale = rng.uniform(0.0, 2.0, values.shape[0])
     expected = values * (scale[:, None] * stencils.shifted(scale, shape, reach))
     np.testing.assert_array_equal(stencils.scaled(values, scale, shape, reach), expected)
+
+
+@pytest.mark.parametrize(("shape", "reach"), [((12,), 1), ((7, 9), 2), ((6, 5), 1), ((5, 4, 6), 2)])
+def test_the_stencil_product_is_the_sparse_product(random_grid_matrix, shape, reach):
+    matrix = random_grid_matrix(shape, reach, seed=2)
+    values = stencils.stencil_values(matrix, shape, reach)
+    x = np.random.default_rng(3).standard_normal(matrix.shape[0])
+    np.testing.assert_allclose(stencils.multiply(values, x, shape, reach), matrix @ x, atol=1e-13)

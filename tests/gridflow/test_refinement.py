@@ -42,6 +42,22 @@ def test_the_float32_factor_is_the_float64_one_rounded(random_grid_matrix, shape
     assert 1e-10 < error < 1e-4  # a float32 factor's accuracy, not float64's
 
 
+@pytest.mark.parametrize(("shape", "reach"), [((40,), 1), ((13, 11), 2), ((7, 6, 9), 2)])
+def test_a_float32_factor_solves_in_float64_arithmetic(random_grid_matrix, shape, reach):
+    """The substitutions with a float32 factor (their sums interleaved) give the solves of
+    the same entries held in float64 (their sums in order), to float64 roundoff."""
+    matrix = random_grid_matrix(shape, reach, seed=10)
+    single = cholesky.cholesky(matrix, shape, reach, dtype=np.float32)
+    widened = cholesky.CholeskyFactor(
+        single.structure, single.diagonal.astype(float), single.below.astype(float)
+    )
+    rhs = np.random.default_rng(11).standard_normal((matrix.shape[0], 2))
+    expected = widened.solve(rhs)
+    np.testing.assert_allclose(
+        single.solve(rhs), expected, rtol=0, atol=1e-13 * abs(expected).max()
+    )
+
+
 def test_other_dtypes_and_a_factor_of_another_dtype_are_not_taken(random_grid_matrix):
     shape = (9, 8)
     matrix = random_grid_matrix(shape, 2)
@@ -131,6 +147,7 @@ def test_the_precision_follows_the_dense_work():
     assert refinement.factorization_flops(structure) == pytest.approx(by_front)
     assert refinement.choose_precision(structure) == "double"
     assert refinement.choose_precision(front_structure((33, 33, 33), 2)) == "mixed"
+    assert refinement.choose_precision(front_structure((1025, 1025), 2)) == "double"
 
 
 def test_gauged_factorizations_in_either_precision_solve_alike():
@@ -156,7 +173,7 @@ def test_newton_with_refined_solves_finds_the_same_minimizer(monkeypatch, dim):
     else:
         problem = _newton_values()[0]
     double = minimize(problem)
-    monkeypatch.setattr(refinement, "MIXED_PRECISION_FLOPS", 0.0)
+    monkeypatch.setattr(refinement, "MIXED_PRECISION_INTENSITY", 0.0)
     solves = []
     original = refinement.MixedPrecisionSolver.solve
     monkeypatch.setattr(

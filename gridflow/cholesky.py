@@ -67,9 +67,9 @@ def _front_pieces(f, e_offsets, b_offsets, d_offsets, w_offsets):
 
 @njit(cache=True)
 def _minus_dot(initial, a, start, x, x_start, n):
-    """initial − Σ_i a[start + i] x[x_start + i] for i < n: one running difference from
-    `initial` when `a` is float64, four interleaved sums when it is float32 (`_substitute`)."""
-    if a.itemsize == 8:
+    """initial − Σ_i a[start + i] x[x_start + i] for i < n: four interleaved sums when `a` is
+    float32, else one running difference from `initial` (`_substitute`)."""
+    if a.itemsize != 4:
         for i in range(n):
             initial -= a[start + i] * x[x_start + i]
         return initial

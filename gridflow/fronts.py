@@ -72,6 +72,19 @@ class FrontStructure:
     update_offsets: np.ndarray
     stack_size: int
 
+    @property
+    def factor_entries(self) -> int:
+        """The numbers the factor holds: its diagonal blocks and the blocks below them."""
+        return int(self.diagonal_offsets[-1] + self.below_offsets[-1])
+
+    @property
+    def flops(self) -> float:
+        """The floating-point operations of one factorization: per front with e eliminated
+        and b boundary nodes, e³/3 (potrf) + e² b (trsm) + e b² (syrk)."""
+        e = np.diff(self.eliminated_offsets).astype(float)
+        b = np.diff(self.boundary_offsets).astype(float)
+        return float(np.sum(e**3 / 3 + e**2 * b + e * b**2))
+
 
 def _dissect(shape, reach: int, leaf: int):
     """The tree's boxes in postorder: (box, eliminated box, indices of the children)."""

@@ -52,6 +52,24 @@ def metric_factorization(problem: Problem) -> GaugedFactorization:
     return cached
 
 
+def scaled_in_gauge(problem: Problem, values: np.ndarray, reach: int):
+    """S A S for A's stencil values (N, K) and S = diag(scale), scale = A's diagonal to the
+    power −1/2 at the free nodes and 0 at the gauge nodes, whose rows and columns become
+    the identity's: a matrix with unit diagonal, positive definite when A is on the free
+    nodes. Returns (the scaled values, scale); LinAlgError for a nonpositive diagonal entry
+    at a free node."""
+    values = np.asarray(values, dtype=float)
+    center = values.shape[1] // 2  # the offset 0: the diagonal
+    keep = np.ones(values.shape[0])
+    keep[problem.gauge_nodes] = 0.0
+    if not np.all(values[keep > 0, center] > 0):
+        raise np.linalg.LinAlgError("the reduced matrix has a nonpositive diagonal entry")
+    scale = keep / np.sqrt(np.where(keep > 0, values[:, center], 1.0))
+    scaled = stencils.scaled(values, scale, problem.grid.shape, reach)
+    scaled[problem.gauge_nodes, center] = 1.0
+    return scaled, scale
+
+
 FACTORIZATIONS = ("multifrontal", "nested-dissection", "mmd")
 PRECISIONS = ("double", "mixed", "auto")
 
@@ -95,7 +113,8 @@ class GaugedFactorization:
     factorization of the same problem that is no longer needed, whose multifrontal factor's
     memory this one takes over (`cholesky.cholesky`); it must not be used afterwards.
 
-    `precision` (multifrontal only): "double", a float64 factor; "mixed", a float32 factor
+    `precision` (multifrontal only; SuperLU factorizes in float64): "double", a float64
+    factor; "mixed", a float32 factor
     whose solves are refined to float64 accuracy (`gridflow.refinement`, twice as fast to
     factorize where the dense work dominates, each solve a few times dearer); "auto", the
     one `refinement.choose_precision` picks for the grid's dense work.
@@ -126,24 +145,16 @@ class GaugedFactorization:
     def _factorize_grid(self, problem, matrix, reach, reuse, precision):
         shape = problem.grid.shape
         if sparse.issparse(matrix):
-            values = stencils.stencil_values(matrix, shape, reach)
-        else:
-            values = np.asarray(matrix, dtype=float)
-        center = values.shape[1] // 2  # the offset 0: the diagonal
-        keep = np.ones(self.size)
-        keep[problem.gauge_nodes] = 0.0
-        if not np.all(values[keep > 0, center] > 0):
-            raise np.linalg.LinAlgError("the reduced matrix has a nonpositive diagonal entry")
+            matrix = stencils.stencil_values(matrix, shape, reach)
         self.free = slice(None)
-        self.scale = keep / np.sqrt(np.where(keep > 0, values[:, center], 1.0))
-        values = stencils.scaled(values, self.scale, shape, reach)
-        values[problem.gauge_nodes, center] = 1.0
+        values, self.scale = scaled_in_gauge(problem, matrix, reach)
         if precision == "auto":
             precision = refinement.choose_precision(cholesky.front_structure(shape, reach))
         try:
             if precision == "mixed":
                 self._refined = refinement.MixedPrecisionSolver(values, shape, reach, reuse)
                 self._solve = self._refined.solve
+                self._problem_and_reach = (problem, reach)  # for `_superlu_after_refinement`
             else:
                 self._factor = cholesky.cholesky(values, shape, reach, reuse)
                 self._solve = self._factor.solve
@@ -190,10 +201,25 @@ class GaugedFactorization:
             raise np.linalg.LinAlgError(f"the reduced matrix is singular ({error})") from error
         self._solve = factor.solve
 
+    def _superlu_after_refinement(self):
+        """SuperLU's LU of the scaled matrix, whose float64 Cholesky factorization (the
+        refinement's fall-back) found a pivot that is not positive."""
+        problem, reach = self._problem_and_reach
+        values, outer = self._refined.values, self.scale
+        self._refined = None
+        self._factorize_reduced(problem, values, "nested-dissection", reach)
+        self.scale = self.scale * outer[self.free]
+
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         """The solution in the gauge φ = 0 at the gauge nodes, (N,)."""
         solution = np.zeros(self.size)
-        solution[self.free] = self.scale * self._solve(self.scale * rhs[self.free])
+        try:
+            solution[self.free] = self.scale * self._solve(self.scale * rhs[self.free])
+        except np.linalg.LinAlgError:
+            if self._refined is None:
+                raise
+            self._superlu_after_refinement()
+            solution[self.free] = self.scale * self._solve(self.scale * rhs[self.free])
         if not np.all(np.isfinite(solution)):  # a zero pivot: the matrix is singular
             raise np.linalg.LinAlgError("the solve is not finite: the matrix is singular")
         return solution

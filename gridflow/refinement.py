@@ -23,19 +23,21 @@ from gridflow.fronts import FrontStructure
 BACKWARD_ERROR = 2.0**-52
 """The refined solves stop once x solves a matrix and a right-hand side within this relative
 distance of A and b (the normwise backward error ‖A x − b‖∞ / (‖A‖∞ ‖x‖∞ + ‖b‖∞), float64's
-unit roundoff): what a float64 factorization's solve attains, 3e-17 to 1.8e-16 on the 13
+machine epsilon): what a float64 factorization's solve attains, 3e-17 to 1.8e-16 on the 13
 Newton systems of the 33³ Gaussian pair."""
 
 ACCEPTED_BACKWARD_ERROR = 1e-14
 """A refinement that stagnates above BACKWARD_ERROR is kept if its backward error is below
-this; else the matrix is factorized in float64."""
+this; else the matrix is factorized in float64. Stagnation is only looked for below it: the
+largest residual entry of conjugate gradients does not shrink at every iteration."""
 
 MAX_ITERATIONS = 30
 """Beyond this many iterations (each a solve with the factor, about 1.2 s at 65³), a float64
 factorization (about 50 s more than the float32 one at 65³) is the cheaper way."""
 
 MIXED_PRECISION_INTENSITY = 1000.0
-"""The flops per factor entry above which `choose_precision` picks mixed precision. A float32
+"""The flops per factor entry (`FrontStructure.flops`, `factor_entries`) from which
+`choose_precision` picks mixed precision. A float32
 factorization saves about 1e-11 s per flop (80 against 45 GFlop/s on one core here) and each
 refinement iteration beyond the first costs a solve, about 1.4e-9 s per factor entry: with
 the 4 to 7 iterations of the 33³ Newton systems, mixed precision pays above about 600 to
@@ -44,19 +46,10 @@ the 4 to 7 iterations of the 33³ Newton systems, mixed precision pays above abo
 dimensions")."""
 
 
-def factorization_flops(structure: FrontStructure) -> float:
-    """The floating-point operations of one multifrontal factorization: per front with e
-    eliminated and b boundary nodes, e³/3 (potrf) + e² b (trsm) + e b² (syrk)."""
-    e = np.diff(structure.eliminated_offsets).astype(float)
-    b = np.diff(structure.boundary_offsets).astype(float)
-    return float(np.sum(e**3 / 3 + e**2 * b + e * b**2))
-
-
 def choose_precision(structure: FrontStructure) -> str:
     """ "mixed" where the dense work per factor entry makes float32 pay for its refinement,
     else "double"."""
-    entries = structure.diagonal_offsets[-1] + structure.below_offsets[-1]
-    intensity = factorization_flops(structure) / max(entries, 1)
+    intensity = structure.flops / max(structure.factor_entries, 1)
     return "mixed" if intensity >= MIXED_PRECISION_INTENSITY else "double"
 
 
@@ -64,10 +57,11 @@ def conjugate_gradients(multiply, precondition, rhs, matrix_norm, max_iterations
     """Preconditioned conjugate gradients for A x = rhs from x = 0, to float64's accuracy.
 
     multiply(p) = A p and precondition(r) ≈ A⁻¹ r for a symmetric positive definite A with
-    ‖A‖∞ = matrix_norm. Stops once the recursively updated residual r gives a backward error
-    ‖r‖∞ / (‖A‖∞ ‖x‖∞ + ‖rhs‖∞) ≤ BACKWARD_ERROR, or after max_iterations, or when two
-    iterations in a row fail to reduce it (its roundoff floor). Returns (x, iterations, the
-    backward error of x recomputed from A x − rhs).
+    ‖A‖∞ = matrix_norm, rhs (N,). Stops once the recursively updated residual r gives a
+    backward error ‖r‖∞ / (‖A‖∞ ‖x‖∞ + ‖rhs‖∞) ≤ BACKWARD_ERROR; after max_iterations; when
+    it is not finite; or when, already below ACCEPTED_BACKWARD_ERROR, it has not improved
+    for two iterations (its roundoff floor). Returns (x, iterations, the backward error of x
+    recomputed from A x − rhs).
     """
     x = np.zeros_like(rhs)
     rhs_norm = np.abs(rhs).max(initial=0.0)
@@ -89,9 +83,9 @@ def conjugate_gradients(multiply, precondition, rhs, matrix_norm, max_iterations
         x += step * direction
         residual -= step * product
         error = backward_error(residual)
-        if error <= BACKWARD_ERROR:
+        if error <= BACKWARD_ERROR or not np.isfinite(error):
             break
-        stalled = stalled + 1 if error >= best else 0
+        stalled = stalled + 1 if error >= best and best <= ACCEPTED_BACKWARD_ERROR else 0
         best = min(best, error)
         if stalled >= 2:
             break
@@ -109,7 +103,9 @@ class MixedPrecisionSolver:
     numpy.linalg.LinAlgError (not positive definite in float32) falls back to float64 at
     once. A solve whose refinement does not reach ACCEPTED_BACKWARD_ERROR in MAX_ITERATIONS
     factorizes the matrix in float64, and that factor serves this and every later solve:
-    the one state that changes. `reuse` as in `cholesky.cholesky`.
+    the one state that changes. Either float64 factorization raises LinAlgError when the
+    matrix is not positive definite in float64 either (`GaugedFactorization` then turns to
+    SuperLU). `reuse` as in `cholesky.cholesky`.
     """
 
     def __init__(self, values, shape, reach, reuse=None):
@@ -127,7 +123,10 @@ class MixedPrecisionSolver:
         return "mixed" if self.factor.diagonal.dtype == np.float32 else "double"
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
-        """A⁻¹ rhs for rhs (N,), to the accuracy of a float64 factorization."""
+        """A⁻¹ rhs for rhs (N,), with a backward error of at most ACCEPTED_BACKWARD_ERROR (as
+        a rule BACKWARD_ERROR, a float64 factorization's)."""
+        if np.ndim(rhs) != 1 or np.shape(rhs)[0] != self.values.shape[0]:
+            raise ValueError(f"rhs must have shape ({self.values.shape[0]},), got {np.shape(rhs)}")
         if self.precision == "mixed":
             x, iterations, error = conjugate_gradients(
                 lambda p: stencils.multiply(self.values, p, self.shape, self.reach),

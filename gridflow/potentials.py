@@ -136,6 +136,7 @@ class GaugedFactorization:
         self.size = matrix.shape[0]
         self._factor = None  # the multifrontal factor, when it is the one solving
         self._refined = None  # the mixed-precision solver, when it is the one solving
+        self.chosen_precision = "double"  # "mixed" when a float32 factorization was tried
         if method == "multifrontal":
             reused = reuse.multifrontal_factor() if reuse is not None else None
             self._factorize_grid(problem, matrix, reach, reused, precision)
@@ -150,6 +151,7 @@ class GaugedFactorization:
         values, self.scale = scaled_in_gauge(problem, matrix, reach)
         if precision == "auto":
             precision = refinement.choose_precision(cholesky.front_structure(shape, reach))
+        self.chosen_precision = precision
         try:
             if precision == "mixed":
                 self._refined = refinement.MixedPrecisionSolver(values, shape, reach, reuse)
@@ -166,7 +168,8 @@ class GaugedFactorization:
 
     @property
     def precision(self) -> str:
-        """ "mixed" while a refined float32 factor solves, else "double"."""
+        """ "mixed" while a refined float32 factor solves, else "double" (also after a
+        fall-back from a `chosen_precision` of "mixed")."""
         return "double" if self._refined is None else self._refined.precision
 
     def multifrontal_factor(self) -> cholesky.CholeskyFactor | None:

@@ -287,11 +287,15 @@ def _proximal_potential_newton(problem, center, tau, start, max_iter=100, **newt
     G = problem.gradient_operator
     value = _value(problem, center, tau)
     last = [None]  # the previous step's factorization: the next one reuses its memory
+    precision = ["auto"]  # "double" after a fall-back: later systems are no better conditioned
 
     def direction(phi, g):
         hessian = newton_stencil(problem, tau, problem.map_of(phi))
-        last[0] = GaugedFactorization(problem, hessian, reuse=last[0], precision="auto")
-        return last[0].solve(g)
+        last[0] = GaugedFactorization(problem, hessian, reuse=last[0], precision=precision[0])
+        step = last[0].solve(g)
+        if last[0].chosen_precision == "mixed" and last[0].precision == "double":
+            precision[0] = "double"
+        return step
 
     def norm(phi):
         return problem.norm(problem.map_of(phi))

@@ -237,3 +237,23 @@ def test_newton_with_refined_solves_finds_the_same_minimizer(monkeypatch, dim):
         assert solves.count(True) >= 3
     assert problem.norm(mixed.map - double.map) <= 1e-10
     assert abs(mixed.energy - double.energy) <= 1e-12 * (1 + abs(double.energy))
+
+
+def test_after_a_fall_back_the_newton_solve_stays_in_float64(monkeypatch):
+    """Once a refinement falls back to float64, the later steps of the same Newton solve do
+    not try float32 again (its factorization would be lost work)."""
+    problem = _newton_values()[0]
+    monkeypatch.setattr(refinement, "MIXED_PRECISION_INTENSITY", 0.0)
+    monkeypatch.setattr(refinement, "MAX_ITERATIONS", 1)
+    chosen = []
+    original = GaugedFactorization.solve
+
+    def recording(self, rhs):
+        chosen.append(self.chosen_precision)
+        return original(self, rhs)
+
+    monkeypatch.setattr(GaugedFactorization, "solve", recording)
+    found = minimize(problem)
+    assert len(chosen) >= 3 and chosen[0] == "mixed" and set(chosen[1:]) == {"double"}
+    monkeypatch.undo()
+    assert problem.norm(found.map - minimize(problem).map) <= 1e-10

@@ -60,8 +60,11 @@ def conjugate_gradients(multiply, precondition, rhs, matrix_norm, max_iterations
     ‖A‖∞ = matrix_norm, rhs (N,). Stops once the recursively updated residual r gives a
     backward error ‖r‖∞ / (‖A‖∞ ‖x‖∞ + ‖rhs‖∞) ≤ BACKWARD_ERROR; after max_iterations; when
     it is not finite; or when, already below ACCEPTED_BACKWARD_ERROR, it has not improved
-    for two iterations (its roundoff floor). Returns (x, iterations, the backward error of x
-    recomputed from A x − rhs).
+    for two iterations (its roundoff floor); or when, from a third of max_iterations on, its
+    mean reduction per iteration so far would need more than max_iterations in all to reach
+    BACKWARD_ERROR (the caller's float64 factorization is then the cheaper way; earlier
+    iterations can be slower than later ones). Returns
+    (x, iterations, the backward error of x recomputed from A x − rhs).
     """
     x = np.zeros_like(rhs)
     rhs_norm = np.abs(rhs).max(initial=0.0)
@@ -75,7 +78,7 @@ def conjugate_gradients(multiply, precondition, rhs, matrix_norm, max_iterations
     z = precondition(residual)
     direction = z.copy()
     rz = residual @ z
-    best, stalled, iterations = np.inf, 0, 0
+    best, stalled, iterations, first = np.inf, 0, 0, None
     while iterations < max_iterations:
         iterations += 1
         product = multiply(direction)
@@ -85,6 +88,13 @@ def conjugate_gradients(multiply, precondition, rhs, matrix_norm, max_iterations
         error = backward_error(residual)
         if error <= BACKWARD_ERROR or not np.isfinite(error):
             break
+        first = error if first is None else first
+        if iterations >= max(max_iterations // 3, 2) and error > ACCEPTED_BACKWARD_ERROR:
+            rate = (error / first) ** (1.0 / (iterations - 1))
+            if rate >= 1.0 or iterations + np.log(BACKWARD_ERROR / error) / np.log(rate) > (
+                max_iterations
+            ):
+                break
         stalled = stalled + 1 if error >= best and best <= ACCEPTED_BACKWARD_ERROR else 0
         best = min(best, error)
         if stalled >= 2:

@@ -76,9 +76,15 @@ def scaled(values: np.ndarray, scale: np.ndarray, shape: tuple[int, ...], reach:
     """S A S for S = diag(scale) and A's stencil values (N, K), a new array: [i, k] =
     values[i, k] · (scale[i] · scale[i + offset k]), 0 off the grid (`shifted`'s product,
     without its (N, K) temporaries)."""
-    return _scaled(
+    return _scaled(*_kernel_arguments(values, scale, shape, reach))
+
+
+def _kernel_arguments(values, node_array, shape, reach) -> tuple:
+    """The stencil values and a node array as contiguous float64 arrays, the shape and the
+    stencil's offsets: what the kernels that walk a stencil by node take."""
+    return (
         np.ascontiguousarray(values, dtype=float),
-        np.ascontiguousarray(scale, dtype=float),
+        np.ascontiguousarray(node_array, dtype=float),
         np.array(shape, dtype=np.int64),
         stencil_offsets(len(shape), reach),
     )
@@ -119,12 +125,7 @@ def _scaled(values, scale, shape, offsets):
 
 def multiply(values: np.ndarray, x: np.ndarray, shape: tuple[int, ...], reach: int) -> np.ndarray:
     """A x for A's stencil values (N, K) and x (N,), without a sparse matrix."""
-    return _multiply(
-        np.ascontiguousarray(values, dtype=float),
-        np.ascontiguousarray(x, dtype=float),
-        np.array(shape, dtype=np.int64),
-        stencil_offsets(len(shape), reach),
-    )
+    return _multiply(*_kernel_arguments(values, x, shape, reach))
 
 
 @njit(cache=True)

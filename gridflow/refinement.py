@@ -130,7 +130,8 @@ class MixedPrecisionSolver:
     @property
     def precision(self) -> str:
         """ "mixed" while the float32 factor serves, "double" after a fallback."""
-        return "mixed" if self.factor.diagonal.dtype == np.float32 else "double"
+        factor = self.factor
+        return "mixed" if factor is not None and factor.diagonal.dtype == np.float32 else "double"
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         """A⁻¹ rhs for rhs (N,), with a backward error of at most ACCEPTED_BACKWARD_ERROR (as
@@ -148,6 +149,7 @@ class MixedPrecisionSolver:
             if error <= ACCEPTED_BACKWARD_ERROR:
                 self.iterations.append(iterations)
                 return x
+            self.factor = None  # its memory is freed before the float64 factor's is taken
             self.factor = cholesky.cholesky(self.values, self.shape, self.reach)
         self.iterations.append(0)
         return self.factor.solve(rhs)

@@ -3,6 +3,7 @@ preconditioned by it, the fall-backs to float64, and Newton's method with refine
 against float64 factorizations."""
 
 import dataclasses
+import weakref
 
 import numpy as np
 import pytest
@@ -169,9 +170,19 @@ def test_a_refinement_that_does_not_converge_falls_back_to_float64(monkeypatch):
     shape = problem.grid.shape
     monkeypatch.setattr(refinement, "MAX_ITERATIONS", 1)
     solver = refinement.MixedPrecisionSolver(scaled, shape, 2)
+    single, freed = weakref.ref(solver.factor.below), []
+    factorize = cholesky.cholesky
+
+    def watching(*arguments, **options):
+        freed.append(single() is None)
+        return factorize(*arguments, **options)
+
+    monkeypatch.setattr(cholesky, "cholesky", watching)
     rhs = np.random.default_rng(6).standard_normal(scaled.shape[0])
     x = solver.solve(rhs)
+    monkeypatch.setattr(cholesky, "cholesky", factorize)
     assert solver.precision == "double" and solver.iterations == [0]
+    assert freed == [True]  # the float32 factor is freed before the float64 one is allocated
     np.testing.assert_array_equal(x, cholesky.cholesky(scaled, shape, 2).solve(rhs))
     solver.solve(rhs)
     assert solver.iterations == [0, 0]  # the float64 factor stays

@@ -172,9 +172,36 @@ class GaugedFactorization:
         fall-back from a `chosen_precision` of "mixed")."""
         return "double" if self._refined is None else self._refined.precision
 
+    @property
+    def refinement_iterations(self) -> int:
+        """The conjugate gradient iterations of the latest solve (0 for a direct one)."""
+        refined = self._refined
+        return refined.iterations[-1] if refined is not None and refined.iterations else 0
+
     def multifrontal_factor(self) -> cholesky.CholeskyFactor | None:
         """The multifrontal factor that solves (None for SuperLU's)."""
         return self._factor if self._refined is None else self._refined.factor
+
+    def solve_nearby(self, problem: Problem, matrix: np.ndarray, rhs, max_iterations: int):
+        """A⁻¹ rhs for the Newton matrix A (stencil values, reach 2) of a later step of the same
+        problem, by conjugate gradients on A preconditioned with this factorization
+        (`refinement.conjugate_gradients`). Returns (the solution, or None unless they reach
+        a backward error of ACCEPTED_BACKWARD_ERROR within max_iterations; the iterations).
+        A SuperLU factorization is not reused: (None, 0)."""
+        factor = self.multifrontal_factor()
+        if factor is None:
+            return None, 0
+        shape, reach = problem.grid.shape, 2
+        values, scale = scaled_in_gauge(problem, matrix, reach)
+        ratio = np.divide(self.scale, scale, out=np.ones_like(scale), where=scale > 0)
+        x, iterations, error = refinement.conjugate_gradients(
+            lambda p: stencils.multiply(values, p, shape, reach),
+            lambda r: ratio * factor.solve(ratio * r),
+            scale * rhs,
+            float(np.abs(values).sum(axis=1).max()),
+            max_iterations,
+        )
+        return (scale * x if error <= refinement.ACCEPTED_BACKWARD_ERROR else None), iterations
 
     def _factorize_reduced(self, problem, matrix, method, reach):
         if not sparse.issparse(matrix):
@@ -258,7 +285,9 @@ def least_squares_potential(problem: Problem, v) -> np.ndarray:
     """
     v = problem.as_map(v, "v")
     identity = np.broadcast_to(np.eye(problem.dim), (problem.size, problem.dim, problem.dim))
-    factorization = GaugedFactorization(problem, weight_blocks(problem, identity), reach=1)
+    factorization = GaugedFactorization(
+        problem, weight_blocks(problem, identity), reach=1, precision="auto"
+    )
     return factorization.solve(problem.gradient_operator.T @ v.ravel())
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg, sparse
 
-from gridflow import operators, stencils
+from gridflow import cholesky, operators, refinement, stencils
 from gridflow.checks import as_float
 from gridflow.failures import NotLogConcaveError, matrix_failure
 from gridflow.functionals import (
@@ -120,6 +120,14 @@ def _euclidean_hessian(problem, center, tau, T):
 
 
 SHORT_STEP = 1.0 / 16.0
+REUSE_DECREMENT = 1e-4
+"""Newton systems after a step of at most this decrement are solved with the previous
+step's factor first (`GaugedFactorization.solve_nearby`): the matrices then change little
+from step to step. Measured at 65³ (docs/performance.md): after the damped steps'
+decrements of 1e-3 the earlier factor needed 44 iterations or failed; after 2.6e-5, 24."""
+MIN_REUSE_ITERATIONS = 10
+"""Grids whose factorization costs fewer solves than this (2D; 3D below about 27³)
+factorize every Newton step: too few iterations to pay."""
 NEWTON_REACH = 2
 """The Newton matrices in φ couple nodes two apart (H_hᵀ·H_h: a 5 × 5 stencil in d = 2)."""
 
@@ -286,15 +294,32 @@ def _proximal_potential_newton(problem, center, tau, start, max_iter=100, **newt
     """Newton on φ (d = 2, 3): gradient D_hᵀ ∂_T, Hessian D_hᵀ ∂²_T D_h, solved in the gauge."""
     G = problem.gradient_operator
     value = _value(problem, center, tau)
-    last = [None]  # the previous step's factorization: the next one reuses its memory
-    precision = ["auto"]  # "double" after a fall-back: later systems are no better conditioned
+    last = None  # the latest factorization: a new one takes over its memory
+    precision = "auto"  # "double" once float32 proved too weak for this problem's systems
+    budget = refinement.solves_per_factorization(
+        cholesky.front_structure(problem.grid.shape, NEWTON_REACH)
+    )
+    reuse = False  # whether the next system is tried with `last` first
 
     def direction(phi, g):
+        nonlocal last, precision, reuse
         hessian = newton_stencil(problem, tau, problem.map_of(phi))
-        last[0] = GaugedFactorization(problem, hessian, reuse=last[0], precision=precision[0])
-        step = last[0].solve(g)
-        if last[0].chosen_precision == "mixed" and last[0].precision == "double":
-            precision[0] = "double"
+        step = None
+        if reuse:
+            step, iterations = last.solve_nearby(problem, hessian, g, budget)
+        if step is None:
+            last = GaugedFactorization(problem, hessian, reuse=last, precision=precision)
+            step = last.solve(g)
+            iterations = last.refinement_iterations
+            if last.chosen_precision == "mixed" and (
+                last.precision == "double" or iterations > budget // 2
+            ):
+                precision = "double"
+        reuse = (
+            budget >= MIN_REUSE_ITERATIONS
+            and iterations <= budget // 2  # else a new factor is cheaper for the next steps
+            and float(g @ step) <= REUSE_DECREMENT
+        )
         return step
 
     def norm(phi):

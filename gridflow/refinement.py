@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from gridflow import cholesky, stencils
-from gridflow.fronts import FrontStructure
+from gridflow.fronts import FrontStructure, front_structure
 
 BACKWARD_ERROR = 2.0**-52
 """The refined solves stop once x solves a matrix and a right-hand side within this relative
@@ -32,8 +32,8 @@ this; else the matrix is factorized in float64. Stagnation is only looked for be
 largest residual entry of conjugate gradients does not shrink at every iteration."""
 
 MAX_ITERATIONS = 30
-"""Beyond this many iterations (each a solve with the factor, about 1.2 s at 65³), a float64
-factorization (about 50 s more than the float32 one at 65³) is the cheaper way."""
+"""The refinement's limit where `solves_per_factorization` allows fewer (grids below 49³):
+on small grids a solve's cost is more than its flops say (short loops, small fronts)."""
 
 MIXED_PRECISION_INTENSITY = 1000.0
 """The flops per factor entry (`FrontStructure.flops`, `factor_entries`) from which
@@ -44,6 +44,20 @@ the 4 to 7 iterations of the 33³ Newton systems, mixed precision pays above abo
 900 flops per entry. Measured: the 33³ Gaussian pair (1300 flops per entry) 20 % faster, the
 2D cascade up to 1025² (680) no faster and 0.5 GiB larger (docs/performance.md, "Three
 dimensions")."""
+
+
+FLOPS_PER_ENTRY_PER_SOLVE = 80.0
+"""A float64 factorization costs about as many solves with a factor as its flops per factor
+entry divided by this. At 65³ (4679 flops per entry, 58 solves by this rule) a float64
+factorization takes about 91 s, a float32 one with its refinement about 65 s, a solve 1.25 s
+with a float32 factor and 1.65 s with a float64 one: 55 to 73 solves."""
+
+
+def solves_per_factorization(structure: FrontStructure) -> int:
+    """How many solves with a factor (iterations of conjugate gradients) cost about as much
+    as a float64 factorization of the grid's matrices: the most a refinement, or a solve with
+    an earlier step's factor, may take before a new factorization is the cheaper way."""
+    return int(structure.flops / max(structure.factor_entries, 1) / FLOPS_PER_ENTRY_PER_SOLVE)
 
 
 def choose_precision(structure: FrontStructure) -> str:
@@ -111,8 +125,9 @@ class MixedPrecisionSolver:
     `values` are the matrix's stencil values (float64; `gridflow.stencils`), kept for the
     products of the refinement. The float32 factorization runs at construction: a
     numpy.linalg.LinAlgError (not positive definite in float32) falls back to float64 at
-    once. A solve whose refinement does not reach ACCEPTED_BACKWARD_ERROR in MAX_ITERATIONS
-    factorizes the matrix in float64, and that factor serves this and every later solve:
+    once. A solve whose refinement does not reach ACCEPTED_BACKWARD_ERROR within the
+    iterations that a float64 factorization costs (`max_iterations`: `solves_per_factorization`,
+    at least MAX_ITERATIONS) factorizes the matrix in float64, and that factor serves this and every later solve:
     the one state that changes. Either float64 factorization raises LinAlgError when the
     matrix is not positive definite in float64 either (`GaugedFactorization` then turns to
     SuperLU). `reuse` as in `cholesky.cholesky`.
@@ -122,6 +137,8 @@ class MixedPrecisionSolver:
         self.values, self.shape, self.reach = values, tuple(shape), reach
         self.norm = float(np.abs(values).sum(axis=1).max())  # ‖A‖∞
         self.iterations = []  # per solve: refinement iterations, or 0 for a float64 solve
+        structure = front_structure(self.shape, reach)
+        self.max_iterations = max(MAX_ITERATIONS, solves_per_factorization(structure))
         try:
             self.factor = cholesky.cholesky(values, shape, reach, reuse, dtype=np.float32)
         except np.linalg.LinAlgError:
@@ -144,7 +161,7 @@ class MixedPrecisionSolver:
                 self.factor.solve,
                 np.asarray(rhs, dtype=float),
                 self.norm,
-                MAX_ITERATIONS,
+                self.max_iterations,
             )
             if error <= ACCEPTED_BACKWARD_ERROR:
                 self.iterations.append(iterations)

@@ -1,0 +1,149 @@
+"""Newton systems solved with an earlier step's factor: conjugate gradients on the new
+matrix, preconditioned by the old factorization (`GaugedFactorization.solve_nearby`)."""
+
+import numpy as np
+import pytest
+
+from gridflow import examples, proximal, refinement, stencils
+from gridflow.fronts import front_structure
+from gridflow.potentials import GaugedFactorization, scaled_in_gauge
+from gridflow.proximal import newton_stencil
+from gridflow.schemes import minimize
+
+
+def _two_newton_matrices(nodes=9, bump=0.05):
+    """The 3D Newton matrices at the identity map and at the map of a convex potential
+    near ½|x|², and their problem."""
+    problem = examples.problem_3d(nodes, box=(-3.5, 3.5), density_floor=1e-4, max_cut_mass=1e-3)
+    nodes_xyz = problem.grid.nodes
+    potential = problem.identity_potential() + bump * np.log(np.cosh(nodes_xyz[:, 0] + nodes_xyz[:, 1]))
+    before = newton_stencil(problem, np.inf, problem.identity())
+    after = newton_stencil(problem, np.inf, problem.map_of(potential))
+    return problem, before, after
+
+
+@pytest.mark.parametrize("precision", ["double", "mixed"])
+def test_an_earlier_factor_solves_a_nearby_matrix_to_float64_accuracy(precision):
+    problem, before, after = _two_newton_matrices()
+    earlier = GaugedFactorization(problem, before, precision=precision)
+    rhs = np.random.default_rng(3).standard_normal(before.shape[0])
+    rhs[problem.gauge_nodes] = 0.0
+    x, iterations = earlier.solve_nearby(problem, after, rhs, max_iterations=40)
+    assert x is not None and 2 <= iterations <= 40
+    exact = GaugedFactorization(problem, after).solve(rhs)
+    np.testing.assert_allclose(x, exact, rtol=0, atol=1e-10 * np.abs(exact).max())
+    assert np.all(x[problem.gauge_nodes] == 0.0)
+    scaled, scale = scaled_in_gauge(problem, after, 2)
+    y = np.divide(x, scale, out=np.zeros_like(x), where=scale > 0)
+    residual = stencils.multiply(scaled, y, problem.grid.shape, 2) - scale * rhs
+    norm = np.abs(scaled).sum(axis=1).max()
+    assert np.abs(residual).max() <= refinement.ACCEPTED_BACKWARD_ERROR * (
+        norm * np.abs(y).max() + np.abs(scale * rhs).max()
+    )
+
+
+def test_a_nearby_solve_that_does_not_converge_in_its_budget_is_refused():
+    problem, before, after = _two_newton_matrices(bump=1.0)
+    earlier = GaugedFactorization(problem, before)
+    rhs = np.random.default_rng(4).standard_normal(before.shape[0])
+    x, iterations = earlier.solve_nearby(problem, after, rhs, max_iterations=3)
+    assert x is None and 1 <= iterations <= 3
+
+
+def test_superlu_factors_are_not_reused():
+    problem, before, after = _two_newton_matrices()
+    earlier = GaugedFactorization(problem, before, method="nested-dissection")
+    assert earlier.solve_nearby(problem, after, np.ones(before.shape[0]), 40) == (None, 0)
+
+
+def test_a_factorization_costs_solves_in_proportion_to_its_dense_work_per_entry():
+    structure = front_structure((49, 49, 49), 2)
+    assert refinement.solves_per_factorization(structure) == int(
+        structure.flops / structure.factor_entries / refinement.FLOPS_PER_ENTRY_PER_SOLVE
+    )
+    budgets = [refinement.solves_per_factorization(front_structure((n,) * 3, 2)) for n in (17, 33, 65)]
+    assert budgets == sorted(budgets) and budgets[-1] >= 50
+
+
+def test_small_grids_and_2d_grids_factorize_every_newton_step(monkeypatch):
+    """Their factorizations cost fewer than MIN_REUSE_ITERATIONS solves: no reuse is tried."""
+    assert refinement.solves_per_factorization(front_structure((1025, 1025), 2)) < (
+        proximal.MIN_REUSE_ITERATIONS
+    )
+    problem = _two_newton_matrices()[0]
+    tried = []
+    monkeypatch.setattr(GaugedFactorization, "solve_nearby", lambda *a, **k: tried.append(1))
+    minimize(problem)
+    assert tried == []
+
+
+@pytest.mark.parametrize("precision_intensity", [np.inf, 0.0])
+def test_newton_with_reused_factors_finds_the_same_minimizer(monkeypatch, precision_intensity):
+    """The later Newton steps of a 9³ problem solved with an earlier factor (a budget forced
+    on a grid too small to earn one) end at the minimizer of fresh factorizations."""
+    problem = _two_newton_matrices()[0]
+    fresh = minimize(problem)
+    monkeypatch.setattr(refinement, "MIXED_PRECISION_INTENSITY", precision_intensity)
+    monkeypatch.setattr(refinement, "FLOPS_PER_ENTRY_PER_SOLVE", 1.0)
+    reused = []
+    original = GaugedFactorization.solve_nearby
+
+    def recording(self, *arguments, **options):
+        x, iterations = original(self, *arguments, **options)
+        reused.append(x is not None)
+        return x, iterations
+
+    monkeypatch.setattr(GaugedFactorization, "solve_nearby", recording)
+    found = minimize(problem)
+    assert reused.count(True) >= 2
+    assert problem.norm(found.map - fresh.map) <= 1e-10
+    assert abs(found.energy - fresh.energy) <= 1e-12 * (1 + abs(fresh.energy))
+
+
+def test_steps_far_from_the_minimizer_factorize_afresh(monkeypatch):
+    """Until the Newton decrement falls below REUSE_DECREMENT every step factorizes."""
+    problem = _two_newton_matrices()[0]
+    monkeypatch.setattr(refinement, "FLOPS_PER_ENTRY_PER_SOLVE", 1.0)
+    decrements, tried = [], []
+    original_solve, original_nearby = GaugedFactorization.solve, GaugedFactorization.solve_nearby
+
+    def solving(self, rhs):
+        x = original_solve(self, rhs)
+        decrements.append(float(rhs @ x))
+        return x
+
+    def nearby(self, problem, matrix, rhs, *arguments, **options):
+        tried.append(len(decrements))
+        x, iterations = original_nearby(self, problem, matrix, rhs, *arguments, **options)
+        if x is not None:
+            decrements.append(float(rhs @ x))
+        return x, iterations
+
+    monkeypatch.setattr(GaugedFactorization, "solve", solving)
+    monkeypatch.setattr(GaugedFactorization, "solve_nearby", nearby)
+    minimize(problem)
+    assert tried and all(decrements[k - 1] <= proximal.REUSE_DECREMENT for k in tried)
+    assert decrements[0] > proximal.REUSE_DECREMENT  # the start is farther than that
+
+
+def test_refinements_dearer_than_half_a_factorization_turn_the_next_steps_to_float64(monkeypatch):
+    """A first refinement of more iterations than half of what a float64 factorization costs:
+    float32 does not pay for this problem, and the later steps factorize in float64."""
+    problem = _two_newton_matrices()[0]
+    structure = front_structure(problem.grid.shape, 2)
+    monkeypatch.setattr(refinement, "MIXED_PRECISION_INTENSITY", 0.0)
+    monkeypatch.setattr(  # a float64 factorization costs 2 solves
+        refinement, "FLOPS_PER_ENTRY_PER_SOLVE", structure.flops / structure.factor_entries / 2.5
+    )
+    seen = []
+    original = GaugedFactorization.solve
+
+    def recording(self, rhs):
+        x = original(self, rhs)
+        seen.append((self.chosen_precision, self.precision, self.refinement_iterations))
+        return x
+
+    monkeypatch.setattr(GaugedFactorization, "solve", recording)
+    minimize(problem)
+    assert seen[0][:2] == ("mixed", "mixed") and seen[0][2] > 1
+    assert len(seen) >= 3 and {chosen for chosen, _, _ in seen[1:]} == {"double"}

@@ -308,6 +308,8 @@ def _proximal_potential_newton(problem, center, tau, start, max_iter=100, **newt
         if reuse:
             step, iterations = last.solve_nearby(problem, hessian, g, budget)
         if step is None:
+            if precision == "double" and last is not None and last.precision == "mixed":
+                last = None  # a float32 factor cannot lend its memory to a float64 one
             last = GaugedFactorization(problem, hessian, reuse=last, precision=precision)
             step = last.solve(g)
             iterations = last.refinement_iterations

@@ -1,4 +1,9 @@
-"""Double-precision solves from a single-precision Cholesky factor (mixed precision).
+"""Solves refined to a float64 factorization's accuracy by preconditioned conjugate gradients.
+
+The preconditioner is a Cholesky factor of a nearby matrix: a float32 factor of the matrix
+itself (mixed precision, below), or the factor of an earlier Newton step's matrix
+(`GaugedFactorization.solve_nearby`). Either pays while the iterations cost less than a new
+factorization (`solves_per_factorization`).
 
 The dense work of the multifrontal factorization runs twice as fast in float32 as in
 float64 and its factor takes half the memory. A factor L computed in float32 is the exact
@@ -10,7 +15,8 @@ the residual by about that factor per iteration, and a few iterations reach the 
 of a float64 factorization. When they do not (a matrix too ill-conditioned for float32,
 whose factorization may even break down), the matrix is factorized in float64 instead.
 docs/performance.md ("Three dimensions") has the measurements that set
-`MIXED_PRECISION_INTENSITY` and the iteration counts on the Newton systems.
+`MIXED_PRECISION_INTENSITY` and `FLOPS_PER_ENTRY_PER_SOLVE` and the iteration counts on the
+Newton systems.
 """
 
 from __future__ import annotations
@@ -126,11 +132,12 @@ class MixedPrecisionSolver:
     products of the refinement. The float32 factorization runs at construction: a
     numpy.linalg.LinAlgError (not positive definite in float32) falls back to float64 at
     once. A solve whose refinement does not reach ACCEPTED_BACKWARD_ERROR within the
-    iterations that a float64 factorization costs (`max_iterations`: `solves_per_factorization`,
-    at least MAX_ITERATIONS) factorizes the matrix in float64, and that factor serves this and every later solve:
-    the one state that changes. Either float64 factorization raises LinAlgError when the
-    matrix is not positive definite in float64 either (`GaugedFactorization` then turns to
-    SuperLU). `reuse` as in `cholesky.cholesky`.
+    iterations that a float64 factorization costs (`max_iterations`:
+    `solves_per_factorization`, at least MAX_ITERATIONS) factorizes the matrix in float64,
+    and that factor serves this and every later solve: the one state that changes. Either
+    float64 factorization raises LinAlgError when the matrix is not positive definite in
+    float64 either (`GaugedFactorization` then turns to SuperLU). `reuse` as in
+    `cholesky.cholesky`.
     """
 
     def __init__(self, values, shape, reach, reuse=None):

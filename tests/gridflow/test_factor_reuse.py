@@ -1,10 +1,12 @@
 """Newton systems solved with an earlier step's factor: conjugate gradients on the new
 matrix, preconditioned by the old factorization (`GaugedFactorization.solve_nearby`)."""
 
+import weakref
+
 import numpy as np
 import pytest
 
-from gridflow import examples, proximal, refinement, stencils
+from gridflow import cholesky, examples, proximal, refinement, stencils
 from gridflow.fronts import front_structure
 from gridflow.potentials import GaugedFactorization, scaled_in_gauge
 from gridflow.proximal import newton_stencil
@@ -15,8 +17,8 @@ def _two_newton_matrices(nodes=9, bump=0.05):
     """The 3D Newton matrices at the identity map and at the map of a convex potential
     near ½|x|², and their problem."""
     problem = examples.problem_3d(nodes, box=(-3.5, 3.5), density_floor=1e-4, max_cut_mass=1e-3)
-    nodes_xyz = problem.grid.nodes
-    potential = problem.identity_potential() + bump * np.log(np.cosh(nodes_xyz[:, 0] + nodes_xyz[:, 1]))
+    x = problem.grid.nodes
+    potential = problem.identity_potential() + bump * np.log(np.cosh(x[:, 0] + x[:, 1]))
     before = newton_stencil(problem, np.inf, problem.identity())
     after = newton_stencil(problem, np.inf, problem.map_of(potential))
     return problem, before, after
@@ -61,7 +63,9 @@ def test_a_factorization_costs_solves_in_proportion_to_its_dense_work_per_entry(
     assert refinement.solves_per_factorization(structure) == int(
         structure.flops / structure.factor_entries / refinement.FLOPS_PER_ENTRY_PER_SOLVE
     )
-    budgets = [refinement.solves_per_factorization(front_structure((n,) * 3, 2)) for n in (17, 33, 65)]
+    budgets = [
+        refinement.solves_per_factorization(front_structure((n,) * 3, 2)) for n in (17, 33, 65)
+    ]
     assert budgets == sorted(budgets) and budgets[-1] >= 50
 
 
@@ -144,6 +148,18 @@ def test_refinements_dearer_than_half_a_factorization_turn_the_next_steps_to_flo
         return x
 
     monkeypatch.setattr(GaugedFactorization, "solve", recording)
+    single, freed = [], []  # the float32 factor, and whether it was freed at each factorization
+    factorize = cholesky.cholesky
+
+    def watching(values, shape, reach, reuse=None, dtype=np.float64):
+        freed.append([reference() is None for reference in single])
+        factor = factorize(values, shape, reach, reuse, dtype=dtype)
+        if dtype == np.float32:
+            single.append(weakref.ref(factor.below))
+        return factor
+
+    monkeypatch.setattr(cholesky, "cholesky", watching)
     minimize(problem)
     assert seen[0][:2] == ("mixed", "mixed") and seen[0][2] > 1
+    assert len(single) == 1 and freed[1] == [True]  # freed before the float64 factorization
     assert len(seen) >= 3 and {chosen for chosen, _, _ in seen[1:]} == {"double"}

@@ -126,8 +126,8 @@ step's factor first (`GaugedFactorization.solve_nearby`): the matrices then chan
 from step to step. Measured at 65³ (docs/performance.md): after the damped steps'
 decrements of 1e-3 the earlier factor needed 44 iterations or failed; after 2.6e-5, 24."""
 MIN_REUSE_ITERATIONS = 10
-"""Grids whose factorization costs fewer solves than this (2D; 3D below about 27³)
-factorize every Newton step: too few iterations to pay."""
+"""Grids whose factorization costs fewer solves than this (all 2D grids up to 1025²; 3D
+grids below 25³) factorize at every Newton step: too few iterations to pay."""
 NEWTON_REACH = 2
 """The Newton matrices in φ couple nodes two apart (H_hᵀ·H_h: a 5 × 5 stencil in d = 2)."""
 

@@ -182,16 +182,21 @@ class GaugedFactorization:
         """The multifrontal factor that solves (None for SuperLU's)."""
         return self._factor if self._refined is None else self._refined.factor
 
-    def solve_nearby(self, problem: Problem, matrix: np.ndarray, rhs, max_iterations: int):
-        """A⁻¹ rhs for the Newton matrix A (stencil values, reach 2) of a later step of the same
-        problem, by conjugate gradients on A preconditioned with this factorization
-        (`refinement.conjugate_gradients`). Returns (the solution, or None unless they reach
-        a backward error of ACCEPTED_BACKWARD_ERROR within max_iterations; the iterations).
-        A SuperLU factorization is not reused: (None, 0)."""
+    def solve_nearby(
+        self, problem: Problem, matrix: np.ndarray, rhs, max_iterations: int, reach: int = 2
+    ):
+        """A⁻¹ rhs for another matrix A of the same problem and reach (stencil values; a later
+        Newton step's), by conjugate gradients on A preconditioned with this factorization
+        (`refinement.conjugate_gradients`; in A's scaling the preconditioner is the earlier
+        matrix's inverse). Returns (the solution, or None unless they reach a backward error
+        of ACCEPTED_BACKWARD_ERROR within max_iterations; the iterations). A SuperLU
+        factorization is not reused: (None, 0)."""
         factor = self.multifrontal_factor()
         if factor is None:
             return None, 0
-        shape, reach = problem.grid.shape, 2
+        shape = problem.grid.shape
+        if (factor.structure.shape, factor.structure.reach) != (tuple(shape), reach):
+            raise ValueError(f"this factorization is not of a reach-{reach} matrix on {shape}")
         values, scale = scaled_in_gauge(problem, matrix, reach)
         ratio = np.divide(self.scale, scale, out=np.ones_like(scale), where=scale > 0)
         x, iterations, error = refinement.conjugate_gradients(

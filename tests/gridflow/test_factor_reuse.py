@@ -13,6 +13,11 @@ from gridflow.proximal import newton_stencil
 from gridflow.schemes import minimize
 
 
+def _newton_values_3d():
+    problem, before, _ = _two_newton_matrices()
+    return problem, before, scaled_in_gauge(problem, before, 2)[0]
+
+
 def _two_newton_matrices(nodes=9, bump=0.05):
     """The 3D Newton matrices at the identity map and at the map of a convex potential
     near ½|x|², and their problem."""
@@ -44,6 +49,37 @@ def test_an_earlier_factor_solves_a_nearby_matrix_to_float64_accuracy(precision)
     )
 
 
+def test_the_earlier_factor_preconditions_as_the_earlier_matrix_itself(monkeypatch):
+    """Conjugate gradients run on the new matrix in its own unit-diagonal scaling S A S; the
+    preconditioner they get is the earlier matrix's inverse in that scaling, S⁻¹ A₀⁻¹ S⁻¹
+    (the old factor's own scaling carried over), whatever the two diagonals are."""
+    problem, before, after = _two_newton_matrices(bump=0.5)
+    earlier = GaugedFactorization(problem, before)
+    captured = []
+    run = refinement.conjugate_gradients
+
+    def capturing(multiply, precondition, *arguments):
+        captured.append(precondition)
+        return run(multiply, precondition, *arguments)
+
+    monkeypatch.setattr(refinement, "conjugate_gradients", capturing)
+    earlier.solve_nearby(problem, after, np.ones(before.shape[0]), max_iterations=2)
+    scale = scaled_in_gauge(problem, after, 2)[1]
+    free = scale > 0
+    assert np.ptp(scale[free] / scaled_in_gauge(problem, before, 2)[1][free]) > 0.1
+    v = np.random.default_rng(9).standard_normal(before.shape[0])
+    v[problem.gauge_nodes] = 0.0
+    applied = scale * captured[0](scale * v)
+    np.testing.assert_allclose(applied, earlier.solve(v), atol=1e-10 * np.abs(applied).max())
+
+
+def test_a_factor_of_another_reach_is_not_taken():
+    problem, before, after = _two_newton_matrices()
+    earlier = GaugedFactorization(problem, before)
+    with pytest.raises(ValueError, match="reach-1 matrix"):
+        earlier.solve_nearby(problem, after, np.ones(before.shape[0]), 40, reach=1)
+
+
 def test_a_nearby_solve_that_does_not_converge_in_its_budget_is_refused():
     problem, before, after = _two_newton_matrices(bump=1.0)
     earlier = GaugedFactorization(problem, before)
@@ -69,8 +105,9 @@ def test_a_factorization_costs_solves_in_proportion_to_its_dense_work_per_entry(
     assert budgets == sorted(budgets) and budgets[-1] >= 50
 
 
-def test_small_grids_and_2d_grids_factorize_every_newton_step(monkeypatch):
-    """Their factorizations cost fewer than MIN_REUSE_ITERATIONS solves: no reuse is tried."""
+def test_small_grids_factorize_every_newton_step(monkeypatch):
+    """Their factorizations cost fewer than MIN_REUSE_ITERATIONS solves (2D up to 1025², 3D
+    below 25³): no reuse is tried."""
     assert refinement.solves_per_factorization(front_structure((1025, 1025), 2)) < (
         proximal.MIN_REUSE_ITERATIONS
     )
@@ -163,3 +200,47 @@ def test_refinements_dearer_than_half_a_factorization_turn_the_next_steps_to_flo
     assert seen[0][:2] == ("mixed", "mixed") and seen[0][2] > 1
     assert len(single) == 1 and freed[1] == [True]  # freed before the float64 factorization
     assert len(seen) >= 3 and {chosen for chosen, _, _ in seen[1:]} == {"double"}
+
+
+def test_a_solve_with_an_earlier_factor_dearer_than_half_a_factorization_ends_its_reuse(
+    monkeypatch,
+):
+    """After a solve with an earlier factor that took more than half the budget, the next
+    step factorizes afresh; one that took less keeps the factor for the next step."""
+    problem = _two_newton_matrices()[0]
+    monkeypatch.setattr(refinement, "FLOPS_PER_ENTRY_PER_SOLVE", 1.0)
+    budget = refinement.solves_per_factorization(front_structure(problem.grid.shape, 2))
+    events = []
+    original_init, original_nearby = GaugedFactorization.__init__, GaugedFactorization.solve_nearby
+
+    def factorizing(self, *arguments, **options):
+        events.append("factorize")
+        original_init(self, *arguments, **options)
+
+    def nearby(self, *arguments, **options):
+        x, _ = original_nearby(self, *arguments, **options)
+        reported = budget // 2 + 1 if events.count("dear") == 0 else 1  # the first one dear
+        events.append("dear" if reported > budget // 2 else "cheap")
+        return x, reported
+
+    monkeypatch.setattr(GaugedFactorization, "__init__", factorizing)
+    monkeypatch.setattr(GaugedFactorization, "solve_nearby", nearby)
+    minimize(problem)
+    first = events.index("dear")
+    assert events[first + 1] == "factorize"
+    assert "cheap" in events[first + 1 :]
+    for k, event in enumerate(events[:-1]):
+        if event == "cheap":
+            assert events[k + 1] != "factorize"  # the same factor is tried again
+
+
+def test_a_refinement_may_take_the_solves_a_float64_factorization_costs(monkeypatch):
+    problem, _, scaled = _newton_values_3d()
+    shape = problem.grid.shape
+    assert refinement.MixedPrecisionSolver(scaled, shape, 2).max_iterations == (
+        refinement.MAX_ITERATIONS
+    )
+    monkeypatch.setattr(refinement, "FLOPS_PER_ENTRY_PER_SOLVE", 1.0)
+    budget = refinement.solves_per_factorization(front_structure(shape, 2))
+    assert budget > refinement.MAX_ITERATIONS
+    assert refinement.MixedPrecisionSolver(scaled, shape, 2).max_iterations == budget

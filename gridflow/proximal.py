@@ -296,9 +296,9 @@ def _proximal_potential_newton(problem, center, tau, start, max_iter=100, **newt
     value = _value(problem, center, tau)
     last = None  # the latest factorization: a new one takes over its memory
     precision = "auto"  # "double" once float32 proved too weak for this problem's systems
-    budget = refinement.solves_per_factorization(
-        cholesky.front_structure(problem.grid.shape, NEWTON_REACH)
-    )
+    structure = cholesky.front_structure(problem.grid.shape, NEWTON_REACH)
+    budget = refinement.solves_per_factorization(structure)
+    refinement_limit = refinement.refinement_limit(structure)
     reuse = False  # whether the next system is tried with `last` first
 
     def direction(phi, g):
@@ -314,9 +314,9 @@ def _proximal_potential_newton(problem, center, tau, start, max_iter=100, **newt
             step = last.solve(g)
             iterations = last.refinement_iterations
             if last.chosen_precision == "mixed" and (
-                last.precision == "double" or iterations > budget // 2
+                last.precision == "double" or iterations > refinement_limit // 2
             ):
-                precision = "double"
+                precision = "double"  # float32 proved no cheaper for this problem
         reuse = (
             budget >= MIN_REUSE_ITERATIONS
             and iterations <= budget // 2  # else a new factor is cheaper for the next steps

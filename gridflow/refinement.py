@@ -67,6 +67,12 @@ def solves_per_factorization(structure: FrontStructure) -> int:
     return int(structure.flops / max(structure.factor_entries, 1) / FLOPS_PER_ENTRY_PER_SOLVE)
 
 
+def refinement_limit(structure: FrontStructure) -> int:
+    """The iterations a float32 factor's refinement may take: as many as a float64
+    factorization costs (`solves_per_factorization`), at least MAX_ITERATIONS."""
+    return max(MAX_ITERATIONS, solves_per_factorization(structure))
+
+
 def choose_precision(structure: FrontStructure) -> str:
     """ "mixed" where the dense work per factor entry makes float32 pay for its refinement,
     else "double"."""
@@ -133,8 +139,8 @@ class MixedPrecisionSolver:
     products of the refinement. The float32 factorization runs at construction: a
     numpy.linalg.LinAlgError (not positive definite in float32) falls back to float64 at
     once. A solve whose refinement does not reach ACCEPTED_BACKWARD_ERROR within the
-    iterations that a float64 factorization costs (`max_iterations`:
-    `solves_per_factorization`, at least MAX_ITERATIONS) factorizes the matrix in float64,
+    iterations that a float64 factorization costs (`max_iterations`, `refinement_limit`)
+    factorizes the matrix in float64,
     and that factor serves this and every later solve: the one state that changes. Either
     float64 factorization raises LinAlgError when the matrix is not positive definite in
     float64 either (`GaugedFactorization` then turns to SuperLU). `reuse` as in
@@ -145,8 +151,7 @@ class MixedPrecisionSolver:
         self.values, self.shape, self.reach = values, tuple(shape), reach
         self.norm = float(np.abs(values).sum(axis=1).max())  # ‖A‖∞
         self.iterations = []  # per solve: refinement iterations, or 0 for a float64 solve
-        structure = front_structure(self.shape, reach)
-        self.max_iterations = max(MAX_ITERATIONS, solves_per_factorization(structure))
+        self.max_iterations = refinement_limit(front_structure(self.shape, reach))
         try:
             self.factor = cholesky.cholesky(values, shape, reach, reuse, dtype=np.float32)
         except np.linalg.LinAlgError:

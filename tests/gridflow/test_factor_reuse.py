@@ -167,15 +167,13 @@ def test_steps_far_from_the_minimizer_factorize_afresh(monkeypatch):
     assert decrements[0] > proximal.REUSE_DECREMENT  # the start is farther than that
 
 
-def test_refinements_dearer_than_half_a_factorization_turn_the_next_steps_to_float64(monkeypatch):
-    """A first refinement of more iterations than half of what a float64 factorization costs:
-    float32 does not pay for this problem, and the later steps factorize in float64."""
+def test_refinements_dearer_than_half_their_limit_turn_the_next_steps_to_float64(monkeypatch):
+    """A first refinement of more than half the iterations it may take (as many as a float64
+    factorization costs): float32 does not pay for this problem, and the later steps
+    factorize in float64, the float32 factor freed first."""
     problem = _two_newton_matrices()[0]
-    structure = front_structure(problem.grid.shape, 2)
     monkeypatch.setattr(refinement, "MIXED_PRECISION_INTENSITY", 0.0)
-    monkeypatch.setattr(  # a float64 factorization costs 2 solves
-        refinement, "FLOPS_PER_ENTRY_PER_SOLVE", structure.flops / structure.factor_entries / 2.5
-    )
+    monkeypatch.setattr(refinement, "FLOPS_PER_ENTRY_PER_SOLVE", np.inf)  # no reuse
     seen = []
     original = GaugedFactorization.solve
 
@@ -185,6 +183,11 @@ def test_refinements_dearer_than_half_a_factorization_turn_the_next_steps_to_flo
         return x
 
     monkeypatch.setattr(GaugedFactorization, "solve", recording)
+    minimize(problem)
+    first = seen[0][2]
+    assert first >= 2 and {chosen for chosen, _, _ in seen} == {"mixed"}  # within 30
+    monkeypatch.setattr(refinement, "MAX_ITERATIONS", first)  # the limit: first // 2 < first
+    seen.clear()
     single, freed = [], []  # the float32 factor, and whether it was freed at each factorization
     factorize = cholesky.cholesky
 
@@ -197,9 +200,9 @@ def test_refinements_dearer_than_half_a_factorization_turn_the_next_steps_to_flo
 
     monkeypatch.setattr(cholesky, "cholesky", watching)
     minimize(problem)
-    assert seen[0][:2] == ("mixed", "mixed") and seen[0][2] > 1
-    assert len(single) == 1 and freed[1] == [True]  # freed before the float64 factorization
+    assert seen[0] == ("mixed", "mixed", first)
     assert len(seen) >= 3 and {chosen for chosen, _, _ in seen[1:]} == {"double"}
+    assert len(single) == 1 and freed[1] == [True]  # freed before the float64 factorization
 
 
 def test_a_solve_with_an_earlier_factor_dearer_than_half_a_factorization_ends_its_reuse(

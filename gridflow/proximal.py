@@ -126,8 +126,8 @@ step's factor first (`GaugedFactorization.solve_nearby`): the matrices then chan
 from step to step. Measured at 65³ (docs/performance.md): after the damped steps'
 decrements of 1e-3 the earlier factor needed 44 iterations or failed; after 2.6e-5, 24."""
 MIN_REUSE_ITERATIONS = 10
-"""Grids whose factorization costs fewer solves than this (all 2D grids up to 1025²; 3D
-grids below 25³) factorize at every Newton step: too few iterations to pay."""
+"""Grids where half a factorization costs fewer solves than this (all 2D grids up to 1025²;
+3D grids below 39³) factorize at every Newton step: too few iterations to pay."""
 NEWTON_REACH = 2
 """The Newton matrices in φ couple nodes two apart (H_hᵀ·H_h: a 5 × 5 stencil in d = 2)."""
 
@@ -297,7 +297,9 @@ def _proximal_potential_newton(problem, center, tau, start, max_iter=100, **newt
     last = None  # the latest factorization: a new one takes over its memory
     precision = "auto"  # "double" once float32 proved too weak for this problem's systems
     structure = cholesky.front_structure(problem.grid.shape, NEWTON_REACH)
-    budget = refinement.solves_per_factorization(structure)
+    # a solve with an earlier factor may cost half a factorization: a new factor would also
+    # precondition the later steps better
+    nearby_limit = refinement.solves_per_factorization(structure) // 2
     refinement_limit = refinement.refinement_limit(structure)
     reuse = False  # whether the next system is tried with `last` first
 
@@ -306,7 +308,7 @@ def _proximal_potential_newton(problem, center, tau, start, max_iter=100, **newt
         hessian = newton_stencil(problem, tau, problem.map_of(phi))
         step = None
         if reuse:
-            step, iterations = last.solve_nearby(problem, hessian, g, budget)
+            step, iterations = last.solve_nearby(problem, hessian, g, nearby_limit)
         if step is None:
             if precision == "double" and last is not None and last.precision == "mixed":
                 last = None  # a float32 factor cannot lend its memory to a float64 one
@@ -318,8 +320,8 @@ def _proximal_potential_newton(problem, center, tau, start, max_iter=100, **newt
             ):
                 precision = "double"  # float32 proved no cheaper for this problem
         reuse = (
-            budget >= MIN_REUSE_ITERATIONS
-            and iterations <= budget // 2  # else a new factor is cheaper for the next steps
+            nearby_limit >= MIN_REUSE_ITERATIONS
+            and iterations <= nearby_limit  # a refinement that took more: an earlier one won't do
             and float(g @ step) <= REUSE_DECREMENT
         )
         return step

@@ -187,7 +187,7 @@ class GaugedFactorization:
     ):
         """A⁻¹ rhs for another matrix A of the same problem and reach (stencil values; a later
         Newton step's), by conjugate gradients on A preconditioned with this factorization
-        (`refinement.conjugate_gradients`; in A's scaling the preconditioner is the earlier
+        (`refinement.grid_conjugate_gradients`; in A's scaling the preconditioner is the earlier
         matrix's inverse). Returns (the solution, or None unless they reach a backward error
         of ACCEPTED_BACKWARD_ERROR within max_iterations; the iterations). A SuperLU
         factorization is not reused: (None, 0)."""
@@ -197,13 +197,15 @@ class GaugedFactorization:
         shape = problem.grid.shape
         if (factor.structure.shape, factor.structure.reach) != (tuple(shape), reach):
             raise ValueError(f"this factorization is not of a reach-{reach} matrix on {shape}")
+        rhs = refinement.one_rhs(rhs, self.size)
         values, scale = scaled_in_gauge(problem, matrix, reach)
         ratio = np.divide(self.scale, scale, out=np.ones_like(scale), where=scale > 0)
-        x, iterations, error = refinement.conjugate_gradients(
-            lambda p: stencils.multiply(values, p, shape, reach),
+        x, iterations, error = refinement.grid_conjugate_gradients(
+            values,
+            shape,
+            reach,
             lambda r: ratio * factor.solve(ratio * r),
             scale * rhs,
-            float(np.abs(values).sum(axis=1).max()),
             max_iterations,
         )
         return (scale * x if error <= refinement.ACCEPTED_BACKWARD_ERROR else None), iterations

@@ -132,6 +132,27 @@ def conjugate_gradients(multiply, precondition, rhs, matrix_norm, max_iterations
     return x, iterations, float(backward_error(multiply(x) - rhs))
 
 
+def one_rhs(rhs, size: int) -> np.ndarray:
+    """rhs as a float64 vector (size,); a ValueError naming the shape otherwise."""
+    if np.ndim(rhs) != 1 or np.shape(rhs)[0] != size:
+        raise ValueError(f"rhs must have shape ({size},), got {np.shape(rhs)}")
+    return np.asarray(rhs, dtype=float)
+
+
+def grid_conjugate_gradients(values, shape, reach, precondition, rhs, max_iterations, norm=None):
+    """`conjugate_gradients` for the grid matrix of stencil values (N, K) (`gridflow.stencils`;
+    its ‖A‖∞ computed unless given as `norm`) and a right-hand side (N,)."""
+    if norm is None:
+        norm = stencils.infinity_norm(values)
+    return conjugate_gradients(
+        lambda p: stencils.multiply(values, p, shape, reach),
+        precondition,
+        one_rhs(rhs, values.shape[0]),
+        norm,
+        max_iterations,
+    )
+
+
 class MixedPrecisionSolver:
     """Solves with a grid matrix's float32 factor, refined to float64 accuracy.
 
@@ -149,7 +170,7 @@ class MixedPrecisionSolver:
 
     def __init__(self, values, shape, reach, reuse=None):
         self.values, self.shape, self.reach = values, tuple(shape), reach
-        self.norm = float(np.abs(values).sum(axis=1).max())  # ‖A‖∞
+        self.norm = stencils.infinity_norm(values)
         self.iterations = []  # per solve: refinement iterations, or 0 for a float64 solve
         self.max_iterations = refinement_limit(front_structure(self.shape, reach))
         try:
@@ -166,15 +187,16 @@ class MixedPrecisionSolver:
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         """A⁻¹ rhs for rhs (N,), with a backward error of at most ACCEPTED_BACKWARD_ERROR (as
         a rule BACKWARD_ERROR, a float64 factorization's)."""
-        if np.ndim(rhs) != 1 or np.shape(rhs)[0] != self.values.shape[0]:
-            raise ValueError(f"rhs must have shape ({self.values.shape[0]},), got {np.shape(rhs)}")
+        rhs = one_rhs(rhs, self.values.shape[0])
         if self.precision == "mixed":
-            x, iterations, error = conjugate_gradients(
-                lambda p: stencils.multiply(self.values, p, self.shape, self.reach),
+            x, iterations, error = grid_conjugate_gradients(
+                self.values,
+                self.shape,
+                self.reach,
                 self.factor.solve,
-                np.asarray(rhs, dtype=float),
-                self.norm,
+                rhs,
                 self.max_iterations,
+                self.norm,
             )
             if error <= ACCEPTED_BACKWARD_ERROR:
                 self.iterations.append(iterations)

@@ -123,6 +123,11 @@ def _scaled(values, scale, shape, offsets):
     return result
 
 
+def infinity_norm(values: np.ndarray) -> float:
+    """‖A‖∞, the largest absolute row sum, of the matrix of stencil values (N, K)."""
+    return float(np.abs(values).sum(axis=1).max())
+
+
 def multiply(values: np.ndarray, x: np.ndarray, shape: tuple[int, ...], reach: int) -> np.ndarray:
     """A x for A's stencil values (N, K) and x (N,), without a sparse matrix."""
     return _multiply(*_kernel_arguments(values, x, shape, reach))

@@ -80,6 +80,15 @@ def test_a_factor_of_another_reach_is_not_taken():
         earlier.solve_nearby(problem, after, np.ones(before.shape[0]), 40, reach=1)
 
 
+def test_a_nearby_solve_takes_one_right_hand_side_of_the_grid_size():
+    problem, before, after = _two_newton_matrices()
+    earlier = GaugedFactorization(problem, before)
+    with pytest.raises(ValueError, match=r"rhs must have shape \(729,\), got \(729, 2\)"):
+        earlier.solve_nearby(problem, after, np.ones((729, 2)), 40)
+    with pytest.raises(ValueError, match=r"rhs must have shape \(729,\), got \(512,\)"):
+        earlier.solve_nearby(problem, after, np.ones(512), 40)
+
+
 def test_a_nearby_solve_that_does_not_converge_in_its_budget_is_refused():
     problem, before, after = _two_newton_matrices(bump=1.0)
     earlier = GaugedFactorization(problem, before)

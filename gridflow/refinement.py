@@ -21,6 +21,8 @@ Newton systems.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from gridflow import cholesky, stencils
@@ -80,23 +82,49 @@ def choose_precision(structure: FrontStructure) -> str:
     return "mixed" if intensity >= MIXED_PRECISION_INTENSITY else "double"
 
 
-def conjugate_gradients(multiply, precondition, rhs, matrix_norm, max_iterations):
+class IterativeSolve(NamedTuple):
+    """What `conjugate_gradients` returns: the solution, the iterations taken, its backward
+    error recomputed from A x − rhs, and whether it is accepted: a backward error of at most
+    ACCEPTED_BACKWARD_ERROR, or the forcing term's relative residual reached."""
+
+    solution: np.ndarray
+    iterations: int
+    backward_error: float
+    converged: bool
+
+
+def _iterations_left(start, now, goal, iterations):
+    """The further iterations that a quantity falling from `start` to `now` in `iterations`
+    would take to reach `goal` at its mean rate so far (inf when it does not fall)."""
+    rate = (now / start) ** (1.0 / iterations)
+    if not rate < 1.0:
+        return np.inf
+    return max(np.log(goal / now) / np.log(rate), 0.0)
+
+
+def conjugate_gradients(
+    multiply, precondition, rhs, matrix_norm, max_iterations, forcing=None
+) -> IterativeSolve:
     """Preconditioned conjugate gradients for A x = rhs from x = 0, to float64's accuracy.
 
-    multiply(p) = A p and precondition(r) ≈ A⁻¹ r for a symmetric positive definite A with
-    ‖A‖∞ = matrix_norm, rhs (N,). Stops once the recursively updated residual r gives a
+    multiply(p) = A p and precondition(r) = M r ≈ A⁻¹ r for a symmetric positive definite A
+    with ‖A‖∞ = matrix_norm, rhs (N,). Stops once the recursively updated residual r gives a
     backward error ‖r‖∞ / (‖A‖∞ ‖x‖∞ + ‖rhs‖∞) ≤ BACKWARD_ERROR; after max_iterations; when
     it is not finite; or when, already below ACCEPTED_BACKWARD_ERROR, it has not improved
     for two iterations (its roundoff floor); or when, from a third of max_iterations on, its
     mean reduction per iteration so far would need more than max_iterations in all to reach
     BACKWARD_ERROR (the caller's float64 factorization is then the cheaper way; earlier
-    iterations can be slower than later ones). Returns
-    (x, iterations, the backward error of x recomputed from A x − rhs).
+    iterations can be slower than later ones).
+
+    `forcing` makes the solve inexact, for a Newton step whose rhs is the gradient g:
+    forcing(gᵀMg) is the relative residual η the step needs (gᵀMg estimates the Newton
+    decrement gᵀA⁻¹g), and the iterations also stop once rᵀMr ≤ η² gᵀMg, the residual's
+    size in the norm of A⁻¹ as M measures it; the rate test then also allows for reaching η.
     """
     x = np.zeros_like(rhs)
     rhs_norm = np.abs(rhs).max(initial=0.0)
     if rhs_norm == 0.0:
-        return x, 0, 0.0
+        return IterativeSolve(x, 0, 0.0, True)
 
     def backward_error(residual):
         return np.abs(residual).max() / (matrix_norm * np.abs(x).max() + rhs_norm)
@@ -105,7 +133,10 @@ def conjugate_gradients(multiply, precondition, rhs, matrix_norm, max_iterations
     z = precondition(residual)
     direction = z.copy()
     rz = residual @ z
-    best, stalled, iterations, first = np.inf, 0, 0, None
+    initial_energy = rz
+    eta = 0.0 if forcing is None else forcing(initial_energy)
+    target_energy = eta**2 * initial_energy if eta > 0.0 else None  # η = 0: float64's accuracy
+    best, stalled, iterations, first, reached = np.inf, 0, 0, None, False
     while iterations < max_iterations:
         iterations += 1
         product = multiply(direction)
@@ -115,21 +146,32 @@ def conjugate_gradients(multiply, precondition, rhs, matrix_norm, max_iterations
         error = backward_error(residual)
         if error <= BACKWARD_ERROR or not np.isfinite(error):
             break
+        if target_energy is not None:  # the next preconditioned residual, needed now
+            z = precondition(residual)
+            next_rz = residual @ z
+            if 0.0 <= next_rz <= target_energy:
+                reached = True
+                break
         first = error if first is None else first
         if iterations >= max(max_iterations // 3, 2) and error > ACCEPTED_BACKWARD_ERROR:
-            rate = (error / first) ** (1.0 / (iterations - 1))
-            if rate >= 1.0 or iterations + np.log(BACKWARD_ERROR / error) / np.log(rate) > (
-                max_iterations
-            ):
+            left = _iterations_left(first, error, BACKWARD_ERROR, iterations - 1)
+            if target_energy is not None and next_rz > 0.0:
+                left = min(
+                    left, _iterations_left(initial_energy, next_rz, target_energy, iterations)
+                )
+            if iterations + left > max_iterations:
                 break
         stalled = stalled + 1 if error >= best and best <= ACCEPTED_BACKWARD_ERROR else 0
         best = min(best, error)
         if stalled >= 2:
             break
-        z = precondition(residual)
-        rz, previous = residual @ z, rz
+        if target_energy is None:
+            z = precondition(residual)
+            next_rz = residual @ z
+        rz, previous = next_rz, rz
         direction = z + (rz / previous) * direction
-    return x, iterations, float(backward_error(multiply(x) - rhs))
+    error = float(backward_error(multiply(x) - rhs))
+    return IterativeSolve(x, iterations, error, reached or error <= ACCEPTED_BACKWARD_ERROR)
 
 
 def one_rhs(rhs, size: int) -> np.ndarray:
@@ -139,7 +181,9 @@ def one_rhs(rhs, size: int) -> np.ndarray:
     return np.asarray(rhs, dtype=float)
 
 
-def grid_conjugate_gradients(values, shape, reach, precondition, rhs, max_iterations, norm=None):
+def grid_conjugate_gradients(
+    values, shape, reach, precondition, rhs, max_iterations, norm=None, forcing=None
+):
     """`conjugate_gradients` for the grid matrix of stencil values (N, K) (`gridflow.stencils`;
     its ‖A‖∞ computed unless given as `norm`) and a right-hand side (N,)."""
     if norm is None:
@@ -150,6 +194,7 @@ def grid_conjugate_gradients(values, shape, reach, precondition, rhs, max_iterat
         one_rhs(rhs, values.shape[0]),
         norm,
         max_iterations,
+        forcing,
     )
 
 
@@ -184,12 +229,13 @@ class MixedPrecisionSolver:
         factor = self.factor
         return "mixed" if factor is not None and factor.diagonal.dtype == np.float32 else "double"
 
-    def solve(self, rhs: np.ndarray) -> np.ndarray:
+    def solve(self, rhs: np.ndarray, forcing=None) -> np.ndarray:
         """A⁻¹ rhs for rhs (N,), with a backward error of at most ACCEPTED_BACKWARD_ERROR (as
-        a rule BACKWARD_ERROR, a float64 factorization's)."""
+        a rule BACKWARD_ERROR, a float64 factorization's), or to the relative residual of a
+        Newton step's `forcing` term (`conjugate_gradients`)."""
         rhs = one_rhs(rhs, self.values.shape[0])
         if self.precision == "mixed":
-            x, iterations, error = grid_conjugate_gradients(
+            refined = grid_conjugate_gradients(
                 self.values,
                 self.shape,
                 self.reach,
@@ -197,10 +243,11 @@ class MixedPrecisionSolver:
                 rhs,
                 self.max_iterations,
                 self.norm,
+                forcing,
             )
-            if error <= ACCEPTED_BACKWARD_ERROR:
-                self.iterations.append(iterations)
-                return x
+            if refined.converged:
+                self.iterations.append(refined.iterations)
+                return refined.solution
             self.factor = None  # its memory is freed before the float64 factor's is taken
             self.factor = cholesky.cholesky(self.values, self.shape, self.reach)
         self.iterations.append(0)

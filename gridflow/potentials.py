@@ -183,14 +183,21 @@ class GaugedFactorization:
         return self._factor if self._refined is None else self._refined.factor
 
     def solve_nearby(
-        self, problem: Problem, matrix: np.ndarray, rhs, max_iterations: int, reach: int = 2
+        self,
+        problem: Problem,
+        matrix: np.ndarray,
+        rhs,
+        max_iterations: int,
+        reach: int = 2,
+        forcing=None,
     ):
         """A⁻¹ rhs for another matrix A of the same problem and reach (stencil values; a later
         Newton step's), by conjugate gradients on A preconditioned with this factorization
         (`refinement.grid_conjugate_gradients`; in A's scaling the preconditioner is the earlier
         matrix's inverse). Returns (the solution, or None unless they reach a backward error
-        of ACCEPTED_BACKWARD_ERROR within max_iterations; the iterations). A SuperLU
-        factorization is not reused: (None, 0)."""
+        of ACCEPTED_BACKWARD_ERROR, or the relative residual of a Newton step's `forcing`
+        term, within max_iterations; the iterations). A SuperLU factorization is not reused:
+        (None, 0)."""
         factor = self.multifrontal_factor()
         if factor is None:
             return None, 0
@@ -200,15 +207,16 @@ class GaugedFactorization:
         rhs = refinement.one_rhs(rhs, self.size)
         values, scale = scaled_in_gauge(problem, matrix, reach)
         ratio = np.divide(self.scale, scale, out=np.ones_like(scale), where=scale > 0)
-        x, iterations, error = refinement.grid_conjugate_gradients(
+        nearby = refinement.grid_conjugate_gradients(
             values,
             shape,
             reach,
             lambda r: ratio * factor.solve(ratio * r),
             scale * rhs,
             max_iterations,
+            forcing=forcing,
         )
-        return (scale * x if error <= refinement.ACCEPTED_BACKWARD_ERROR else None), iterations
+        return (scale * nearby.solution if nearby.converged else None), nearby.iterations
 
     def _factorize_reduced(self, problem, matrix, method, reach):
         if not sparse.issparse(matrix):
@@ -238,6 +246,13 @@ class GaugedFactorization:
             raise np.linalg.LinAlgError(f"the reduced matrix is singular ({error})") from error
         self._solve = factor.solve
 
+    def _solve_scaled(self, rhs, forcing):
+        """The scaled matrix's solve for the free nodes' rhs, scaled back by one S."""
+        rhs = self.scale * rhs
+        if self._refined is not None:
+            return self._refined.solve(rhs, forcing)
+        return self._solve(rhs)
+
     def _superlu_after_refinement(self):
         """SuperLU's LU of the scaled matrix, whose float64 Cholesky factorization (the
         refinement's fall-back) found a pivot that is not positive."""
@@ -247,16 +262,18 @@ class GaugedFactorization:
         self._factorize_reduced(problem, values, "nested-dissection", reach)
         self.scale = self.scale * outer[self.free]
 
-    def solve(self, rhs: np.ndarray) -> np.ndarray:
-        """The solution in the gauge φ = 0 at the gauge nodes, (N,)."""
+    def solve(self, rhs: np.ndarray, forcing=None) -> np.ndarray:
+        """The solution in the gauge φ = 0 at the gauge nodes, (N,). `forcing`: a Newton
+        step's forcing term, for a float32 factor's refinement (`refinement.conjugate_gradients`;
+        a direct solve is exact)."""
         solution = np.zeros(self.size)
         try:
-            solution[self.free] = self.scale * self._solve(self.scale * rhs[self.free])
+            solution[self.free] = self.scale * self._solve_scaled(rhs[self.free], forcing)
         except np.linalg.LinAlgError:
             if self._refined is None:
                 raise
             self._superlu_after_refinement()
-            solution[self.free] = self.scale * self._solve(self.scale * rhs[self.free])
+            solution[self.free] = self.scale * self._solve_scaled(rhs[self.free], forcing)
         if not np.all(np.isfinite(solution)):  # a zero pivot: the matrix is singular
             raise np.linalg.LinAlgError("the solve is not finite: the matrix is singular")
         return solution

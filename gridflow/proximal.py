@@ -6,8 +6,9 @@ Two solvers: "cvxpy", the reference, poses it as one conic program (exponential 
 for the logarithms, in d = 2 one second-order cone per interior node for the
 determinant, in d = 3 a 3 × 3 semidefinite cone per node, the target's own cvxpy form of
 V) solved by Clarabel; "newton", the fast
-path, is a damped Newton method on the same strictly convex function (-log det keeps the
-iterates inside K_h, so no constraint is ever active), converged to roundoff. Newton
+path, is a damped (and, where its systems are solved iteratively, inexact) Newton method
+on the same strictly convex function (-log det keeps the iterates inside K_h, so no
+constraint is ever active), converged to roundoff. Newton
 works on T in d = 1 (a tridiagonal Hessian, D_h is onto) and on the potential φ in
 d = 2, 3 (T must stay a discrete gradient field; the Hessian D_hᵀ ∇²F D_h is sparse).
 """
@@ -120,14 +121,30 @@ def _euclidean_hessian(problem, center, tau, T):
 
 
 SHORT_STEP = 1.0 / 16.0
+FORCING_MAX = 0.1
+"""The largest relative residual of a Newton system's iterative solve (`newton_forcing`)."""
 REUSE_DECREMENT = 1e-4
-"""Newton systems after a step of at most this decrement are solved with the previous
-step's factor first (`GaugedFactorization.solve_nearby`): the matrices then change little
-from step to step. Measured at 65³ (docs/performance.md): after the damped steps'
-decrements of 1e-3 the earlier factor needed 44 iterations or failed; after 2.6e-5, 24."""
+"""Near the minimizer, after a step of at most this Newton decrement, the Newton systems are
+solved with the latest factor first (`GaugedFactorization.solve_nearby`), whose matrix then
+differs little from theirs, and a new factorization there is in float64: it preconditions
+the remaining steps, whose forcing terms ask for many digits. Farther away an earlier
+factor's directions, though within their forcing terms, cut the damped steps short (their
+errors gather at the density floor's nodes, where the barrier limits the step), and a float32
+factor of the matrix itself serves. Measured at 65³ in docs/performance.md."""
 MIN_REUSE_ITERATIONS = 10
 """Grids where half a factorization costs fewer solves than this (all 2D grids up to 1025²;
 3D grids below 39³) factorize at every Newton step: too few iterations to pay."""
+
+
+def newton_forcing(decrement_estimate: float) -> float:
+    """The relative residual ‖H d − g‖_{H⁻¹} ≤ η ‖g‖_{H⁻¹} to which a Newton system H d = g is
+    solved iteratively, from an estimate λ² of the Newton decrement gᵀH⁻¹g: η = min(FORCING_MAX,
+    λ), Dembo, Eisenstat and Steihaug's forcing term that keeps Newton's quadratic convergence
+    (the step's error, O(η λ) = O(λ²), is of the order of Newton's own), while far from the
+    minimizer one digit suffices for a descent direction."""
+    return min(FORCING_MAX, float(np.sqrt(max(decrement_estimate, 0.0))))
+
+
 NEWTON_REACH = 2
 """The Newton matrices in φ couple nodes two apart (H_hᵀ·H_h: a 5 × 5 stencil in d = 2)."""
 
@@ -291,7 +308,12 @@ def _proximal_map_newton_1d(problem, center, tau, start):
 
 
 def _proximal_potential_newton(problem, center, tau, start, max_iter=100, **newton_options):
-    """Newton on φ (d = 2, 3): gradient D_hᵀ ∂_T, Hessian D_hᵀ ∂²_T D_h, solved in the gauge."""
+    """Newton on φ (d = 2, 3): gradient D_hᵀ ∂_T, Hessian D_hᵀ ∂²_T D_h, solved in the gauge.
+
+    A step's system is solved directly by a float64 factor, or iteratively (a float32 factor
+    of its own matrix; near the minimizer, where the grid earns it, the latest factor) to
+    the relative residual `newton_forcing` asks, which keeps Newton's quadratic convergence;
+    the last steps, whose forcing terms are below float64's accuracy, are exact."""
     G = problem.gradient_operator
     value = _value(problem, center, tau)
     last = None  # the latest factorization: a new one takes over its memory
@@ -301,29 +323,27 @@ def _proximal_potential_newton(problem, center, tau, start, max_iter=100, **newt
     # precondition the later steps better
     nearby_limit = refinement.solves_per_factorization(structure) // 2
     refinement_limit = refinement.refinement_limit(structure)
-    reuse = False  # whether the next system is tried with `last` first
+    reuse = nearby_limit >= MIN_REUSE_ITERATIONS  # whether this grid earns any
+    near = False  # whether the latest step's decrement was at most REUSE_DECREMENT
 
     def direction(phi, g):
-        nonlocal last, precision, reuse
+        nonlocal last, precision, near
         hessian = newton_stencil(problem, tau, problem.map_of(phi))
         step = None
-        if reuse:
-            step, iterations = last.solve_nearby(problem, hessian, g, nearby_limit)
+        if near:
+            step, _ = last.solve_nearby(problem, hessian, g, nearby_limit, forcing=newton_forcing)
         if step is None:
             if precision == "double" and last is not None and last.precision == "mixed":
                 last = None  # a float32 factor cannot lend its memory to a float64 one
             last = GaugedFactorization(problem, hessian, reuse=last, precision=precision)
-            step = last.solve(g)
-            iterations = last.refinement_iterations
+            step = last.solve(g, forcing=newton_forcing)
             if last.chosen_precision == "mixed" and (
-                last.precision == "double" or iterations > refinement_limit // 2
+                last.precision == "double" or last.refinement_iterations > refinement_limit // 2
             ):
                 precision = "double"  # float32 proved no cheaper for this problem
-        reuse = (
-            nearby_limit >= MIN_REUSE_ITERATIONS
-            and iterations <= nearby_limit  # a refinement that took more: an earlier one won't do
-            and float(g @ step) <= REUSE_DECREMENT
-        )
+        near = reuse and float(g @ step) <= REUSE_DECREMENT
+        if near:
+            precision = "double"
         return step
 
     def norm(phi):

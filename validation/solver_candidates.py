@@ -98,12 +98,12 @@ def recording_newton_systems(shape: tuple[int, int]):
                 matrix = to_csr(matrix, problem.grid.shape, NEWTON_REACH)
             self.system = (problem, matrix)
 
-        def solve(self, rhs):
+        def solve(self, rhs, forcing=None):
             if self.system[0].grid.shape == shape:
                 record.setdefault("first", (*self.system, rhs))
                 record["last"] = (*self.system, rhs)
                 record["steps"] += 1
-            return super().solve(rhs)
+            return super().solve(rhs, forcing)
 
     with mock.patch("gridflow.proximal.GaugedFactorization", Recording):
         yield record

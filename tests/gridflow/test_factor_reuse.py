@@ -49,6 +49,29 @@ def test_an_earlier_factor_solves_a_nearby_matrix_to_float64_accuracy(precision)
     )
 
 
+def test_a_forcing_term_stops_a_solve_with_an_earlier_factor_at_its_relative_residual():
+    """With a Newton forcing term the solve stops once its residual, in the norm of the
+    earlier matrix's inverse, is η times the rhs's; forcing is given that norm squared."""
+    problem, before, after = _two_newton_matrices(bump=0.5)
+    earlier = GaugedFactorization(problem, before)
+    rhs = np.random.default_rng(5).standard_normal(before.shape[0])
+    rhs[problem.gauge_nodes] = 0.0
+    given = []
+
+    def forcing(energy):
+        given.append(energy)
+        return 1e-3
+
+    exact, exact_iterations = earlier.solve_nearby(problem, after, rhs, 40)
+    x, iterations = earlier.solve_nearby(problem, after, rhs, 40, forcing=forcing)
+    assert x is not None and 1 <= iterations < exact_iterations
+    assert given == [pytest.approx(rhs @ earlier.solve(rhs), rel=1e-10)]
+    residual = rhs - stencils.multiply(after, x, problem.grid.shape, 2)
+    residual[problem.gauge_nodes] = 0.0
+    assert np.sqrt(residual @ earlier.solve(residual)) <= 1e-3 * np.sqrt(given[0]) * (1 + 1e-6)
+    assert np.abs(x - exact).max() > 1e-12 * np.abs(exact).max()  # inexact, as asked
+
+
 def test_the_earlier_factor_preconditions_as_the_earlier_matrix_itself(monkeypatch):
     """Conjugate gradients run on the new matrix in its own unit-diagonal scaling S A S; the
     preconditioner they get is the earlier matrix's inverse in that scaling, S⁻¹ A₀⁻¹ S⁻¹
@@ -157,8 +180,8 @@ def test_steps_far_from_the_minimizer_factorize_afresh(monkeypatch):
     decrements, tried = [], []
     original_solve, original_nearby = GaugedFactorization.solve, GaugedFactorization.solve_nearby
 
-    def solving(self, rhs):
-        x = original_solve(self, rhs)
+    def solving(self, rhs, forcing=None):
+        x = original_solve(self, rhs, forcing)
         decrements.append(float(rhs @ x))
         return x
 
@@ -176,6 +199,31 @@ def test_steps_far_from_the_minimizer_factorize_afresh(monkeypatch):
     assert decrements[0] > proximal.REUSE_DECREMENT  # the start is farther than that
 
 
+def test_near_the_minimizer_a_new_factorization_is_float64(monkeypatch):
+    """Where factors are reused, a factorization after a step of decrement at most
+    REUSE_DECREMENT is a float64 one (it preconditions the remaining steps); before, float32
+    where the grid's dense work makes it pay. Every earlier factor here fails."""
+    problem = _two_newton_matrices(bump=0.5)[0]
+    monkeypatch.setattr(refinement, "MIXED_PRECISION_INTENSITY", 0.0)
+    monkeypatch.setattr(refinement, "FLOPS_PER_ENTRY_PER_SOLVE", 1.0)
+    monkeypatch.setattr(GaugedFactorization, "solve_nearby", lambda *a, **k: (None, 0))
+    steps = []
+    original = GaugedFactorization.solve
+
+    def recording(self, rhs, forcing=None):
+        x = original(self, rhs, forcing)
+        steps.append((self.chosen_precision, float(rhs @ x)))
+        return x
+
+    monkeypatch.setattr(GaugedFactorization, "solve", recording)
+    minimize(problem)
+    near = [k for k in range(1, len(steps)) if steps[k - 1][1] <= proximal.REUSE_DECREMENT]
+    assert near and near[0] >= 2
+    assert [chosen for chosen, _ in steps] == ["mixed"] * near[0] + ["double"] * (
+        len(steps) - near[0]
+    )
+
+
 def test_refinements_dearer_than_half_their_limit_turn_the_next_steps_to_float64(monkeypatch):
     """A first refinement of more than half the iterations it may take (as many as a float64
     factorization costs): float32 does not pay for this problem, and the later steps
@@ -183,11 +231,12 @@ def test_refinements_dearer_than_half_their_limit_turn_the_next_steps_to_float64
     problem = _two_newton_matrices()[0]
     monkeypatch.setattr(refinement, "MIXED_PRECISION_INTENSITY", 0.0)
     monkeypatch.setattr(refinement, "FLOPS_PER_ENTRY_PER_SOLVE", np.inf)  # no reuse
+    monkeypatch.setattr(proximal, "newton_forcing", lambda decrement: 0.0)  # exact solves
     seen = []
     original = GaugedFactorization.solve
 
-    def recording(self, rhs):
-        x = original(self, rhs)
+    def recording(self, rhs, forcing=None):
+        x = original(self, rhs, forcing)
         seen.append((self.chosen_precision, self.precision, self.refinement_iterations))
         return x
 
@@ -228,10 +277,10 @@ def test_a_solve_with_an_earlier_factor_may_cost_half_a_factorization(monkeypatc
         events.append("factorize")
         original_init(self, *arguments, **options)
 
-    def nearby(self, problem, matrix, rhs, max_iterations):
+    def nearby(self, problem, matrix, rhs, max_iterations, **options):
         limits.append(max_iterations)
         failing = "failed" not in events  # the first try fails as if over its limit
-        x, iterations = original_nearby(self, problem, matrix, rhs, max_iterations)
+        x, iterations = original_nearby(self, problem, matrix, rhs, max_iterations, **options)
         events.append("failed" if failing or x is None else "solved")
         return (None if failing else x), iterations
 
@@ -256,3 +305,44 @@ def test_a_refinement_may_take_the_solves_a_float64_factorization_costs(monkeypa
     budget = refinement.solves_per_factorization(front_structure(shape, 2))
     assert budget > refinement.MAX_ITERATIONS
     assert refinement.MixedPrecisionSolver(scaled, shape, 2).max_iterations == budget
+
+
+def test_the_forcing_term_asks_one_digit_far_from_the_minimizer_and_lambda_near_it():
+    assert proximal.newton_forcing(0.25) == proximal.FORCING_MAX == 0.1
+    assert proximal.newton_forcing(1e-6) == pytest.approx(1e-3, rel=1e-15)
+    assert proximal.newton_forcing(0.0) == proximal.newton_forcing(-1e-20) == 0.0
+
+
+def _newton_run(monkeypatch, problem, forcing):
+    """minimize(problem) with float32 factors refined at every step to `forcing`, and per
+    step its decrement and refinement iterations."""
+    monkeypatch.setattr(refinement, "MIXED_PRECISION_INTENSITY", 0.0)
+    monkeypatch.setattr(proximal, "newton_forcing", forcing)
+    steps = []
+    original = GaugedFactorization.solve
+
+    def recording(self, rhs, forcing=None):
+        x = original(self, rhs, forcing)
+        steps.append((float(rhs @ x), self.refinement_iterations))
+        return x
+
+    monkeypatch.setattr(GaugedFactorization, "solve", recording)
+    found = minimize(problem)
+    monkeypatch.undo()
+    return found, steps
+
+
+def test_inexact_newton_steps_keep_newtons_steps_and_minimizer(monkeypatch):
+    """Refined only to the forcing term, the float32 solves take fewer iterations far from
+    the minimizer, and Newton's method takes as many steps to the same minimizer as with
+    solves to float64's accuracy; at the common start the decrement is within the forcing
+    term's relative error, squared."""
+    problem = _two_newton_matrices(bump=0.5)[0]
+    exact, exact_steps = _newton_run(monkeypatch, problem, lambda decrement: 0.0)
+    inexact, inexact_steps = _newton_run(monkeypatch, problem, proximal.newton_forcing)
+    assert len(inexact_steps) == len(exact_steps) >= 4
+    assert inexact_steps[0][1] < exact_steps[0][1]
+    reference = exact_steps[0][0]
+    eta = proximal.newton_forcing(reference)
+    assert 0 < reference - inexact_steps[0][0] <= eta**2 * reference
+    assert problem.norm(inexact.map - exact.map) <= 1e-10

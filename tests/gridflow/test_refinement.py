@@ -8,7 +8,7 @@ import weakref
 import numpy as np
 import pytest
 
-from gridflow import cholesky, examples, refinement, stencils
+from gridflow import cholesky, examples, proximal, refinement, stencils
 from gridflow.fronts import front_structure
 from gridflow.potentials import GaugedFactorization, scaled_in_gauge
 from gridflow.proximal import newton_stencil
@@ -78,17 +78,17 @@ def test_conjugate_gradients_converge_and_report_the_true_backward_error():
         residual = np.abs(matrix @ x - rhs).max()
         return residual / (norm * np.abs(x).max() + np.abs(rhs).max())
 
-    x, iterations, error = refinement.conjugate_gradients(
+    x, iterations, error, _ = refinement.conjugate_gradients(
         lambda p: matrix @ p, lambda r: np.linalg.solve(matrix, r), rhs, norm, 10
     )
     assert iterations == 1 and error <= 2.0**-52
     np.testing.assert_allclose(x, exact, rtol=1e-12)
-    x, iterations, error = refinement.conjugate_gradients(
+    x, iterations, error, _ = refinement.conjugate_gradients(
         lambda p: matrix @ p, lambda r: r, rhs, norm, 100
     )
     assert 1 < iterations <= 60 and error <= 1e-15
     np.testing.assert_allclose(x, exact, rtol=1e-10)
-    x, iterations, error = refinement.conjugate_gradients(
+    x, iterations, error, _ = refinement.conjugate_gradients(
         lambda p: matrix @ p, lambda r: r, rhs, norm, 2
     )
     assert iterations == 2 and error == pytest.approx(backward_error(x)) and error > 1e-8
@@ -112,29 +112,32 @@ def test_conjugate_gradients_stop_at_their_roundoff_floor_only_when_it_is_accept
     def noisy(level):
         return lambda p: (matrix @ p) * (1 + level * rng.standard_normal(40))
 
-    _, iterations, error = solve(noisy(1e-15))
+    _, iterations, error, _ = solve(noisy(1e-15))
     assert iterations < 200
     assert refinement.BACKWARD_ERROR < error <= refinement.ACCEPTED_BACKWARD_ERROR
     assert solve(noisy(1e-9))[2] > refinement.ACCEPTED_BACKWARD_ERROR
-    _, iterations, error = solve(lambda p: matrix @ p, lambda r: np.full_like(r, np.nan))
+    _, iterations, error, _ = solve(lambda p: matrix @ p, lambda r: np.full_like(r, np.nan))
     assert iterations == 1 and np.isnan(error)
+
+
+def _ill_conditioned(seed, size=300, condition=1e6):
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.standard_normal((size, size)))[0]
+    matrix = (basis * np.logspace(0, np.log10(condition), size)) @ basis.T
+    return matrix, np.abs(matrix).sum(axis=1).max(), rng.standard_normal(size)
 
 
 def test_conjugate_gradients_give_up_early_when_too_slow_for_their_limit():
     """Without preconditioning, a matrix of condition number 1e6 converges far too slowly for
     30 iterations: they stop at the tenth, where the rate so far shows it; preconditioned
     by its inverse computed in float32 they converge in a few."""
-    rng = np.random.default_rng(14)
-    basis = np.linalg.qr(rng.standard_normal((300, 300)))[0]
-    matrix = (basis * np.logspace(0, 6, 300)) @ basis.T
-    norm = np.abs(matrix).sum(axis=1).max()
-    rhs = rng.standard_normal(300)
-    _, iterations, error = refinement.conjugate_gradients(
+    matrix, norm, rhs = _ill_conditioned(14)
+    _, iterations, error, _ = refinement.conjugate_gradients(
         lambda p: matrix @ p, lambda r: r, rhs, norm, 30
     )
     assert iterations == 10 and error > refinement.ACCEPTED_BACKWARD_ERROR
     inverse = np.linalg.inv(matrix.astype(np.float32))
-    _, iterations, error = refinement.conjugate_gradients(
+    _, iterations, error, _ = refinement.conjugate_gradients(
         lambda p: matrix @ p, lambda r: inverse @ r, rhs, norm, 30
     )
     assert iterations <= 10 and error <= refinement.BACKWARD_ERROR
@@ -225,7 +228,7 @@ def test_a_float64_failure_during_a_refined_solve_turns_to_superlu(monkeypatch):
     )
     expected = GaugedFactorization(problem, values, method="nested-dissection").solve(rhs)
 
-    def failing(self, rhs):
+    def failing(self, rhs, forcing=None):
         raise np.linalg.LinAlgError("not positive definite")
 
     monkeypatch.setattr(refinement.MixedPrecisionSolver, "solve", failing)
@@ -253,11 +256,12 @@ def test_newton_with_refined_solves_finds_the_same_minimizer(monkeypatch, dim):
     double = minimize(problem)
     monkeypatch.setattr(refinement, "MIXED_PRECISION_INTENSITY", 0.0)
     monkeypatch.setattr(refinement, "FLOPS_PER_ENTRY_PER_SOLVE", 1.0)  # refinements are cheap
+    monkeypatch.setattr(proximal, "MIN_REUSE_ITERATIONS", np.inf)  # every step refines
     solves = []
     original = refinement.MixedPrecisionSolver.solve
 
-    def recording(self, rhs):
-        x = original(self, rhs)
+    def recording(self, rhs, forcing=None):
+        x = original(self, rhs, forcing)
         solves.append(self.iterations[-1] > 0)  # refined (> 0), or solved in float64
         return x
 
@@ -280,12 +284,54 @@ def test_after_a_fall_back_the_newton_solve_stays_in_float64(monkeypatch):
     chosen = []
     original = GaugedFactorization.solve
 
-    def recording(self, rhs):
+    def recording(self, rhs, forcing=None):
         chosen.append(self.chosen_precision)
-        return original(self, rhs)
+        return original(self, rhs, forcing)
 
     monkeypatch.setattr(GaugedFactorization, "solve", recording)
     found = minimize(problem)
     assert len(chosen) >= 3 and chosen[0] == "mixed" and set(chosen[1:]) == {"double"}
     monkeypatch.undo()
     assert problem.norm(found.map - minimize(problem).map) <= 1e-10
+
+
+@pytest.mark.parametrize("eta", [0.5, 1e-2, 1e-5])
+def test_a_forcing_term_stops_conjugate_gradients_at_its_relative_residual(eta):
+    """With a Newton step's forcing term the iterations stop once ‖r‖_M ≤ η ‖rhs‖_M (M the
+    preconditioner; forcing is given rhsᵀ M rhs): the residual recomputed from the solution
+    meets it, in fewer iterations than the full accuracy takes."""
+    matrix, norm, rhs = _ill_conditioned(21, condition=1e2)
+    jacobi = 1.0 / np.diag(matrix)  # a rough preconditioner: 145 iterations to full accuracy
+    given = []
+
+    def forcing(energy):
+        given.append(energy)
+        return eta
+
+    solve = refinement.conjugate_gradients(
+        lambda p: matrix @ p, lambda r: jacobi * r, rhs, norm, 400, forcing
+    )
+    full = refinement.conjugate_gradients(
+        lambda p: matrix @ p, lambda r: jacobi * r, rhs, norm, 400
+    )
+    assert given == [pytest.approx(rhs @ (jacobi * rhs), rel=1e-14)]
+    residual = rhs - matrix @ solve.solution
+    assert solve.converged and full.converged
+    assert np.sqrt(residual @ (jacobi * residual)) <= eta * np.sqrt(given[0]) * (1 + 1e-8)
+    assert solve.iterations < full.iterations
+    assert solve.backward_error > refinement.ACCEPTED_BACKWARD_ERROR  # inexact, as asked
+
+
+def test_a_forcing_term_within_reach_is_not_given_up_for_the_full_accuracy():
+    """Unpreconditioned, a matrix of condition number 100 cannot reach float64's accuracy in
+    30 iterations (they give up at the tenth, unconverged); a relative residual of 0.5 is
+    within reach, and the rate test lets them get it."""
+    matrix, norm, rhs = _ill_conditioned(14, condition=1e2)
+    hopeless = refinement.conjugate_gradients(lambda p: matrix @ p, lambda r: r, rhs, norm, 30)
+    assert hopeless.iterations == 10 and not hopeless.converged
+    half = refinement.conjugate_gradients(
+        lambda p: matrix @ p, lambda r: r, rhs, norm, 30, forcing=lambda energy: 0.5
+    )
+    assert half.converged and half.iterations <= 30
+    residual = rhs - matrix @ half.solution
+    assert np.linalg.norm(residual) <= 0.5 * np.linalg.norm(rhs) * (1 + 1e-8)

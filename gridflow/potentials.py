@@ -114,10 +114,10 @@ class GaugedFactorization:
     memory this one takes over (`cholesky.cholesky`); it must not be used afterwards.
 
     `precision` (multifrontal only; SuperLU factorizes in float64): "double", a float64
-    factor; "mixed", a float32 factor whose solves are refined to float64 accuracy
-    (`gridflow.refinement`, twice as fast to factorize where the dense work dominates, each
-    solve a few times dearer); "auto", the one `refinement.choose_precision` picks for the
-    grid's dense work.
+    factor; "mixed", a float32 factor whose solves are refined to float64 accuracy or to a
+    Newton step's forcing term (`gridflow.refinement`, twice as fast to factorize where the
+    dense work dominates, each solve a few times dearer); "auto", the one
+    `refinement.choose_precision` picks for the grid's dense work.
     """
 
     def __init__(

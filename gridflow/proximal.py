@@ -142,6 +142,8 @@ def newton_forcing(decrement_estimate: float) -> float:
     λ), Dembo, Eisenstat and Steihaug's forcing term that keeps Newton's quadratic convergence
     (the step's error, O(η λ) = O(λ²), is of the order of Newton's own), while far from the
     minimizer one digit suffices for a descent direction."""
+    if not np.isfinite(decrement_estimate):
+        return 0.0  # float64's accuracy
     return min(FORCING_MAX, float(np.sqrt(max(decrement_estimate, 0.0))))
 
 
@@ -168,7 +170,9 @@ def damped_newton(
 ):
     """Minimize a strictly convex `value` by Newton's method with backtracking.
 
-    gradient(x) and direction(x, g) (the Newton step H⁻¹g) are arrays shaped like x;
+    gradient(x) and direction(x, g) (the Newton step H⁻¹g, or an inexact one from conjugate
+    gradients started at 0, whose gᵀd is then positive and at most gᵀH⁻¹g) are arrays shaped
+    like x;
     step_norm measures a step in the problem's metric. Far from the solution, steps are
     backtracked (Armijo, and staying where `value` is finite). Once the Newton decrement
     gᵀH⁻¹g is below 1e-10 the objective cannot resolve further decrease, and full steps
@@ -313,7 +317,8 @@ def _proximal_potential_newton(problem, center, tau, start, max_iter=100, **newt
     A step's system is solved directly by a float64 factor, or iteratively (a float32 factor
     of its own matrix; near the minimizer, where the grid earns it, the latest factor) to
     the relative residual `newton_forcing` asks, which keeps Newton's quadratic convergence;
-    the last steps, whose forcing terms are below float64's accuracy, are exact."""
+    on the last steps, whose forcing terms are below float64's accuracy, the float64
+    backward-error test ends the iterations, as for an exact solve."""
     G = problem.gradient_operator
     value = _value(problem, center, tau)
     last = None  # the latest factorization: a new one takes over its memory

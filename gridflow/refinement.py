@@ -1,4 +1,5 @@
-"""Solves refined to a float64 factorization's accuracy by preconditioned conjugate gradients.
+"""Solves refined by preconditioned conjugate gradients, to a float64 factorization's accuracy
+or to the relative residual a Newton step asks (its forcing term).
 
 The preconditioner is a Cholesky factor of a nearby matrix: a float32 factor of the matrix
 itself (mixed precision, below), or the factor of an earlier Newton step's matrix
@@ -105,7 +106,8 @@ def _iterations_left(start, now, goal, iterations):
 def conjugate_gradients(
     multiply, precondition, rhs, matrix_norm, max_iterations, forcing=None
 ) -> IterativeSolve:
-    """Preconditioned conjugate gradients for A x = rhs from x = 0, to float64's accuracy.
+    """Preconditioned conjugate gradients for A x = rhs from x = 0, to float64's accuracy
+    or to a Newton step's forcing term.
 
     multiply(p) = A p and precondition(r) = M r ≈ A⁻¹ r for a symmetric positive definite A
     with ‖A‖∞ = matrix_norm, rhs (N,). Stops once the recursively updated residual r gives a
@@ -113,13 +115,14 @@ def conjugate_gradients(
     it is not finite; or when, already below ACCEPTED_BACKWARD_ERROR, it has not improved
     for two iterations (its roundoff floor); or when, from a third of max_iterations on, its
     mean reduction per iteration so far would need more than max_iterations in all to reach
-    BACKWARD_ERROR (the caller's float64 factorization is then the cheaper way; earlier
-    iterations can be slower than later ones).
+    BACKWARD_ERROR, or the forcing term's residual when one is given (the caller's
+    factorization is then the cheaper way; earlier iterations can be slower than later ones).
 
     `forcing` makes the solve inexact, for a Newton step whose rhs is the gradient g:
     forcing(gᵀMg) is the relative residual η the step needs (gᵀMg estimates the Newton
     decrement gᵀA⁻¹g), and the iterations also stop once rᵀMr ≤ η² gᵀMg, the residual's
-    size in the norm of A⁻¹ as M measures it; the rate test then also allows for reaching η.
+    size in the norm of A⁻¹ as M measures it. η = 0, or a gᵀMg that is not finite and
+    positive (a preconditioner that is not positive definite), asks for float64's accuracy.
     """
     x = np.zeros_like(rhs)
     rhs_norm = np.abs(rhs).max(initial=0.0)
@@ -134,8 +137,10 @@ def conjugate_gradients(
     direction = z.copy()
     rz = residual @ z
     initial_energy = rz
-    eta = 0.0 if forcing is None else forcing(initial_energy)
-    target_energy = eta**2 * initial_energy if eta > 0.0 else None  # η = 0: float64's accuracy
+    eta = forcing(initial_energy) if forcing is not None and 0.0 < initial_energy < np.inf else 0.0
+    target_energy = eta**2 * initial_energy if eta > 0.0 else 0.0
+    if not target_energy > 0.0:  # also NaN, and an η² gᵀMg that underflows
+        target_energy = None
     best, stalled, iterations, first, reached = np.inf, 0, 0, None, False
     while iterations < max_iterations:
         iterations += 1
@@ -199,7 +204,8 @@ def grid_conjugate_gradients(
 
 
 class MixedPrecisionSolver:
-    """Solves with a grid matrix's float32 factor, refined to float64 accuracy.
+    """Solves with a grid matrix's float32 factor, refined to float64 accuracy (or to a Newton
+    step's forcing term).
 
     `values` are the matrix's stencil values (float64; `gridflow.stencils`), kept for the
     products of the refinement. The float32 factorization runs at construction: a

@@ -324,14 +324,54 @@ def test_a_forcing_term_stops_conjugate_gradients_at_its_relative_residual(eta):
 
 def test_a_forcing_term_within_reach_is_not_given_up_for_the_full_accuracy():
     """Unpreconditioned, a matrix of condition number 100 cannot reach float64's accuracy in
-    30 iterations (they give up at the tenth, unconverged); a relative residual of 0.5 is
-    within reach, and the rate test lets them get it."""
+    30 iterations (they give up at the tenth, unconverged); a relative residual of 0.1 is
+    within reach (15 iterations), and the rate test lets them get it."""
     matrix, norm, rhs = _ill_conditioned(14, condition=1e2)
     hopeless = refinement.conjugate_gradients(lambda p: matrix @ p, lambda r: r, rhs, norm, 30)
     assert hopeless.iterations == 10 and not hopeless.converged
-    half = refinement.conjugate_gradients(
-        lambda p: matrix @ p, lambda r: r, rhs, norm, 30, forcing=lambda energy: 0.5
+    one_digit = refinement.conjugate_gradients(
+        lambda p: matrix @ p, lambda r: r, rhs, norm, 30, forcing=lambda energy: 0.1
     )
-    assert half.converged and half.iterations <= 30
-    residual = rhs - matrix @ half.solution
-    assert np.linalg.norm(residual) <= 0.5 * np.linalg.norm(rhs) * (1 + 1e-8)
+    assert one_digit.converged and 10 < one_digit.iterations <= 30
+    residual = rhs - matrix @ one_digit.solution
+    assert np.linalg.norm(residual) <= 0.1 * np.linalg.norm(rhs) * (1 + 1e-8)
+
+
+@pytest.mark.parametrize(
+    "precondition", [lambda r: -r, lambda r: np.full_like(r, np.nan)], ids=["negative", "nan"]
+)
+def test_a_forcing_term_needs_a_positive_definite_preconditioner(precondition):
+    """rhsᵀ M rhs ≤ 0 or NaN: the forcing term is not consulted and the iterations aim at
+    float64's accuracy (here they cannot reach it: not converged)."""
+    matrix, norm, rhs = _ill_conditioned(3, size=20, condition=10.0)
+    asked = []
+    solve = refinement.conjugate_gradients(
+        lambda p: matrix @ p, precondition, rhs, norm, 5, lambda energy: asked.append(1) or 0.5
+    )
+    assert asked == [] and not solve.converged
+
+
+def test_a_forcing_term_whose_residual_underflows_asks_float64s_accuracy():
+    matrix, norm, rhs = _ill_conditioned(3, size=20, condition=10.0)
+    solve = refinement.conjugate_gradients(
+        lambda p: matrix @ p, np.linalg.inv(matrix).__matmul__, rhs, norm, 5, lambda e: 1e-200
+    )
+    assert solve.converged and solve.backward_error <= refinement.BACKWARD_ERROR
+
+
+def test_a_refined_newton_solve_gives_its_forcing_term_the_decrement_estimate():
+    """In the float32 factor's scaled system gᵀMg is the decrement gᵀA⁻¹g to float32's
+    accuracy, whatever the scaling."""
+    problem, values, _ = _newton_values()
+    rhs = np.random.default_rng(8).standard_normal(values.shape[0])
+    rhs[problem.gauge_nodes] = 0.0
+    exact = GaugedFactorization(problem, values).solve(rhs)
+    given = []
+
+    def forcing(energy):
+        given.append(energy)
+        return 1e-2
+
+    inexact = GaugedFactorization(problem, values, precision="mixed").solve(rhs, forcing)
+    assert given == [pytest.approx(rhs @ exact, rel=1e-4)]
+    assert 0 < rhs @ exact - rhs @ inexact <= 2e-4 * (rhs @ exact)  # CG from 0 underestimates

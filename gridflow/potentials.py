@@ -155,7 +155,6 @@ class GaugedFactorization:
         try:
             if precision == "mixed":
                 self._refined = refinement.MixedPrecisionSolver(values, shape, reach, reuse)
-                self._solve = self._refined.solve
                 self._problem_and_reach = (problem, reach)  # for `_superlu_after_refinement`
             else:
                 self._factor = cholesky.cholesky(values, shape, reach, reuse)
@@ -247,7 +246,8 @@ class GaugedFactorization:
         self._solve = factor.solve
 
     def _solve_scaled(self, rhs, forcing):
-        """The scaled matrix's solve for the free nodes' rhs, scaled back by one S."""
+        """The scaled matrix's solve for the free nodes' rhs, scaled back by one S: the refined
+        solver's while it serves (it takes the forcing term), else the direct `_solve`."""
         rhs = self.scale * rhs
         if self._refined is not None:
             return self._refined.solve(rhs, forcing)

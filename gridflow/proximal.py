@@ -151,6 +151,22 @@ NEWTON_REACH = 2
 """The Newton matrices in φ couple nodes two apart (H_hᵀ·H_h: a 5 × 5 stencil in d = 2)."""
 
 
+SUPERLINEAR_RATIO = 1e-2
+"""Two whole Newton steps in a row whose norms shrink by this factor or more converge
+quadratically: the next step's norm is predicted from them (`_predicted_step`)."""
+PREDICTION_MARGIN = 100.0
+"""How far the next step may exceed its quadratic prediction (at 513² the last step before
+the float64 floor came out 26 times above it) and still meet the tolerance."""
+
+
+def _predicted_step(norm: float, ratio: float) -> float:
+    """PREDICTION_MARGIN times the next Newton step's norm predicted by quadratic convergence,
+    ‖d_{k+1}‖ ≈ C‖d_k‖² with C = ‖d_k‖ / ‖d_{k−1}‖², from ‖d_k‖ (`norm`) and ‖d_k‖ / ‖d_{k−1}‖
+    (`ratio`): when it is within the tolerance, the step just taken ends the iteration, and
+    the direction that would only confirm it (a factorization) is not computed."""
+    return PREDICTION_MARGIN * norm * ratio * ratio
+
+
 NEGATIVE_DECREMENT = 1e-10
 """A Newton decrement below −NEGATIVE_DECREMENT means the linear solves failed: the
 stagnation test would otherwise take such a point for the minimizer (seen at 257²: the
@@ -178,7 +194,9 @@ def damped_newton(
     gᵀH⁻¹g is below 1e-10 the objective cannot resolve further decrease, and full steps
     are taken until the step's norm is at roundoff, tolerance × (1 + step_norm(x)), or stops
     shrinking (three full steps without a smaller one: the accuracy of the linear solves,
-    which coarse 2D grids with tiny tail weights can limit to about 1e-7).
+    which coarse 2D grids with tiny tail weights can limit to about 1e-7); after two whole
+    steps of quadratic convergence it ends as soon as the next step's predicted norm, with a
+    margin, is within that tolerance (`_predicted_step`).
     With `stall_steps`, it gives up (SolverError) after that many consecutive steps damped
     to SHORT_STEP or less: the barrier then limits every step, and a continuation is faster.
     A negative decrement (inaccurate linear solves) is a SolverError, never convergence.
@@ -196,6 +214,7 @@ def damped_newton(
     x = start.copy()
     current = value(x)
     previous_norms = []
+    full_step_norm = None  # the norm of the latest step if it was taken whole
     short_steps = 0
     if not np.isfinite(current):
         raise OutsideConeError("the Newton start is not strictly inside K_h")
@@ -237,6 +256,13 @@ def damped_newton(
                 )
         x = x - step * step_direction
         current = trial_value
+        if step == 1.0 and full_step_norm is not None:
+            ratio = norm / full_step_norm
+            if ratio <= SUPERLINEAR_RATIO and _predicted_step(norm, ratio) <= tolerance * (
+                1.0 + step_norm(x)
+            ):
+                return x
+        full_step_norm = norm if step == 1.0 else None
         short_steps = short_steps + 1 if step <= SHORT_STEP else 0
         if stall_steps is not None and short_steps >= stall_steps:
             raise failure(

@@ -35,7 +35,22 @@ from numba.core import event, serialize
 
 
 class InterruptsAfterCompiling(event.Listener):
-    """Holds SIGINT back while the main thread holds numba's compiler lock."""
+    """Holds SIGINT back while the main thread holds numba's compiler lock.
+
+    A Ctrl-C becomes a KeyboardInterrupt at the main thread's next call or function entry,
+    which can be one inside ``on_start`` or ``on_end``; each of their steps leaves the
+    listener as before the event or as after it. The outermost ``on_start`` swaps the
+    handler before it counts the lock: ``signal.signal`` hands a SIGINT already received to
+    the old handler before it changes anything, and holds any later one once it returns, so
+    a KeyboardInterrupt there leaves nothing counted (numba then neither takes the lock nor
+    ends the event). Counting first left the count at 1 and the handler not swapped, and
+    SIGINT was not held again in that process. A Ctrl-C held when another becomes a
+    KeyboardInterrupt just after ``on_end`` gave the handler back is dropped at the next
+    outermost ``on_start``: that KeyboardInterrupt stands for both, and the next release
+    delivered the held one again, after the command had handled the first. Blocking SIGINT
+    with ``signal.pthread_sigmask`` instead would not hold one that CPython's C handler has
+    already taken, nor one another thread takes: the Python handler raises those.
+    """
 
     def __init__(self):
         self.depth = 0
@@ -48,10 +63,10 @@ class InterruptsAfterCompiling(event.Listener):
     def on_start(self, ev):
         if threading.current_thread() is not threading.main_thread():
             return
+        if self.depth == 0:
+            self.received = False
+            self.previous = signal.signal(signal.SIGINT, self._hold)
         self.depth += 1
-        if self.depth == 1:
-            self.previous = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._hold)
 
     def on_end(self, ev):
         if threading.current_thread() is not threading.main_thread() or self.depth == 0:

@@ -548,3 +548,86 @@ def test_ctrl_c_while_numba_holds_its_compiler_lock_waits_for_its_release(python
             reached.append("end of the locked block")
     assert reached == ["end of the locked block"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+class _SigintAtCall:
+    """A module (``signal`` or ``threading``) whose functions raise SIGINT just before or
+    just after their ``at``-th call, counted over all modules sharing ``calls``. CPython
+    runs Python signal handlers at calls and function entries, so these are the points at
+    which a real Ctrl-C becomes a KeyboardInterrupt inside the interrupt guard."""
+
+    def __init__(self, module, calls, at, after):
+        self._module, self._calls, self._at, self._after = module, calls, at, after
+
+    def __getattr__(self, name):
+        value = getattr(self._module, name)
+        if not callable(value) or isinstance(value, type):
+            return value
+
+        def call(*args):
+            self._calls.append(name)
+            here = len(self._calls) - 1 == self._at
+            if here and not self._after:
+                signal.raise_signal(signal.SIGINT)
+            result = value(*args)
+            if here and self._after:
+                signal.raise_signal(signal.SIGINT)
+            return result
+
+        return call
+
+
+@pytest.mark.parametrize("held", [False, True], ids=["one Ctrl-C", "and one held"])
+def test_ctrl_c_at_any_point_of_the_guard_leaves_it_consistent(
+    python_sigint_handler, monkeypatch, held
+):
+    """A Ctrl-C landing inside the guard's own start and end of numba's compiler lock, at
+    each call there, ends as at most one KeyboardInterrupt per Ctrl-C, never a late one,
+    and leaves the guard holding SIGINT at the next lock and Python's handler after it. A
+    KeyboardInterrupt between counting the lock and swapping the handler left the count at
+    1 and SIGINT never held again; one just after the handler came back left a held
+    Ctrl-C that the next lock's release delivered once more."""
+    import threading
+
+    from gridflow import _interrupt_guard
+
+    def compile_nested(guard, body=lambda: None):
+        """numba's lock taken twice, nested, as its compiler does: the start event before
+        the lock (no end event if it raises), the end event after its release."""
+        for _ in range(2):
+            guard.on_start(None)
+        try:
+            body()
+        finally:
+            for _ in range(2):
+                guard.on_end(None)
+
+    def held_ctrl_c():
+        signal.raise_signal(signal.SIGINT)
+
+    at = 0
+    while True:
+        calls = []
+        guard = _interrupt_guard.InterruptsAfterCompiling()
+        for name, module in (("signal", signal), ("threading", threading)):
+            injected = _SigintAtCall(module, calls, at // 2, after=at % 2)
+            monkeypatch.setattr(_interrupt_guard, name, injected)
+        interrupted = False
+        try:
+            compile_nested(guard, held_ctrl_c if held else lambda: None)
+        except KeyboardInterrupt:
+            interrupted = True
+        monkeypatch.undo()
+        if len(calls) <= at // 2:
+            break
+        assert interrupted, (at, calls)
+        assert (guard.depth, guard.previous) == (0, None), (at, calls)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, (at, calls)
+        try:
+            compile_nested(guard)
+        except KeyboardInterrupt:
+            pytest.fail(f"a Ctrl-C delivered again at the next lock ({at}, {calls})")
+        with pytest.raises(KeyboardInterrupt):
+            compile_nested(guard, held_ctrl_c)  # held, delivered once at the end
+        at += 1
+    assert at > 10

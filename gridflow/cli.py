@@ -15,6 +15,7 @@ asks with --overwrite, and then whole: the figures of an earlier run do not rema
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import fnmatch
 import os
@@ -24,6 +25,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -180,14 +182,54 @@ def is_interrupt(error: BaseException) -> bool:
 def run_interruptible(run, kept) -> int:
     """``run()``'s exit status; after Ctrl-C (`is_interrupt`) the line ``interrupted: …``
     with ``kept(error)`` (what the command kept) on stderr, and INTERRUPTED. The line starts
-    after a newline, which ends a progress bar's line."""
+    after a newline, which ends a progress bar's line. A Ctrl-C that lands in a callback
+    (`interrupts_lost_in_callbacks_delivered`) is not lost meanwhile."""
     try:
-        return run()
+        with interrupts_lost_in_callbacks_delivered():
+            return run()
     except BaseException as error:
         if not is_interrupt(error):
             raise
         print(f"\ninterrupted: {kept(error)}", file=sys.stderr, flush=True)
         return INTERRUPTED
+
+
+@contextmanager
+def interrupts_lost_in_callbacks_delivered():
+    """Inside the block, a KeyboardInterrupt that Python cannot raise where it arose (in a
+    weakref callback or a finalizer, where it is printed as "Exception ignored" and dropped)
+    is delivered again to the main thread: without this, a Ctrl-C that lands in one (seen
+    once in 40 runs of the validation command on a cold numba cache, in a weakref callback
+    of importlib) is ignored and the command runs to its end. The delivery waits until the
+    main thread has left ``sys.unraisablehook``: raised inside it, the KeyboardInterrupt
+    would be dropped again (`_interrupt_main_outside`)."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            threading.Thread(target=_interrupt_main_outside, args=(hook.__code__,)).start()
+        else:
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+
+
+def _interrupt_main_outside(code) -> None:
+    """SIGINT to the main thread once no frame of its stack runs ``code`` (checked under the
+    GIL, so the main thread is between two bytecodes and not inside ``code``)."""
+    main = threading.main_thread().ident
+    while True:
+        frame = sys._current_frames().get(main)
+        while frame is not None and frame.f_code is not code:
+            frame = frame.f_back
+        if frame is None:
+            _thread.interrupt_main(signal.SIGINT)
+            return
+        time.sleep(0.001)
 
 
 def one_line_warnings(prog: str) -> None:

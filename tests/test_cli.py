@@ -631,3 +631,30 @@ def test_ctrl_c_at_any_point_of_the_guard_leaves_it_consistent(
             compile_nested(guard, held_ctrl_c)  # held, delivered once at the end
         at += 1
     assert at > 10
+
+
+def test_a_ctrl_c_lost_in_a_weakref_callback_is_delivered_again(python_sigint_handler):
+    """Python prints a KeyboardInterrupt raised in a weakref callback as "Exception ignored"
+    and drops it; inside `interrupts_lost_in_callbacks_delivered` it reaches the main thread
+    at its next bytecode, and outside the hook is Python's again."""
+    import weakref
+
+    from gridflow.cli import interrupts_lost_in_callbacks_delivered
+
+    class Owner:
+        pass
+
+    def callback(reference):
+        raise KeyboardInterrupt
+
+    default_hook = sys.unraisablehook
+    reached = []
+    with pytest.raises(KeyboardInterrupt), interrupts_lost_in_callbacks_delivered():
+        owner = Owner()
+        reference = weakref.ref(owner, callback)
+        del owner
+        for _ in range(1000):
+            time.sleep(0.001)
+        reached.append("after a thousand sleeps")
+    assert reference() is None and reached == []
+    assert sys.unraisablehook is default_hook

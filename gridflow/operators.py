@@ -140,30 +140,51 @@ def _spacing(spacing) -> tuple[float, ...]:
 
 def map_window(spacing: tuple[float, ...]) -> np.ndarray:
     """D_h at one cell: T's components from φ at the cell's 2^d corners, (d, 2, .., 2) as
-    [component, a, b, ..] for the corner (i + a, j + b, ..) of cell (i, j, ..)."""
-    spacing = _spacing(spacing)
-    corners = (2,) * len(spacing)
-    return np.stack(
-        [
-            component.toarray().reshape(corners)
-            for component in _component_operators(corners, spacing)
-        ]
-    )
+    [component, a, b, ..] for the corner (i + a, j + b, ..) of cell (i, j, ..). Read-only:
+    computed once per spacing (every Newton matrix reads it)."""
+    return _map_window(_spacing(spacing))
 
 
 def hessian_window(spacing: tuple[float, ...]) -> np.ndarray:
     """H_h = B_h D_h at one interior node: its s entries (`hessian_entries`) from φ at the
-    3^d nodes around it, (s, 3, .., 3) as [entry, a, b, ..] for the node (i - 1 + a, ..)."""
-    spacing = _spacing(spacing)
+    3^d nodes around it, (s, 3, .., 3) as [entry, a, b, ..] for the node (i - 1 + a, ..).
+    Read-only: computed once per spacing."""
+    return _hessian_window(_spacing(spacing))
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
+
+@functools.lru_cache(maxsize=16)
+def _map_window(spacing: tuple[float, ...]) -> np.ndarray:
+    corners = (2,) * len(spacing)
+    return _read_only(
+        np.stack(
+            [
+                component.toarray().reshape(corners)
+                for component in _component_operators(corners, spacing)
+            ]
+        )
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _hessian_window(spacing: tuple[float, ...]) -> np.ndarray:
     dim = len(spacing)
     to_cells = _component_operators((3,) * dim, spacing)  # 3^d nodes -> 2^d cells
     to_node = _component_operators((2,) * dim, spacing)  # 2^d cells -> the node
-    return np.stack(
-        [
-            0.5
-            * (to_node[q] @ to_cells[p] + to_node[p] @ to_cells[q]).toarray().reshape((3,) * dim)
-            for p, q in zip(*hessian_entries(dim), strict=True)
-        ]
+    return _read_only(
+        np.stack(
+            [
+                0.5
+                * (to_node[q] @ to_cells[p] + to_node[p] @ to_cells[q])
+                .toarray()
+                .reshape((3,) * dim)
+                for p, q in zip(*hessian_entries(dim), strict=True)
+            ]
+        )
     )
 
 

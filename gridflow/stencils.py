@@ -76,7 +76,10 @@ def scaled(values: np.ndarray, scale: np.ndarray, shape: tuple[int, ...], reach:
     """S A S for S = diag(scale) and A's stencil values (N, K), a new array: [i, k] =
     values[i, k] · (scale[i] · scale[i + offset k]), 0 off the grid (`shifted`'s product,
     without its (N, K) temporaries)."""
-    return _scaled(*_kernel_arguments(values, scale, shape, reach))
+    arguments = _kernel_arguments(values, scale, shape, reach)
+    result = np.empty_like(arguments[0])  # numpy's allocation: huge pages, where numba's
+    _scaled(result, *arguments)  # (malloc) would fault in 4 KiB pages (docs/performance.md)
+    return result
 
 
 def _kernel_arguments(values, node_array, shape, reach) -> tuple:
@@ -111,16 +114,37 @@ def _neighbour(coordinates, offset, shape):
 
 
 @njit(cache=True)
-def _scaled(values, scale, shape, offsets):
-    result = np.empty_like(values)
+def _flat_offsets(shape, offsets):
+    """The offsets as differences of flat indices (C order), and the stencil's reach."""
+    flat = np.zeros(offsets.shape[0], dtype=np.int64)
+    for k in range(offsets.shape[0]):
+        for axis in range(shape.size):
+            flat[k] = flat[k] * shape[axis] + offsets[k, axis]
+    return flat, np.abs(offsets).max()
+
+
+@njit(cache=True)
+def _stencil_neighbours(i, shape, offsets, flat, reach, coordinates, out):
+    """out[k] ← the flat index of node i + offset k, or -1 off the grid: i + flat[k] for a
+    node at least `reach` from every side, else checked axis by axis."""
+    _unravel(i, shape, coordinates)
+    inside = True
+    for axis in range(shape.size):
+        inside = inside and reach <= coordinates[axis] < shape[axis] - reach
+    for k in range(offsets.shape[0]):
+        out[k] = i + flat[k] if inside else _neighbour(coordinates, offsets[k], shape)
+
+
+@njit(cache=True)
+def _scaled(result, values, scale, shape, offsets):
     coordinates = np.empty(shape.size, dtype=np.int64)
+    neighbours = np.empty(offsets.shape[0], dtype=np.int64)
+    flat, reach = _flat_offsets(shape, offsets)
     for i in range(values.shape[0]):
-        _unravel(i, shape, coordinates)
+        _stencil_neighbours(i, shape, offsets, flat, reach, coordinates, neighbours)
         for k in range(offsets.shape[0]):
-            neighbour = _neighbour(coordinates, offsets[k], shape)
-            other = scale[neighbour] if neighbour >= 0 else 0.0
+            other = scale[neighbours[k]] if neighbours[k] >= 0 else 0.0
             result[i, k] = values[i, k] * (scale[i] * other)
-    return result
 
 
 def infinity_norm(values: np.ndarray) -> float:
@@ -137,13 +161,14 @@ def multiply(values: np.ndarray, x: np.ndarray, shape: tuple[int, ...], reach: i
 def _multiply(values, x, shape, offsets):
     result = np.empty(values.shape[0])
     coordinates = np.empty(shape.size, dtype=np.int64)
+    neighbours = np.empty(offsets.shape[0], dtype=np.int64)
+    flat, reach = _flat_offsets(shape, offsets)
     for i in range(values.shape[0]):
-        _unravel(i, shape, coordinates)
+        _stencil_neighbours(i, shape, offsets, flat, reach, coordinates, neighbours)
         total = 0.0
         for k in range(offsets.shape[0]):
-            neighbour = _neighbour(coordinates, offsets[k], shape)
-            if neighbour >= 0:
-                total += values[i, k] * x[neighbour]
+            if neighbours[k] >= 0:
+                total += values[i, k] * x[neighbours[k]]
         result[i] = total
     return result
 

@@ -56,6 +56,19 @@ def test_quadratic_forms_equal_the_sparse_products(which, lower, upper, shape):
     assert isinstance(assembled, sparse.csr_matrix)
 
 
+@pytest.mark.parametrize("window", [operators.map_window, operators.hessian_window])
+def test_a_window_is_computed_once_per_spacing_and_cannot_be_changed(window):
+    """The windows are cached (every Newton matrix reads them): a caller writing into one
+    would change every later matrix, so they are read-only."""
+    first = window((0.5, 0.25))
+    assert window(np.array([0.5, 0.25])) is first
+    assert window((0.5, 0.5)) is not first
+    with pytest.raises(ValueError, match="read-only"):
+        first[0] = 0.0
+    with pytest.raises(ValueError, match="spacing must be"):
+        window((0.5, -1.0))
+
+
 @pytest.mark.parametrize(("shape", "reach"), [((9, 7), 1), ((5, 6, 7), 2), ((12,), 2)])
 def test_scaled_is_the_product_with_the_shifted_scale(shape, reach):
     """S A S in the stencil layout, bit for bit the product with `shifted`, 0 off the grid."""

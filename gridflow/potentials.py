@@ -20,6 +20,7 @@ from scipy import sparse
 from scipy.sparse import linalg as sparse_linalg
 
 from gridflow import cholesky, operators, refinement, stencils
+from gridflow.fast_diagonalization import solve_gradient_normal_equations
 from gridflow.problem import Problem
 
 
@@ -304,15 +305,12 @@ def helmholtz_projection(problem: Problem, v, max_refinements: int = 8):
 def least_squares_potential(problem: Problem, v) -> np.ndarray:
     """The potential p (N,) whose field D_h p is closest to v (n, d) cell by cell.
 
-    The unweighted normal equations (D_hᵀ D_h) p = D_hᵀ v, solved in the gauge: unlike the
-    L²(ϱ0) projection (`helmholtz_projection`), the tails weigh as much as the bulk.
+    The unweighted normal equations (D_hᵀ D_h) p = D_hᵀ v, solved by fast diagonalization
+    (`gridflow.fast_diagonalization`; p without a component in ker D_h in its basis): unlike
+    the L²(ϱ0) projection (`helmholtz_projection`), the tails weigh as much as the bulk.
     """
     v = problem.as_map(v, "v")
-    identity = np.broadcast_to(np.eye(problem.dim), (problem.size, problem.dim, problem.dim))
-    factorization = GaugedFactorization(
-        problem, weight_blocks(problem, identity), reach=1, precision="auto"
-    )
-    return factorization.solve(problem.gradient_operator.T @ v.ravel())
+    return solve_gradient_normal_equations(problem.grid, problem.gradient_operator.T @ v.ravel())
 
 
 def in_gauge(problem: Problem, potential) -> np.ndarray:

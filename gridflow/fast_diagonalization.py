@@ -12,7 +12,8 @@ Vᵀ B V = I − Λ, with 0 ≤ Λ ≤ 1. In the basis ⊗V the matrix is diagon
 axis and back (Lynch, Rice and Thomas's method): O(N n) flops instead of a sparse
 factorization. Λ = 0 belongs to the constant vector (A's kernel) and Λ = 1 to the
 alternating one (B's kernel) alone; set to exactly 0 and 1, they make the entries of
-ker D_h (the constants, the checkerboards) exactly zero, where the solve returns 0: the
+ker D_h (the constants, the checkerboards, in 3D also the alternations of the planes)
+exactly zero, where the solve returns 0: the
 solution is the one without a component in ker D_h in this basis, and D_h p is the same as
 for any other solution.
 """
@@ -25,6 +26,8 @@ import numpy as np
 from scipy import linalg
 
 from gridflow import operators
+from gridflow.checks import require_instance
+from gridflow.grid import Grid
 
 __all__ = ["solve_gradient_normal_equations"]
 
@@ -63,6 +66,7 @@ def solve_gradient_normal_equations(grid, rhs: np.ndarray) -> np.ndarray:
     """p (N,) with D_hᵀ D_h p = rhs for rhs (N,) in the range of D_hᵀ (orthogonal to
     ker D_h), on `grid` (`gridflow.Grid`): the solution without a component in ker D_h in the
     basis of the module's docstring."""
+    require_instance(grid, Grid, "grid", "; build one with gridflow.Grid")
     shape = tuple(grid.shape)
     rhs = np.asarray(rhs, dtype=float)
     if rhs.shape != (int(np.prod(shape)),):

@@ -54,6 +54,8 @@ def test_least_squares_potential_fits_a_gradient_field_exactly():
     np.testing.assert_allclose(problem.map_of(least_squares_potential(problem, v)), v, atol=1e-12)
 
 
-def test_a_right_hand_side_of_another_grid_is_refused():
+def test_a_right_hand_side_of_another_grid_or_no_grid_is_refused():
     with pytest.raises(ValueError, match=r"rhs must have shape \(126,\)"):
         solve_gradient_normal_equations(GRIDS[1], np.ones(125))
+    with pytest.raises(TypeError, match=r"grid must be a gridflow\.Grid, got tuple"):
+        solve_gradient_normal_equations((9, 14), np.ones(126))

@@ -13,9 +13,8 @@ axis and back (Lynch, Rice and Thomas's method): O(N n) flops instead of a spars
 factorization. Λ = 0 belongs to the constant vector (A's kernel) and Λ = 1 to the
 alternating one (B's kernel) alone; set to exactly 0 and 1, they make the entries of
 ker D_h (the constants, the checkerboards, in 3D also the alternations of the planes)
-exactly zero, where the solve returns 0: the
-solution is the one without a component in ker D_h in this basis, and D_h p is the same as
-for any other solution.
+exactly zero, where the solve returns 0: the solution is the one without a component in
+ker D_h in this basis, and D_h p is the same as for any other solution.
 """
 
 from __future__ import annotations
@@ -40,7 +39,8 @@ def _axis_bases(shape: tuple[int, ...], spacing: tuple[float, ...]):
     for size, h in zip(shape, spacing, strict=True):
         delta = operators.difference(size, h).toarray()
         mu = operators.average(size).toarray()
-        lam, vectors = linalg.eigh(delta.T @ delta, delta.T @ delta + mu.T @ mu)
+        stiffness = delta.T @ delta
+        lam, vectors = linalg.eigh(stiffness, stiffness + mu.T @ mu)
         lam[0], lam[-1] = 0.0, 1.0  # the constant and the alternating vector, exactly
         bases.append((lam, vectors))
     diagonal = np.zeros(shape)
@@ -71,6 +71,8 @@ def solve_gradient_normal_equations(grid, rhs: np.ndarray) -> np.ndarray:
     rhs = np.asarray(rhs, dtype=float)
     if rhs.shape != (int(np.prod(shape)),):
         raise ValueError(f"rhs must have shape ({int(np.prod(shape))},), got {rhs.shape}")
+    if not np.all(np.isfinite(rhs)):
+        raise ValueError("rhs must be finite (it has NaN or inf entries)")
     vectors, diagonal = _axis_bases(shape, tuple(float(h) for h in grid.spacing))
     transformed = _along_axes(rhs.reshape(shape), vectors, transpose=True)
     solved = np.divide(transformed, diagonal, out=np.zeros(shape), where=diagonal > 0)

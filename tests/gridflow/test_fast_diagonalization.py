@@ -59,3 +59,5 @@ def test_a_right_hand_side_of_another_grid_or_no_grid_is_refused():
         solve_gradient_normal_equations(GRIDS[1], np.ones(125))
     with pytest.raises(TypeError, match=r"grid must be a gridflow\.Grid, got tuple"):
         solve_gradient_normal_equations((9, 14), np.ones(126))
+    with pytest.raises(ValueError, match="rhs must be finite"):
+        solve_gradient_normal_equations(GRIDS[1], np.full(126, np.nan))
